@@ -1,0 +1,249 @@
+"""Commands: everything that can change the engine's state.
+
+A command is a plain value. The engine applies commands one at a time, in log order,
+and nothing else changes it; time and sequence numbers travel *in* the command
+(``seq``, ``ts_ms``) because the engine has no clock. Applying the same command log to
+a fresh engine always yields the same events and the same state.
+
+Prices and amounts are integer units (see ``units``); prices are in the owner's own
+terms (a buy of NO at 0.30 carries ``price=3000``, ``outcome=Outcome.NO``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Side(enum.Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class Outcome(enum.Enum):
+    YES = "yes"
+    NO = "no"
+
+
+class OrderType(enum.Enum):
+    LIMIT = "limit"
+    MARKET = "market"
+
+
+class TimeInForce(enum.Enum):
+    GTC = "gtc"
+    GTD = "gtd"
+    IOC = "ioc"
+    FOK = "fok"
+
+
+class SelfTrade(enum.Enum):
+    """What happens when an order would trade with its owner's own resting order."""
+
+    CANCEL_RESTING = "cancel_resting"
+    CANCEL_TAKER = "cancel_taker"
+    CANCEL_BOTH = "cancel_both"
+
+
+class EventStatus(enum.Enum):
+    ACTIVE = "active"
+    CLOSED = "closed"
+    RESOLVED = "resolved"
+
+
+@dataclass(slots=True, kw_only=True)
+class Command:
+    """Base of every command: the envelope the runner stamps.
+
+    Attributes:
+        seq: position in the command log (0 = unsequenced, e.g. in tests). The engine
+            refuses a sequenced command whose ``seq`` is not above the last one applied,
+            so a redelivered command is never applied twice.
+        ts_ms: Unix time in milliseconds assigned by the runner; the engine's clock.
+    """
+
+    seq: int = 0
+    ts_ms: int = 0
+
+
+# --- admin: events and markets ------------------------------------------------------
+
+
+@dataclass(slots=True, kw_only=True)
+class CreateEvent(Command):
+    """Create an event with one market per outcome (no outcomes: a single yes/no market)."""
+
+    title: str
+    outcomes: tuple[str, ...] = ()
+    tick: int = 100
+    description: str = ""
+    category: str = ""
+    slug: str = ""
+    close_time_ms: int | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class UpdateEvent(Command):
+    """Change an event's descriptive fields and/or close (cancels open orders) or reopen it."""
+
+    event_id: int
+    title: str | None = None
+    description: str | None = None
+    category: str | None = None
+    close_time_ms: int | None = None
+    status: EventStatus | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class DeleteEvent(Command):
+    """Delete an event in which nothing ever traded and nothing is held."""
+
+    event_id: int
+
+
+@dataclass(slots=True, kw_only=True)
+class ResolveEvent(Command):
+    """Resolve with a winning outcome, with no winner (single-outcome only), or void."""
+
+    event_id: int
+    winning_outcome_id: int | None = None
+    void: bool = False
+
+
+# --- money across the boundary -------------------------------------------------------
+
+
+@dataclass(slots=True, kw_only=True)
+class Deposit(Command):
+    user_id: int
+    amount: int
+
+
+@dataclass(slots=True, kw_only=True)
+class Withdraw(Command):
+    user_id: int
+    amount: int
+
+
+# --- trading -------------------------------------------------------------------------
+
+
+@dataclass(slots=True, kw_only=True)
+class PlaceOrder(Command):
+    """Place an order in the owner's terms.
+
+    ``price`` is the limit price, or for a market order its optional protective worst
+    price (default: the worst price on the grid). ``expires_at_ms`` is required for
+    ``gtd``. A repeated ``client_order_id`` of the same user never creates a second order.
+    """
+
+    user_id: int
+    market_id: int
+    outcome: Outcome
+    side: Side
+    quantity: int
+    price: int | None = None
+    order_type: OrderType = OrderType.LIMIT
+    tif: TimeInForce = TimeInForce.GTC
+    expires_at_ms: int | None = None
+    post_only: bool = False
+    client_order_id: str | None = None
+    stp: SelfTrade = SelfTrade.CANCEL_RESTING
+
+
+@dataclass(slots=True, kw_only=True)
+class PlaceBatch(Command):
+    """Place several orders of one user; each succeeds or is rejected on its own."""
+
+    user_id: int
+    orders: tuple[PlaceOrder, ...] = field(default_factory=tuple)
+
+
+@dataclass(slots=True, kw_only=True)
+class ModifyOrder(Command):
+    """Change price and/or total quantity (filled part included) of an open order.
+
+    A lower quantity at the same price keeps time priority; a price change or a higher
+    quantity loses it (and may trade at once, as a new order would).
+    """
+
+    user_id: int
+    order_id: int
+    price: int | None = None
+    quantity: int | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class CancelOrder(Command):
+    user_id: int
+    order_id: int
+
+
+@dataclass(slots=True, kw_only=True)
+class CancelAll(Command):
+    """Cancel every open order of a user, optionally only in one market."""
+
+    user_id: int
+    market_id: int | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class Expire(Command):
+    """Advance the clock to ``ts_ms`` and expire due gtd orders; changes nothing else."""
+
+
+# --- collateral operations -----------------------------------------------------------
+
+
+@dataclass(slots=True, kw_only=True)
+class Split(Command):
+    """$1 per unit of ``quantity`` -> 1 YES + 1 NO of a market."""
+
+    user_id: int
+    market_id: int
+    quantity: int
+
+
+@dataclass(slots=True, kw_only=True)
+class Merge(Command):
+    """1 YES + 1 NO of a market -> $1, per unit of ``quantity``."""
+
+    user_id: int
+    market_id: int
+    quantity: int
+
+
+@dataclass(slots=True, kw_only=True)
+class SplitEvent(Command):
+    """$1 -> one YES of every outcome (events with two or more outcomes only)."""
+
+    user_id: int
+    event_id: int
+    quantity: int
+
+
+@dataclass(slots=True, kw_only=True)
+class MergeEvent(Command):
+    """One YES of every outcome -> $1 (events with two or more outcomes only)."""
+
+    user_id: int
+    event_id: int
+    quantity: int
+
+
+@dataclass(slots=True, kw_only=True)
+class Convert(Command):
+    """NO of each outcome in ``outcome_ids`` -> YES of every other outcome.
+
+    Converting k NOs also releases $(k - 1) per unit: k NOs always pay k - 1 more than
+    the YES of the remaining outcomes.
+    """
+
+    user_id: int
+    event_id: int
+    outcome_ids: tuple[int, ...]
+    quantity: int
+
+
+ADMIN_COMMANDS = (CreateEvent, UpdateEvent, DeleteEvent, ResolveEvent)
+"""Commands only an operator may send."""
