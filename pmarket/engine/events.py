@@ -13,8 +13,9 @@ idempotent by construction. ``fill`` and ``ledger`` are facts with their own ide
 and ``book`` prices are in YES terms, ``order`` prices in the owner's terms.
 
 The events of one command are emitted in this order: the command's own facts
-(``rejected`` / ``ledger`` / ``fill`` / ``resolved`` ...), then the final state of every
-order, account position and balance, and book level it touched.
+(``rejected`` / ``duplicate`` / ``ledger`` / ``fill`` / ``resolved`` ...), then the final
+state of every order, position, balance and book level it touched. The first ``order``
+event of a placement or modification is that order itself.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ LEDGER = "ledger"
 EVENT = "event"
 EVENT_DELETED = "event_deleted"
 RESOLVED = "resolved"
+BATCH_ITEM = "batch_item"
 
 LAYOUTS: dict[str, tuple[str, ...]] = {
     # Full state of an order after the command, in its owner's terms.
@@ -65,6 +67,8 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
         "tick", "markets", "created_ms", "winning_outcome_id", "void",
     ),
     EVENT_DELETED: ("event_id",),
+    # In a batch's events: everything up to the next batch_item belongs to order `index`.
+    BATCH_ITEM: ("index",),
     RESOLVED: (
         "event_id", "winning_outcome_id", "void", "payouts_total", "rounding", "ts_ms",
     ),
