@@ -1,6 +1,13 @@
-"""The ``pmarket`` command line: thin Typer commands that call into the package."""
+"""The ``pmarket`` command line: thin Typer commands that call into the package.
+
+Each module of this package registers its commands on ``app`` (or a sub-app) when
+imported; ``main`` imports them all, so adding a command is adding a module.
+"""
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 import typer
 
@@ -10,12 +17,15 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-bench_app = typer.Typer(help="Benchmarks: figures for the engine, the services and HTTP.")
-app.add_typer(bench_app, name="bench")
+
+
+def load_commands() -> typer.Typer:
+    """Import every command module of this package and return the app."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    return app
 
 
 def main() -> None:
     """Entry point of the ``pmarket`` console script."""
-    from pmarket.cli import bench  # noqa: F401  (registers commands)
-
-    app()
+    load_commands()()

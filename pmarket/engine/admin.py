@@ -50,7 +50,8 @@ class AdminMixin:
     def _event_or_reject(self, cmd, command: str) -> Event | None:
         event = self.events.get(cmd.event_id)
         if event is None:
-            self._reject(None, command, Reason.UNKNOWN_EVENT, f"event {cmd.event_id} does not exist")
+            self._reject(None, command, Reason.UNKNOWN_EVENT,
+                         f"event {cmd.event_id} does not exist")
             return None
         if event.status == "resolved":
             self._reject(None, command, Reason.ALREADY_RESOLVED, f"event {event.id} is resolved")

@@ -152,8 +152,8 @@ class Book:
                 if i == self.best_bid:
                     self.best_bid = self.next_bid(i)
             else:
-                self.bid_dead[i] += 1
-                if self.bid_dead[i] >= _COMPACT_MIN_DEAD and self.bid_dead[i] * 2 > len(self.bids[i]):
+                dead = self.bid_dead[i] = self.bid_dead[i] + 1
+                if dead >= _COMPACT_MIN_DEAD and dead * 2 > len(self.bids[i]):
                     self.bids[i] = deque(o for o in self.bids[i] if o.live)
                     self.bid_dead[i] = 0
         else:
@@ -165,8 +165,8 @@ class Book:
                 if i == self.best_ask:
                     self.best_ask = self.next_ask(i)
             else:
-                self.ask_dead[i] += 1
-                if self.ask_dead[i] >= _COMPACT_MIN_DEAD and self.ask_dead[i] * 2 > len(self.asks[i]):
+                dead = self.ask_dead[i] = self.ask_dead[i] + 1
+                if dead >= _COMPACT_MIN_DEAD and dead * 2 > len(self.asks[i]):
                     self.asks[i] = deque(o for o in self.asks[i] if o.live)
                     self.ask_dead[i] = 0
 

@@ -2,7 +2,7 @@
 
 Money invariant (DESIGN §1), checked by ``Engine.audit``:
     Σ account cash (available + reserved) + Σ event collateral + rounding
-        == Σ deposits − Σ withdrawals.
+        == Σ deposits - Σ withdrawals.
 Shares only come into existence in fully collateralised bundles (mint, split, event
 split, convert), so every event's collateral equals what it will pay out under *any*
 resolution.

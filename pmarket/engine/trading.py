@@ -347,7 +347,7 @@ class TradingMixin:
         """Return what the order's remaining quantity has reserved."""
         left = order.remaining
         action = order.action
-        if action == BUY_YES or action == BUY_NO:
+        if action in (BUY_YES, BUY_NO):
             acct = order.account
             cash = order.price * left
             acct.reserved -= cash
