@@ -1,0 +1,814 @@
+"""The bus interface: append-only streams with consumer groups, acks and dead letters.
+
+The bus carries three flows between services (docs/DESIGN.md §4):
+
+* **commands** — servers append to ``<prefix>:{<shard>}:commands``; the engine of that
+  shard reads them in the consumer group ``engine`` and acks a command only once its
+  effects (events, replies) are written.
+* **replies** — the engine appends to ``<prefix>:replies:{<instance>}``, the stream of
+  the server instance named in the command's ``reply_to``; ``Bus.request`` waits on it.
+* **events** — the engine appends to ``<prefix>:{<shard>}:events``; every named consumer
+  group (``worker``, ``server-<id>``...) reads all of them independently.
+
+Invariant: delivery is at least once. An entry appended is handed to every consumer group
+until that group acks it or moves it to the group's dead-letter stream, and it is never
+trimmed while any group has not acked it; consumers must therefore be idempotent. The
+shard name sits in a Redis hash tag so one shard's streams share a cluster slot and
+running one engine per shard is a configuration change.
+
+``Bus`` implements everything above on a dozen abstract primitives (append/ack/delete in
+one atomic ``write``, group reads, claims, trims); ``memory.MemoryBus`` and
+``redis_streams.RedisStreamsBus`` supply them with the same semantics, which one
+contract test suite checks for both.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple, Self
+
+log = logging.getLogger(__name__)
+
+StreamId = str
+"""A stream entry id, ``"<ms>-<seq>"`` as Redis writes it; ordered by ``parse_id``."""
+
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+REPLY_TO = "reply_to"
+CORRELATION_ID = "correlation_id"
+ENGINE_GROUP = "engine"
+"""The consumer group of the engine on its shard's command stream."""
+
+_DLQ = "dlq."  # header prefix of the dead-letter metadata
+_DLQ_STREAM, _DLQ_GROUP, _DLQ_ID = _DLQ + "stream", _DLQ + "group", _DLQ + "id"
+_DLQ_ERROR, _DLQ_DELIVERIES = _DLQ + "error", _DLQ + "deliveries"
+
+
+class BusError(Exception):
+    """A bus operation failed."""
+
+
+class BusUnavailable(BusError):
+    """The transport is unreachable or failed mid-operation; retrying may succeed."""
+
+
+class UnknownGroup(BusError):
+    """A group operation named a consumer group that does not exist on the stream."""
+
+
+class RequestTimeout(BusError, TimeoutError):
+    """No reply arrived in time. The command may still be applied later."""
+
+
+def parse_id(stream_id: StreamId) -> tuple[int, int]:
+    """Split ``"<ms>-<seq>"`` into integers, the order in which streams sort entries."""
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def next_id(stream_id: StreamId) -> StreamId:
+    """The smallest id strictly greater than ``stream_id``."""
+    ms, seq = parse_id(stream_id)
+    return f"{ms}-{seq + 1}"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One entry of a stream as delivered to a reader.
+
+    Attributes:
+        stream: key of the stream it was read from.
+        id: its stream id.
+        payload: the opaque bytes appended.
+        deliveries: how many times it has been handed to a consumer of the reading group
+            (1 on first delivery; 1 for reads without a group).
+        headers: small string metadata appended with it (``reply_to``, ``correlation_id``).
+    """
+
+    stream: str
+    id: StreamId
+    payload: bytes
+    deliveries: int = 1
+    headers: Mapping[str, str] = field(default_factory=lambda: NO_HEADERS)
+
+    @property
+    def reply_to(self) -> str:
+        """Instance name whose reply stream should receive the reply ("" for none)."""
+        return self.headers.get(REPLY_TO, "")
+
+    @property
+    def correlation_id(self) -> str:
+        """Identifier the requester matches the reply with ("" for none)."""
+        return self.headers.get(CORRELATION_ID, "")
+
+
+Outgoing = bytes | tuple[bytes, Mapping[str, str]]
+"""What is appended: a payload, or a payload with headers (the name ``p`` is reserved)."""
+
+
+class Append(NamedTuple):
+    """Append ``entries`` to ``stream``; with ``ttl_ms`` the stream expires when idle."""
+
+    stream: str
+    entries: Sequence[Outgoing]
+    ttl_ms: int | None = None
+
+
+class Ack(NamedTuple):
+    """Acknowledge ``ids`` for consumer group ``group`` of ``stream``."""
+
+    stream: str
+    group: str
+    ids: Sequence[StreamId]
+
+
+class Delete(NamedTuple):
+    """Delete entries ``ids`` from ``stream``."""
+
+    stream: str
+    ids: Sequence[StreamId]
+
+
+class Reply(NamedTuple):
+    """A reply to a command: ``payload`` for the requester ``reply_to``."""
+
+    reply_to: str
+    correlation_id: str
+    payload: bytes
+
+    @classmethod
+    def to(cls, command: Message, payload: bytes) -> Reply:
+        """The reply to ``command``, addressed from its headers."""
+        return cls(command.reply_to, command.correlation_id, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """State of one consumer group.
+
+    Attributes:
+        name: the group name.
+        consumers: number of consumers known to the group.
+        pending: entries delivered to it and not yet acked.
+        last_delivered_id: id of the newest entry delivered to the group.
+        oldest_pending_id: smallest pending id, None when nothing is pending.
+        lag: entries not yet delivered to the group (None when the server cannot tell).
+    """
+
+    name: str
+    consumers: int
+    pending: int
+    last_delivered_id: StreamId
+    oldest_pending_id: StreamId | None
+    lag: int | None
+
+    @property
+    def floor_id(self) -> StreamId:
+        """Smallest id this group still needs: nothing below it may be trimmed."""
+        undelivered = next_id(self.last_delivered_id)
+        if self.oldest_pending_id is None:
+            return undelivered
+        return min(self.oldest_pending_id, undelivered, key=parse_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEntry:
+    """A delivered, un-acked entry: who holds it, for how long, how often delivered."""
+
+    id: StreamId
+    consumer: str
+    idle_ms: int
+    deliveries: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message a consumer group gave up on, with the error that made it give up.
+
+    Attributes:
+        id: id of the entry in the dead-letter stream (what retry and delete take).
+        stream: the stream the message came from.
+        group: the consumer group that dead-lettered it.
+        message_id: its id in ``stream``.
+        payload: its payload.
+        headers: its original headers.
+        error: why it was dead-lettered.
+        deliveries: how many times it had been delivered to the group.
+        failed_ms: when it was dead-lettered (Unix ms, from the dead-letter entry id).
+    """
+
+    id: StreamId
+    stream: str
+    group: str
+    message_id: StreamId
+    payload: bytes
+    headers: Mapping[str, str]
+    error: str
+    deliveries: int
+    failed_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamKeys:
+    """Derives every stream key from one prefix.
+
+    The shard (or instance) is wrapped in ``{}``, a Redis Cluster hash tag: a shard's
+    commands, events and dead letters live in one slot, so ``Bus.complete`` can write
+    them in one transaction.
+    """
+
+    prefix: str = "pmarket"
+
+    def commands(self, shard: str) -> str:
+        """Command stream of ``shard``."""
+        return f"{self.prefix}:{{{shard}}}:commands"
+
+    def events(self, shard: str) -> str:
+        """Event stream of ``shard``."""
+        return f"{self.prefix}:{{{shard}}}:events"
+
+    def replies(self, instance: str) -> str:
+        """Reply stream of the server instance ``instance``."""
+        return f"{self.prefix}:replies:{{{instance}}}"
+
+    def dead_letters(self, stream: str, group: str) -> str:
+        """Dead-letter stream of ``group`` on ``stream`` (a prefixed key of this bus)."""
+        head = self.prefix + ":"
+        if not stream.startswith(head):
+            raise ValueError(f"stream {stream!r} does not start with prefix {head!r}")
+        return f"{self.prefix}:dlq:{stream[len(head):]}:{group}"
+
+
+@dataclass(slots=True)
+class _ReplyState:
+    waiting: dict[str, asyncio.Future[bytes]] = field(default_factory=dict)
+    listener: asyncio.Task[None] | None = None
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Bus(abc.ABC):
+    """Streams with consumer groups, plus the command/reply/event roles built on them.
+
+    Args:
+        prefix: first segment of every key, so several deployments can share a server.
+        shard: the default shard of the role methods (``None`` there means this one).
+        instance: this process's name for replies; unique per process (default random).
+        reply_ttl_ms: a reply stream expires this long after its last reply.
+        reply_block_ms: how long one read of the reply listener blocks.
+    """
+
+    def __init__(
+        self,
+        *,
+        prefix: str = "pmarket",
+        shard: str = "main",
+        instance: str | None = None,
+        reply_ttl_ms: int = 600_000,
+        reply_block_ms: int = 1_000,
+    ) -> None:
+        self.keys = StreamKeys(prefix)
+        self.shard = shard
+        self.instance = instance or uuid.uuid4().hex[:12]
+        self.reply_ttl_ms = reply_ttl_ms
+        self.reply_block_ms = reply_block_ms
+        # Correlation ids only need to be unique per reply stream; a random token per bus
+        # keeps a reused instance name from matching replies meant for its predecessor.
+        self._correlation = f"{secrets.token_hex(4)}-"
+        self._counter = itertools.count(1)
+        self._replies = _ReplyState()
+        self._groups_ready: set[tuple[str, str]] = set()
+        # Per (stream, group, consumer): cursor through the consumer's own pending
+        # entries, read once before new ones; None once that backlog is drained.
+        self._backlog: dict[tuple[str, str, str], StreamId | None] = {}
+        self._closed = False
+
+    # --- primitives -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def write(
+        self,
+        appends: Sequence[Append] = (),
+        acks: Sequence[Ack] = (),
+        deletes: Sequence[Delete] = (),
+    ) -> list[list[StreamId]]:
+        """Apply appends, then acks, then deletes, atomically and in one round trip.
+
+        Returns:
+            The new ids of each ``Append``'s entries, in order.
+
+        Raises:
+            BusUnavailable: nothing or everything may have been applied (Redis: the
+                transaction's outcome is unknown when the connection drops).
+        """
+
+    @abc.abstractmethod
+    async def read(
+        self,
+        stream: str,
+        after_id: StreamId = "0-0",
+        *,
+        count: int = 100,
+        block_ms: int | None = None,
+    ) -> list[Message]:
+        """Read entries with ids above ``after_id``, without a group (tail or replay).
+
+        Args:
+            stream: the stream key.
+            after_id: exclusive lower bound; ``"0-0"`` reads from the start.
+            count: at most this many entries.
+            block_ms: wait up to this long for an entry if there is none (0: forever;
+                None: return at once).
+        """
+
+    @abc.abstractmethod
+    async def ensure_group(self, stream: str, group: str, start_id: StreamId = "0") -> bool:
+        """Create ``group`` on ``stream`` (and the stream) unless it exists.
+
+        Args:
+            stream: the stream key.
+            group: the group name.
+            start_id: the group receives entries above this id: ``"0"`` for all,
+                ``"$"`` for only those appended from now on.
+
+        Returns:
+            True if the group was created, False if it already existed.
+        """
+
+    @abc.abstractmethod
+    async def set_group_position(self, stream: str, group: str, last_id: StreamId) -> None:
+        """Make ``group`` deliver entries after ``last_id`` next (resume from a position).
+
+        Pending entries stay pending. Moving a group back below the trimmed part of a
+        stream cannot bring trimmed entries back.
+
+        Raises:
+            UnknownGroup: the group does not exist.
+        """
+
+    @abc.abstractmethod
+    async def delete_group(self, stream: str, group: str) -> bool:
+        """Remove ``group`` and its pending list; True if it existed.
+
+        A group that is never read again holds back trimming: delete it when its consumer
+        leaves for good (a server instance shutting down).
+        """
+
+    @abc.abstractmethod
+    async def groups(self, stream: str) -> list[GroupInfo]:
+        """State of every consumer group of ``stream`` (empty if there is no stream)."""
+
+    @abc.abstractmethod
+    async def pending(
+        self, stream: str, group: str, *, consumer: str | None = None, count: int = 100
+    ) -> list[PendingEntry]:
+        """The oldest ``count`` pending entries of ``group``, optionally of one consumer."""
+
+    @abc.abstractmethod
+    async def last_id(self, stream: str) -> StreamId:
+        """Id of the newest entry of ``stream`` ("0-0" if it is empty or missing)."""
+
+    @abc.abstractmethod
+    async def length(self, stream: str) -> int:
+        """Number of entries in ``stream`` (0 if it does not exist)."""
+
+    @abc.abstractmethod
+    async def delete_streams(self, *streams: str) -> int:
+        """Delete whole streams with their groups; returns how many existed."""
+
+    @abc.abstractmethod
+    async def _read_group(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        count: int,
+        block_ms: int | None,
+        after: StreamId | None,
+    ) -> list[Message]:
+        """Read as ``consumer`` of ``group``: new entries if ``after`` is None, else the
+        consumer's own pending entries above ``after`` (which counts as a delivery)."""
+
+    @abc.abstractmethod
+    async def _claim(
+        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[Message]:
+        """Move up to ``count`` entries pending for at least ``min_idle_ms`` to
+        ``consumer``, oldest first, counting a delivery each (Redis XAUTOCLAIM)."""
+
+    @abc.abstractmethod
+    async def _trim_below(self, stream: str, min_id: StreamId, approximate: bool) -> int:
+        """Delete entries with ids below ``min_id``; returns how many were deleted."""
+
+    @abc.abstractmethod
+    async def _close(self) -> None:
+        """Release the transport."""
+
+    # --- streams and groups -------------------------------------------------------------
+
+    async def append(self, stream: str, entries: Sequence[Outgoing]) -> list[StreamId]:
+        """Append entries to ``stream`` atomically; returns their ids."""
+        if not entries:
+            return []
+        return (await self.write(appends=(Append(stream, entries),)))[0]
+
+    async def ack(self, stream: str, group: str, ids: Sequence[StreamId]) -> None:
+        """Acknowledge ``ids`` for ``group``: they are done and will not be redelivered."""
+        if ids:
+            await self.write(acks=(Ack(stream, group, ids),))
+
+    async def read_group(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        count: int = 100,
+        block_ms: int | None = None,
+    ) -> list[Message]:
+        """Read a batch as ``consumer`` of ``group``.
+
+        The first reads of a consumer on this bus return its own entries still pending
+        from before (a restarted consumer redoing the work it had not acked), then new
+        entries. Entries stuck with *other*, dead consumers come back through ``reclaim``.
+
+        Raises:
+            UnknownGroup: the group does not exist (see ``ensure_group``).
+        """
+        key = (stream, group, consumer)
+        cursor = self._backlog.get(key, "0-0")
+        if cursor is not None:
+            messages = await self._read_group(stream, group, consumer, count, None, cursor)
+            if messages:
+                self._backlog[key] = messages[-1].id
+                return messages
+            self._backlog[key] = None
+        return await self._read_group(stream, group, consumer, count, block_ms, None)
+
+    async def reclaim(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        min_idle_ms: int,
+        count: int = 100,
+        max_deliveries: int | None = None,
+    ) -> list[Message]:
+        """Take over entries left pending by consumers that stopped (died or hung).
+
+        Args:
+            stream: the stream key.
+            group: the consumer group.
+            consumer: the consumer taking them over.
+            min_idle_ms: only entries delivered at least this long ago; longer than the
+                slowest legitimate processing of a batch.
+            count: at most this many entries.
+            max_deliveries: entries delivered more often than this (counting this
+                reclaim) are poison: they go to the dead-letter stream instead.
+
+        Returns:
+            The reclaimed entries, oldest first, with their delivery counts.
+        """
+        claimed = await self._claim(stream, group, consumer, min_idle_ms, count)
+        if max_deliveries is None:
+            return claimed
+        keep, poison = [], []
+        for message in claimed:
+            (poison if message.deliveries > max_deliveries else keep).append(message)
+        for message in poison:
+            error = f"delivered {message.deliveries} times without an ack"
+            await self.dead_letter(message, group, error)
+        return keep
+
+    async def trim(self, stream: str, *, approximate: bool = True) -> int:
+        """Drop entries every consumer group is done with; returns how many went.
+
+        The cut is the oldest entry that some group has pending or has not been
+        delivered yet, so no unread or un-acked entry is ever dropped. A stream with
+        no group is left alone. ``approximate`` lets Redis cut at whole internal nodes
+        only (cheaper; may keep a few more entries).
+        """
+        # groups() reads last-delivered ids before pending lists: entries delivered in
+        # between have ids above the former, so the floor below is never too high.
+        infos = await self.groups(stream)
+        if not infos:
+            return 0
+        floor = min((info.floor_id for info in infos), key=parse_id)
+        return await self._trim_below(stream, floor, approximate)
+
+    # --- dead letters ---------------------------------------------------------------------
+
+    async def dead_letter(self, message: Message, group: str, error: str) -> StreamId:
+        """Move ``message`` to ``group``'s dead-letter stream with ``error``, and ack it.
+
+        Both happen in one atomic write. Returns the dead-letter entry id.
+        """
+        headers = dict(message.headers)
+        headers.update({
+            _DLQ_STREAM: message.stream,
+            _DLQ_GROUP: group,
+            _DLQ_ID: message.id,
+            _DLQ_ERROR: error,
+            _DLQ_DELIVERIES: str(message.deliveries),
+        })
+        dlq = self.keys.dead_letters(message.stream, group)
+        ids = await self.write(
+            appends=(Append(dlq, ((message.payload, headers),)),),
+            acks=(Ack(message.stream, group, (message.id,)),),
+        )
+        return ids[0][0]
+
+    async def dead_letters(
+        self, stream: str, group: str, *, after_id: StreamId = "0-0", count: int = 100
+    ) -> list[DeadLetter]:
+        """List ``group``'s dead letters from ``stream``, oldest first, after ``after_id``."""
+        dlq = self.keys.dead_letters(stream, group)
+        return [_dead_letter(m) for m in await self.read(dlq, after_id, count=count)]
+
+    async def retry_dead_letter(self, stream: str, group: str, dead_id: StreamId) -> StreamId:
+        """Append a dead letter back to its stream and remove it from the dead letters.
+
+        The copy gets a new id at the end of the stream, so every group of the stream
+        receives it again (consumers are idempotent). Returns the new id.
+
+        Raises:
+            KeyError: there is no dead letter ``dead_id``.
+        """
+        letter = await self._find_dead_letter(stream, group, dead_id)
+        entry = (letter.payload, letter.headers) if letter.headers else letter.payload
+        ids = await self.write(
+            appends=(Append(letter.stream, (entry,)),),
+            deletes=(Delete(self.keys.dead_letters(stream, group), (dead_id,)),),
+        )
+        return ids[0][0]
+
+    async def delete_dead_letter(self, stream: str, group: str, dead_id: StreamId) -> bool:
+        """Discard a dead letter for good; True if it existed."""
+        dlq = self.keys.dead_letters(stream, group)
+        found = await self.read(dlq, _previous_id(dead_id), count=1)
+        if not found or found[0].id != dead_id:
+            return False
+        await self.write(deletes=(Delete(dlq, (dead_id,)),))
+        return True
+
+    async def _find_dead_letter(self, stream: str, group: str, dead_id: StreamId) -> DeadLetter:
+        dlq = self.keys.dead_letters(stream, group)
+        found = await self.read(dlq, _previous_id(dead_id), count=1)
+        if not found or found[0].id != dead_id:
+            raise KeyError(f"no dead letter {dead_id} in {dlq}")
+        return _dead_letter(found[0])
+
+    # --- roles: commands, replies, events ---------------------------------------------------
+
+    def commands_stream(self, shard: str | None = None) -> str:
+        """Key of the command stream of ``shard`` (default: this bus's shard)."""
+        return self.keys.commands(shard or self.shard)
+
+    def events_stream(self, shard: str | None = None) -> str:
+        """Key of the event stream of ``shard`` (default: this bus's shard)."""
+        return self.keys.events(shard or self.shard)
+
+    async def send_command(
+        self,
+        payload: bytes,
+        *,
+        reply_to: str = "",
+        correlation_id: str = "",
+        shard: str | None = None,
+    ) -> StreamId:
+        """Append a command for the engine of ``shard`` without waiting for it."""
+        headers = {REPLY_TO: reply_to, CORRELATION_ID: correlation_id} if reply_to else None
+        entry: Outgoing = (payload, headers) if headers else payload
+        return (await self.append(self.commands_stream(shard), (entry,)))[0]
+
+    async def request(
+        self, payload: bytes, *, timeout: float = 5.0, shard: str | None = None
+    ) -> bytes:
+        """Send a command and wait for the engine's reply.
+
+        Returns:
+            The reply payload.
+
+        Raises:
+            RequestTimeout: no reply within ``timeout`` seconds; the command was sent and
+                may still be applied.
+            BusUnavailable: the command could not be sent.
+        """
+        await self._start_reply_listener()
+        correlation_id = f"{self._correlation}{next(self._counter)}"
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        waiting = self._replies.waiting
+        waiting[correlation_id] = future
+        try:
+            await self.send_command(
+                payload, reply_to=self.instance, correlation_id=correlation_id, shard=shard
+            )
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise RequestTimeout(f"no reply to {correlation_id} within {timeout}s") from None
+        finally:
+            waiting.pop(correlation_id, None)
+
+    async def read_commands(
+        self,
+        consumer: str,
+        *,
+        count: int = 100,
+        block_ms: int | None = None,
+        shard: str | None = None,
+    ) -> list[Message]:
+        """Read a batch of commands as engine consumer ``consumer`` (see ``read_group``)."""
+        stream = self.commands_stream(shard)
+        await self._ensure_group_once(stream, ENGINE_GROUP, "0")
+        return await self.read_group(
+            stream, ENGINE_GROUP, consumer, count=count, block_ms=block_ms
+        )
+
+    async def complete(
+        self,
+        commands: Iterable[Message],
+        *,
+        events: Sequence[bytes] = (),
+        replies: Sequence[Reply] = (),
+        shard: str | None = None,
+    ) -> list[StreamId]:
+        """Publish the results of a batch of commands and ack the commands, atomically.
+
+        One round trip appends ``events`` to the shard's event stream, each reply to its
+        requester's stream, and acks ``commands``: a crash leaves either all of it or
+        none, never events of an un-acked command.
+
+        Returns:
+            The ids of the appended events.
+        """
+        appends = [Append(self.events_stream(shard), events)] if events else []
+        appends.extend(self._reply_appends(replies))
+        ids = [m.id for m in commands]
+        acks = (Ack(self.commands_stream(shard), ENGINE_GROUP, ids),) if ids else ()
+        if not appends and not acks:
+            return []
+        written = await self.write(appends=appends, acks=acks)
+        return written[0] if events else []
+
+    async def send_replies(self, replies: Sequence[Reply]) -> None:
+        """Append replies to their requesters' reply streams in one round trip."""
+        if replies:
+            await self.write(appends=self._reply_appends(replies))
+
+    async def publish_events(
+        self, payloads: Sequence[bytes], *, shard: str | None = None
+    ) -> list[StreamId]:
+        """Append a batch of event payloads to the event stream of ``shard``."""
+        return await self.append(self.events_stream(shard), payloads)
+
+    async def read_events(
+        self,
+        group: str,
+        consumer: str,
+        *,
+        count: int = 100,
+        block_ms: int | None = None,
+        start_id: StreamId = "0",
+        shard: str | None = None,
+    ) -> list[Message]:
+        """Read a batch of events as ``consumer`` of ``group`` (created on first use).
+
+        Args:
+            group: the reading service's group: ``"worker"``, ``"server-<id>"``...
+            consumer: this process within the group.
+            count: at most this many messages.
+            block_ms: wait up to this long when there is nothing to read.
+            start_id: where a newly created group starts (``"0"``: the whole retained
+                stream; ``"$"``: only new events; an id: after it). Ignored when the
+                group exists; see ``set_group_position`` to move one.
+            shard: the shard (default: this bus's shard).
+        """
+        stream = self.events_stream(shard)
+        await self._ensure_group_once(stream, group, start_id)
+        return await self.read_group(stream, group, consumer, count=count, block_ms=block_ms)
+
+    async def ack_events(
+        self, group: str, ids: Sequence[StreamId], *, shard: str | None = None
+    ) -> None:
+        """Acknowledge events for ``group`` once their effects are durable."""
+        await self.ack(self.events_stream(shard), group, ids)
+
+    async def close(self) -> None:
+        """Stop the reply listener, fail pending requests, drop this instance's replies."""
+        if self._closed:
+            return
+        self._closed = True
+        state = self._replies
+        if state.listener is not None:
+            state.listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await state.listener
+            with contextlib.suppress(BusError):
+                await self.delete_streams(self.keys.replies(self.instance))
+        for future in state.waiting.values():
+            if not future.done():
+                future.set_exception(BusError("bus closed"))
+        await self._close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- internals --------------------------------------------------------------------------
+
+    async def _ensure_group_once(self, stream: str, group: str, start_id: StreamId) -> None:
+        if (stream, group) not in self._groups_ready:
+            await self.ensure_group(stream, group, start_id)
+            self._groups_ready.add((stream, group))
+
+    def _reply_appends(self, replies: Sequence[Reply]) -> list[Append]:
+        by_stream: dict[str, list[Outgoing]] = {}
+        for reply in replies:
+            if not reply.reply_to:
+                continue
+            headers = {CORRELATION_ID: reply.correlation_id}
+            by_stream.setdefault(self.keys.replies(reply.reply_to), []).append(
+                (reply.payload, headers)
+            )
+        return [Append(key, entries, self.reply_ttl_ms) for key, entries in by_stream.items()]
+
+    async def _start_reply_listener(self) -> None:
+        if self._closed:
+            raise BusError("bus closed")
+        state = self._replies
+        if state.listener is None:
+            state.listener = asyncio.create_task(self._listen_replies(), name="bus-replies")
+        await state.started.wait()
+
+    async def _listen_replies(self) -> None:
+        stream = self.keys.replies(self.instance)
+        state = self._replies
+        backoff = 0.05
+        # Start after whatever the stream already holds, before any request goes out.
+        while True:
+            try:
+                last = await self.last_id(stream)
+                break
+            except BusUnavailable:
+                log.warning("reply stream %s unreachable, retrying", stream, exc_info=True)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+        state.started.set()
+        unread_trim = 0
+        while True:
+            try:
+                messages = await self.read(
+                    stream, last, count=1_000, block_ms=self.reply_block_ms
+                )
+            except BusUnavailable:
+                log.warning("reading replies from %s failed, retrying", stream, exc_info=True)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            backoff = 0.05
+            for message in messages:
+                future = state.waiting.pop(message.correlation_id, None)
+                if future is not None and not future.done():
+                    future.set_result(message.payload)
+            if messages:
+                last = messages[-1].id
+                unread_trim += len(messages)
+            if unread_trim >= 1_000 or (unread_trim and not messages):
+                # Only this listener reads the stream: everything up to `last` is done.
+                with contextlib.suppress(BusUnavailable):
+                    await self._trim_below(stream, next_id(last), True)
+                    unread_trim = 0
+
+
+def _previous_id(stream_id: StreamId) -> StreamId:
+    ms, seq = parse_id(stream_id)
+    if seq:
+        return f"{ms}-{seq - 1}"
+    return f"{ms - 1}-{2**64 - 1}" if ms else "0-0"
+
+
+def _dead_letter(message: Message) -> DeadLetter:
+    headers = message.headers
+    original = {k: v for k, v in headers.items() if not k.startswith(_DLQ)}
+    return DeadLetter(
+        id=message.id,
+        stream=headers[_DLQ_STREAM],
+        group=headers[_DLQ_GROUP],
+        message_id=headers[_DLQ_ID],
+        payload=message.payload,
+        headers=MappingProxyType(original) if original else NO_HEADERS,
+        error=headers[_DLQ_ERROR],
+        deliveries=int(headers[_DLQ_DELIVERIES]),
+        failed_ms=parse_id(message.id)[0],
+    )

@@ -1,0 +1,213 @@
+"""Wire format of engine commands and events: compact JSON through orjson.
+
+A command travels as ``{"type": "<ClassName>", field: value, ...}`` with enums as their
+values and tuples as arrays; a nested command (``PlaceBatch.orders``) as its fields
+alone, its class being fixed by the field's type. The field list and the converters are
+derived once per class from ``dataclasses.fields`` and the type hints, so a new command
+class in ``pmarket.engine.commands`` is on the wire without touching this module.
+
+Events are the engine's flat tuples; a list of them travels as an array of arrays and
+comes back as tuples again (nested arrays too), so ``decode_events(encode_events(e)) == e``.
+
+Invariant: ``decode_command(encode_command(c)) == c`` for every command, and decoding
+either returns a well-typed command or raises ``CodecError`` — a malformed message never
+reaches the engine (the consumer dead-letters it instead).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from pmarket.engine import commands as engine_commands
+from pmarket.engine.commands import Command
+
+
+class CodecError(ValueError):
+    """A payload is not a valid encoding of a command or an event list."""
+
+
+_Decoder = Callable[[Any], Any]
+_MISSING = object()
+
+
+def _command_classes() -> dict[str, type[Command]]:
+    found: dict[str, type[Command]] = {}
+    pending = list(Command.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        found[cls.__name__] = cls
+    return found
+
+
+def _plain(expected: type) -> _Decoder:
+    def decode(value: Any) -> Any:
+        # `type is`, not isinstance: a bool must not pass for an int, nor an int for a bool.
+        if type(value) is not expected:
+            raise CodecError(f"expected {expected.__name__}, got {value!r}")
+        return value
+
+    return decode
+
+
+def _enum(cls: type[enum.Enum]) -> _Decoder:
+    def decode(value: Any) -> Any:
+        try:
+            return cls(value)
+        except ValueError:
+            raise CodecError(f"{value!r} is not a valid {cls.__name__}") from None
+
+    return decode
+
+
+def _optional(inner: _Decoder) -> _Decoder:
+    def decode(value: Any) -> Any:
+        return None if value is None else inner(value)
+
+    return decode
+
+
+def _tuple_of(item: _Decoder) -> _Decoder:
+    def decode(value: Any) -> Any:
+        if type(value) is not list:
+            raise CodecError(f"expected an array, got {value!r}")
+        return tuple(item(v) for v in value)
+
+    return decode
+
+
+def _decoder_for(hint: Any) -> _Decoder:
+    """A decoder from the JSON value of a field to the Python value its hint names."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) != 1:
+            raise TypeError(f"unsupported union {hint!r}")
+        return _optional(_decoder_for(args[0]))
+    if origin is tuple:
+        item, ellipsis = typing.get_args(hint)
+        if ellipsis is not Ellipsis:
+            raise TypeError(f"only tuple[X, ...] is supported, got {hint!r}")
+        return _tuple_of(_decoder_for(item))
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return _enum(hint)
+    if isinstance(hint, type) and issubclass(hint, Command):
+        return _fields_decoder(hint)
+    if hint in (int, str, bool):
+        return _plain(hint)
+    raise TypeError(f"no wire format for field type {hint!r}")
+
+
+def _fields_decoder(cls: type[Command]) -> _Decoder:
+    """Decoder of an object of ``cls``'s fields (without ``type``) into a ``cls``."""
+    hints = typing.get_type_hints(cls, vars(engine_commands))
+    specs: list[tuple[str, _Decoder, bool]] = []
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        specs.append((f.name, _decoder_for(hints[f.name]), required))
+    known = frozenset(name for name, _, _ in specs)
+
+    def decode(obj: Any) -> Command:
+        if type(obj) is not dict:
+            raise CodecError(f"{cls.__name__} must be an object, got {obj!r}")
+        kwargs = {}
+        for name, decode_field, required in specs:
+            value = obj.get(name, _MISSING)
+            if value is _MISSING:
+                if required:
+                    raise CodecError(f"{cls.__name__} is missing field {name!r}")
+                continue
+            try:
+                kwargs[name] = decode_field(value)
+            except CodecError as exc:
+                raise CodecError(f"{cls.__name__}.{name}: {exc}") from None
+        extra = obj.keys() - known - {"type"}
+        if extra:
+            raise CodecError(f"{cls.__name__} has unknown fields {sorted(extra)}")
+        return cls(**kwargs)
+
+    return decode
+
+
+COMMAND_TYPES: dict[str, type[Command]] = _command_classes()
+"""Every concrete command class, by the name it has on the wire."""
+
+_FIELD_NAMES = {
+    name: tuple(f.name for f in dataclasses.fields(cls)) for name, cls in COMMAND_TYPES.items()
+}
+_DECODERS = {name: _fields_decoder(cls) for name, cls in COMMAND_TYPES.items()}
+
+
+def encode_command(command: Command) -> bytes:
+    """Encode a command as ``{"type": ClassName, ...fields}`` JSON bytes.
+
+    Raises:
+        CodecError: the command's class is not a known command class.
+    """
+    name = type(command).__name__
+    names = _FIELD_NAMES.get(name)
+    if names is None:
+        raise CodecError(f"{name} is not a command class")
+    obj: dict[str, Any] = {"type": name}
+    for field_name in names:
+        obj[field_name] = getattr(command, field_name)
+    # orjson writes enums as their values, tuples as arrays, nested dataclasses as objects.
+    return orjson.dumps(obj)
+
+
+def decode_command(data: bytes) -> Command:
+    """Decode bytes made by ``encode_command`` back into an equal command.
+
+    Raises:
+        CodecError: not JSON, unknown type, missing or unknown field, or a wrong value.
+    """
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise CodecError(f"command is not JSON: {exc}") from None
+    if type(obj) is not dict:
+        raise CodecError(f"command must be a JSON object, got {type(obj).__name__}")
+    decode = _DECODERS.get(obj.get("type"))  # type: ignore[arg-type]
+    if decode is None:
+        raise CodecError(f"unknown command type {obj.get('type')!r}")
+    return decode(obj)
+
+
+def encode_events(events: list[tuple]) -> bytes:
+    """Encode a list of engine events (flat tuples) as a JSON array of arrays."""
+    return orjson.dumps(events)
+
+
+def decode_events(data: bytes) -> list[tuple]:
+    """Decode bytes made by ``encode_events`` back into equal tuples.
+
+    Raises:
+        CodecError: not a JSON array of non-empty arrays starting with a kind string.
+    """
+    try:
+        rows = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise CodecError(f"events are not JSON: {exc}") from None
+    if type(rows) is not list:
+        raise CodecError("events must be a JSON array")
+    events = []
+    for row in rows:
+        if type(row) is not list or not row or type(row[0]) is not str:
+            raise CodecError(f"an event must be an array starting with its kind, got {row!r}")
+        events.append(_freeze(row))
+    return events
+
+
+def _freeze(items: list) -> tuple:
+    """The list as a tuple, nested lists included (events hold tuples, never lists)."""
+    for i, item in enumerate(items):
+        if type(item) is list:
+            items[i] = _freeze(item)
+    return tuple(items)

@@ -1,0 +1,325 @@
+"""Redis Streams bus: the bus primitives as XADD, XREADGROUP, XACK, XAUTOCLAIM, XTRIM.
+
+An entry is a Redis stream entry whose field ``p`` holds the payload and whose other
+fields are the headers. ``write`` runs as one MULTI/EXEC pipeline, so a batch of appends
+and acks is one round trip and is applied entirely or not at all. Claims run as a small
+Lua script (XAUTOCLAIM, then XPENDING of each claimed id) so the delivery counts come back
+with the entries in the same round trip.
+
+Invariant: every Redis failure leaves this module as a ``BusError``: ``BusUnavailable``
+for connection loss and timeouts (the caller may retry; at-least-once makes that safe),
+``UnknownGroup`` for a missing consumer group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+
+from pmarket.bus.base import (
+    NO_HEADERS,
+    Ack,
+    Append,
+    Bus,
+    BusError,
+    BusUnavailable,
+    Delete,
+    GroupInfo,
+    Message,
+    PendingEntry,
+    StreamId,
+    UnknownGroup,
+)
+
+_PAYLOAD = b"p"
+
+# XAUTOCLAIM returns no delivery counts; reading each claimed id's XPENDING entry in the
+# same script makes the claim and its counts one atomic round trip.
+_CLAIM_SCRIPT = """
+local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4],
+                           'COUNT', ARGV[5])
+local counts = {}
+local entries = {}
+for _, entry in ipairs(claimed[2]) do
+  if type(entry) == 'table' then
+    local info = redis.call('XPENDING', KEYS[1], ARGV[1], entry[1], entry[1], 1)
+    entries[#entries + 1] = entry
+    counts[#counts + 1] = info[1][4]
+  end
+end
+return {claimed[1], entries, counts}
+"""
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Re-raise redis-py errors as bus errors."""
+    try:
+        yield
+    except rexc.ResponseError as exc:
+        text = str(exc)
+        if text.startswith("NOGROUP") or "requires the key to exist" in text:
+            raise UnknownGroup(text) from exc
+        raise BusError(text) from exc
+    except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+        raise BusUnavailable(f"redis unavailable: {exc}") from exc
+    except rexc.RedisError as exc:
+        raise BusError(str(exc)) from exc
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _message(stream: str, entry_id: bytes, fields: Mapping[bytes, bytes], n: int) -> Message:
+    payload = fields[_PAYLOAD]
+    if len(fields) == 1:
+        headers: Mapping[str, str] = NO_HEADERS
+    else:
+        headers = MappingProxyType(
+            {k.decode(): v.decode() for k, v in fields.items() if k != _PAYLOAD}
+        )
+    return Message(stream, entry_id.decode(), payload, n, headers)
+
+
+def _fields(entry: bytes | tuple[bytes, Mapping[str, str]]) -> dict[Any, Any]:
+    if isinstance(entry, bytes):
+        return {_PAYLOAD: entry}
+    payload, headers = entry
+    if "p" in headers:
+        raise ValueError("header name 'p' is reserved for the payload")
+    fields: dict[Any, Any] = {_PAYLOAD: payload}
+    fields.update(headers)
+    return fields
+
+
+class RedisStreamsBus(Bus):
+    """The bus on a Redis server (6.2 or newer: XAUTOCLAIM, XTRIM MINID).
+
+    Args:
+        client: a ``redis.asyncio.Redis`` made with ``decode_responses=False``.
+        owns_client: close the client in ``close()``.
+        **options: ``Bus`` options (``prefix``, ``shard``, ``instance``...).
+    """
+
+    def __init__(
+        self, client: aioredis.Redis, *, owns_client: bool = False, **options: Any
+    ) -> None:
+        super().__init__(**options)
+        self.redis = client
+        self._owns_client = owns_client
+        self._claim_script = client.register_script(_CLAIM_SCRIPT)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisStreamsBus:
+        """A bus on a new connection pool to ``url`` (``redis://host:port/db``)."""
+        client = aioredis.Redis.from_url(url, decode_responses=False, socket_keepalive=True)
+        return cls(client, owns_client=True, **options)
+
+    async def write(
+        self,
+        appends: Sequence[Append] = (),
+        acks: Sequence[Ack] = (),
+        deletes: Sequence[Delete] = (),
+    ) -> list[list[StreamId]]:
+        counts = []
+        with _translated():
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for stream, entries, ttl_ms in appends:
+                    for entry in entries:
+                        pipe.xadd(stream, _fields(entry))
+                    counts.append(len(entries))
+                    if ttl_ms is not None:
+                        pipe.pexpire(stream, ttl_ms)
+                for stream, group, ids in acks:
+                    if ids:
+                        pipe.xack(stream, group, *ids)
+                for stream, ids in deletes:
+                    if ids:
+                        pipe.xdel(stream, *ids)
+                results = await pipe.execute()
+        written, at = [], 0
+        for (_, _, ttl_ms), n in zip(appends, counts, strict=True):
+            written.append([entry_id.decode() for entry_id in results[at : at + n]])
+            at += n + (ttl_ms is not None)
+        return written
+
+    async def read(
+        self,
+        stream: str,
+        after_id: StreamId = "0-0",
+        *,
+        count: int = 100,
+        block_ms: int | None = None,
+    ) -> list[Message]:
+        with _translated():
+            reply = await self.redis.xread({stream: after_id}, count=count, block=block_ms)
+        if not reply:
+            return []
+        return [_message(stream, entry_id, fields, 1) for entry_id, fields in reply[0][1]]
+
+    async def ensure_group(self, stream: str, group: str, start_id: StreamId = "0") -> bool:
+        try:
+            with _translated():
+                await self.redis.xgroup_create(stream, group, id=start_id, mkstream=True)
+        except BusError as exc:
+            if str(exc).startswith("BUSYGROUP"):
+                return False
+            raise
+        return True
+
+    async def set_group_position(self, stream: str, group: str, last_id: StreamId) -> None:
+        with _translated():
+            await self.redis.xgroup_setid(stream, group, last_id)
+
+    async def delete_group(self, stream: str, group: str) -> bool:
+        try:
+            with _translated():
+                return bool(await self.redis.xgroup_destroy(stream, group))
+        except UnknownGroup:
+            return False
+
+    async def groups(self, stream: str) -> list[GroupInfo]:
+        try:
+            with _translated():
+                infos = await self.redis.xinfo_groups(stream)
+        except BusError as exc:
+            if "no such key" in str(exc):
+                return []
+            raise
+        if not infos:
+            return []
+        # Summaries are read after last-delivered ids; Bus.trim relies on that order.
+        with _translated():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for info in infos:
+                    pipe.xpending(stream, info["name"])
+                summaries = await pipe.execute()
+        out = []
+        for info, summary in zip(infos, summaries, strict=True):
+            oldest = summary["min"] if summary["pending"] else None
+            out.append(
+                GroupInfo(
+                    name=_str(info["name"]),
+                    consumers=int(info["consumers"]),
+                    pending=int(info["pending"]),
+                    last_delivered_id=_str(info["last-delivered-id"]),
+                    oldest_pending_id=None if oldest is None else _str(oldest),
+                    lag=None if info.get("lag") is None else int(info["lag"]),
+                )
+            )
+        return out
+
+    async def pending(
+        self, stream: str, group: str, *, consumer: str | None = None, count: int = 100
+    ) -> list[PendingEntry]:
+        with _translated():
+            rows = await self.redis.xpending_range(
+                stream, group, "-", "+", count, consumername=consumer
+            )
+        return [
+            PendingEntry(
+                id=_str(row["message_id"]),
+                consumer=_str(row["consumer"]),
+                idle_ms=int(row["time_since_delivered"]),
+                deliveries=int(row["times_delivered"]),
+            )
+            for row in rows
+        ]
+
+    async def last_id(self, stream: str) -> StreamId:
+        with _translated():
+            newest = await self.redis.xrevrange(stream, "+", "-", count=1)
+        return newest[0][0].decode() if newest else "0-0"
+
+    async def length(self, stream: str) -> int:
+        with _translated():
+            return int(await self.redis.xlen(stream))
+
+    async def delete_streams(self, *streams: str) -> int:
+        if not streams:
+            return 0
+        with _translated():
+            return int(await self.redis.delete(*streams))
+
+    async def _read_group(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        count: int,
+        block_ms: int | None,
+        after: StreamId | None,
+    ) -> list[Message]:
+        if after is None:
+            with _translated():
+                reply = await self.redis.xreadgroup(
+                    group, consumer, {stream: ">"}, count=count, block=block_ms
+                )
+            if not reply:
+                return []
+            return [_message(stream, entry_id, f, 1) for entry_id, f in reply[0][1]]
+        return await self._read_history(stream, group, consumer, count, after)
+
+    async def _read_history(
+        self, stream: str, group: str, consumer: str, count: int, after: StreamId
+    ) -> list[Message]:
+        """The consumer's own pending entries above ``after``, with delivery counts."""
+        while True:
+            with _translated():
+                reply = await self.redis.xreadgroup(
+                    group, consumer, {stream: after}, count=count
+                )
+            entries = reply[0][1] if reply else []
+            if not entries:
+                return []
+            # History reads return every pending entry of the consumer in the range,
+            # so the XPENDING of that range lists exactly these ids.
+            first, last = entries[0][0], entries[-1][0]
+            with _translated():
+                rows = await self.redis.xpending_range(
+                    stream, group, first, last, len(entries), consumername=consumer
+                )
+            deliveries = {row["message_id"]: int(row["times_delivered"]) for row in rows}
+            live = [(i, f) for i, f in entries if f]
+            gone = [i for i, f in entries if not f]
+            if gone:  # deleted while pending: nothing left to process
+                with _translated():
+                    await self.redis.xack(stream, group, *gone)
+            if live:
+                return [_message(stream, i, f, deliveries.get(i, 1)) for i, f in live]
+            after = last.decode()
+
+    async def _claim(
+        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[Message]:
+        messages: list[Message] = []
+        cursor: bytes | str = "0-0"
+        while len(messages) < count:
+            with _translated():
+                cursor, entries, counts = await self._claim_script(
+                    keys=[stream],
+                    args=[group, consumer, min_idle_ms, cursor, count - len(messages)],
+                )
+            for (entry_id, flat), n in zip(entries, counts, strict=True):
+                fields = dict(zip(flat[::2], flat[1::2], strict=True))
+                messages.append(_message(stream, entry_id, fields, int(n)))
+            if cursor in (b"0-0", "0-0"):
+                break
+        return messages
+
+    async def _trim_below(self, stream: str, min_id: StreamId, approximate: bool) -> int:
+        with _translated():
+            return int(
+                await self.redis.xtrim(stream, minid=min_id, approximate=approximate)
+            )
+
+    async def _close(self) -> None:
+        if self._owns_client:
+            with contextlib.suppress(rexc.RedisError, OSError):
+                await self.redis.aclose()
