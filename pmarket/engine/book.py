@@ -41,16 +41,25 @@ class Order:
     ``price`` is the owner's limit (or a market order's protective price); ``slot`` is
     the YES-book tick index it rests at. A buy reserves exactly ``price x remaining``
     cash and a sell exactly ``remaining`` shares for as long as the order is open.
+    Options most orders leave at their defaults are class attributes, stored per order
+    (in its ``__dict__``, created lazily) only when they differ.
     """
 
     __slots__ = (
-        "account", "action", "client_order_id", "created_ms", "expires_at_ms", "filled",
-        "id", "is_bid", "live", "market", "order_type", "position", "post_only", "price",
-        "quantity", "reason", "remaining", "slot", "status", "stp", "tif", "updated_ms",
-        "user",
+        "__dict__", "account", "action", "created_ms", "filled", "id", "is_bid", "live",
+        "market", "position", "price", "quantity", "remaining", "slot", "status",
+        "updated_ms", "user",
     )
+    order_type = "limit"
+    tif = "gtc"
+    post_only = False
+    expires_at_ms: int | None = None
+    client_order_id: str | None = None
+    stp = "cancel_resting"
+    reason: str | None = None
 
-    def __init__(self, oid, user, market, action, price, slot, quantity, ts_ms):
+    def __init__(self, oid, user, market, action, price, slot, quantity, ts_ms,
+                 account=None, position=None):
         self.id = oid
         self.user = user
         self.market = market
@@ -65,15 +74,8 @@ class Order:
         self.live = False
         self.created_ms = ts_ms
         self.updated_ms = ts_ms
-        self.reason = None
-        self.order_type = "limit"
-        self.tif = "gtc"
-        self.post_only = False
-        self.expires_at_ms = None
-        self.client_order_id = None
-        self.stp = "cancel_resting"
-        self.account = None
-        self.position = None
+        self.account = account
+        self.position = position
 
     @property
     def is_buy(self) -> bool:
@@ -228,11 +230,12 @@ class Book:
         for i, _ in self.ask_levels():
             yield from (o for o in self.asks[i] if o.live)
 
-    def take_dirty(self) -> list[tuple[bool, int, int]]:
-        """``[(is_bid, slot, new_total)]`` of levels changed since the last call."""
-        out = [
-            (key > 0, abs(key), self.bid_qty[key] if key > 0 else self.ask_qty[-key])
-            for key in self.dirty
-        ]
+    def flush_dirty(self, market_id: int, tick: int, out: list) -> None:
+        """Append a ``book`` event for every level changed since the last flush."""
+        bid_qty, ask_qty = self.bid_qty, self.ask_qty
+        for key in self.dirty:
+            if key > 0:
+                out.append(("book", market_id, "bid", key * tick, bid_qty[key]))
+            else:
+                out.append(("book", market_id, "ask", -key * tick, ask_qty[-key]))
         self.dirty.clear()
-        return out

@@ -40,7 +40,9 @@ class Engine(TradingMixin, CollateralMixin, AdminMixin, QueryMixin, SnapshotMixi
         self.orders: dict[int, Order] = {}  # open orders
         self.client_orders: dict[tuple[int, str], Order] = {}
         self.treasury = Treasury()
-        self.counters = {"order": 0, "trade": 0, "event": 0, "market": 0}
+        # The last id assigned of each kind; the next is ``last + id_stride``.
+        self.last_order_id = self.last_trade_id = id_offset
+        self.last_event_id = self.last_market_id = id_offset
         self.now_ms = 0
         self.last_seq = 0
         self._expiry: list[tuple[int, int]] = []  # heap of (expires_at_ms, order_id)
@@ -118,25 +120,26 @@ class Engine(TradingMixin, CollateralMixin, AdminMixin, QueryMixin, SnapshotMixi
         if self._d_orders:
             out.extend([o.snapshot() for o in self._d_orders])
             self._d_orders.clear()
-        if self._d_positions:
-            out.extend([p.snapshot() for p in self._d_positions])
+        if self._d_positions:  # inlined Position.snapshot: this runs for every trade
+            out.extend([("position", p.user, p.market_id, p.yes, p.no, p.yes_reserved,
+                         p.no_reserved) for p in self._d_positions])
             self._d_positions.clear()
-        if self._d_accounts:
-            out.extend([a.snapshot() for a in self._d_accounts])
+        if self._d_accounts:  # inlined Account.snapshot
+            out.extend([("balance", a.user, a.available, a.reserved) for a in self._d_accounts])
             self._d_accounts.clear()
         if self._d_markets:
             for m in self._d_markets:
-                tick = m.tick
-                mid = m.id
-                out.extend([("book", mid, "bid" if is_bid else "ask", slot * tick, qty)
-                            for is_bid, slot, qty in m.book.take_dirty()])
+                m.book.flush_dirty(m.id, m.tick, out)
             self._d_markets.clear()
 
     # --- helpers shared by the handlers ----------------------------------------------
 
     def _next_id(self, kind: str) -> int:
-        self.counters[kind] += 1
-        return self.id_offset + self.counters[kind] * self.id_stride
+        """Assign the next id of ``kind`` (order, trade, event or market)."""
+        attr = f"last_{kind}_id"
+        value = getattr(self, attr) + self.id_stride
+        setattr(self, attr, value)
+        return value
 
     def _reject(self, user_id, command: str, reason: str, message: str,
                 order_id: int | None = None, coid: str | None = None) -> None:

@@ -19,6 +19,7 @@ from .ledger import Account, Event, Market, Position
 from .units import SCALE
 
 SNAPSHOT_VERSION = 1
+_ID_KINDS = ("order", "trade", "event", "market")
 
 _ORDER_FIELDS = ("id", "user", "action", "price", "quantity", "remaining", "filled", "status",
                  "created_ms", "updated_ms", "reason", "order_type", "tif", "post_only",
@@ -39,7 +40,8 @@ class SnapshotMixin:
         t = self.treasury
         return {
             "version": SNAPSHOT_VERSION,
-            "ids": {"offset": self.id_offset, "stride": self.id_stride, **self.counters},
+            "ids": {"offset": self.id_offset, "stride": self.id_stride,
+                    **{k: getattr(self, f"last_{k}_id") for k in _ID_KINDS}},
             "now_ms": self.now_ms,
             "last_seq": self.last_seq,
             "treasury": [t.deposits, t.withdrawals, t.fees, t.rounding],
@@ -79,8 +81,8 @@ class SnapshotMixin:
             raise ValueError(f"unsupported snapshot version {data.get('version')!r}")
         ids = data["ids"]
         eng = cls(id_offset=ids["offset"], id_stride=ids["stride"])
-        for kind in eng.counters:
-            eng.counters[kind] = ids[kind]
+        for kind in _ID_KINDS:
+            setattr(eng, f"last_{kind}_id", ids[kind])
         eng.now_ms = data["now_ms"]
         eng.last_seq = data["last_seq"]
         t = eng.treasury

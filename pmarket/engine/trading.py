@@ -35,7 +35,10 @@ from .commands import OrderType, Outcome, SelfTrade, Side, TimeInForce
 from .events import DUPLICATE, FILL, Reason
 from .units import MAX_QUANTITY, SCALE
 
+# Enum members bound once: reading ``Side.BUY`` costs ~0.2 µs on CPython 3.11.
 _GTC, _GTD, _IOC, _FOK = TimeInForce.GTC, TimeInForce.GTD, TimeInForce.IOC, TimeInForce.FOK
+_BUY, _YES, _MARKET = Side.BUY, Outcome.YES, OrderType.MARKET
+_CANCEL_RESTING = SelfTrade.CANCEL_RESTING
 _STP_VALUES = {s: s.value for s in SelfTrade}
 _TIF_VALUES = {t: t.value for t in TimeInForce}
 _KINDS = (("transfer_yes", "mint"), ("merge", "transfer_no"))  # [bid is SELL_NO][ask is BUY_NO]
@@ -67,12 +70,12 @@ class TradingMixin:
             return self._reject(uid, "PlaceOrder", Reason.INVALID_QUANTITY,
                                 f"quantity must be a whole number from 1 to {MAX_QUANTITY}",
                                 coid=coid)
-        buy = cmd.side is Side.BUY
-        yes = cmd.outcome is Outcome.YES
+        buy = cmd.side is _BUY
+        yes = cmd.outcome is _YES
         action = (BUY_YES if yes else BUY_NO) if buy else (SELL_YES if yes else SELL_NO)
         tick = market.tick
         price = cmd.price
-        is_market = cmd.order_type is OrderType.MARKET
+        is_market = cmd.order_type is _MARKET
         if price is None and is_market:
             price = SCALE - tick if buy else tick  # no protection: the worst price on the grid
         if type(price) is not int or not 0 < price < SCALE or price % tick:
@@ -120,7 +123,12 @@ class TradingMixin:
             return self._reject(uid, "PlaceOrder", Reason.POST_ONLY_WOULD_CROSS,
                                 "post-only order would take liquidity", coid=coid)
 
-        order = Order(self._next_id("order"), uid, market, action, price, slot, qty, self.now_ms)
+        oid = self.last_order_id = self.last_order_id + self.id_stride
+        if tif is _FOK or acct is None:
+            pos = None
+        else:
+            pos = acct.positions.get(market.id) or self._position(acct, market)
+        order = Order(oid, uid, market, action, price, slot, qty, self.now_ms, acct, pos)
         if is_market:
             order.order_type = "market"
         if tif is not _GTC:
@@ -128,19 +136,18 @@ class TradingMixin:
             order.expires_at_ms = expires
         if cmd.post_only:
             order.post_only = True
-        if cmd.stp is not SelfTrade.CANCEL_RESTING:
+        if cmd.stp is not _CANCEL_RESTING:
             order.stp = _STP_VALUES[cmd.stp]
         if coid is not None:
             order.client_order_id = coid
             self.client_orders[(uid, coid)] = order
         self._d_orders[order] = None
-        if tif is _FOK and not self._fillable(order):
-            order.status = CANCELLED
-            order.reason = Reason.NOT_FILLED
-            return order
-
-        order.account = acct
-        order.position = pos = self._position(acct, market)
+        if tif is _FOK:
+            if not self._fillable(order):
+                order.status = CANCELLED
+                order.reason = Reason.NOT_FILLED
+                return order
+            order.position = pos = self._position(acct, market)
         if buy:
             acct.available -= cost
             acct.reserved += cost
@@ -273,7 +280,8 @@ class TradingMixin:
                     level.popleft()
                     del self.orders[mk.id]
                     del mk.account.orders[mk.id]
-                out.append((FILL, self._next_id("trade"), market.id, price, q, kind, taker_side,
+                tid = self.last_trade_id = self.last_trade_id + self.id_stride
+                out.append((FILL, tid, market.id, price, q, kind, taker_side,
                             t.id, uid, mk.id, mk.user, now))
                 d_orders[mk] = None
                 d_accounts[ba] = None

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``pmarket bench``: figures, never pass/fail tests."""

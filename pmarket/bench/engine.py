@@ -1,0 +1,361 @@
+"""``pmarket bench engine``: the Rust engine's published workloads, run on ours.
+
+Every figure is the whole engine — validation, reservation, settlement, ledger and the
+events it returns — never a bare book. Commands are built before the clock starts (as a
+client would have built them); setup (events, deposits, splits) is excluded.
+
+Workloads: matching-heavy (half asks then half bids at 0.50), book-building (bids
+0.40-0.50, asks 0.51-0.61), concurrent users through the asyncio single-writer runner,
+single-order latency (matching and resting), cancel latency, queries, and the memory
+held by one million resting orders over a thousand markets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pmarket.engine import (
+    CancelOrder,
+    CreateEvent,
+    Deposit,
+    Engine,
+    Outcome,
+    PlaceOrder,
+    Side,
+    Split,
+)
+from pmarket.engine.runner import LocalRunner
+
+USERS = 100
+RICH = 10**13  # units of cash per benchmark user: never the limiting factor
+SHARES = 10**7  # YES+NO pairs each user splits so that sells are always covered
+
+TARGETS = {
+    # name: (metric, comparison, value)
+    "matching_heavy": ("orders_per_s", ">=", 250_000),
+    "book_building": ("orders_per_s", ">=", 400_000),
+    "concurrent": ("orders_per_s", ">=", 200_000),
+    "single_order_matching": ("p50_us", "<=", 10),
+    "single_order_resting": ("p50_us", "<=", 10),
+    "cancel": ("p50_us", "<=", 5),
+    "best_bid": ("p50_us", "<=", 1),
+    "best_ask": ("p50_us", "<=", 1),
+    "memory_1m_orders": ("mib", "<=", 1024),
+}
+P99_TARGETS = {"single_order_matching": 50, "single_order_resting": 50}
+
+# What the Rust engine publishes for the same workloads (orders/s, or µs per call).
+RUST = {
+    "matching_heavy": "57-62k/s",
+    "book_building": "66-77k/s",
+    "concurrent": "~200k ops/s",
+    "single_order_matching": "200 µs",
+    "single_order_resting": "201 µs",
+    "cancel": "212 µs",
+    "best_bid": "7.4 µs",
+    "best_ask": "7.4 µs",
+    "full_book": "8.6 µs",
+    "open_orders": "14.4 µs",
+}
+
+
+@dataclass
+class Result:
+    """One row of the report."""
+
+    name: str
+    size: int
+    orders_per_s: float | None = None
+    p50_us: float | None = None
+    p99_us: float | None = None
+    mib: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def verdict(self) -> str | None:
+        """"pass"/"fail" against the issue's target, or None if it has none."""
+        if self.name not in TARGETS:
+            return None
+        metric, op, target = TARGETS[self.name]
+        value = getattr(self, metric)
+        ok = value >= target if op == ">=" else value <= target
+        if self.name in P99_TARGETS and self.p99_us is not None:
+            ok = ok and self.p99_us <= P99_TARGETS[self.name]
+        return "pass" if ok else "fail"
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name, "size": self.size, "orders_per_s": self.orders_per_s,
+            "p50_us": self.p50_us, "p99_us": self.p99_us, "mib": self.mib,
+            "target": _target_text(self.name), "verdict": self.verdict(),
+            "rust": RUST.get(self.name), **self.extra,
+        }
+
+
+def _target_text(name: str) -> str | None:
+    if name not in TARGETS:
+        return None
+    metric, op, value = TARGETS[name]
+    text = f"{metric} {op} {value:,}"
+    if name in P99_TARGETS:
+        text += f", p99_us <= {P99_TARGETS[name]}"
+    return text
+
+
+def _percentiles(samples_ns: list[int]) -> tuple[float, float]:
+    s = sorted(samples_ns)
+    return s[len(s) // 2] / 1000, s[min(len(s) - 1, int(len(s) * 0.99))] / 1000
+
+
+# --- setup -------------------------------------------------------------------------
+
+
+def _exchange(markets: int = 1, users: int = USERS,
+              shares: int = SHARES) -> tuple[Engine, list[int]]:
+    """An engine with ``markets`` single-outcome events and funded users holding shares."""
+    eng = Engine()
+    mids = []
+    for k in range(markets):
+        ev = eng.apply(CreateEvent(title=f"Bench event {k}"))
+        mids.append(ev[0][9][0][0])
+    for u in range(1, users + 1):
+        eng.apply(Deposit(user_id=u, amount=RICH))
+        if shares:
+            for mid in mids:
+                eng.apply(Split(user_id=u, market_id=mid, quantity=shares))
+    return eng, mids
+
+
+_ASKS = ((Side.SELL, Outcome.YES), (Side.BUY, Outcome.NO))
+_BIDS = ((Side.BUY, Outcome.YES), (Side.SELL, Outcome.NO))
+
+
+def _order(user: int, mid: int, yes_price: int, qty: int, bid: bool, k: int) -> PlaceOrder:
+    """An order resting at ``yes_price`` on the YES book, alternating the two ways a
+    trader can be on each side, so every settlement kind occurs."""
+    side, outcome = (_BIDS if bid else _ASKS)[k % 2]
+    price = yes_price if outcome is Outcome.YES else 10_000 - yes_price
+    return PlaceOrder(user_id=user, market_id=mid, outcome=outcome, side=side,
+                      price=price, quantity=qty)
+
+
+def _matching_cmds(n: int, mid: int, rng: random.Random) -> list[PlaceOrder]:
+    half = n // 2
+    asks = [_order(rng.randint(1, USERS), mid, 5000, rng.randint(10, 200), False, k)
+            for k in range(half)]
+    bids = [_order(rng.randint(1, USERS), mid, 5000, rng.randint(10, 200), True, k)
+            for k in range(n - half)]
+    return asks + bids
+
+
+def _building_cmds(n: int, mid: int, rng: random.Random) -> list[PlaceOrder]:
+    cmds = []
+    for k in range(n):
+        bid = k % 2 == 0
+        price = rng.randint(40, 50) * 100 if bid else rng.randint(51, 61) * 100
+        cmds.append(_order(rng.randint(1, USERS), mid, price, rng.randint(10, 200), bid, k // 2))
+    return cmds
+
+
+def _throughput(name: str, n: int, make: Callable, seed: int) -> Result:
+    eng, (mid,) = _exchange()
+    cmds = make(n, mid, random.Random(seed))
+    apply = eng.apply
+    gc.collect()
+    gc.disable()
+    t0 = time.perf_counter_ns()
+    for cmd in cmds:
+        apply(cmd)
+    elapsed = time.perf_counter_ns() - t0
+    gc.enable()
+    if not eng.audit().ok:
+        raise AssertionError(f"{name}: audit failed: {eng.audit().problems[:3]}")
+    return Result(name, n, orders_per_s=n / elapsed * 1e9, p50_us=None,
+                  extra={"mean_us": elapsed / n / 1000})
+
+
+# --- latency -------------------------------------------------------------------------
+
+
+def _latency(name: str, n: int, seed: int, matching: bool) -> Result:
+    """Per-order latency against a book already holding 10,000 resting orders."""
+    rng = random.Random(seed)
+    eng, (mid,) = _exchange()
+    for cmd in _building_cmds(10_000, mid, rng):
+        eng.apply(cmd)
+    if matching:  # each order crosses the best level of the other side
+        cmds = [_order(rng.randint(1, USERS), mid, 6100 if k % 2 else 4000,
+                       rng.randint(10, 200), k % 2 == 1, k // 2) for k in range(n)]
+        refill = _building_cmds(n, mid, rng)
+    else:
+        cmds, refill = _building_cmds(n, mid, rng), None
+    samples = []
+    apply = eng.apply
+    clock = time.perf_counter_ns
+    gc.collect()
+    gc.disable()
+    for k, cmd in enumerate(cmds):
+        t0 = clock()
+        apply(cmd)
+        samples.append(clock() - t0)
+        if refill is not None:
+            apply(refill[k])  # keep the book deep, untimed
+    gc.enable()
+    p50, p99 = _percentiles(samples)
+    return Result(name, n, orders_per_s=1e6 / (sum(samples) / len(samples) / 1000),
+                  p50_us=p50, p99_us=p99)
+
+
+def _cancel_latency(n: int, seed: int) -> Result:
+    rng = random.Random(seed)
+    eng, (mid,) = _exchange()
+    ids = []
+    for cmd in _building_cmds(n, mid, rng):
+        ids.append((cmd.user_id, eng.apply(cmd)[0][1]))
+    rng.shuffle(ids)
+    cmds = [CancelOrder(user_id=u, order_id=o) for u, o in ids]
+    samples = []
+    apply = eng.apply
+    clock = time.perf_counter_ns
+    gc.collect()
+    gc.disable()
+    for cmd in cmds:
+        t0 = clock()
+        apply(cmd)
+        samples.append(clock() - t0)
+    gc.enable()
+    p50, p99 = _percentiles(samples)
+    return Result("cancel", n, orders_per_s=1e6 / (sum(samples) / len(samples) / 1000),
+                  p50_us=p50, p99_us=p99)
+
+
+def _queries(n: int, seed: int) -> list[Result]:
+    rng = random.Random(seed)
+    eng, (mid,) = _exchange()
+    for cmd in _building_cmds(10_000, mid, rng):
+        eng.apply(cmd)
+    user = 1
+    calls = {
+        "best_bid": lambda: eng.best_bid(mid),
+        "best_ask": lambda: eng.best_ask(mid),
+        "full_book": lambda: eng.book(mid),
+        "open_orders": lambda: eng.open_orders(user),
+    }
+    out = []
+    clock = time.perf_counter_ns
+    for name, call in calls.items():
+        samples = []
+        for _ in range(n):
+            t0 = clock()
+            call()
+            samples.append(clock() - t0)
+        p50, p99 = _percentiles(samples)
+        out.append(Result(name, n, p50_us=p50, p99_us=p99,
+                          extra={"open_orders_of_user": len(eng.open_orders(user))}
+                          if name == "open_orders" else {}))
+    return out
+
+
+# --- concurrency and memory ------------------------------------------------------------
+
+
+def _concurrent(users: int, per_user: int, seed: int) -> Result:
+    """``users`` coroutines each awaiting ``per_user`` orders through the runner."""
+    rng = random.Random(seed)
+    eng, (mid,) = _exchange(users=users, shares=100_000)
+    plans = [
+        [_order(u, mid, rng.randint(45, 55) * 100, rng.randint(10, 200), rng.random() < 0.5, k)
+         for k in range(per_user)]
+        for u in range(1, users + 1)
+    ]
+
+    async def client(runner: LocalRunner, cmds: list[PlaceOrder]) -> None:
+        for cmd in cmds:
+            await runner.submit(cmd)
+
+    async def main() -> float:
+        async with LocalRunner(eng) as runner:
+            t0 = time.perf_counter_ns()
+            await asyncio.gather(*(client(runner, p) for p in plans))
+            return time.perf_counter_ns() - t0
+
+    try:
+        import uvloop  # optional: installed with uvicorn[standard]
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover
+        loop_factory = None
+    gc.collect()
+    with asyncio.Runner(loop_factory=loop_factory) as r:
+        elapsed = r.run(main())
+    total = users * per_user
+    return Result("concurrent", total, orders_per_s=total / elapsed * 1e9,
+                  extra={"users": users, "loop": "uvloop" if loop_factory else "asyncio"})
+
+
+def _rss_mib() -> float:
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _memory(orders: int, markets: int, seed: int) -> Result:
+    """Resident memory of an engine holding ``orders`` resting orders."""
+    rng = random.Random(seed)
+    gc.collect()
+    before = _rss_mib()
+    eng, mids = _exchange(markets=markets, users=USERS, shares=0)
+    for k in range(orders):
+        mid = mids[k % markets]
+        bid = k % 2 == 0
+        price = rng.randint(1, 50) * 100 if bid else rng.randint(51, 99) * 100
+        eng.apply(PlaceOrder(user_id=rng.randint(1, USERS), market_id=mid,
+                             outcome=Outcome.YES if bid else Outcome.NO, side=Side.BUY,
+                             price=price if bid else 10_000 - price, quantity=10))
+    gc.collect()
+    used = _rss_mib() - before
+    resting = len(eng.orders)
+    del eng
+    gc.collect()
+    return Result("memory_1m_orders", resting, mib=used,
+                  extra={"markets": markets, "bytes_per_order": used * 2**20 / resting})
+
+
+# --- the whole run -----------------------------------------------------------------------
+
+
+def run(quick: bool = False, seed: int = 1, only: set[str] | None = None,
+        progress: Callable[[str], None] | None = None) -> list[Result]:
+    """Run every workload (``quick``: smaller sizes) and return the report rows."""
+    sizes = (1_000, 10_000) if quick else (1_000, 10_000, 50_000)
+    lat_n = 5_000 if quick else 20_000
+    steps: list[tuple[str, Callable[[], list[Result]]]] = []
+    for n in sizes:
+        steps.append(("matching_heavy", lambda n=n: [_throughput(
+            "matching_heavy", n, _matching_cmds, seed)]))
+    for n in sizes:
+        steps.append(("book_building", lambda n=n: [_throughput(
+            "book_building", n, _building_cmds, seed)]))
+    for users in (100,) if quick else (100, 500, 1000):
+        steps.append(("concurrent", lambda u=users: [_concurrent(u, 100, seed)]))
+    steps.append(("single_order_matching",
+                  lambda: [_latency("single_order_matching", lat_n, seed, True)]))
+    steps.append(("single_order_resting",
+                  lambda: [_latency("single_order_resting", lat_n, seed, False)]))
+    steps.append(("cancel", lambda: [_cancel_latency(lat_n, seed)]))
+    steps.append(("queries", lambda: _queries(lat_n, seed)))
+    steps.append(("memory_1m_orders",
+                  lambda: [_memory(100_000 if quick else 1_000_000, 1_000, seed)]))
+    results: list[Result] = []
+    for name, step in steps:
+        if only and name not in only:
+            continue
+        if progress:
+            progress(name)
+        results.extend(step())
+    return results
