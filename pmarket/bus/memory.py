@@ -20,6 +20,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from pmarket.bus.base import (
     NO_HEADERS,
@@ -145,11 +146,23 @@ class _Stream:
         self.expires_ms: int | None = None
 
 
+class _Store:
+    """What the connections of one in-process "server" share."""
+
+    __slots__ = ("clock", "last", "streams", "waiters")
+
+    def __init__(self, clock: Callable[[], int]) -> None:
+        self.clock = clock
+        self.streams: dict[str, _Stream] = {}
+        self.waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self.last: _Id = (0, 0)  # ids are unique across streams, monotonic per stream
+
+
 class MemoryBus(Bus):
     """The bus inside one process (see the module docstring).
 
     Args:
-        faults: faults to inject (default: none); kept as ``bus.faults``.
+        faults: faults to inject on this connection (default: none); ``bus.faults``.
         clock_ms: the clock of ids and idle times, in Unix ms (default: wall clock);
             a test can pass a settable one to age pending entries without sleeping.
         **options: ``Bus`` options (``prefix``, ``shard``, ``instance``...).
@@ -160,14 +173,27 @@ class MemoryBus(Bus):
         *,
         faults: Faults | None = None,
         clock_ms: Callable[[], int] = _wall_clock_ms,
-        **options: object,
+        _store: _Store | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(**options)  # type: ignore[arg-type]
+        super().__init__(**options)
         self.faults = faults or Faults()
-        self._clock = clock_ms
-        self._streams: dict[str, _Stream] = {}
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._last: _Id = (0, 0)  # ids are unique across streams, monotonic per stream
+        store = _store or _Store(clock_ms)
+        self._store = store
+        self._clock = store.clock
+        self._streams = store.streams
+        self._waiters = store.waiters
+
+    def connect(self, *, faults: Faults | None = None, **options: Any) -> MemoryBus:
+        """Another connection to the same streams, as a second process would open.
+
+        It has its own instance name, reply listener, consumer state and faults, and
+        sees every stream of this bus: use it for the engine beside a server, or for a
+        consumer restarted after a crash.
+        """
+        options.setdefault("prefix", self.keys.prefix)
+        options.setdefault("shard", self.shard)
+        return MemoryBus(faults=faults, _store=self._store, **options)
 
     # --- storage ------------------------------------------------------------------------
 
@@ -187,10 +213,11 @@ class MemoryBus(Bus):
         return stream, found
 
     def _new_id(self) -> _Id:
-        ms, seq = self._last
-        now = self._clock()
-        self._last = (now, 0) if now > ms else (ms, seq + 1)
-        return self._last
+        store = self._store
+        ms, seq = store.last
+        now = store.clock()
+        store.last = (now, 0) if now > ms else (ms, seq + 1)
+        return store.last
 
     def _position(self, stream: _Stream, start_id: StreamId) -> _Id:
         return stream.last if start_id == "$" else parse_id(start_id)
