@@ -1,0 +1,1 @@
+"""Alembic migrations of the pmarket schema, shipped in the package (``pmarket.db.migrate``)."""
