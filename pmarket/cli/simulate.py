@@ -1,0 +1,102 @@
+"""``pmarket simulate FILE...``: run scenario files and report what happened.
+
+Thin by design: validate every file first (exit 2 with located problems), run each on a
+fresh target with a progress bar for long runs, print the report tables, optionally
+write the full reports as JSON, and exit 1 if any expectation failed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..sim import (
+    ScenarioError,
+    TargetUnavailable,
+    estimate_work,
+    load_scenario,
+    open_target,
+    render,
+    run_scenario,
+)
+from . import app
+
+LONG_RUN = 2_000
+"""Units of work from which a run shows a progress bar."""
+
+
+@app.command()
+def simulate(
+    files: list[Path] = typer.Argument(..., help="Scenario files (YAML), e.g. scenarios/*.yaml."),
+    seed: int | None = typer.Option(None, help="Override every scenario's seed."),
+    json_file: Path | None = typer.Option(None, "--json", help="Write the full reports here."),
+    target: str | None = typer.Option(
+        None, help="URL of a running pmarket server (default: an in-process engine)."),
+    scale: float = typer.Option(
+        1.0, min=0.0001, help="Multiply the order count of load bursts (e.g. 0.1)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print one line per scenario."),
+) -> None:
+    """Replay scenario files against the exchange and check their expectations."""
+    console = Console()
+    errors = Console(stderr=True)
+    scenarios = []
+    bad = False
+    for path in files:
+        try:
+            scenarios.append(load_scenario(path))
+        except ScenarioError as exc:
+            bad = True
+            for problem in exc.problems:
+                errors.print(str(problem), style="red", markup=False, highlight=False,
+                             soft_wrap=True)
+        except OSError as exc:
+            bad = True
+            errors.print(f"{path}: cannot read: {exc.strerror}", style="red", markup=False)
+    if bad:
+        raise typer.Exit(2)
+    try:
+        open_target(target).close()
+    except TargetUnavailable as exc:
+        errors.print(f"error: {exc}", style="red", markup=False)
+        raise typer.Exit(2) from None
+
+    reports = []
+    for scenario in scenarios:
+        run_target = open_target(target)
+        total = estimate_work(scenario, scale)
+        try:
+            if total >= LONG_RUN and not quiet:
+                with Progress(TextColumn("{task.description}"), BarColumn(),
+                              MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                              transient=True) as bar:
+                    task = bar.add_task(scenario.name, total=total)
+                    report = run_scenario(scenario, run_target, seed, scale,
+                                          lambda n, task=task: bar.advance(task, n))
+            else:
+                report = run_scenario(scenario, run_target, seed, scale)
+        finally:
+            run_target.close()
+        reports.append(report)
+        if quiet:
+            mark = "[green]PASS[/]" if report.passed else "[red]FAIL[/]"
+            console.print(f"{mark} {scenario.name} ({scenario.file})")
+            for failure in report.failures:
+                console.print(f"  x {failure}", style="red", markup=False, soft_wrap=True)
+        else:
+            console.print(render(report))
+            console.print()
+
+    failed = [r for r in reports if not r.passed]
+    if json_file is not None:
+        data = {"passed": not failed, "reports": [r.to_dict() for r in reports]}
+        json_file.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+    if len(reports) > 1:
+        style = "red" if failed else "green"
+        console.print(f"{len(reports) - len(failed)} of {len(reports)} scenarios passed",
+                      style=style)
+    if failed:
+        raise typer.Exit(1)
