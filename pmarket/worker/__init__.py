@@ -1,0 +1,24 @@
+"""The worker: projects engine events into the database, idempotently and in order.
+
+``Projector`` writes deliveries (the events of a contiguous run of engine commands) and
+the consumer position in one transaction; ``Reorderer`` holds deliveries that arrive
+ahead of a missing one; ``Projector.skip`` steps over a dead-lettered delivery and
+records it. See ``projector`` for the full delivery policy.
+"""
+
+from .batch import CANDLE_INTERVALS
+from .delivery import Delivery, DeliveryError, decode_delivery, encode_delivery
+from .projector import DEFAULT_CONSUMER, ProjectionResult, Projector
+from .reorder import Reorderer
+
+__all__ = [
+    "CANDLE_INTERVALS",
+    "DEFAULT_CONSUMER",
+    "Delivery",
+    "DeliveryError",
+    "ProjectionResult",
+    "Projector",
+    "Reorderer",
+    "decode_delivery",
+    "encode_delivery",
+]
