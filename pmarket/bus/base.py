@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import NamedTuple, Self
+from typing import Any, NamedTuple, Self
 
 log = logging.getLogger(__name__)
 
@@ -603,16 +603,17 @@ class Bus(abc.ABC):
                 may still be applied.
             BusUnavailable: the command could not be sent.
         """
-        await self._start_reply_listener()
         correlation_id = f"{self._correlation}{next(self._counter)}"
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         waiting = self._replies.waiting
-        waiting[correlation_id] = future
         try:
-            await self.send_command(
-                payload, reply_to=self.instance, correlation_id=correlation_id, shard=shard
-            )
-            return await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                await self._start_reply_listener()
+                waiting[correlation_id] = future
+                await self.send_command(
+                    payload, reply_to=self.instance, correlation_id=correlation_id, shard=shard
+                )
+                return await future
         except TimeoutError:
             raise RequestTimeout(f"no reply to {correlation_id} within {timeout}s") from None
         finally:
@@ -627,10 +628,8 @@ class Bus(abc.ABC):
         shard: str | None = None,
     ) -> list[Message]:
         """Read a batch of commands as engine consumer ``consumer`` (see ``read_group``)."""
-        stream = self.commands_stream(shard)
-        await self._ensure_group_once(stream, ENGINE_GROUP, "0")
-        return await self.read_group(
-            stream, ENGINE_GROUP, consumer, count=count, block_ms=block_ms
+        return await self._read_role(
+            self.commands_stream(shard), ENGINE_GROUP, consumer, count, block_ms, "0"
         )
 
     async def complete(
@@ -692,9 +691,9 @@ class Bus(abc.ABC):
                 group exists; see ``set_group_position`` to move one.
             shard: the shard (default: this bus's shard).
         """
-        stream = self.events_stream(shard)
-        await self._ensure_group_once(stream, group, start_id)
-        return await self.read_group(stream, group, consumer, count=count, block_ms=block_ms)
+        return await self._read_role(
+            self.events_stream(shard), group, consumer, count, block_ms, start_id
+        )
 
     async def ack_events(
         self, group: str, ids: Sequence[StreamId], *, shard: str | None = None
@@ -727,10 +726,26 @@ class Bus(abc.ABC):
 
     # --- internals --------------------------------------------------------------------------
 
-    async def _ensure_group_once(self, stream: str, group: str, start_id: StreamId) -> None:
-        if (stream, group) not in self._groups_ready:
+    async def _read_role(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        count: int,
+        block_ms: int | None,
+        start_id: StreamId,
+    ) -> list[Message]:
+        """``read_group``, creating the group the first time and again if it vanished."""
+        ready = (stream, group)
+        if ready not in self._groups_ready:
             await self.ensure_group(stream, group, start_id)
-            self._groups_ready.add((stream, group))
+            self._groups_ready.add(ready)
+        try:
+            return await self.read_group(stream, group, consumer, count=count, block_ms=block_ms)
+        except UnknownGroup:
+            # Deleted since (the stream dropped by an operator): make it again, once.
+            await self.ensure_group(stream, group, start_id)
+            return await self.read_group(stream, group, consumer, count=count, block_ms=block_ms)
 
     def _reply_appends(self, replies: Sequence[Reply]) -> list[Append]:
         by_stream: dict[str, list[Outgoing]] = {}
@@ -747,48 +762,50 @@ class Bus(abc.ABC):
         if self._closed:
             raise BusError("bus closed")
         state = self._replies
-        if state.listener is None:
+        listener = state.listener
+        if listener is None or listener.done():
+            if listener is not None and not listener.cancelled() and listener.exception():
+                log.error("reply listener died; restarting", exc_info=listener.exception())
+            state.started = asyncio.Event()
             state.listener = asyncio.create_task(self._listen_replies(), name="bus-replies")
         await state.started.wait()
 
     async def _listen_replies(self) -> None:
+        """Resolve the waiting requests' futures from this instance's reply stream."""
         stream = self.keys.replies(self.instance)
         state = self._replies
-        backoff = 0.05
         # Start after whatever the stream already holds, before any request goes out.
-        while True:
-            try:
-                last = await self.last_id(stream)
-                break
-            except BusUnavailable:
-                log.warning("reply stream %s unreachable, retrying", stream, exc_info=True)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
+        last = await _retrying(self.last_id, stream)
         state.started.set()
-        unread_trim = 0
+        untrimmed = 0
         while True:
-            try:
-                messages = await self.read(
-                    stream, last, count=1_000, block_ms=self.reply_block_ms
-                )
-            except BusUnavailable:
-                log.warning("reading replies from %s failed, retrying", stream, exc_info=True)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
-                continue
-            backoff = 0.05
+            messages = await _retrying(
+                self.read, stream, last, count=1_000, block_ms=self.reply_block_ms
+            )
             for message in messages:
                 future = state.waiting.pop(message.correlation_id, None)
                 if future is not None and not future.done():
                     future.set_result(message.payload)
             if messages:
                 last = messages[-1].id
-                unread_trim += len(messages)
-            if unread_trim >= 1_000 or (unread_trim and not messages):
+                untrimmed += len(messages)
+            if untrimmed >= 1_000 or (untrimmed and not messages):
                 # Only this listener reads the stream: everything up to `last` is done.
-                with contextlib.suppress(BusUnavailable):
+                with contextlib.suppress(BusError):
                     await self._trim_below(stream, next_id(last), True)
-                    unread_trim = 0
+                    untrimmed = 0
+
+
+async def _retrying(operation: Any, *args: Any, **kwargs: Any) -> Any:
+    """Await ``operation`` until it does not raise ``BusError``, backing off up to 1 s."""
+    backoff = 0.05
+    while True:
+        try:
+            return await operation(*args, **kwargs)
+        except BusError:
+            log.warning("bus operation %s failed; retrying", operation.__name__, exc_info=True)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
 
 
 def _previous_id(stream_id: StreamId) -> StreamId:

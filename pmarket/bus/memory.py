@@ -254,6 +254,10 @@ class MemoryBus(Bus):
         deletes: Sequence[Delete] = (),
     ) -> list[list[StreamId]]:
         self.faults.check_write(appends)
+        for append in appends:  # validate first: a write changes all or nothing
+            for entry in append.entries:
+                if not isinstance(entry, bytes) and "p" in entry[1]:
+                    raise ValueError("header name 'p' is reserved for the payload")
         written: list[list[StreamId]] = []
         for stream_key, entries, ttl_ms in appends:
             stream = self._get(stream_key)

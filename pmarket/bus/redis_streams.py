@@ -138,13 +138,17 @@ def _str(value: bytes | str) -> str:
 
 
 def _message(stream: str, entry_id: bytes, fields: Mapping[bytes, bytes], n: int) -> Message:
-    payload = fields[_PAYLOAD]
-    if len(fields) == 1:
+    # An entry written by something else than this bus (no payload field, bytes that are
+    # not UTF-8) still becomes a Message, which its consumer can then dead-letter.
+    payload = fields.get(_PAYLOAD, b"")
+    if len(fields) == 1 and payload:
         headers: Mapping[str, str] = NO_HEADERS
     else:
-        headers = MappingProxyType(
-            {k.decode(): v.decode() for k, v in fields.items() if k != _PAYLOAD}
-        )
+        headers = MappingProxyType({
+            k.decode(errors="replace"): v.decode(errors="replace")
+            for k, v in fields.items()
+            if k != _PAYLOAD
+        })
     return Message(stream, entry_id.decode(), payload, n, headers)
 
 
