@@ -222,7 +222,10 @@ class Facts(Protocol):
 
 def check(c: Check, facts: Facts) -> Miss | None:
     """Compare one expectation with the target's current state; None when it holds."""
-    found = _found(c, facts)
+    try:
+        found = _found(c, facts)
+    except LookupError:  # a market or user the target no longer knows
+        found = "nothing (it does not exist)"
     if c.fmt == "trades":
         ok = _trades_match(c.expected, found)
     else:
@@ -237,7 +240,9 @@ def _found(c: Check, facts: Facts) -> Any:
     if kind == "step":
         result = facts.step_result
         if c.field == "rejected":
-            return result.error.code if result and result.error else "nothing (it succeeded)"
+            error = result and (result.error or next(
+                (item.error for item in result.items if item.error), None))
+            return error.code if error else "nothing (it succeeded)"
         return _order_value(result.order if result else None, c.field)
     if kind == "order":
         ref = facts.named_order(c.subject)

@@ -104,6 +104,7 @@ class Runner:
         self.net_deposits: dict[str, int] = {}
         self.events: dict[str, EventInfo] = {}
         self.markets: dict[MarketRef, int] = {}
+        self.deleted: set[MarketRef] = set()
         self.named: dict[str, tuple[User, int]] = {}
         self.order_ticks: dict[str, int] = {}
         self.failures: list[Failure] = []
@@ -134,8 +135,9 @@ class Runner:
             self._step(step)
         wall = perf_counter_ns() - started
         return build(self.scenario, self.seed, self.target, self.rec, self.users,
-                     self.net_deposits, self.markets, self.failures, self.clock.elapsed_ms,
-                     wall)
+                     self.net_deposits,
+                     {r: m for r, m in self.markets.items() if r not in self.deleted},
+                     self.failures, self.clock.elapsed_ms, wall)
 
     def call(self, op: str, method: Callable[..., Result], *args) -> Result:
         """Send one request to the target, timing and recording it."""
@@ -225,8 +227,12 @@ class Runner:
             if action.op in ("close", "reopen"):
                 status = "closed" if action.op == "close" else "active"
                 return self.call(action.op, t.set_event_status, event_id, status)
-            method = t.void if action.op == "void" else t.delete_event
-            return self.call(action.op, method, event_id)
+            if action.op == "void":
+                return self.call("void", t.void, event_id)
+            result = self.call("delete_event", t.delete_event, event_id)
+            if result.ok:  # its markets are gone: stop reporting on them
+                self.deleted.update(r for r in self.markets if r.event == action.event)
+            return result
         if isinstance(action, Resolve):
             info = self.events[action.event]
             winner = info.markets[action.winner] if action.winner else None
