@@ -1,0 +1,126 @@
+"""Migrations build the schema from nothing on SQLite and PostgreSQL, and match the models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from typer.testing import CliRunner
+
+from pmarket.cli import load_commands
+from pmarket.db import (
+    Base,
+    User,
+    bounded,
+    current_revision,
+    from_ms,
+    head_revision,
+    make_engine,
+    session_factory,
+    to_ms,
+    upgrade,
+)
+from pmarket.db.migrate import include_object
+from tests.dbfixtures import Database
+
+
+def test_upgrade_from_empty_creates_every_table(empty_database_url):
+    assert upgrade(empty_database_url) == head_revision()
+    engine = make_engine(empty_database_url)
+    try:
+        tables = set(sa.inspect(engine).get_table_names())
+        assert set(Base.metadata.tables) <= tables
+        assert "alembic_version" in tables
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_twice_is_a_no_op(empty_database_url):
+    upgrade(empty_database_url)
+    assert upgrade(empty_database_url) == head_revision()
+
+
+def test_migrated_schema_matches_the_models(database: Database):
+    with database.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={
+            "compare_type": True, "include_object": include_object})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_title_search_index_exists_on_postgresql(database: Database):
+    if database.backend != "postgres":
+        pytest.skip("the full-text index is PostgreSQL's")
+    indexes = {ix["name"] for ix in sa.inspect(database.engine).get_indexes("events")}
+    assert "ix_events_title_fts" in indexes
+
+
+def test_timestamps_come_back_timezone_aware_in_utc(database: Database):
+    paris = timezone(timedelta(hours=1))
+    written = datetime(2026, 3, 1, 13, 30, 15, 123000, tzinfo=paris)
+    with session_factory(database.engine).begin() as session:
+        session.add(User(email="a@example.com", name="A", password_hash="x",
+                         created_at=written))
+    with session_factory(database.engine)() as session:
+        read = session.scalars(sa.select(User.created_at)).one()
+    assert read.tzinfo is not None and read.utcoffset() == timedelta(0)
+    assert read == written
+
+
+def test_naive_datetimes_are_refused(database: Database):
+    with (pytest.raises(sa.exc.StatementError, match="naive datetime"),
+          session_factory(database.engine).begin() as session):
+        session.add(User(email="b@example.com", name="B", password_hash="x",
+                         created_at=datetime(2026, 1, 1)))
+
+
+def test_user_emails_are_unique(database: Database):
+    with (pytest.raises(sa.exc.IntegrityError),
+          session_factory(database.engine).begin() as session):
+        session.add(User(email="c@example.com", name="C", password_hash="x"))
+        session.add(User(email="c@example.com", name="C2", password_hash="y"))
+
+
+def test_bigint_columns_hold_the_extremes(database: Database):
+    from pmarket.db import Balance
+
+    top = 2**63 - 1
+    with session_factory(database.engine).begin() as session:
+        session.add(Balance(user_id=1, available=top, reserved=-(2**63), seq=1))
+    with session_factory(database.engine)() as session:
+        row = session.get(Balance, 1)
+    assert (row.available, row.reserved) == (top, -(2**63))
+
+
+def test_bounded_refuses_values_beyond_bigint_with_a_clear_message():
+    assert bounded(2**63 - 1, "x") == 2**63 - 1
+    with pytest.raises(ValueError, match=r"available cash = 9223372036854775808 does not fit"):
+        bounded(2**63, "available cash")
+    with pytest.raises(ValueError, match="BIGINT"):
+        bounded(-(2**63) - 1, "amount")
+
+
+def test_millisecond_times_convert_exactly_both_ways():
+    ms = 1_767_225_600_123
+    assert from_ms(ms) == datetime(2026, 1, 1, 0, 0, 0, 123000, tzinfo=UTC)
+    assert to_ms(from_ms(ms)) == ms
+    assert from_ms(None) is None
+
+
+def test_pmarket_db_upgrade_command_migrates_a_new_file(tmp_path):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    result = CliRunner().invoke(load_commands(), ["db", "upgrade", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    assert f"revision {head_revision()}" in result.output
+    result = CliRunner().invoke(load_commands(), ["db", "current", "--database-url", url])
+    assert f"database: {head_revision()}" in result.output
+
+
+def test_pmarket_db_upgrade_reports_an_unreachable_database(tmp_path):
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    result = CliRunner().invoke(load_commands(), ["db", "upgrade", "--database-url", url])
+    assert result.exit_code == 1
+    assert "failed" in result.output
