@@ -3,7 +3,8 @@
 Three kinds of agent trade one market each, acting at times drawn in simulated time:
 
 - ``MarketMaker`` quotes ``levels`` bids and asks around a fair value that drifts a few
-  ticks per requote; it cancels its quotes and places a fresh batch every ``every``.
+  ticks per requote (pulled back towards the configured value); it cancels its quotes
+  and places a fresh batch every ``every``.
   Its asks sell YES it holds, otherwise buy NO (the same ask on the YES book).
 - ``NoiseTrader`` buys or sells YES or NO at random, as market orders or gtd limit
   orders priced around the current mid; it only sells shares it holds.
@@ -28,15 +29,10 @@ from collections.abc import Callable, Iterator
 from ..engine import units
 from ..engine.units import SCALE
 from .scenario import AgentSpec, Burst
-from .targets import OrderRequest, Result, Target, User
+from .targets import OrderRequest, Result, Target, User, price_text
 
 Call = Callable[..., Result]
 """``call(op, method, *args) -> Result``: the runner's timed, recorded request."""
-
-
-def price_text(price: int, tick: int) -> str:
-    """A price in units as the decimal string a target expects."""
-    return units.format_price(price, tick)
 
 
 def _on_grid(price: int, tick: int) -> int:
@@ -102,8 +98,11 @@ class MarketMaker(Agent):
     def act(self, now_ms: int) -> None:
         spec, tick = self.spec, self.spec.tick
         if spec.drift_ticks:
-            self.fair = _on_grid(self.fair + self.rng.randint(-spec.drift_ticks,
-                                                              spec.drift_ticks) * tick, tick)
+            # A random walk pulled back towards the configured fair value, so that makers
+            # of one market stay near each other instead of drifting apart for hours.
+            pull = round((spec.fair_value - self.fair) / tick / 8)
+            step = self.rng.randint(-spec.drift_ticks, spec.drift_ticks) + pull
+            self.fair = _on_grid(self.fair + step * tick, tick)
         half = max(1, spec.spread // (2 * tick))
         self.call("cancel_all", self.target.cancel_all, self.user, self.market_id)
         free_yes, _free_no = self.free_shares()
