@@ -140,10 +140,11 @@ def full_session() -> Recorder:
     return r
 
 
-def random_session(orders: int, seed: int = 7, users: int = 20, markets: int = 4) -> Recorder:
+def random_session(orders: int, seed: int = 7, users: int = 20, markets: int = 4,
+                   step_ms: int = 37) -> Recorder:
     """A seeded random order flow of ``orders`` placements plus some cancels and splits."""
     rng = random.Random(seed)
-    r = Recorder(step_ms=37)
+    r = Recorder(step_ms=step_ms)
     ids: list[int] = []
     for k in range(markets):
         ids += r.event(f"Market {k}", category="random")
