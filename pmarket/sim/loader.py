@@ -87,6 +87,7 @@ class Loader:
         self.groups: dict[str, tuple[str, ...]] = {}
         self.orders: dict[str, tuple[str, MarketRef, int]] = {}  # name -> owner, market, tick
         self.names: set[str] = set()
+        self.broken: set[str] = set()  # names of steps that failed validation
         self.cursor_ms = 0  # the earliest simulated time the next step may start at
 
     # --- the file ------------------------------------------------------------------
@@ -195,7 +196,12 @@ class Loader:
                                    f"{at_ms} ms, the scenario is already at {self.cursor_ms} ms")
             self.cursor_ms = at_ms
         kind = actions[0] if actions else None
-        action: Action = self._action(kind, f[kind], name) if kind else None
+        try:
+            action: Action = self._action(kind, f[kind], name) if kind else None
+        except Invalid:
+            if name is not None:  # later references to it would only repeat the error
+                self.broken.add(name)
+            raise
         if name is not None:
             self.names.add(name)
         checks: tuple = ()
@@ -290,9 +296,7 @@ class Loader:
         optional = ("user", "price", "quantity") if kind == "modify" else ("user",)
         keys = f.keys(("order",), optional)
         name = keys["order"].name()
-        if name not in self.orders:
-            raise keys["order"].fail(f"no earlier step placed an order named '{name}'")
-        _owner, _market, tick = self.orders[name]
+        _owner, _market, tick = self.order(keys["order"])
         user = self.user(keys["user"]) if "user" in keys else None
         if kind == "cancel":
             return Cancel(name, user)
@@ -475,6 +479,8 @@ class Loader:
     def order(self, f: Field) -> tuple[str, MarketRef, int]:
         """A named order placed by an earlier step: (owner, market, tick)."""
         name = f.name()
+        if name in self.broken:
+            raise Invalid(None)
         if name not in self.orders:
             raise f.fail(f"no earlier step placed an order named '{name}'")
         return self.orders[name]

@@ -56,10 +56,14 @@ class Problem:
 
 
 class Invalid(Exception):
-    """Raised by ``Field`` when a value is wrong; carries the located ``Problem``."""
+    """Raised by ``Field`` when a value is wrong; carries the located ``Problem``.
 
-    def __init__(self, problem: Problem):
-        super().__init__(str(problem))
+    ``problem`` is None for an error that only follows from one already reported (a
+    reference to a step that was itself invalid): it stops the step, silently.
+    """
+
+    def __init__(self, problem: Problem | None):
+        super().__init__(str(problem) if problem else "follows from an earlier problem")
         self.problem = problem
 
 
@@ -83,7 +87,8 @@ class Problems:
         try:
             yield
         except Invalid as exc:
-            self.items.append(exc.problem)
+            if exc.problem is not None:
+                self.items.append(exc.problem)
 
     def raise_if_any(self) -> None:
         """Raise ``ScenarioError`` with every recorded problem, if there is one."""
