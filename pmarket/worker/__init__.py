@@ -10,10 +10,12 @@ from .batch import CANDLE_INTERVALS
 from .delivery import Delivery, DeliveryError, decode_delivery, encode_delivery
 from .projector import DEFAULT_CONSUMER, ProjectionResult, Projector
 from .reorder import Reorderer
+from .writer import ConcurrentProjection
 
 __all__ = [
     "CANDLE_INTERVALS",
     "DEFAULT_CONSUMER",
+    "ConcurrentProjection",
     "Delivery",
     "DeliveryError",
     "ProjectionResult",

@@ -108,6 +108,7 @@ class Projector:
 
         Raises:
             DeliveryError: a delivery overlaps the position.
+            ConcurrentProjection: another writer moved the position meanwhile (SQLite).
             ValueError: an event is malformed or a value would overflow its column;
                 nothing of the call is written.
         """
@@ -146,7 +147,7 @@ class Projector:
         if late:
             self._rewrite_skips(conn, skipped or [])
         if in_order:
-            writer.save_position(conn, self.consumer, self.stream, expected - 1,
+            writer.save_position(conn, self.consumer, self.stream, last, expected - 1,
                                  in_order[-1].message_id)
         result.applied, result.late = len(in_order), len(late)
         result.events = batch.event_count
@@ -203,7 +204,7 @@ class Projector:
             "consumer": self.consumer, "stream": self.stream, "first_seq": first_seq,
             "last_seq": last_seq, "message_id": message_id, "error": error,
             "skipped_at": utcnow()}])
-        writer.save_position(conn, self.consumer, self.stream, last_seq, message_id)
+        writer.save_position(conn, self.consumer, self.stream, last, last_seq, message_id)
 
 
 def _containing(ranges: list[tuple[int, int]], d: Delivery) -> tuple[int, int] | None:

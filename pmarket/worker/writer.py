@@ -43,6 +43,10 @@ _positions, _candles = Position.__table__, Candle.__table__
 _consumers, _skipped = ConsumerPosition.__table__, SkippedDelivery.__table__
 
 
+class ConcurrentProjection(RuntimeError):
+    """Another writer moved the consumer position during this transaction."""
+
+
 def _insert(conn: Connection, table):
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
@@ -105,13 +109,25 @@ def lock_position(conn: Connection, consumer: str, stream: str) -> int:
     return row[0]
 
 
-def save_position(conn: Connection, consumer: str, stream: str, last_seq: int,
+def save_position(conn: Connection, consumer: str, stream: str, old_seq: int, last_seq: int,
                   message_id: str | None) -> None:
-    """Record that everything up to ``last_seq`` is applied."""
-    conn.execute(
+    """Record that everything up to ``last_seq`` is applied, if the position is ``old_seq``.
+
+    A compare-and-set: on SQLite, where ``FOR UPDATE`` does not exist, two writers that
+    read the same position cannot both move it; the loser's transaction fails.
+
+    Raises:
+        ConcurrentProjection: someone else moved the position since it was read.
+    """
+    moved = conn.execute(
         update(_consumers)
-        .where(_consumers.c.consumer == consumer, _consumers.c.stream == stream)
+        .where(_consumers.c.consumer == consumer, _consumers.c.stream == stream,
+               _consumers.c.last_seq == old_seq)
         .values(last_seq=last_seq, last_message_id=message_id, updated_at=utcnow()))
+    if moved.rowcount != 1:
+        raise ConcurrentProjection(
+            f"the position of {consumer} on {stream} moved from {old_seq} while projecting; "
+            "roll back and project again")
 
 
 def skipped_ranges(conn: Connection, consumer: str, stream: str) -> list[tuple[int, int]]:

@@ -203,3 +203,24 @@ def test_delivery_wire_format_round_trips(session):
 def test_malformed_deliveries_are_refused(payload):
     with pytest.raises(DeliveryError):
         decode_delivery(payload)
+
+
+def test_a_writer_racing_on_sqlite_loses_instead_of_applying_twice(database, session,
+                                                                  reference, monkeypatch):
+    if database.backend != "sqlite":
+        pytest.skip("PostgreSQL serialises writers with SELECT .. FOR UPDATE instead")
+    from pmarket.worker import ConcurrentProjection, writer
+
+    Projector(STREAM).apply(database.engine, session.deliveries[:1])  # the row exists
+    read_position = writer.lock_position
+
+    def racing_lock(conn, consumer, stream):
+        seen = read_position(conn, consumer, stream)
+        monkeypatch.setattr(writer, "lock_position", read_position)
+        Projector(STREAM).apply(database.engine, session.deliveries)  # the other writer
+        return seen
+
+    monkeypatch.setattr(writer, "lock_position", racing_lock)
+    with pytest.raises(ConcurrentProjection):
+        Projector(STREAM).apply(database.engine, session.deliveries)
+    assert dump(database) == reference
