@@ -1,0 +1,73 @@
+"""The in-process target speaks the API's language: tokens, decimal strings, 404s."""
+
+from __future__ import annotations
+
+import pytest
+
+from pmarket.sim import TargetUnavailable, open_target
+from pmarket.sim.clock import SimClock
+from pmarket.sim.targets import InProcessTarget, OrderRequest
+
+
+@pytest.fixture
+def exchange():
+    target = InProcessTarget()
+    info = target.create_event("Will it rain?", [], "0.01")
+    ann, bob = target.signup("ann"), target.signup("bob")
+    target.deposit(ann, "100")
+    target.deposit(bob, "100")
+    return target, info.markets["Yes"], ann, bob
+
+
+def test_prices_and_money_travel_as_decimal_strings(exchange):
+    target, market, ann, bob = exchange
+    placed = target.place(ann, OrderRequest(market, "yes", "buy", 10, "0.57"))
+    assert placed.ok and placed.order.price == "0.57" and placed.order.status == "open"
+    taken = target.place(bob, OrderRequest(market, "no", "buy", 4, "0.43"))
+    [trade] = taken.trades
+    assert (trade.price, trade.quantity, trade.kind) == ("0.57", 4, "mint")
+    assert target.balance(ann).reserved == "3.4200"
+    book = target.book(market, "no")
+    assert book.asks == [("0.43", 6)] and book.last_price == "0.43"
+
+
+def test_another_users_order_is_not_found(exchange):
+    target, market, ann, bob = exchange
+    order = target.place(ann, OrderRequest(market, "yes", "buy", 1, "0.50")).order
+    assert target.order(bob, order.id) is None
+    assert target.cancel(bob, order.id).error.code == "unknown_order"
+
+
+def test_closed_orders_stay_visible_to_their_owner(exchange):
+    target, market, ann, _bob = exchange
+    order = target.place(ann, OrderRequest(market, "yes", "buy", 1, "0.50")).order
+    target.cancel(ann, order.id)
+    assert target.order(ann, order.id).status == "cancelled"
+
+
+def test_gtd_orders_expire_when_the_clock_passes_their_time(exchange):
+    target, market, ann, _bob = exchange
+    clock = SimClock()
+    target.advance_to(clock.now_ms)
+    request = OrderRequest(market, "yes", "buy", 1, "0.50", time_in_force="gtd",
+                           expires_at_ms=clock.now_ms + 1_000)
+    order = target.place(ann, request).order
+    clock.move_to(clock.now_ms + 1_000)
+    assert target.advance_to(clock.now_ms).cancelled == [order.id]
+    assert target.order(ann, order.id).status == "expired"
+    with pytest.raises(ValueError):
+        clock.move_to(clock.now_ms - 1)
+
+
+def test_a_batch_reports_each_order_on_its_own(exchange):
+    target, market, ann, _bob = exchange
+    result = target.place_batch(ann, [OrderRequest(market, "yes", "buy", 1, "0.50"),
+                                      OrderRequest(market, "yes", "sell", 1, "0.60")])
+    assert [item.ok for item in result.items] == [True, False]
+    assert result.items[1].error.code == "insufficient_shares"
+
+
+def test_url_target_is_refused_until_the_http_server_exists():
+    assert isinstance(open_target(None), InProcessTarget)
+    with pytest.raises(TargetUnavailable, match=r"HTTP target needs the server \(issue 5\)"):
+        open_target("http://127.0.0.1:8000")
