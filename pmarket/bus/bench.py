@@ -60,7 +60,12 @@ def _sample_payloads() -> tuple[bytes, bytes]:
 
 
 async def bench_roundtrip(
-    bus: Bus, n: int, *, batch: int = 100, with_results: bool = False
+    bus: Bus,
+    n: int,
+    *,
+    batch: int = 100,
+    with_results: bool = False,
+    shard: str | None = None,
 ) -> RoundtripResult:
     """Measure ``n`` command → read → ack cycles, ``batch`` commands at a time.
 
@@ -70,13 +75,14 @@ async def bench_roundtrip(
         batch: commands appended, read and acked per round.
         with_results: also write one event message and one reply per command in the ack
             write, like the engine's ``Bus.complete``.
+        shard: the shard whose streams it uses and then deletes (default: a new one).
 
     Returns:
         The measurement; ``per_second`` is the figure to compare.
     """
     if n <= 0 or batch <= 0:
         raise ValueError("n and batch must be positive")
-    shard = f"bench-{uuid.uuid4().hex[:8]}"
+    shard = shard or f"bench-{uuid.uuid4().hex[:8]}"
     stream = bus.commands_stream(shard)
     reply_to = f"bench-{uuid.uuid4().hex[:8]}"
     command, events = _sample_payloads()

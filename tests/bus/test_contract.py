@@ -94,6 +94,13 @@ async def test_blocking_read_times_out_empty(bus: Bus):
     assert await bus.read(stream, block_ms=50) == []
 
 
+async def test_reserved_header_name_is_refused_before_anything_is_written(bus: Bus):
+    with pytest.raises(ValueError, match="reserved"):
+        await bus.append(bus.events_stream(), [b"ok", (b"bad", {"p": "x"})])
+
+    assert await bus.length(bus.events_stream()) == 0
+
+
 # --- consumer groups -------------------------------------------------------------------
 
 
@@ -176,6 +183,16 @@ async def test_unknown_group_is_an_error(bus: Bus):
     with pytest.raises(UnknownGroup):
         await bus.reclaim(stream, "nobody", "c1", min_idle_ms=0)
     assert await bus.delete_group(stream, "nobody") is False
+
+
+async def test_role_reads_recreate_a_group_dropped_with_its_stream(bus: Bus):
+    await bus.publish_events([b"before"])
+    assert len(await bus.read_events("worker", "w1")) == 1
+
+    await bus.delete_streams(bus.events_stream())
+    await bus.publish_events([b"after"])
+
+    assert [m.payload for m in await bus.read_events("worker", "w1")] == [b"after"]
 
 
 # --- redelivery, reclaim, delivery counts -------------------------------------------------
@@ -478,6 +495,18 @@ async def test_batches_are_read_in_count_sized_chunks(bus: Bus):
     assert sizes == [100, 100, 50]
     assert len(set(ids)) == 250
     assert await bus.pending(bus.events_stream(), "worker") == []
+
+
+async def test_large_batches_are_written_and_acked_in_one_call(bus: Bus):
+    stream = bus.events_stream()
+    ids = await bus.publish_events([b"%d" % i for i in range(2_500)])
+    messages = await bus.read_events("worker", "w1", count=2_500)
+    assert [m.id for m in messages] == ids
+
+    await bus.ack_events("worker", ids)
+
+    assert await bus.pending(stream, "worker") == []
+    assert await bus.trim(stream, approximate=False) == 2_500
 
 
 async def test_complete_publishes_events_replies_and_acks_in_one_write(bus: Bus):
