@@ -62,11 +62,13 @@ class Agent(ABC):
         """Do one thing at simulated time ``now_ms``."""
 
     def size(self) -> int:
+        """A quantity drawn uniformly from the configured size range."""
         low, high = self.spec.size
         return self.rng.randint(low, high)
 
     def order(self, outcome: str, side: str, quantity: int, price: int | None,
               **extra) -> OrderRequest:
+        """An order request for this agent's market (``price`` in units, owner's terms)."""
         text = None if price is None else price_text(price, self.spec.tick)
         return OrderRequest(self.market_id, outcome, side, quantity, text, **extra)
 

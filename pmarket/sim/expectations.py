@@ -213,9 +213,15 @@ class Facts(Protocol):
     target: Target
     step_result: Result | None
 
-    def user(self, name: str) -> User: ...
-    def market_id(self, ref: MarketRef) -> int: ...
-    def named_order(self, name: str) -> tuple[User, int] | None: ...
+    def user(self, name: str) -> User:
+        """The signed-up user of a scenario name."""
+
+    def market_id(self, ref: MarketRef) -> int:
+        """The target's id of a market reference."""
+
+    def named_order(self, name: str) -> tuple[User, int] | None:
+        """The owner and id of a named order (None if its placement was refused)."""
+
     def trades_since_mark(self) -> list[tuple[int, int, str]]:
         """(price, quantity, kind) of every trade since the last expect-only step."""
 

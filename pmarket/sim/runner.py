@@ -114,20 +114,25 @@ class Runner:
     # --- facts for expectations ----------------------------------------------------
 
     def user(self, name: str) -> User:
+        """The signed-up user of a scenario name (``expectations.Facts``)."""
         return self.users[name]
 
     def market_id(self, ref: MarketRef) -> int:
+        """The target's id of a market reference (``expectations.Facts``)."""
         return self.markets[ref]
 
     def named_order(self, name: str) -> tuple[User, int] | None:
+        """Owner and id of a named order, None if never placed (``expectations.Facts``)."""
         return self.named.get(name)
 
     def trades_since_mark(self) -> list[tuple[int, int, str]]:
+        """(price, quantity, kind) of trades since the last checkpoint step."""
         return [(p, q, k) for _m, p, q, k, _t in self.rec.trades[self.trade_mark:]]
 
     # --- the run -------------------------------------------------------------------
 
     def run(self) -> Report:
+        """Set up, execute every step, check every expectation, build the report."""
         started = perf_counter_ns()
         self.target.advance_to(self.clock.now_ms)
         self._setup()

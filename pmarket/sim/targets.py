@@ -218,41 +218,100 @@ class Audit:
 
 
 class Target(Protocol):
-    """An exchange the simulator can drive (see the module docstring for conventions)."""
+    """An exchange the simulator can drive (see the module docstring for conventions).
+
+    Each method maps onto the public API (``docs/API.md``); a refused request returns a
+    ``Result`` whose ``error`` carries the API's code, it never raises.
+    """
 
     name: str
 
-    def signup(self, name: str) -> User: ...
-    def create_event(self, title: str, outcomes: list[str], tick_size: str) -> EventInfo: ...
-    def advance_to(self, now_ms: int) -> Result: ...
-    def deposit(self, user: User, amount: str) -> Result: ...
-    def withdraw(self, user: User, amount: str) -> Result: ...
-    def place(self, user: User, order: OrderRequest) -> Result: ...
-    def place_batch(self, user: User, orders: list[OrderRequest]) -> Result: ...
+    def signup(self, name: str) -> User:
+        """``POST /auth/signup``: a new user and its token."""
+
+    def create_event(self, title: str, outcomes: list[str], tick_size: str) -> EventInfo:
+        """``POST /admin/events``: one market per outcome (none: a yes/no market)."""
+
+    def advance_to(self, now_ms: int) -> Result:
+        """Return once the target's clock reads ``now_ms``; ``cancelled`` lists expiries."""
+
+    def deposit(self, user: User, amount: str) -> Result:
+        """``POST /onramp``."""
+
+    def withdraw(self, user: User, amount: str) -> Result:
+        """``POST /offramp``."""
+
+    def place(self, user: User, order: OrderRequest) -> Result:
+        """``POST /orders``: the order's state and the trades it made."""
+
+    def place_batch(self, user: User, orders: list[OrderRequest]) -> Result:
+        """``POST /orders/batch``: one item per order, in request order."""
+
     def modify(self, user: User, order_id: int, price: str | None,
-               quantity: int | None) -> Result: ...
-    def cancel(self, user: User, order_id: int) -> Result: ...
-    def cancel_all(self, user: User, market_id: int | None = None) -> Result: ...
-    def split(self, user: User, market_id: int, quantity: int) -> Result: ...
-    def merge(self, user: User, market_id: int, quantity: int) -> Result: ...
-    def split_event(self, user: User, event_id: int, quantity: int) -> Result: ...
-    def merge_event(self, user: User, event_id: int, quantity: int) -> Result: ...
+               quantity: int | None) -> Result:
+        """``PATCH /orders/{id}`` (``quantity`` is the new total, filled included)."""
+
+    def cancel(self, user: User, order_id: int) -> Result:
+        """``DELETE /orders/{id}``."""
+
+    def cancel_all(self, user: User, market_id: int | None = None) -> Result:
+        """``DELETE /orders``: ``cancelled`` lists the ids."""
+
+    def split(self, user: User, market_id: int, quantity: int) -> Result:
+        """``POST /markets/{id}/split``."""
+
+    def merge(self, user: User, market_id: int, quantity: int) -> Result:
+        """``POST /markets/{id}/merge``."""
+
+    def split_event(self, user: User, event_id: int, quantity: int) -> Result:
+        """``POST /events/{id}/split``."""
+
+    def merge_event(self, user: User, event_id: int, quantity: int) -> Result:
+        """``POST /events/{id}/merge``."""
+
     def convert(self, user: User, event_id: int, outcome_ids: list[int],
-                quantity: int) -> Result: ...
-    def set_event_status(self, event_id: int, status: str) -> Result: ...
-    def resolve(self, event_id: int, winning_outcome_id: int | None) -> Result: ...
-    def void(self, event_id: int) -> Result: ...
-    def delete_event(self, event_id: int) -> Result: ...
+                quantity: int) -> Result:
+        """NO of each listed outcome into YES of every other outcome."""
+
+    def set_event_status(self, event_id: int, status: str) -> Result:
+        """``PATCH /admin/events/{id}`` with ``status`` "closed" or "active"."""
+
+    def resolve(self, event_id: int, winning_outcome_id: int | None) -> Result:
+        """``POST /admin/events/{id}/resolve`` (None: a yes/no event's NO wins)."""
+
+    def void(self, event_id: int) -> Result:
+        """``POST /admin/events/{id}/resolve`` with ``void: true``."""
+
+    def delete_event(self, event_id: int) -> Result:
+        """``DELETE /admin/events/{id}``."""
+
     def book(self, market_id: int, view: str = "yes", depth: int | None = None
-             ) -> BookLevels: ...
-    def market(self, market_id: int) -> MarketInfo: ...
-    def balance(self, user: User) -> Balance: ...
-    def holdings(self, user: User) -> list[Holding]: ...
-    def open_orders(self, user: User, market_id: int | None = None) -> list[OrderState]: ...
-    def order(self, user: User, order_id: int) -> OrderState | None: ...
-    def audit(self) -> Audit: ...
-    def state_digest(self) -> str | None: ...
-    def close(self) -> None: ...
+             ) -> BookLevels:
+        """``GET /markets/{id}/orderbook``."""
+
+    def market(self, market_id: int) -> MarketInfo:
+        """``GET /markets/{id}``."""
+
+    def balance(self, user: User) -> Balance:
+        """``GET /balance``."""
+
+    def holdings(self, user: User) -> list[Holding]:
+        """``GET /positions``."""
+
+    def open_orders(self, user: User, market_id: int | None = None) -> list[OrderState]:
+        """``GET /orders?status=open``, oldest first."""
+
+    def order(self, user: User, order_id: int) -> OrderState | None:
+        """``GET /orders/{id}`` in any state (None where the API answers 404)."""
+
+    def audit(self) -> Audit:
+        """``GET /admin/audit``."""
+
+    def state_digest(self) -> str | None:
+        """A hash of the whole exchange state, where the target can give one."""
+
+    def close(self) -> None:
+        """Release connections."""
 
 
 class TargetUnavailable(Exception):
