@@ -1,0 +1,90 @@
+"""What only the Redis bus has: wire details, server errors, entries it did not write."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from pmarket.bus import BusUnavailable, Reply
+from pmarket.bus.redis_streams import RedisStreamsBus, _HiredisPackingConnection
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+async def rbus(redis_url: str) -> AsyncIterator[RedisStreamsBus]:
+    prefix = f"pmtest:{uuid.uuid4().hex}"
+    bus = RedisStreamsBus.from_url(redis_url, prefix=prefix)
+    yield bus
+    keys = [key async for key in bus.redis.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await bus.redis.delete(*keys)
+    await bus.close()
+
+
+async def test_unreachable_server_raises_bus_unavailable():
+    client = aioredis.Redis(port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    bus = RedisStreamsBus(client, owns_client=True)
+    try:
+        with pytest.raises(BusUnavailable):
+            await bus.publish_events([b"x"])
+        with pytest.raises(BusUnavailable):
+            await bus.read_events("worker", "w1")
+    finally:
+        await bus.close()
+
+
+def test_hiredis_packing_matches_redis_py():
+    commands = [
+        ("XGROUP CREATE", "s", "g", "$", "MKSTREAM"),
+        ("EVALSHA", "ab" * 20, 2, "k1", "k2", 0, b"\x00\xffpayload", "h\u00e9", 10**15),
+        ("XACK", b"s", "g", "1-1", "2-0"),
+    ]
+    fast, reference = _HiredisPackingConnection(), Connection()
+    for command in commands:
+        assert b"".join(fast.pack_command(*command)) == b"".join(
+            reference.pack_command(*command)
+        )
+
+
+async def test_reply_streams_carry_a_ttl(rbus: RedisStreamsBus):
+    await rbus.send_replies([Reply("srv-1", "c1", b"x")])
+
+    ttl_ms = await rbus.redis.pttl(rbus.keys.replies("srv-1"))
+
+    assert 0 < ttl_ms <= rbus.reply_ttl_ms
+
+
+async def test_entry_written_by_a_stranger_can_be_read_and_dead_lettered(rbus: RedisStreamsBus):
+    stream = rbus.events_stream()
+    await rbus.ensure_group(stream, "worker")
+    await rbus.redis.xadd(stream, {"data": b"\xff\xfe", "kind": "raw"})
+
+    (message,) = await rbus.read_events("worker", "w1")
+    assert message.payload == b""
+    assert message.headers == {"data": "\ufffd\ufffd", "kind": "raw"}
+
+    await rbus.dead_letter(message, "worker", "no payload field")
+    (letter,) = await rbus.dead_letters(stream, "worker")
+    assert letter.error == "no payload field"
+    assert await rbus.pending(stream, "worker") == []
+
+
+async def test_history_read_skips_entries_deleted_while_pending(rbus: RedisStreamsBus):
+    stream = rbus.commands_stream()
+    for payload in (b"a", b"b", b"c"):
+        await rbus.send_command(payload)
+    a, b, c = await rbus.read_commands("engine-1")
+    await rbus.redis.xdel(stream, a.id, b.id)
+
+    restarted = RedisStreamsBus(rbus.redis, prefix=rbus.keys.prefix)
+    (again,) = await restarted.read_commands("engine-1")
+
+    assert (again.id, again.deliveries) == (c.id, 2)
+    assert [p.id for p in await rbus.pending(stream, "engine")] == [c.id]
