@@ -23,6 +23,7 @@ from .models import (
     Trade,
     User,
 )
+from .search import title_search
 from .session import default_database_url, make_engine, normalize_url, session_factory
 from .types import UTCDateTime, bounded, from_ms, to_ms
 
@@ -51,6 +52,7 @@ __all__ = [
     "make_engine",
     "normalize_url",
     "session_factory",
+    "title_search",
     "to_ms",
     "upgrade",
 ]

@@ -23,6 +23,16 @@ from .session import make_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
+MIGRATION_LOCK = 0x706D6B74  # "pmkt": PostgreSQL advisory lock id held during upgrades
+
+DIALECT_ONLY_INDEXES = frozenset({"ix_events_title_fts"})
+"""Indexes the migrations create on one dialect only; the models do not declare them."""
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """Autogenerate filter: leave dialect-specific indexes out of model comparisons."""
+    return not (type_ == "index" and name in DIALECT_ONLY_INDEXES)
+
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic configuration for the packaged migrations, bound to ``connection``."""

@@ -11,17 +11,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
+from pmarket.db.migrate import MIGRATION_LOCK, include_object
 from pmarket.db.models import Base
-
-MIGRATION_LOCK = 0x706D6B74  # "pmkt": the advisory lock id of schema upgrades
-
-DIALECT_ONLY_INDEXES = {"ix_events_title_fts"}
-"""Indexes created by migrations on one dialect only, unknown to the models."""
-
-
-def include_object(obj, name, type_, reflected, compare_to) -> bool:
-    """Leave dialect-specific indexes out of autogenerate comparisons."""
-    return not (type_ == "index" and name in DIALECT_ONLY_INDEXES)
 
 
 def run_migrations() -> None:
