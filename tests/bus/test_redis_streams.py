@@ -14,8 +14,6 @@ from redis.backoff import NoBackoff
 from pmarket.bus import BusUnavailable, Reply
 from pmarket.bus.redis_streams import RedisStreamsBus, _HiredisPackingConnection
 
-pytestmark = pytest.mark.redis
-
 
 @pytest.fixture
 async def rbus(redis_url: str) -> AsyncIterator[RedisStreamsBus]:
@@ -53,6 +51,7 @@ def test_hiredis_packing_matches_redis_py():
         )
 
 
+@pytest.mark.redis
 async def test_reply_streams_carry_a_ttl(rbus: RedisStreamsBus):
     await rbus.send_replies([Reply("srv-1", "c1", b"x")])
 
@@ -61,6 +60,7 @@ async def test_reply_streams_carry_a_ttl(rbus: RedisStreamsBus):
     assert 0 < ttl_ms <= rbus.reply_ttl_ms
 
 
+@pytest.mark.redis
 async def test_entry_written_by_a_stranger_can_be_read_and_dead_lettered(rbus: RedisStreamsBus):
     stream = rbus.events_stream()
     await rbus.ensure_group(stream, "worker")
@@ -76,6 +76,7 @@ async def test_entry_written_by_a_stranger_can_be_read_and_dead_lettered(rbus: R
     assert await rbus.pending(stream, "worker") == []
 
 
+@pytest.mark.redis
 async def test_history_read_skips_entries_deleted_while_pending(rbus: RedisStreamsBus):
     stream = rbus.commands_stream()
     for payload in (b"a", b"b", b"c"):
