@@ -12,7 +12,14 @@ from pathlib import Path
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from ..sim import (
     ScenarioError,
@@ -74,8 +81,11 @@ def simulate(
                               MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                               transient=True) as bar:
                     task = bar.add_task(scenario.name, total=total)
-                    report = run_scenario(scenario, run_target, seed, scale,
-                                          lambda n, task=task: bar.advance(task, n))
+
+                    def advance(n: int, bar: Progress = bar, task: TaskID = task) -> None:
+                        bar.advance(task, n)
+
+                    report = run_scenario(scenario, run_target, seed, scale, advance)
             else:
                 report = run_scenario(scenario, run_target, seed, scale)
         finally:

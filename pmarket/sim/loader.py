@@ -97,9 +97,10 @@ class Loader:
             top = root.keys(("name", "setup", "steps"),
                             ("description", "seed", "tags", "candles"))
         except Invalid as exc:
-            raise ScenarioError([exc.problem]) from None
+            raise ScenarioError([exc.problem] if exc.problem else []) from None
         guard = self.problems.guard
-        name, description, seed, tags, candle_ms = "", "", 1, (), 60_000
+        name, description, seed, candle_ms = "", "", 1, 60_000
+        tags: tuple[str, ...] = ()
         with guard():
             name = top["name"].name()
         with guard():

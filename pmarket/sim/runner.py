@@ -158,11 +158,11 @@ class Runner:
             self.events[spec.key] = info
             for outcome, market_id in info.markets.items():
                 self.markets[MarketRef(spec.key, outcome, spec.is_multi)] = market_id
-        for spec in self.scenario.users:
-            self.users[spec.name] = self.target.signup(spec.name)
-            self.net_deposits[spec.name] = 0
-            if spec.deposit:
-                self._money("deposit", spec.name, spec.deposit)
+        for user in self.scenario.users:
+            self.users[user.name] = self.target.signup(user.name)
+            self.net_deposits[user.name] = 0
+            if user.deposit:
+                self._money("deposit", user.name, user.deposit)
 
     def _move(self, now_ms: int) -> None:
         """Advance the clock (and the target's) to ``now_ms`` if it is later."""
@@ -281,18 +281,19 @@ class Runner:
 
     def _collateral(self, a: Collateral) -> Result:
         t = self.target
-        if a.op in ("split", "merge"):
+        methods = {"split": t.split, "merge": t.merge, "split_event": t.split_event,
+                   "merge_event": t.merge_event}
+        if a.market is not None:
             market_id = self.markets[a.market]
-            method = t.split if a.op == "split" else t.merge
-            return self._fan_out(a.user, lambda u: self.call(a.op, method, u, market_id,
-                                                             a.quantity))
-        info = self.events[a.event]
+            return self._fan_out(a.user, lambda u: self.call(a.op, methods[a.op], u,
+                                                             market_id, a.quantity))
+        info = self.events[str(a.event)]
         if a.op == "convert":
             ids = [info.markets[o] for o in a.outcomes]
             return self._fan_out(a.user, lambda u: self.call("convert", t.convert, u, info.id,
                                                              ids, a.quantity))
-        method = t.split_event if a.op == "split_event" else t.merge_event
-        return self._fan_out(a.user, lambda u: self.call(a.op, method, u, info.id, a.quantity))
+        return self._fan_out(a.user, lambda u: self.call(a.op, methods[a.op], u, info.id,
+                                                         a.quantity))
 
     def _money(self, op: str, name: str, amount: int) -> Result:
         method = self.target.deposit if op == "deposit" else self.target.withdraw
