@@ -10,11 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pmarket.bus.base import (
+from pmarket.bus.base import Bus
+from pmarket.bus.codec import (
+    CodecError,
+    decode_command,
+    decode_events,
+    encode_command,
+    encode_events,
+)
+from pmarket.bus.memory import Faults, MemoryBus
+from pmarket.bus.values import (
     ENGINE_GROUP,
     Ack,
     Append,
-    Bus,
     BusError,
     BusUnavailable,
     DeadLetter,
@@ -31,14 +39,6 @@ from pmarket.bus.base import (
     next_id,
     parse_id,
 )
-from pmarket.bus.codec import (
-    CodecError,
-    decode_command,
-    decode_events,
-    encode_command,
-    encode_events,
-)
-from pmarket.bus.memory import Faults, MemoryBus
 
 __all__ = [
     "ENGINE_GROUP",

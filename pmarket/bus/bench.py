@@ -13,8 +13,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from pmarket.bus.base import Bus, Reply
+from pmarket.bus.base import Bus
 from pmarket.bus.codec import encode_command, encode_events
+from pmarket.bus.values import Reply
 from pmarket.engine.commands import Outcome, PlaceOrder, Side
 
 

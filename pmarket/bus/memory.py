@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from pmarket.bus.base import (
+from pmarket.bus.base import Bus
+from pmarket.bus.values import (
     NO_HEADERS,
     Ack,
     Append,
-    Bus,
     BusUnavailable,
     Delete,
     GroupInfo,

@@ -22,11 +22,11 @@ import hiredis
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
-from pmarket.bus.base import (
+from pmarket.bus.base import Bus
+from pmarket.bus.values import (
     NO_HEADERS,
     Ack,
     Append,
-    Bus,
     BusError,
     BusUnavailable,
     Delete,
