@@ -1,0 +1,187 @@
+"""The worker's bus loop: everything published ends in the database once, poison aside."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from pmarket.bus import MemoryBus
+from pmarket.bus.memory import Faults
+from pmarket.db import SkippedDelivery
+from pmarket.db.reconcile import reconcile
+from pmarket.worker import encode_delivery
+from pmarket.worker.loop import WORKER_GROUP, Worker
+from tests.dbfixtures import Database
+from tests.services import redis_url_or_skip
+
+from .helpers import rows
+from .scenario import full_session
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def session():
+    return full_session()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def bus(request):
+    prefix = f"pmtest:{uuid.uuid4().hex}"
+    if request.param == "memory":
+        bus = MemoryBus(prefix=prefix)
+    else:
+        from pmarket.bus.redis_streams import RedisStreamsBus
+
+        url = redis_url_or_skip()
+        bus = RedisStreamsBus.from_url(url, prefix=prefix)
+    yield bus
+    await bus.close()
+    if request.param == "redis":
+        client = redis.Redis.from_url(url)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+        client.close()
+
+
+async def _publish(bus, deliveries) -> None:
+    await bus.publish_events([encode_delivery(d) for d in deliveries])
+
+
+async def _run_until(worker: Worker, seq: int, steps: int = 200) -> None:
+    for _ in range(steps):
+        await worker.step()
+        if worker.projector.position(worker.db) >= seq and not len(worker.buffer):
+            return
+    raise AssertionError(f"position {worker.projector.position(worker.db)} never reached {seq}")
+
+
+def _clean(database: Database, session) -> list:
+    with database.engine.connect() as conn:
+        return reconcile(session.engine, conn)
+
+
+async def _pending(bus) -> int:
+    infos = await bus.groups(bus.events_stream())
+    return sum(i.pending for i in infos if i.name == WORKER_GROUP)
+
+
+async def test_worker_projects_a_published_session_and_acks_it(bus, database, session):
+    await _publish(bus, session.deliveries)
+    worker = Worker(bus, database.engine, batch_size=16, block_ms=10)
+    await _run_until(worker, session.seq)
+    assert _clean(database, session) == []
+    assert await _pending(bus) == 0
+    assert worker.stats.applied == len(session.deliveries)
+
+
+async def test_worker_applies_shuffled_publication_in_order(bus, database, session):
+    shuffled = list(session.deliveries)
+    random.Random(2).shuffle(shuffled)
+    await _publish(bus, shuffled)
+    worker = Worker(bus, database.engine, batch_size=5, block_ms=10)
+    await _run_until(worker, session.seq)
+    assert _clean(database, session) == []
+    assert await _pending(bus) == 0
+
+
+async def test_worker_shrugs_off_duplicated_and_dropped_deliveries(database, session):
+    faults = Faults(duplicate=0.3, drop=0.2, seed=4)
+    bus = MemoryBus(prefix="pmtest:faults", faults=faults)
+    await _publish(bus, session.deliveries)
+    worker = Worker(bus, database.engine, batch_size=8, block_ms=10, reclaim_idle_ms=0)
+    await _run_until(worker, session.seq)
+    assert faults.dropped and faults.duplicated
+    assert _clean(database, session) == []
+    await bus.close()
+
+
+async def test_an_undecodable_message_is_dead_lettered_and_the_rest_flows(bus, database,
+                                                                        session):
+    await _publish(bus, session.deliveries[:5])
+    await bus.publish_events([b"{not a delivery"])
+    await _publish(bus, session.deliveries[5:])
+    worker = Worker(bus, database.engine, batch_size=10, block_ms=10)
+    await _run_until(worker, session.seq)
+    (letter,) = await bus.dead_letters(bus.events_stream(), WORKER_GROUP)
+    assert "undecodable" in letter.error and letter.payload == b"{not a delivery"
+    assert _clean(database, session) == []
+
+
+async def test_a_poison_delivery_is_dead_lettered_skipped_and_healed_by_a_retry(
+        bus, database, session, monkeypatch):
+    from pmarket.worker import batch
+
+    poison_seq = 20
+    real_walk = batch.Batch.walk
+
+    def failing_walk(self, deliveries):
+        deliveries = list(deliveries)
+        if any(d.first_seq == poison_seq for d in deliveries):
+            raise ValueError("bad data in command 20")
+        return real_walk(self, deliveries)
+
+    monkeypatch.setattr(batch.Batch, "walk", failing_walk)
+    await _publish(bus, session.deliveries)
+    worker = Worker(bus, database.engine, batch_size=50, block_ms=10, backoff_s=0.001)
+    await _run_until(worker, session.seq)
+    (letter,) = await bus.dead_letters(bus.events_stream(), WORKER_GROUP)
+    assert "bad data in command 20" in letter.error
+    assert rows(database, sa.select(SkippedDelivery.first_seq)) == [(poison_seq,)]
+    assert {d.what for d in _clean(database, session)} >= {"skipped"}
+
+    monkeypatch.setattr(batch.Batch, "walk", real_walk)  # the bug is fixed
+    await bus.retry_dead_letter(bus.events_stream(), WORKER_GROUP, letter.id)
+    await worker.step()
+    assert rows(database, sa.select(SkippedDelivery)) == []
+    assert _clean(database, session) == []
+    assert await _pending(bus) == 0
+
+
+async def test_a_hole_that_never_fills_is_skipped_after_the_timeout(database, session):
+    bus = MemoryBus(prefix="pmtest:hole")
+    clock = FakeClock()
+    missing = 7
+    await _publish(bus, [d for d in session.deliveries if d.first_seq != missing])
+    worker = Worker(bus, database.engine, block_ms=10, gap_timeout_s=5, clock=clock)
+    await worker.step()
+    assert worker.projector.position(database.engine) == missing - 1
+    assert len(worker.buffer) == session.seq - missing
+    clock.now += 6
+    await worker.step()
+    assert worker.projector.position(database.engine) == session.seq
+    (hole,) = rows(database, sa.select(SkippedDelivery.first_seq, SkippedDelivery.last_seq,
+                                       SkippedDelivery.error))
+    assert hole[:2] == (missing, missing) and "never arrived" in hole[2]
+    assert worker.stats.skipped_holes == 1
+    await bus.close()
+
+
+async def test_a_database_outage_is_retried_and_dead_letters_nothing(database, session,
+                                                                    monkeypatch):
+    bus = MemoryBus(prefix="pmtest:outage")
+    await _publish(bus, session.deliveries)
+    worker = Worker(bus, database.engine, block_ms=10, backoff_s=0.001, max_attempts=1)
+    real_apply = worker.projector.apply
+    failures = iter(range(3))
+
+    def flaky_apply(engine, deliveries):
+        if next(failures, None) is not None:
+            raise sa.exc.OperationalError("INSERT", {}, Exception("server closed"))
+        return real_apply(engine, deliveries)
+
+    monkeypatch.setattr(worker.projector, "apply", flaky_apply)
+    await _run_until(worker, session.seq)
+    assert worker.stats.retries == 3 and worker.stats.dead_letters == 0
+    assert _clean(database, session) == []
+    await bus.close()
