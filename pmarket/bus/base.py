@@ -306,7 +306,8 @@ class Bus(abc.ABC):
         claimed = await self._claim(stream, group, consumer, min_idle_ms, count)
         if max_deliveries is None:
             return claimed
-        keep, poison = [], []
+        keep: list[Message] = []
+        poison: list[Message] = []
         for message in claimed:
             (poison if message.deliveries > max_deliveries else keep).append(message)
         for message in poison:

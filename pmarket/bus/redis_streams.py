@@ -251,7 +251,7 @@ class RedisStreamsBus(Bus):
         block_ms: int | None = None,
     ) -> list[Message]:
         with _translated():
-            reply = await self.redis.xread({stream: after_id}, count=count, block=block_ms)
+            reply: Any = await self.redis.xread({stream: after_id}, count=count, block=block_ms)
         if not reply:
             return []
         return [_message(stream, entry_id, fields, 1) for entry_id, fields in reply[0][1]]
@@ -312,7 +312,7 @@ class RedisStreamsBus(Bus):
         self, stream: str, group: str, *, consumer: str | None = None, count: int = 100
     ) -> list[PendingEntry]:
         with _translated():
-            rows = await self.redis.xpending_range(
+            rows: Any = await self.redis.xpending_range(
                 stream, group, "-", "+", count, consumername=consumer
             )
         return [
@@ -327,7 +327,7 @@ class RedisStreamsBus(Bus):
 
     async def last_id(self, stream: str) -> StreamId:
         with _translated():
-            newest = await self.redis.xrevrange(stream, "+", "-", count=1)
+            newest: Any = await self.redis.xrevrange(stream, "+", "-", count=1)
         return newest[0][0].decode() if newest else "0-0"
 
     async def length(self, stream: str) -> int:
@@ -351,7 +351,7 @@ class RedisStreamsBus(Bus):
     ) -> list[Message]:
         if after is None:
             with _translated():
-                reply = await self.redis.xreadgroup(
+                reply: Any = await self.redis.xreadgroup(
                     group, consumer, {stream: ">"}, count=count, block=block_ms
                 )
             if not reply:
@@ -365,10 +365,10 @@ class RedisStreamsBus(Bus):
         """The consumer's own pending entries above ``after``, with delivery counts."""
         while True:
             with _translated():
-                reply = await self.redis.xreadgroup(
+                history: Any = await self.redis.xreadgroup(
                     group, consumer, {stream: after}, count=count
                 )
-            entries = reply[0][1] if reply else []
+            entries = history[0][1] if history else []
             if not entries:
                 return []
             # History reads return every pending entry of the consumer in the range,
