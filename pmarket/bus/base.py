@@ -73,6 +73,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(slots=True)
 class _ReplyState:
     waiting: dict[str, asyncio.Future[bytes]] = field(default_factory=dict)
