@@ -3,11 +3,13 @@
 ``Projector`` writes deliveries (the events of a contiguous run of engine commands) and
 the consumer position in one transaction; ``Reorderer`` holds deliveries that arrive
 ahead of a missing one; ``Projector.skip`` steps over a dead-lettered delivery and
-records it. See ``projector`` for the full delivery policy.
+records it. ``Worker`` (``loop``) runs all of it against the bus: read, project, ack,
+dead-letter. See ``projector`` for the full delivery policy.
 """
 
 from .batch import CANDLE_INTERVALS
 from .delivery import Delivery, DeliveryError, decode_delivery, encode_delivery
+from .loop import WORKER_GROUP, Worker, WorkerStats
 from .projector import DEFAULT_CONSUMER, ProjectionResult, Projector
 from .reorder import Reorderer
 from .writer import ConcurrentProjection
@@ -15,12 +17,15 @@ from .writer import ConcurrentProjection
 __all__ = [
     "CANDLE_INTERVALS",
     "DEFAULT_CONSUMER",
+    "WORKER_GROUP",
     "ConcurrentProjection",
     "Delivery",
     "DeliveryError",
     "ProjectionResult",
     "Projector",
     "Reorderer",
+    "Worker",
+    "WorkerStats",
     "decode_delivery",
     "encode_delivery",
 ]
