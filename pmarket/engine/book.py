@@ -229,13 +229,3 @@ class Book:
             yield from (o for o in self.bids[i] if o.live)
         for i, _ in self.ask_levels():
             yield from (o for o in self.asks[i] if o.live)
-
-    def flush_dirty(self, market_id: int, tick: int, out: list) -> None:
-        """Append a ``book`` event for every level changed since the last flush."""
-        bid_qty, ask_qty = self.bid_qty, self.ask_qty
-        for key in self.dirty:
-            if key > 0:
-                out.append(("book", market_id, "bid", key * tick, bid_qty[key]))
-            else:
-                out.append(("book", market_id, "ask", -key * tick, ask_qty[-key]))
-        self.dirty.clear()

@@ -115,22 +115,41 @@ class Engine(TradingMixin, CollateralMixin, AdminMixin, QueryMixin, SnapshotMixi
             self._flush()
 
     def _flush(self) -> None:
-        """Append the final state of everything the command touched, then forget it."""
-        out = self._out
-        if self._d_orders:
-            out.extend([o.snapshot() for o in self._d_orders])
-            self._d_orders.clear()
-        if self._d_positions:  # inlined Position.snapshot: this runs for every trade
-            out.extend([("position", p.user, p.market_id, p.yes, p.no, p.yes_reserved,
-                         p.no_reserved) for p in self._d_positions])
-            self._d_positions.clear()
-        if self._d_accounts:  # inlined Account.snapshot
-            out.extend([("balance", a.user, a.available, a.reserved) for a in self._d_accounts])
-            self._d_accounts.clear()
-        if self._d_markets:
-            for m in self._d_markets:
-                m.book.flush_dirty(m.id, m.tick, out)
-            self._d_markets.clear()
+        """Append the final state of everything the command touched, then forget it.
+
+        Plain loops with the snapshots inlined: a comprehension or a method call per
+        item is a new frame, and this runs for every command.
+        """
+        append = self._out.append
+        d = self._d_orders
+        if d:
+            for o in d:
+                append(o.snapshot())
+            d.clear()
+        d = self._d_positions
+        if d:
+            for p in d:
+                append(("position", p.user, p.market_id, p.yes, p.no, p.yes_reserved,
+                        p.no_reserved))
+            d.clear()
+        d = self._d_accounts
+        if d:
+            for a in d:
+                append(("balance", a.user, a.available, a.reserved))
+            d.clear()
+        d = self._d_markets
+        if d:
+            for m in d:
+                book = m.book
+                tick, mid = m.tick, m.id
+                bid_qty, ask_qty = book.bid_qty, book.ask_qty
+                for key in book.dirty:
+                    if key > 0:
+                        append(("book", mid, "bid", key * tick, bid_qty[key]))
+                    else:
+                        append(("book", mid, "ask", -key * tick, ask_qty[-key]))
+                book.dirty.clear()
+            d.clear()
 
     # --- helpers shared by the handlers ----------------------------------------------
 

@@ -183,7 +183,13 @@ class TradingMixin:
             heapq.heappush(self._expiry, (order.expires_at_ms, order.id))
 
     def _fillable(self, order: Order) -> bool:
-        """Whether a fok order can fill completely against other users' orders."""
+        """Whether a fok order can fill completely.
+
+        Own resting orders are never liquidity: with ``cancel_resting`` matching skips
+        them (cancelling them), with ``cancel_taker`` / ``cancel_both`` it stops at the
+        first one, so only what lies before it counts.
+        """
+        stops_at_own = order.stp != "cancel_resting"
         book = order.market.book
         need = order.remaining
         if order.is_bid:
@@ -195,10 +201,15 @@ class TradingMixin:
             if level is None:
                 continue
             for o in level:
-                if o.live and o.user != order.user:
-                    need -= o.remaining
-                    if need <= 0:
-                        return True
+                if not o.live:
+                    continue
+                if o.user == order.user:
+                    if stops_at_own:
+                        return False
+                    continue
+                need -= o.remaining
+                if need <= 0:
+                    return True
         return False
 
     # --- matching ------------------------------------------------------------------

@@ -345,3 +345,13 @@ def test_self_trade_never_crosses_the_book(ex):
     ex.buy_yes(ALICE, ex.mid, "0.55", qty=5)
     bids, asks = ex.levels(ex.mid)
     assert bids == [(usd("0.55"), 5)] and asks == []
+
+
+@pytest.mark.parametrize("stp", ["cancel_taker", "cancel_both"])
+def test_fok_that_self_trade_prevention_would_stop_midway_fills_nothing(ex, stp):
+    ex.sell_yes(BOB, ex.mid, "0.50", qty=3)
+    own = oid(ex, ex.sell_yes(ALICE, ex.mid, "0.51", qty=5))
+    ex.sell_yes(BOB, ex.mid, "0.52", qty=5)
+    order = ex.placed(ex.buy_yes(ALICE, ex.mid, "0.52", qty=8, tif="fok", stp=stp))
+    assert (order["status"], order["filled"]) == ("cancelled", 0)
+    assert not ex.fills() and ex.engine.order(own) is not None
