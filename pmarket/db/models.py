@@ -208,8 +208,9 @@ class LedgerEntry(Base):
     """Cash or shares crossing an account's boundary other than by a trade.
 
     ``amount`` is the user's signed cash change. ``(stream, seq, idx)`` names the engine
-    event it came from (command ``seq`` on ``stream``, ``idx``-th event of the delivery),
-    so the same event can never be booked twice.
+    event it came from (the ``idx``-th event of the delivery whose first command is
+    ``seq`` on ``stream``; with one command per delivery, that command's seq), so the
+    same event can never be booked twice.
     """
 
     __tablename__ = "ledger_entries"

@@ -109,8 +109,8 @@ class Projector:
         Raises:
             DeliveryError: a delivery overlaps the position.
             ConcurrentProjection: another writer moved the position meanwhile (SQLite).
-            ValueError: an event is malformed or a value would overflow its column;
-                nothing of the call is written.
+            ValueError: an event is malformed (TypeError too, for a wrong type) or a
+                value would overflow its column; nothing of the call is written.
         """
         conn = _connection(bind)
         last = writer.lock_position(conn, self.consumer, self.stream)
