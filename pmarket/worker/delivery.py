@@ -22,6 +22,11 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from pmarket.engine.events import EVENT as _EVENT
+from pmarket.engine.events import LAYOUTS
+
+_MARKETS = LAYOUTS[_EVENT].index("markets") + 1  # position in the event tuple
+
 
 class DeliveryError(ValueError):
     """A payload is not a valid delivery."""
@@ -89,9 +94,8 @@ def decode_delivery(data: bytes, message_id: str | None = None) -> Delivery:
     for row in events:
         if type(row) is not list or not row or type(row[0]) is not str:
             raise DeliveryError(f"an event must be an array starting with its kind: {row!r}")
-        rows.append(_freeze(row))
+        if row[0] == _EVENT and len(row) > _MARKETS and type(row[_MARKETS]) is list:
+            # The only nested field: an event's (market_id, name) pairs.
+            row[_MARKETS] = tuple(tuple(m) if type(m) is list else m for m in row[_MARKETS])
+        rows.append(tuple(row))
     return Delivery(seq[0], seq[1], rows, ts, message_id)
-
-
-def _freeze(items: list) -> tuple:
-    return tuple(_freeze(i) if type(i) is list else i for i in items)
