@@ -4,6 +4,27 @@
 Redis Streams bus of a multi-process deployment. Both honour the contract of ``Bus``
 (``base``): at-least-once delivery, consumer groups with acks, reclaim of stuck entries,
 dead letters, and trimming that never drops an entry a group still needs.
+
+The three roles, in short::
+
+    bus = make_bus(settings.redis_url, shard="main")
+
+    # server: a command and its reply
+    reply = await bus.request(encode_command(cmd), timeout=5.0)
+
+    # engine runner: read, apply, then publish and ack in one atomic write
+    commands = await bus.read_commands("engine-1", count=500, block_ms=1_000)
+    ...  # decode_command, apply, encode_events
+    await bus.complete(commands, events=payloads, replies=[Reply.to(c, r) for ...])
+
+    # worker (or a server's fan-out, group "server-<id>", start_id="$")
+    batch = await bus.read_events("worker", "worker-1", block_ms=1_000)
+    ...  # persist, idempotently, with the message ids
+    await bus.ack_events("worker", [m.id for m in batch])
+
+Housekeeping: ``reclaim`` what a dead consumer left pending, ``dead_letter`` what cannot
+be processed, ``trim`` what every group is done with, ``delete_group`` a group whose
+consumer is gone for good.
 """
 
 from __future__ import annotations

@@ -196,8 +196,9 @@ class StreamKeys:
     """Derives every stream key from one prefix.
 
     The shard (or instance) is wrapped in ``{}``, a Redis Cluster hash tag: a shard's
-    commands, events and dead letters live in one slot, so ``Bus.complete`` can write
-    them in one transaction.
+    commands, events and their dead letters hash to one slot, so the engine's ack of a
+    batch and its events can stay one atomic write when shards are spread over Redis
+    nodes. (Replies hash by instance; a clustered deployment writes them separately.)
     """
 
     prefix: str = "pmarket"
