@@ -530,6 +530,7 @@ class Bus(abc.ABC):
             state.listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await state.listener
+            state.started.set()  # requests still waiting for the listener see the closure
             with contextlib.suppress(BusError):
                 await self.delete_streams(self.keys.replies(self.instance))
         for future in state.waiting.values():
@@ -588,6 +589,8 @@ class Bus(abc.ABC):
             state.started = asyncio.Event()
             state.listener = asyncio.create_task(self._listen_replies(), name="bus-replies")
         await state.started.wait()
+        if self._closed:  # close() released the wait
+            raise BusError("bus closed")
 
     async def _listen_replies(self) -> None:
         """Resolve the waiting requests' futures from this instance's reply stream."""
