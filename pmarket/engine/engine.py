@@ -92,7 +92,8 @@ class Engine(TradingMixin, CollateralMixin, AdminMixin, QueryMixin, SnapshotMixi
         if handler is None:
             raise TypeError(f"not an engine command: {cmd!r}")
         handler(cmd)
-        self._flush()
+        if self._d_orders or self._d_accounts or self._d_positions or self._d_markets:
+            self._flush()
         return out
 
     def apply_all(self, cmds) -> list[tuple]:

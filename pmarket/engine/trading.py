@@ -124,10 +124,8 @@ class TradingMixin:
                                 "post-only order would take liquidity", coid=coid)
 
         oid = self.last_order_id = self.last_order_id + self.id_stride
-        if tif is _FOK or acct is None:
-            pos = None
-        else:
-            pos = acct.positions.get(market.id) or self._position(acct, market)
+        pos = None if tif is _FOK else (acct.positions.get(market.id)
+                                        or self._position(acct, market))
         order = Order(oid, uid, market, action, price, slot, qty, self.now_ms, acct, pos)
         if is_market:
             order.order_type = "market"
@@ -160,7 +158,14 @@ class TradingMixin:
             self._d_positions[pos] = None
         if crosses:
             self._match(order)
-        self._settle_taker(order, tif)
+            self._settle_taker(order, tif)
+        elif tif is _GTC:  # the common case, inlined: a new order that rests untouched
+            book.rest(order)
+            self._d_markets[market] = None
+            self.orders[oid] = order
+            acct.orders[oid] = order
+        else:
+            self._settle_taker(order, tif)
         return order
 
     def _settle_taker(self, order: Order, tif) -> None:

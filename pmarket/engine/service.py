@@ -1,0 +1,338 @@
+"""The engine service: one shard's single writer between the bus and the engine.
+
+``EngineService.run`` recovers, then loops: read a batch of commands from the shard's
+command stream (group ``engine``), decode them, stamp each with ``seq = last_seq + 1`` and
+the batch's clock reading (wall time, never below the engine's clock), apply them, and
+in ONE atomic ``Bus.complete`` append the batch's delivery to the event stream, send each
+requester its reply (``encode_events`` of its command's events) and ack the commands.
+
+Durability and recovery (``recovery`` has the formats):
+
+* The event stream is the log: each delivery carries the batch's stamped commands with
+  their command message ids. Because the delivery and the acks are one atomic write, a
+  command is acked if and only if its delivery is in the log.
+* Start-up loads the latest snapshot, replays every delivery after the entry it covers
+  (re-applying, not re-publishing), then reads the command stream — its own pending
+  entries first. A command whose message id a replayed delivery already holds is acked
+  without being applied again; the others are applied normally. So every acknowledged
+  command takes effect exactly once, whatever moment a kill -9 hit.
+* A snapshot is taken every ``snapshot_every`` commands, every ``snapshot_interval_s``
+  seconds and at a clean stop; only between batches, so never with a batch applied but
+  unpublished. After it is on disk the consumer group ``engine-snapshot`` of the event
+  stream is moved to the entry it covers: ``Bus.trim`` never cuts above any group's
+  position, so trimming keeps everything a restart needs. Acked commands are trimmed
+  from the command stream (their copies live in the log).
+* Redis must keep the streams across its own restarts: in production run it with
+  ``appendonly yes`` (``appendfsync everysec`` loses at most a second on power loss,
+  ``always`` nothing). Without persistence a Redis restart loses the log after the last
+  snapshot and every queued command.
+
+Gtd expiry without traffic: when an order's expiry is due the service sends itself an
+``Expire`` command through the command stream, so the expiry is logged and replayed
+like any other command. A command that cannot be decoded is moved to the dead-letter
+stream and answered with a ``rejected`` event; one redelivered more than
+``max_deliveries`` times (it crashed the engine on every try) is dead-lettered too.
+
+Invariant: one ``EngineService`` per shard at a time (the single writer); seqs in the log
+are contiguous and each command message id appears in at most one seq.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pmarket.bus import (
+    ENGINE_GROUP,
+    Bus,
+    BusError,
+    CodecError,
+    Message,
+    Reply,
+    decode_command,
+    encode_command,
+    encode_events,
+)
+
+from .commands import Expire
+from .engine import Engine
+from .events import REJECTED
+from .recovery import (
+    START_ID,
+    decode_logged_delivery,
+    encode_logged_delivery,
+    join_event_arrays,
+    read_snapshot,
+    replay,
+    snapshot_path,
+    write_snapshot,
+)
+from .runner import now_ms, tune_gc
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_GROUP = "engine-snapshot"
+"""Event stream group parked at the latest snapshot's entry: holds back trimming."""
+
+MALFORMED_COMMAND = "malformed_command"
+"""Reason code of the ``rejected`` reply to a command the engine could not decode."""
+
+
+@dataclass(slots=True)
+class ServiceStats:
+    """Running totals of an engine service."""
+
+    batches: int = 0
+    applied: int = 0
+    replayed: int = 0
+    acked_already_applied: int = 0
+    dead_letters: int = 0
+    snapshots: int = 0
+    expiry_ticks: int = 0
+
+
+class EngineService:
+    """Runs one shard's engine against the bus, recoverably.
+
+    Args:
+        bus: the bus (Redis Streams in deployment, memory in tests).
+        snapshot_dir: where snapshots go; None keeps none (the whole event stream is
+            then the log and is never trimmed).
+        shard: the shard whose command stream this engine owns.
+        snapshot_every: snapshot after this many applied commands.
+        snapshot_interval_s: ... or after this long with anything applied.
+        batch_size: most commands read, applied and completed together.
+        block_ms: how long a read waits for commands (bounds the reaction to ``stop``).
+        expire_every_s: how often to check whether an order's expiry is due.
+        max_deliveries: a command delivered more often than this is dead-lettered.
+        consumer: this engine's consumer name in group ``engine`` (stable per shard, so
+            a restarted engine finds its own pending commands).
+        keep_groups: event stream groups created at start (from the stream's beginning)
+            if missing, so trimming waits for their consumers even before they first
+            connect; the database worker's by default.
+        clock: Unix ms (injected in tests).
+    """
+
+    def __init__(self, bus: Bus, *, snapshot_dir: str | os.PathLike[str] | None = None,
+                 shard: str = "main", snapshot_every: int = 50_000,
+                 snapshot_interval_s: float = 60.0, batch_size: int = 500,
+                 block_ms: int = 200, expire_every_s: float = 1.0, max_deliveries: int = 10,
+                 consumer: str | None = None, keep_groups: tuple[str, ...] = ("worker",),
+                 clock: Callable[[], int] = now_ms):
+        self.bus = bus
+        self.shard = shard
+        self.snapshot_file = (snapshot_path(snapshot_dir, shard)
+                              if snapshot_dir is not None else None)
+        self.snapshot_every = snapshot_every
+        self.snapshot_interval_s = snapshot_interval_s
+        self.batch_size = batch_size
+        self.block_ms = block_ms
+        self.expire_every_s = expire_every_s
+        self.max_deliveries = max_deliveries
+        self.consumer = consumer or f"engine-{shard}"
+        self.keep_groups = keep_groups
+        self.clock = clock
+        self.commands = bus.commands_stream(shard)
+        self.events = bus.events_stream(shard)
+        self.engine = Engine()
+        self.stats = ServiceStats()
+        self.last_event_id = START_ID  # newest log entry reflected in self.engine
+        self.ready = asyncio.Event()  # set once recovery is done
+        self._covered: set[str] = set()  # command ids in replayed deliveries
+        self._since_snapshot = 0
+        self._snapshot_at = time.monotonic()
+        self._expire_sent = 0.0
+
+    # --- the loop ---------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Recover, then serve commands until ``stop`` is set; snapshot on the way out.
+
+        Bus outages are retried with backoff for as long as they last. An exception
+        from the engine (a broken invariant) propagates: the process must die and
+        recover rather than go on from a state nobody can trust.
+        """
+        await _retrying(self.recover, stop)
+        backoff = 0.05
+        while not stop.is_set():
+            try:
+                await self.step()
+                backoff = 0.05
+            except BusError as exc:
+                log.warning("engine %s: bus error %s; retrying in %.2fs", self.shard, exc,
+                            backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+        if self._since_snapshot:
+            try:
+                await self.snapshot()
+            except BusError as exc:  # the file is written first; only trimming failed
+                log.warning("engine %s: final snapshot's housekeeping failed: %s",
+                            self.shard, exc)
+
+    async def step(self) -> int:
+        """One round: expiry tick and snapshot if due, then one batch; its size."""
+        await self._maybe_send_expire()
+        if self._snapshot_due():
+            await self.snapshot()
+        messages = await self.bus.read_commands(self.consumer, count=self.batch_size,
+                                                block_ms=self.block_ms, shard=self.shard)
+        if messages:
+            await self.process(messages)
+        return len(messages)
+
+    async def process(self, messages: list[Message]) -> None:
+        """Apply a batch of command messages and publish its results atomically."""
+        engine = self.engine
+        ts = max(self.clock(), engine.now_ms)
+        first_seq = engine.last_seq + 1
+        done: list[Message] = []
+        logged: list[tuple[str, bytes]] = []
+        parts: list[bytes] = []
+        replies: list[Reply] = []
+        dead: list[tuple[Message, str]] = []
+        for message in messages:
+            if message.id in self._covered:
+                self._covered.discard(message.id)
+                self.stats.acked_already_applied += 1
+                done.append(message)
+                continue
+            if message.deliveries > self.max_deliveries:
+                dead.append((message, f"delivered {message.deliveries} times without "
+                                      f"completing (it may crash the engine)"))
+                continue
+            try:
+                cmd = decode_command(message.payload)
+            except CodecError as exc:
+                dead.append((message, f"undecodable command: {exc}"))
+                continue
+            cmd.seq = engine.last_seq + 1
+            cmd.ts_ms = ts
+            events_json = encode_events(engine.apply(cmd))
+            parts.append(events_json)
+            logged.append((message.id, message.payload))
+            done.append(message)
+            if message.reply_to:
+                replies.append(Reply.to(message, events_json))
+        deliveries = []
+        if logged:
+            deliveries.append(encode_logged_delivery(
+                first_seq, engine.last_seq, ts, join_event_arrays(parts), logged))
+        # The batch is applied in memory: it must reach the log before anything else
+        # happens, so an outage here is waited out rather than skipped.
+        ids = await _retrying(lambda: self.bus.complete(
+            done, events=deliveries, replies=replies, shard=self.shard), None)
+        if ids:
+            self.last_event_id = ids[-1]
+        for message, error in dead:
+            await self._dead_letter(message, error)
+        self.stats.batches += 1
+        self.stats.applied += len(logged)
+        self._since_snapshot += len(logged)
+
+    # --- recovery and snapshots -----------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Rebuild the engine from the snapshot and the log; take over pending commands."""
+        self.ready.clear()
+        loaded = await asyncio.to_thread(read_snapshot, self.snapshot_file) \
+            if self.snapshot_file is not None else None
+        if loaded is not None:
+            self.engine, self.last_event_id = loaded.engine, loaded.last_event_id
+        else:
+            self.engine, self.last_event_id = Engine(), START_ID
+        await self.bus.ensure_group(self.events, SNAPSHOT_GROUP, self.last_event_id)
+        for group in self.keep_groups:
+            await self.bus.ensure_group(self.events, group, "0")
+        self._covered.clear()
+        after = self.last_event_id
+        while True:
+            entries = await self.bus.read(self.events, after, count=1_000)
+            if not entries:
+                break
+            for entry in entries:
+                ids = replay(self.engine, decode_logged_delivery(entry.id, entry.payload))
+                self._covered.update(ids)
+                self.stats.replayed += len(ids)
+            after = self.last_event_id = entries[-1].id
+        self._since_snapshot = self.stats.replayed
+        await self.bus.ensure_group(self.commands, ENGINE_GROUP, "0")
+        # Commands a differently named, dead engine of this shard held are ours now.
+        await self.bus.reclaim(self.commands, ENGINE_GROUP, self.consumer, min_idle_ms=0,
+                               count=1_000_000)
+        tune_gc()
+        log.info("engine %s: recovered at seq %d (snapshot %s, %d commands replayed)",
+                 self.shard, self.engine.last_seq, "loaded" if loaded else "none",
+                 self.stats.replayed)
+        self.ready.set()
+
+    def _snapshot_due(self) -> bool:
+        if not self._since_snapshot:
+            return False
+        return (self._since_snapshot >= self.snapshot_every
+                or time.monotonic() - self._snapshot_at >= self.snapshot_interval_s)
+
+    async def snapshot(self) -> None:
+        """Write a snapshot now, then let the streams be trimmed up to it."""
+        self._snapshot_at = time.monotonic()
+        if self.snapshot_file is None:
+            await self.bus.trim(self.commands)
+            self._since_snapshot = 0
+            return
+        state = self.engine.snapshot()  # plain data, consistent: taken between batches
+        covered = self.last_event_id
+        await asyncio.to_thread(write_snapshot, self.snapshot_file, state,
+                                last_event_id=covered, shard=self.shard,
+                                written_ms=now_ms())
+        self._since_snapshot = 0
+        self.stats.snapshots += 1
+        await self.bus.set_group_position(self.events, SNAPSHOT_GROUP, covered)
+        await self.bus.trim(self.events)
+        await self.bus.trim(self.commands)
+
+    # --- housekeeping ---------------------------------------------------------------------
+
+    async def _maybe_send_expire(self) -> None:
+        now = time.monotonic()
+        if now - self._expire_sent < self.expire_every_s:
+            return
+        self._expire_sent = now
+        # The expiry heap is the engine's own (same package); stale entries are popped
+        # by the Expire itself, so this cannot keep firing for a cancelled order.
+        heap = self.engine._expiry
+        if heap and heap[0][0] <= self.clock():
+            await self.bus.send_command(encode_command(Expire()), shard=self.shard)
+            self.stats.expiry_ticks += 1
+
+    async def _dead_letter(self, message: Message, error: str) -> None:
+        # After the batch's complete(): a crash in between redelivers this message,
+        # which is then dead-lettered (and answered) again — harmless, never lost.
+        await _retrying(lambda: self.bus.dead_letter(message, ENGINE_GROUP, error), None)
+        self.stats.dead_letters += 1
+        log.error("engine %s: dead-lettered command %s: %s", self.shard, message.id, error)
+        if message.reply_to:
+            rejected = (REJECTED, None, "unknown", MALFORMED_COMMAND, error, None, None)
+            reply = Reply.to(message, encode_events([rejected]))
+            await _retrying(lambda: self.bus.send_replies([reply]), None)
+
+
+async def _retrying(operation: Callable, stop: asyncio.Event | None):
+    """Await ``operation()`` until it succeeds without ``BusError``, backing off to 2 s.
+
+    With ``stop`` set meanwhile it gives up by re-raising (recovery only; a batch that is
+    applied but unpublished is retried regardless, since dropping it would lose it).
+    """
+    backoff = 0.05
+    while True:
+        try:
+            return await operation()
+        except BusError as exc:
+            if stop is not None and stop.is_set():
+                raise
+            log.warning("engine: bus error %s; retrying in %.2fs", exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
