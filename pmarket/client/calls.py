@@ -1,0 +1,355 @@
+"""Every request of the pmarket API as a value: method, path, query, body and parser.
+
+The sync and async clients only differ in how they send; both build their requests
+here, so the two can never drift apart. Invariant: money and prices leave as decimal
+strings (``str(Decimal)``: exact, never a float), and ``None`` fields are left out of
+bodies and queries so the server applies its documented defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+from pmarket.client import models as m
+from pmarket.client.errors import ApiError
+
+T = TypeVar("T")
+Amount = Decimal | str | int
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One API request and how to read its success body.
+
+    Attributes:
+        method: HTTP method.
+        path: Path below the base URL, ids filled in.
+        parse: Turns the decoded JSON body (``None`` for 204) into the result.
+        params: Query parameters (``None`` values dropped).
+        body: JSON body, or ``None`` for none.
+        accept: Error statuses whose body is still a result (``/health`` answers 503
+            with its report when degraded).
+    """
+
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    params: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    accept: tuple[int, ...] = ()
+
+
+def money(value: Amount | None) -> str | None:
+    """A price or amount as the decimal string the API expects."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        raise TypeError("pass money and prices as Decimal or str, never float")
+    return str(value)
+
+
+def _clean(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _page(limit: int | None, offset: int | None) -> dict[str, Any]:
+    return _clean({"limit": limit, "offset": offset})
+
+
+def _none(_: Any) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSpec:
+    """The body of ``POST /orders`` (and one element of a batch)."""
+
+    market_id: int
+    outcome: str
+    side: str
+    quantity: int
+    price: Amount | None = None
+    type: str = "limit"
+    time_in_force: str | None = None
+    expires_at: datetime | str | None = None
+    post_only: bool | None = None
+    client_order_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON body, ``None`` fields left out."""
+        return _clean({
+            "market_id": self.market_id, "outcome": self.outcome, "side": self.side,
+            "type": self.type, "price": money(self.price), "quantity": self.quantity,
+            "time_in_force": self.time_in_force, "expires_at": _iso(self.expires_at),
+            "post_only": self.post_only, "client_order_id": self.client_order_id})
+
+
+def parse_batch(d: Any) -> list[m.OrderResult | ApiError]:
+    """``{results: [...]}``: each an OrderResult, or an ApiError for a refused order."""
+    out: list[m.OrderResult | ApiError] = []
+    for r in d.get("results", []):
+        if "error" in r:
+            err = r["error"]
+            out.append(ApiError(int(r.get("status", err.get("status", 0)) or 0),
+                                err.get("code", "error"), err.get("message", "")))
+        else:
+            out.append(m.parse_order_result(r))
+    return out
+
+
+def _auth(key: str, role: str) -> Callable[[Any], m.Auth]:
+    def parse(d: Any) -> m.Auth:
+        return m.Auth(d["token"], m.parse_user(d[key], role))
+    return parse
+
+
+# --- auth --------------------------------------------------------------------------
+
+
+def signup(email: str, name: str, password: str) -> Call[m.Auth]:
+    """``POST /auth/signup``."""
+    return Call("POST", "/auth/signup", _auth("user", "user"),
+                body={"email": email, "name": name, "password": password})
+
+
+def signin(email: str, password: str) -> Call[m.Auth]:
+    """``POST /auth/signin``."""
+    return Call("POST", "/auth/signin", _auth("user", "user"),
+                body={"email": email, "password": password})
+
+
+def admin_signin(email: str, password: str) -> Call[m.Auth]:
+    """``POST /auth/admin/signin``."""
+    return Call("POST", "/auth/admin/signin", _auth("admin", "admin"),
+                body={"email": email, "password": password})
+
+
+def me() -> Call[m.User]:
+    """``GET /me``."""
+    return Call("GET", "/me", m.parse_user)
+
+
+# --- account -----------------------------------------------------------------------
+
+
+def balance() -> Call[m.Balance]:
+    """``GET /balance``."""
+    return Call("GET", "/balance", m.parse_balance)
+
+
+def onramp(amount: Amount) -> Call[m.Balance]:
+    """``POST /onramp``."""
+    return Call("POST", "/onramp", m.parse_balance, body={"amount": money(amount)})
+
+
+def offramp(amount: Amount) -> Call[m.Balance]:
+    """``POST /offramp``."""
+    return Call("POST", "/offramp", m.parse_balance, body={"amount": money(amount)})
+
+
+def positions(market_id: int | None = None, event_id: int | None = None,
+              limit: int | None = None, offset: int | None = None
+              ) -> Call[m.Page[m.Position]]:
+    """``GET /positions``."""
+    return Call("GET", "/positions", lambda d: m.parse_page(d, m.parse_position),
+                params=_clean({"market_id": market_id, "event_id": event_id,
+                               **_page(limit, offset)}))
+
+
+def portfolio() -> Call[m.Portfolio]:
+    """``GET /portfolio``."""
+    return Call("GET", "/portfolio", m.parse_portfolio)
+
+
+def orders(status: str | None = None, market_id: int | None = None,
+           limit: int | None = None, offset: int | None = None) -> Call[m.Page[m.Order]]:
+    """``GET /orders`` (``status``: "open" or "all")."""
+    return Call("GET", "/orders", lambda d: m.parse_page(d, m.parse_order),
+                params=_clean({"status": status, "market_id": market_id,
+                               **_page(limit, offset)}))
+
+
+def order(order_id: int) -> Call[m.Order]:
+    """``GET /orders/{id}``."""
+    return Call("GET", f"/orders/{order_id}", m.parse_order)
+
+
+def trades(market_id: int | None = None, limit: int | None = None,
+           offset: int | None = None) -> Call[m.Page[m.Trade]]:
+    """``GET /trades`` (own fills)."""
+    return Call("GET", "/trades", lambda d: m.parse_page(d, m.parse_trade),
+                params=_clean({"market_id": market_id, **_page(limit, offset)}))
+
+
+# --- trading -----------------------------------------------------------------------
+
+
+def place_order(spec: OrderSpec) -> Call[m.OrderResult]:
+    """``POST /orders``."""
+    return Call("POST", "/orders", m.parse_order_result, body=spec.to_json())
+
+
+def place_batch(specs: list[OrderSpec]) -> Call[list[m.OrderResult | ApiError]]:
+    """``POST /orders/batch`` (at most 20)."""
+    return Call("POST", "/orders/batch", parse_batch,
+                body={"orders": [s.to_json() for s in specs]})
+
+
+def modify_order(order_id: int, price: Amount | None = None,
+                 quantity: int | None = None) -> Call[m.OrderResult]:
+    """``PATCH /orders/{id}``; ``quantity`` is the new total, filled part included."""
+    return Call("PATCH", f"/orders/{order_id}", m.parse_order_result,
+                body=_clean({"price": money(price), "quantity": quantity}))
+
+
+def cancel_order(order_id: int) -> Call[m.Order]:
+    """``DELETE /orders/{id}``."""
+    return Call("DELETE", f"/orders/{order_id}", m.parse_order)
+
+
+def cancel_all(market_id: int | None = None) -> Call[list[int]]:
+    """``DELETE /orders``: the ids cancelled."""
+    return Call("DELETE", "/orders", lambda d: [int(i) for i in d.get("cancelled", [])],
+                params=_clean({"market_id": market_id}))
+
+
+def split_market(market_id: int, quantity: int) -> Call[m.SplitResult]:
+    """``POST /markets/{id}/split``: cash into YES + NO pairs."""
+    return Call("POST", f"/markets/{market_id}/split", m.parse_split,
+                body={"quantity": quantity})
+
+
+def merge_market(market_id: int, quantity: int) -> Call[m.SplitResult]:
+    """``POST /markets/{id}/merge``: YES + NO pairs back into cash."""
+    return Call("POST", f"/markets/{market_id}/merge", m.parse_split,
+                body={"quantity": quantity})
+
+
+def split_event(event_id: int, quantity: int) -> Call[m.EventSplitResult]:
+    """``POST /events/{id}/split``: cash into complete sets of YES."""
+    return Call("POST", f"/events/{event_id}/split", m.parse_event_split,
+                body={"quantity": quantity})
+
+
+def merge_event(event_id: int, quantity: int) -> Call[m.EventSplitResult]:
+    """``POST /events/{id}/merge``: complete sets of YES back into cash."""
+    return Call("POST", f"/events/{event_id}/merge", m.parse_event_split,
+                body={"quantity": quantity})
+
+
+# --- market data -------------------------------------------------------------------
+
+
+def events(q: str | None = None, category: str | None = None, status: str | None = None,
+           limit: int | None = None, offset: int | None = None) -> Call[m.Page[m.Event]]:
+    """``GET /events`` with optional search text and filters."""
+    return Call("GET", "/events", lambda d: m.parse_page(d, m.parse_event),
+                params=_clean({"q": q or None, "category": category or None,
+                               "status": status or None, **_page(limit, offset)}))
+
+
+def event(event_id: int) -> Call[m.Event]:
+    """``GET /events/{id}``."""
+    return Call("GET", f"/events/{event_id}", m.parse_event)
+
+
+def event_orderbook(event_id: int, depth: int | None = None) -> Call[m.EventBook]:
+    """``GET /events/{id}/orderbook``."""
+    return Call("GET", f"/events/{event_id}/orderbook", m.parse_event_book,
+                params=_clean({"depth": depth}))
+
+
+def market(market_id: int) -> Call[m.Market]:
+    """``GET /markets/{id}``."""
+    return Call("GET", f"/markets/{market_id}", m.parse_market)
+
+
+def orderbook(market_id: int, view: str | None = None, depth: int | None = None
+              ) -> Call[m.Book]:
+    """``GET /markets/{id}/orderbook`` in the "yes" or "no" view."""
+    return Call("GET", f"/markets/{market_id}/orderbook", m.parse_book,
+                params=_clean({"view": view, "depth": depth}))
+
+
+def market_trades(market_id: int, limit: int | None = None, offset: int | None = None
+                  ) -> Call[m.Page[m.PublicTrade]]:
+    """``GET /markets/{id}/trades`` (the public tape)."""
+    return Call("GET", f"/markets/{market_id}/trades",
+                lambda d: m.parse_page(d, m.parse_public_trade), params=_page(limit, offset))
+
+
+def candles(market_id: int, interval: str = "1m", start: datetime | str | None = None,
+            end: datetime | str | None = None, limit: int | None = None,
+            offset: int | None = None) -> Call[m.Page[m.Candle]]:
+    """``GET /markets/{id}/candles`` (interval 1m/5m/1h/1d)."""
+    return Call("GET", f"/markets/{market_id}/candles",
+                lambda d: m.parse_page(d, m.parse_candle),
+                params=_clean({"interval": interval, "start": _iso(start), "end": _iso(end),
+                               **_page(limit, offset)}))
+
+
+# --- admin -------------------------------------------------------------------------
+
+
+def create_event(title: str, outcomes: list[str] | None = None, description: str | None = None,
+                 category: str | None = None, slug: str | None = None,
+                 close_time: datetime | str | None = None,
+                 tick_size: Amount | None = None) -> Call[m.Event]:
+    """``POST /admin/events`` (no outcomes: a single yes/no market)."""
+    return Call("POST", "/admin/events", m.parse_event, body=_clean({
+        "title": title, "description": description, "category": category, "slug": slug,
+        "close_time": _iso(close_time), "outcomes": outcomes or None,
+        "tick_size": money(tick_size)}))
+
+
+def update_event(event_id: int, title: str | None = None, description: str | None = None,
+                 category: str | None = None, close_time: datetime | str | None = None,
+                 status: str | None = None) -> Call[m.Event]:
+    """``PATCH /admin/events/{id}`` (status "closed" cancels open orders)."""
+    return Call("PATCH", f"/admin/events/{event_id}", m.parse_event, body=_clean({
+        "title": title, "description": description, "category": category,
+        "close_time": _iso(close_time), "status": status}))
+
+
+def resolve_event(event_id: int, winning_outcome_id: int | None) -> Call[m.Resolution]:
+    """``POST /admin/events/{id}/resolve`` (None: a yes/no event's NO wins)."""
+    return Call("POST", f"/admin/events/{event_id}/resolve", m.parse_resolution,
+                body={"winning_outcome_id": winning_outcome_id})
+
+
+def void_event(event_id: int) -> Call[m.Resolution]:
+    """``POST /admin/events/{id}/resolve`` with ``void: true``."""
+    return Call("POST", f"/admin/events/{event_id}/resolve", m.parse_resolution,
+                body={"void": True})
+
+
+def delete_event(event_id: int) -> Call[None]:
+    """``DELETE /admin/events/{id}`` (409 once anything traded or is held)."""
+    return Call("DELETE", f"/admin/events/{event_id}", _none)
+
+
+def users(limit: int | None = None, offset: int | None = None) -> Call[m.Page[m.User]]:
+    """``GET /admin/users``."""
+    return Call("GET", "/admin/users", lambda d: m.parse_page(d, m.parse_user),
+                params=_page(limit, offset))
+
+
+def audit() -> Call[m.Audit]:
+    """``GET /admin/audit``."""
+    return Call("GET", "/admin/audit", m.parse_audit)
+
+
+# --- system ------------------------------------------------------------------------
+
+
+def health() -> Call[m.Health]:
+    """``GET /health``."""
+    return Call("GET", "/health", m.parse_health, accept=(503,))

@@ -1,0 +1,94 @@
+"""What the sync and async clients share: URLs, headers and reading a response.
+
+Invariant: a response either becomes the call's typed result or raises ``ApiError``
+with the server's code and message; transport failures become ``ServerUnavailable``.
+Nothing from ``httpx`` leaks to callers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import httpx
+
+from pmarket.client.calls import Call
+from pmarket.client.errors import ApiError
+
+T = TypeVar("T")
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_TIMEOUT = 10.0
+
+
+def headers(token: str | None) -> dict[str, str]:
+    """Request headers carrying the bearer token, if any."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def ws_url(base_url: str) -> str:
+    """The WebSocket URL (``/ws``) of an HTTP base URL."""
+    url = base_url.rstrip("/")
+    if url.startswith("https://"):
+        return "wss://" + url[len("https://"):] + "/ws"
+    if url.startswith("http://"):
+        return "ws://" + url[len("http://"):] + "/ws"
+    return url + "/ws"
+
+
+def request_args(call: Call[Any], token: str | None) -> dict[str, Any]:
+    """Keyword arguments of ``httpx.Client.request`` for ``call``."""
+    args: dict[str, Any] = {"headers": headers(token)}
+    if call.params:
+        args["params"] = call.params
+    if call.body is not None:
+        args["json"] = call.body
+    return args
+
+
+def error_from(response: httpx.Response) -> ApiError:
+    """The ``ApiError`` an error response stands for (any body shape)."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        return ApiError(status, str(err.get("code", f"http_{status}")),
+                        str(err.get("message", response.reason_phrase)))
+    if isinstance(body, dict) and "detail" in body:
+        # FastAPI's default shape, should a route ever escape the error handlers.
+        return ApiError(status, f"http_{status}", _detail_text(body["detail"]))
+    text = response.text.strip()[:200] or response.reason_phrase
+    return ApiError(status, f"http_{status}", text)
+
+
+def _detail_text(detail: Any) -> str:
+    if isinstance(detail, list):
+        parts = []
+        for d in detail:
+            if isinstance(d, dict):
+                loc = ".".join(str(x) for x in d.get("loc", []) if x != "body")
+                parts.append(f"{loc}: {d.get('msg', '')}" if loc else str(d.get("msg", "")))
+            else:
+                parts.append(str(d))
+        return "; ".join(parts)
+    return str(detail)
+
+
+def read(call: Call[T], response: httpx.Response) -> T:
+    """The typed result of ``call`` from its response, or raise ``ApiError``."""
+    if response.status_code >= 400 and response.status_code not in call.accept:
+        raise error_from(response)
+    if response.status_code == 204 or not response.content:
+        return call.parse(None)
+    try:
+        data = response.json()
+    except ValueError as exc:
+        raise ApiError(response.status_code, "bad_response",
+                       "the server's answer is not JSON") from exc
+    try:
+        return call.parse(data)
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise ApiError(response.status_code, "bad_response",
+                       f"unexpected answer from {call.method} {call.path}: {exc!r}") from exc

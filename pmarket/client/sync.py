@@ -1,0 +1,254 @@
+"""The blocking pmarket client: one method per endpoint of ``API.md``.
+
+Invariant: a client holds at most one token; signing up or in replaces it, so every
+later call acts as that account. ``as_token`` gives another account's view over the
+same connection pool (the simulator drives many users through one pool this way).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+
+from pmarket.client import calls as c
+from pmarket.client import models as m
+from pmarket.client.calls import Amount, Call, OrderSpec
+from pmarket.client.errors import ApiError, ServerUnavailable
+from pmarket.client.http import DEFAULT_TIMEOUT, DEFAULT_URL, read, request_args
+
+T = TypeVar("T")
+
+
+class Client:
+    """A synchronous client of the pmarket HTTP API.
+
+    Args:
+        base_url: The server's URL, e.g. ``http://127.0.0.1:8000``.
+        token: A bearer token to act with (signing in sets one).
+        timeout: Seconds to wait for each request.
+        transport: An ``httpx`` transport (``httpx.MockTransport`` in tests).
+    """
+
+    def __init__(self, base_url: str = DEFAULT_URL, token: str | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT,
+                 transport: httpx.BaseTransport | None = None,
+                 _http: httpx.Client | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.user: m.User | None = None
+        self._owns_http = _http is None
+        self._http = _http or httpx.Client(base_url=self.base_url, timeout=timeout,
+                                           transport=transport)
+
+    def as_token(self, token: str | None) -> Client:
+        """A client acting with ``token`` that shares this one's connections."""
+        return Client(self.base_url, token, _http=self._http)
+
+    def close(self) -> None:
+        """Close the connections (only if this client opened them)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, call: Call[T]) -> T:
+        """Send ``call`` and return its typed result.
+
+        Raises:
+            ApiError: The server answered with an error status.
+            ServerUnavailable: No server answered.
+        """
+        try:
+            response = self._http.request(call.method, call.path,
+                                          **request_args(call, self.token))
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(f"no answer from {self.base_url}: {exc}") from exc
+        return read(call, response)
+
+    def _signed_in(self, auth: m.Auth) -> m.Auth:
+        self.token, self.user = auth.token, auth.user
+        return auth
+
+    # --- auth ----------------------------------------------------------------------
+
+    def signup(self, email: str, name: str, password: str) -> m.Auth:
+        """Create a user account and act as it."""
+        return self._signed_in(self.call(c.signup(email, name, password)))
+
+    def signin(self, email: str, password: str) -> m.Auth:
+        """Sign in as a user and act as them."""
+        return self._signed_in(self.call(c.signin(email, password)))
+
+    def admin_signin(self, email: str, password: str) -> m.Auth:
+        """Sign in as an admin and act as them."""
+        return self._signed_in(self.call(c.admin_signin(email, password)))
+
+    def me(self) -> m.User:
+        """The account the token belongs to."""
+        return self.call(c.me())
+
+    # --- account -------------------------------------------------------------------
+
+    def balance(self) -> m.Balance:
+        """Cash available, reserved and total."""
+        return self.call(c.balance())
+
+    def onramp(self, amount: Amount) -> m.Balance:
+        """Deposit ``amount``."""
+        return self.call(c.onramp(amount))
+
+    def offramp(self, amount: Amount) -> m.Balance:
+        """Withdraw ``amount`` (409 if more than available)."""
+        return self.call(c.offramp(amount))
+
+    def positions(self, market_id: int | None = None, event_id: int | None = None,
+                  limit: int | None = None, offset: int | None = None
+                  ) -> m.Page[m.Position]:
+        """Shares held, with cost basis and P&L."""
+        return self.call(c.positions(market_id, event_id, limit, offset))
+
+    def portfolio(self) -> m.Portfolio:
+        """Balance, positions and totals."""
+        return self.call(c.portfolio())
+
+    def orders(self, status: str | None = None, market_id: int | None = None,
+               limit: int | None = None, offset: int | None = None) -> m.Page[m.Order]:
+        """Own orders (``status`` "open" or "all")."""
+        return self.call(c.orders(status, market_id, limit, offset))
+
+    def order(self, order_id: int) -> m.Order:
+        """One own order (404 for anyone else's)."""
+        return self.call(c.order(order_id))
+
+    def trades(self, market_id: int | None = None, limit: int | None = None,
+               offset: int | None = None) -> m.Page[m.Trade]:
+        """Own fills."""
+        return self.call(c.trades(market_id, limit, offset))
+
+    # --- trading -------------------------------------------------------------------
+
+    def place(self, spec: OrderSpec) -> m.OrderResult:
+        """Place the order ``spec`` describes."""
+        return self.call(c.place_order(spec))
+
+    def place_order(self, market_id: int, outcome: str, side: str, quantity: int,
+                    price: Amount | None = None, type: str = "limit",
+                    time_in_force: str | None = None,
+                    expires_at: datetime | str | None = None,
+                    post_only: bool | None = None,
+                    client_order_id: str | None = None) -> m.OrderResult:
+        """Place one order; see ``OrderSpec`` for the fields."""
+        return self.place(OrderSpec(market_id, outcome, side, quantity, price, type,
+                                    time_in_force, expires_at, post_only, client_order_id))
+
+    def place_batch(self, specs: list[OrderSpec]) -> list[m.OrderResult | ApiError]:
+        """Place up to 20 orders; each result is an OrderResult or an ApiError."""
+        return self.call(c.place_batch(specs))
+
+    def modify_order(self, order_id: int, price: Amount | None = None,
+                     quantity: int | None = None) -> m.OrderResult:
+        """Change price and/or total quantity of an open order."""
+        return self.call(c.modify_order(order_id, price, quantity))
+
+    def cancel_order(self, order_id: int) -> m.Order:
+        """Cancel one order."""
+        return self.call(c.cancel_order(order_id))
+
+    def cancel_all(self, market_id: int | None = None) -> list[int]:
+        """Cancel every open order (of one market); returns the ids cancelled."""
+        return self.call(c.cancel_all(market_id))
+
+    def split_market(self, market_id: int, quantity: int) -> m.SplitResult:
+        """Turn cash into ``quantity`` YES + NO pairs."""
+        return self.call(c.split_market(market_id, quantity))
+
+    def merge_market(self, market_id: int, quantity: int) -> m.SplitResult:
+        """Turn ``quantity`` YES + NO pairs back into cash."""
+        return self.call(c.merge_market(market_id, quantity))
+
+    def split_event(self, event_id: int, quantity: int) -> m.EventSplitResult:
+        """Turn cash into ``quantity`` complete sets of YES."""
+        return self.call(c.split_event(event_id, quantity))
+
+    def merge_event(self, event_id: int, quantity: int) -> m.EventSplitResult:
+        """Turn ``quantity`` complete sets of YES back into cash."""
+        return self.call(c.merge_event(event_id, quantity))
+
+    # --- market data ---------------------------------------------------------------
+
+    def events(self, q: str | None = None, category: str | None = None,
+               status: str | None = None, limit: int | None = None,
+               offset: int | None = None) -> m.Page[m.Event]:
+        """Events matching the search text and filters."""
+        return self.call(c.events(q, category, status, limit, offset))
+
+    def event(self, event_id: int) -> m.Event:
+        """One event."""
+        return self.call(c.event(event_id))
+
+    def event_orderbook(self, event_id: int, depth: int | None = None) -> m.EventBook:
+        """Every outcome's book of one event."""
+        return self.call(c.event_orderbook(event_id, depth))
+
+    def market(self, market_id: int) -> m.Market:
+        """One market."""
+        return self.call(c.market(market_id))
+
+    def orderbook(self, market_id: int, view: str | None = None,
+                  depth: int | None = None) -> m.Book:
+        """One market's book in the "yes" or "no" view."""
+        return self.call(c.orderbook(market_id, view, depth))
+
+    def market_trades(self, market_id: int, limit: int | None = None,
+                      offset: int | None = None) -> m.Page[m.PublicTrade]:
+        """One market's public trades."""
+        return self.call(c.market_trades(market_id, limit, offset))
+
+    def candles(self, market_id: int, interval: str = "1m",
+                start: datetime | str | None = None, end: datetime | str | None = None,
+                limit: int | None = None, offset: int | None = None) -> m.Page[m.Candle]:
+        """OHLCV bars of one market."""
+        return self.call(c.candles(market_id, interval, start, end, limit, offset))
+
+    # --- admin ---------------------------------------------------------------------
+
+    def create_event(self, title: str, outcomes: list[str] | None = None, **fields: Any
+                     ) -> m.Event:
+        """Create an event (fields: description, category, slug, close_time, tick_size)."""
+        return self.call(c.create_event(title, outcomes, **fields))
+
+    def update_event(self, event_id: int, **fields: Any) -> m.Event:
+        """Edit an event (fields: title, description, category, close_time, status)."""
+        return self.call(c.update_event(event_id, **fields))
+
+    def resolve_event(self, event_id: int, winning_outcome_id: int | None) -> m.Resolution:
+        """Resolve an event with its winner (None: a yes/no event's NO wins)."""
+        return self.call(c.resolve_event(event_id, winning_outcome_id))
+
+    def void_event(self, event_id: int) -> m.Resolution:
+        """Void an event (every outcome pays its even share)."""
+        return self.call(c.void_event(event_id))
+
+    def delete_event(self, event_id: int) -> None:
+        """Delete an event nothing has traded or is held in."""
+        return self.call(c.delete_event(event_id))
+
+    def users(self, limit: int | None = None, offset: int | None = None) -> m.Page[m.User]:
+        """Every user account."""
+        return self.call(c.users(limit, offset))
+
+    def audit(self) -> m.Audit:
+        """The exchange-wide money audit."""
+        return self.call(c.audit())
+
+    # --- system --------------------------------------------------------------------
+
+    def health(self) -> m.Health:
+        """Each component's health."""
+        return self.call(c.health())
