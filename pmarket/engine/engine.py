@@ -15,7 +15,7 @@ from . import commands as c
 from .admin import AdminMixin
 from .book import Order
 from .collateral import CollateralMixin
-from .events import BATCH_ITEM, REJECTED, Reason
+from .events import BATCH_ITEM, CLOCK, REJECTED, Reason
 from .ledger import Account, Event, Market, Position, Treasury
 from .queries import QueryMixin
 from .snapshot import SnapshotMixin
@@ -87,7 +87,10 @@ class Engine(TradingMixin, CollateralMixin, AdminMixin, QueryMixin, SnapshotMixi
         if cmd.ts_ms > self.now_ms:
             self.now_ms = cmd.ts_ms
         if self._expiry and self._expiry[0][0] <= self.now_ms:
-            self._expire_due()
+            expired = self._expire_due()
+            if expired:
+                self._flush()
+                out.append((CLOCK, self.now_ms, expired))
         handler = self._handlers.get(type(cmd))
         if handler is None:
             raise TypeError(f"not an engine command: {cmd!r}")
@@ -178,11 +181,15 @@ class Engine(TradingMixin, CollateralMixin, AdminMixin, QueryMixin, SnapshotMixi
             market.holders[acct.user] = pos
         return pos
 
-    def _expire_due(self) -> None:
+    def _expire_due(self) -> int:
+        """Expire every gtd order due by now; how many there were."""
         heap = self._expiry
         now = self.now_ms
+        expired = 0
         while heap and heap[0][0] <= now:
             expires_at, oid = heapq.heappop(heap)
             order = self.orders.get(oid)
             if order is not None and order.expires_at_ms == expires_at:
                 self._close(order, "expired", Reason.EXPIRED)
+                expired += 1
+        return expired

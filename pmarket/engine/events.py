@@ -12,10 +12,12 @@ idempotent by construction. ``fill`` and ``ledger`` are facts with their own ide
 (trade id; command seq). All prices are integer units (``units.SCALE`` = $1); ``fill``
 and ``book`` prices are in YES terms, ``order`` prices in the owner's terms.
 
-The events of one command are emitted in this order: the command's own facts
-(``rejected`` / ``duplicate`` / ``ledger`` / ``fill`` / ``resolved`` ...), then the final
-state of every order, position, balance and book level it touched. The first ``order``
-event of a placement or modification is that order itself.
+The events of one command are emitted in this order: when the command's time expired gtd
+orders, their events and a ``clock`` marker; then the command's own facts (``rejected`` /
+``duplicate`` / ``ledger`` / ``fill`` / ``resolved`` ...), then the final state of every
+order, position, balance and book level it touched. In ``command_events(events)`` (what
+follows the ``clock`` marker, if any) the first ``order`` event of a placement or
+modification is that order itself.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ EVENT = "event"
 EVENT_DELETED = "event_deleted"
 RESOLVED = "resolved"
 BATCH_ITEM = "batch_item"
+CLOCK = "clock"
 
 LAYOUTS: dict[str, tuple[str, ...]] = {
     # Full state of an order after the command, in its owner's terms.
@@ -69,6 +72,9 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
     EVENT_DELETED: ("event_id",),
     # In a batch's events: everything up to the next batch_item belongs to order `index`.
     BATCH_ITEM: ("index",),
+    # The command's time expired gtd orders before the command itself was applied: the
+    # events before this marker are those expirations, the events after it the command's.
+    CLOCK: ("now_ms", "expired"),
     RESOLVED: (
         "event_id", "winning_outcome_id", "void", "payouts_total", "rounding", "ts_ms",
     ),
@@ -119,6 +125,19 @@ def as_dict(event: tuple) -> dict[str, Any]:
     out: dict[str, Any] = {"type": kind}
     out.update(zip(names, event[1:], strict=True))
     return out
+
+
+def command_events(events: list[tuple]) -> list[tuple]:
+    """The events of the command itself, without the expirations its time caused."""
+    for i, event in enumerate(events):
+        if event[0] == CLOCK:
+            return events[i + 1:]
+        if event[0] not in _EXPIRY_KINDS:
+            break
+    return events
+
+
+_EXPIRY_KINDS = frozenset((ORDER, POSITION, BALANCE, BOOK))
 
 
 def of_kind(events: list[tuple], kind: str) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from .book import Order
 from .ledger import Account, Event, Market, Position
 from .units import SCALE
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 _ID_KINDS = ("order", "trade", "event", "market")
 
 _ORDER_FIELDS = ("id", "user", "action", "price", "quantity", "remaining", "filled", "status",
@@ -67,7 +67,8 @@ class SnapshotMixin:
             "description": e.description, "category": e.category, "slug": e.slug,
             "close_time_ms": e.close_time_ms, "status": e.status, "collateral": e.collateral,
             "winning_outcome_id": e.winning_outcome_id, "void": e.void,
-            "markets": [[m.id, m.name, m.status, m.last_price, m.volume] for m in e.markets],
+            "markets": [[m.id, m.name, m.status, m.last_price, m.volume, list(m.holders)]
+                        for m in e.markets],
         }
 
     def digest(self) -> str:
@@ -87,14 +88,16 @@ class SnapshotMixin:
         eng.last_seq = data["last_seq"]
         t = eng.treasury
         t.deposits, t.withdrawals, t.fees, t.rounding = data["treasury"]
+        holder_order: dict[int, list[int]] = {}
         for ed in data["events"]:
             e = Event(ed["id"], ed["title"], ed["tick"], ed["created_ms"])
             for f in ("description", "category", "slug", "close_time_ms", "status",
                       "collateral", "winning_outcome_id", "void"):
                 setattr(e, f, ed[f])
-            for mid, name, status, last, volume in ed["markets"]:
+            for mid, name, status, last, volume, holders in ed["markets"]:
                 m = Market(mid, e, name, e.tick, SCALE)
                 m.status, m.last_price, m.volume = status, last, volume
+                holder_order[mid] = holders
                 e.markets.append(m)
                 eng.markets[mid] = m
             eng.events[e.id] = e
@@ -104,8 +107,9 @@ class SnapshotMixin:
             for mid, yes, no, yes_res, no_res in positions:
                 p = a.positions[mid] = Position(user, mid)
                 p.yes, p.no, p.yes_reserved, p.no_reserved = yes, no, yes_res, no_res
-                if mid in eng.markets:
-                    eng.markets[mid].holders[user] = p
+        # Holders in their original order: resolution pays out in that order.
+        for mid, holders in holder_order.items():
+            eng.markets[mid].holders = {u: eng.accounts[u].positions[mid] for u in holders}
         for od in data["orders"]:
             o = eng._order_from(od)
             o.account = eng.accounts[o.user]

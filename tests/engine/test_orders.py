@@ -355,3 +355,17 @@ def test_fok_that_self_trade_prevention_would_stop_midway_fills_nothing(ex, stp)
     order = ex.placed(ex.buy_yes(ALICE, ex.mid, "0.52", qty=8, tif="fok", stp=stp))
     assert (order["status"], order["filled"]) == ("cancelled", 0)
     assert not ex.fills() and ex.engine.order(own) is not None
+
+
+def test_expirations_due_at_a_commands_time_come_first_behind_a_clock_marker(ex):
+    from pmarket.engine.events import command_events
+
+    old = oid(ex, ex.buy_yes(ALICE, ex.mid, "0.40", tif="gtd", expires_at_ms=5))
+    ex.now = 10
+    events = ex.buy_yes(BOB, ex.mid, "0.41")
+    marker = events.index(("clock", 10, 1))
+    assert [e[1] for e in events[:marker] if e[0] == "order"] == [old]
+    own = command_events(events)
+    assert own == events[marker + 1:]
+    assert ex.placed(own)["status"] == "open" and ex.placed(own)["order_id"] != old
+    assert command_events(ex.buy_yes(BOB, ex.mid, "0.42")) == ex.last
