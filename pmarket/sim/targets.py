@@ -391,7 +391,9 @@ class InProcessTarget:
         orders = self._orders
         for ev in events:
             kind = ev[0]
-            if kind == "order":
+            if kind == "clock":  # what came before were expirations, not this command
+                result = current = Result()
+            elif kind == "order":
                 orders[ev[1]] = ev
                 if current.order is None:
                     current.order = self._order_state(ev)
