@@ -1,0 +1,77 @@
+"""``pmarket engine``: run one shard's engine service against Redis until told to stop.
+
+SIGTERM or SIGINT stops it cleanly: the batch in hand is finished and a snapshot is
+written. A kill -9 is recovered from at the next start (see ``pmarket.engine.service``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import typer
+
+from pmarket.cli import app
+
+REDIS_DEFAULT = "redis://127.0.0.1:6379/0"
+REDIS_URL_HELP = "Redis URL of the bus."
+PREFIX_HELP = "First segment of every Redis key (several deployments can share a Redis)."
+
+
+def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``main(stop)`` on a fresh event loop; SIGTERM and SIGINT set ``stop``."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+def configure_logging(level: str) -> None:
+    """Log lines with time, level and logger name to stderr."""
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command("engine")
+def engine(
+    redis_url: str = typer.Option(REDIS_DEFAULT, "--redis-url", envvar="PMARKET_REDIS_URL",
+                                  help=REDIS_URL_HELP),
+    snapshot_dir: str = typer.Option(None, "--snapshot-dir", envvar="PMARKET_SNAPSHOT_DIR",
+                                     help="Directory of the snapshots; none: replay the "
+                                          "whole event stream at start (never trimmed)."),
+    shard: str = typer.Option("main", "--shard", envvar="PMARKET_SHARD",
+                              help="The shard whose command stream this engine owns."),
+    prefix: str = typer.Option("pmarket", "--prefix", envvar="PMARKET_REDIS_PREFIX",
+                               help=PREFIX_HELP),
+    snapshot_every: int = typer.Option(50_000, help="Snapshot after this many commands."),
+    snapshot_interval: float = typer.Option(60.0, help="... or after this many seconds."),
+    batch_size: int = typer.Option(500, help="Most commands applied per bus round trip."),
+    log_level: str = typer.Option("info", help="Logging level."),
+) -> None:
+    """Run the matching engine of one shard: commands in, events and replies out."""
+    from pmarket.bus import make_bus
+    from pmarket.engine.service import EngineService
+
+    configure_logging(log_level)
+
+    async def main(stop: asyncio.Event) -> None:
+        bus = make_bus(redis_url, prefix=prefix, shard=shard)
+        try:
+            service = EngineService(bus, snapshot_dir=snapshot_dir, shard=shard,
+                                    snapshot_every=snapshot_every,
+                                    snapshot_interval_s=snapshot_interval,
+                                    batch_size=batch_size)
+            await service.run(stop)
+            logging.getLogger(__name__).info("engine %s stopped at seq %d: %s", shard,
+                                             service.engine.last_seq, service.stats)
+        finally:
+            await bus.close()
+
+    run_until_signal(main)
