@@ -392,7 +392,9 @@ class InProcessTarget:
         for ev in events:
             kind = ev[0]
             if kind == "clock":  # what came before were expirations, not this command
+                expired = current.cancelled
                 result = current = Result()
+                current.cancelled.extend(expired)
             elif kind == "order":
                 orders[ev[1]] = ev
                 if current.order is None:
