@@ -129,6 +129,8 @@ class StepResult:
     resolved: list[tuple] = field(default_factory=list)
     deleted: list[int] = field(default_factory=list)
     touched_orders: set[int] = field(default_factory=set)
+    # per placement (each batch item) or modification: its order's id, None if refused
+    primary_orders: list[int | None] = field(default_factory=list)
 
 
 class Rejected(Exception):
@@ -256,7 +258,17 @@ class ReferenceExchange:
     # --- placing -----------------------------------------------------------------------
 
     def _on_PlaceOrder(self, cmd: c.PlaceOrder) -> None:
-        self._guarded(cmd.user_id, "PlaceOrder", lambda: self._place(cmd), cmd.client_order_id)
+        self._with_primary(
+            lambda: self._guarded(cmd.user_id, "PlaceOrder", lambda: self._place(cmd),
+                                  cmd.client_order_id))
+
+    def _with_primary(self, action) -> None:
+        """Run a placement or modification; note its order id, or None if refused."""
+        primary = self.result.primary_orders
+        count = len(primary)
+        action()
+        if len(primary) == count:
+            primary.append(None)
 
     def _on_PlaceBatch(self, cmd: c.PlaceBatch) -> None:
         for item in cmd.orders:
@@ -264,6 +276,7 @@ class ReferenceExchange:
                 self.result.rejections.append((item.user_id, "PlaceOrder",
                                                Reason.INVALID_ORDER, None,
                                                item.client_order_id))
+                self.result.primary_orders.append(None)
             else:
                 self._on_PlaceOrder(item)
 
@@ -273,12 +286,14 @@ class ReferenceExchange:
             oid = self.client_orders[(user, coid)]
             self.result.duplicates.append(("duplicate", oid, user, coid))
             self.result.touched_orders.add(oid)
+            self.result.primary_orders.append(oid)
             return
         order = self._validated_order(cmd)
         self.orders[order.id] = order
         if coid is not None:
             self.client_orders[(user, coid)] = order.id
         self.result.touched_orders.add(order.id)
+        self.result.primary_orders.append(order.id)
         if order.tif == "fok" and not self._fok_fillable(order):
             order.status, order.reason = "cancelled", Reason.NOT_FILLED
             return
@@ -442,7 +457,8 @@ class ReferenceExchange:
         return o
 
     def _on_ModifyOrder(self, cmd: c.ModifyOrder) -> None:
-        self._guarded(cmd.user_id, "ModifyOrder", lambda: self._modify(cmd))
+        self._with_primary(
+            lambda: self._guarded(cmd.user_id, "ModifyOrder", lambda: self._modify(cmd)))
 
     def _modify(self, cmd: c.ModifyOrder) -> None:
         o = self._owned_open(cmd.user_id, cmd.order_id)
@@ -456,20 +472,24 @@ class ReferenceExchange:
         if not _whole(qty, o.filled + 1, MAX_QUANTITY):
             raise Rejected(Reason.INVALID_QUANTITY, o.id)
         if price == o.price and qty == o.quantity:
-            self.result.touched_orders.add(o.id)
+            self._report(o)
             return
         if price == o.price and qty < o.quantity:  # smaller: keeps its place in the queue
             o.quantity, o.updated = qty, self.now
-            self.result.touched_orders.add(o.id)
+            self._report(o)
             return
         moved = RefOrder(**{**o.__dict__, "price": price, "quantity": qty})
         if o.post_only and self._crossing(moved):
             raise Rejected(Reason.POST_ONLY_WOULD_CROSS, o.id)
         self._check_affordable(moved, moved.remaining, o.remaining, o.price, o.id)
-        self.result.touched_orders.add(o.id)
+        self._report(o)
         o.price, o.quantity, o.updated, o.arrival = price, qty, self.now, None
         self._take(o)
         self._finish_taker(o, rests=True)
+
+    def _report(self, o: RefOrder) -> None:
+        self.result.touched_orders.add(o.id)
+        self.result.primary_orders.append(o.id)
 
     def _on_CancelOrder(self, cmd: c.CancelOrder) -> None:
         def cancel() -> None:

@@ -62,6 +62,12 @@ STARTING_CASH = 3_000_000  # $300, $140 of it split into shares: large orders ru
 # partially): a fok order with stp cancel_taker / cancel_both can fill partially. While
 # it stands, fok orders are generated with the default stp only.
 AVOID_FOK_WITH_STOPPING_STP = True
+# Known engine bug (test_stateful_regressions::test_placement_reports_its_own_order_first_
+# when_older_orders_expire, test_batch_sections_hold_only_their_own_orders_...): orders
+# expired by a command's clock are reported before (or inside the batch section of) the
+# command's own order. While it stands, expired orders are skipped when looking for the
+# first order event of a placement or modification.
+SKIP_EXPIRED_WHEN_FINDING_FIRST_ORDER = True
 
 
 def _examples() -> int:
@@ -118,6 +124,20 @@ def check_order_events(events: list[tuple], ref: ReferenceExchange, res) -> None
     for oid, event in last.items():
         assert oid in ref.orders, f"event for an order the reference never made: {event}"
         assert event == ref.orders[oid].as_event()
+
+
+def check_own_order_comes_first(events: list[tuple], res) -> None:
+    """A placement's (each batch item's) or modification's first order event is its order."""
+    if not res.primary_orders:
+        return
+    starts = [i + 1 for i, e in enumerate(events) if e[0] == "batch_item"] or [0]
+    ends = [i - 1 for i in starts[1:]] + [len(events)]
+    for start, end, oid in zip(starts, ends, res.primary_orders, strict=True):
+        if oid is None:
+            continue
+        orders = [e[1] for e in events[start:end] if e[0] == "order" and not (
+            SKIP_EXPIRED_WHEN_FINDING_FIRST_ORDER and e[11] == "expired" and e[1] != oid)]
+        assert orders and orders[0] == oid, f"first order event {orders[:1]}, not {oid}"
 
 
 def check_state_events(events: list[tuple], before: dict, after: dict) -> None:
@@ -200,6 +220,7 @@ def apply_to_both(eng: Engine, ref: ReferenceExchange, cmd) -> None:
     res = ref.apply(cmd)
     check_facts(events, res)
     check_order_events(events, ref, res)
+    check_own_order_comes_first(events, res)
     check_state_events(events, before, ref_state_keys(ref))
 
 

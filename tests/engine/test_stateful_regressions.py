@@ -1,0 +1,108 @@
+"""Minimal cases of engine bugs found by the reference-model tests.
+
+Each test states the behaviour DESIGN (or the engine's own documented contract) asks
+for. While a bug stands its test is ``xfail(strict=True)``: fixing the engine turns it
+into an XPASS, which fails the run until the marker (and the matching workaround in
+``test_stateful.py`` / ``test_determinism.py``) is removed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pmarket.engine import (
+    CreateEvent,
+    Deposit,
+    Engine,
+    Outcome,
+    PlaceBatch,
+    PlaceOrder,
+    ResolveEvent,
+    SelfTrade,
+    Side,
+    Split,
+    TimeInForce,
+)
+from pmarket.engine.events import of_kind
+
+ALICE, BOB, CAROL = 1, 2, 3
+MARKET = 1
+
+
+def fresh_engine() -> Engine:
+    eng = Engine()
+    eng.apply(CreateEvent(title="Rain tomorrow?"))  # event 1, market 1
+    for user in (ALICE, BOB, CAROL):
+        eng.apply(Deposit(user_id=user, amount=1_000_000))
+    return eng
+
+
+def sell_yes(user: int, qty: int, price: int) -> PlaceOrder:
+    return PlaceOrder(user_id=user, market_id=MARKET, outcome=Outcome.YES, side=Side.SELL,
+                      quantity=qty, price=price)
+
+
+@pytest.mark.xfail(strict=True, reason="engine bug: _fillable ignores the taker's stp; a fok "
+                   "order that meets its own order under cancel_taker/cancel_both fills partly")
+@pytest.mark.parametrize("stp", [SelfTrade.CANCEL_TAKER, SelfTrade.CANCEL_BOTH])
+def test_fok_order_stopped_by_self_trade_prevention_fills_nothing(stp):
+    eng = fresh_engine()
+    for user in (ALICE, BOB):
+        eng.apply(Split(user_id=user, market_id=MARKET, quantity=10))
+    eng.apply(sell_yes(BOB, 2, 5000))  # first in the queue at 0.50
+    eng.apply(sell_yes(ALICE, 2, 5000))  # Alice's own order, behind Bob's
+    eng.apply(sell_yes(BOB, 5, 5100))
+
+    events = eng.apply(PlaceOrder(user_id=ALICE, market_id=MARKET, outcome=Outcome.YES,
+                                  side=Side.BUY, quantity=4, price=5100, tif=TimeInForce.FOK,
+                                  stp=stp))
+
+    # Matching would stop at Alice's own order after 2 of 4: fill-or-kill must kill.
+    assert of_kind(events, "fill") == []
+    order = of_kind(events, "order")[0]
+    assert (order["status"], order["filled"]) == ("cancelled", 0)
+    assert eng.balance(ALICE) == (1_000_000 - 10 * 10_000, 0)
+    assert eng.book(MARKET).asks == [(5000, 4), (5100, 5)]
+
+
+@pytest.mark.xfail(strict=True, reason="engine bug: restore rebuilds Market.holders in account "
+                   "order, and resolution pays out in holders order")
+def test_restored_engine_resolves_with_the_same_events():
+    eng = fresh_engine()
+    eng.apply(Split(user_id=CAROL, market_id=MARKET, quantity=1))  # Carol holds first
+    eng.apply(Split(user_id=ALICE, market_id=MARKET, quantity=2))
+    restored = Engine.restore(eng.snapshot())
+    assert restored.digest() == eng.digest()
+
+    resolve = ResolveEvent(event_id=1, void=True)
+    assert restored.apply(resolve) == eng.apply(resolve)
+
+
+@pytest.mark.xfail(strict=True, reason="engine bug: orders expired at the start of a command "
+                   "are flushed before the placed order, contrary to the events contract")
+def test_placement_reports_its_own_order_first_when_older_orders_expire():
+    eng = fresh_engine()
+    eng.apply(PlaceOrder(user_id=ALICE, market_id=MARKET, outcome=Outcome.YES, side=Side.BUY,
+                         quantity=1, price=4000, tif=TimeInForce.GTD, expires_at_ms=5))
+
+    events = eng.apply(PlaceOrder(user_id=BOB, market_id=MARKET, outcome=Outcome.YES,
+                                  side=Side.BUY, quantity=1, price=4000, ts_ms=10))
+
+    orders = of_kind(events, "order")
+    assert {o["order_id"]: o["status"] for o in orders} == {1: "expired", 2: "open"}
+    assert orders[0]["order_id"] == 2, "the first order event of a placement is that order"
+
+
+@pytest.mark.xfail(strict=True, reason="engine bug: orders expired at the start of a batch are "
+                   "reported inside the section of the batch's first item")
+def test_batch_sections_hold_only_their_own_orders_when_older_orders_expire():
+    eng = fresh_engine()
+    eng.apply(PlaceOrder(user_id=ALICE, market_id=MARKET, outcome=Outcome.YES, side=Side.BUY,
+                         quantity=1, price=4000, tif=TimeInForce.GTD, expires_at_ms=5))
+    item = PlaceOrder(user_id=BOB, market_id=MARKET, outcome=Outcome.YES, side=Side.BUY,
+                      quantity=1, price=4000)
+
+    events = eng.apply(PlaceBatch(user_id=BOB, orders=(item,), ts_ms=10))
+
+    section = events[events.index(("batch_item", 0)) + 1:]
+    assert [o["order_id"] for o in of_kind(section, "order")] == [2]
