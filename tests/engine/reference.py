@@ -128,6 +128,7 @@ class StepResult:
     ledger: list[tuple] = field(default_factory=list)
     resolved: list[tuple] = field(default_factory=list)
     deleted: list[int] = field(default_factory=list)
+    clock: list[tuple] = field(default_factory=list)  # ("clock", now, orders expired)
     touched_orders: set[int] = field(default_factory=set)
     # per placement (each batch item) or modification: its order's id, None if refused
     primary_orders: list[int | None] = field(default_factory=list)
@@ -247,9 +248,12 @@ class ReferenceExchange:
         return self.last_id[kind]
 
     def _expire_due(self) -> None:
-        for o in self.open_orders():
-            if o.tif == "gtd" and self.now >= o.expires_at:
-                self._close(o, "expired", Reason.EXPIRED)
+        """Expire due gtd orders; the engine marks their end with a ``clock`` event."""
+        due = [o for o in self.open_orders() if o.tif == "gtd" and self.now >= o.expires_at]
+        for o in due:
+            self._close(o, "expired", Reason.EXPIRED)
+        if due:
+            self.result.clock.append(("clock", self.now, len(due)))
 
     def _close(self, o: RefOrder, status: str, reason: str) -> None:
         o.status, o.reason, o.updated, o.arrival = status, reason, self.now, None

@@ -47,6 +47,7 @@ from pmarket.engine import (
     UpdateEvent,
     Withdraw,
 )
+from pmarket.engine.events import as_dict, command_events
 from pmarket.engine.units import MAX_AMOUNT, MAX_QUANTITY, SCALE
 
 from .reference import ReferenceExchange
@@ -58,16 +59,6 @@ UNKNOWN_ID = 999_999
 CENTER = SCALE // 2  # prices are drawn a few ticks around 0.50, so books cross often
 STARTING_CASH = 3_000_000  # $300, $140 of it split into shares: large orders run out
 
-# Known engine bug (test_stateful_regressions::test_fok_with_cancel_taker_never_fills_
-# partially): a fok order with stp cancel_taker / cancel_both can fill partially. While
-# it stands, fok orders are generated with the default stp only.
-AVOID_FOK_WITH_STOPPING_STP = True
-# Known engine bug (test_stateful_regressions::test_placement_reports_its_own_order_first_
-# when_older_orders_expire, test_batch_sections_hold_only_their_own_orders_...): orders
-# expired by a command's clock are reported before (or inside the batch section of) the
-# command's own order. While it stands, expired orders are skipped when looking for the
-# first order event of a placement or modification.
-SKIP_EXPIRED_WHEN_FINDING_FIRST_ORDER = True
 
 
 def _examples() -> int:
@@ -114,6 +105,7 @@ def check_facts(events: list[tuple], res) -> None:
     assert ledger == sorted(res.ledger, key=repr)
     assert [e for e in events if e[0] == "resolved"] == res.resolved
     assert [e[1] for e in events if e[0] == "event_deleted"] == res.deleted
+    assert [e for e in events if e[0] == "clock"] == res.clock
 
 
 def check_order_events(events: list[tuple], ref: ReferenceExchange, res) -> None:
@@ -126,17 +118,30 @@ def check_order_events(events: list[tuple], ref: ReferenceExchange, res) -> None
         assert event == ref.orders[oid].as_event()
 
 
+def check_event_layout(events: list[tuple]) -> None:
+    """Expirations (if any) come first, closed by one clock marker; then the command's."""
+    clock = [i for i, e in enumerate(events) if e[0] == "clock"]
+    assert len(clock) <= 1
+    if clock:
+        expiry = events[:clock[0]]
+        assert all(e[0] in ("order", "position", "balance", "book") for e in expiry)
+        assert all(e[11] == "expired" for e in expiry if e[0] == "order")
+        assert sum(e[0] == "order" for e in expiry) == events[clock[0]][2]
+    for event in events:
+        as_dict(event)  # every field named by its layout
+
+
 def check_own_order_comes_first(events: list[tuple], res) -> None:
     """A placement's (each batch item's) or modification's first order event is its order."""
     if not res.primary_orders:
         return
+    events = command_events(events)
     starts = [i + 1 for i, e in enumerate(events) if e[0] == "batch_item"] or [0]
     ends = [i - 1 for i in starts[1:]] + [len(events)]
     for start, end, oid in zip(starts, ends, res.primary_orders, strict=True):
         if oid is None:
             continue
-        orders = [e[1] for e in events[start:end] if e[0] == "order" and not (
-            SKIP_EXPIRED_WHEN_FINDING_FIRST_ORDER and e[11] == "expired" and e[1] != oid)]
+        orders = [e[1] for e in events[start:end] if e[0] == "order"]
         assert orders and orders[0] == oid, f"first order event {orders[:1]}, not {oid}"
 
 
@@ -220,6 +225,7 @@ def apply_to_both(eng: Engine, ref: ReferenceExchange, cmd) -> None:
     res = ref.apply(cmd)
     check_facts(events, res)
     check_order_events(events, ref, res)
+    check_event_layout(events)
     check_own_order_comes_first(events, res)
     check_state_events(events, before, ref_state_keys(ref))
 
@@ -363,7 +369,7 @@ class ExchangeMachine(RuleBasedStateMachine):
                                              label="expires in")
         elif data.draw(st.integers(0, 29), label="stray expiry?") == 0:
             expires = self.clock + 5
-        stp = self._stp(data, tif)
+        stp = self._stp(data)
         coid = None
         if data.draw(st.integers(0, 2), label="coid?") == 0:
             coid = f"c{data.draw(st.integers(0, 9), label='coid')}"
@@ -406,14 +412,11 @@ class ExchangeMachine(RuleBasedStateMachine):
             user_id=self._user(data), market_id=market, outcome=outcome, side=side,
             quantity=data.draw(st.integers(1, 12), label="quantity"), price=price,
             order_type=OrderType.MARKET if is_market else OrderType.LIMIT, tif=tif,
-            stp=self._stp(data, tif)))
+            stp=self._stp(data)))
 
-    def _stp(self, data, tif: TimeInForce) -> SelfTrade:
-        stp = data.draw(st.sampled_from((SelfTrade.CANCEL_RESTING,) * 3 + tuple(SelfTrade)),
-                        label="stp")
-        if tif is TimeInForce.FOK and AVOID_FOK_WITH_STOPPING_STP:
-            return SelfTrade.CANCEL_RESTING
-        return stp
+    def _stp(self, data) -> SelfTrade:
+        return data.draw(st.sampled_from((SelfTrade.CANCEL_RESTING,) * 3 + tuple(SelfTrade)),
+                         label="stp")
 
     @rule(data=st.data())
     def place_resting_limit_order(self, data) -> None:

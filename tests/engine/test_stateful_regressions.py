@@ -1,9 +1,10 @@
 """Minimal cases of engine bugs found by the reference-model tests.
 
 Each test states the behaviour DESIGN (or the engine's own documented contract) asks
-for. While a bug stands its test is ``xfail(strict=True)``: fixing the engine turns it
-into an XPASS, which fails the run until the marker (and the matching workaround in
-``test_stateful.py`` / ``test_determinism.py``) is removed.
+for. While a bug stands its test is ``xfail(strict=True)``, and ``test_stateful.py`` /
+``test_determinism.py`` steer around it; fixing the engine turns it into an XPASS, which
+fails the run until the marker and the workaround are removed. The bugs below are fixed
+(engine commits 2ecb78e and c33c02b); the tests stay as regression tests.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pmarket.engine import (
     Split,
     TimeInForce,
 )
-from pmarket.engine.events import of_kind
+from pmarket.engine.events import command_events, of_kind
 
 ALICE, BOB, CAROL = 1, 2, 3
 MARKET = 1
@@ -42,8 +43,6 @@ def sell_yes(user: int, qty: int, price: int) -> PlaceOrder:
                       quantity=qty, price=price)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: _fillable ignores the taker's stp; a fok "
-                   "order that meets its own order under cancel_taker/cancel_both fills partly")
 @pytest.mark.parametrize("stp", [SelfTrade.CANCEL_TAKER, SelfTrade.CANCEL_BOTH])
 def test_fok_order_stopped_by_self_trade_prevention_fills_nothing(stp):
     eng = fresh_engine()
@@ -65,8 +64,6 @@ def test_fok_order_stopped_by_self_trade_prevention_fills_nothing(stp):
     assert eng.book(MARKET).asks == [(5000, 4), (5100, 5)]
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: restore rebuilds Market.holders in account "
-                   "order, and resolution pays out in holders order")
 def test_restored_engine_resolves_with_the_same_events():
     eng = fresh_engine()
     eng.apply(Split(user_id=CAROL, market_id=MARKET, quantity=1))  # Carol holds first
@@ -78,8 +75,6 @@ def test_restored_engine_resolves_with_the_same_events():
     assert restored.apply(resolve) == eng.apply(resolve)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: orders expired at the start of a command "
-                   "are flushed before the placed order, contrary to the events contract")
 def test_placement_reports_its_own_order_first_when_older_orders_expire():
     eng = fresh_engine()
     eng.apply(PlaceOrder(user_id=ALICE, market_id=MARKET, outcome=Outcome.YES, side=Side.BUY,
@@ -88,13 +83,18 @@ def test_placement_reports_its_own_order_first_when_older_orders_expire():
     events = eng.apply(PlaceOrder(user_id=BOB, market_id=MARKET, outcome=Outcome.YES,
                                   side=Side.BUY, quantity=1, price=4000, ts_ms=10))
 
-    orders = of_kind(events, "order")
-    assert {o["order_id"]: o["status"] for o in orders} == {1: "expired", 2: "open"}
-    assert orders[0]["order_id"] == 2, "the first order event of a placement is that order"
+    assert {o["order_id"]: o["status"] for o in of_kind(events, "order")} == \
+        {1: "expired", 2: "open"}
+    # The expiry is reported first, closed by a clock marker; then the placement.
+    assert events.index(("clock", 10, 1)) < events.index(order_event(events, 2))
+    own = of_kind(command_events(events), "order")
+    assert [o["order_id"] for o in own] == [2]
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: orders expired at the start of a batch are "
-                   "reported inside the section of the batch's first item")
+def order_event(events: list[tuple], order_id: int) -> tuple:
+    return next(e for e in events if e[0] == "order" and e[1] == order_id)
+
+
 def test_batch_sections_hold_only_their_own_orders_when_older_orders_expire():
     eng = fresh_engine()
     eng.apply(PlaceOrder(user_id=ALICE, market_id=MARKET, outcome=Outcome.YES, side=Side.BUY,
