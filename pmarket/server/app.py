@@ -1,0 +1,160 @@
+"""The FastAPI application: ``create_app(settings)`` wires routes, errors and middleware.
+
+The app's lifespan starts a ``runtime.Runtime`` (bus, database, replica and — embedded —
+engine and worker) and stops it on shutdown. ``RequestContext`` is a plain ASGI
+middleware (cheaper than Starlette's ``BaseHTTPMiddleware``) that gives every request an
+id (``X-Request-ID``, echoed or generated), bounds its body (413 past
+``max_body_bytes``, counted as it streams in, so a lying ``Content-Length`` does not
+help), records its latency and status per route template, and writes one structured
+JSON log line per request.
+
+Invariant: every response, errors included, carries ``X-Request-ID`` and the error shape
+of ``errors``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import orjson
+from fastapi import FastAPI, WebSocket
+
+from . import errors, websocket
+from .errors import JSON, error_body
+from .routes import ROUTERS
+from .runtime import Runtime
+from .settings import Settings
+
+access_log = logging.getLogger("pmarket.server.access")
+
+DESCRIPTION = """A prediction-market exchange. Money and prices are decimal strings;
+authenticate with `Authorization: Bearer <token>` from `/auth/signin`. See API.md."""
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestContext:
+    """ASGI middleware: request id, body limit, metrics and access log."""
+
+    def __init__(self, app, runtime_of, max_body_bytes: int, log_requests: bool):
+        self.app = app
+        self.runtime_of = runtime_of
+        self.max_body = max_body_bytes
+        self.log_requests = log_requests
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex[:16]
+        rid = request_id.encode()[:64]
+        status = 500
+        length = _header(scope, b"content-length")
+        if length and length.isdigit() and int(length) > self.max_body:
+            await _send_error(send, 413, "payload_too_large",
+                              f"request body exceeds {self.max_body} bytes", rid)
+            return self._record(scope, 413, start, request_id)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge
+            return message
+
+        started = False
+
+        async def send_with_id(message):
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid)]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except _BodyTooLarge:
+            if not started:
+                await _send_error(send, 413, "payload_too_large",
+                                  f"request body exceeds {self.max_body} bytes", rid)
+            status = 413
+        self._record(scope, status, start, request_id)
+
+    def _record(self, scope, status: int, start: float, request_id: str) -> None:
+        elapsed = time.perf_counter() - start
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        runtime = self.runtime_of()
+        if runtime is not None:
+            runtime.metrics.requests.labels(scope["method"], template, str(status)).inc()
+            runtime.metrics.latency.labels(scope["method"], template).observe(elapsed)
+        if self.log_requests and access_log.isEnabledFor(logging.INFO):
+            access_log.info(orjson.dumps({
+                "request_id": request_id, "method": scope["method"], "path": scope["path"],
+                "route": template, "status": status, "ms": round(elapsed * 1000, 3),
+            }).decode())
+
+
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _send_error(send, status: int, code: str, message: str, rid: bytes) -> None:
+    body = orjson.dumps(error_body(code, message))
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", rid), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The pmarket API application.
+
+    Args:
+        settings: configuration (default: ``Settings.load()`` from the environment).
+    """
+    settings = settings or Settings.load()
+    runtime = Runtime(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.runtime = runtime
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="pmarket", version="0.1.0", description=DESCRIPTION,
+                  lifespan=lifespan, default_response_class=JSON)
+    app.state.runtime = runtime
+    errors.install(app)
+    for router in ROUTERS:
+        app.include_router(router)
+
+    @app.websocket("/ws")
+    async def ws_endpoint(ws: WebSocket) -> None:
+        runtime.metrics.websockets.inc()
+        try:
+            await websocket.serve(ws, runtime.hub, runtime.replica, settings.jwt_secret,
+                                  runtime.barrier.for_replica)
+        finally:
+            runtime.metrics.websockets.dec()
+
+    app.add_middleware(RequestContext, runtime_of=lambda: runtime,
+                       max_body_bytes=settings.max_body_bytes,
+                       log_requests=settings.log_requests)
+    return app

@@ -1,0 +1,108 @@
+"""FastAPI dependencies: the runtime, the caller, rate limits and ownership.
+
+``CurrentUser`` / ``CurrentAdmin`` accept only a valid token of that role (401 without
+or with a bad token, 403 with a token of the other role) and charge the caller's rate
+limit (429). ``OwnedOrder`` loads an order of the caller or answers 404 — also when the
+order exists but belongs to someone else, so its existence is never revealed.
+
+Invariant: every route that touches an account depends on one of these; no handler
+reads a user id from the request body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Request
+from sqlalchemy import select
+
+from pmarket.db import Order
+
+from .errors import ApiError, not_found
+from .runtime import Runtime
+from .security import InvalidToken, Principal, decode_token
+
+_BEARER = "bearer "
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def _unauthenticated(message: str) -> ApiError:
+    return ApiError(401, "unauthenticated", message, {"WWW-Authenticate": "Bearer"})
+
+
+def _principal(request: Request, runtime: Runtime) -> Principal:
+    header = request.headers.get("authorization", "")
+    if not header[:len(_BEARER)].lower() == _BEARER:
+        raise _unauthenticated("missing bearer token")
+    try:
+        return decode_token(header[len(_BEARER):].strip(), runtime.settings.jwt_secret)
+    except InvalidToken as exc:
+        raise _unauthenticated(str(exc)) from None
+
+
+def _charge(runtime: Runtime, key: object) -> None:
+    wait = runtime.limiter.allow(key)
+    if wait:
+        runtime.metrics.rate_limited.inc()
+        raise ApiError(429, "rate_limited", "too many requests; slow down",
+                       {"Retry-After": runtime.limiter.retry_after(wait)})
+
+
+def rate_limit_by_address(request: Request, runtime: RuntimeDep) -> None:
+    """Charge the client address (for routes without a token, e.g. sign-in)."""
+    client = request.client.host if request.client else "unknown"
+    _charge(runtime, ("addr", client))
+
+
+def current_user(request: Request, runtime: RuntimeDep) -> Principal:
+    principal = _principal(request, runtime)
+    if principal.role != "user":
+        raise ApiError(403, "forbidden", "this route needs a user token")
+    _charge(runtime, ("user", principal.id))
+    return principal
+
+
+def current_admin(request: Request, runtime: RuntimeDep) -> Principal:
+    principal = _principal(request, runtime)
+    if principal.role != "admin":
+        raise ApiError(403, "forbidden", "this route needs an admin token")
+    _charge(runtime, ("admin", principal.id))
+    return principal
+
+
+def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
+    principal = _principal(request, runtime)
+    _charge(runtime, (principal.role, principal.id))
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+CurrentAdmin = Annotated[Principal, Depends(current_admin)]
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+AddressLimited = Depends(rate_limit_by_address)
+
+OrderId = Annotated[int, Path(ge=1, le=2**62)]
+
+
+async def owned_order(order_id: OrderId, user: CurrentUser, runtime: RuntimeDep) -> Any:
+    """The caller's order row (after their earlier writes are projected), else 404."""
+    await runtime.barrier.for_database()
+
+    def load() -> Any:
+        with runtime.db.connect() as conn:
+            return conn.execute(select(Order).where(Order.id == order_id)).first()
+
+    row = await asyncio.to_thread(load)
+    if row is None or row.user_id != user.id:
+        raise not_found(f"order {order_id}")
+    return row
+
+
+OwnedOrder = Annotated[Any, Depends(owned_order)]

@@ -1,0 +1,106 @@
+"""Every error the API returns has one shape: ``{"error": {"code", "message"}}``.
+
+``ApiError`` is raised by handlers, dependencies and the gateway; ``install`` registers
+handlers that turn it, FastAPI's request validation errors (422), Starlette's HTTP
+errors (404 for unknown paths, 405...) and any unexpected exception (500, logged with
+the request id) into that shape. Invariant: no response body leaks a traceback or an
+internal value; bad input is always a 4xx.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("pmarket.server")
+
+_STATUS_CODES = {
+    400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+    415: "unsupported_media_type", 422: "invalid_field", 429: "rate_limited",
+    500: "internal_error", 503: "unavailable", 504: "engine_timeout",
+}
+
+
+class JSON(Response):
+    """A JSON response rendered by orjson (non-ASCII kept, no floats in our bodies)."""
+
+    media_type = "application/json"
+
+    def render(self, content) -> bytes:
+        return orjson.dumps(content)
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, snake_case code and a human sentence.
+
+    Args:
+        status: HTTP status code.
+        code: machine-readable snake_case code.
+        message: a sentence for humans.
+        headers: extra response headers (``WWW-Authenticate``, ``Retry-After``).
+    """
+
+    def __init__(self, status: int, code: str, message: str,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def error_body(code: str, message: str) -> dict:
+    """The JSON body of an error."""
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None) -> JSON:
+    """An error response in the API's shape."""
+    return JSON(error_body(code, message), status_code=status, headers=headers)
+
+
+def not_found(what: str) -> ApiError:
+    """404 for ``what`` (also used for things that exist but are not the caller's)."""
+    return ApiError(404, "not_found", f"{what} not found")
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install(app: FastAPI) -> None:
+    """Register the error handlers on ``app``."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSON:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSON:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_response(400, "malformed_json", "request body is not valid JSON")
+        return error_response(422, "invalid_field", _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSON:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSON:
+        log.exception("unhandled error", extra={"request_id": request.headers.get(
+            "x-request-id", ""), "path": request.url.path})
+        return error_response(500, "internal_error", "internal server error")

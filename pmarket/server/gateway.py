@@ -1,0 +1,115 @@
+"""The server's only way to change anything in the exchange: commands over the bus.
+
+``Gateway.send(command)`` encodes the command, waits for the engine's reply (the events
+of that command alone), counts the write for read-your-writes (``consistency``) and
+turns a ``rejected`` event into the HTTP error the API promises (``REJECTION_STATUS``).
+
+Invariant: the engine is the single writer, so every check that guards money (enough
+cash, enough shares, market active...) happens there, atomically with the change; the
+gateway never pre-checks state it could read stale. A reply that does not arrive in time
+is a 504 (the command may still be applied) and an unreachable bus a 503.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from pmarket.bus import Bus, BusUnavailable, RequestTimeout, decode_events, encode_command
+from pmarket.engine.commands import Command
+from pmarket.engine.events import REJECTED, Reason
+
+from .errors import ApiError
+
+REJECTION_STATUS: dict[str, int] = {
+    Reason.INSUFFICIENT_CASH: 409,
+    Reason.INSUFFICIENT_SHARES: 409,
+    Reason.MARKET_NOT_ACTIVE: 409,
+    Reason.EVENT_NOT_ACTIVE: 409,
+    Reason.ALREADY_RESOLVED: 409,
+    Reason.POST_ONLY_WOULD_CROSS: 409,
+    Reason.SINGLE_OUTCOME_EVENT: 409,
+    Reason.EVENT_NOT_DELETABLE: 409,
+    Reason.ORDER_NOT_OPEN: 409,
+    Reason.DUPLICATE_COMMAND: 409,
+    Reason.UNKNOWN_MARKET: 404,
+    Reason.UNKNOWN_EVENT: 404,
+    Reason.UNKNOWN_ORDER: 404,
+    Reason.NOT_OWNER: 404,
+    Reason.UNKNOWN_OUTCOME: 422,
+    Reason.INVALID_PRICE: 422,
+    Reason.INVALID_QUANTITY: 422,
+    Reason.INVALID_AMOUNT: 422,
+    Reason.INVALID_ORDER: 422,
+    Reason.INVALID_EVENT: 422,
+    Reason.INVALID_EXPIRY: 422,
+}
+"""HTTP status of each engine rejection reason (unlisted reasons: 422)."""
+
+_REJECTED_REASON = 3  # index of the reason in a ``rejected`` event
+_REJECTED_MESSAGE = 4
+_REJECTED_ORDER = 5
+
+
+def rejection_error(event: tuple) -> ApiError:
+    """The API error for a ``rejected`` event."""
+    reason, message = event[_REJECTED_REASON], event[_REJECTED_MESSAGE]
+    if reason in (Reason.UNKNOWN_ORDER, Reason.NOT_OWNER):
+        # Never reveal that another user's order exists.
+        order_id = event[_REJECTED_ORDER]
+        return ApiError(404, "not_found", f"order {order_id} not found" if order_id
+                        else "order not found")
+    return ApiError(REJECTION_STATUS.get(reason, 422), reason, message)
+
+
+class Gateway:
+    """Sends commands to the engine of one shard and reads its replies.
+
+    Args:
+        bus: the bus to the engine.
+        timeout_s: how long to wait for a reply.
+        on_write: called after every reply (read-your-writes bookkeeping).
+        observe: called with (command name, seconds, rejected reason or None) for metrics.
+    """
+
+    def __init__(self, bus: Bus, *, timeout_s: float = 10.0,
+                 on_write: Callable[[], None] = lambda: None,
+                 observe: Callable[[str, float, str | None], None] | None = None):
+        self.bus = bus
+        self.timeout_s = timeout_s
+        self.on_write = on_write
+        self.observe = observe
+
+    async def send_raw(self, command: Command) -> list[tuple]:
+        """Apply ``command`` and return its events, rejections included.
+
+        Raises:
+            ApiError: 504 when no reply came in time, 503 when the bus is down.
+        """
+        start = time.perf_counter()
+        try:
+            reply = await self.bus.request(encode_command(command), timeout=self.timeout_s)
+        except RequestTimeout:
+            raise ApiError(504, "engine_timeout", "the engine did not answer in time; the "
+                           "request may still be applied") from None
+        except BusUnavailable:
+            raise ApiError(503, "unavailable", "the engine is unreachable") from None
+        events = decode_events(reply)
+        self.on_write()
+        if self.observe is not None:
+            rejected = events[0][_REJECTED_REASON] if events and events[0][0] == REJECTED \
+                else None
+            self.observe(type(command).__name__, time.perf_counter() - start, rejected)
+        return events
+
+    async def send(self, command: Command) -> list[tuple]:
+        """Apply ``command``; a rejection raises its API error.
+
+        Raises:
+            ApiError: the rejection mapped by ``REJECTION_STATUS``, or 503/504.
+        """
+        events = await self.send_raw(command)
+        for event in events:
+            if event[0] == REJECTED:
+                raise rejection_error(event)
+        return events

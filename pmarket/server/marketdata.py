@@ -1,0 +1,305 @@
+"""An in-memory replica of every market's YES book and last price, fed by the events.
+
+``Replica`` serves ``/orderbook`` and the WebSocket. It is seeded from the database
+(markets, last prices, and the open orders aggregated onto each YES book, read in one
+transaction together with the worker's position ``S``) and then follows the shard's event
+stream in its own consumer group (``server-<instance>``), created just after the
+worker's last projected message so no delivery between ``S`` and "now" is missed.
+Deliveries covering commands ``<= S`` are already in the seed and are skipped; ``book``
+events carry a level's new total, so applying one twice is harmless anyway.
+
+Each delivery is applied synchronously (no ``await`` between its events), and every
+WebSocket message it causes is handed to ``Hub`` in the same step: a subscriber's book
+snapshot and the deltas after it can never interleave with another delivery, so per
+channel ``sequence`` grows by exactly one per message.
+
+Invariant: after applying the deliveries up to command ``n``, each book equals the
+engine's book after command ``n`` (same levels and totals), and ``last_seq == n``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, func, select
+
+from pmarket.bus import Bus, parse_id
+from pmarket.db import ConsumerPosition, Event, Market, Order
+from pmarket.engine.events import BALANCE, BOOK, EVENT, EVENT_DELETED, FILL, ORDER
+from pmarket.engine.units import SCALE
+from pmarket.worker import WORKER_GROUP, decode_delivery
+from pmarket.worker.delivery import Delivery
+
+from . import views
+
+if TYPE_CHECKING:
+    from .websocket import Hub
+
+log = logging.getLogger("pmarket.server.marketdata")
+
+OPEN_STATUSES = ("open", "partially_filled")
+
+
+@dataclass(slots=True)
+class MarketState:
+    """What the replica knows of one market (prices in YES units)."""
+
+    id: int
+    event_id: int
+    name: str
+    tick: int
+    status: str
+    last_price: int | None = None
+    bids: dict[int, int] = field(default_factory=dict)
+    asks: dict[int, int] = field(default_factory=dict)
+    sequence: int = 0  # of the ``book:{id}`` channel
+    trade_sequence: int = 0  # of the ``trades:{id}`` channel
+
+    def best_bid(self) -> int | None:
+        return max(self.bids) if self.bids else None
+
+    def best_ask(self) -> int | None:
+        return min(self.asks) if self.asks else None
+
+
+def book_view(m: MarketState, view: str = "yes", depth: int | None = None) -> dict[str, Any]:
+    """The API's Book object of a market, in the YES or NO view."""
+    fmt = views.price_formatter(m.tick)
+    bids = sorted(m.bids.items(), reverse=True)
+    asks = sorted(m.asks.items())
+    last = m.last_price
+    if view == "no":
+        bids, asks = ([(SCALE - p, q) for p, q in asks], [(SCALE - p, q) for p, q in bids])
+        last = None if last is None else SCALE - last
+    if depth is not None:
+        bids, asks = bids[:depth], asks[:depth]
+    best_bid = bids[0][0] if bids else None
+    best_ask = asks[0][0] if asks else None
+    both = best_bid is not None and best_ask is not None
+    return {
+        "market_id": m.id, "view": view,
+        "bids": [{"price": fmt(p), "quantity": q} for p, q in bids],
+        "asks": [{"price": fmt(p), "quantity": q} for p, q in asks],
+        "best_bid": fmt(best_bid) if best_bid is not None else None,
+        "best_ask": fmt(best_ask) if best_ask is not None else None,
+        "mid": views.half_units(best_bid + best_ask) if both else None,
+        "spread": fmt(best_ask - best_bid) if both else None,
+        "last_price": fmt(last) if last is not None else None,
+        "sequence": m.sequence,
+    }
+
+
+class Replica:
+    """Books and last prices of every market, following one shard's event stream.
+
+    Args:
+        bus: the bus carrying the event stream.
+        db: the database to seed from.
+        group: this server's consumer group on the event stream.
+        shard: the shard (default: the bus's).
+        hub: where WebSocket messages go (``websocket.Hub``), or None.
+        on_trade: called once per trade applied (metrics).
+    """
+
+    def __init__(self, bus: Bus, db: Engine, *, group: str, shard: str | None = None,
+                 hub: Hub | None = None, on_trade: Callable[[], None] | None = None):
+        self.bus = bus
+        self.db = db
+        self.group = group
+        self.shard = shard
+        self.stream = bus.events_stream(shard)
+        self.hub = hub
+        self.on_trade = on_trade
+        self.markets: dict[int, MarketState] = {}
+        self.event_markets: dict[int, list[int]] = {}
+        self.seed_seq = 0
+        self.last_seq = 0
+        self.last_id: tuple[int, int] = (0, 0)
+        self._start_id = "0"
+        self._progress = asyncio.Event()
+        self.running = False
+        self.deliveries = 0
+
+    # --- seeding ----------------------------------------------------------------------
+
+    def seed(self) -> None:
+        """Load markets and open-order books from the database, with its position."""
+        with self.db.begin() as conn:
+            pos = conn.execute(select(ConsumerPosition.last_seq, ConsumerPosition.last_message_id)
+                               .where(ConsumerPosition.consumer == WORKER_GROUP,
+                                      ConsumerPosition.stream == self.stream)).first()
+            rows = conn.execute(select(Market.id, Market.event_id, Market.name, Market.tick,
+                                       Event.status, Market.last_price)
+                                .join(Event, Event.id == Market.event_id)
+                                .where(Event.status != "deleted")
+                                .order_by(Market.event_id, Market.position)).all()
+            levels = conn.execute(
+                select(Order.market_id, Order.outcome, Order.side, Order.price,
+                       func.sum(Order.quantity - Order.filled))
+                .where(Order.status.in_(OPEN_STATUSES))
+                .group_by(Order.market_id, Order.outcome, Order.side, Order.price)).all()
+        for mid, eid, name, tick, status, last in rows:
+            self.markets[mid] = MarketState(mid, eid, name, tick, status, last)
+            self.event_markets.setdefault(eid, []).append(mid)
+        for mid, outcome, side, price, qty in levels:
+            m = self.markets.get(mid)
+            if m is None or not qty:
+                continue
+            # The canonical YES book: buy YES / sell NO bid, sell YES / buy NO ask.
+            yes_price = price if outcome == "yes" else SCALE - price
+            bid = (outcome == "yes") == (side == "buy")
+            book = m.bids if bid else m.asks
+            book[yes_price] = book.get(yes_price, 0) + int(qty)
+        if pos is not None:
+            self.seed_seq = self.last_seq = pos.last_seq
+            if pos.last_message_id:
+                self._start_id = pos.last_message_id
+
+    # --- following the stream ---------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, consumer: str = "replica") -> None:
+        """Follow the event stream until ``stop`` is set."""
+        await self.bus.ensure_group(self.stream, self.group, self._start_id)
+        self.running = True
+        try:
+            while not stop.is_set():
+                try:
+                    messages = await self.bus.read_events(
+                        self.group, consumer, count=500, block_ms=200, shard=self.shard)
+                except Exception as exc:  # the bus is down: keep trying, health says so
+                    self.running = False
+                    log.warning("market data: reading events failed: %s", exc)
+                    await asyncio.sleep(0.2)
+                    continue
+                self.running = True
+                for message in messages:
+                    try:
+                        delivery = decode_delivery(message.payload, message.id)
+                    except ValueError as exc:
+                        log.error("market data: undecodable delivery %s: %s", message.id, exc)
+                        continue
+                    self.apply(delivery)
+                    self.last_id = max(self.last_id, parse_id(message.id))
+                if messages:
+                    self._progress.set()
+                    self._progress = asyncio.Event()
+                    await self.bus.ack_events(self.group, [m.id for m in messages],
+                                              shard=self.shard)
+        finally:
+            self.running = False
+
+    async def wait_for_id(self, stream_id: str, timeout_s: float) -> bool:
+        """Wait until the replica has applied the stream up to ``stream_id``."""
+        target = parse_id(stream_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.last_id < target:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._progress.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
+
+    def apply(self, delivery: Delivery) -> None:
+        """Fold one delivery into the books (skipped if the seed already holds it)."""
+        self.deliveries += 1
+        if delivery.last_seq <= self.seed_seq:
+            return
+        self.last_seq = max(self.last_seq, delivery.last_seq)
+        changes: dict[int, list[dict[str, Any]]] = {}
+        for ev in delivery.events:
+            kind = ev[0]
+            if kind == BOOK:
+                self._book(ev, changes)
+            elif kind == FILL:
+                self._fill(ev)
+            elif kind == EVENT:
+                self._event(ev)
+            elif kind == EVENT_DELETED:
+                for mid in self.event_markets.pop(ev[1], []):
+                    self.markets.pop(mid, None)
+        hub = self.hub
+        if hub is None:
+            return
+        for mid, levels in changes.items():
+            m = self.markets.get(mid)
+            if m is not None:
+                m.sequence += 1
+                channel = f"book:{mid}"
+                if hub.wants(channel):
+                    hub.send(channel, "delta", m.sequence, {"market_id": mid, "changes": levels})
+        self._publish_user(delivery)
+
+    def _book(self, ev: tuple, changes: dict[int, list[dict[str, Any]]]) -> None:
+        _, mid, side, price, qty = ev
+        m = self.markets.get(mid)
+        if m is None:
+            return
+        book = m.bids if side == "bid" else m.asks
+        if qty:
+            book[price] = qty
+        else:
+            book.pop(price, None)
+        changes.setdefault(mid, []).append(
+            {"side": side, "price": views.price_formatter(m.tick)(price), "quantity": qty})
+
+    def _fill(self, ev: tuple) -> None:
+        mid, price = ev[2], ev[3]
+        m = self.markets.get(mid)
+        if m is None:
+            return
+        m.last_price = price
+        if self.on_trade is not None:
+            self.on_trade()
+        m.trade_sequence += 1
+        channel = f"trades:{mid}"
+        if self.hub is not None and self.hub.wants(channel):
+            self.hub.send(channel, "trade", m.trade_sequence, views.public_trade(ev, m.tick))
+
+    def _event(self, ev: tuple) -> None:
+        eid, status, tick, markets = ev[1], ev[2], ev[8], ev[9]
+        ids = self.event_markets.setdefault(eid, [])
+        for mid, name in markets:
+            m = self.markets.get(mid)
+            if m is None:
+                self.markets[mid] = MarketState(mid, eid, name, tick, status)
+                ids.append(mid)
+            else:
+                m.status = status
+                m.name = name
+
+    def _publish_user(self, delivery: Delivery) -> None:
+        """Hand each subscribed user's orders, fills and balances of a delivery to the hub."""
+        hub = self.hub
+        if hub is None or not hub.has_users():
+            return
+        orders = {ev[1]: ev for ev in delivery.events if ev[0] == ORDER}
+        for ev in delivery.events:
+            kind = ev[0]
+            if kind == ORDER:
+                if hub.wants(f"user:{ev[2]}"):
+                    hub.send(f"user:{ev[2]}", "order", None,
+                             views.order_event(ev, self.tick_of(ev[3])))
+            elif kind == BALANCE:
+                if hub.wants(f"user:{ev[1]}"):
+                    hub.send(f"user:{ev[1]}", "balance", None, views.balance(ev[2], ev[3]))
+            elif kind == FILL:
+                for order_id, user_id, role in ((ev[7], ev[8], "taker"),
+                                                (ev[9], ev[10], "maker")):
+                    order = orders.get(order_id)
+                    if order is not None and hub.wants(f"user:{user_id}"):
+                        hub.send(f"user:{user_id}", "fill", None, views.own_trade(
+                            ev, order, role, self.tick_of(ev[2])))
+
+    def tick_of(self, market_id: int) -> int:
+        """The tick of a market (0.0001 if the replica does not know it)."""
+        m = self.markets.get(market_id)
+        return m.tick if m is not None else 1
+

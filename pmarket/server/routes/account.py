@@ -1,0 +1,158 @@
+"""A user's money and holdings: balance, on/off-ramp, positions, portfolio, own trades.
+
+Deposits and withdrawals are engine commands, answered from the engine's reply (the
+``balance`` event of that command); the engine checks the available cash atomically, so
+concurrent withdrawals can never overdraw. Everything else is read from the database
+after the caller's writes are projected.
+
+Invariant: positions are valued at the market's mark (last trade, else an exact mid), in
+each side's own terms: YES at ``mark``, NO at ``1 - mark``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from sqlalchemy import func, or_, select
+
+from pmarket.db import Balance, Market, Order, Position, Trade
+from pmarket.engine import Deposit, Withdraw
+from pmarket.engine.events import BALANCE
+from pmarket.engine.units import to_units
+
+from .. import views
+from ..deps import CurrentUser, RuntimeDep
+from ..runtime import Runtime
+from ..schemas import AmountIn, BalanceOut, PortfolioOut, PositionPage, TradePage
+from .common import ERRORS, PageParams, QueryId, ok, page, read, tick
+
+router = APIRouter(tags=["account"], responses=ERRORS)
+
+
+def mark_price(runtime: Runtime, market_id: int) -> int | None:
+    """The YES mark of a market: last trade, else the mid when it is a whole unit."""
+    m = runtime.replica.markets.get(market_id)
+    if m is None:
+        return None
+    if m.last_price is not None:
+        return m.last_price
+    bid, ask = m.best_bid(), m.best_ask()
+    if bid is not None and ask is not None and (bid + ask) % 2 == 0:
+        return (bid + ask) // 2
+    return None
+
+
+def balance_from_events(events: list[tuple], user_id: int) -> dict[str, str] | None:
+    """The caller's balance after a command, from its reply events."""
+    for ev in reversed(events):
+        if ev[0] == BALANCE and ev[1] == user_id:
+            return views.balance(ev[2], ev[3])
+    return None
+
+
+async def read_balance(runtime: Runtime, user_id: int) -> dict[str, str]:
+    row = await read(runtime, lambda conn: conn.execute(
+        select(Balance.available, Balance.reserved).where(Balance.user_id == user_id)).first())
+    return views.balance(row.available, row.reserved) if row else views.balance(0, 0)
+
+
+async def read_positions(runtime: Runtime, user_id: int, *, market_id: int | None = None,
+                         event_id: int | None = None, include_empty: bool = False
+                         ) -> list[dict[str, Any]]:
+    """The user's positions as API objects (with private ``_value``/``_pnl`` keys)."""
+    def query(conn):
+        q = (select(Position, Market.event_id, Market.name)
+             .join(Market, Market.id == Position.market_id)
+             .where(Position.user_id == user_id))
+        if market_id is not None:
+            q = q.where(Position.market_id == market_id)
+        if event_id is not None:
+            q = q.where(Market.event_id == event_id)
+        if not include_empty:
+            q = q.where(or_(Position.yes > 0, Position.no > 0, Position.yes_realized_pnl != 0,
+                            Position.no_realized_pnl != 0))
+        return conn.execute(q.order_by(Market.event_id, Market.position)).all()
+
+    rows = await read(runtime, query)
+    return [views.position(row.Position, row.event_id, row.name,
+                           mark_price(runtime, row.Position.market_id)) for row in rows]
+
+
+async def _money_command(runtime: Runtime, command) -> Any:
+    events = await runtime.gateway.send(command)
+    return ok(balance_from_events(events, command.user_id) or views.balance(0, 0))
+
+
+@router.get("/balance", response_model=BalanceOut)
+async def get_balance(user: CurrentUser, runtime: RuntimeDep):
+    """Cash available, reserved by open buy orders, and their total."""
+    return ok(await read_balance(runtime, user.id))
+
+
+@router.post("/onramp", response_model=BalanceOut)
+async def onramp(body: AmountIn, user: CurrentUser, runtime: RuntimeDep):
+    """Deposit cash."""
+    return await _money_command(runtime, Deposit(user_id=user.id, amount=body.amount))
+
+
+@router.post("/offramp", response_model=BalanceOut)
+async def offramp(body: AmountIn, user: CurrentUser, runtime: RuntimeDep):
+    """Withdraw cash (409 if more than available)."""
+    return await _money_command(runtime, Withdraw(user_id=user.id, amount=body.amount))
+
+
+@router.get("/positions", response_model=PositionPage)
+async def positions(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
+                    market_id: QueryId = None, event_id: QueryId = None):
+    """Shares held per market, with cost basis, mark and P&L."""
+    items = await read_positions(runtime, user.id, market_id=market_id, event_id=event_id)
+    chosen = items[paging.offset:paging.offset + paging.limit]
+    return ok(page([views.public(p) for p in chosen], len(items)))
+
+
+@router.get("/portfolio", response_model=PortfolioOut)
+async def portfolio(user: CurrentUser, runtime: RuntimeDep):
+    """Balance, positions and their value and P&L."""
+    balance = await read_balance(runtime, user.id)
+    items = await read_positions(runtime, user.id)
+    value = sum(p["_value"] for p in items)
+    pnl = sum(p["_pnl"] for p in items)
+    total = to_units(balance["total"]) + value
+    return ok({"balance": balance, "positions": [views.public(p) for p in items],
+               "positions_value": views.money(value), "total_value": views.money(total),
+               "pnl": views.money(pnl)})
+
+
+@router.get("/trades", response_model=TradePage)
+async def my_trades(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
+                    market_id: QueryId = None):
+    """The caller's own fills, newest first, in their own terms."""
+    uid = user.id
+
+    def query(conn):
+        mine = or_(Trade.taker_user_id == uid, Trade.maker_user_id == uid)
+        q = select(Trade).where(mine)
+        if market_id is not None:
+            q = q.where(Trade.market_id == market_id)
+        total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
+        trades = conn.execute(q.order_by(Trade.id.desc()).limit(paging.limit)
+                              .offset(paging.offset)).scalars().all()
+        order_ids = {t.taker_order_id if t.taker_user_id == uid else t.maker_order_id
+                     for t in trades}
+        orders = {o.id: o for o in conn.execute(
+            select(Order.id, Order.outcome, Order.side).where(Order.id.in_(order_ids)))}
+        return total, trades, orders
+
+    total, trades, orders = await read(runtime, query)
+    items = []
+    for t in trades:
+        taker = t.taker_user_id == uid
+        oid = t.taker_order_id if taker else t.maker_order_id
+        o = orders.get(oid)
+        if o is None:
+            continue
+        items.append(views.own_trade_row(t, oid, o.outcome, o.side,
+                                         "taker" if taker else "maker",
+                                         tick(runtime, t.market_id)))
+    return ok(page(items, total))

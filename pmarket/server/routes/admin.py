@@ -1,0 +1,179 @@
+"""Operator routes (admin token only): events' lifecycle, users, and the money audit.
+
+Event changes are engine commands; their answer is the event read back once projected.
+The audit is computed from the database alone, so it works beside a remote engine: it
+rebuilds the collateral every event must hold from the trades (mints lock $1 per share
+pair, merges release it) and the ledger (splits, merges, conversions, payouts), and
+checks the exchange's invariant
+``deposits - withdrawals = user cash + collateral + fees + rounding`` and, for each
+unresolved event, that its collateral pays every possible resolution.
+
+Invariant: nothing here returns a password hash; ``/admin/users`` selects public columns
+only.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+from sqlalchemy import func, select
+
+from pmarket.db import Balance, Event, LedgerEntry, Market, Position, Trade, User
+from pmarket.db.types import to_ms
+from pmarket.engine import CreateEvent, DeleteEvent, EventStatus, ResolveEvent, UpdateEvent
+from pmarket.engine.events import EVENT, RESOLVED
+from pmarket.engine.units import SCALE, VALID_TICKS, format_money
+
+from .. import views
+from ..deps import CurrentAdmin, RuntimeDep
+from ..errors import ApiError
+from ..schemas import (
+    AdminUserPage,
+    AuditOut,
+    EventCreate,
+    EventOut,
+    EventResolve,
+    EventUpdate,
+    ResolutionOut,
+)
+from .common import ERRORS, PageParams, ok, page, read
+from .events import read_event
+
+router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
+
+EventId = Annotated[int, Path(ge=1, le=2**62)]
+
+
+def _ms(name: str, value: datetime | None) -> int | None:
+    if value is not None and value.tzinfo is None:
+        raise ApiError(422, "invalid_field", f"{name}: give a time zone (e.g. ...Z)")
+    return to_ms(value)
+
+
+@router.post("/events", status_code=201, response_model=EventOut)
+async def create_event(body: EventCreate, _admin: CurrentAdmin, runtime: RuntimeDep):
+    """Create an event: one market per outcome, or a single yes/no market."""
+    if body.tick_size not in VALID_TICKS:
+        raise ApiError(422, "invalid_field", "tick_size must be 0.01, 0.001 or 0.0001")
+    if len(set(body.outcomes)) != len(body.outcomes):
+        raise ApiError(422, "invalid_field", "outcomes: names must be distinct")
+    events = await runtime.gateway.send(CreateEvent(
+        title=body.title, outcomes=tuple(body.outcomes), tick=body.tick_size,
+        description=body.description, category=body.category, slug=body.slug or "",
+        close_time_ms=_ms("close_time", body.close_time)))
+    event_id = next(ev[1] for ev in events if ev[0] == EVENT)
+    return ok(await read_event(runtime, event_id), 201)
+
+
+@router.patch("/events/{event_id}", response_model=EventOut)
+async def update_event(event_id: EventId, body: EventUpdate, _admin: CurrentAdmin,
+                       runtime: RuntimeDep):
+    """Edit an event or close/reopen it (closing cancels its open orders)."""
+    await runtime.gateway.send(UpdateEvent(
+        event_id=event_id, title=body.title, description=body.description,
+        category=body.category, close_time_ms=_ms("close_time", body.close_time),
+        status=EventStatus(body.status) if body.status else None))
+    return ok(await read_event(runtime, event_id))
+
+
+@router.post("/events/{event_id}/resolve", response_model=ResolutionOut)
+async def resolve_event(event_id: EventId, body: EventResolve, _admin: CurrentAdmin,
+                        runtime: RuntimeDep):
+    """Resolve with a winner (null: a single-outcome event's NO wins) or void it."""
+    if body.void and body.winning_outcome_id is not None:
+        raise ApiError(422, "invalid_field", "give winning_outcome_id or void, not both")
+    events = await runtime.gateway.send(ResolveEvent(
+        event_id=event_id, winning_outcome_id=body.winning_outcome_id, void=body.void))
+    payouts = next((ev[4] for ev in events if ev[0] == RESOLVED), 0)
+    return ok({"event": await read_event(runtime, event_id),
+               "payouts_total": format_money(payouts)})
+
+
+@router.delete("/events/{event_id}", status_code=204, response_class=Response)
+async def delete_event(event_id: EventId, _admin: CurrentAdmin, runtime: RuntimeDep):
+    """Delete an event nothing ever traded or is held in (409 otherwise)."""
+    await runtime.gateway.send(DeleteEvent(event_id=event_id))
+    return Response(status_code=204)
+
+
+@router.get("/users", response_model=AdminUserPage)
+async def list_users(_admin: CurrentAdmin, runtime: RuntimeDep, paging: PageParams):
+    """Users, oldest first (public fields only)."""
+    def query(conn):
+        total = conn.execute(select(func.count()).select_from(User)).scalar_one()
+        rows = conn.execute(select(User.id, User.email, User.name, User.created_at)
+                            .order_by(User.id).limit(paging.limit).offset(paging.offset)).all()
+        return total, rows
+
+    total, rows = await read(runtime, query, consistent=False)
+    return ok(page([{"id": r.id, "email": r.email, "name": r.name,
+                     "created_at": views.iso(r.created_at)} for r in rows], total))
+
+
+def audit(conn) -> dict:
+    """The money audit of the projected database (see the module docstring)."""
+    ledger = dict(conn.execute(select(LedgerEntry.kind, func.sum(LedgerEntry.amount))
+                               .group_by(LedgerEntry.kind)).all())
+    cash = conn.execute(select(func.coalesce(func.sum(Balance.available + Balance.reserved),
+                                             0))).scalar_one()
+    events = {e.id: e for e in conn.execute(select(Event)).scalars()}
+    markets = conn.execute(select(Market.id, Market.event_id, Market.position)
+                           .order_by(Market.event_id, Market.position)).all()
+    event_of = {m.id: m.event_id for m in markets}
+    collateral: dict[int, int] = defaultdict(int)
+    for market_id, kind, qty in conn.execute(
+            select(Trade.market_id, Trade.kind, func.sum(Trade.quantity))
+            .where(Trade.kind.in_(("mint", "merge"))).group_by(Trade.market_id, Trade.kind)):
+        collateral[event_of.get(market_id, 0)] += (qty if kind == "mint" else -qty) * SCALE
+    for event_id, amount in conn.execute(
+            select(LedgerEntry.event_id, func.sum(LedgerEntry.amount))
+            .where(LedgerEntry.kind.notin_(("deposit", "withdrawal")))
+            .group_by(LedgerEntry.event_id)):
+        collateral[event_id or 0] -= amount
+    rounding = 0
+    for e in events.values():
+        rounding += e.rounding or 0
+        collateral[e.id] -= e.rounding or 0
+    supply = {row.market_id: (row.yes, row.no) for row in conn.execute(
+        select(Position.market_id, func.sum(Position.yes).label("yes"),
+               func.sum(Position.no).label("no")).group_by(Position.market_id))}
+    problems, report = [], []
+    by_event: dict[int, list[int]] = defaultdict(list)
+    for m in markets:
+        by_event[m.event_id].append(m.id)
+    for event_id, ids in by_event.items():
+        e = events[event_id]
+        yes = [int(supply.get(i, (0, 0))[0] or 0) for i in ids]
+        no = [int(supply.get(i, (0, 0))[1] or 0) for i in ids]
+        held = collateral.get(event_id, 0)
+        if e.status == "resolved":
+            payouts = [] if not held else [held + 1]  # must be zero once resolved
+        else:
+            payouts = [(yes[k] + sum(no) - no[k]) * SCALE for k in range(len(ids))]
+            if len(ids) == 1:
+                payouts.append(no[0] * SCALE)
+        if any(p != held for p in payouts):
+            problems.append(event_id)
+        for k, i in enumerate(ids):
+            report.append({"market_id": i, "event_id": event_id, "status": e.status,
+                           "yes_supply": yes[k], "no_supply": no[k],
+                           "event_collateral": format_money(held)})
+    deposits = int(ledger.get("deposit") or 0)
+    withdrawals = -int(ledger.get("withdrawal") or 0)
+    total_collateral = sum(collateral.values())
+    fees = 0  # the engine charges no trading fees (its fee account stays zero)
+    difference = deposits - withdrawals - (int(cash) + total_collateral + fees + rounding)
+    return {"ok": difference == 0 and not problems, "deposits": format_money(deposits),
+            "withdrawals": format_money(withdrawals), "user_cash": format_money(int(cash)),
+            "collateral": format_money(total_collateral), "fees": format_money(fees),
+            "rounding": format_money(rounding), "difference": format_money(difference),
+            "markets": report}
+
+
+@router.get("/audit", response_model=AuditOut)
+async def get_audit(_admin: CurrentAdmin, runtime: RuntimeDep):
+    """Does every unit of money deposited sit somewhere it should?"""
+    return ok(await read(runtime, audit))

@@ -1,0 +1,69 @@
+"""Helpers shared by the route modules: paging, database reads, ids and responses.
+
+Invariant: every database read goes through ``read``, which first waits for this
+server's earlier writes to be projected (``consistency.ReadBarrier``) and runs the query
+off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Query
+from sqlalchemy.orm import Session
+
+from ..errors import JSON
+from ..runtime import Runtime
+from ..schemas import ErrorOut
+
+T = TypeVar("T")
+
+MAX_LIMIT = 500
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 429)}
+"""Documented error responses of every route."""
+
+
+@dataclass(frozen=True, slots=True)
+class Paging:
+    limit: int
+    offset: int
+
+
+def paging(limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+           offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> Paging:
+    return Paging(limit, offset)
+
+
+PageParams = Annotated[Paging, Depends(paging)]
+QueryId = Annotated[int | None, Query(ge=1, le=2**62)]
+
+
+async def read(runtime: Runtime, query: Callable[[Session], T], *,
+               consistent: bool = True) -> T:
+    """Run ``query(session)`` in a worker thread, after the read-your-writes barrier."""
+    if consistent:
+        await runtime.barrier.for_database()
+
+    def run() -> T:
+        with Session(runtime.db) as session:
+            return query(session)
+
+    return await asyncio.to_thread(run)
+
+
+def page(items: list[Any], total: int) -> dict[str, Any]:
+    return {"items": items, "total": total}
+
+
+def ok(body: Any, status: int = 200) -> JSON:
+    return JSON(body, status_code=status)
+
+
+def tick(runtime: Runtime, market_id: int) -> int:
+    """A market's tick (0.0001 if unknown)."""
+    return runtime.replica.tick_of(market_id)

@@ -1,0 +1,151 @@
+"""One market: its summary, book (YES or NO view), public trades, candles, split/merge.
+
+Books come from the in-memory replica (``marketdata``), everything else from the
+database. Split and merge are engine commands; their answer carries the balance from
+the reply and the position read back once the command is projected (its cost basis and
+P&L are the worker's).
+
+Invariant: the NO view is the YES book mirrored — NO bids are ``1 - YES asks`` — so the
+two views always describe the same orders.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+from sqlalchemy import func, select
+
+from pmarket.db import Candle, Event, Market, Trade
+from pmarket.engine import Merge, Split
+from pmarket.engine.units import format_units
+
+from .. import views
+from ..deps import CurrentUser, RuntimeDep
+from ..errors import ApiError, not_found
+from ..marketdata import book_view
+from ..runtime import Runtime
+from ..schemas import BookOut, CandlePage, MarketOut, PublicTradePage, QuantityIn, SplitOut
+from .account import balance_from_events, read_positions
+from .common import ERRORS, PageParams, ok, page, read, tick
+
+router = APIRouter(tags=["markets"], responses=ERRORS)
+
+MarketId = Annotated[int, Path(ge=1, le=2**62)]
+Depth = Annotated[int | None, Query(ge=1, le=1000)]
+
+
+async def replica_market(runtime: Runtime, market_id: int):
+    """The replica's market after this server's writes, or 404."""
+    await runtime.barrier.for_replica()
+    m = runtime.replica.markets.get(market_id)
+    if m is None:
+        raise not_found(f"market {market_id}")
+    return m
+
+
+@router.get("/markets/{market_id}", response_model=MarketOut)
+async def get_market(market_id: MarketId, runtime: RuntimeDep):
+    """A market's status, tick, prices, volume and open interest."""
+    row = await read(runtime, lambda conn: conn.execute(
+        select(Market, Event.status).join(Event, Event.id == Market.event_id)
+        .where(Market.id == market_id, Event.status != "deleted")).first())
+    if row is None:
+        raise not_found(f"market {market_id}")
+    m, status = row.Market, row.status
+    live = runtime.replica.markets.get(market_id)
+    fmt = views.price_formatter(m.tick)
+    last = live.last_price if live is not None and live.last_price is not None else m.last_price
+    bid = live.best_bid() if live is not None else None
+    ask = live.best_ask() if live is not None else None
+    return ok({
+        "id": m.id, "event_id": m.event_id, "outcome_id": m.id, "outcome_name": m.name,
+        "status": status, "tick_size": format_units(m.tick, 4).rstrip("0"),
+        "last_price": fmt(last) if last is not None else None,
+        "best_bid": fmt(bid) if bid is not None else None,
+        "best_ask": fmt(ask) if ask is not None else None,
+        "volume": m.volume, "open_interest": m.open_interest,
+    })
+
+
+@router.get("/markets/{market_id}/orderbook", response_model=BookOut)
+async def market_book(market_id: MarketId, runtime: RuntimeDep, depth: Depth = None,
+                      view: Literal["yes", "no"] = "yes"):
+    """The book, aggregated by price level, in YES or NO terms."""
+    m = await replica_market(runtime, market_id)
+    return ok(book_view(m, view, depth))
+
+
+@router.get("/markets/{market_id}/trades", response_model=PublicTradePage)
+async def market_trades(market_id: MarketId, runtime: RuntimeDep, paging: PageParams):
+    """The market's trades, newest first, prices in YES terms."""
+    def query(conn):
+        total = conn.execute(select(func.count()).select_from(Trade)
+                             .where(Trade.market_id == market_id)).scalar_one()
+        rows = conn.execute(select(Trade).where(Trade.market_id == market_id)
+                            .order_by(Trade.id.desc()).limit(paging.limit)
+                            .offset(paging.offset)).scalars().all()
+        exists = conn.execute(select(Market.id).where(Market.id == market_id)).first()
+        return total, rows, exists
+
+    total, rows, exists = await read(runtime, query)
+    if exists is None:
+        raise not_found(f"market {market_id}")
+    t = tick(runtime, market_id)
+    return ok(page([views.public_trade_row(r, t) for r in rows], total))
+
+
+@router.get("/markets/{market_id}/candles", response_model=CandlePage)
+async def market_candles(market_id: MarketId, runtime: RuntimeDep, paging: PageParams,
+                         interval: Literal["1m", "5m", "1h", "1d"] = "1m",
+                         start: datetime | None = None, end: datetime | None = None):
+    """OHLC (YES terms) and volume per interval, oldest first."""
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and value.tzinfo is None:
+            raise ApiError(422, "invalid_field", f"{name}: give a time zone (e.g. ...Z)")
+
+    def query(conn):
+        q = select(Candle).where(Candle.market_id == market_id, Candle.interval == interval)
+        if start is not None:
+            q = q.where(Candle.start >= start)
+        if end is not None:
+            q = q.where(Candle.start < end)
+        total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
+        rows = conn.execute(q.order_by(Candle.start).limit(paging.limit)
+                            .offset(paging.offset)).scalars().all()
+        exists = conn.execute(select(Market.id).where(Market.id == market_id)).first()
+        return total, rows, exists
+
+    total, rows, exists = await read(runtime, query)
+    if exists is None:
+        raise not_found(f"market {market_id}")
+    fmt = views.price_formatter(tick(runtime, market_id))
+    return ok(page([{"start": views.iso(c.start), "open": fmt(c.open), "high": fmt(c.high),
+                     "low": fmt(c.low), "close": fmt(c.close), "volume": c.volume}
+                    for c in rows], total))
+
+
+async def _collateral(runtime: Runtime, command, user_id: int, market_id: int):
+    events = await runtime.gateway.send(command)
+    positions = await read_positions(runtime, user_id, market_id=market_id,
+                                     include_empty=True)
+    balance = balance_from_events(events, user_id) or views.balance(0, 0)
+    return ok({"balance": balance,
+               "position": views.public(positions[0]) if positions else None})
+
+
+@router.post("/markets/{market_id}/split", response_model=SplitOut)
+async def split(market_id: MarketId, body: QuantityIn, user: CurrentUser,
+                runtime: RuntimeDep):
+    """Turn $1 per unit into one YES and one NO of the market."""
+    return await _collateral(runtime, Split(user_id=user.id, market_id=market_id,
+                                            quantity=body.quantity), user.id, market_id)
+
+
+@router.post("/markets/{market_id}/merge", response_model=SplitOut)
+async def merge(market_id: MarketId, body: QuantityIn, user: CurrentUser,
+                runtime: RuntimeDep):
+    """Turn one YES and one NO of the market back into $1 per unit."""
+    return await _collateral(runtime, Merge(user_id=user.id, market_id=market_id,
+                                            quantity=body.quantity), user.id, market_id)

@@ -1,0 +1,185 @@
+"""Trading: place (one or a batch), modify, cancel one or all, and read one's orders.
+
+Writes are engine commands answered from the reply: the command's first ``order`` event
+is the order itself (in the owner's terms) and its ``fill`` events are the order's
+trades. A batch's reply is cut at each ``batch_item`` marker; each item is an order or
+an error on its own. Reads come from the database after the caller's writes.
+
+Invariant: an order id that is not the caller's answers exactly like one that does not
+exist (404), for reads, modifications and cancellations alike.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from sqlalchemy import func, select
+
+from pmarket.db import Order
+from pmarket.db.types import to_ms
+from pmarket.engine import (
+    CancelAll,
+    CancelOrder,
+    ModifyOrder,
+    OrderType,
+    Outcome,
+    PlaceBatch,
+    PlaceOrder,
+    Side,
+    TimeInForce,
+)
+from pmarket.engine.events import BATCH_ITEM, FILL, ORDER, REJECTED
+
+from .. import views
+from ..deps import CurrentUser, OwnedOrder, RuntimeDep
+from ..errors import ApiError
+from ..gateway import rejection_error
+from ..runtime import Runtime
+from ..schemas import (
+    BatchOut,
+    CancelledOut,
+    OrderBatch,
+    OrderCreate,
+    OrderModify,
+    OrderOut,
+    OrderPage,
+    OrderResult,
+)
+from .common import ERRORS, PageParams, QueryId, ok, page, read, tick
+
+router = APIRouter(tags=["orders"], responses=ERRORS)
+
+OPEN = ("open", "partially_filled")
+
+
+def place_command(user_id: int, body: OrderCreate) -> PlaceOrder:
+    """The engine command for an order request (422 for an inconsistent request)."""
+    if body.type == "limit" and body.price is None:
+        raise ApiError(422, "invalid_field", "price: a limit order needs a price")
+    if body.time_in_force == "gtd" and body.expires_at is None:
+        raise ApiError(422, "invalid_field", "expires_at: a gtd order needs expires_at")
+    if body.expires_at is not None and body.expires_at.tzinfo is None:
+        raise ApiError(422, "invalid_field", "expires_at: give a time zone (e.g. ...Z)")
+    return PlaceOrder(
+        user_id=user_id, market_id=body.market_id, outcome=Outcome(body.outcome),
+        side=Side(body.side), quantity=body.quantity, price=body.price,
+        order_type=OrderType(body.type), tif=TimeInForce(body.time_in_force),
+        expires_at_ms=to_ms(body.expires_at), post_only=body.post_only,
+        client_order_id=body.client_order_id)
+
+
+def order_result(runtime: Runtime, events: list[tuple]) -> dict[str, Any]:
+    """``{order, trades}`` of a placement or modification from its reply events."""
+    order = next(ev for ev in events if ev[0] == ORDER)
+    t = tick(runtime, order[3])
+    oid = order[1]
+    trades = []
+    for ev in events:
+        if ev[0] == FILL:
+            if ev[7] == oid:
+                trades.append(views.own_trade(ev, order, "taker", t))
+            elif ev[9] == oid:
+                trades.append(views.own_trade(ev, order, "maker", t))
+    return {"order": views.order_event(order, t), "trades": trades}
+
+
+def split_batch(events: list[tuple]) -> list[list[tuple]]:
+    """A batch reply cut into each item's events (each part follows its marker)."""
+    parts: list[list[tuple]] = []
+    for ev in events:
+        if ev[0] == BATCH_ITEM:
+            parts.append([])
+        elif parts:
+            parts[-1].append(ev)
+    return parts
+
+
+@router.post("/orders", status_code=201, response_model=OrderResult)
+async def place_order(body: OrderCreate, user: CurrentUser, runtime: RuntimeDep):
+    """Place an order; an ioc/fok/market remainder comes back cancelled, still 201."""
+    events = await runtime.gateway.send(place_command(user.id, body))
+    return ok(order_result(runtime, events), 201)
+
+
+@router.post("/orders/batch", response_model=BatchOut)
+async def place_batch(body: OrderBatch, user: CurrentUser, runtime: RuntimeDep):
+    """Place up to 20 orders; each result (order or error) in request order."""
+    results: list[dict[str, Any] | None] = [None] * len(body.orders)
+    commands = []
+    for i, item in enumerate(body.orders):
+        try:
+            commands.append((i, place_command(user.id, item)))
+        except ApiError as exc:
+            results[i] = {"error": {"code": exc.code, "message": exc.message}}
+    if commands:
+        events = await runtime.gateway.send_raw(
+            PlaceBatch(user_id=user.id, orders=tuple(c for _, c in commands)))
+        if events and events[0][0] == REJECTED:
+            raise rejection_error(events[0])
+        for (i, _), part in zip(commands, split_batch(events), strict=False):
+            rejected = next((ev for ev in part if ev[0] == REJECTED), None)
+            if rejected is not None:
+                err = rejection_error(rejected)
+                results[i] = {"error": {"code": err.code, "message": err.message}}
+            else:
+                results[i] = order_result(runtime, part)
+    return ok({"results": results})
+
+
+@router.get("/orders", response_model=OrderPage)
+async def list_orders(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
+                      status: Annotated[Literal["open", "all"], Query()] = "all",
+                      market_id: QueryId = None):
+    """The caller's orders, newest first (``status=open``: only those still working)."""
+    def query(conn):
+        q = select(Order).where(Order.user_id == user.id)
+        if status == "open":
+            q = q.where(Order.status.in_(OPEN))
+        if market_id is not None:
+            q = q.where(Order.market_id == market_id)
+        total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
+        rows = conn.execute(q.order_by(Order.id.desc()).limit(paging.limit)
+                            .offset(paging.offset)).scalars().all()
+        return total, rows
+
+    total, rows = await read(runtime, query)
+    return ok(page([views.order_row(o, tick(runtime, o.market_id)) for o in rows], total))
+
+
+@router.get("/orders/{order_id}", response_model=OrderOut)
+async def get_order(order: OwnedOrder, runtime: RuntimeDep):
+    """One of the caller's orders (404 if it is not theirs)."""
+    return ok(views.order_row(order, tick(runtime, order.market_id)))
+
+
+@router.patch("/orders/{order_id}", response_model=OrderResult)
+async def modify_order(body: OrderModify, order: OwnedOrder, user: CurrentUser,
+                       runtime: RuntimeDep):
+    """Change an open order's price and/or total quantity (filled part included)."""
+    if body.price is None and body.quantity is None:
+        raise ApiError(422, "invalid_field", "give a new price, a new quantity or both")
+    if body.quantity is not None and body.quantity <= order.filled:
+        raise ApiError(422, "invalid_quantity", f"quantity must exceed the {order.filled} "
+                       "already filled")
+    events = await runtime.gateway.send(ModifyOrder(
+        user_id=user.id, order_id=order.id, price=body.price, quantity=body.quantity))
+    return ok(order_result(runtime, events))
+
+
+@router.delete("/orders/{order_id}", response_model=OrderOut)
+async def cancel_order(order: OwnedOrder, user: CurrentUser, runtime: RuntimeDep):
+    """Cancel one of the caller's open orders (409 if it is no longer open)."""
+    if order.status not in OPEN:
+        raise ApiError(409, "order_not_open", f"order {order.id} is {order.status}")
+    events = await runtime.gateway.send(CancelOrder(user_id=user.id, order_id=order.id))
+    ev = next(e for e in events if e[0] == ORDER and e[1] == order.id)
+    return ok(views.order_event(ev, tick(runtime, ev[3])))
+
+
+@router.delete("/orders", response_model=CancelledOut)
+async def cancel_all(user: CurrentUser, runtime: RuntimeDep, market_id: QueryId = None):
+    """Cancel every open order of the caller (optionally in one market)."""
+    events = await runtime.gateway.send(CancelAll(user_id=user.id, market_id=market_id))
+    cancelled = [ev[1] for ev in events if ev[0] == ORDER and ev[10] == "cancelled"]
+    return ok({"cancelled": cancelled})

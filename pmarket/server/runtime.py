@@ -1,0 +1,160 @@
+"""The server's running parts and their lifecycle: bus, database, replica, engine, worker.
+
+``Runtime.start`` migrates the database, creates the first-start admin, opens the bus
+and, in the embedded mode, starts the engine service (snapshots beside the database,
+event stream journaled by ``journal.JournaledBus``) and the worker as tasks of this
+process; then it seeds the market-data replica from the database and starts following
+the event stream. ``Runtime.stop`` reverses it: the engine finishes its batch and writes a
+snapshot, the worker and the replica stop, this server's consumer group is deleted.
+
+Invariant: the server answers requests only between a completed ``start`` and ``stop``;
+the engine is only ever written through ``gateway`` (one writer: the engine service).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import IntegrityError
+
+from pmarket.bus import Bus, make_bus
+from pmarket.db import Admin, make_engine, upgrade
+
+from .consistency import ProjectionProgress, ReadBarrier
+from .gateway import Gateway
+from .journal import open_journaled_bus
+from .marketdata import Replica
+from .metrics import Metrics
+from .ratelimit import RateLimiter
+from .security import hash_password
+from .settings import Settings
+from .websocket import Hub
+
+log = logging.getLogger("pmarket.server")
+
+
+def create_admin(db: Engine, email: str, name: str, password: str, rounds: int = 12) -> bool:
+    """Create an admin unless one with ``email`` exists; True if created."""
+    email = email.strip().lower()
+    with db.begin() as conn:
+        if conn.execute(select(Admin.id).where(Admin.email == email)).first():
+            return False
+        try:
+            conn.execute(Admin.__table__.insert().values(
+                email=email, name=name, password_hash=hash_password(password, rounds)))
+        except IntegrityError:
+            return False
+    return True
+
+
+@dataclass
+class Runtime:
+    """Everything a request handler may need, built by ``start``."""
+
+    settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
+    hub: Hub = field(default_factory=Hub)
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    db: Engine = None  # type: ignore[assignment]
+    bus: Bus = None  # type: ignore[assignment]
+    replica: Replica = None  # type: ignore[assignment]
+    barrier: ReadBarrier = None  # type: ignore[assignment]
+    gateway: Gateway = None  # type: ignore[assignment]
+    limiter: RateLimiter = None  # type: ignore[assignment]
+    service: object | None = None
+    worker: object | None = None
+    tasks: dict[str, asyncio.Task] = field(default_factory=dict)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def group(self) -> str:
+        """This server's consumer group on the event stream."""
+        return f"server-{self.instance}"
+
+    async def start(self) -> None:
+        """Bring every part up (see the module docstring)."""
+        s = self.settings
+        await asyncio.to_thread(upgrade, s.database_url)
+        self.db = make_engine(s.database_url, pool_size=10, max_overflow=20)
+        if s.admin_email and s.admin_password:
+            created = await asyncio.to_thread(create_admin, self.db, s.admin_email,
+                                              s.admin_name, s.admin_password, s.bcrypt_rounds)
+            if created:
+                log.info("created the first-start admin %s", s.admin_email)
+        if s.embedded:
+            base = s.snapshot_path()
+            self.bus = await open_journaled_bus(base.with_name(base.name + ".journal"),
+                                                prefix=s.bus_prefix, shard=s.shard)
+            await self._start_embedded(base)
+        else:
+            self.bus = make_bus(s.redis_url, prefix=s.bus_prefix, shard=s.shard)
+        self.limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)
+        self.replica = Replica(self.bus, self.db, group=self.group, shard=s.shard, hub=self.hub,
+                               on_trade=self.metrics.trades.inc)
+        await asyncio.to_thread(self.replica.seed)
+        progress = ProjectionProgress(self.db, self.bus.events_stream(s.shard))
+        self.barrier = ReadBarrier(self.bus, self.replica, progress, s.consistency_timeout_s)
+        self.gateway = Gateway(self.bus, timeout_s=s.request_timeout_s,
+                               on_write=self.barrier.note_write,
+                               observe=self.metrics.observe_command)
+        self._spawn("replica", self.replica.run(self.stopping, consumer=self.instance))
+
+    async def _start_embedded(self, snapshot_dir: Path) -> None:
+        from pmarket.engine.service import EngineService
+        from pmarket.worker import Worker
+
+        service = EngineService(self.bus, snapshot_dir=snapshot_dir, shard=self.settings.shard)
+        self.service = service
+        self._spawn("engine", service.run(self.stopping))
+        await service.ready.wait()
+        self.worker = Worker(self.bus, self.db, consumer=f"worker-{self.instance}",
+                             block_ms=100)
+        self._spawn("worker", self.worker.run(self.stopping))
+
+    def _spawn(self, name: str, coro) -> None:
+        task = asyncio.create_task(coro, name=f"pmarket-{name}")
+        task.add_done_callback(lambda t: self._died(name, t))
+        self.tasks[name] = task
+
+    def _died(self, name: str, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None and not self.stopping.is_set():
+            log.error("%s stopped with an error", name, exc_info=task.exception())
+
+    async def stop(self) -> None:
+        """Stop everything started, engine last so it snapshots what was applied."""
+        self.stopping.set()
+        for name in ("replica", "worker", "engine"):
+            task = self.tasks.get(name)
+            if task is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(task, 10)
+        if self.bus is not None:
+            with contextlib.suppress(Exception):
+                await self.bus.delete_group(self.bus.events_stream(self.settings.shard),
+                                            self.group)
+            await self.bus.close()
+        if self.db is not None:
+            self.db.dispose()
+
+    # --- health -----------------------------------------------------------------------
+
+    def component_alive(self, name: str) -> bool | None:
+        """True/False for a task this process runs; None if it runs elsewhere."""
+        task = self.tasks.get(name)
+        return None if task is None else not task.done()
+
+    async def check_database(self) -> tuple[bool, str]:
+        def ping() -> None:
+            with self.db.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        try:
+            await asyncio.wait_for(asyncio.to_thread(ping), 2.0)
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"[:200]
+        return True, "ok"

@@ -1,0 +1,170 @@
+"""The server's configuration: one object, read from flags and ``PMARKET_*`` variables.
+
+``Settings.load(**overrides)`` reads the environment, applies explicit overrides (the
+``pmarket serve`` flags, tests) and resolves the JWT secret. Invariant: a ``Settings``
+object always holds a usable secret — an explicit secret that is weak (short, or a known
+placeholder such as ``changethis``) is refused with ``WeakSecret`` before anything
+starts, and an absent one is replaced by a random secret persisted beside the database
+so tokens survive a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from pmarket.db import default_database_url
+
+PLACEHOLDER_SECRETS = frozenset({
+    "changethis", "changeme", "secret", "password", "jwt-secret", "development", "test",
+})
+MIN_SECRET_LENGTH = 32
+SECRET_FILE_SUFFIX = ".jwt-secret"
+
+
+class WeakSecret(ValueError):
+    """The configured JWT secret is too short or a known placeholder."""
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server needs to start.
+
+    Attributes:
+        database_url: SQLAlchemy URL (default: ``pmarket.db`` in the working directory).
+        redis_url: Redis URL, or None for the embedded exchange (in-process bus, engine
+            service and worker inside the server process).
+        jwt_secret: HS256 key of the tokens ("" until ``load`` resolves it).
+        jwt_ttl_s: token lifetime in seconds.
+        admin_email: first-start admin created if no admin has this email.
+        admin_password: that admin's password.
+        admin_name: that admin's display name.
+        bus_prefix: key prefix of the bus streams (several deployments on one Redis).
+        shard: the engine shard this server sends commands to.
+        snapshot_dir: where the embedded engine keeps its snapshots (default: beside
+            the database).
+        rate_limit_per_s: sustained requests per second allowed per user.
+        rate_limit_burst: requests a user may send at once before being limited.
+        max_body_bytes: largest request body accepted (413 above it).
+        request_timeout_s: how long a request waits for the engine's reply.
+        consistency_timeout_s: how long a read waits for the projection of earlier writes.
+        bcrypt_rounds: bcrypt work factor of new password hashes.
+        log_requests: log one structured line per request.
+    """
+
+    database_url: str = ""
+    redis_url: str | None = None
+    jwt_secret: str = ""
+    jwt_ttl_s: int = 24 * 3600
+    admin_email: str | None = None
+    admin_password: str | None = None
+    admin_name: str = "Administrator"
+    bus_prefix: str = "pmarket"
+    shard: str = "main"
+    snapshot_dir: str | None = None
+    rate_limit_per_s: float = 500.0
+    rate_limit_burst: int = 1000
+    max_body_bytes: int = 64 * 1024
+    request_timeout_s: float = 10.0
+    consistency_timeout_s: float = 5.0
+    bcrypt_rounds: int = 12
+    log_requests: bool = True
+
+    @property
+    def embedded(self) -> bool:
+        """True when engine and worker run inside the server process."""
+        return self.redis_url is None
+
+    @classmethod
+    def load(cls, **overrides) -> Settings:
+        """Settings from ``PMARKET_*`` variables, then ``overrides`` (None values ignored).
+
+        Raises:
+            WeakSecret: the JWT secret given is too short or a placeholder.
+        """
+        env = os.environ
+        settings = cls(
+            database_url=env.get("PMARKET_DATABASE_URL") or default_database_url(),
+            redis_url=env.get("PMARKET_REDIS_URL") or None,
+            jwt_secret=env.get("PMARKET_JWT_SECRET", ""),
+            jwt_ttl_s=_env_int("PMARKET_JWT_TTL_S", 24 * 3600),
+            admin_email=env.get("PMARKET_ADMIN_EMAIL") or None,
+            admin_password=env.get("PMARKET_ADMIN_PASSWORD") or None,
+            admin_name=env.get("PMARKET_ADMIN_NAME") or "Administrator",
+            bus_prefix=env.get("PMARKET_REDIS_PREFIX") or "pmarket",
+            shard=env.get("PMARKET_SHARD") or "main",
+            snapshot_dir=env.get("PMARKET_SNAPSHOT_DIR") or None,
+            rate_limit_per_s=_env_float("PMARKET_RATE_LIMIT_PER_S", 500.0),
+            rate_limit_burst=_env_int("PMARKET_RATE_LIMIT_BURST", 1000),
+            max_body_bytes=_env_int("PMARKET_MAX_BODY_BYTES", 64 * 1024),
+            bcrypt_rounds=_env_int("PMARKET_BCRYPT_ROUNDS", 12),
+            log_requests=env.get("PMARKET_LOG_REQUESTS", "1") != "0",
+        )
+        settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        return settings.with_secret()
+
+    def with_secret(self) -> Settings:
+        """These settings with a checked (or generated and persisted) JWT secret."""
+        if self.jwt_secret:
+            check_secret(self.jwt_secret)
+            return self
+        return replace(self, jwt_secret=persisted_secret(self.secret_file()))
+
+    def secret_file(self) -> Path:
+        """Where a generated secret is kept: beside the SQLite file, else in the cwd."""
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return Path(url.database).with_name(Path(url.database).name + SECRET_FILE_SUFFIX)
+        return Path.cwd() / f"pmarket{SECRET_FILE_SUFFIX}"
+
+    def snapshot_path(self) -> Path:
+        """Directory of the embedded engine's snapshots."""
+        if self.snapshot_dir:
+            return Path(self.snapshot_dir)
+        return self.secret_file().with_name(self.secret_file().name.replace(
+            SECRET_FILE_SUFFIX, ".snapshots"))
+
+
+def check_secret(secret: str) -> None:
+    """Refuse a secret a stranger could guess.
+
+    Raises:
+        WeakSecret: shorter than ``MIN_SECRET_LENGTH`` or a known placeholder.
+    """
+    if secret.strip().lower() in PLACEHOLDER_SECRETS:
+        raise WeakSecret("PMARKET_JWT_SECRET is a placeholder; set a random secret "
+                         "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
+    if len(secret) < MIN_SECRET_LENGTH or len(set(secret)) < 8:
+        raise WeakSecret(f"PMARKET_JWT_SECRET must be at least {MIN_SECRET_LENGTH} "
+                         "characters of random text")
+
+
+def persisted_secret(path: Path) -> str:
+    """The secret stored at ``path``, created (mode 0600) with a random value if absent."""
+    if path.exists():
+        secret = path.read_text().strip()
+        check_secret(secret)
+        return secret
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    return secret

@@ -1,0 +1,159 @@
+"""The API's objects built from engine events and database rows (plain dicts).
+
+Engine events and database rows both hold integer units; everything leaving here holds
+decimal strings for money and prices, ISO-8601 UTC strings for times, and prices in the
+owner's terms for the owner's own orders and trades (a fill is YES-terms in the engine;
+a NO order's trade is reported at ``1 - price``).
+
+Invariant: these functions only format — they never round a price or an amount (a value
+that is not a whole number of units, such as a mid price, is printed exactly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from pmarket.db.types import from_ms
+from pmarket.engine.units import SCALE, format_money, format_price
+
+TRADE_KINDS = {"transfer_yes": "transfer", "transfer_no": "transfer", "mint": "mint",
+               "merge": "merge"}
+ZERO_FEE = format_money(0)
+
+
+def iso(value: datetime | None) -> str | None:
+    """An aware datetime as ISO-8601 UTC (``...Z``)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def iso_ms(ms: int | None) -> str | None:
+    """Engine milliseconds as ISO-8601 UTC."""
+    return None if ms is None else iso(from_ms(ms))
+
+
+@lru_cache(maxsize=8)
+def price_formatter(tick: int) -> Callable[[int], str]:
+    """A function printing prices with the decimals of ``tick``."""
+    return lambda units: format_price(units, tick)
+
+
+def opt_price(units: int | None, tick: int) -> str | None:
+    return None if units is None else format_price(units, tick)
+
+
+def half_units(units_x2: int) -> str:
+    """``units_x2 / 2`` units as an exact decimal string (a mid price)."""
+    if units_x2 % 2 == 0:
+        return format_money(units_x2 // 2).rstrip("0").rstrip(".") or "0"
+    return str(Decimal(units_x2) / (2 * SCALE))
+
+
+def money(units: int) -> str:
+    return format_money(units)
+
+
+def balance(available: int, reserved: int) -> dict[str, str]:
+    return {"available": format_money(available), "reserved": format_money(reserved),
+            "total": format_money(available + reserved)}
+
+
+def _order(oid, cid, mid, eid, outcome, side, otype, price, qty, filled, status, tif,
+           post_only, expires, created, updated, tick) -> dict[str, Any]:
+    return {
+        "id": oid, "client_order_id": cid, "market_id": mid, "event_id": eid,
+        "outcome": outcome, "side": side, "type": otype,
+        "price": None if price is None else format_price(price, tick),
+        "quantity": qty, "filled_quantity": filled, "remaining_quantity": qty - filled,
+        "time_in_force": tif, "post_only": post_only, "expires_at": expires,
+        "status": status, "created_at": created, "updated_at": updated,
+    }
+
+
+def order_event(ev: tuple, tick: int) -> dict[str, Any]:
+    """An Order from an engine ``order`` event."""
+    (_, oid, _uid, mid, eid, outcome, side, otype, price, qty, filled, status, tif,
+     post_only, expires_ms, cid, created_ms, updated_ms, _reason) = ev
+    return _order(oid, cid, mid, eid, outcome, side, otype, price, qty, filled, status, tif,
+                  post_only, iso_ms(expires_ms), iso_ms(created_ms), iso_ms(updated_ms), tick)
+
+
+def order_row(o: Any, tick: int) -> dict[str, Any]:
+    """An Order from a ``db.Order`` row."""
+    return _order(o.id, o.client_order_id, o.market_id, o.event_id, o.outcome, o.side,
+                  o.order_type, o.price, o.quantity, o.filled, o.status, o.tif, o.post_only,
+                  iso(o.expires_at), iso(o.created_at), iso(o.updated_at), tick)
+
+
+def _own_price(yes_price: int, outcome: str) -> int:
+    return yes_price if outcome == "yes" else SCALE - yes_price
+
+
+def own_trade(fill: tuple, order: tuple, role: str, tick: int) -> dict[str, Any]:
+    """A Trade (one's own fill) from a ``fill`` event and the owner's ``order`` event."""
+    outcome, side = order[5], order[6]
+    return {
+        "id": fill[1], "market_id": fill[2], "order_id": order[1], "outcome": outcome,
+        "side": side, "price": format_price(_own_price(fill[3], outcome), tick),
+        "quantity": fill[4], "role": role, "kind": TRADE_KINDS.get(fill[5], "transfer"),
+        "fee": ZERO_FEE, "executed_at": iso_ms(fill[11]),
+    }
+
+
+def own_trade_row(t: Any, order_id: int, outcome: str, side: str, role: str,
+                  tick: int) -> dict[str, Any]:
+    """A Trade from a ``db.Trade`` row and the owner's order's outcome and side."""
+    return {
+        "id": t.id, "market_id": t.market_id, "order_id": order_id, "outcome": outcome,
+        "side": side, "price": format_price(_own_price(t.price, outcome), tick),
+        "quantity": t.quantity, "role": role, "kind": TRADE_KINDS.get(t.kind, "transfer"),
+        "fee": ZERO_FEE, "executed_at": iso(t.executed_at),
+    }
+
+
+def public_trade(fill: tuple, tick: int) -> dict[str, Any]:
+    """A public trade (YES terms) from a ``fill`` event."""
+    return {"id": fill[1], "market_id": fill[2], "price": format_price(fill[3], tick),
+            "quantity": fill[4], "taker_side": fill[6], "executed_at": iso_ms(fill[11])}
+
+
+def public_trade_row(t: Any, tick: int) -> dict[str, Any]:
+    """A public trade from a ``db.Trade`` row."""
+    return {"id": t.id, "market_id": t.market_id, "price": format_price(t.price, tick),
+            "quantity": t.quantity, "taker_side": t.taker_side,
+            "executed_at": iso(t.executed_at)}
+
+
+def _avg(cost: int, qty: int) -> str | None:
+    if not qty:
+        return None
+    return str((Decimal(cost) / qty / SCALE).quantize(Decimal("0.0001")))
+
+
+def position(p: Any, event_id: int, name: str, mark: int | None) -> dict[str, Any]:
+    """A Position from a ``db.Position`` row; ``mark`` is the YES mark price (units)."""
+    cost = p.yes_cost + p.no_cost
+    if mark is None:
+        value = cost  # nothing to mark against: carry at cost
+    else:
+        value = p.yes * mark + p.no * (SCALE - mark)
+    return {
+        "market_id": p.market_id, "event_id": event_id, "outcome_id": p.market_id,
+        "outcome_name": name, "yes_quantity": p.yes, "no_quantity": p.no,
+        "yes_reserved": p.yes_reserved, "no_reserved": p.no_reserved,
+        "avg_cost_yes": _avg(p.yes_cost, p.yes), "avg_cost_no": _avg(p.no_cost, p.no),
+        "mark_price": None if mark is None else format_money(mark),
+        "value": format_money(value), "unrealized_pnl": format_money(value - cost),
+        "realized_pnl": format_money(p.yes_realized_pnl + p.no_realized_pnl),
+        "_value": value, "_pnl": value - cost + p.yes_realized_pnl + p.no_realized_pnl,
+    }
+
+
+def public(obj: dict[str, Any]) -> dict[str, Any]:
+    """Drop the private (``_``-prefixed) helper keys of a view."""
+    return {k: v for k, v in obj.items() if not k.startswith("_")}

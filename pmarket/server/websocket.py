@@ -1,0 +1,228 @@
+"""WebSocket ``/ws``: live books, trades and a user's own orders, fills and balance.
+
+Protocol (API.md): the client sends ``{"op": "subscribe"|"unsubscribe", "channels": [...],
+"token": "<JWT>"}``; channels are ``book:{market_id}``, ``trades:{market_id}`` and
+``user`` (needs a valid user token). Every server message is
+``{"channel", "type", "sequence", "data"}``; errors are ``type: "error"`` with
+``data: {code, message}``.
+
+``Hub`` holds the subscriptions. The replica calls ``Hub.send`` synchronously while it
+applies a delivery, and a new ``book`` subscription's snapshot is queued synchronously
+too, so a subscriber always gets the snapshot at sequence ``s`` and then exactly the
+deltas ``s + 1, s + 2, ...`` of that book. Each connection drains its own bounded
+queue; one that falls too far behind is closed (code 1013) rather than slowing others —
+the client resubscribes and gets a fresh snapshot.
+
+Invariant: within one connection, a channel's ``sequence`` grows by exactly 1 per
+message (book and trades: the market's channel counter; user: a per-subscription one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from typing import Any
+
+import orjson
+from fastapi import WebSocket, WebSocketDisconnect
+
+from .marketdata import Replica, book_view
+from .security import InvalidToken, decode_token
+
+log = logging.getLogger("pmarket.server.websocket")
+
+QUEUE_LIMIT = 10_000
+MAX_CHANNELS = 200
+MAX_MESSAGE_BYTES = 64 * 1024
+_MARKET_CHANNEL = re.compile(r"^(book|trades):([0-9]{1,18})$")
+
+
+class Connection:
+    """One WebSocket client: its outgoing queue and its subscriptions."""
+
+    def __init__(self, ws: WebSocket):
+        self.ws = ws
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_LIMIT)
+        self.channels: set[str] = set()
+        self.user_id: int | None = None
+        self.user_sequence = 0
+        self.overflowed = False
+
+    def put(self, message: dict[str, Any]) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(orjson.dumps(message))
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+
+class Hub:
+    """Routes market-data and user messages to subscribed connections."""
+
+    def __init__(self) -> None:
+        self.subscribers: dict[str, set[Connection]] = {}
+        self.user_subscribers = 0
+
+    def wants(self, key: str) -> bool:
+        """True if any connection listens on ``key`` (``user:{id}`` for users)."""
+        return key in self.subscribers
+
+    def has_users(self) -> bool:
+        return self.user_subscribers > 0
+
+    def send(self, key: str, kind: str, sequence: int | None, data: Any) -> None:
+        """Queue a message for every subscriber of ``key``."""
+        conns = self.subscribers.get(key)
+        if not conns:
+            return
+        if key.startswith("user:"):
+            for conn in conns:
+                conn.user_sequence += 1
+                conn.put({"channel": "user", "type": kind, "sequence": conn.user_sequence,
+                          "data": data})
+            return
+        message = orjson.dumps({"channel": key, "type": kind, "sequence": sequence,
+                                "data": data})
+        for conn in conns:
+            if not conn.overflowed:
+                try:
+                    conn.queue.put_nowait(message)
+                except asyncio.QueueFull:
+                    conn.overflowed = True
+
+    def add(self, key: str, conn: Connection) -> None:
+        if key.startswith("user:"):
+            self.user_subscribers += 1
+        self.subscribers.setdefault(key, set()).add(conn)
+
+    def remove(self, key: str, conn: Connection) -> None:
+        conns = self.subscribers.get(key)
+        if conns is not None and conn in conns:
+            conns.discard(conn)
+            if key.startswith("user:"):
+                self.user_subscribers -= 1
+            if not conns:
+                del self.subscribers[key]
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"channel": None, "type": "error", "sequence": 0,
+            "data": {"code": code, "message": message}}
+
+
+async def serve(ws: WebSocket, hub: Hub, replica: Replica, secret: str,
+                before_snapshot) -> None:
+    """Run one WebSocket connection until the client leaves.
+
+    Args:
+        ws: the accepted-to-be socket.
+        hub: the subscription hub.
+        replica: the books (snapshots come from here).
+        secret: the JWT secret (for the ``user`` channel).
+        before_snapshot: awaited before a snapshot (read-your-writes barrier).
+    """
+    await ws.accept()
+    conn = Connection(ws)
+    sender = asyncio.create_task(_send_loop(conn))
+    try:
+        while True:
+            raw = await ws.receive_text()
+            if len(raw) > MAX_MESSAGE_BYTES:
+                conn.put(_error("message_too_large", "message exceeds 64 KiB"))
+                continue
+            try:
+                msg = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                conn.put(_error("malformed_json", "message is not valid JSON"))
+                continue
+            if not await _handle(msg, conn, hub, replica, secret, before_snapshot):
+                # Refused: let the sender deliver the error and close the socket.
+                with contextlib.suppress(TimeoutError, Exception):
+                    await asyncio.wait_for(asyncio.shield(sender), 2.0)
+                break
+            if sender.done():
+                break
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for key in list(conn.channels):
+            hub.remove(key, conn)
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender
+
+
+async def _handle(msg: Any, conn: Connection, hub: Hub, replica: Replica, secret: str,
+                  before_snapshot) -> bool:
+    """Apply one client message; False to close the connection."""
+    if not isinstance(msg, dict) or msg.get("op") not in ("subscribe", "unsubscribe"):
+        conn.put(_error("invalid_op", 'op must be "subscribe" or "unsubscribe"'))
+        return True
+    channels = msg.get("channels")
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        conn.put(_error("invalid_channels", "channels must be a list of strings"))
+        return True
+    if msg["op"] == "unsubscribe":
+        for channel in channels:
+            key = f"user:{conn.user_id}" if channel == "user" else channel
+            if key in conn.channels:
+                conn.channels.discard(key)
+                hub.remove(key, conn)
+        return True
+    if len(conn.channels) + len(channels) > MAX_CHANNELS:
+        conn.put(_error("too_many_channels", f"at most {MAX_CHANNELS} channels"))
+        return True
+    if "user" in channels:
+        token = msg.get("token")
+        try:
+            principal = decode_token(token, secret) if isinstance(token, str) else None
+        except InvalidToken as exc:
+            principal = None
+            reason = str(exc)
+        else:
+            reason = "a user token is required for the user channel"
+        if principal is None or principal.role != "user":
+            conn.put(_error("unauthenticated", reason))
+            conn.queue.put_nowait(None)  # refuse: close after the error is sent
+            return False
+        conn.user_id = principal.id
+    if any(_MARKET_CHANNEL.match(c) for c in channels if c.startswith("book:")):
+        await before_snapshot()
+    for channel in channels:
+        _subscribe(channel, conn, hub, replica)
+    return True
+
+
+def _subscribe(channel: str, conn: Connection, hub: Hub, replica: Replica) -> None:
+    if channel == "user":
+        key = f"user:{conn.user_id}"
+        if key not in conn.channels:
+            conn.channels.add(key)
+            hub.add(key, conn)
+        return
+    match = _MARKET_CHANNEL.match(channel)
+    market = replica.markets.get(int(match.group(2))) if match else None
+    if market is None:
+        conn.put(_error("unknown_channel", f"no such channel {channel!r}"))
+        return
+    if match.group(1) == "book":
+        # Synchronously with hub.add: no delta can slip between snapshot and subscription.
+        conn.put({"channel": channel, "type": "snapshot", "sequence": market.sequence,
+                  "data": book_view(market)})
+    if channel not in conn.channels:
+        conn.channels.add(channel)
+        hub.add(channel, conn)
+
+
+async def _send_loop(conn: Connection) -> None:
+    while True:
+        message = await conn.queue.get()
+        if message is None or conn.overflowed:
+            code = 1013 if conn.overflowed else 1008
+            with contextlib.suppress(Exception):
+                await conn.ws.close(code=code)
+            return
+        await conn.ws.send_text(message.decode())
