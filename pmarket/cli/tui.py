@@ -1,0 +1,52 @@
+"""``pmarket tui``: the trading terminal, against a running server or an embedded one.
+
+Without ``--embedded`` it first checks that a server answers at ``--url`` and, if none
+does, says so (and how to start one) instead of opening a terminal that cannot work.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from pmarket.cli import app
+from pmarket.client import DEFAULT_URL
+
+
+@app.command("tui")
+def tui(
+    url: str = typer.Option(DEFAULT_URL, "--url", envvar="PMARKET_URL",
+                            help="Base URL of the pmarket server."),
+    embedded: bool = typer.Option(False, "--embedded",
+                                  help="Start a whole exchange in this process."),
+    database: str = typer.Option("pmarket.db", "--database",
+                                 help="SQLite file of the embedded exchange."),
+) -> None:
+    """Open the trading terminal (keys: F1 for help)."""
+    from pmarket.client import Client, ClientError
+    from pmarket.tui import TradingApp
+
+    server = None
+    if embedded:
+        from pmarket.tui.embedded import EmbeddedServer
+
+        typer.echo("pmarket: starting an embedded exchange…", err=True)
+        try:
+            server = EmbeddedServer(database).start()
+        except Exception as exc:
+            typer.echo(f"error: the embedded exchange did not start: {exc}", err=True)
+            raise typer.Exit(1) from None
+        url = server.url
+    else:
+        try:
+            with Client(url, timeout=3) as probe:
+                probe.health()
+        except ClientError as exc:
+            typer.echo(f"No pmarket server answers at {url} ({exc}).\n"
+                       "Start one with `pmarket serve`, or run `pmarket tui --embedded` "
+                       "to start an exchange inside the terminal.", err=True)
+            raise typer.Exit(1) from None
+    try:
+        TradingApp(url).run()
+    finally:
+        if server is not None:
+            server.stop()

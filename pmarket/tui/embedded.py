@@ -1,0 +1,110 @@
+"""A whole exchange inside the terminal's process, for ``pmarket tui --embedded``.
+
+``EmbeddedServer`` runs the server's own app (``pmarket.server.create_app``: server,
+engine and worker over the in-process bus and SQLite) under uvicorn in a background
+thread, on a free loopback port. Invariant: ``start`` returns only once the server
+answers, and ``stop`` returns only once it has shut down (engine snapshot written).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedServer:
+    """The pmarket server in a thread of this process.
+
+    Args:
+        database: SQLite file of the exchange (created if missing).
+        port: Port to listen on (default: a free one).
+        admin_email: First-start admin's email (none if not given).
+        admin_password: That admin's password.
+        bcrypt_rounds: Work factor of password hashes (tests pass a low one).
+    """
+
+    def __init__(self, database: Path | str = "pmarket.db", port: int | None = None, *,
+                 admin_email: str | None = None, admin_password: str | None = None,
+                 bcrypt_rounds: int | None = None) -> None:
+        self.database = Path(database)
+        self.port = port or free_port()
+        self.admin_email = admin_email
+        self.admin_password = admin_password
+        self.bcrypt_rounds = bcrypt_rounds
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> EmbeddedServer:
+        """Start serving and wait until ``/health`` answers.
+
+        Raises:
+            RuntimeError: The server did not come up within ``timeout`` seconds.
+        """
+        import uvicorn
+
+        from pmarket.server import Settings, create_app
+
+        settings = Settings.load(
+            database_url=f"sqlite:///{self.database.resolve()}", redis_url=None,
+            admin_email=self.admin_email, admin_password=self.admin_password,
+            bcrypt_rounds=self.bcrypt_rounds, log_requests=False)
+        settings = type(settings)(**{**settings.__dict__, "redis_url": None})
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port,
+                                log_level="warning", access_log=False, ws="websockets",
+                                lifespan="on")
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._server = server
+
+        def run() -> None:
+            try:
+                server.run()
+            except BaseException as exc:  # reported by start(), not lost in the thread
+                self.error = exc
+
+        self._thread = threading.Thread(target=run, name="pmarket-embedded", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.error is not None or not self._thread.is_alive():
+                raise RuntimeError(f"the embedded server stopped: {self.error!r}")
+            if server.started:
+                try:
+                    if httpx.get(self.url + "/health", timeout=2).status_code < 500:
+                        return self
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the embedded server did not answer within {timeout:.0f}s")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Shut the server down and wait for it."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,118 @@
+"""Text for numbers, and order-entry arithmetic, shared by the terminal's screens.
+
+Invariant: everything here works on ``Decimal`` and ``int`` only; a price is shown
+with as many decimals as its market's tick has, money with two or more, and a missing
+value (an empty side of a book) as a dash, never as zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+ONE = Decimal(1)
+DASH = "—"
+
+
+def places(tick: Decimal) -> int:
+    """Decimal places of a tick size (0.01 → 2, 0.001 → 3)."""
+    exponent = tick.normalize().as_tuple().exponent
+    return max(0, -int(exponent)) if isinstance(exponent, int) else 2
+
+
+def price(value: Decimal | None, tick: Decimal = Decimal("0.01")) -> str:
+    """A price on its market's grid, or a dash."""
+    if value is None:
+        return DASH
+    return f"{value:.{places(tick)}f}"
+
+
+def cents(value: Decimal | None, tick: Decimal = Decimal("0.01")) -> str:
+    """A price as cents ("57¢", "57.5¢"), the way traders read probabilities."""
+    if value is None:
+        return DASH
+    return f"{value * 100:.{max(0, places(tick) - 2)}f}¢"
+
+
+def money(value: Decimal | None) -> str:
+    """Money with thousands separators and at least two decimals."""
+    if value is None:
+        return DASH
+    digits = max(2, places(value)) if value != value.to_integral_value() else 2
+    return f"{value:,.{min(digits, 4)}f}"
+
+
+def signed(value: Decimal | None) -> str:
+    """Money with an explicit sign (P&L)."""
+    if value is None:
+        return DASH
+    return ("+" if value > 0 else "") + money(value)
+
+
+def when(value: datetime | None) -> str:
+    """A timestamp as local-free ``HH:MM:SS`` (UTC, as the API sends it)."""
+    return DASH if value is None else value.strftime("%H:%M:%S")
+
+
+def day(value: datetime | None) -> str:
+    """A timestamp as ``YYYY-MM-DD HH:MM``."""
+    return DASH if value is None else value.strftime("%Y-%m-%d %H:%M")
+
+
+def parse_decimal(text: str) -> Decimal | None:
+    """User input as a Decimal, or None when it is not a finite number."""
+    try:
+        value = Decimal(text.strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return value if value.is_finite() else None
+
+
+def parse_quantity(text: str) -> int | None:
+    """User input as a whole number of shares ≥ 1, or None."""
+    text = text.strip().replace("_", "").replace(",", "")
+    if not text.isdigit():
+        return None
+    value = int(text)
+    return value if value >= 1 else None
+
+
+def price_error(value: Decimal | None, tick: Decimal) -> str | None:
+    """Why ``value`` is not a valid price on ``tick``'s grid (None when it is)."""
+    if value is None:
+        return "price must be a number"
+    if not Decimal(0) < value < ONE:
+        return "price must be strictly between 0 and 1"
+    if value % tick != 0:
+        return f"price must be a multiple of the tick {tick}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """What an order would cost and pay.
+
+    Attributes:
+        cost: Cash reserved for a buy at its price (worst case for a market order).
+        max_payout: What the shares pay if they win (quantity times $1) for a buy; for a
+            sell, the proceeds at the price.
+    """
+
+    cost: Decimal
+    max_payout: Decimal
+
+
+def estimate(side: str, price_value: Decimal, quantity: int) -> Estimate:
+    """Cost and payout of ``quantity`` shares bought or sold at ``price_value``."""
+    notional = price_value * quantity
+    if side == "buy":
+        return Estimate(notional, Decimal(quantity))
+    return Estimate(Decimal(0), notional)
+
+
+def to_view(yes_price: Decimal | None, view: str) -> Decimal | None:
+    """A YES-terms price in the ``view``'s terms ("no" mirrors it)."""
+    if yes_price is None or view == "yes":
+        return yes_price
+    return ONE - yes_price

@@ -1,0 +1,285 @@
+"""A tiny in-memory stand-in for the pmarket server, spoken to over ``httpx.MockTransport``.
+
+It answers the endpoints the terminal uses with the shapes of API.md and deterministic
+data (fixed ids and timestamps), so screen tests and snapshots are reproducible. It does
+not match orders: resting orders only build the book. The end-to-end tests use the real
+embedded server instead.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from pmarket.client import AsyncClient
+
+T0 = "2024-05-01T12:00:00Z"
+ONE = Decimal(1)
+
+
+def _err(status: int, code: str, message: str) -> httpx.Response:
+    return httpx.Response(status, json={"error": {"code": code, "message": message}})
+
+
+class FakeExchange:
+    """State and routing of the fake server."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, dict[str, Any]] = {}
+        self.admins = {"admin@x.io": {"id": 1, "email": "admin@x.io", "name": "Admin",
+                                      "password": "admin-password"}}
+        self.tokens: dict[str, tuple[str, str]] = {}
+        self.cash: dict[str, Decimal] = {}
+        self.orders: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.trades = [
+            {"id": i, "market_id": 1, "price": p, "quantity": q, "taker_side": s,
+             "executed_at": f"2024-05-01T12:0{i}:00Z"}
+            for i, (p, q, s) in enumerate([("0.40", 10, "buy"), ("0.42", 5, "buy"),
+                                           ("0.41", 8, "sell"), ("0.44", 20, "buy")], 1)]
+        self.add_event("Will it rain in Paris tomorrow?", ["Rain"], "weather")
+        self.add_event("Who wins the 2028 final?", ["Lions", "Tigers", "Bears"], "sports")
+        self.resting("maker@x.io", 1, "yes", "buy", "0.40", 50)
+        self.resting("maker@x.io", 1, "yes", "buy", "0.38", 120)
+        self.resting("maker@x.io", 1, "yes", "sell", "0.45", 70)
+        self.resting("maker@x.io", 1, "no", "buy", "0.50", 30)
+
+    def client(self) -> AsyncClient:
+        """An async client whose HTTP goes to this fake (its WebSocket goes nowhere)."""
+        return AsyncClient("http://127.0.0.1:9", transport=httpx.MockTransport(self.handle))
+
+    # --- state helpers -------------------------------------------------------------
+
+    def add_event(self, title: str, outcomes: list[str], category: str = "") -> dict:
+        """Add an event with one market per outcome."""
+        eid = len(self.events) + 1
+        base = sum(len(e["outcomes"]) for e in self.events)
+        ev = {"id": eid, "slug": title.lower().replace(" ", "-")[:20], "title": title,
+              "description": "", "category": category, "status": "active",
+              "close_time": None, "created_at": T0,
+              "outcomes": [{"id": base + i + 1, "name": n, "market_id": base + i + 1,
+                            "last_price": None, "best_bid": None, "best_ask": None,
+                            "volume": 0} for i, n in enumerate(outcomes or ["Yes"])]}
+        self.events.append(ev)
+        return ev
+
+    def resting(self, email: str, market_id: int, outcome: str, side: str, price: str,
+                quantity: int) -> dict:
+        """Add a resting order."""
+        order = {"id": len(self.orders) + 1, "client_order_id": None, "market_id": market_id,
+                 "event_id": self._event_of(market_id)["id"], "outcome": outcome,
+                 "side": side, "type": "limit", "price": price, "quantity": quantity,
+                 "filled_quantity": 0, "remaining_quantity": quantity,
+                 "time_in_force": "gtc", "post_only": False, "expires_at": None,
+                 "status": "open", "created_at": T0, "updated_at": T0, "owner": email}
+        self.orders.append(order)
+        return order
+
+    def _event_of(self, market_id: int) -> dict:
+        return next(e for e in self.events
+                    if any(o["market_id"] == market_id for o in e["outcomes"]))
+
+    def book(self, market_id: int, view: str = "yes") -> dict:
+        """The YES book of resting orders, in ``view``'s terms."""
+        bids: dict[Decimal, int] = {}
+        asks: dict[Decimal, int] = {}
+        for o in self.orders:
+            if o["market_id"] != market_id or o["status"] != "open":
+                continue
+            p = Decimal(o["price"])
+            yes_bid = (o["side"] == "buy") == (o["outcome"] == "yes")
+            yes_p = p if o["outcome"] == "yes" else ONE - p
+            side = bids if yes_bid else asks
+            side[yes_p] = side.get(yes_p, 0) + o["remaining_quantity"]
+        if view == "no":
+            bids, asks = ({ONE - p: q for p, q in asks.items()},
+                          {ONE - p: q for p, q in bids.items()})
+        b = [{"price": str(p), "quantity": q} for p, q in sorted(bids.items(), reverse=True)]
+        a = [{"price": str(p), "quantity": q} for p, q in sorted(asks.items())]
+        bb = Decimal(b[0]["price"]) if b else None
+        ba = Decimal(a[0]["price"]) if a else None
+        both = bb is not None and ba is not None
+        return {"market_id": market_id, "view": view, "bids": b, "asks": a,
+                "best_bid": str(bb) if bb is not None else None,
+                "best_ask": str(ba) if ba is not None else None,
+                "mid": str((bb + ba) / 2) if both else None,  # type: ignore[operator]
+                "spread": str(ba - bb) if both else None,  # type: ignore[operator]
+                "last_price": "0.44" if market_id == 1 else None, "sequence": 1}
+
+    def _public(self, order: dict) -> dict:
+        return {k: v for k, v in order.items() if k != "owner"}
+
+    def _quoted(self, ev: dict) -> dict:
+        out = json.loads(json.dumps(ev))
+        for o in out["outcomes"]:
+            book = self.book(o["market_id"])
+            o["best_bid"], o["best_ask"] = book["best_bid"], book["best_ask"]
+            o["last_price"] = book["last_price"]
+            o["volume"] = 43 if o["market_id"] == 1 else 0
+        return out
+
+    # --- routing -------------------------------------------------------------------
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request."""
+        path, method = request.url.path, request.method
+        body = json.loads(request.content) if request.content else {}
+        params = dict(request.url.params)
+        who = self.tokens.get(request.headers.get("authorization", "")[7:])
+        parts = path.strip("/").split("/")
+        if path == "/health":
+            return httpx.Response(200, json={"status": "ok", "components": {
+                "engine": "ok", "database": "ok", "bus": "ok"}})
+        if path == "/auth/signup":
+            if body["email"] in self.users:
+                return _err(409, "duplicate_email", "That email is already registered.")
+            user = {"id": len(self.users) + 10, "email": body["email"], "name": body["name"],
+                    "password": body["password"]}
+            self.users[body["email"]] = user
+            self.cash[body["email"]] = Decimal(0)
+            return self._token(201, "user", user)
+        if path in ("/auth/signin", "/auth/admin/signin"):
+            table = self.admins if "admin" in path else self.users
+            user = table.get(body["email"])
+            if user is None or user["password"] != body["password"]:
+                return _err(401, "bad_credentials", "Wrong email or password.")
+            return self._token(200, "admin" if "admin" in path else "user", user)
+        if path == "/events" and method == "GET":
+            q = params.get("q", "").lower()
+            items = [self._quoted(e) for e in self.events
+                     if q in e["title"].lower()
+                     and params.get("category", e["category"]) == e["category"]
+                     and params.get("status", e["status"]) == e["status"]]
+            return httpx.Response(200, json={"items": items, "total": len(items)})
+        if parts[0] == "events" and len(parts) == 2:
+            return httpx.Response(200, json=self._quoted(self.events[int(parts[1]) - 1]))
+        if parts[0] == "markets":
+            return self._market(int(parts[1]), parts[2] if len(parts) > 2 else "", params)
+        if who is None:
+            return _err(401, "unauthenticated", "Sign in first.")
+        role, email = who
+        if parts[0] == "admin":
+            if role != "admin":
+                return _err(403, "forbidden", "Admins only.")
+            return self._admin(method, parts, body)
+        if role != "user":
+            return _err(403, "forbidden", "Admin accounts cannot trade.")
+        return self._account(method, parts, body, params, email)
+
+    def _token(self, status: int, role: str, user: dict) -> httpx.Response:
+        token = f"tok-{role}-{user['id']}"
+        self.tokens[token] = (role, user["email"])
+        key = "admin" if role == "admin" else "user"
+        return httpx.Response(status, json={"token": token, key: {
+            "id": user["id"], "email": user["email"], "name": user["name"]}})
+
+    def _market(self, market_id: int, what: str, params: dict) -> httpx.Response:
+        ev = self._event_of(market_id)
+        if what == "orderbook":
+            return httpx.Response(200, json=self.book(market_id, params.get("view", "yes")))
+        if what == "trades":
+            items = [t for t in self.trades if t["market_id"] == market_id]
+            return httpx.Response(200, json={"items": items[::-1], "total": len(items)})
+        if what == "candles":
+            items = [{"start": t["executed_at"], "open": t["price"], "high": t["price"],
+                      "low": t["price"], "close": t["price"], "volume": t["quantity"]}
+                     for t in self.trades if t["market_id"] == market_id]
+            return httpx.Response(200, json={"items": items, "total": len(items)})
+        outcome = next(o for o in ev["outcomes"] if o["market_id"] == market_id)
+        book = self.book(market_id)
+        return httpx.Response(200, json={
+            "id": market_id, "event_id": ev["id"], "outcome_id": outcome["id"],
+            "outcome_name": outcome["name"], "status": ev["status"], "tick_size": "0.01",
+            "last_price": book["last_price"], "best_bid": book["best_bid"],
+            "best_ask": book["best_ask"], "volume": 43, "open_interest": 20})
+
+    def _balance(self, email: str) -> dict:
+        reserved = sum((Decimal(o["price"]) * o["remaining_quantity"] for o in self.orders
+                        if o["owner"] == email and o["status"] == "open"
+                        and o["side"] == "buy"), Decimal(0))
+        cash = self.cash.get(email, Decimal(0))
+        return {"available": str(cash - reserved), "reserved": str(reserved),
+                "total": str(cash)}
+
+    def _account(self, method: str, parts: list[str], body: dict, params: dict,
+                 email: str) -> httpx.Response:
+        if parts == ["balance"]:
+            return httpx.Response(200, json=self._balance(email))
+        if parts in (["onramp"], ["offramp"]):
+            amount = Decimal(str(body["amount"]))
+            if parts == ["offramp"]:
+                if amount > Decimal(self._balance(email)["available"]):
+                    return _err(409, "insufficient_balance", "Not enough available cash.")
+                amount = -amount
+            self.cash[email] = self.cash.get(email, Decimal(0)) + amount
+            return httpx.Response(200, json=self._balance(email))
+        if parts == ["positions"]:
+            return httpx.Response(200, json={"items": [], "total": 0})
+        if parts == ["portfolio"]:
+            bal = self._balance(email)
+            return httpx.Response(200, json={"balance": bal, "positions": [],
+                                             "positions_value": "0", "total_value":
+                                             bal["total"], "pnl": "0"})
+        if parts == ["orders"] and method == "GET":
+            mine = [self._public(o) for o in self.orders if o["owner"] == email
+                    and (params.get("status") == "all" or o["status"] == "open")
+                    and str(o["market_id"]) == params.get("market_id", str(o["market_id"]))]
+            return httpx.Response(200, json={"items": mine, "total": len(mine)})
+        if parts == ["orders"] and method == "POST":
+            cost = Decimal(str(body.get("price") or 1)) * body["quantity"]
+            if body["side"] == "buy" and cost > Decimal(self._balance(email)["available"]):
+                return _err(409, "insufficient_balance",
+                            f"This order needs {cost:.2f} and only "
+                            f"{Decimal(self._balance(email)['available']):.2f} is available.")
+            order = self.resting(email, body["market_id"], body["outcome"], body["side"],
+                                 str(body.get("price")), body["quantity"])
+            return httpx.Response(201, json={"order": self._public(order), "trades": []})
+        if parts == ["orders"] and method == "DELETE":
+            ids = []
+            for o in self.orders:
+                if o["owner"] == email and o["status"] == "open":
+                    o["status"] = "cancelled"
+                    ids.append(o["id"])
+            return httpx.Response(200, json={"cancelled": ids})
+        if parts[0] == "orders":
+            order = next((o for o in self.orders if o["id"] == int(parts[1])
+                          and o["owner"] == email), None)
+            if order is None:
+                return _err(404, "not_found", "No such order.")
+            if method == "DELETE":
+                order["status"] = "cancelled"
+            elif method == "PATCH":
+                order["price"] = str(body.get("price", order["price"]))
+                order["quantity"] = body.get("quantity", order["quantity"])
+                order["remaining_quantity"] = order["quantity"] - order["filled_quantity"]
+                return httpx.Response(200, json={"order": self._public(order), "trades": []})
+            return httpx.Response(200, json=self._public(order))
+        return _err(404, "not_found", "No such route.")
+
+    def _admin(self, method: str, parts: list[str], body: dict) -> httpx.Response:
+        if parts == ["admin", "events"]:
+            ev = self.add_event(body["title"], body.get("outcomes") or [],
+                                body.get("category", ""))
+            return httpx.Response(201, json=self._quoted(ev))
+        if parts == ["admin", "audit"]:
+            return httpx.Response(200, json={
+                "ok": True, "deposits": "100.00", "withdrawals": "0", "user_cash": "100.00",
+                "collateral": "0", "fees": "0", "difference": "0", "markets": []})
+        if parts == ["admin", "users"]:
+            items = [{k: v for k, v in u.items() if k != "password"} | {"created_at": T0}
+                     for u in self.users.values()]
+            return httpx.Response(200, json={"items": items, "total": len(items)})
+        ev = self.events[int(parts[2]) - 1]
+        if len(parts) == 4 and parts[3] == "resolve":
+            if ev["status"] in ("resolved", "voided"):
+                return _err(409, "already_resolved", "The event is already resolved.")
+            ev["status"] = "voided" if body.get("void") else "resolved"
+            return httpx.Response(200, json={"event": self._quoted(ev),
+                                             "payouts_total": "0.00"})
+        if method == "PATCH":
+            ev.update({k: v for k, v in body.items() if v is not None})
+            return httpx.Response(200, json=self._quoted(ev))
+        return _err(404, "not_found", "No such route.")
