@@ -8,6 +8,7 @@ answers, and ``stop`` returns only once it has shut down (engine snapshot writte
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 import time
@@ -65,7 +66,7 @@ class EmbeddedServer:
             database_url=f"sqlite:///{self.database.resolve()}", redis_url=None,
             admin_email=self.admin_email, admin_password=self.admin_password,
             bcrypt_rounds=self.bcrypt_rounds, log_requests=False)
-        settings = type(settings)(**{**settings.__dict__, "redis_url": None})
+        settings = dataclasses.replace(settings, redis_url=None)  # embedded, whatever the env
         config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port,
                                 log_level="warning", access_log=False, ws="websockets",
                                 lifespan="on")
