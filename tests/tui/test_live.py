@@ -1,0 +1,101 @@
+"""The terminal against a real embedded server: the trader's and the admin's day."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+from textual.widgets import DataTable, Input
+
+from pmarket.client import Client
+from pmarket.tui import TradingApp
+from pmarket.tui.screens.admin import AdminScreen
+from pmarket.tui.screens.events import EventsScreen
+from pmarket.tui.screens.login import LoginScreen
+from pmarket.tui.screens.market import MarketScreen
+from pmarket.tui.screens.orders import OrdersScreen
+from pmarket.tui.screens.ticket import OrderTicket
+from pmarket.tui.widgets.ladder import Ladder
+from pmarket.tui.widgets.tape import TradeTape
+from tests.tui.conftest import ADMIN
+from tests.tui.test_screens import wait_for
+
+
+async def sign_in(pilot, email: str, password: str, button: str) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen))
+    app.screen.query_one("#email", Input).value = email
+    app.screen.query_one("#password", Input).value = password
+    await pilot.click(f"#{button}")
+
+
+async def test_trader_places_sees_cancels_and_watches_a_trade_arrive(server):
+    admin = Client(server.url)
+    admin.admin_signin(*ADMIN)
+    event = admin.create_event("Live TUI market?", [], category="tests")
+    mid = event.outcomes[0].market_id
+    ann = Client(server.url)
+    ann.signup("tui-ann@example.com", "Ann", "a-long-password")
+    ann.onramp("100")
+    bob = Client(server.url)
+    bob.signup("tui-bob@example.com", "Bob", "a-long-password")
+    bob.onramp("100")
+
+    app = TradingApp(server.url)
+    async with app.run_test(size=(110, 32)) as pilot:
+        await sign_in(pilot, "tui-ann@example.com", "a-long-password", "signin")
+        await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen), 100)
+        app.push_screen(MarketScreen(mid, "Live TUI market?"))
+        await wait_for(pilot, lambda: isinstance(app.screen, MarketScreen))
+        market = app.screen
+        await wait_for(pilot, lambda: market.market is not None and market.live, 100)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, OrderTicket))
+        app.screen.query_one("#price", Input).value = "0.40"
+        app.screen.query_one("#quantity", Input).value = "10"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen is market, 100)
+        ladder = market.query_one(Ladder)
+        await wait_for(pilot, lambda: ladder.book is not None and ladder.book.bids
+                       and ladder.own.get(("bid", Decimal("0.40"))) == 10, 100)
+
+        # another user trades against it: the tape, the ladder and the fill arrive live
+        await asyncio.to_thread(bob.place_order, mid, "no", "buy", 4, "0.60")
+        tape = market.query_one(TradeTape)
+        await wait_for(pilot, lambda: len(tape.trades) == 1, 100)
+        assert tape.trades[0].price == Decimal("0.40")
+        await wait_for(pilot, lambda: ladder.own.get(("bid", Decimal("0.40"))) == 6, 100)
+
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: isinstance(app.screen, OrdersScreen))
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1, 100)
+        assert str(table.get_row_at(0)[8]) == "6"
+        await pilot.press("c")
+        await wait_for(pilot, lambda: table.row_count == 0, 100)
+        assert ann.orders(status="open").total == 0
+
+
+async def test_admin_creates_and_resolves_an_event(server):
+    app = TradingApp(server.url)
+    async with app.run_test(size=(110, 32)) as pilot:
+        await sign_in(pilot, *ADMIN, "admin")
+        await wait_for(pilot, lambda: isinstance(app.screen, AdminScreen), 100)
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        app.screen.query_one("#title", Input).value = "Who wins the TUI cup?"
+        app.screen.query_one("#outcomes", Input).value = "Red, Blue"
+        await pilot.press("enter")
+        admin_screen = app.screen
+        await wait_for(pilot, lambda: any(e.title == "Who wins the TUI cup?"
+                                          for e in admin_screen.events), 100)
+        table = admin_screen.query_one(DataTable)
+        table.move_cursor(row=0)
+        await pilot.press("v")
+        await pilot.pause(0.2)
+        await pilot.press("down", "enter")     # Blue
+        await pilot.pause(0.2)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: any("Blue wins" in m for _, m in app.messages), 100)
+        cup = next(e for e in Client(server.url).events(q="TUI cup").items)
+        assert cup.status == "resolved"
