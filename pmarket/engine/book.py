@@ -1,38 +1,47 @@
 """The canonical YES order book of one market, and the orders resting in it.
 
 Layout (measured fastest in docs/PERFORMANCE.md): one slot per tick on each side, each
-slot a ``deque`` of orders in time priority plus a running total of the live quantity
-at that price, and the best bid/ask tracked incrementally. Prices here are *tick
-indexes* (YES price = index x tick). Cancelling is O(1): the order is marked dead and
-stays in its deque until matching reaches it, or until the level is compacted.
+slot a ``Level`` (a list of orders in time priority read from a moving head) plus a
+running total of the live quantity at that price, and the best bid/ask tracked
+incrementally. Prices here are *tick indexes* (YES price = index x tick). Cancelling is
+O(1): the order is marked dead and stays in its level until matching reaches it, or
+until the level is compacted.
 
 Invariants: ``bid_qty[i]`` / ``ask_qty[i]`` equal the remaining quantity of the live
 orders in slot ``i``; ``best_bid`` is the highest slot with live quantity (0 if none),
 ``best_ask`` the lowest (``n`` if none); the book is never crossed between commands.
+
+Compiled with mypyc (see setup.py): classes here are native, with fixed, typed
+attributes.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from .ledger import Account, Market, Position
 
 # Order actions, i.e. what the owner does, and where it sits on the YES book.
-BUY_YES = 0  # bid
-SELL_NO = 1  # bid at 1 - p
-SELL_YES = 2  # ask
-BUY_NO = 3  # ask at 1 - p
+BUY_YES: Final = 0  # bid
+SELL_NO: Final = 1  # bid at 1 - p
+SELL_YES: Final = 2  # ask
+BUY_NO: Final = 3  # ask at 1 - p
 
-ACTION_NAMES = ("buy_yes", "sell_no", "sell_yes", "buy_no")
-ACTION_OUTCOME = ("yes", "no", "yes", "no")
-ACTION_SIDE = ("buy", "sell", "sell", "buy")
+ACTION_NAMES: Final = ("buy_yes", "sell_no", "sell_yes", "buy_no")
+ACTION_OUTCOME: Final = ("yes", "no", "yes", "no")
+ACTION_SIDE: Final = ("buy", "sell", "sell", "buy")
 
 # Order statuses (the API's words).
-OPEN = "open"
-PARTIALLY_FILLED = "partially_filled"
-FILLED = "filled"
-CANCELLED = "cancelled"
-EXPIRED = "expired"
+OPEN: Final = "open"
+PARTIALLY_FILLED: Final = "partially_filled"
+FILLED: Final = "filled"
+CANCELLED: Final = "cancelled"
+EXPIRED: Final = "expired"
 
-_COMPACT_MIN_DEAD = 32
+_COMPACT_MIN_DEAD: Final = 32
+_TRIM_MIN_HEAD: Final = 64
 
 
 class Order:
@@ -41,25 +50,36 @@ class Order:
     ``price`` is the owner's limit (or a market order's protective price); ``slot`` is
     the YES-book tick index it rests at. A buy reserves exactly ``price x remaining``
     cash and a sell exactly ``remaining`` shares for as long as the order is open.
-    Options most orders leave at their defaults are class attributes, stored per order
-    (in its ``__dict__``, created lazily) only when they differ.
+    ``position`` is None only for a fill-or-kill order refused before it could trade.
     """
 
-    __slots__ = (
-        "__dict__", "account", "action", "created_ms", "filled", "id", "is_bid", "live",
-        "market", "position", "price", "quantity", "remaining", "slot", "status",
-        "updated_ms", "user",
-    )
-    order_type = "limit"
-    tif = "gtc"
-    post_only = False
-    expires_at_ms: int | None = None
-    client_order_id: str | None = None
-    stp = "cancel_resting"
-    reason: str | None = None
+    id: int
+    user: int
+    market: Market
+    action: int
+    is_bid: bool
+    price: int
+    slot: int
+    quantity: int
+    remaining: int
+    filled: int
+    status: str
+    live: bool
+    created_ms: int
+    updated_ms: int
+    account: Account
+    position: Position | None
+    order_type: str
+    tif: str
+    post_only: bool
+    expires_at_ms: int | None
+    client_order_id: str | None
+    stp: str
+    reason: str | None
 
-    def __init__(self, oid, user, market, action, price, slot, quantity, ts_ms,
-                 account=None, position=None):
+    def __init__(self, oid: int, user: int, market: Market, action: int, price: int,
+                 slot: int, quantity: int, ts_ms: int, account: Account,
+                 position: Position | None) -> None:
         self.id = oid
         self.user = user
         self.market = market
@@ -76,20 +96,30 @@ class Order:
         self.updated_ms = ts_ms
         self.account = account
         self.position = position
+        self.order_type = "limit"
+        self.tif = "gtc"
+        self.post_only = False
+        self.expires_at_ms = None
+        self.client_order_id = None
+        self.stp = "cancel_resting"
+        self.reason = None
 
     @property
     def is_buy(self) -> bool:
+        """Whether the owner buys (YES or NO): the order reserves cash."""
         return self.action == BUY_YES or self.action == BUY_NO
 
     @property
     def is_open(self) -> bool:
+        """Whether the order still rests (open or partially filled)."""
         return self.status == OPEN or self.status == PARTIALLY_FILLED
 
-    def snapshot(self) -> tuple:
+    def snapshot(self) -> tuple[object, ...]:
         """The ``order`` event for this order's current state."""
         action = self.action
+        market = self.market
         return (
-            "order", self.id, self.user, self.market.id, self.market.event.id,
+            "order", self.id, self.user, market.id, market.event.id,
             ACTION_OUTCOME[action], ACTION_SIDE[action], self.order_type, self.price,
             self.quantity, self.filled, self.status, self.tif, self.post_only,
             self.expires_at_ms, self.client_order_id, self.created_ms, self.updated_ms,
@@ -97,24 +127,72 @@ class Order:
         )
 
 
+class Level:
+    """The orders of one price, oldest first: ``orders[head:]``, dead ones included.
+
+    Popping the front only moves ``head``; the consumed prefix is trimmed once it is
+    most of the list, so both ends stay O(1) amortised. ``dead`` counts the cancelled
+    orders still inside ``orders[head:]``.
+    """
+
+    orders: list[Order]
+    head: int
+    dead: int
+
+    def __init__(self) -> None:
+        self.orders = []
+        self.head = 0
+        self.dead = 0
+
+    def pop_front(self) -> None:
+        """Drop the front order (filled, or dead and skipped)."""
+        head = self.head + 1
+        if head >= _TRIM_MIN_HEAD and head * 2 >= len(self.orders):
+            del self.orders[:head]
+            head = 0
+        self.head = head
+
+    def clear(self) -> None:
+        """Forget every order: the level has no live quantity left."""
+        self.orders.clear()
+        self.head = 0
+        self.dead = 0
+
+    def kill(self) -> None:
+        """Count one more dead order; compact when they are most of the level."""
+        dead = self.dead = self.dead + 1
+        if dead >= _COMPACT_MIN_DEAD and dead * 2 > len(self.orders) - self.head:
+            self.orders = [o for o in self.orders[self.head:] if o.live]
+            self.head = 0
+            self.dead = 0
+
+    def live(self) -> list[Order]:
+        """The live orders, in time priority."""
+        return [o for o in self.orders[self.head:] if o.live]
+
+
 class Book:
     """Price-indexed YES book: slots ``1 .. n-1`` on each side, ``n = SCALE // tick``."""
 
-    __slots__ = ("ask_dead", "ask_qty", "asks", "best_ask", "best_bid", "bid_dead", "bid_qty",
-                 "bids", "dirty", "n")
+    n: int
+    bids: list[Level | None]
+    asks: list[Level | None]
+    bid_qty: list[int]
+    ask_qty: list[int]
+    best_bid: int
+    best_ask: int
+    dirty: dict[int, None]
 
-    def __init__(self, n: int):
+    def __init__(self, n: int) -> None:
         self.n = n
-        self.bids: list[deque | None] = [None] * (n + 1)
-        self.asks: list[deque | None] = [None] * (n + 1)
+        self.bids = [None] * (n + 1)
+        self.asks = [None] * (n + 1)
         self.bid_qty = [0] * (n + 1)
         self.ask_qty = [0] * (n + 1)
-        self.bid_dead = [0] * (n + 1)
-        self.ask_dead = [0] * (n + 1)
         self.best_bid = 0
         self.best_ask = n
         # Levels changed by the current command: +slot for bids, -slot for asks.
-        self.dirty: dict[int, None] = {}
+        self.dirty = {}
 
     # --- resting and removing ----------------------------------------------------
 
@@ -125,8 +203,8 @@ class Book:
         if order.is_bid:
             level = self.bids[i]
             if level is None:
-                level = self.bids[i] = deque()
-            level.append(order)
+                level = self.bids[i] = Level()
+            level.orders.append(order)
             self.bid_qty[i] += order.remaining
             if i > self.best_bid:
                 self.best_bid = i
@@ -134,8 +212,8 @@ class Book:
         else:
             level = self.asks[i]
             if level is None:
-                level = self.asks[i] = deque()
-            level.append(order)
+                level = self.asks[i] = Level()
+            level.orders.append(order)
             self.ask_qty[i] += order.remaining
             if i < self.best_ask:
                 self.best_ask = i
@@ -146,31 +224,29 @@ class Book:
         order.live = False
         i = order.slot
         if order.is_bid:
-            self.bid_qty[i] -= order.remaining
+            left = self.bid_qty[i] - order.remaining
+            self.bid_qty[i] = left
             self.dirty[i] = None
-            if self.bid_qty[i] == 0:
-                self.bids[i] = None
-                self.bid_dead[i] = 0
+            level = self.bids[i]
+            assert level is not None
+            if left == 0:
+                level.clear()
                 if i == self.best_bid:
                     self.best_bid = self.next_bid(i)
             else:
-                dead = self.bid_dead[i] = self.bid_dead[i] + 1
-                if dead >= _COMPACT_MIN_DEAD and dead * 2 > len(self.bids[i]):
-                    self.bids[i] = deque(o for o in self.bids[i] if o.live)
-                    self.bid_dead[i] = 0
+                level.kill()
         else:
-            self.ask_qty[i] -= order.remaining
+            left = self.ask_qty[i] - order.remaining
+            self.ask_qty[i] = left
             self.dirty[-i] = None
-            if self.ask_qty[i] == 0:
-                self.asks[i] = None
-                self.ask_dead[i] = 0
+            level = self.asks[i]
+            assert level is not None
+            if left == 0:
+                level.clear()
                 if i == self.best_ask:
                     self.best_ask = self.next_ask(i)
             else:
-                dead = self.ask_dead[i] = self.ask_dead[i] + 1
-                if dead >= _COMPACT_MIN_DEAD and dead * 2 > len(self.asks[i]):
-                    self.asks[i] = deque(o for o in self.asks[i] if o.live)
-                    self.ask_dead[i] = 0
+                level.kill()
 
     def reduce(self, order: Order, by: int) -> None:
         """Lower a live order's remaining quantity in place (keeps time priority)."""
@@ -203,7 +279,7 @@ class Book:
 
     def bid_levels(self, depth: int | None = None) -> list[tuple[int, int]]:
         """``[(slot, quantity)]`` of live bid levels, best (highest) first."""
-        out = []
+        out: list[tuple[int, int]] = []
         qty = self.bid_qty
         i = self.best_bid
         while i > 0 and (depth is None or len(out) < depth):
@@ -214,7 +290,7 @@ class Book:
 
     def ask_levels(self, depth: int | None = None) -> list[tuple[int, int]]:
         """``[(slot, quantity)]`` of live ask levels, best (lowest) first."""
-        out = []
+        out: list[tuple[int, int]] = []
         qty = self.ask_qty
         i, n = self.best_ask, self.n
         while i < n and (depth is None or len(out) < depth):
@@ -223,9 +299,15 @@ class Book:
             i += 1
         return out
 
-    def orders(self):
+    def orders(self) -> Iterator[Order]:
         """Every live order, bids best-first then asks best-first, in time priority."""
+        found: list[Order] = []
         for i, _ in self.bid_levels():
-            yield from (o for o in self.bids[i] if o.live)
+            level = self.bids[i]
+            if level is not None:
+                found.extend(level.live())
         for i, _ in self.ask_levels():
-            yield from (o for o in self.asks[i] if o.live)
+            level = self.asks[i]
+            if level is not None:
+                found.extend(level.live())
+        return iter(found)

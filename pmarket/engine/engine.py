@@ -2,80 +2,129 @@
 
 It does no I/O and reads no clock: time and sequence numbers arrive inside commands.
 Commands are applied strictly one at a time; a rejected command changes nothing and
-returns a ``rejected`` event with a reason code. Handlers live in mixins by concern
-(``trading``, ``collateral``, ``admin``, ``queries``, ``snapshot``); this module holds the
-state, the dispatch and the end-of-command flush of touched state.
+returns a ``rejected`` event with a reason code.
+
+``Engine`` is one class holding all state; its handlers live by concern in plain
+functions taking the engine (``trading``: orders and matching, ``collateral``: money
+and share bundles, ``admin``: event lifecycle, ``queries``: read-only views,
+``snapshot``: state as data). This module holds the state, the dispatch, the helpers
+every handler shares, and the end-of-command flush of touched state. The whole core is
+compiled with mypyc when it can be (see setup.py and ``pmarket.engine.build``), so the
+state is declared with exact types and handlers are direct native calls.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable, Iterable
+from typing import Any, Final, cast
 
+from . import admin, collateral, queries, snapshot, trading
 from . import commands as c
-from .admin import AdminMixin
-from .book import Order
-from .collateral import CollateralMixin
-from .events import BATCH_ITEM, CLOCK, REJECTED, Reason
+from .book import EXPIRED, Order
+from .events import CLOCK, REJECTED, Reason
 from .ledger import Account, Event, Market, Position, Treasury
-from .queries import QueryMixin
-from .snapshot import SnapshotMixin
-from .trading import TradingMixin
+
+Handler = Callable[["Engine", Any], object]
+"""A command handler: ``handler(engine, command)``; its result is ignored."""
+
+_PLACE: Final = c.PlaceOrder
+_CANCEL: Final = c.CancelOrder
 
 
-class Engine(TradingMixin, CollateralMixin, AdminMixin, QueryMixin, SnapshotMixin):
+def _advance_clock(eng: Engine, cmd: c.Expire) -> None:
+    """``Expire`` does nothing itself: ``apply`` already expired what its time made due."""
+
+
+class Engine:
     """The matching engine and ledger of every event it owns.
 
     Args:
-        id_offset, id_stride: ids the engine assigns (orders, trades, events, markets)
-            are ``offset + k * stride``, so several engines sharded by event never
-            assign the same id.
+        id_offset: first id base: ids the engine assigns (orders, trades, events,
+            markets) are ``offset + k * stride``.
+        id_stride: step between two ids of a kind, so several engines sharded by event
+            never assign the same id.
+
+    Attributes:
+        events, markets, accounts: state by id; ``orders`` holds the open orders only.
+        client_orders: every order placed with a client_order_id, by (user, coid).
+        now_ms, last_seq: the clock and the last sequence number applied.
     """
 
-    def __init__(self, id_offset: int = 0, id_stride: int = 1):
+    id_offset: int
+    id_stride: int
+    events: dict[int, Event]
+    markets: dict[int, Market]
+    accounts: dict[int, Account]
+    orders: dict[int, Order]
+    client_orders: dict[tuple[int, str], Order]
+    treasury: Treasury
+    last_order_id: int
+    last_trade_id: int
+    last_event_id: int
+    last_market_id: int
+    now_ms: int
+    last_seq: int
+    _expiry: list[tuple[int, int]]
+    _out: list[tuple[object, ...]]
+    _d_orders: dict[Order, None]
+    _d_accounts: dict[Account, None]
+    _d_positions: dict[Position, None]
+    _d_markets: dict[Market, None]
+    _handlers: dict[type, Handler]
+
+    def __init__(self, id_offset: int = 0, id_stride: int = 1) -> None:
         self.id_offset = id_offset
         self.id_stride = id_stride
-        self.events: dict[int, Event] = {}
-        self.markets: dict[int, Market] = {}
-        self.accounts: dict[int, Account] = {}
-        self.orders: dict[int, Order] = {}  # open orders
-        self.client_orders: dict[tuple[int, str], Order] = {}
+        self.events = {}
+        self.markets = {}
+        self.accounts = {}
+        self.orders = {}
+        self.client_orders = {}
         self.treasury = Treasury()
         # The last id assigned of each kind; the next is ``last + id_stride``.
-        self.last_order_id = self.last_trade_id = id_offset
-        self.last_event_id = self.last_market_id = id_offset
+        self.last_order_id = id_offset
+        self.last_trade_id = id_offset
+        self.last_event_id = id_offset
+        self.last_market_id = id_offset
         self.now_ms = 0
         self.last_seq = 0
-        self._expiry: list[tuple[int, int]] = []  # heap of (expires_at_ms, order_id)
-        self._out: list[tuple] = []
-        self._d_orders: dict[Order, None] = {}
-        self._d_accounts: dict[Account, None] = {}
-        self._d_positions: dict[Position, None] = {}
-        self._d_markets: dict[Market, None] = {}
+        self._expiry = []  # heap of (expires_at_ms, order_id)
+        self._out = []
+        # What the current command touched, flushed as state events at its end.
+        self._d_orders = {}
+        self._d_accounts = {}
+        self._d_positions = {}
+        self._d_markets = {}
+        # Every command but PlaceOrder and CancelOrder, which ``apply`` calls directly.
         self._handlers = {
-            c.PlaceOrder: self._on_place,
-            c.PlaceBatch: self._on_batch,
-            c.ModifyOrder: self._on_modify,
-            c.CancelOrder: self._on_cancel,
-            c.CancelAll: self._on_cancel_all,
-            c.Expire: lambda cmd: None,
-            c.Deposit: self._on_deposit,
-            c.Withdraw: self._on_withdraw,
-            c.Split: self._on_split,
-            c.Merge: self._on_merge,
-            c.SplitEvent: self._on_split_event,
-            c.MergeEvent: self._on_merge_event,
-            c.Convert: self._on_convert,
-            c.CreateEvent: self._on_create_event,
-            c.UpdateEvent: self._on_update_event,
-            c.DeleteEvent: self._on_delete_event,
-            c.ResolveEvent: self._on_resolve,
+            c.PlaceBatch: trading.place_batch,
+            c.ModifyOrder: trading.modify,
+            c.CancelAll: trading.cancel_all,
+            c.Expire: _advance_clock,
+            c.Deposit: collateral.deposit,
+            c.Withdraw: collateral.withdraw,
+            c.Split: collateral.split,
+            c.Merge: collateral.merge,
+            c.SplitEvent: collateral.split_event,
+            c.MergeEvent: collateral.merge_event,
+            c.Convert: collateral.convert,
+            c.CreateEvent: admin.create_event,
+            c.UpdateEvent: admin.update_event,
+            c.DeleteEvent: admin.delete_event,
+            c.ResolveEvent: admin.resolve,
         }
 
     # --- applying commands ---------------------------------------------------------
 
-    def apply(self, cmd: c.Command) -> list[tuple]:
-        """Apply one command and return the events it produced (see ``events``)."""
-        out = self._out = []
+    def apply(self, cmd: c.Command) -> list[tuple[object, ...]]:
+        """Apply one command and return the events it produced (see ``events``).
+
+        Raises:
+            TypeError: if ``cmd`` is not one of the engine's commands.
+        """
+        out: list[tuple[object, ...]] = []
+        self._out = out
         seq = cmd.seq
         if seq:
             if seq <= self.last_seq:
@@ -84,97 +133,83 @@ class Engine(TradingMixin, CollateralMixin, AdminMixin, QueryMixin, SnapshotMixi
                             None, None))
                 return out
             self.last_seq = seq
-        if cmd.ts_ms > self.now_ms:
-            self.now_ms = cmd.ts_ms
+        ts_ms = cmd.ts_ms
+        if ts_ms > self.now_ms:
+            self.now_ms = ts_ms
         if self._expiry and self._expiry[0][0] <= self.now_ms:
             expired = self._expire_due()
             if expired:
                 self._flush()
                 out.append((CLOCK, self.now_ms, expired))
-        handler = self._handlers.get(type(cmd))
-        if handler is None:
-            raise TypeError(f"not an engine command: {cmd!r}")
-        handler(cmd)
+        kind = type(cmd)
+        if kind is _PLACE:
+            trading.place(self, cast(c.PlaceOrder, cmd))
+        elif kind is _CANCEL:
+            trading.cancel(self, cast(c.CancelOrder, cmd))
+        else:
+            handler = self._handlers.get(kind)
+            if handler is None:
+                raise TypeError(f"not an engine command: {cmd!r}")
+            handler(self, cmd)
         if self._d_orders or self._d_accounts or self._d_positions or self._d_markets:
             self._flush()
         return out
 
-    def apply_all(self, cmds) -> list[tuple]:
+    def apply_all(self, cmds: Iterable[c.Command]) -> list[tuple[object, ...]]:
         """Apply commands in order; all their events, concatenated."""
-        out: list[tuple] = []
+        out: list[tuple[object, ...]] = []
         for cmd in cmds:
             out.extend(self.apply(cmd))
         return out
 
-    def _on_batch(self, cmd: c.PlaceBatch) -> None:
-        out = self._out
-        for index, item in enumerate(cmd.orders):
-            out.append((BATCH_ITEM, index))
-            if item.user_id != cmd.user_id:
-                self._reject(item.user_id, "PlaceOrder", Reason.INVALID_ORDER,
-                             "every order of a batch must belong to the batch's user",
-                             coid=item.client_order_id)
-                continue
-            self._on_place(item)
-            self._flush()
-
     def _flush(self) -> None:
-        """Append the final state of everything the command touched, then forget it.
-
-        Plain loops with the snapshots inlined: a comprehension or a method call per
-        item is a new frame, and this runs for every command.
-        """
-        append = self._out.append
-        d = self._d_orders
-        if d:
-            for o in d:
-                append(o.snapshot())
-            d.clear()
-        d = self._d_positions
-        if d:
-            for p in d:
-                append(("position", p.user, p.market_id, p.yes, p.no, p.yes_reserved,
-                        p.no_reserved))
-            d.clear()
-        d = self._d_accounts
-        if d:
-            for a in d:
-                append(("balance", a.user, a.available, a.reserved))
-            d.clear()
-        d = self._d_markets
-        if d:
-            for m in d:
+        """Append the final state of everything the command touched, then forget it."""
+        out = self._out
+        if self._d_orders:
+            for o in self._d_orders:
+                out.append(o.snapshot())
+            self._d_orders.clear()
+        if self._d_positions:
+            for p in self._d_positions:
+                out.append(("position", p.user, p.market_id, p.yes, p.no, p.yes_reserved,
+                            p.no_reserved))
+            self._d_positions.clear()
+        if self._d_accounts:
+            for a in self._d_accounts:
+                out.append(("balance", a.user, a.available, a.reserved))
+            self._d_accounts.clear()
+        if self._d_markets:
+            for m in self._d_markets:
                 book = m.book
-                tick, mid = m.tick, m.id
-                bid_qty, ask_qty = book.bid_qty, book.ask_qty
+                tick = m.tick
+                mid = m.id
+                bid_qty = book.bid_qty
+                ask_qty = book.ask_qty
                 for key in book.dirty:
                     if key > 0:
-                        append(("book", mid, "bid", key * tick, bid_qty[key]))
+                        out.append(("book", mid, "bid", key * tick, bid_qty[key]))
                     else:
-                        append(("book", mid, "ask", -key * tick, ask_qty[-key]))
+                        out.append(("book", mid, "ask", -key * tick, ask_qty[-key]))
                 book.dirty.clear()
-            d.clear()
+            self._d_markets.clear()
 
     # --- helpers shared by the handlers ----------------------------------------------
 
-    def _next_id(self, kind: str) -> int:
-        """Assign the next id of ``kind`` (order, trade, event or market)."""
-        attr = f"last_{kind}_id"
-        value = getattr(self, attr) + self.id_stride
-        setattr(self, attr, value)
-        return value
-
-    def _reject(self, user_id, command: str, reason: str, message: str,
-                order_id: int | None = None, coid: str | None = None) -> None:
+    def _reject(self, user_id: object, command: str, reason: str, message: str,
+                order_id: object = None, coid: object = None) -> None:
+        """Report a command (or one order of a batch) that changes nothing."""
         self._out.append((REJECTED, user_id, command, reason, message, order_id, coid))
 
     def _account(self, user_id: int) -> Account:
+        """The user's account, opened on first use."""
         acct = self.accounts.get(user_id)
         if acct is None:
             acct = self.accounts[user_id] = Account(user_id)
         return acct
 
     def _position(self, acct: Account, market: Market) -> Position:
+        """The user's position in ``market``, created (and registered as a holder) on
+        first use."""
         pos = acct.positions.get(market.id)
         if pos is None:
             pos = acct.positions[market.id] = Position(acct.user, market.id)
@@ -190,6 +225,67 @@ class Engine(TradingMixin, CollateralMixin, AdminMixin, QueryMixin, SnapshotMixi
             expires_at, oid = heapq.heappop(heap)
             order = self.orders.get(oid)
             if order is not None and order.expires_at_ms == expires_at:
-                self._close(order, "expired", Reason.EXPIRED)
+                trading.close(self, order, EXPIRED, Reason.EXPIRED)
                 expired += 1
         return expired
+
+    # --- queries (queries.py) ----------------------------------------------------------
+
+    def best_bid(self, market_id: int) -> int | None:
+        """Best YES bid in units, or None."""
+        m = self.markets[market_id]
+        best = m.book.best_bid
+        return best * m.tick if best else None
+
+    def best_ask(self, market_id: int) -> int | None:
+        """Best YES ask in units, or None."""
+        m = self.markets[market_id]
+        b = m.book
+        return b.best_ask * m.tick if b.best_ask < b.n else None
+
+    def book(self, market_id: int, view: str = "yes",
+             depth: int | None = None) -> queries.BookView:
+        """Aggregated levels of a market's book in the YES or the NO view."""
+        return queries.book(self, market_id, view, depth)
+
+    def market_view(self, market_id: int) -> queries.MarketView:
+        """A market's trading state (prices in YES terms)."""
+        return queries.market_view(self, market_id)
+
+    def balance(self, user_id: int) -> tuple[int, int]:
+        """``(available, reserved)`` cash of a user, in units."""
+        acct = self.accounts.get(user_id)
+        return (acct.available, acct.reserved) if acct else (0, 0)
+
+    def positions(self, user_id: int) -> list[tuple[object, ...]]:
+        """``position`` event tuples of every market the user holds shares in."""
+        return queries.positions(self, user_id)
+
+    def open_orders(self, user_id: int,
+                    market_id: int | None = None) -> list[tuple[object, ...]]:
+        """``order`` event tuples of a user's open orders, oldest first."""
+        return queries.open_orders(self, user_id, market_id)
+
+    def order(self, order_id: int) -> tuple[object, ...] | None:
+        """An open order's ``order`` tuple (closed orders live in the database)."""
+        o = self.orders.get(order_id)
+        return o.snapshot() if o else None
+
+    def audit(self) -> queries.AuditReport:
+        """Check the money invariant and every internal invariant; never raises."""
+        return queries.audit(self)
+
+    # --- snapshots (snapshot.py) -------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The complete state as JSON-ready plain data."""
+        return snapshot.snapshot(self)
+
+    def digest(self) -> str:
+        """SHA-256 of the snapshot: equal digests mean equal state."""
+        return snapshot.digest(self)
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> Engine:
+        """A new engine in exactly the state ``data`` (from ``snapshot``) describes."""
+        return snapshot.restore(data)

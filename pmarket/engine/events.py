@@ -22,21 +22,21 @@ modification is that order itself.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
-ORDER = "order"
-FILL = "fill"
-REJECTED = "rejected"
-DUPLICATE = "duplicate"
-BALANCE = "balance"
-POSITION = "position"
-BOOK = "book"
-LEDGER = "ledger"
-EVENT = "event"
-EVENT_DELETED = "event_deleted"
-RESOLVED = "resolved"
-BATCH_ITEM = "batch_item"
-CLOCK = "clock"
+ORDER: Final = "order"
+FILL: Final = "fill"
+REJECTED: Final = "rejected"
+DUPLICATE: Final = "duplicate"
+BALANCE: Final = "balance"
+POSITION: Final = "position"
+BOOK: Final = "book"
+LEDGER: Final = "ledger"
+EVENT: Final = "event"
+EVENT_DELETED: Final = "event_deleted"
+RESOLVED: Final = "resolved"
+BATCH_ITEM: Final = "batch_item"
+CLOCK: Final = "clock"
 
 LAYOUTS: dict[str, tuple[str, ...]] = {
     # Full state of an order after the command, in its owner's terms.
@@ -85,38 +85,38 @@ class Reason:
     """Reason codes of ``rejected`` events and of orders closed by the engine."""
 
     # rejections
-    INSUFFICIENT_CASH = "insufficient_cash"
-    INSUFFICIENT_SHARES = "insufficient_shares"
-    MARKET_NOT_ACTIVE = "market_not_active"
-    EVENT_NOT_ACTIVE = "event_not_active"
-    ALREADY_RESOLVED = "already_resolved"
-    UNKNOWN_MARKET = "unknown_market"
-    UNKNOWN_EVENT = "unknown_event"
-    UNKNOWN_ORDER = "unknown_order"
-    UNKNOWN_OUTCOME = "unknown_outcome"
-    NOT_OWNER = "not_owner"
-    ORDER_NOT_OPEN = "order_not_open"
-    INVALID_PRICE = "invalid_price"
-    INVALID_QUANTITY = "invalid_quantity"
-    INVALID_AMOUNT = "invalid_amount"
-    INVALID_ORDER = "invalid_order"
-    INVALID_EVENT = "invalid_event"
-    INVALID_EXPIRY = "invalid_expiry"
-    POST_ONLY_WOULD_CROSS = "post_only_would_cross"
-    SINGLE_OUTCOME_EVENT = "single_outcome_event"
-    EVENT_NOT_DELETABLE = "event_not_deletable"
-    DUPLICATE_COMMAND = "duplicate_command"
+    INSUFFICIENT_CASH: Final = "insufficient_cash"
+    INSUFFICIENT_SHARES: Final = "insufficient_shares"
+    MARKET_NOT_ACTIVE: Final = "market_not_active"
+    EVENT_NOT_ACTIVE: Final = "event_not_active"
+    ALREADY_RESOLVED: Final = "already_resolved"
+    UNKNOWN_MARKET: Final = "unknown_market"
+    UNKNOWN_EVENT: Final = "unknown_event"
+    UNKNOWN_ORDER: Final = "unknown_order"
+    UNKNOWN_OUTCOME: Final = "unknown_outcome"
+    NOT_OWNER: Final = "not_owner"
+    ORDER_NOT_OPEN: Final = "order_not_open"
+    INVALID_PRICE: Final = "invalid_price"
+    INVALID_QUANTITY: Final = "invalid_quantity"
+    INVALID_AMOUNT: Final = "invalid_amount"
+    INVALID_ORDER: Final = "invalid_order"
+    INVALID_EVENT: Final = "invalid_event"
+    INVALID_EXPIRY: Final = "invalid_expiry"
+    POST_ONLY_WOULD_CROSS: Final = "post_only_would_cross"
+    SINGLE_OUTCOME_EVENT: Final = "single_outcome_event"
+    EVENT_NOT_DELETABLE: Final = "event_not_deletable"
+    DUPLICATE_COMMAND: Final = "duplicate_command"
     # why an order stopped
-    USER = "cancelled_by_user"
-    SELF_TRADE = "self_trade"
-    NOT_FILLED = "not_filled"  # ioc / market / fok remainder
-    EXPIRED = "expired"
-    EVENT_CLOSED = "event_closed"
-    EVENT_RESOLVED = "event_resolved"
-    EVENT_DELETED = "event_deleted"
+    USER: Final = "cancelled_by_user"
+    SELF_TRADE: Final = "self_trade"
+    NOT_FILLED: Final = "not_filled"  # ioc / market / fok remainder
+    EXPIRED: Final = "expired"
+    EVENT_CLOSED: Final = "event_closed"
+    EVENT_RESOLVED: Final = "event_resolved"
+    EVENT_DELETED: Final = "event_deleted"
 
 
-def as_dict(event: tuple) -> dict[str, Any]:
+def as_dict(event: tuple[Any, ...]) -> dict[str, Any]:
     """Name the fields of an event: ``{"type": kind, field: value, ...}``."""
     kind = event[0]
     names = LAYOUTS[kind]
@@ -127,7 +127,7 @@ def as_dict(event: tuple) -> dict[str, Any]:
     return out
 
 
-def command_events(events: list[tuple]) -> list[tuple]:
+def command_events(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """The events of the command itself, without the expirations its time caused."""
     for i, event in enumerate(events):
         if event[0] == CLOCK:
@@ -140,6 +140,6 @@ def command_events(events: list[tuple]) -> list[tuple]:
 _EXPIRY_KINDS = frozenset((ORDER, POSITION, BALANCE, BOOK))
 
 
-def of_kind(events: list[tuple], kind: str) -> list[dict[str, Any]]:
+def of_kind(events: list[tuple[Any, ...]], kind: str) -> list[dict[str, Any]]:
     """The events of one kind, as dicts, in order."""
     return [as_dict(e) for e in events if e[0] == kind]

@@ -6,19 +6,32 @@ Money invariant (DESIGN §1), checked by ``Engine.audit``:
 Shares only come into existence in fully collateralised bundles (mint, split, event
 split, convert), so every event's collateral equals what it will pay out under *any*
 resolution.
+
+Compiled with mypyc (see setup.py): classes here are native, with fixed, typed
+attributes.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .book import Book
+
+if TYPE_CHECKING:
+    from .book import Order
 
 
 class Position:
     """A user's shares of one market: held (reserved included) and locked by sells."""
 
-    __slots__ = ("market_id", "no", "no_reserved", "user", "yes", "yes_reserved")
+    user: int
+    market_id: int
+    yes: int
+    no: int
+    yes_reserved: int
+    no_reserved: int
 
-    def __init__(self, user: int, market_id: int):
+    def __init__(self, user: int, market_id: int) -> None:
         self.user = user
         self.market_id = market_id
         self.yes = 0
@@ -28,9 +41,10 @@ class Position:
 
     @property
     def is_empty(self) -> bool:
+        """Whether the user holds no share of this market."""
         return not (self.yes or self.no)
 
-    def snapshot(self) -> tuple:
+    def snapshot(self) -> tuple[object, ...]:
         """The ``position`` event for this position's current state."""
         return ("position", self.user, self.market_id, self.yes, self.no,
                 self.yes_reserved, self.no_reserved)
@@ -39,16 +53,20 @@ class Position:
 class Account:
     """A user's cash and positions, and the index of their open orders."""
 
-    __slots__ = ("available", "orders", "positions", "reserved", "user")
+    user: int
+    available: int
+    reserved: int
+    positions: dict[int, Position]
+    orders: dict[int, Order]  # open orders by id, in placement order
 
-    def __init__(self, user: int):
+    def __init__(self, user: int) -> None:
         self.user = user
         self.available = 0
         self.reserved = 0
-        self.positions: dict[int, Position] = {}
-        self.orders: dict[int, object] = {}  # open orders by id, in placement order
+        self.positions = {}
+        self.orders = {}
 
-    def snapshot(self) -> tuple:
+    def snapshot(self) -> tuple[object, ...]:
         """The ``balance`` event for this account's current state."""
         return ("balance", self.user, self.available, self.reserved)
 
@@ -56,29 +74,47 @@ class Account:
 class Market:
     """One binary market (one outcome of an event) with its canonical YES book."""
 
-    __slots__ = ("book", "event", "holders", "id", "last_price", "name", "status", "tick",
-                 "volume")
+    id: int
+    event: Event
+    name: str
+    tick: int
+    status: str
+    book: Book
+    last_price: int | None
+    volume: int  # shares traded
+    holders: dict[int, Position]  # by user, in the order they first held
 
-    def __init__(self, market_id: int, event: Event, name: str, tick: int, scale: int):
+    def __init__(self, market_id: int, event: Event, name: str, tick: int,
+                 scale: int) -> None:
         self.id = market_id
         self.event = event
         self.name = name
         self.tick = tick
         self.status = "active"
         self.book = Book(scale // tick)
-        self.last_price: int | None = None
-        self.volume = 0  # shares traded
-        self.holders: dict[int, Position] = {}  # by user
+        self.last_price = None
+        self.volume = 0
+        self.holders = {}
 
 
 class Event:
     """A question with one market per outcome, and the collateral backing its shares."""
 
-    __slots__ = ("category", "close_time_ms", "collateral", "created_ms", "description",
-                 "id", "markets", "slug", "status", "tick", "title", "void",
-                 "winning_outcome_id")
+    id: int
+    title: str
+    tick: int
+    created_ms: int
+    description: str
+    category: str
+    slug: str
+    close_time_ms: int | None
+    status: str
+    markets: list[Market]
+    collateral: int
+    winning_outcome_id: int | None
+    void: bool
 
-    def __init__(self, event_id: int, title: str, tick: int, created_ms: int):
+    def __init__(self, event_id: int, title: str, tick: int, created_ms: int) -> None:
         self.id = event_id
         self.title = title
         self.tick = tick
@@ -86,18 +122,19 @@ class Event:
         self.description = ""
         self.category = ""
         self.slug = ""
-        self.close_time_ms: int | None = None
+        self.close_time_ms = None
         self.status = "active"
-        self.markets: list[Market] = []
+        self.markets = []
         self.collateral = 0
-        self.winning_outcome_id: int | None = None
+        self.winning_outcome_id = None
         self.void = False
 
     @property
     def is_multi(self) -> bool:
+        """Whether the event has several outcomes (and so several markets)."""
         return len(self.markets) > 1
 
-    def snapshot(self) -> tuple:
+    def snapshot(self) -> tuple[object, ...]:
         """The ``event`` event for this event's current state."""
         return (
             "event", self.id, self.status, self.title, self.description, self.category,
@@ -110,7 +147,10 @@ class Event:
 class Treasury:
     """Money that crossed the exchange's boundary, and what the exchange itself keeps."""
 
-    __slots__ = ("deposits", "fees", "rounding", "withdrawals")
+    deposits: int
+    withdrawals: int
+    fees: int
+    rounding: int
 
     def __init__(self) -> None:
         self.deposits = 0

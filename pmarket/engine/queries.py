@@ -2,14 +2,21 @@
 
 Queries never change state. Prices are integer units; a book in the NO view swaps the
 sides of the YES book (NO bids = 1 - YES asks, NO asks = 1 - YES bids).
+
+Queries are functions of the engine; ``Engine`` exposes them as methods.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .book import BUY_NO, BUY_YES, SELL_NO, SELL_YES
 from .units import SCALE
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .ledger import Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,139 +62,129 @@ class AuditReport:
     fees: int
     rounding: int
     difference: int
-    markets: list[dict] = field(default_factory=list)
+    markets: list[dict[str, object]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
-class QueryMixin:
-    """Queries of ``Engine``."""
+def book(eng: Engine, market_id: int, view: str = "yes", depth: int | None = None) -> BookView:
+    """Aggregated levels of a market's book in the YES or the NO view."""
+    m = eng.markets[market_id]
+    tick = m.tick
+    bids = [(i * tick, q) for i, q in m.book.bid_levels(depth)]
+    asks = [(i * tick, q) for i, q in m.book.ask_levels(depth)]
+    last = m.last_price
+    if view == "no":
+        bids, asks = ([(SCALE - p, q) for p, q in asks], [(SCALE - p, q) for p, q in bids])
+        last = None if last is None else SCALE - last
+    elif view != "yes":
+        raise ValueError(f"view must be 'yes' or 'no', got {view!r}")
+    bb = bids[0][0] if bids else None
+    ba = asks[0][0] if asks else None
+    if bb is not None and ba is not None:
+        return BookView(market_id, view, bids, asks, bb, ba, bb + ba, ba - bb, last)
+    return BookView(market_id, view, bids, asks, bb, ba, None, None, last)
 
-    # --- books ---------------------------------------------------------------------
 
-    def best_bid(self, market_id: int) -> int | None:
-        """Best YES bid in units, or None."""
-        m = self.markets[market_id]
-        return m.book.best_bid * m.tick if m.book.best_bid else None
+def market_view(eng: Engine, market_id: int) -> MarketView:
+    """A market's trading state (prices in YES terms)."""
+    m = eng.markets[market_id]
+    return MarketView(m.id, m.event.id, m.name, m.status, m.tick, m.last_price,
+                      eng.best_bid(m.id), eng.best_ask(m.id), m.volume,
+                      sum(p.yes for p in m.holders.values()))
 
-    def best_ask(self, market_id: int) -> int | None:
-        """Best YES ask in units, or None."""
-        m = self.markets[market_id]
-        b = m.book
-        return b.best_ask * m.tick if b.best_ask < b.n else None
 
-    def book(self, market_id: int, view: str = "yes", depth: int | None = None) -> BookView:
-        """Aggregated levels of a market's book in the YES or the NO view."""
-        m = self.markets[market_id]
-        tick = m.tick
-        bids = [(i * tick, q) for i, q in m.book.bid_levels(depth)]
-        asks = [(i * tick, q) for i, q in m.book.ask_levels(depth)]
-        last = m.last_price
-        if view == "no":
-            bids, asks = ([(SCALE - p, q) for p, q in asks], [(SCALE - p, q) for p, q in bids])
-            last = None if last is None else SCALE - last
-        elif view != "yes":
-            raise ValueError(f"view must be 'yes' or 'no', got {view!r}")
-        bb = bids[0][0] if bids else None
-        ba = asks[0][0] if asks else None
-        both = bb is not None and ba is not None
-        return BookView(market_id, view, bids, asks, bb, ba, bb + ba if both else None,
-                        ba - bb if both else None, last)
+# --- accounts ------------------------------------------------------------------------
 
-    def market_view(self, market_id: int) -> MarketView:
-        m = self.markets[market_id]
-        return MarketView(m.id, m.event.id, m.name, m.status, m.tick, m.last_price,
-                          self.best_bid(m.id), self.best_ask(m.id), m.volume,
-                          sum(p.yes for p in m.holders.values()))
 
-    # --- accounts ------------------------------------------------------------------
+def positions(eng: Engine, user_id: int) -> list[tuple[object, ...]]:
+    """``position`` event tuples of every market the user holds shares in."""
+    acct = eng.accounts.get(user_id)
+    if acct is None:
+        return []
+    return [p.snapshot() for p in acct.positions.values()
+            if p.yes or p.no or p.market_id in eng.markets]
 
-    def balance(self, user_id: int) -> tuple[int, int]:
-        """``(available, reserved)`` cash of a user, in units."""
-        acct = self.accounts.get(user_id)
-        return (acct.available, acct.reserved) if acct else (0, 0)
 
-    def positions(self, user_id: int) -> list[tuple]:
-        """``position`` event tuples of every market the user holds shares in."""
-        acct = self.accounts.get(user_id)
-        if acct is None:
-            return []
-        return [p.snapshot() for p in acct.positions.values()
-                if p.yes or p.no or p.market_id in self.markets]
+def open_orders(eng: Engine, user_id: int,
+                market_id: int | None = None) -> list[tuple[object, ...]]:
+    """``order`` event tuples of a user's open orders, oldest first."""
+    acct = eng.accounts.get(user_id)
+    if acct is None:
+        return []
+    return [o.snapshot() for o in acct.orders.values()
+            if market_id is None or o.market.id == market_id]
 
-    def open_orders(self, user_id: int, market_id: int | None = None) -> list[tuple]:
-        """``order`` event tuples of a user's open orders, oldest first."""
-        acct = self.accounts.get(user_id)
-        if acct is None:
-            return []
-        return [o.snapshot() for o in acct.orders.values()
-                if market_id is None or o.market.id == market_id]
 
-    def order(self, order_id: int) -> tuple | None:
-        """An open order's ``order`` tuple (closed orders live in the database)."""
-        o = self.orders.get(order_id)
-        return o.snapshot() if o else None
+# --- the audit -----------------------------------------------------------------------
 
-    # --- the audit -----------------------------------------------------------------
 
-    def audit(self) -> AuditReport:
-        """Check the money invariant and every internal invariant; never raises."""
-        t = self.treasury
-        problems: list[str] = []
-        cash = sum(a.available + a.reserved for a in self.accounts.values())
-        collateral = sum(e.collateral for e in self.events.values())
-        difference = t.deposits - t.withdrawals - (cash + collateral + t.fees + t.rounding)
-        if difference:
-            problems.append(f"money invariant off by {difference} units")
-        need_cash: dict[int, int] = {}
-        need_shares: dict[tuple[int, int, int], int] = {}
-        for o in self.orders.values():
-            if o.action in (BUY_YES, BUY_NO):
-                need_cash[o.user] = need_cash.get(o.user, 0) + o.price * o.remaining
-            else:
-                key = (o.user, o.market.id, o.action)
-                need_shares[key] = need_shares.get(key, 0) + o.remaining
-        for a in self.accounts.values():
-            if a.available < 0 or a.reserved < 0:
-                problems.append(f"user {a.user} has negative cash")
-            if a.reserved != need_cash.get(a.user, 0):
-                problems.append(f"user {a.user} reserves {a.reserved} cash, open buys need "
-                                f"{need_cash.get(a.user, 0)}")
-            for p in a.positions.values():
-                if min(p.yes, p.no, p.yes_reserved, p.no_reserved) < 0:
-                    problems.append(f"user {a.user} has negative shares in {p.market_id}")
-                if p.yes_reserved > p.yes or p.no_reserved > p.no:
-                    problems.append(f"user {a.user} reserves more shares than held in "
-                                    f"{p.market_id}")
-                if p.yes_reserved != need_shares.get((a.user, p.market_id, SELL_YES), 0) or \
-                        p.no_reserved != need_shares.get((a.user, p.market_id, SELL_NO), 0):
-                    problems.append(f"user {a.user} share reservation in {p.market_id} differs "
-                                    "from open sells")
-        markets = []
-        for e in self.events.values():
-            problems.extend(self._audit_event(e))
-            for m in e.markets:
-                b = m.book
-                if b.best_bid and b.best_ask < b.n and b.best_bid >= b.best_ask:
-                    problems.append(f"market {m.id} book is crossed")
-                markets.append({
-                    "market_id": m.id, "event_id": e.id, "status": m.status,
-                    "yes_supply": sum(p.yes for p in m.holders.values()),
-                    "no_supply": sum(p.no for p in m.holders.values()),
-                    "event_collateral": e.collateral,
-                })
-        return AuditReport(not problems, t.deposits, t.withdrawals, cash, collateral, t.fees,
-                           t.rounding, difference, markets, problems)
+def _reservation_problems(eng: Engine) -> list[str]:
+    """Every account's reserved cash and shares against what its open orders need."""
+    problems: list[str] = []
+    need_cash: dict[int, int] = {}
+    need_shares: dict[tuple[int, int, int], int] = {}
+    for o in eng.orders.values():
+        if o.action in (BUY_YES, BUY_NO):
+            need_cash[o.user] = need_cash.get(o.user, 0) + o.price * o.remaining
+        else:
+            key = (o.user, o.market.id, o.action)
+            need_shares[key] = need_shares.get(key, 0) + o.remaining
+    for a in eng.accounts.values():
+        if a.available < 0 or a.reserved < 0:
+            problems.append(f"user {a.user} has negative cash")
+        if a.reserved != need_cash.get(a.user, 0):
+            problems.append(f"user {a.user} reserves {a.reserved} cash, open buys need "
+                            f"{need_cash.get(a.user, 0)}")
+        for p in a.positions.values():
+            if min(p.yes, p.no, p.yes_reserved, p.no_reserved) < 0:
+                problems.append(f"user {a.user} has negative shares in {p.market_id}")
+            if p.yes_reserved > p.yes or p.no_reserved > p.no:
+                problems.append(f"user {a.user} reserves more shares than held in "
+                                f"{p.market_id}")
+            if p.yes_reserved != need_shares.get((a.user, p.market_id, SELL_YES), 0) or \
+                    p.no_reserved != need_shares.get((a.user, p.market_id, SELL_NO), 0):
+                problems.append(f"user {a.user} share reservation in {p.market_id} differs "
+                                "from open sells")
+    return problems
 
-    def _audit_event(self, e) -> list[str]:
-        """Collateral must equal the payout of every possible resolution."""
-        if e.status == "resolved":
-            return [] if not e.collateral else [f"resolved event {e.id} still holds collateral"]
-        yes = [sum(p.yes for p in m.holders.values()) for m in e.markets]
-        no = [sum(p.no for p in m.holders.values()) for m in e.markets]
-        total_no = sum(no)
-        payouts = {f"outcome {m.id}": (yes[k] + total_no - no[k]) * SCALE
-                   for k, m in enumerate(e.markets)}
-        if not e.is_multi:
-            payouts["no winner"] = no[0] * SCALE
-        return [f"event {e.id}: collateral {e.collateral} but resolution '{r}' pays {p}"
-                for r, p in payouts.items() if p != e.collateral]
+
+def audit(eng: Engine) -> AuditReport:
+    """Check the money invariant and every internal invariant; never raises."""
+    t = eng.treasury
+    problems: list[str] = []
+    cash = sum(a.available + a.reserved for a in eng.accounts.values())
+    collateral = sum(e.collateral for e in eng.events.values())
+    difference = t.deposits - t.withdrawals - (cash + collateral + t.fees + t.rounding)
+    if difference:
+        problems.append(f"money invariant off by {difference} units")
+    problems.extend(_reservation_problems(eng))
+    markets: list[dict[str, object]] = []
+    for e in eng.events.values():
+        problems.extend(_audit_event(e))
+        for m in e.markets:
+            b = m.book
+            if b.best_bid and b.best_ask < b.n and b.best_bid >= b.best_ask:
+                problems.append(f"market {m.id} book is crossed")
+            markets.append({
+                "market_id": m.id, "event_id": e.id, "status": m.status,
+                "yes_supply": sum(p.yes for p in m.holders.values()),
+                "no_supply": sum(p.no for p in m.holders.values()),
+                "event_collateral": e.collateral,
+            })
+    return AuditReport(not problems, t.deposits, t.withdrawals, cash, collateral, t.fees,
+                       t.rounding, difference, markets, problems)
+
+
+def _audit_event(e: Event) -> list[str]:
+    """Collateral must equal the payout of every possible resolution."""
+    if e.status == "resolved":
+        return [] if not e.collateral else [f"resolved event {e.id} still holds collateral"]
+    yes = [sum(p.yes for p in m.holders.values()) for m in e.markets]
+    no = [sum(p.no for p in m.holders.values()) for m in e.markets]
+    total_no = sum(no)
+    payouts = {f"outcome {m.id}": (yes[k] + total_no - no[k]) * SCALE
+               for k, m in enumerate(e.markets)}
+    if not e.is_multi:
+        payouts["no winner"] = no[0] * SCALE
+    return [f"event {e.id}: collateral {e.collateral} but resolution '{r}' pays {p}"
+            for r, p in payouts.items() if p != e.collateral]

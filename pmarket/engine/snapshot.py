@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -18,120 +19,148 @@ from .book import Order
 from .ledger import Account, Event, Market, Position
 from .units import SCALE
 
-SNAPSHOT_VERSION = 2
-_ID_KINDS = ("order", "trade", "event", "market")
+if TYPE_CHECKING:
+    from .engine import Engine
 
-_ORDER_FIELDS = ("id", "user", "action", "price", "quantity", "remaining", "filled", "status",
-                 "created_ms", "updated_ms", "reason", "order_type", "tif", "post_only",
-                 "expires_at_ms", "client_order_id", "stp")
+SNAPSHOT_VERSION: Final = 2
 
 
-def _order_data(o: Order) -> dict:
-    data = {f: getattr(o, f) for f in _ORDER_FIELDS}
-    data["market"] = o.market.id
-    return data
+def _order_data(o: Order) -> dict[str, object]:
+    return {
+        "id": o.id, "user": o.user, "action": o.action, "price": o.price,
+        "quantity": o.quantity, "remaining": o.remaining, "filled": o.filled,
+        "status": o.status, "created_ms": o.created_ms, "updated_ms": o.updated_ms,
+        "reason": o.reason, "order_type": o.order_type, "tif": o.tif,
+        "post_only": o.post_only, "expires_at_ms": o.expires_at_ms,
+        "client_order_id": o.client_order_id, "stp": o.stp, "market": o.market.id,
+    }
 
 
-class SnapshotMixin:
-    """``snapshot``, ``restore`` and ``digest`` of ``Engine``."""
+def _event_data(e: Event) -> dict[str, object]:
+    return {
+        "id": e.id, "title": e.title, "tick": e.tick, "created_ms": e.created_ms,
+        "description": e.description, "category": e.category, "slug": e.slug,
+        "close_time_ms": e.close_time_ms, "status": e.status, "collateral": e.collateral,
+        "winning_outcome_id": e.winning_outcome_id, "void": e.void,
+        "markets": [[m.id, m.name, m.status, m.last_price, m.volume, list(m.holders)]
+                    for m in e.markets],
+    }
 
-    def snapshot(self) -> dict:
-        """The complete state as JSON-ready plain data."""
-        t = self.treasury
-        return {
-            "version": SNAPSHOT_VERSION,
-            "ids": {"offset": self.id_offset, "stride": self.id_stride,
-                    **{k: getattr(self, f"last_{k}_id") for k in _ID_KINDS}},
-            "now_ms": self.now_ms,
-            "last_seq": self.last_seq,
-            "treasury": [t.deposits, t.withdrawals, t.fees, t.rounding],
-            "events": [self._event_data(e) for e in self.events.values()],
-            "accounts": [
-                [a.user, a.available, a.reserved,
-                 [[p.market_id, p.yes, p.no, p.yes_reserved, p.no_reserved]
-                  for p in a.positions.values()]]
-                for a in self.accounts.values()
-            ],
-            "orders": [_order_data(o) for o in self.orders.values()],
-            "client_orders": [
-                [user, coid, o.id if o.id in self.orders and self.orders[o.id] is o
-                 else _order_data(o)]
-                for (user, coid), o in self.client_orders.items()
-            ],
-        }
 
-    @staticmethod
-    def _event_data(e: Event) -> dict:
-        return {
-            "id": e.id, "title": e.title, "tick": e.tick, "created_ms": e.created_ms,
-            "description": e.description, "category": e.category, "slug": e.slug,
-            "close_time_ms": e.close_time_ms, "status": e.status, "collateral": e.collateral,
-            "winning_outcome_id": e.winning_outcome_id, "void": e.void,
-            "markets": [[m.id, m.name, m.status, m.last_price, m.volume, list(m.holders)]
-                        for m in e.markets],
-        }
+def snapshot(eng: Engine) -> dict[str, Any]:
+    """The complete state as JSON-ready plain data."""
+    t = eng.treasury
+    return {
+        "version": SNAPSHOT_VERSION,
+        "ids": {"offset": eng.id_offset, "stride": eng.id_stride,
+                "order": eng.last_order_id, "trade": eng.last_trade_id,
+                "event": eng.last_event_id, "market": eng.last_market_id},
+        "now_ms": eng.now_ms,
+        "last_seq": eng.last_seq,
+        "treasury": [t.deposits, t.withdrawals, t.fees, t.rounding],
+        "events": [_event_data(e) for e in eng.events.values()],
+        "accounts": [
+            [a.user, a.available, a.reserved,
+             [[p.market_id, p.yes, p.no, p.yes_reserved, p.no_reserved]
+              for p in a.positions.values()]]
+            for a in eng.accounts.values()
+        ],
+        "orders": [_order_data(o) for o in eng.orders.values()],
+        "client_orders": [
+            [user, coid, o.id if eng.orders.get(o.id) is o else _order_data(o)]
+            for (user, coid), o in eng.client_orders.items()
+        ],
+    }
 
-    def digest(self) -> str:
-        """SHA-256 of the snapshot: equal digests mean equal state."""
-        return hashlib.sha256(orjson.dumps(self.snapshot())).hexdigest()
 
-    @classmethod
-    def restore(cls, data: dict):
-        """A new engine in exactly the state ``data`` (from ``snapshot``) describes."""
-        if data.get("version") != SNAPSHOT_VERSION:
-            raise ValueError(f"unsupported snapshot version {data.get('version')!r}")
-        ids = data["ids"]
-        eng = cls(id_offset=ids["offset"], id_stride=ids["stride"])
-        for kind in _ID_KINDS:
-            setattr(eng, f"last_{kind}_id", ids[kind])
-        eng.now_ms = data["now_ms"]
-        eng.last_seq = data["last_seq"]
-        t = eng.treasury
-        t.deposits, t.withdrawals, t.fees, t.rounding = data["treasury"]
-        holder_order: dict[int, list[int]] = {}
-        for ed in data["events"]:
-            e = Event(ed["id"], ed["title"], ed["tick"], ed["created_ms"])
-            for f in ("description", "category", "slug", "close_time_ms", "status",
-                      "collateral", "winning_outcome_id", "void"):
-                setattr(e, f, ed[f])
-            for mid, name, status, last, volume, holders in ed["markets"]:
-                m = Market(mid, e, name, e.tick, SCALE)
-                m.status, m.last_price, m.volume = status, last, volume
-                holder_order[mid] = holders
-                e.markets.append(m)
-                eng.markets[mid] = m
-            eng.events[e.id] = e
-        for user, available, reserved, positions in data["accounts"]:
-            a = eng.accounts[user] = Account(user)
-            a.available, a.reserved = available, reserved
-            for mid, yes, no, yes_res, no_res in positions:
-                p = a.positions[mid] = Position(user, mid)
-                p.yes, p.no, p.yes_reserved, p.no_reserved = yes, no, yes_res, no_res
-        # Holders in their original order: resolution pays out in that order.
-        for mid, holders in holder_order.items():
-            eng.markets[mid].holders = {u: eng.accounts[u].positions[mid] for u in holders}
-        for od in data["orders"]:
-            o = eng._order_from(od)
-            o.account = eng.accounts[o.user]
-            o.position = o.account.positions[o.market.id]
-            o.market.book.rest(o)
-            eng.orders[o.id] = o
-            o.account.orders[o.id] = o
-            if o.expires_at_ms is not None:
-                heapq.heappush(eng._expiry, (o.expires_at_ms, o.id))
-        for user, coid, ref in data["client_orders"]:
-            eng.client_orders[(user, coid)] = (
-                eng.orders[ref] if isinstance(ref, int) else eng._order_from(ref))
-        for m in eng.markets.values():
-            m.book.dirty.clear()
-        return eng
+def digest(eng: Engine) -> str:
+    """SHA-256 of the snapshot: equal digests mean equal state."""
+    return hashlib.sha256(orjson.dumps(snapshot(eng))).hexdigest()
 
-    def _order_from(self, od: dict) -> Order:
-        market = self.markets[od["market"]]
-        yes = od["action"] in (0, 2)
-        slot = (od["price"] if yes else SCALE - od["price"]) // market.tick
-        o = Order(od["id"], od["user"], market, od["action"], od["price"], slot,
-                  od["quantity"], od["created_ms"])
-        for f in _ORDER_FIELDS[4:]:
-            setattr(o, f, od[f])
-        return o
+
+def restore(data: dict[str, Any]) -> Engine:
+    """A new engine in exactly the state ``data`` (from ``snapshot``) describes.
+
+    Raises:
+        ValueError: if the snapshot has another format version.
+    """
+    from .engine import Engine  # engine.py imports this module
+
+    if data.get("version") != SNAPSHOT_VERSION:
+        raise ValueError(f"unsupported snapshot version {data.get('version')!r}")
+    ids = data["ids"]
+    eng = Engine(id_offset=ids["offset"], id_stride=ids["stride"])
+    eng.last_order_id = ids["order"]
+    eng.last_trade_id = ids["trade"]
+    eng.last_event_id = ids["event"]
+    eng.last_market_id = ids["market"]
+    eng.now_ms = data["now_ms"]
+    eng.last_seq = data["last_seq"]
+    t = eng.treasury
+    t.deposits, t.withdrawals, t.fees, t.rounding = data["treasury"]
+    holder_order: dict[int, list[int]] = {}
+    for ed in data["events"]:
+        _restore_event(eng, ed, holder_order)
+    for user, available, reserved, positions in data["accounts"]:
+        a = eng.accounts[user] = Account(user)
+        a.available, a.reserved = available, reserved
+        for mid, yes, no, yes_res, no_res in positions:
+            p = a.positions[mid] = Position(user, mid)
+            p.yes, p.no, p.yes_reserved, p.no_reserved = yes, no, yes_res, no_res
+    # Holders in their original order: resolution pays out in that order.
+    for mid, holders in holder_order.items():
+        eng.markets[mid].holders = {u: eng.accounts[u].positions[mid] for u in holders}
+    for od in data["orders"]:
+        o = order_from(eng, od)
+        o.market.book.rest(o)
+        eng.orders[o.id] = o
+        o.account.orders[o.id] = o
+        if o.expires_at_ms is not None:
+            heapq.heappush(eng._expiry, (o.expires_at_ms, o.id))
+    for user, coid, ref in data["client_orders"]:
+        eng.client_orders[(user, coid)] = (
+            eng.orders[ref] if isinstance(ref, int) else order_from(eng, ref))
+    for m in eng.markets.values():
+        m.book.dirty.clear()
+    return eng
+
+
+def _restore_event(eng: Engine, ed: dict[str, Any], holder_order: dict[int, list[int]]) -> None:
+    e = Event(ed["id"], ed["title"], ed["tick"], ed["created_ms"])
+    e.description = ed["description"]
+    e.category = ed["category"]
+    e.slug = ed["slug"]
+    e.close_time_ms = ed["close_time_ms"]
+    e.status = ed["status"]
+    e.collateral = ed["collateral"]
+    e.winning_outcome_id = ed["winning_outcome_id"]
+    e.void = ed["void"]
+    for mid, name, status, last, volume, holders in ed["markets"]:
+        m = Market(mid, e, name, e.tick, SCALE)
+        m.status, m.last_price, m.volume = status, last, volume
+        holder_order[mid] = holders
+        e.markets.append(m)
+        eng.markets[mid] = m
+    eng.events[e.id] = e
+
+
+def order_from(eng: Engine, od: dict[str, Any]) -> Order:
+    """An order as ``_order_data`` stored it, tied to its market, account and position."""
+    market = eng.markets[od["market"]]
+    yes = od["action"] in (0, 2)
+    slot = (od["price"] if yes else SCALE - od["price"]) // market.tick
+    acct = eng.accounts[od["user"]]
+    o = Order(od["id"], od["user"], market, od["action"], od["price"], slot,
+              od["quantity"], od["created_ms"], acct, acct.positions.get(market.id))
+    o.remaining = od["remaining"]
+    o.filled = od["filled"]
+    o.status = od["status"]
+    o.updated_ms = od["updated_ms"]
+    o.reason = od["reason"]
+    o.order_type = od["order_type"]
+    o.tif = od["tif"]
+    o.post_only = od["post_only"]
+    o.expires_at_ms = od["expires_at_ms"]
+    o.client_order_id = od["client_order_id"]
+    o.stp = od["stp"]
+    return o

@@ -12,31 +12,32 @@ sentence saying what is wrong; nothing is ever rounded silently.
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from typing import Any, Final
 
-SCALE = 10_000
+SCALE: Final = 10_000
 """Units per dollar (and per share's full payout)."""
 
-DECIMALS = 4
+DECIMALS: Final = 4
 """Decimal places of one unit."""
 
-VALID_TICKS = (100, 10, 1)
+VALID_TICKS: Final = (100, 10, 1)
 """Supported tick sizes in units: 0.01, 0.001 and 0.0001."""
 
-MAX_QUANTITY = 1_000_000_000
+MAX_QUANTITY: Final = 1_000_000_000
 """Largest quantity of shares in one order, split or merge."""
 
-MAX_AMOUNT = 10**15
+MAX_AMOUNT: Final = 10**15
 """Largest amount of money (units) in one deposit or withdrawal: $100 billion."""
 
-
-def _to_decimal(value: str | int | Decimal, what: str) -> Decimal:
+def _to_decimal(value: object, what: str) -> Decimal:
     if isinstance(value, bool):
         raise ValueError(f"{what} must be a decimal number, not a boolean")
     if isinstance(value, float):
         # A float has already lost exactness; go through its shortest repr.
         value = repr(value)
     try:
-        number = Decimal(value) if not isinstance(value, Decimal) else value
+        loose: Any = value  # Decimal() itself decides what it accepts
+        number = value if isinstance(value, Decimal) else Decimal(loose)
     except (InvalidOperation, ValueError, TypeError):
         raise ValueError(f"{what} must be a decimal number, got {value!r}") from None
     if not number.is_finite():
@@ -44,8 +45,8 @@ def _to_decimal(value: str | int | Decimal, what: str) -> Decimal:
     return number
 
 
-def to_units(value: str | int | Decimal, what: str = "amount") -> int:
-    """Convert a decimal dollar value to an exact number of units.
+def to_units(value: object, what: str = "amount") -> int:
+    """Convert a decimal dollar value (str, int, float or Decimal) to exact units.
 
     Raises:
         ValueError: if the value is not a number or has more than 4 decimal places.
@@ -56,7 +57,7 @@ def to_units(value: str | int | Decimal, what: str = "amount") -> int:
     return int(number)
 
 
-def parse_amount(value: str | int | Decimal, what: str = "amount") -> int:
+def parse_amount(value: object, what: str = "amount") -> int:
     """Parse a positive amount of money into units (at most ``MAX_AMOUNT``)."""
     units = to_units(value, what)
     if units <= 0:
@@ -66,7 +67,7 @@ def parse_amount(value: str | int | Decimal, what: str = "amount") -> int:
     return units
 
 
-def parse_tick(value: str | int | Decimal) -> int:
+def parse_tick(value: object) -> int:
     """Parse a tick size ("0.01", "0.001" or "0.0001") into units."""
     units = to_units(value, "tick_size")
     if units not in VALID_TICKS:
@@ -74,7 +75,7 @@ def parse_tick(value: str | int | Decimal) -> int:
     return units
 
 
-def parse_price(value: str | int | Decimal, tick: int = 100) -> int:
+def parse_price(value: object, tick: int = 100) -> int:
     """Parse a price that must lie on the ``tick`` grid strictly between 0 and 1."""
     units = to_units(value, "price")
     check_price(units, tick, value)

@@ -34,7 +34,7 @@ async def test_fifty_simultaneous_withdrawals_of_the_whole_balance_exactly_one_s
 async def test_a_broken_invariant_stops_the_writer_loudly():
     engine = Engine()
 
-    def boom(cmd):
+    def boom(eng, cmd):
         raise AssertionError("invariant broken")
 
     engine._handlers[Deposit] = boom
