@@ -79,7 +79,7 @@ class Ladder(Static):
         asks = book.asks[:rows]
         bids = book.bids[:rows]
         biggest = max([lv.quantity for lv in asks + bids] or [1])
-        bar_room = max(4, width - 22)
+        bar_room = max(4, width - 27)  # 6 own + 8 price + 8 size + gaps
         text = Text(no_wrap=True, overflow="crop")
         text.append(f"{'own':>6} {'price':>7} {'size':>8}  depth\n", style="bold dim")
         for _ in range(rows - len(asks)):
@@ -112,4 +112,6 @@ class Ladder(Static):
             parts.append(f"mid {fmt.price(book.mid, self.tick / 2)}")
         parts.append(f"last {fmt.price(book.last_price, self.tick)}")
         line = " · ".join(parts)
+        if len(line) > width - 4:
+            line = " · ".join(p for p in parts if not p.startswith("mid"))
         return f"{'─' * 2} {line} ".ljust(width, "─")[:width]
