@@ -174,11 +174,11 @@ def resolve(eng: Engine, cmd: c.ResolveEvent) -> None:
                 amount = (pos.yes if won else pos.no) * SCALE
             quantity = pos.yes + pos.no
             pos.yes = pos.no = 0
-            eng._d_positions[pos] = None
+            eng._touch_position(pos)
             if amount:
                 acct = eng.accounts[pos.user]
                 acct.available += amount
-                eng._d_accounts[acct] = None
+                eng._touch_account(acct)
             paid += amount
             ledger(eng, pos.user, "payout", amount, event.id, market.id, quantity)
         market.status = "resolved"

@@ -76,6 +76,7 @@ class Order:
     client_order_id: str | None
     stp: str
     reason: str | None
+    touched: bool  # listed among what the current command changed
 
     def __init__(self, oid: int, user: int, market: Market, action: int, price: int,
                  slot: int, quantity: int, ts_ms: int, account: Account,
@@ -103,6 +104,7 @@ class Order:
         self.client_order_id = None
         self.stp = "cancel_resting"
         self.reason = None
+        self.touched = False
 
     @property
     def is_buy(self) -> bool:
@@ -181,7 +183,8 @@ class Book:
     ask_qty: list[int]
     best_bid: int
     best_ask: int
-    dirty: dict[int, None]
+    dirty: list[int]
+    marked: list[bool]
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -191,8 +194,25 @@ class Book:
         self.ask_qty = [0] * (n + 1)
         self.best_bid = 0
         self.best_ask = n
-        # Levels changed by the current command: +slot for bids, -slot for asks.
-        self.dirty = {}
+        # Levels changed by the current command: +slot for bids, -slot for asks, in
+        # the order first changed; ``marked[n + key]`` says whether ``key`` is listed.
+        self.dirty = []
+        self.marked = [False] * (2 * n + 1)
+
+    def mark(self, key: int) -> None:
+        """Note that level ``key`` (+slot: bid, -slot: ask) changed in this command."""
+        k = key + self.n
+        if not self.marked[k]:
+            self.marked[k] = True
+            self.dirty.append(key)
+
+    def clear_dirty(self) -> None:
+        """Forget which levels changed (after their ``book`` events were emitted)."""
+        n = self.n
+        marked = self.marked
+        for key in self.dirty:
+            marked[key + n] = False
+        self.dirty.clear()
 
     # --- resting and removing ----------------------------------------------------
 
@@ -208,7 +228,7 @@ class Book:
             self.bid_qty[i] += order.remaining
             if i > self.best_bid:
                 self.best_bid = i
-            self.dirty[i] = None
+            self.mark(i)
         else:
             level = self.asks[i]
             if level is None:
@@ -217,7 +237,7 @@ class Book:
             self.ask_qty[i] += order.remaining
             if i < self.best_ask:
                 self.best_ask = i
-            self.dirty[-i] = None
+            self.mark(-i)
 
     def remove(self, order: Order) -> None:
         """Take a live order out of the book (tombstone; O(1) amortised)."""
@@ -226,7 +246,7 @@ class Book:
         if order.is_bid:
             left = self.bid_qty[i] - order.remaining
             self.bid_qty[i] = left
-            self.dirty[i] = None
+            self.mark(i)
             level = self.bids[i]
             assert level is not None
             if left == 0:
@@ -238,7 +258,7 @@ class Book:
         else:
             left = self.ask_qty[i] - order.remaining
             self.ask_qty[i] = left
-            self.dirty[-i] = None
+            self.mark(-i)
             level = self.asks[i]
             assert level is not None
             if left == 0:
@@ -253,10 +273,10 @@ class Book:
         order.remaining -= by
         if order.is_bid:
             self.bid_qty[order.slot] -= by
-            self.dirty[order.slot] = None
+            self.mark(order.slot)
         else:
             self.ask_qty[order.slot] -= by
-            self.dirty[-order.slot] = None
+            self.mark(-order.slot)
 
     def next_bid(self, below: int) -> int:
         """Highest slot under ``below`` with live quantity, or 0."""

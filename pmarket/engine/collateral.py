@@ -64,7 +64,7 @@ def deposit(eng: Engine, cmd: c.Deposit) -> None:
     acct.available += cmd.amount
     eng.treasury.deposits += cmd.amount
     ledger(eng, cmd.user_id, "deposit", cmd.amount)
-    eng._d_accounts[acct] = None
+    eng._touch_account(acct)
 
 
 def withdraw(eng: Engine, cmd: c.Withdraw) -> None:
@@ -80,7 +80,7 @@ def withdraw(eng: Engine, cmd: c.Withdraw) -> None:
     acct.available -= cmd.amount
     eng.treasury.withdrawals += cmd.amount
     ledger(eng, cmd.user_id, "withdrawal", -cmd.amount)
-    eng._d_accounts[acct] = None
+    eng._touch_account(acct)
 
 
 # --- market level --------------------------------------------------------------------
@@ -114,8 +114,8 @@ def split(eng: Engine, cmd: c.Split) -> None:
     pos.no += cmd.quantity
     market.event.collateral += cost
     ledger(eng, cmd.user_id, "split", -cost, market.event.id, market.id, cmd.quantity)
-    eng._d_accounts[acct] = None
-    eng._d_positions[pos] = None
+    eng._touch_account(acct)
+    eng._touch_position(pos)
 
 
 def merge(eng: Engine, cmd: c.Merge) -> None:
@@ -136,8 +136,8 @@ def merge(eng: Engine, cmd: c.Merge) -> None:
     acct.available += q * SCALE
     market.event.collateral -= q * SCALE
     ledger(eng, cmd.user_id, "merge", q * SCALE, market.event.id, market.id, q)
-    eng._d_accounts[acct] = None
-    eng._d_positions[pos] = None
+    eng._touch_account(acct)
+    eng._touch_position(pos)
 
 
 def _has_cash(eng: Engine, cmd: c.Split | c.SplitEvent, command: str, cost: int) -> bool:
@@ -187,10 +187,10 @@ def split_event(eng: Engine, cmd: c.SplitEvent) -> None:
     for market in event.markets:
         pos = eng._position(acct, market)
         pos.yes += cmd.quantity
-        eng._d_positions[pos] = None
+        eng._touch_position(pos)
     event.collateral += cost
     ledger(eng, cmd.user_id, "split_event", -cost, event.id, None, cmd.quantity)
-    eng._d_accounts[acct] = None
+    eng._touch_account(acct)
 
 
 def _all_free(found: list[Position | None], q: int, yes: bool) -> list[Position] | None:
@@ -218,11 +218,11 @@ def merge_event(eng: Engine, cmd: c.MergeEvent) -> None:
         return
     for pos in held:
         pos.yes -= q
-        eng._d_positions[pos] = None
+        eng._touch_position(pos)
     acct.available += q * SCALE
     event.collateral -= q * SCALE
     ledger(eng, cmd.user_id, "merge_event", q * SCALE, event.id, None, q)
-    eng._d_accounts[acct] = None
+    eng._touch_account(acct)
 
 
 def convert(eng: Engine, cmd: c.Convert) -> None:
@@ -246,14 +246,14 @@ def convert(eng: Engine, cmd: c.Convert) -> None:
         return
     for pos in sources:
         pos.no -= q
-        eng._d_positions[pos] = None
+        eng._touch_position(pos)
     for market in event.markets:
         if market.id not in chosen:
             pos = eng._position(acct, market)
             pos.yes += q
-            eng._d_positions[pos] = None
+            eng._touch_position(pos)
     released = (len(chosen) - 1) * q * SCALE
     acct.available += released
     event.collateral -= released
     ledger(eng, cmd.user_id, "convert", released, event.id, None, q)
-    eng._d_accounts[acct] = None
+    eng._touch_account(acct)

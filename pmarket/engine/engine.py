@@ -67,10 +67,10 @@ class Engine:
     last_seq: int
     _expiry: list[tuple[int, int]]
     _out: list[tuple[object, ...]]
-    _d_orders: dict[Order, None]
-    _d_accounts: dict[Account, None]
-    _d_positions: dict[Position, None]
-    _d_markets: dict[Market, None]
+    _t_orders: list[Order]
+    _t_accounts: list[Account]
+    _t_positions: list[Position]
+    _t_markets: list[Market]
     _handlers: dict[type, Handler]
 
     def __init__(self, id_offset: int = 0, id_stride: int = 1) -> None:
@@ -91,11 +91,12 @@ class Engine:
         self.last_seq = 0
         self._expiry = []  # heap of (expires_at_ms, order_id)
         self._out = []
-        # What the current command touched, flushed as state events at its end.
-        self._d_orders = {}
-        self._d_accounts = {}
-        self._d_positions = {}
-        self._d_markets = {}
+        # What the current command touched, in the order first touched, flushed as
+        # state events at its end; each object's ``touched`` flag says it is listed.
+        self._t_orders = []
+        self._t_accounts = []
+        self._t_positions = []
+        self._t_markets = []
         # Every command but PlaceOrder and CancelOrder, which ``apply`` calls directly.
         self._handlers = {
             c.PlaceBatch: trading.place_batch,
@@ -151,7 +152,7 @@ class Engine:
             if handler is None:
                 raise TypeError(f"not an engine command: {cmd!r}")
             handler(self, cmd)
-        if self._d_orders or self._d_accounts or self._d_positions or self._d_markets:
+        if self._t_orders or self._t_accounts or self._t_positions or self._t_markets:
             self._flush()
         return out
 
@@ -165,21 +166,25 @@ class Engine:
     def _flush(self) -> None:
         """Append the final state of everything the command touched, then forget it."""
         out = self._out
-        if self._d_orders:
-            for o in self._d_orders:
+        if self._t_orders:
+            for o in self._t_orders:
+                o.touched = False
                 out.append(o.snapshot())
-            self._d_orders.clear()
-        if self._d_positions:
-            for p in self._d_positions:
+            self._t_orders = []
+        if self._t_positions:
+            for p in self._t_positions:
+                p.touched = False
                 out.append(("position", p.user, p.market_id, p.yes, p.no, p.yes_reserved,
                             p.no_reserved))
-            self._d_positions.clear()
-        if self._d_accounts:
-            for a in self._d_accounts:
+            self._t_positions = []
+        if self._t_accounts:
+            for a in self._t_accounts:
+                a.touched = False
                 out.append(("balance", a.user, a.available, a.reserved))
-            self._d_accounts.clear()
-        if self._d_markets:
-            for m in self._d_markets:
+            self._t_accounts = []
+        if self._t_markets:
+            for m in self._t_markets:
+                m.touched = False
                 book = m.book
                 tick = m.tick
                 mid = m.id
@@ -190,8 +195,32 @@ class Engine:
                         out.append(("book", mid, "bid", key * tick, bid_qty[key]))
                     else:
                         out.append(("book", mid, "ask", -key * tick, ask_qty[-key]))
-                book.dirty.clear()
-            self._d_markets.clear()
+                book.clear_dirty()
+            self._t_markets = []
+
+    def _touch_order(self, o: Order) -> None:
+        """Emit the order's final state at the end of this command."""
+        if not o.touched:
+            o.touched = True
+            self._t_orders.append(o)
+
+    def _touch_account(self, a: Account) -> None:
+        """Emit the account's final balance at the end of this command."""
+        if not a.touched:
+            a.touched = True
+            self._t_accounts.append(a)
+
+    def _touch_position(self, p: Position) -> None:
+        """Emit the position's final state at the end of this command."""
+        if not p.touched:
+            p.touched = True
+            self._t_positions.append(p)
+
+    def _touch_market(self, m: Market) -> None:
+        """Emit the changed levels of the market's book at the end of this command."""
+        if not m.touched:
+            m.touched = True
+            self._t_markets.append(m)
 
     # --- helpers shared by the handlers ----------------------------------------------
 

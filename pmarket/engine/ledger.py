@@ -30,6 +30,7 @@ class Position:
     no: int
     yes_reserved: int
     no_reserved: int
+    touched: bool  # listed among what the current command changed
 
     def __init__(self, user: int, market_id: int) -> None:
         self.user = user
@@ -38,6 +39,7 @@ class Position:
         self.no = 0
         self.yes_reserved = 0
         self.no_reserved = 0
+        self.touched = False
 
     @property
     def is_empty(self) -> bool:
@@ -58,6 +60,7 @@ class Account:
     reserved: int
     positions: dict[int, Position]
     orders: dict[int, Order]  # open orders by id, in placement order
+    touched: bool  # listed among what the current command changed
 
     def __init__(self, user: int) -> None:
         self.user = user
@@ -65,6 +68,7 @@ class Account:
         self.reserved = 0
         self.positions = {}
         self.orders = {}
+        self.touched = False
 
     def snapshot(self) -> tuple[object, ...]:
         """The ``balance`` event for this account's current state."""
@@ -83,6 +87,7 @@ class Market:
     last_price: int | None
     volume: int  # shares traded
     holders: dict[int, Position]  # by user, in the order they first held
+    touched: bool  # listed among what the current command changed
 
     def __init__(self, market_id: int, event: Event, name: str, tick: int,
                  scale: int) -> None:
@@ -95,6 +100,7 @@ class Market:
         self.last_price = None
         self.volume = 0
         self.holders = {}
+        self.touched = False
 
 
 class Event:

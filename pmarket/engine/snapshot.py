@@ -121,7 +121,7 @@ def restore(data: dict[str, Any]) -> Engine:
         eng.client_orders[(user, coid)] = (
             eng.orders[ref] if isinstance(ref, int) else order_from(eng, ref))
     for m in eng.markets.values():
-        m.book.dirty.clear()
+        m.book.clear_dirty()
     return eng
 
 

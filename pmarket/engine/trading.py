@@ -69,7 +69,7 @@ def place(eng: Engine, cmd: c.PlaceOrder) -> Order | None:
         prev = eng.client_orders.get((uid, coid))
         if prev is not None:
             eng._out.append((DUPLICATE, prev.id, uid, coid))
-            eng._d_orders[prev] = None
+            eng._touch_order(prev)
             return prev
     market = eng.markets.get(cmd.market_id)
     if market is None:
@@ -172,7 +172,7 @@ def place(eng: Engine, cmd: c.PlaceOrder) -> Order | None:
     if coid is not None:
         order.client_order_id = coid
         eng.client_orders[(uid, coid)] = order
-    eng._d_orders[order] = None
+    eng._touch_order(order)
     if tif is _FOK:
         if not _fillable(order):
             order.status = CANCELLED
@@ -182,20 +182,20 @@ def place(eng: Engine, cmd: c.PlaceOrder) -> Order | None:
     if buy:
         acct.available -= cost
         acct.reserved += cost
-        eng._d_accounts[acct] = None
+        eng._touch_account(acct)
     else:
         assert pos is not None
         if yes:
             pos.yes_reserved += qty
         else:
             pos.no_reserved += qty
-        eng._d_positions[pos] = None
+        eng._touch_position(pos)
     if crosses:
         _match(eng, order)
         _settle_taker(eng, order, tif)
     elif tif is _GTC:  # the common case, inlined: a new order that rests untouched
         book.rest(order)
-        eng._d_markets[market] = None
+        eng._touch_market(market)
         eng.orders[oid] = order
         acct.orders[oid] = order
     else:
@@ -231,7 +231,7 @@ def _settle_taker(eng: Engine, order: Order, tif: TimeInForce) -> None:
     order.status = PARTIALLY_FILLED if order.filled else OPEN
     market = order.market
     market.book.rest(order)
-    eng._d_markets[market] = None
+    eng._touch_market(market)
     eng.orders[order.id] = order
     order.account.orders[order.id] = order
     if tif is _GTD:
@@ -283,10 +283,6 @@ def _match(eng: Engine, t: Order) -> None:
     tick = market.tick
     now = eng.now_ms
     out = eng._out
-    d_orders = eng._d_orders
-    d_accounts = eng._d_accounts
-    d_positions = eng._d_positions
-    dirty = book.dirty
     orders = eng.orders
     uid = t.user
     t_bid = t.is_bid
@@ -369,14 +365,14 @@ def _match(eng: Engine, t: Order) -> None:
             tid = eng.last_trade_id = eng.last_trade_id + stride
             out.append((FILL, tid, mid, price, q, kind, taker_side,
                         t.id, uid, mk.id, mk.user, now))
-            d_orders[mk] = None
-            d_accounts[ba] = None
-            d_accounts[aa] = None
-            d_positions[bp] = None
-            d_positions[ap] = None
+            eng._touch_order(mk)
+            eng._touch_account(ba)
+            eng._touch_account(aa)
+            eng._touch_position(bp)
+            eng._touch_position(ap)
             market.last_price = price
             market.volume += q
-        dirty[sign * i] = None
+        book.mark(sign * i)
         if t.reason is not None:  # self-trade prevention stopped the taker
             break
         if not qty[i]:
@@ -388,7 +384,7 @@ def _match(eng: Engine, t: Order) -> None:
     if collateral:
         market.event.collateral += collateral
     t.updated_ms = now
-    eng._d_markets[market] = None
+    eng._touch_market(market)
 
 
 def _self_trade(eng: Engine, taker: Order, maker: Order) -> bool:
@@ -436,14 +432,14 @@ def close(eng: Engine, order: Order, status: str, reason: str) -> None:
     """Take an open order out of the book, release its reservation, mark it done."""
     market = order.market
     market.book.remove(order)
-    eng._d_markets[market] = None
+    eng._touch_market(market)
     _release(eng, order)
     del eng.orders[order.id]
     del order.account.orders[order.id]
     order.status = status
     order.reason = reason
     order.updated_ms = eng.now_ms
-    eng._d_orders[order] = None
+    eng._touch_order(order)
 
 
 def _release(eng: Engine, order: Order) -> None:
@@ -455,7 +451,7 @@ def _release(eng: Engine, order: Order) -> None:
         cash = order.price * left
         acct.reserved -= cash
         acct.available += cash
-        eng._d_accounts[acct] = None
+        eng._touch_account(acct)
     else:
         pos = order.position
         assert pos is not None
@@ -463,7 +459,7 @@ def _release(eng: Engine, order: Order) -> None:
             pos.yes_reserved -= left
         else:
             pos.no_reserved -= left
-        eng._d_positions[pos] = None
+        eng._touch_position(pos)
 
 
 def modify(eng: Engine, cmd: c.ModifyOrder) -> None:
@@ -494,7 +490,7 @@ def modify(eng: Engine, cmd: c.ModifyOrder) -> None:
     price: int = price_in
     qty: int = qty_in
     if price == order.price and qty == order.quantity:
-        eng._d_orders[order] = None
+        eng._touch_order(order)
     elif price == order.price and qty < order.quantity:
         _reduce(eng, order, order.quantity - qty)
     else:
@@ -509,7 +505,7 @@ def _reduce(eng: Engine, order: Order, by: int) -> None:
         acct = order.account
         acct.reserved -= order.price * by
         acct.available += order.price * by
-        eng._d_accounts[acct] = None
+        eng._touch_account(acct)
     else:
         pos = order.position
         assert pos is not None
@@ -517,10 +513,10 @@ def _reduce(eng: Engine, order: Order, by: int) -> None:
             pos.yes_reserved -= by
         else:
             pos.no_reserved -= by
-        eng._d_positions[pos] = None
+        eng._touch_position(pos)
     order.updated_ms = eng.now_ms
-    eng._d_orders[order] = None
-    eng._d_markets[order.market] = None
+    eng._touch_order(order)
+    eng._touch_market(order.market)
 
 
 def _replace(eng: Engine, order: Order, price: int, qty: int) -> None:
@@ -556,15 +552,15 @@ def _replace(eng: Engine, order: Order, price: int, qty: int) -> None:
     if new.is_buy:
         acct.available -= price * remaining
         acct.reserved += price * remaining
-        eng._d_accounts[acct] = None
+        eng._touch_account(acct)
     else:
         if yes:
             pos.yes_reserved += remaining
         else:
             pos.no_reserved += remaining
-        eng._d_positions[pos] = None
-    eng._d_orders[new] = None
-    eng._d_markets[market] = None
+        eng._touch_position(pos)
+    eng._touch_order(new)
+    eng._touch_market(market)
     if crosses:
         _match(eng, new)
     # Only gtc/gtd orders rest, so the replacement rests like a gtc one; a gtd
