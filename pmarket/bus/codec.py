@@ -43,7 +43,10 @@ def _command_classes() -> dict[str, type[Command]]:
     while pending:
         cls = pending.pop()
         pending.extend(cls.__subclasses__())
-        found[cls.__name__] = cls
+        # @dataclass(slots=True) replaces each class with a new one; the original lingers
+        # in __subclasses__() until the garbage collector runs, and must not win.
+        if getattr(engine_commands, cls.__name__, None) is cls:
+            found[cls.__name__] = cls
     return found
 
 
