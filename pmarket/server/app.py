@@ -61,13 +61,15 @@ class RequestContext:
                               f"request body exceeds {self.max_body} bytes", rid)
             return self._record(scope, 413, start, request_id)
         received = 0
+        too_large = False
 
         async def limited_receive():
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
+                    too_large = True
                     raise _BodyTooLarge
             return message
 
@@ -75,6 +77,14 @@ class RequestContext:
 
         async def send_with_id(message):
             nonlocal status, started
+            if too_large:
+                # The app turned the aborted body read into some error: answer 413 instead.
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    status = 413
+                    await _send_error(send, 413, "payload_too_large",
+                                      f"request body exceeds {self.max_body} bytes", rid)
+                return
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
@@ -116,7 +126,7 @@ async def _send_error(send, status: int, code: str, message: str, rid: bytes) ->
     body = orjson.dumps(error_body(code, message))
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", rid), (b"connection", b"close")]})
+        (b"x-request-id", rid)]})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -86,7 +86,7 @@ def book_view(m: MarketState, view: str = "yes", depth: int | None = None) -> di
         "asks": [{"price": fmt(p), "quantity": q} for p, q in asks],
         "best_bid": fmt(best_bid) if best_bid is not None else None,
         "best_ask": fmt(best_ask) if best_ask is not None else None,
-        "mid": views.half_units(best_bid + best_ask) if both else None,
+        "mid": views.half_units(best_bid + best_ask, m.tick) if both else None,
         "spread": fmt(best_ask - best_bid) if both else None,
         "last_price": fmt(last) if last is not None else None,
         "sequence": m.sequence,

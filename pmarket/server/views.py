@@ -47,10 +47,11 @@ def opt_price(units: int | None, tick: int) -> str | None:
     return None if units is None else format_price(units, tick)
 
 
-def half_units(units_x2: int) -> str:
-    """``units_x2 / 2`` units as an exact decimal string (a mid price)."""
+def half_units(units_x2: int, tick: int = 1) -> str:
+    """``units_x2 / 2`` units as an exact decimal string (a mid price), with at least
+    the decimals of ``tick``."""
     if units_x2 % 2 == 0:
-        return format_money(units_x2 // 2).rstrip("0").rstrip(".") or "0"
+        return format_price(units_x2 // 2, tick)
     return str(Decimal(units_x2) / (2 * SCALE))
 
 

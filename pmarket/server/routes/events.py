@@ -126,7 +126,8 @@ async def event_book(event_id: EventId, runtime: RuntimeDep,
             probabilities.append(bid + ask)  # twice the mid, in units
         elif m.last_price is not None:
             probabilities.append(2 * m.last_price)
-    implied = views.half_units(sum(probabilities)) if probabilities else None
+    ticks = [replica.markets[mid].tick for mid in ids]
+    implied = views.half_units(sum(probabilities), max(ticks)) if probabilities else None
     return ok({"event_id": event_id, "outcomes": outcomes,
                "implied_probability_sum": implied})
 

@@ -181,5 +181,5 @@ async def cancel_order(order: OwnedOrder, user: CurrentUser, runtime: RuntimeDep
 async def cancel_all(user: CurrentUser, runtime: RuntimeDep, market_id: QueryId = None):
     """Cancel every open order of the caller (optionally in one market)."""
     events = await runtime.gateway.send(CancelAll(user_id=user.id, market_id=market_id))
-    cancelled = [ev[1] for ev in events if ev[0] == ORDER and ev[10] == "cancelled"]
+    cancelled = [ev[1] for ev in events if ev[0] == ORDER and ev[11] == "cancelled"]
     return ok({"cancelled": cancelled})
