@@ -152,6 +152,9 @@ class ReferenceExchange:
         self.events: dict[int, RefEvent] = {}
         self.markets: dict[int, RefMarket] = {}
         self.orders: dict[int, RefOrder] = {}  # every order ever created, by id
+        # A superset of the open orders (closed ones are dropped between commands), only
+        # so that long runs stay fast; ``open_orders`` still filters on the status.
+        self.recent: dict[int, RefOrder] = {}
         self.client_orders: dict[tuple[int, str], int] = {}
         self.cash: dict[int, int] = {}  # user -> total cash (available + reserved)
         self.shares: dict[tuple[int, int, str], int] = {}  # (user, market, "yes"|"no")
@@ -166,7 +169,7 @@ class ReferenceExchange:
     # --- derived state ---------------------------------------------------------------
 
     def open_orders(self, market: int | None = None) -> list[RefOrder]:
-        return [o for o in self.orders.values()
+        return [o for o in self.recent.values()
                 if o.is_open and (market is None or o.market == market)]
 
     def reserved_cash(self, user: int) -> int:
@@ -203,6 +206,14 @@ class ReferenceExchange:
                 out[(user, market)] = row
         return out
 
+    def all_levels(self) -> dict[tuple[int, str, int], int]:
+        """(market, "bid"|"ask", YES price) -> quantity, for every level of every book."""
+        out: dict[tuple[int, str, int], int] = {}
+        for o in self.open_orders():
+            key = (o.market, "bid" if o.is_bid else "ask", o.yes_price)
+            out[key] = out.get(key, 0) + o.remaining
+        return out
+
     def levels(self, market: int, view: str = "yes") -> tuple[list, list]:
         """Aggregated (bids, asks) of a market, best first, in the YES or NO view.
 
@@ -224,6 +235,7 @@ class ReferenceExchange:
 
     def apply(self, cmd: c.Command) -> StepResult:
         self.result = StepResult()
+        self.recent = {o.id: o for o in self.recent.values() if o.is_open}
         if cmd.seq:
             if cmd.seq <= self.last_seq:
                 self.result.rejections.append(
@@ -293,7 +305,7 @@ class ReferenceExchange:
             self.result.primary_orders.append(oid)
             return
         order = self._validated_order(cmd)
-        self.orders[order.id] = order
+        self.orders[order.id] = self.recent[order.id] = order
         if coid is not None:
             self.client_orders[(user, coid)] = order.id
         self.result.touched_orders.add(order.id)

@@ -15,8 +15,10 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import random
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -51,6 +53,9 @@ from pmarket.engine.events import as_dict, command_events
 from pmarket.engine.units import MAX_AMOUNT, MAX_QUANTITY, SCALE
 
 from .reference import ReferenceExchange
+from .test_determinism import STRANGER as LOG_STRANGER
+from .test_determinism import USERS as LOG_USERS
+from .test_determinism import CommandLog
 
 USERS = (1, 2, 3, 4, 5)
 STRANGER = 6  # never deposits anything
@@ -85,12 +90,8 @@ def ref_state_keys(ref: ReferenceExchange) -> dict[tuple, object]:
         state[("balance", user)] = ref.balance(user)
     for key, row in ref.positions().items():
         state[("position", *key)] = row
-    for mid in ref.markets:
-        bids, asks = ref.levels(mid)
-        for price, qty in bids:
-            state[("book", mid, "bid", price)] = qty
-        for price, qty in asks:
-            state[("book", mid, "ask", price)] = qty
+    for key, qty in ref.all_levels().items():
+        state[("book", *key)] = qty
     return state
 
 
@@ -161,6 +162,39 @@ def check_state_events(events: list[tuple], before: dict, after: dict) -> None:
     for key in before.keys() | after.keys():
         if before.get(key, zero[key[0]]) != after.get(key, zero[key[0]]):
             assert key in last, f"{key} changed without an event"
+
+
+def check_engine_equals_reference(eng: Engine, ref: ReferenceExchange, users) -> None:
+    """Clock, cash, holdings, open orders (in priority order), books, markets, events."""
+    assert (eng.now_ms, eng.last_seq) == (ref.now, ref.last_seq)
+    for user in users:
+        assert eng.balance(user) == ref.balance(user), f"user {user}"
+    assert set(eng.accounts) == ref.users
+    assert engine_positions(eng) == ref.positions()
+    assert {o.id: o.snapshot() for o in eng.orders.values()} == \
+        {o.id: o.as_event() for o in ref.open_orders()}
+    by_priority = sorted(ref.open_orders(), key=lambda o: o.arrival)
+    for user in users:  # oldest first = time priority
+        assert [o[1] for o in eng.open_orders(user)] == \
+            [o.id for o in by_priority if o.user == user]
+    t = eng.treasury
+    assert (t.deposits, t.withdrawals, t.rounding, t.fees) == \
+        (ref.deposits, ref.withdrawals, ref.rounding, 0)
+    assert set(eng.markets) == set(ref.markets)
+    for mid, m in ref.markets.items():
+        for view in ("yes", "no"):
+            book = eng.book(mid, view)
+            bids, asks = ref.levels(mid, view)
+            assert (book.bids, book.asks) == (bids, asks), f"market {mid} {view} view"
+        em = eng.markets[mid]
+        assert (em.status, em.volume, em.last_price, em.tick) == \
+            (m.status, m.volume, m.last_price, m.tick)
+    assert set(eng.events) == set(ref.events)
+    for eid, e in ref.events.items():
+        ee = eng.events[eid]
+        assert (ee.status, ee.collateral, ee.winning_outcome_id, ee.void, ee.title) == \
+            (e.status, e.collateral, e.winner, e.void, e.title)
+        assert [m.id for m in ee.markets] == e.markets
 
 
 def check_engine_invariants(eng: Engine) -> None:
@@ -581,40 +615,7 @@ class ExchangeMachine(RuleBasedStateMachine):
 
     @invariant()
     def engine_state_equals_reference(self) -> None:
-        eng, ref = self.engine, self.ref
-        assert (eng.now_ms, eng.last_seq) == (ref.now, ref.last_seq)
-        for user in EVERYONE:
-            assert eng.balance(user) == ref.balance(user), f"user {user}"
-        assert set(eng.accounts) == ref.users
-        assert engine_positions(eng) == ref.positions()
-        assert {o.id: o.snapshot() for o in eng.orders.values()} == \
-            {o.id: o.as_event() for o in ref.open_orders()}
-        for user in EVERYONE:  # oldest first = time priority
-            ref_ids = [o.id for o in sorted(ref.open_orders(), key=lambda o: o.arrival)
-                       if o.user == user]
-            assert [o[1] for o in eng.open_orders(user)] == ref_ids
-        t = eng.treasury
-        assert (t.deposits, t.withdrawals, t.rounding, t.fees) == \
-            (ref.deposits, ref.withdrawals, ref.rounding, 0)
-
-    @invariant()
-    def books_and_events_equal_reference(self) -> None:
-        eng, ref = self.engine, self.ref
-        assert set(eng.markets) == set(ref.markets)
-        for mid, m in ref.markets.items():
-            for view in ("yes", "no"):
-                book = eng.book(mid, view)
-                bids, asks = ref.levels(mid, view)
-                assert (book.bids, book.asks) == (bids, asks), f"market {mid} {view} view"
-            em = eng.markets[mid]
-            assert (em.status, em.volume, em.last_price, em.tick) == \
-                (m.status, m.volume, m.last_price, m.tick)
-        assert set(eng.events) == set(ref.events)
-        for eid, e in ref.events.items():
-            ee = eng.events[eid]
-            assert (ee.status, ee.collateral, ee.winning_outcome_id, ee.void, ee.title) == \
-                (e.status, e.collateral, e.winner, e.void, e.title)
-            assert [m.id for m in ee.markets] == e.markets
+        check_engine_equals_reference(self.engine, self.ref, EVERYONE)
 
     @invariant()
     def snapshot_restores_to_the_same_digest(self) -> None:
@@ -630,3 +631,54 @@ ExchangeMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 TestEngineAgreesWithReferenceModel = ExchangeMachine.TestCase
+
+
+@pytest.mark.parametrize("seed", [11])
+def test_a_long_random_command_log_agrees_with_the_reference(seed):
+    """Thousands of commands (deep queues, many events) without Hypothesis's overhead."""
+    log = CommandLog(seed).write(5_000)
+    eng, ref = Engine(), ReferenceExchange()
+    users = (*LOG_USERS, LOG_STRANGER)
+    for i, cmd in enumerate(log):
+        apply_to_both(eng, ref, cmd)
+        if i % 100 == 0:
+            check_engine_equals_reference(eng, ref, users)
+            check_engine_invariants(eng)
+    check_engine_equals_reference(eng, ref, users)
+    check_engine_invariants(eng)
+    assert sum(m.volume for m in ref.markets.values()) > 0
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_deep_queues_with_many_cancellations_agree_with_the_reference(seed):
+    """Hundreds of orders at two prices, most cancelled (compaction), then traded through."""
+    rng = random.Random(seed)
+    snapshot, opening_ref, seq = opening_state()
+    eng, ref = Engine.restore(snapshot), copy.deepcopy(opening_ref)
+    for step in range(1_500):
+        roll = rng.random()
+        user = rng.choice(USERS)
+        if roll < 0.6:
+            is_bid = rng.random() < 0.5
+            yes_price = CENTER - 100 if is_bid else CENTER  # two levels, never crossing
+            outcome = rng.choice(list(Outcome))
+            side = Side.BUY if is_bid == (outcome is Outcome.YES) else Side.SELL
+            cmd = PlaceOrder(user_id=user, market_id=1, outcome=outcome, side=side,
+                             quantity=rng.randint(1, 3),
+                             price=yes_price if outcome is Outcome.YES else SCALE - yes_price)
+        elif roll < 0.93:
+            mine = [o.id for o in ref.open_orders() if o.user == user]
+            cmd = CancelOrder(user_id=user, order_id=rng.choice(mine) if mine else 1)
+        elif roll < 0.97:
+            cmd = Split(user_id=user, market_id=1, quantity=10)
+        else:  # sweep part of one side
+            cmd = PlaceOrder(user_id=user, market_id=1, outcome=Outcome.YES,
+                             side=rng.choice(list(Side)), quantity=rng.randint(5, 60),
+                             order_type=OrderType.MARKET, stp=rng.choice(list(SelfTrade)))
+        seq += 1
+        cmd.seq, cmd.ts_ms = seq, OPENING_CLOCK + step
+        apply_to_both(eng, ref, cmd)
+        if step % 50 == 0:
+            check_engine_equals_reference(eng, ref, EVERYONE)
+            check_engine_invariants(eng)
+    check_engine_equals_reference(eng, ref, EVERYONE)
