@@ -129,7 +129,10 @@ async def serve(ws: WebSocket, hub: Hub, replica: Replica, secret: str,
     sender = asyncio.create_task(_send_loop(conn))
     try:
         while True:
-            raw = await ws.receive_text()
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            raw = message.get("text") or message.get("bytes") or b""
             if len(raw) > MAX_MESSAGE_BYTES:
                 conn.put(_error("message_too_large", "message exceeds 64 KiB"))
                 continue

@@ -1,0 +1,37 @@
+"""/health reports each component truthfully; /metrics speaks Prometheus."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+async def test_health_reports_every_component_ok(client, server):
+    r = await client.http.get("/health")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "ok"
+    for name in ("engine", "database", "bus", "marketdata"):
+        assert body["components"][name]["status"] == "ok"
+    assert ("worker" in body["components"]) == (server.kind == "embedded")
+    assert r.headers["x-request-id"]
+
+
+async def test_metrics_count_requests_orders_and_trades(client):
+    market = await client.market()
+    a, _ = await client.user()
+    b, _ = await client.user()
+    await client.order(a, market, "yes", "buy", "0.5", 1)
+    await client.order(b, market, "no", "buy", "0.5", 1)
+    r = await client.http.get("/health")
+    text = (await client.http.get("/metrics")).text
+    assert 'pmarket_http_requests_total{method="POST",route="/orders",status="201"}' in text
+    assert 'pmarket_orders_total{result="accepted"}' in text
+    assert "pmarket_trades_total" in text and "pmarket_http_request_duration_seconds" in text
+    assert r.status_code == 200
+
+
+async def test_request_id_is_echoed(client):
+    r = await client.http.get("/events", headers={"X-Request-ID": "abc123"})
+    assert r.headers["x-request-id"] == "abc123"
