@@ -315,6 +315,9 @@ def test_the_same_log_yields_the_same_events_and_digest(log, reference_run):
     again = Engine()
     assert run(again, log) == events
     assert again.digest() == digest
+    in_one_go = Engine()
+    assert in_one_go.apply_all(log) == [e for per_cmd in events for e in per_cmd]
+    assert in_one_go.digest() == digest
 
 
 def test_an_engine_restored_midway_continues_exactly_like_the_original(log, reference_run):

@@ -164,6 +164,25 @@ def check_state_events(events: list[tuple], before: dict, after: dict) -> None:
             assert key in last, f"{key} changed without an event"
 
 
+def check_book_view(eng: Engine, ref: ReferenceExchange, mid: int, view: str) -> None:
+    """Levels, best prices, spread, doubled mid and last price, as the reference sees them."""
+    book = eng.book(mid, view)
+    bids, asks = ref.levels(mid, view)
+    assert (book.market_id, book.view, book.bids, book.asks) == (mid, view, bids, asks)
+    best_bid = bids[0][0] if bids else None
+    best_ask = asks[0][0] if asks else None
+    assert (book.best_bid, book.best_ask) == (best_bid, best_ask)
+    both = bids and asks
+    assert book.spread == (best_ask - best_bid if both else None)
+    assert book.mid_x2 == (best_ask + best_bid if both else None)
+    last = ref.markets[mid].last_price
+    if view == "no" and last is not None:
+        last = SCALE - last
+    assert book.last_price == last
+    top = eng.book(mid, view, depth=2)
+    assert (top.bids, top.asks) == (bids[:2], asks[:2])
+
+
 def check_engine_equals_reference(eng: Engine, ref: ReferenceExchange, users) -> None:
     """Clock, cash, holdings, open orders (in priority order), books, markets, events."""
     assert (eng.now_ms, eng.last_seq) == (ref.now, ref.last_seq)
@@ -183,12 +202,18 @@ def check_engine_equals_reference(eng: Engine, ref: ReferenceExchange, users) ->
     assert set(eng.markets) == set(ref.markets)
     for mid, m in ref.markets.items():
         for view in ("yes", "no"):
-            book = eng.book(mid, view)
-            bids, asks = ref.levels(mid, view)
-            assert (book.bids, book.asks) == (bids, asks), f"market {mid} {view} view"
-        em = eng.markets[mid]
-        assert (em.status, em.volume, em.last_price, em.tick) == \
-            (m.status, m.volume, m.last_price, m.tick)
+            check_book_view(eng, ref, mid, view)
+        mv = eng.market_view(mid)
+        open_interest = sum(ref.held(u, mid, "yes") for u in ref.users)
+        assert (mv.event_id, mv.name, mv.status, mv.tick, mv.last_price, mv.volume,
+                mv.open_interest) == (m.event, m.name, m.status, m.tick, m.last_price,
+                                      m.volume, open_interest)
+        assert (mv.best_bid, mv.best_ask) == (eng.best_bid(mid), eng.best_ask(mid))
+    for o in ref.open_orders()[:20]:
+        assert eng.order(o.id) == o.as_event()
+    closed = [oid for oid, o in ref.orders.items() if not o.is_open]
+    for oid in closed[-20:]:
+        assert eng.order(oid) is None
     assert set(eng.events) == set(ref.events)
     for eid, e in ref.events.items():
         ee = eng.events[eid]
