@@ -129,6 +129,7 @@ class StepResult:
     resolved: list[tuple] = field(default_factory=list)
     deleted: list[int] = field(default_factory=list)
     clock: list[tuple] = field(default_factory=list)  # ("clock", now, orders expired)
+    event_states: list[tuple] = field(default_factory=list)  # (id, status, title, ...)
     touched_orders: set[int] = field(default_factory=set)
     # per placement (each batch item) or modification: its order's id, None if refused
     primary_orders: list[int | None] = field(default_factory=list)
@@ -663,6 +664,7 @@ class ReferenceExchange:
                 self.markets[market.id] = market
                 event.markets.append(market.id)
             self.events[event.id] = event
+            self._report_event(event)
 
         self._guarded(None, "CreateEvent", create)
 
@@ -694,8 +696,14 @@ class ReferenceExchange:
                     self.markets[m].status = event.status
                 if event.status == "closed":
                     self._cancel_event_orders(event, Reason.EVENT_CLOSED)
+            self._report_event(event)
 
         self._guarded(None, "UpdateEvent", update)
+
+    def _report_event(self, e: RefEvent) -> None:
+        markets = tuple((m, self.markets[m].name) for m in e.markets)
+        self.result.event_states.append(
+            (e.id, e.status, e.title, e.tick, markets, e.winner, e.void))
 
     def _on_DeleteEvent(self, cmd: c.DeleteEvent) -> None:
         def delete() -> None:
@@ -754,6 +762,7 @@ class ReferenceExchange:
                                      event.collateral - paid, self.now))
         event.collateral = 0
         event.status, event.winner, event.void = "resolved", winner, bool(cmd.void)
+        self._report_event(event)
 
 
 def _whole(value, low: int, high: int) -> bool:

@@ -107,6 +107,8 @@ def check_facts(events: list[tuple], res) -> None:
     assert [e for e in events if e[0] == "resolved"] == res.resolved
     assert [e[1] for e in events if e[0] == "event_deleted"] == res.deleted
     assert [e for e in events if e[0] == "clock"] == res.clock
+    states = [(e[1], e[2], e[3], e[8], e[9], e[11], e[12]) for e in events if e[0] == "event"]
+    assert states == res.event_states
 
 
 def check_order_events(events: list[tuple], ref: ReferenceExchange, res) -> None:
