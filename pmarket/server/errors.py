@@ -14,7 +14,7 @@ import logging
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("pmarket.server")
@@ -27,10 +27,8 @@ _STATUS_CODES = {
 }
 
 
-class JSON(Response):
+class JSON(JSONResponse):
     """A JSON response rendered by orjson (non-ASCII kept, no floats in our bodies)."""
-
-    media_type = "application/json"
 
     def render(self, content) -> bytes:
         return orjson.dumps(content)
