@@ -4,7 +4,9 @@ A Hypothesis state machine sends random commands of every kind (valid and invali
 the engine and to ``reference.ReferenceExchange`` and, after every step, checks that
 they agree on everything observable (facts, balances, holdings, open orders, both book
 views, markets, events) and that the engine's own invariants hold (money, exact
-reservations, full collateralisation, uncrossed books, snapshot/restore).
+reservations, full collateralisation, uncrossed books, snapshot/restore). Two plain
+tests hold the engine to the same model over longer runs: a long seeded command log (the
+one ``test_determinism`` writes) and deep single-price queues with many cancellations.
 
 Scale with ``PMARKET_STATEFUL_EXAMPLES`` (default 60); ``PMARKET_STATEFUL_DERANDOMIZE=1``
 makes the run reproducible.
@@ -63,7 +65,6 @@ EVERYONE = (*USERS, STRANGER)
 UNKNOWN_ID = 999_999
 CENTER = SCALE // 2  # prices are drawn a few ticks around 0.50, so books cross often
 STARTING_CASH = 3_000_000  # $300, $140 of it split into shares: large orders run out
-
 
 
 def _examples() -> int:
