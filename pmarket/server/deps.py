@@ -91,8 +91,8 @@ AddressLimited = Depends(rate_limit_by_address)
 OrderId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-async def owned_order(order_id: OrderId, user: CurrentUser, runtime: RuntimeDep) -> Any:
-    """The caller's order row (after their earlier writes are projected), else 404."""
+async def owned_order(order_id: int, user_id: int, runtime: Runtime) -> Any:
+    """The user's order row (after earlier writes are projected), else 404."""
     await runtime.barrier.for_database()
 
     def load() -> Any:
@@ -100,9 +100,13 @@ async def owned_order(order_id: OrderId, user: CurrentUser, runtime: RuntimeDep)
             return conn.execute(select(Order).where(Order.id == order_id)).first()
 
     row = await asyncio.to_thread(load)
-    if row is None or row.user_id != user.id:
+    if row is None or row.user_id != user_id:
         raise not_found(f"order {order_id}")
     return row
 
 
-OwnedOrder = Annotated[Any, Depends(owned_order)]
+async def _owned_order_dep(order_id: OrderId, user: CurrentUser, runtime: RuntimeDep) -> Any:
+    return await owned_order(order_id, user.id, runtime)
+
+
+OwnedOrder = Annotated[Any, Depends(_owned_order_dep)]

@@ -32,7 +32,7 @@ from pmarket.engine import (
 from pmarket.engine.events import BATCH_ITEM, FILL, ORDER, REJECTED
 
 from .. import views
-from ..deps import CurrentUser, OwnedOrder, RuntimeDep
+from ..deps import CurrentUser, OrderId, OwnedOrder, RuntimeDep, owned_order
 from ..errors import ApiError
 from ..gateway import rejection_error
 from ..runtime import Runtime
@@ -153,27 +153,42 @@ async def get_order(order: OwnedOrder, runtime: RuntimeDep):
     return ok(views.order_row(order, tick(runtime, order.market_id)))
 
 
+async def _closed_or_missing(runtime: Runtime, user_id: int, order_id: int,
+                             exc: ApiError) -> ApiError:
+    """After the engine said "no open order": 409 if it is the caller's closed order."""
+    if exc.status != 404:
+        return exc
+    try:
+        order = await owned_order(order_id, user_id, runtime)
+    except ApiError as missing:
+        return missing
+    return ApiError(409, "order_not_open", f"order {order.id} is {order.status}")
+
+
 @router.patch("/orders/{order_id}", response_model=OrderResult)
-async def modify_order(body: OrderModify, order: OwnedOrder, user: CurrentUser,
+async def modify_order(order_id: OrderId, body: OrderModify, user: CurrentUser,
                        runtime: RuntimeDep):
     """Change an open order's price and/or total quantity (filled part included)."""
     if body.price is None and body.quantity is None:
         raise ApiError(422, "invalid_field", "give a new price, a new quantity or both")
-    if body.quantity is not None and body.quantity <= order.filled:
-        raise ApiError(422, "invalid_quantity", f"quantity must exceed the {order.filled} "
-                       "already filled")
-    events = await runtime.gateway.send(ModifyOrder(
-        user_id=user.id, order_id=order.id, price=body.price, quantity=body.quantity))
+    try:
+        events = await runtime.gateway.send(ModifyOrder(
+            user_id=user.id, order_id=order_id, price=body.price, quantity=body.quantity))
+    except ApiError as exc:
+        raise await _closed_or_missing(runtime, user.id, order_id, exc) from None
     return ok(order_result(runtime, events))
 
 
 @router.delete("/orders/{order_id}", response_model=OrderOut)
-async def cancel_order(order: OwnedOrder, user: CurrentUser, runtime: RuntimeDep):
+async def cancel_order(order_id: OrderId, user: CurrentUser, runtime: RuntimeDep):
     """Cancel one of the caller's open orders (409 if it is no longer open)."""
-    if order.status not in OPEN:
-        raise ApiError(409, "order_not_open", f"order {order.id} is {order.status}")
-    events = await runtime.gateway.send(CancelOrder(user_id=user.id, order_id=order.id))
-    ev = next(e for e in events if e[0] == ORDER and e[1] == order.id)
+    # Straight to the engine (the authority on open orders); the database is only
+    # consulted to tell "closed" (409) from "not yours / unknown" (404).
+    try:
+        events = await runtime.gateway.send(CancelOrder(user_id=user.id, order_id=order_id))
+    except ApiError as exc:
+        raise await _closed_or_missing(runtime, user.id, order_id, exc) from None
+    ev = next(e for e in events if e[0] == ORDER and e[1] == order_id)
     return ok(views.order_event(ev, tick(runtime, ev[3])))
 
 

@@ -1,0 +1,294 @@
+"""HTTP load generator: many users placing and cancelling orders against a live server.
+
+``run(options)`` starts ``pmarket serve`` in a subprocess (embedded, or beside
+``pmarket engine`` and ``pmarket worker`` on Redis + PostgreSQL), signs up ``users``
+funded traders and one market, then for ``seconds`` each trader loops over its own
+keep-alive HTTP/1.1 connection: place a limit order around 0.50 (buys of YES and of NO,
+so about a third cross and trade), and every third step cancel its oldest open order. A
+WebSocket subscriber on ``trades:{market}`` measures how long after the engine stamped
+a trade it arrives. The client speaks raw HTTP/1.1 on asyncio streams so the generator
+costs far less CPU than the server it measures (httpx would dominate a 2-core box).
+
+Invariant: only 2xx/4xx-by-design answers count as orders; any other status aborts the
+run, so a figure is never computed from failing requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import orjson
+import websockets
+
+ADMIN_EMAIL = "bench-admin@example.com"
+ADMIN_PASSWORD = "bench admin password"
+
+
+@dataclass
+class Options:
+    """What to run: server kind, load shape and duration."""
+
+    users: int = 64
+    seconds: float = 15.0
+    warmup_s: float = 2.0
+    redis_url: str | None = None
+    database_url: str | None = None
+    seed: int = 1
+
+
+@dataclass
+class Result:
+    """Figures of one run."""
+
+    mode: str
+    users: int
+    seconds: float
+    orders: int = 0
+    placements: int = 0
+    cancels: int = 0
+    trades_seen: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    ws_latencies_ms: list[float] = field(default_factory=list)
+
+    @property
+    def orders_per_s(self) -> float:
+        return self.orders / self.seconds if self.seconds else 0.0
+
+    def pct(self, values: list[float], q: float) -> float | None:
+        if not values:
+            return None
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def as_dict(self) -> dict:
+        lat, ws = self.latencies_ms, self.ws_latencies_ms
+        return {
+            "mode": self.mode, "users": self.users, "seconds": round(self.seconds, 2),
+            "orders": self.orders, "placements": self.placements, "cancels": self.cancels,
+            "orders_per_s": round(self.orders_per_s, 1),
+            "p50_ms": self.pct(lat, 0.5), "p99_ms": self.pct(lat, 0.99),
+            "max_ms": max(lat) if lat else None, "trades_seen": self.trades_seen,
+            "ws_trade_p50_ms": self.pct(ws, 0.5), "ws_trade_p99_ms": self.pct(ws, 0.99),
+        }
+
+
+class RawHttp:
+    """One keep-alive HTTP/1.1 connection speaking just enough of the protocol."""
+
+    def __init__(self, host: str, port: int, token: str):
+        self.host, self.port = host, port
+        self.auth = f"Authorization: Bearer {token}\r\n".encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def request(self, method: str, path: str, body: bytes | None = None
+                      ) -> tuple[int, bytes]:
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n".encode() + self.auth
+        if body is not None:
+            head += (b"Content-Type: application/json\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\n")
+        self.writer.write(head + b"\r\n" + (body or b""))
+        headers = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(headers[9:12])
+        length = 0
+        for line in headers.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        data = await self.reader.readexactly(length) if length else b""
+        return status, data
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(Exception):
+                await self.writer.wait_closed()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from pmarket.cli import main; main()", *args]
+
+
+def start_processes(options: Options, workdir: Path, port: int) -> list[subprocess.Popen]:
+    """``pmarket serve`` (and, for a deployment, ``engine`` and ``worker``)."""
+    env = {**os.environ, "PMARKET_JWT_SECRET": secrets.token_urlsafe(48),
+           "PMARKET_ADMIN_EMAIL": ADMIN_EMAIL, "PMARKET_ADMIN_PASSWORD": ADMIN_PASSWORD,
+           "PMARKET_BCRYPT_ROUNDS": "4", "PMARKET_RATE_LIMIT_PER_S": "1000000",
+           "PMARKET_RATE_LIMIT_BURST": "1000000", "PMARKET_LOG_REQUESTS": "0"}
+    env.pop("PMARKET_REDIS_URL", None)
+    env["PMARKET_DATABASE_URL"] = options.database_url or f"sqlite:///{workdir}/bench.db"
+    procs = []
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": workdir}
+    if options.redis_url:
+        env["PMARKET_REDIS_URL"] = options.redis_url
+        env["PMARKET_REDIS_PREFIX"] = f"bench-{uuid.uuid4().hex[:8]}"
+        from pmarket.db import upgrade
+        upgrade(env["PMARKET_DATABASE_URL"])
+        procs.append(subprocess.Popen(_cli("engine", "--snapshot-dir", str(workdir / "snap"),
+                                           "--log-level", "warning"), env=env, **quiet))
+        procs.append(subprocess.Popen(_cli("worker", "--database-url",
+                                           env["PMARKET_DATABASE_URL"], "--log-level",
+                                           "warning"), env=env, **quiet))
+    procs.append(subprocess.Popen(_cli("serve", "--port", str(port), "--no-access-log",
+                                       "--log-level", "warning"), env=env, **quiet))
+    return procs
+
+
+async def _wait_ready(base: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(base_url=base) as h:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await h.get("/health")).status_code == 200:
+                    return
+            await asyncio.sleep(0.25)
+    raise RuntimeError("the server did not become healthy")
+
+
+async def _setup(base: str, users: int) -> tuple[int, list[str]]:
+    async with httpx.AsyncClient(base_url=base, timeout=60) as h:
+        r = await h.post("/auth/admin/signin", json={"email": ADMIN_EMAIL,
+                                                     "password": ADMIN_PASSWORD})
+        admin = {"Authorization": f"Bearer {r.json()['token']}"}
+        r = await h.post("/admin/events", json={"title": "Bench market"}, headers=admin)
+        market = r.json()["outcomes"][0]["market_id"]
+
+        async def one(i: int) -> str:
+            r = await h.post("/auth/signup", json={
+                "email": f"bench-{i}-{uuid.uuid4().hex[:6]}@example.com", "name": f"b{i}",
+                "password": "bench password"})
+            token = r.json()["token"]
+            await h.post("/onramp", json={"amount": "1000000"},
+                         headers={"Authorization": f"Bearer {token}"})
+            return token
+
+        tokens = await asyncio.gather(*(one(i) for i in range(users)))
+    return market, list(tokens)
+
+
+async def _trader(conn: RawHttp, market: int, rng: random.Random, result: Result,
+                  measure: asyncio.Event, stop: asyncio.Event) -> None:
+    open_ids: list[int] = []
+    step = 0
+    while not stop.is_set():
+        step += 1
+        start = time.perf_counter()
+        if step % 3 == 0 and open_ids:
+            oid = open_ids.pop(0)
+            status, _ = await conn.request("DELETE", f"/orders/{oid}")
+            kind = "cancel"
+        else:
+            outcome = "yes" if rng.random() < 0.5 else "no"
+            price = f"0.{rng.randint(45, 52)}"
+            body = orjson.dumps({"market_id": market, "outcome": outcome, "side": "buy",
+                                 "price": price, "quantity": rng.randint(1, 5)})
+            status, data = await conn.request("POST", "/orders", body)
+            kind = "place"
+            if status == 201:
+                order = orjson.loads(data)["order"]
+                if order["status"] in ("open", "partially_filled"):
+                    open_ids.append(order["id"])
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        if status >= 500 or status in (401, 403, 429):
+            raise RuntimeError(f"{kind} answered {status}")
+        if measure.is_set():
+            result.latencies_ms.append(elapsed_ms)
+            result.orders += 1
+            if kind == "place":
+                result.placements += 1
+            else:
+                result.cancels += 1
+
+
+async def _watch_trades(ws_url: str, market: int, result: Result, measure: asyncio.Event,
+                        stop: asyncio.Event) -> None:
+    async with websockets.connect(ws_url) as ws:
+        await ws.send(orjson.dumps({"op": "subscribe", "channels": [f"trades:{market}"]}))
+        while not stop.is_set():
+            try:
+                raw = await asyncio.wait_for(ws.recv(), 0.5)
+            except TimeoutError:
+                continue
+            now_ms = time.time() * 1000
+            msg = orjson.loads(raw)
+            if msg.get("type") != "trade" or not measure.is_set():
+                continue
+            executed = datetime.fromisoformat(msg["data"]["executed_at"].replace("Z", "+00:00"))
+            result.ws_latencies_ms.append(now_ms - executed.timestamp() * 1000)
+            result.trades_seen += 1
+
+
+async def run_load(base: str, options: Options, mode: str) -> Result:
+    """Drive an already running server at ``base`` and return the figures."""
+    market, tokens = await _setup(base, options.users)
+    host, port = base.removeprefix("http://").split(":")
+    conns = [RawHttp(host, int(port), t) for t in tokens]
+    await asyncio.gather(*(c.connect() for c in conns))
+    result = Result(mode, options.users, options.seconds)
+    measure, stop = asyncio.Event(), asyncio.Event()
+    rng = random.Random(options.seed)
+    tasks = [asyncio.create_task(_trader(c, market, random.Random(rng.random()), result,
+                                         measure, stop)) for c in conns]
+    tasks.append(asyncio.create_task(_watch_trades(
+        base.replace("http://", "ws://") + "/ws", market, result, measure, stop)))
+    await asyncio.sleep(options.warmup_s)
+    measure.set()
+    started = time.perf_counter()
+    done, _ = await asyncio.wait(tasks, timeout=options.seconds,
+                                 return_when=asyncio.FIRST_EXCEPTION)
+    result.seconds = time.perf_counter() - started
+    measure.clear()
+    stop.set()
+    for task in done:
+        task.result()  # re-raise a failed trader
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*(c.close() for c in conns))
+    return result
+
+
+def run(options: Options) -> Result:
+    """Start the server (and services), load it, stop everything; the figures."""
+    mode = "deployment" if options.redis_url else "embedded"
+    with tempfile.TemporaryDirectory(prefix="pmarket-bench-") as tmp:
+        port = _free_port()
+        procs = start_processes(options, Path(tmp), port)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async def main() -> Result:
+                await _wait_ready(base)
+                return await run_load(base, options, mode)
+            try:
+                import uvloop
+                return uvloop.run(main())
+            except ImportError:
+                return asyncio.run(main())
+        finally:
+            for proc in reversed(procs):
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
