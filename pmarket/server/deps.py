@@ -26,7 +26,7 @@ from .security import InvalidToken, Principal, decode_token
 _BEARER = "bearer "
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
@@ -55,13 +55,13 @@ def _charge(runtime: Runtime, key: object) -> None:
                        {"Retry-After": runtime.limiter.retry_after(wait)})
 
 
-def rate_limit_by_address(request: Request, runtime: RuntimeDep) -> None:
+async def rate_limit_by_address(request: Request, runtime: RuntimeDep) -> None:
     """Charge the client address (for routes without a token, e.g. sign-in)."""
     client = request.client.host if request.client else "unknown"
     _charge(runtime, ("addr", client))
 
 
-def current_user(request: Request, runtime: RuntimeDep) -> Principal:
+async def current_user(request: Request, runtime: RuntimeDep) -> Principal:
     principal = _principal(request, runtime)
     if principal.role != "user":
         raise ApiError(403, "forbidden", "this route needs a user token")
@@ -69,7 +69,7 @@ def current_user(request: Request, runtime: RuntimeDep) -> Principal:
     return principal
 
 
-def current_admin(request: Request, runtime: RuntimeDep) -> Principal:
+async def current_admin(request: Request, runtime: RuntimeDep) -> Principal:
     principal = _principal(request, runtime)
     if principal.role != "admin":
         raise ApiError(403, "forbidden", "this route needs an admin token")
@@ -77,7 +77,7 @@ def current_admin(request: Request, runtime: RuntimeDep) -> Principal:
     return principal
 
 
-def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
+async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
     principal = _principal(request, runtime)
     _charge(runtime, (principal.role, principal.id))
     return principal

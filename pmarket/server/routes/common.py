@@ -34,7 +34,7 @@ class Paging:
     offset: int
 
 
-def paging(limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+async def paging(limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
            offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> Paging:
     return Paging(limit, offset)
 
