@@ -4,7 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: run test lint bench clean
+# The engine core modules mypyc compiles (see setup.py and pmarket/engine/compiled.py).
+ENGINE_CORE := $(addprefix pmarket/engine/,units.py events.py book.py ledger.py engine.py \
+	trading.py collateral.py admin.py queries.py snapshot.py compiled.py)
+
+.PHONY: run test lint bench build clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,18 +16,27 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-run: $(VENV)/.installed  ## run the exchange
+# Compile the engine core in place with mypyc whenever one of its sources changed. A
+# failed compile leaves the pure-Python engine (setup.py says why), and the engine never
+# runs compiled code built from other sources than the current ones (compiled.py).
+pmarket/engine/compiled.json: $(VENV)/.installed setup.py $(ENGINE_CORE)
+	$(PY) setup.py --quiet build_ext --inplace
+
+build: pmarket/engine/compiled.json  ## compile the engine core (mypyc)
+
+run: build  ## run the exchange
 	$(VENV)/bin/pmarket bench engine --quick
 
-test: $(VENV)/.installed  ## the whole test suite (services skip when absent)
+test: build  ## the whole test suite (services skip when absent)
 	$(VENV)/bin/ruff check pmarket tests
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check pmarket tests
 
-bench: $(VENV)/.installed
+bench: build
 	$(VENV)/bin/pmarket bench engine
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -f pmarket/engine/*.so pmarket/engine/compiled.json pmarket_engine__mypyc*.so

@@ -29,6 +29,7 @@ from pmarket.engine import (
     PlaceOrder,
     Side,
     Split,
+    compiled,
 )
 from pmarket.engine.runner import LocalRunner
 
@@ -93,8 +94,15 @@ class Result:
             "name": self.name, "size": self.size, "orders_per_s": self.orders_per_s,
             "p50_us": self.p50_us, "p99_us": self.p99_us, "mib": self.mib,
             "target": _target_text(self.name), "verdict": self.verdict(),
-            "rust": RUST.get(self.name), **self.extra,
+            "rust": RUST.get(self.name), "engine": engine_build(), **self.extra,
         }
+
+
+def engine_build() -> str:
+    """Which engine the figures are of: compiled with mypyc, or pure Python (and why)."""
+    if compiled.mode == "compiled":
+        return "compiled (mypyc)"
+    return f"pure Python: {compiled.reason}"
 
 
 def _target_text(name: str) -> str | None:

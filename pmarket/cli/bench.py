@@ -37,7 +37,8 @@ def bench_engine(
     if json:
         typer.echo(orjson.dumps([r.as_dict() for r in results], option=orjson.OPT_INDENT_2))
         return
-    table = Table(title="pmarket engine benchmark (whole engine: validation, ledger, events)")
+    table = Table(title="pmarket engine benchmark (whole engine: validation, ledger, events)",
+                  caption=f"engine: {bench.engine_build()}")
     for col in ("workload", "size", "orders/s", "p50 µs", "p99 µs", "MiB", "target", "",
                 "Rust engine"):
         table.add_column(col, justify="left" if col in ("workload", "target") else "right")

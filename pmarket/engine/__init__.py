@@ -3,7 +3,16 @@
 ``Engine().apply(command) -> list[event]``; commands in ``commands``, events in
 ``events``, integer money and prices in ``units``. ``runner`` is the only module here
 that touches the outside world (asyncio).
+
+The core may run compiled with mypyc: ``compiled.activate()`` picks the compiled
+modules or their sources before anything here imports them (``compiled.mode`` says
+which, ``compiled.reason`` why), so it must stay the first import.
 """
+
+# ruff: noqa: E402 - the imports below must follow compiled.activate()
+from . import compiled
+
+compiled.activate()
 
 from . import events
 from .commands import (
@@ -69,5 +78,6 @@ __all__ = [
     "UpdateEvent",
     "Withdraw",
     "as_dict",
+    "compiled",
     "events",
 ]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pmarket.engine
 
 ENGINE_DIR = Path(pmarket.engine.__file__).parent
-SHELLS = {"runner.py", "service.py", "recovery.py"}  # the engine's I/O shells
+SHELLS = {"runner.py", "service.py", "recovery.py", "compiled.py"}  # the engine's I/O shells
 ALLOWED = {
     "__future__", "collections", "dataclasses", "decimal", "enum", "heapq", "hashlib",
     "orjson", "typing", "collections.abc",

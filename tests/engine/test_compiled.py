@@ -1,0 +1,110 @@
+"""The compiled engine is used only when it is complete and built from the current sources."""
+
+import importlib.machinery
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pmarket.engine import compiled
+
+ROOT = Path(__file__).resolve().parents[2]
+SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
+
+
+def copy_package(tmp_path: Path) -> Path:
+    """A copy of pmarket (the package init and the engine) to build fake builds in."""
+    (tmp_path / "pmarket").mkdir()
+    shutil.copy(compiled.PACKAGE_DIR.parent / "__init__.py", tmp_path / "pmarket")
+    engine = tmp_path / "pmarket" / "engine"
+    shutil.copytree(compiled.PACKAGE_DIR, engine,
+                    ignore=shutil.ignore_patterns("*.so", "compiled.json", "__pycache__"))
+    return engine
+
+
+def fake_build(engine: Path) -> None:
+    """Extension files that would crash if imported, and the manifest of a build."""
+    for name in compiled.CORE:
+        (engine / f"{name}{SUFFIX}").write_bytes(b"not a shared library")
+    compiled.write_manifest(engine, engine)
+
+
+def run_python(code: str, root: Path, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("PMARKET_PURE_PYTHON", "PMARKET_REQUIRE_COMPILED")}
+    return subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                          text=True, env={**environ, "PYTHONPATH": str(root), **env})
+
+
+WHICH = ("import pmarket.engine.trading as t, pmarket.engine.compiled as c; "
+         "print(c.mode, t.__file__.endswith('.py'))")
+
+
+def test_sources_without_a_build_are_not_compiled(tmp_path):
+    ok, why = compiled.check(copy_package(tmp_path))
+    assert not ok and "not compiled" in why
+
+
+def test_a_complete_current_build_is_used(tmp_path):
+    engine = copy_package(tmp_path)
+    fake_build(engine)
+    assert compiled.check(engine) == (True, "compiled with mypyc, sources unchanged since "
+                                            "the build")
+
+
+def test_an_edited_source_makes_the_build_stale_and_names_the_file(tmp_path):
+    engine = copy_package(tmp_path)
+    fake_build(engine)
+    with (engine / "trading.py").open("a") as f:
+        f.write("\n# an edit\n")
+    ok, why = compiled.check(engine)
+    assert not ok and "stale" in why and "trading.py" in why
+
+
+def test_a_build_without_manifest_or_with_a_missing_module_is_not_used(tmp_path):
+    engine = copy_package(tmp_path)
+    fake_build(engine)
+    (engine / f"book{SUFFIX}").unlink()
+    assert "incomplete" in compiled.check(engine)[1]
+    fake_build(engine)
+    (engine / compiled.MANIFEST).unlink()
+    assert "compiled.json" in compiled.check(engine)[1]
+
+
+def test_a_stale_build_runs_the_sources_and_warns(tmp_path):
+    engine = copy_package(tmp_path)
+    fake_build(engine)
+    with (engine / "book.py").open("a") as f:
+        f.write("\n# an edit\n")
+    result = run_python(WHICH, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["pure", "True"]
+    assert "compiled build is stale (book.py changed" in result.stderr
+
+
+def test_pure_python_can_be_forced_and_compiled_required(tmp_path):
+    engine = copy_package(tmp_path)
+    fake_build(engine)
+    forced = run_python(WHICH, tmp_path, PMARKET_PURE_PYTHON="1")
+    assert forced.stdout.split() == ["pure", "True"], forced.stderr
+    (engine / "units.py").write_text((engine / "units.py").read_text() + "\n")
+    required = run_python(WHICH, tmp_path, PMARKET_REQUIRE_COMPILED="1")
+    assert required.returncode != 0 and "compiled engine required" in required.stderr
+
+
+def test_setup_compiles_exactly_the_core_modules():
+    setup = (ROOT / "setup.py").read_text()
+    listed = re.search(r"CORE = \((.*?)\)", setup, re.S).group(1)
+    assert tuple(re.findall(r'"(\w+)"', listed)) == compiled.CORE
+
+
+@pytest.mark.skipif(os.environ.get("PMARKET_REQUIRE_COMPILED") != "1",
+                    reason="only where a compiled build is required (CI)")
+def test_the_required_compiled_engine_is_running():
+    import pmarket.engine.trading as trading
+
+    assert compiled.mode == "compiled" and compiled.is_compiled(trading)
