@@ -127,12 +127,13 @@ def audit(conn) -> dict:
     for market_id, kind, qty in conn.execute(
             select(Trade.market_id, Trade.kind, func.sum(Trade.quantity))
             .where(Trade.kind.in_(("mint", "merge"))).group_by(Trade.market_id, Trade.kind)):
+        qty = int(qty)  # PostgreSQL sums are NUMERIC
         collateral[event_of.get(market_id, 0)] += (qty if kind == "mint" else -qty) * SCALE
     for event_id, amount in conn.execute(
             select(LedgerEntry.event_id, func.sum(LedgerEntry.amount))
             .where(LedgerEntry.kind.notin_(("deposit", "withdrawal")))
             .group_by(LedgerEntry.event_id)):
-        collateral[event_id or 0] -= amount
+        collateral[event_id or 0] -= int(amount)
     rounding = 0
     for e in events.values():
         rounding += e.rounding or 0
