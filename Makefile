@@ -39,4 +39,4 @@ bench: build
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
-	rm -f pmarket/engine/*.so pmarket/engine/compiled.json pmarket_engine__mypyc*.so
+	rm -f pmarket/engine/*.so pmarket/engine/compiled.json

@@ -72,7 +72,7 @@ def _extensions() -> list:
         return []
     paths = [f"pmarket/engine/{name}.py" for name in CORE]
     try:
-        return mypycify(paths, opt_level="3", group_name="pmarket_engine")
+        return mypycify(paths, opt_level="3", group_name="pmarket.engine.core")
     except (Exception, SystemExit) as exc:  # mypy type errors exit
         _say(f"mypyc could not compile the engine ({exc!r}); installing pure Python")
         return []

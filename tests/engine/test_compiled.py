@@ -104,7 +104,11 @@ def test_setup_compiles_exactly_the_core_modules():
 
 @pytest.mark.skipif(os.environ.get("PMARKET_REQUIRE_COMPILED") != "1",
                     reason="only where a compiled build is required (CI)")
-def test_the_required_compiled_engine_is_running():
+def test_the_required_compiled_engine_is_running(tmp_path):
     import pmarket.engine.trading as trading
 
     assert compiled.mode == "compiled" and compiled.is_compiled(trading)
+    # also outside the checkout (as the pmarket command runs): the build is in the package
+    result = subprocess.run([sys.executable, "-c", WHICH], cwd=tmp_path, capture_output=True,
+                            text=True)
+    assert result.stdout.split() == ["compiled", "False"], result.stderr
