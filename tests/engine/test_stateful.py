@@ -135,6 +135,22 @@ def check_event_layout(events: list[tuple]) -> None:
         as_dict(event)  # every field named by its layout
 
 
+def check_refusals_change_nothing(cmd, events: list[tuple], res) -> None:
+    """A refused command (or batch item) reports its refusal and nothing else."""
+    events = command_events(events)
+    kinds = [e[0] for e in events]
+    redelivered = res.rejections[:1] == [(None, type(cmd).__name__, "duplicate_command",
+                                          None, None)]
+    if isinstance(cmd, PlaceBatch) and not redelivered:
+        starts = [i for i, e in enumerate(events) if e[0] == "batch_item"]
+        ends = [*starts[1:], len(events)] if starts else []
+        for start, end, oid in zip(starts, ends, res.primary_orders, strict=True):
+            if oid is None:
+                assert kinds[start + 1:end] == ["rejected"], events[start:end]
+    elif res.rejections:
+        assert kinds == ["rejected"], events
+
+
 def check_own_order_comes_first(events: list[tuple], res) -> None:
     """A placement's (each batch item's) or modification's first order event is its order."""
     if not res.primary_orders:
@@ -289,6 +305,7 @@ def apply_to_both(eng: Engine, ref: ReferenceExchange, cmd) -> None:
     check_order_events(events, ref, res)
     check_event_layout(events)
     check_own_order_comes_first(events, res)
+    check_refusals_change_nothing(cmd, events, res)
     check_state_events(events, before, ref_state_keys(ref))
 
 
