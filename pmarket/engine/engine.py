@@ -9,7 +9,7 @@ functions taking the engine (``trading``: orders and matching, ``collateral``: m
 and share bundles, ``admin``: event lifecycle, ``queries``: read-only views,
 ``snapshot``: state as data). This module holds the state, the dispatch, the helpers
 every handler shares, and the end-of-command flush of touched state. The whole core is
-compiled with mypyc when it can be (see setup.py and ``pmarket.engine.build``), so the
+compiled with mypyc when it can be (see setup.py and ``compiled``), so the
 state is declared with exact types and handlers are direct native calls.
 """
 
