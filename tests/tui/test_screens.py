@@ -18,7 +18,7 @@ from pmarket.tui.widgets.ladder import Ladder
 from tests.tui.fake_exchange import FakeExchange
 
 
-async def wait_for(pilot, condition, tries: int = 60) -> None:
+async def wait_for(pilot, condition, tries: int = 300) -> None:
     for _ in range(tries):
         if condition():
             return

@@ -9,6 +9,7 @@ from pmarket.tui import TradingApp
 from pmarket.tui.screens.events import EventsScreen
 from pmarket.tui.screens.login import LoginScreen
 from pmarket.tui.screens.market import MarketScreen
+from pmarket.tui.screens.ticket import OrderTicket
 from tests.tui.fake_exchange import FakeExchange
 from tests.tui.test_screens import wait_for
 
@@ -16,10 +17,15 @@ pytest.importorskip("pytest_textual_snapshot")
 
 
 class QuietApp(TradingApp):
-    """The terminal without toasts, so snapshots do not depend on their timing."""
+    """The terminal without toasts or blinking cursors, so snapshots do not depend on
+    timing."""
 
     def notify(self, *args, **kwargs) -> None:  # type: ignore[override]
         return None
+
+    def on_descendant_mount(self, event) -> None:
+        if isinstance(event.widget, Input):
+            event.widget.cursor_blink = False
 
 
 def app() -> QuietApp:
@@ -37,10 +43,19 @@ async def enter(pilot) -> None:
                    and a.screen.query_one(DataTable).row_count == 4)
 
 
+async def settle(pilot) -> None:
+    """Let background workers, animations and pending refreshes finish."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause(0.3)
+    await pilot.app.workers.wait_for_complete()
+
+
 def test_login_screen(snap_compare):
     async def ready(pilot):
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, LoginScreen))
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, LoginScreen)
+                       and pilot.app.focused is not None)
+        await settle(pilot)
 
     assert snap_compare(app(), terminal_size=(80, 24), run_before=ready)
 
@@ -48,7 +63,7 @@ def test_login_screen(snap_compare):
 def test_events_screen(snap_compare):
     async def ready(pilot):
         await enter(pilot)
-        await pilot.pause(0.2)
+        await settle(pilot)
 
     assert snap_compare(app(), terminal_size=(80, 24), run_before=ready)
 
@@ -59,7 +74,7 @@ def test_market_screen(snap_compare):
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, MarketScreen)
                        and pilot.app.screen.book.ready and pilot.app.screen.market)
-        await pilot.pause(0.5)
+        await settle(pilot)
 
     assert snap_compare(app(), terminal_size=(80, 24), run_before=ready)
 
@@ -71,6 +86,8 @@ def test_order_ticket(snap_compare):
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, MarketScreen)
                        and pilot.app.screen.book.ready and pilot.app.screen.market)
         await pilot.press("l")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, OrderTicket)
+                       and pilot.app.focused is not None)
+        await settle(pilot)
 
     assert snap_compare(app(), terminal_size=(80, 24), run_before=ready)
