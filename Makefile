@@ -24,8 +24,8 @@ pmarket/engine/compiled.json: $(VENV)/.installed setup.py $(ENGINE_CORE)
 
 build: pmarket/engine/compiled.json  ## compile the engine core (mypyc)
 
-run: build  ## run the exchange
-	$(VENV)/bin/pmarket bench engine --quick
+run: build  ## run the exchange: pmarket serve at http://127.0.0.1:8000
+	$(VENV)/bin/pmarket serve
 
 test: build  ## the whole test suite (services skip when absent)
 	$(VENV)/bin/ruff check pmarket tests
