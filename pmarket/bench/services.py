@@ -19,7 +19,6 @@ percent between runs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import signal
 import subprocess
@@ -127,7 +126,7 @@ async def bench_engine(redis_url: str, prefix: str, n: int, seed: int
         await task
         return total / elapsed, service, total
     finally:
-        await _close(bus)
+        await bus.close()
 
 
 async def bench_worker(redis_url: str, prefix: str, database_url: str, last_seq: int
@@ -154,7 +153,7 @@ async def bench_worker(redis_url: str, prefix: str, database_url: str, last_seq:
         await task
         return worker.stats.events / elapsed, worker.stats.events
     finally:
-        await _close(bus)
+        await bus.close()
         db.dispose()
 
 
@@ -194,7 +193,7 @@ async def bench_latency(redis_url: str, prefix: str, rate: int, seconds: float, 
         await asyncio.gather(*tasks)
         return latencies, timeouts
     finally:
-        await _close(bus)
+        await bus.close()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(30)
@@ -207,12 +206,6 @@ def _percentile(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def _close(bus: Bus) -> None:
-    # A bus whose reply listener got replies may not finish closing; do not wait on it.
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(bus.close(), 3)
 
 
 def _delete_keys(redis_url: str, prefix: str) -> None:

@@ -76,9 +76,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class _ReplyState:
+    """The client side of ``request``: one sender task, one reply listener task.
+
+    Requests never hold a connection while they wait: each one queues its command and a
+    future; the sender appends everything queued in one write per round trip (a burst
+    of requests becomes a few batched writes), and the listener resolves the futures
+    from this instance's reply stream. Two connections serve any number of requests.
+    """
+
     waiting: dict[str, asyncio.Future[bytes]] = field(default_factory=dict)
     listener: asyncio.Task[None] | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    # (command stream, entry, correlation id) of requests not yet sent
+    outbox: list[tuple[str, Outgoing, str]] = field(default_factory=list)
+    sender: asyncio.Task[None] | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Bus(abc.ABC):
@@ -424,19 +436,58 @@ class Bus(abc.ABC):
         """
         correlation_id = f"{self._correlation}{next(self._counter)}"
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        waiting = self._replies.waiting
+        state = self._replies
+        waiting = state.waiting
         try:
             async with asyncio.timeout(timeout):
-                await self._start_reply_listener()
+                if not state.started.is_set() or state.listener is None \
+                        or state.listener.done():
+                    await self._start_reply_listener()
+                if self._closed:
+                    raise BusError("bus closed")
                 waiting[correlation_id] = future
-                await self.send_command(
-                    payload, reply_to=self.instance, correlation_id=correlation_id, shard=shard
-                )
+                headers = {REPLY_TO: self.instance, CORRELATION_ID: correlation_id}
+                state.outbox.append(
+                    (self.commands_stream(shard), (payload, headers), correlation_id))
+                self._start_sender()
                 return await future
         except TimeoutError:
             raise RequestTimeout(f"no reply to {correlation_id} within {timeout}s") from None
         finally:
             waiting.pop(correlation_id, None)
+
+    max_send_batch = 2_000
+    """Most queued requests the sender appends in one write."""
+
+    def _start_sender(self) -> None:
+        state = self._replies
+        state.wake.set()
+        sender = state.sender
+        if sender is None or sender.done():
+            state.sender = asyncio.create_task(self._send_requests(), name="bus-requests")
+
+    async def _send_requests(self) -> None:
+        """Append queued requests' commands, all that queued meanwhile in each write."""
+        state = self._replies
+        while not self._closed:
+            if not state.outbox:
+                state.wake.clear()
+                await state.wake.wait()
+                continue
+            batch = state.outbox[: self.max_send_batch]
+            del state.outbox[: len(batch)]
+            by_stream: dict[str, list[Outgoing]] = {}
+            for stream, entry, _ in batch:
+                by_stream.setdefault(stream, []).append(entry)
+            try:
+                await self.write(appends=[Append(k, v) for k, v in by_stream.items()])
+            except Exception as exc:  # each request sees why it failed
+                error = exc if isinstance(exc, BusError) else BusError(repr(exc))
+                for _, _, correlation_id in batch:
+                    future = state.waiting.pop(correlation_id, None)
+                    if future is not None and not future.done():
+                        future.set_exception(
+                            BusUnavailable(f"command could not be sent: {error}"))
 
     async def read_commands(
         self,
@@ -526,16 +577,25 @@ class Bus(abc.ABC):
             return
         self._closed = True
         state = self._replies
+        state.started.set()  # requests still waiting for the listener see the closure
+        state.wake.set()
+        tasks = [t for t in (state.listener, state.sender) if t is not None]
+        for task in tasks:
+            task.cancel()
+        # A blocking read may not notice the cancellation (redis-py swallowed it in its
+        # blocking XREAD): dropping the listener's own connection ends the read at once.
+        await self._stop_reply_reads()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if state.listener is not None:
-            state.listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await state.listener
-            state.started.set()  # requests still waiting for the listener see the closure
             with contextlib.suppress(BusError):
                 await self.delete_streams(self.keys.replies(self.instance))
+        error = BusError("bus closed")
         for future in state.waiting.values():
             if not future.done():
-                future.set_exception(BusError("bus closed"))
+                future.set_exception(error)
+        state.outbox.clear()
         await self._close()
 
     async def __aenter__(self) -> Self:
@@ -592,20 +652,32 @@ class Bus(abc.ABC):
         if self._closed:  # close() released the wait
             raise BusError("bus closed")
 
+    async def _read_replies(
+        self, stream: str, after_id: StreamId, count: int, block_ms: int
+    ) -> list[Message]:
+        """The reply listener's blocking read (Redis: on a connection of its own)."""
+        return await self.read(stream, after_id, count=count, block_ms=block_ms)
+
+    async def _stop_reply_reads(self) -> None:  # noqa: B027 - optional hook
+        """Make a blocking ``_read_replies`` return now (called by ``close``)."""
+
     async def _listen_replies(self) -> None:
         """Resolve the waiting requests' futures from this instance's reply stream."""
         stream = self.keys.replies(self.instance)
         state = self._replies
         # Start after whatever the stream already holds, before any request goes out.
-        last = await _retrying(self.last_id, stream)
+        last = await self._retrying(self.last_id, stream)
         state.started.set()
         untrimmed = 0
-        while True:
-            messages = await _retrying(
-                self.read, stream, last, count=1_000, block_ms=self.reply_block_ms
+        while not self._closed:
+            messages = await self._retrying(
+                self._read_replies, stream, last, 1_000, self.reply_block_ms
             )
+            if not messages and self._closed:
+                return
+            waiting = state.waiting
             for message in messages:
-                future = state.waiting.pop(message.correlation_id, None)
+                future = waiting.pop(message.correlation_id, None)
                 if future is not None and not future.done():
                     future.set_result(message.payload)
             if messages:
@@ -617,14 +689,19 @@ class Bus(abc.ABC):
                     await self._trim_below(stream, next_id(last), True)
                     untrimmed = 0
 
+    async def _retrying(self, operation: Any, *args: Any, **kwargs: Any) -> Any:
+        """Await ``operation`` until it does not raise ``BusError``, backing off up to 1 s.
 
-async def _retrying(operation: Any, *args: Any, **kwargs: Any) -> Any:
-    """Await ``operation`` until it does not raise ``BusError``, backing off up to 1 s."""
-    backoff = 0.05
-    while True:
-        try:
-            return await operation(*args, **kwargs)
-        except BusError:
-            log.warning("bus operation %s failed; retrying", operation.__name__, exc_info=True)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 1.0)
+        Once the bus is closed a failure ends the caller instead (as a cancellation).
+        """
+        backoff = 0.05
+        while True:
+            try:
+                return await operation(*args, **kwargs)
+            except BusError:
+                if self._closed:
+                    raise asyncio.CancelledError from None
+                log.warning("bus operation %s failed; retrying", operation.__name__,
+                            exc_info=True)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)

@@ -128,6 +128,11 @@ def _translated() -> Iterator[None]:
             raise UnknownGroup(text) from exc
         raise BusError(text) from exc
     except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+        if "No connection available" in str(exc):
+            raise BusUnavailable(
+                "redis connection pool exhausted: every connection stayed busy for the "
+                "pool's timeout (raise max_connections, or send less concurrently)"
+            ) from exc
         raise BusUnavailable(f"redis unavailable: {exc}") from exc
     except rexc.RedisError as exc:
         raise BusError(str(exc)) from exc
@@ -135,6 +140,35 @@ def _translated() -> Iterator[None]:
 
 def _str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _raw_message(stream: str, entry_id: bytes, flat: list[bytes] | None, n: int) -> Message:
+    """A Message from a raw (RESP2) stream entry: its id and flat field/value list."""
+    if flat is not None and len(flat) == 2 and flat[0] == _PAYLOAD:
+        return Message(stream, entry_id.decode(), flat[1], n, NO_HEADERS)
+    fields = dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
+    return _message(stream, entry_id, fields, n)
+
+
+def _raw_messages(stream: str, reply: Any) -> list[Message]:
+    """The entries of a raw XREAD/XREADGROUP reply on one stream (RESP2 or RESP3)."""
+    if not reply:
+        return []
+    # RESP3 answers a map {stream: entries}, RESP2 an array [[stream, entries]].
+    entries = next(iter(reply.values())) if type(reply) is dict else reply[0][1]
+    out = []
+    append = out.append
+    for entry_id, flat in entries:
+        if flat is not None and len(flat) == 6 and flat[0] == _PAYLOAD:
+            # The common shape: a payload and two headers (a command or a reply).
+            headers = MappingProxyType({
+                flat[2].decode(errors="replace"): flat[3].decode(errors="replace"),
+                flat[4].decode(errors="replace"): flat[5].decode(errors="replace"),
+            })
+            append(Message(stream, entry_id.decode(), flat[1], 1, headers))
+        else:
+            append(_raw_message(stream, entry_id, flat, 1))
+    return out
 
 
 def _message(stream: str, entry_id: bytes, fields: Mapping[bytes, bytes], n: int) -> Message:
@@ -185,17 +219,32 @@ class RedisStreamsBus(Bus):
         self._owns_client = owns_client
         self._write_script = client.register_script(_WRITE_SCRIPT)
         self._claim_script = client.register_script(_CLAIM_SCRIPT)
+        # The reply listener's blocking reads run on a connection of their own, outside
+        # the pool: requests never wait for it, and close() ends a read by dropping it.
+        self._reply_connection: aioredis.Connection | None = None
+
+    max_connections = 32
+    """Pool size of ``from_url``: a request holds no connection while it waits."""
+
+    pool_timeout_s = 5.0
+    """How long ``from_url``'s pool lets an operation wait for a free connection
+    before it fails with ``BusUnavailable`` (pool exhausted)."""
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStreamsBus:
-        """A bus on a new connection pool to ``url`` (``redis://host:port/db``)."""
+        """A bus on a new bounded connection pool to ``url`` (``redis://host:port/db``).
+
+        The pool holds at most ``max_connections``; an operation that finds them all busy
+        waits up to ``pool_timeout_s`` and then raises ``BusUnavailable``.
+        """
         extra: dict[str, Any] = {}
         if url.startswith("redis://"):  # TLS and unix sockets keep their own classes
             extra["connection_class"] = _HiredisPackingConnection
-        client = aioredis.Redis.from_url(
-            url, decode_responses=False, socket_keepalive=True, **extra
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, decode_responses=False, socket_keepalive=True,
+            max_connections=cls.max_connections, timeout=cls.pool_timeout_s, **extra
         )
-        return cls(client, owns_client=True, **options)
+        return cls(aioredis.Redis.from_pool(pool), owns_client=True, **options)
 
     async def write(
         self,
@@ -350,13 +399,15 @@ class RedisStreamsBus(Bus):
         after: StreamId | None,
     ) -> list[Message]:
         if after is None:
+            # "XREADGROUP GROUP" is sent as two words and names no response callback:
+            # the raw reply is parsed here, cheaper than redis-py's dict per entry.
+            args: list[Any] = [group, consumer, "COUNT", count]
+            if block_ms is not None:
+                args += ("BLOCK", block_ms)
+            args += ("STREAMS", stream, ">")
             with _translated():
-                reply: Any = await self.redis.xreadgroup(
-                    group, consumer, {stream: ">"}, count=count, block=block_ms
-                )
-            if not reply:
-                return []
-            return [_message(stream, entry_id, f, 1) for entry_id, f in reply[0][1]]
+                reply: Any = await self.redis.execute_command("XREADGROUP GROUP", *args)
+            return _raw_messages(stream, reply)
         return await self._read_history(stream, group, consumer, count, after)
 
     async def _read_history(
@@ -411,6 +462,33 @@ class RedisStreamsBus(Bus):
             return int(
                 await self.redis.xtrim(stream, minid=min_id, approximate=approximate)
             )
+
+    async def _read_replies(
+        self, stream: str, after_id: StreamId, count: int, block_ms: int
+    ) -> list[Message]:
+        connection = self._reply_connection
+        if connection is None:
+            pool = self.redis.connection_pool
+            connection = self._reply_connection = pool.connection_class(
+                **pool.connection_kwargs)
+        try:
+            with _translated():
+                await connection.send_command(
+                    "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", stream, after_id
+                )
+                reply = await connection.read_response()
+        except BaseException:
+            # A read cut short leaves its reply in flight: never reuse the connection.
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+            raise
+        return _raw_messages(stream, reply)
+
+    async def _stop_reply_reads(self) -> None:
+        connection = self._reply_connection
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.disconnect(nowait=True)
 
     async def _close(self) -> None:
         if self._owns_client:

@@ -420,6 +420,42 @@ async def test_request_gets_its_own_reply(bus: Bus, connect: ConnectBus):
     assert await bus.pending(bus.commands_stream(), ENGINE_GROUP) == []
 
 
+async def test_close_after_a_reply_completes_promptly(connect: ConnectBus):
+    # The reply listener is blocked in a read when close() comes (reply_block_ms long);
+    # close must end that read rather than wait for it (it used to hang on Redis).
+    server, engine = connect(reply_block_ms=5_000), connect()
+    task = asyncio.create_task(_engine_echo(engine))
+    try:
+        assert await server.request(b"x", timeout=5) == b"ok:x"
+        await asyncio.sleep(0.05)  # the listener is back in its blocking read
+        began = asyncio.get_running_loop().time()
+        await asyncio.wait_for(server.close(), 2)
+    finally:
+        task.cancel()
+
+    assert asyncio.get_running_loop().time() - began < 0.5
+    with pytest.raises(BusError):
+        await server.request(b"y", timeout=1)
+
+
+async def test_a_burst_of_requests_shares_a_few_connections(bus: Bus, connect: ConnectBus):
+    # 2,000 concurrent requests: queued and sent in batched writes, never one
+    # connection per waiting request (redis-py's pool would run out).
+    engine = connect()
+    task = asyncio.create_task(_engine_echo(engine))
+    try:
+        replies = await asyncio.gather(
+            *(bus.request(b"%d" % i, timeout=20) for i in range(2_000)))
+    finally:
+        task.cancel()
+
+    assert replies == [b"ok:%d" % i for i in range(2_000)]
+    pool = getattr(getattr(bus, "redis", None), "connection_pool", None)
+    if pool is not None:
+        opened = [*pool._get_free_connections(), *pool._get_in_use_connections()]
+        assert len(opened) <= 4
+
+
 async def test_replies_reach_only_the_requesting_instance(connect: ConnectBus):
     server_a, server_b, engine = connect(), connect(), connect()
     task = asyncio.create_task(_engine_echo(engine))

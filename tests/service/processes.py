@@ -4,7 +4,6 @@ a fresh PostgreSQL schema, and a client that remembers which commands were answe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -133,13 +132,6 @@ class Client:
             return events
         self.ledger.unanswered.add(key)
         return None
-
-
-async def close_bus(bus: Bus, timeout: float = 3.0) -> None:
-    """Close a bus, giving up after ``timeout``: ``RedisStreamsBus.close`` can hang once
-    its reply listener has received a reply (the cancelled listener never finishes)."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(bus.close(), timeout)
 
 
 async def wait_until(predicate, timeout: float, what: str, interval: float = 0.1) -> None:

@@ -36,7 +36,6 @@ from .processes import (
     PMARKET,
     Client,
     Process,
-    close_bus,
     delete_keys,
     fresh_schema,
     wait_until,
@@ -164,7 +163,7 @@ async def test_kill_9_of_engine_and_worker_loses_and_duplicates_no_acknowledged_
             finally:
                 db.dispose()
         finally:
-            await close_bus(bus)
+            await bus.close()
             engine.ensure_stopped()
             worker.ensure_stopped()
             delete_keys(redis_url, prefix)
