@@ -1,7 +1,9 @@
 """``pmarket simulate FILE...``: run scenario files and report what happened.
 
 Thin by design: validate every file first (exit 2 with located problems), run each on a
-fresh target with a progress bar for long runs, print the report tables, optionally
+fresh target (``--target URL``: a running server, admin credentials from
+``--admin-email``/``--admin-password`` or ``PMARKET_ADMIN_EMAIL``/
+``PMARKET_ADMIN_PASSWORD``; exit 2 saying what is missing) with a progress bar for long runs, print the report tables, optionally
 write the full reports as JSON, and exit 1 if any expectation failed.
 """
 
@@ -43,8 +45,14 @@ def simulate(
     json_file: Path | None = typer.Option(None, "--json", help="Write the full reports here."),
     target: str | None = typer.Option(
         None, help="URL of a running pmarket server (default: an in-process engine)."),
+    admin_email: str | None = typer.Option(
+        None, envvar="PMARKET_ADMIN_EMAIL",
+        help="Admin email for --target (events, resolution, audit)."),
+    admin_password: str | None = typer.Option(
+        None, envvar="PMARKET_ADMIN_PASSWORD", help="Admin password for --target."),
     scale: float = typer.Option(
-        1.0, min=0.0001, help="Multiply the order count of load bursts (e.g. 0.1)."),
+        1.0, min=0.0001, help="Multiply generated flow: load burst order counts and agent simulation "
+             "durations (e.g. 0.1)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print one line per scenario."),
 ) -> None:
     """Replay scenario files against the exchange and check their expectations."""
@@ -65,15 +73,18 @@ def simulate(
             errors.print(f"{path}: cannot read: {exc.strerror}", style="red", markup=False)
     if bad:
         raise typer.Exit(2)
+    def connect():
+        return open_target(target, admin_email, admin_password)
+
     try:
-        open_target(target).close()
+        connect().close()
     except TargetUnavailable as exc:
         errors.print(f"error: {exc}", style="red", markup=False)
         raise typer.Exit(2) from None
 
     reports = []
     for scenario in scenarios:
-        run_target = open_target(target)
+        run_target = connect()
         total = estimate_work(scenario, scale)
         try:
             if total >= LONG_RUN and not quiet:
@@ -96,6 +107,8 @@ def simulate(
             console.print(f"{mark} {scenario.name} ({scenario.file})")
             for failure in report.failures:
                 console.print(f"  x {failure}", style="red", markup=False, soft_wrap=True)
+            for note in report.notes:
+                console.print(f"  ! {note}", style="yellow", markup=False, soft_wrap=True)
         else:
             console.print(render(report))
             console.print()

@@ -102,6 +102,8 @@ class Report:
     failures: list[Failure]
     summary: dict[str, Any]
     timing: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    """Steps the target could not run as written ("not available over HTTP: ...")."""
 
     @property
     def passed(self) -> bool:
@@ -111,7 +113,8 @@ class Report:
         """Everything but wall-clock timings: equal for equal seeds."""
         return {"scenario": self.scenario, "file": self.file, "seed": self.seed,
                 "target": self.target, "passed": self.passed,
-                "failures": [f.to_dict() for f in self.failures], **self.summary}
+                "failures": [f.to_dict() for f in self.failures], "notes": self.notes,
+                **self.summary}
 
     def to_dict(self) -> dict[str, Any]:
         """The full report, JSON-ready."""
@@ -132,7 +135,7 @@ def percentile(sorted_values: list[int], pct: float) -> int:
 def build(scenario: Scenario, seed: int, target: Target, rec: Recorder,
           users: dict[str, User], net_deposits: dict[str, int],
           markets: dict[MarketRef, int], failures: list[Failure], sim_ms: int,
-          wall_ns: int) -> Report:
+          wall_ns: int, notes: list[str] | None = None) -> Report:
     """Assemble the report of a finished run from the recording and the target's state.
 
     Args:
@@ -146,6 +149,7 @@ def build(scenario: Scenario, seed: int, target: Target, rec: Recorder,
         failures: the failed expectations, in order.
         sim_ms: simulated time the run covered.
         wall_ns: real time the run took.
+        notes: what the target could not run as written, one line per step.
     """
     by_kind = dict.fromkeys(KINDS, 0)
     volume = notional = 0
@@ -188,7 +192,7 @@ def build(scenario: Scenario, seed: int, target: Target, rec: Recorder,
         "state_digest": target.state_digest(),
     }
     return Report(scenario.name, scenario.file, seed, target.name, failures, summary,
-                  _timing(rec, wall_ns))
+                  _timing(rec, wall_ns), list(notes or []))
 
 
 def _mark(status: str, bid: str | None, ask: str | None, last: str | None) -> int:
@@ -268,6 +272,8 @@ def render(report: Report) -> Group:
                                verdict))
     for failure in report.failures:
         parts.append(Text(f"  x {failure}", style="red", overflow="fold"))
+    for note in report.notes:
+        parts.append(Text(f"  ! {note}", style="yellow", overflow="fold"))
     summary = Table(title="summary", show_header=False, title_justify="left")
     summary.add_column(style="bold")
     summary.add_column()

@@ -6,9 +6,11 @@ strings ("0.57", "125.4000"), quantities as integers, ids as integers, and a ref
 request comes back as an error code with a message. The runner never touches an engine
 directly, so the same scenario can be replayed against any implementation.
 
-Two targets are planned: ``InProcessTarget`` wraps a ``pmarket.engine.Engine`` (the
-default), and an HTTP target will replay scenarios against a running server once the
-server exists (issue 5); ``open_target`` refuses a URL until then.
+Two targets exist: ``InProcessTarget`` wraps a ``pmarket.engine.Engine`` (the
+default), and ``http_target.HttpTarget`` replays scenarios against a running server
+through ``pmarket.client``. A request a target cannot express raises ``Unsupported``;
+a target without ``simulated_clock`` cannot expire gtd orders on the runner's clock.
+The runner reports both as per-step notes.
 
 Simulated time belongs to the runner: it calls ``advance_to`` before each step and
 every command the target sends is stamped with that time, so gtd expiry happens exactly
@@ -40,6 +42,7 @@ __all__ = [
     "Target",
     "TargetUnavailable",
     "Trade",
+    "Unsupported",
     "User",
     "open_target",
     "price_text",
@@ -225,6 +228,10 @@ class Target(Protocol):
     """
 
     name: str
+    simulated_clock: bool
+    """Whether ``advance_to`` really moves the exchange's clock (gtd expiry follows it)."""
+    order_reasons: bool
+    """Whether ``OrderState.reason`` says why a closed order stopped."""
 
     def signup(self, name: str) -> User:
         """``POST /auth/signup``: a new user and its token."""
@@ -315,20 +322,45 @@ class Target(Protocol):
 
 
 class TargetUnavailable(Exception):
-    """The requested target cannot be used (yet)."""
+    """The requested target cannot be used (no server, no admin credentials...)."""
 
 
-def open_target(url: str | None) -> Target:
+class Unsupported(Exception):
+    """A request the target cannot send: ``str(exc)`` says what is missing and why."""
+
+
+def open_target(url: str | None, admin_email: str | None = None,
+                admin_password: str | None = None) -> Target:
     """The target for ``--target URL`` (None: a fresh in-process engine).
 
+    Args:
+        url: a running server's base URL, or None for the in-process engine.
+        admin_email: an admin account's email (needed for a URL).
+        admin_password: that admin's password.
+
     Raises:
-        TargetUnavailable: for a URL: the HTTP target needs the server (issue 5).
+        TargetUnavailable: for a URL without admin credentials, with credentials the
+            server refuses, or where no server answers.
     """
     if url is None:
         return InProcessTarget()
-    raise TargetUnavailable(
-        f"HTTP target needs the server (issue 5); cannot replay against {url} yet. "
-        "Run without --target to use the in-process engine.")
+    missing = [what for what, value in (
+        ("--admin-email (or PMARKET_ADMIN_EMAIL)", admin_email),
+        ("--admin-password (or PMARKET_ADMIN_PASSWORD)", admin_password)) if not value]
+    if missing:
+        raise TargetUnavailable(
+            f"replaying against {url} needs an admin account to create events, resolve "
+            f"them and read the audit; missing: {' and '.join(missing)}")
+    from ..client import ApiError, ServerUnavailable
+    from .http_target import HttpTarget
+
+    try:
+        return HttpTarget(url, str(admin_email), str(admin_password))
+    except ServerUnavailable as exc:
+        raise TargetUnavailable(f"no pmarket server answers at {url}: {exc}") from None
+    except ApiError as exc:
+        raise TargetUnavailable(
+            f"{url} refused the admin sign-in of {admin_email}: {exc.message}") from None
 
 
 # --- the in-process engine -------------------------------------------------------------
@@ -367,6 +399,8 @@ class InProcessTarget:
     """
 
     name = "in-process"
+    simulated_clock = True
+    order_reasons = True
 
     def __init__(self) -> None:
         self.engine = Engine()
