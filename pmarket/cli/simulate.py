@@ -3,8 +3,9 @@
 Thin by design: validate every file first (exit 2 with located problems), run each on a
 fresh target (``--target URL``: a running server, admin credentials from
 ``--admin-email``/``--admin-password`` or ``PMARKET_ADMIN_EMAIL``/
-``PMARKET_ADMIN_PASSWORD``; exit 2 saying what is missing) with a progress bar for long runs, print the report tables, optionally
-write the full reports as JSON, and exit 1 if any expectation failed.
+``PMARKET_ADMIN_PASSWORD``; exit 2 saying what is missing) with a progress bar for long
+runs, print the report tables and the notes on steps the target could not run as
+written, optionally write the full reports as JSON, and exit 1 if any expectation failed.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def simulate(
     admin_password: str | None = typer.Option(
         None, envvar="PMARKET_ADMIN_PASSWORD", help="Admin password for --target."),
     scale: float = typer.Option(
-        1.0, min=0.0001, help="Multiply generated flow: load burst order counts and agent simulation "
-             "durations (e.g. 0.1)."),
+        1.0, min=0.0001, help="Multiply generated flow: load burst order counts and agent "
+                              "simulation durations (e.g. 0.1)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print one line per scenario."),
 ) -> None:
     """Replay scenario files against the exchange and check their expectations."""
