@@ -43,7 +43,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pmarket.bus import (
@@ -57,6 +57,7 @@ from pmarket.bus import (
     encode_command,
     encode_events,
 )
+from pmarket.bus.values import CORRELATION_ID, REPLY_TO
 
 from .commands import Expire
 from .engine import Engine
@@ -146,6 +147,7 @@ class EngineService:
         self._since_snapshot = 0
         self._snapshot_at = time.monotonic()
         self._expire_sent = 0.0
+        self._publishing: asyncio.Task[None] | None = None  # the last batch's complete
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -160,13 +162,14 @@ class EngineService:
         backoff = 0.05
         while not stop.is_set():
             try:
-                await self.step()
+                await self._serve()
                 backoff = 0.05
             except BusError as exc:
                 log.warning("engine %s: bus error %s; retrying in %.2fs", self.shard, exc,
                             backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+        await self._drain()
         if self._since_snapshot:
             try:
                 await self.snapshot()
@@ -175,64 +178,109 @@ class EngineService:
                             self.shard, exc)
 
     async def step(self) -> int:
-        """One round: expiry tick and snapshot if due, then one batch; its size."""
+        """One round: expiry tick and snapshot if due, then one batch; its size.
+
+        The batch is published when this returns.
+        """
+        n = await self._serve()
+        await self._drain()
+        return n
+
+    async def _serve(self) -> int:
+        """One round of ``run``'s pipeline: the batch read here is applied, and its
+        publication starts while the next batch is read and applied; publications stay
+        in batch order (each waits for the previous one), and snapshots wait for all."""
         await self._maybe_send_expire()
         if self._snapshot_due():
+            await self._drain()
             await self.snapshot()
         messages = await self.bus.read_commands(self.consumer, count=self.batch_size,
                                                 block_ms=self.block_ms, shard=self.shard)
         if messages:
-            await self.process(messages)
+            publish = self._apply(messages)
+            await self._drain()
+            self._publishing = asyncio.create_task(publish())
+        else:
+            await self._drain()
         return len(messages)
+
+    async def _drain(self) -> None:
+        """Wait until every applied batch is published (its delivery in the log)."""
+        task = self._publishing
+        if task is not None:
+            self._publishing = None
+            await task
 
     async def process(self, messages: list[Message]) -> None:
         """Apply a batch of command messages and publish its results atomically."""
+        publish = self._apply(messages)
+        await self._drain()
+        await publish()
+
+    def _apply(self, messages: list[Message]) -> Callable[[], Awaitable[None]]:
+        """Apply a batch in memory; returns what publishes it (one atomic ``complete``).
+
+        The returned publication must run before anything else is published or
+        snapshotted: the batch is applied in memory and must reach the log first.
+        """
         engine = self.engine
+        apply = engine.apply
         ts = max(self.clock(), engine.now_ms)
         first_seq = engine.last_seq + 1
+        covered = self._covered
+        max_deliveries = self.max_deliveries
         done: list[Message] = []
         logged: list[tuple[str, bytes]] = []
         parts: list[bytes] = []
         replies: list[Reply] = []
         dead: list[tuple[Message, str]] = []
         for message in messages:
-            if message.id in self._covered:
-                self._covered.discard(message.id)
+            if covered and message.id in covered:
+                covered.discard(message.id)
                 self.stats.acked_already_applied += 1
                 done.append(message)
                 continue
-            if message.deliveries > self.max_deliveries:
+            if message.deliveries > max_deliveries:
                 dead.append((message, f"delivered {message.deliveries} times without "
                                       f"completing (it may crash the engine)"))
                 continue
+            payload = message.payload
             try:
-                cmd = decode_command(message.payload)
+                cmd = decode_command(payload)
             except CodecError as exc:
                 dead.append((message, f"undecodable command: {exc}"))
                 continue
             cmd.seq = engine.last_seq + 1
             cmd.ts_ms = ts
-            events_json = encode_events(engine.apply(cmd))
+            events_json = encode_events(apply(cmd))
             parts.append(events_json)
-            logged.append((message.id, message.payload))
+            logged.append((message.id, payload))
             done.append(message)
-            if message.reply_to:
-                replies.append(Reply.to(message, events_json))
+            headers = message.headers
+            if headers:
+                reply_to = headers.get(REPLY_TO)
+                if reply_to:
+                    replies.append(Reply(reply_to, headers.get(CORRELATION_ID, ""),
+                                         events_json))
         deliveries = []
         if logged:
             deliveries.append(encode_logged_delivery(
                 first_seq, engine.last_seq, ts, join_event_arrays(parts), logged))
-        # The batch is applied in memory: it must reach the log before anything else
-        # happens, so an outage here is waited out rather than skipped.
-        ids = await _retrying(lambda: self.bus.complete(
-            done, events=deliveries, replies=replies, shard=self.shard), None)
-        if ids:
-            self.last_event_id = ids[-1]
-        for message, error in dead:
-            await self._dead_letter(message, error)
         self.stats.batches += 1
         self.stats.applied += len(logged)
         self._since_snapshot += len(logged)
+
+        async def publish() -> None:
+            # An outage here is waited out rather than skipped: dropping the batch would
+            # lose it.
+            ids = await _retrying(lambda: self.bus.complete(
+                done, events=deliveries, replies=replies, shard=self.shard), None)
+            if ids:
+                self.last_event_id = ids[-1]
+            for message, error in dead:
+                await self._dead_letter(message, error)
+
+        return publish
 
     # --- recovery and snapshots -----------------------------------------------------------
 
