@@ -31,7 +31,7 @@ from pmarket.engine import (
     Split,
     compiled,
 )
-from pmarket.engine.runner import LocalRunner
+from pmarket.engine.runner import LocalRunner, tune_gc
 
 USERS = 100
 RICH = 10**13  # units of cash per benchmark user: never the limiting factor
@@ -287,6 +287,7 @@ def _concurrent(users: int, per_user: int, seed: int) -> Result:
             await runner.submit(cmd)
 
     async def main() -> float:
+        tune_gc()  # as the engine service does once its state is loaded
         async with LocalRunner(eng) as runner:
             t0 = time.perf_counter_ns()
             await asyncio.gather(*(client(runner, p) for p in plans))
@@ -299,8 +300,13 @@ def _concurrent(users: int, per_user: int, seed: int) -> Result:
     except ImportError:  # pragma: no cover
         loop_factory = None
     gc.collect()
-    with asyncio.Runner(loop_factory=loop_factory) as r:
-        elapsed = r.run(main())
+    thresholds = gc.get_threshold()
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as r:
+            elapsed = r.run(main())
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
     total = users * per_user
     return Result("concurrent", total, orders_per_s=total / elapsed * 1e9,
                   extra={"users": users, "loop": "uvloop" if loop_factory else "asyncio"})

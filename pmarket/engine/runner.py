@@ -1,12 +1,13 @@
-"""The engine's in-process shell: one asyncio task is the single writer.
+"""The engine's in-process shell: a single writer on the asyncio loop.
 
-Any number of coroutines ``await runner.submit(command)``; the writer task stamps each
+Any number of coroutines ``await runner.submit(command)``. The first submission after
+the queue was empty schedules one *drain* on the loop; the drain stamps every queued
 command with the next sequence number and the wall-clock time (the only clock the engine
-ever sees), applies it, and resolves the caller's future with the command's events.
-Commands are applied strictly in submission order, so the log of stamped commands
-replays to the same state. Hand-off is a plain deque plus a wake-up event: the writer
-drains everything queued per loop iteration, which is what lets hundreds of concurrent
-clients share one engine cheaply.
+ever sees), applies them in submission order, and resolves each caller's future with
+its command's events. Commands are therefore applied strictly one at a time and in
+order, so the log of stamped commands replays to the same state. There is no writer
+task to wake: per command the cost is one future and the caller's own wake-up, which is
+what lets hundreds of concurrent clients share one engine cheaply.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ class LocalRunner:
         self.clock = clock
         self.on_applied = on_applied
         self._queue: deque[tuple[Command, asyncio.Future]] = deque()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._scheduled = False
+        self._error: BaseException | None = None
         self.applied = 0
 
     async def __aenter__(self) -> LocalRunner:
@@ -66,49 +67,54 @@ class LocalRunner:
         await self.stop()
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        """Accept commands (kept for symmetry with the bus-driven service)."""
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop the writer."""
-        if self._task is not None:
-            task, self._task = self._task, None
-            self._wake.set()
-            await task
+        """Apply what is still queued; raise the error that stopped the writer, if any."""
+        if self._queue and self._error is None:
+            self._drain()
+        if self._error is not None:
+            raise self._error
 
     def submit_nowait(self, cmd: Command) -> asyncio.Future:
         """Queue a command; the future resolves to its events."""
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        if self._error is not None:
+            fut.set_exception(RuntimeError(f"engine stopped after an error: {self._error!r}"))
+            return fut
         self._queue.append((cmd, fut))
-        self._wake.set()
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._drain)
         return fut
 
     async def submit(self, cmd: Command) -> list[tuple]:
         """Apply a command (after everything queued before it) and return its events."""
         return await self.submit_nowait(cmd)
 
-    async def _run(self) -> None:
+    def _drain(self) -> None:
+        self._scheduled = False
         queue = self._queue
         engine = self.engine
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while queue:
-                cmd, fut = queue.popleft()
-                cmd.seq = engine.last_seq + 1
-                cmd.ts_ms = self.clock()
-                try:
-                    events = engine.apply(cmd)
-                except Exception as exc:  # a broken invariant: fail loudly, stop writing
-                    fut.set_exception(exc)
-                    for _, other in queue:
-                        other.set_exception(RuntimeError("engine stopped after an error"))
-                    queue.clear()
-                    raise
-                self.applied += 1
-                if self.on_applied is not None:
-                    self.on_applied(cmd, events)
-                if not fut.done():
-                    fut.set_result(events)
-            if self._task is None:
+        apply = engine.apply
+        on_applied = self.on_applied
+        clock = self.clock
+        while queue:
+            cmd, fut = queue.popleft()
+            cmd.seq = engine.last_seq + 1
+            cmd.ts_ms = clock()
+            try:
+                events = apply(cmd)
+            except Exception as exc:  # a broken invariant: fail loudly, stop writing
+                self._error = exc
+                fut.set_exception(exc)
+                for _, other in queue:
+                    other.set_exception(RuntimeError("engine stopped after an error"))
+                queue.clear()
                 return
+            self.applied += 1
+            if on_applied is not None:
+                on_applied(cmd, events)
+            if not fut.done():
+                fut.set_result(events)
