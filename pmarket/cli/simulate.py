@@ -52,8 +52,8 @@ def simulate(
     admin_password: str | None = typer.Option(
         None, envvar="PMARKET_ADMIN_PASSWORD", help="Admin password for --target."),
     scale: float = typer.Option(
-        1.0, min=0.0001, help="Multiply generated flow: load burst order counts and agent "
-                              "simulation durations (e.g. 0.1)."),
+        1.0, min=0.0001, help="Multiply generated flow: load burst order counts, load user "
+                              "groups and agent simulation durations (e.g. 0.1)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print one line per scenario."),
 ) -> None:
     """Replay scenario files against the exchange and check their expectations."""

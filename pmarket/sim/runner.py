@@ -64,6 +64,9 @@ __all__ = ["estimate_work", "run_scenario"]
 Progress = Callable[[int], None]
 """Called with how many units of work (steps, generated orders, agent actions) finished."""
 
+MIN_GROUP = 10
+"""A load scenario's user groups keep at least this many members when scaled down."""
+
 _BURST_TICK = 1_000
 _SIM_TICK = 100
 
@@ -76,8 +79,9 @@ def run_scenario(scenario: Scenario, target: Target | None = None, seed: int | N
         scenario: a validated scenario (see ``load_scenario``).
         target: the exchange to drive; default a fresh in-process engine.
         seed: overrides the scenario's seed.
-        scale: multiplies generated flow: the order count of every load burst and the
-            duration of every agent simulation (tests run them small).
+        scale: multiplies generated flow: the order count of every load burst, the size
+            of a load scenario's user groups (at least ``MIN_GROUP``) and the duration of
+            every agent simulation (tests run them small).
         progress: receives units of finished work (``estimate_work`` gives the total).
 
     Returns:
@@ -104,6 +108,14 @@ def estimate_work(scenario: Scenario, scale: float = 1.0) -> int:
 
 def _scaled(count: int, scale: float) -> int:
     return max(1, round(count * scale))
+
+
+def _scaled_groups(scenario: Scenario, scale: float) -> dict[str, tuple[str, ...]]:
+    """A load scenario's user groups cut to ``scale`` (never below ``MIN_GROUP``)."""
+    if not scenario.is_load or scale >= 1:
+        return scenario.groups
+    return {name: members[:max(min(len(members), MIN_GROUP), _scaled(len(members), scale))]
+            for name, members in scenario.groups.items()}
 
 
 class Runner:
@@ -133,6 +145,9 @@ class Runner:
         self.diverged: str | None = None
         self.clock_ok = getattr(target, "simulated_clock", True)
         self.reasons_ok = getattr(target, "order_reasons", True)
+        self.groups = _scaled_groups(scenario, scale)
+        self.members = {m for group in self.groups.values() for m in group}
+        self.dropped = {m for group in scenario.groups.values() for m in group} - self.members
         self.gtd: list[tuple[int, int, User]] = []  # (simulated expiry, order id, owner)
 
     # --- facts for expectations ----------------------------------------------------
@@ -226,6 +241,8 @@ class Runner:
             for outcome, market_id in info.markets.items():
                 self.markets[MarketRef(spec.key, outcome, spec.is_multi)] = market_id
         for user in self.scenario.users:
+            if user.name in self.dropped:
+                continue
             self.users[user.name] = self.target.signup(user.name)
             self.net_deposits[user.name] = 0
             if user.deposit:
@@ -391,7 +408,7 @@ class Runner:
         return result
 
     def _members(self, name: str) -> tuple[str, ...]:
-        return self.scenario.groups.get(name, (name,))
+        return self.groups.get(name, (name,))
 
     def _fan_out(self, name: str, send: Callable[[User], Result]) -> Result:
         return self._fan_out_names(name, lambda member: send(self.users[member]))
