@@ -80,7 +80,7 @@ def simulate(
     try:
         connect().close()
     except TargetUnavailable as exc:
-        errors.print(f"error: {exc}", style="red", markup=False)
+        errors.print(f"error: {exc}", style="red", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
     reports = []

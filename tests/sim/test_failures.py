@@ -66,7 +66,27 @@ def test_cli_exits_zero_when_every_expectation_holds(tmp_path):
     assert "final books" in result.output and "latency per request" in result.output
 
 
-def test_http_target_is_refused_clearly_until_the_server_exists(tmp_path):
+def test_http_target_without_admin_credentials_says_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.delenv("PMARKET_ADMIN_EMAIL", raising=False)
+    monkeypatch.delenv("PMARKET_ADMIN_PASSWORD", raising=False)
     result = invoke("simulate", "--target", "http://127.0.0.1:8000", str(write(tmp_path, SMALL)))
     assert result.exit_code == 2
-    assert "HTTP target needs the server (issue 5)" in result.output
+    assert "missing: --admin-email (or PMARKET_ADMIN_EMAIL) and --admin-password" in \
+        result.output
+
+
+def test_wrong_expectation_fails_over_http_too(tmp_path, http_url, monkeypatch):
+    from .server import ADMIN_EMAIL, ADMIN_PASSWORD
+
+    wrong = SMALL.replace("status: partially_filled, filled: 4", "status: filled, filled: 4")
+    path = write(tmp_path, wrong, "wrong.yaml")
+    monkeypatch.setenv("PMARKET_ADMIN_EMAIL", ADMIN_EMAIL)
+    monkeypatch.setenv("PMARKET_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    result = invoke("simulate", "--quiet", "--target", http_url, str(path))
+    assert result.exit_code == 1, result.output
+    assert "FAIL small" in result.output
+    assert "steps[1].expect.orders.ann-bids.status (line 17): expected filled, found " \
+        "partially_filled" in result.output
+    good = invoke("simulate", "--quiet", "--target", http_url,
+                  str(write(tmp_path, SMALL, "good.yaml")))
+    assert good.exit_code == 0, good.output

@@ -67,7 +67,43 @@ def test_a_batch_reports_each_order_on_its_own(exchange):
     assert result.items[1].error.code == "insufficient_shares"
 
 
-def test_url_target_is_refused_until_the_http_server_exists():
+def test_url_target_needs_admin_credentials_and_a_server():
     assert isinstance(open_target(None), InProcessTarget)
-    with pytest.raises(TargetUnavailable, match=r"HTTP target needs the server \(issue 5\)"):
-        open_target("http://127.0.0.1:8000")
+    with pytest.raises(TargetUnavailable, match=r"missing: --admin-password"):
+        open_target("http://127.0.0.1:8000", "admin@example.com", None)
+    with pytest.raises(TargetUnavailable, match=r"no pmarket server answers"):
+        open_target("http://127.0.0.1:9", "admin@example.com", "pw")
+
+
+def test_http_target_speaks_decimal_strings_and_reports_what_it_cannot_do(http_url):
+    from pmarket.sim.http_target import HttpTarget
+    from pmarket.sim.targets import Unsupported
+
+    from .server import ADMIN_EMAIL, ADMIN_PASSWORD
+
+    with pytest.raises(TargetUnavailable, match="refused the admin sign-in"):
+        open_target(http_url, ADMIN_EMAIL, "wrong password")
+    target = open_target(http_url, ADMIN_EMAIL, ADMIN_PASSWORD)
+    try:
+        assert isinstance(target, HttpTarget) and not target.simulated_clock
+        info = target.create_event("Will it rain?", [], "0.01")
+        market = info.markets["Yes"]
+        ann, bob = target.signup("ann"), target.signup("ann")
+        assert ann.id != bob.id  # the same scenario name signs up a fresh account
+        target.deposit(ann, "100")
+        target.deposit(bob, "100")
+        placed = target.place(ann, OrderRequest(market, "yes", "buy", 10, "0.57"))
+        assert placed.ok and placed.order.price == "0.57"
+        [trade] = target.place(bob, OrderRequest(market, "no", "buy", 4, "0.43")).trades
+        assert (trade.price, trade.quantity, trade.kind) == ("0.57", 4, "mint")
+        assert target.balance(ann).reserved == "3.4200"
+        assert target.order(bob, placed.order.id) is None
+        assert target.cancel(bob, placed.order.id).error.code == "unknown_order"
+        with pytest.raises(Unsupported, match="convert"):
+            target.convert(ann, info.id, [market], 1)
+        with pytest.raises(Unsupported, match="cancel_taker"):
+            target.place(ann, OrderRequest(market, "yes", "buy", 1, "0.50",
+                                           stp="cancel_taker"))
+        assert target.audit().ok and target.state_digest() is None
+    finally:
+        target.close()
