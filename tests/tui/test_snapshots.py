@@ -44,11 +44,11 @@ async def enter(pilot) -> None:
 
 
 async def settle(pilot) -> None:
-    """Let background workers, animations and pending refreshes finish."""
-    await pilot.app.workers.wait_for_complete()
+    """Let animations and pending refreshes finish (the market screen's live feed is a
+    worker that never completes, so workers are not waited for)."""
     await pilot.wait_for_scheduled_animations()
     await pilot.pause(0.3)
-    await pilot.app.workers.wait_for_complete()
+    await pilot.wait_for_scheduled_animations()
 
 
 def test_login_screen(snap_compare):
