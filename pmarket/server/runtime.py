@@ -34,6 +34,7 @@ from .metrics import Metrics
 from .ratelimit import RateLimiter
 from .security import hash_password
 from .settings import Settings
+from .subworker import WorkerProcess
 from .websocket import Hub
 
 log = logging.getLogger("pmarket.server")
@@ -113,9 +114,21 @@ class Runtime:
         self.service = service
         self._spawn("engine", service.run(self.stopping))
         await service.ready.wait()
-        self.worker = Worker(self.bus, self.db, consumer=f"worker-{self.instance}",
-                             block_ms=100)
+        consumer = f"worker-{self.instance}"
+        if self.settings.worker_process:
+            # Its projection must not hold this process's GIL (see ``subworker``).
+            self.worker = WorkerProcess(self.bus, self.settings.database_url,
+                                        consumer=consumer, shard=self.settings.shard,
+                                        block_ms=100)
+        else:
+            self.worker = Worker(self.bus, self.db, consumer=consumer, block_ms=100)
         self._spawn("worker", self.worker.run(self.stopping))
+        if isinstance(self.worker, WorkerProcess):
+            # Serve once it is up: reads after writes wait for the projection.
+            ready = asyncio.ensure_future(self.worker.ready.wait())
+            await asyncio.wait({ready, self.tasks["worker"]}, timeout=120,
+                               return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
 
     def _spawn(self, name: str, coro) -> None:
         task = asyncio.create_task(coro, name=f"pmarket-{name}")

@@ -64,6 +64,8 @@ class Settings:
         consistency_timeout_s: how long a read waits for the projection of earlier writes.
         bcrypt_rounds: bcrypt work factor of new password hashes.
         log_requests: log one structured line per request.
+        worker_process: embedded only — run the database worker in a child process
+            (``subworker``) rather than as a task of this one (``PMARKET_WORKER_PROCESS=0``).
     """
 
     database_url: str = ""
@@ -83,6 +85,7 @@ class Settings:
     consistency_timeout_s: float = 5.0
     bcrypt_rounds: int = 12
     log_requests: bool = True
+    worker_process: bool = True
 
     @property
     def embedded(self) -> bool:
@@ -113,6 +116,7 @@ class Settings:
             max_body_bytes=_env_int("PMARKET_MAX_BODY_BYTES", 64 * 1024),
             bcrypt_rounds=_env_int("PMARKET_BCRYPT_ROUNDS", 12),
             log_requests=env.get("PMARKET_LOG_REQUESTS", "1") != "0",
+            worker_process=env.get("PMARKET_WORKER_PROCESS", "1") != "0",
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         return settings.with_secret()
