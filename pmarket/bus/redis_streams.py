@@ -221,7 +221,7 @@ class RedisStreamsBus(Bus):
         self._claim_script = client.register_script(_CLAIM_SCRIPT)
         # The reply listener's blocking reads run on a connection of their own, outside
         # the pool: requests never wait for it, and close() ends a read by dropping it.
-        self._reply_connection: aioredis.Connection | None = None
+        self._own_connections: dict[str, Any] = {}
 
     max_connections = 32
     """Pool size of ``from_url``: a request holds no connection while it waits."""
@@ -405,8 +405,12 @@ class RedisStreamsBus(Bus):
             if block_ms is not None:
                 args += ("BLOCK", block_ms)
             args += ("STREAMS", stream, ">")
-            with _translated():
-                reply: Any = await self.redis.execute_command("XREADGROUP GROUP", *args)
+            if block_ms is not None:  # a blocking read: on the consumer's own connection
+                reply: Any = await self._on_own_connection(
+                    f"group:{stream}:{group}:{consumer}", "XREADGROUP GROUP", *args)
+            else:
+                with _translated():
+                    reply = await self.redis.execute_command("XREADGROUP GROUP", *args)
             return _raw_messages(stream, reply)
         return await self._read_history(stream, group, consumer, count, after)
 
@@ -466,31 +470,42 @@ class RedisStreamsBus(Bus):
     async def _read_replies(
         self, stream: str, after_id: StreamId, count: int, block_ms: int
     ) -> list[Message]:
-        connection = self._reply_connection
+        reply = await self._on_own_connection(
+            "replies", "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", stream, after_id
+        )
+        return _raw_messages(stream, reply)
+
+    async def _on_own_connection(self, name: str, *args: Any) -> Any:
+        """Run a (blocking) command on the connection ``name`` keeps outside the pool.
+
+        Blocking reads (the reply listener's, a consumer's XREADGROUP BLOCK) never hold
+        a pooled connection while they wait, cost no pool round trip per read, and
+        ``close()`` ends them by dropping their connections. One caller per name at a
+        time (one reader per consumer).
+        """
+        connection = self._own_connections.get(name)
         if connection is None:
             pool = self.redis.connection_pool
-            connection = self._reply_connection = pool.connection_class(
+            connection = self._own_connections[name] = pool.connection_class(
                 **pool.connection_kwargs)
         try:
             with _translated():
-                await connection.send_command(
-                    "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", stream, after_id
-                )
-                reply = await connection.read_response()
+                await connection.send_command(*args)
+                return await connection.read_response()
         except BaseException:
             # A read cut short leaves its reply in flight: never reuse the connection.
             with contextlib.suppress(Exception):
-                await connection.disconnect()
+                await connection.disconnect(nowait=True)
             raise
-        return _raw_messages(stream, reply)
 
     async def _stop_reply_reads(self) -> None:
-        connection = self._reply_connection
-        if connection is not None:
+        for connection in self._own_connections.values():
             with contextlib.suppress(Exception):
                 await connection.disconnect(nowait=True)
 
     async def _close(self) -> None:
+        await self._stop_reply_reads()
+        self._own_connections.clear()
         if self._owns_client:
             with contextlib.suppress(rexc.RedisError, OSError):
                 await self.redis.aclose()
