@@ -47,5 +47,6 @@ def serve(
     typer.echo(f"pmarket: serving http://{host}:{port} (docs at /docs), {mode}, "
                f"database {settings.database_url}", err=True)
     uvicorn.run(create_app(settings), host=host, port=port, loop="uvloop", http="httptools",
-                ws="websockets-sansio", log_level=log_level.lower(), access_log=False,
+                ws="websockets-sansio", ws_per_message_deflate=False,  # CPU per message
+                log_level=log_level.lower(), access_log=False,
                 timeout_graceful_shutdown=10)

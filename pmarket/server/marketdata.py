@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("pmarket.server.marketdata")
 
 OPEN_STATUSES = ("open", "partially_filled")
+CLOSED_MEMORY = 200_000
+"""How many recently closed orders the replica remembers (owner and final status)."""
 
 
 @dataclass(slots=True)
@@ -123,6 +125,9 @@ class Replica:
         self._progress = asyncio.Event()
         self.running = False
         self.deliveries = 0
+        # order id -> (owner, status) of orders seen closing, newest CLOSED_MEMORY kept:
+        # answers "is this closed order the caller's?" without waiting for the database.
+        self.closed_orders: dict[int, tuple[int, str]] = {}
 
     # --- seeding ----------------------------------------------------------------------
 
@@ -222,6 +227,9 @@ class Replica:
                 self._fill(ev)
             elif kind == EVENT:
                 self._event(ev)
+            elif kind == ORDER:
+                if ev[11] not in OPEN_STATUSES:
+                    self._closed(ev[1], ev[2], ev[11])
             elif kind == EVENT_DELETED:
                 for mid in self.event_markets.pop(ev[1], []):
                     self.markets.pop(mid, None)
@@ -236,6 +244,17 @@ class Replica:
                 if hub.wants(channel):
                     hub.send(channel, "delta", m.sequence, {"market_id": mid, "changes": levels})
         self._publish_user(delivery)
+
+    def _closed(self, order_id: int, user_id: int, status: str) -> None:
+        closed = self.closed_orders
+        closed.pop(order_id, None)
+        closed[order_id] = (user_id, status)
+        if len(closed) > CLOSED_MEMORY:
+            del closed[next(iter(closed))]
+
+    def closed_order(self, order_id: int) -> tuple[int, str] | None:
+        """``(owner, status)`` of a recently closed order, if this replica saw it close."""
+        return self.closed_orders.get(order_id)
 
     def _book(self, ev: tuple, changes: dict[int, list[dict[str, Any]]]) -> None:
         _, mid, side, price, qty = ev

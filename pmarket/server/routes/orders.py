@@ -33,7 +33,7 @@ from pmarket.engine.events import BATCH_ITEM, FILL, ORDER, REJECTED
 
 from .. import views
 from ..deps import CurrentUser, OrderId, OwnedOrder, RuntimeDep, owned_order
-from ..errors import ApiError
+from ..errors import ApiError, not_found
 from ..gateway import rejection_error
 from ..runtime import Runtime
 from ..schemas import (
@@ -158,6 +158,15 @@ async def _closed_or_missing(runtime: Runtime, user_id: int, order_id: int,
     """After the engine said "no open order": 409 if it is the caller's closed order."""
     if exc.status != 404:
         return exc
+    # Usually the order just closed (filled, cancelled): the replica saw it close, and
+    # only needs to catch up with this server's writes, not the database.
+    await runtime.barrier.for_replica()
+    known = runtime.replica.closed_order(order_id)
+    if known is not None:
+        owner, status = known
+        if owner != user_id:
+            return not_found(f"order {order_id}")
+        return ApiError(409, "order_not_open", f"order {order_id} is {status}")
     try:
         order = await owned_order(order_id, user_id, runtime)
     except ApiError as missing:
