@@ -528,6 +528,59 @@ class Bus(abc.ABC):
         written = await self.write(appends=appends, acks=acks)
         return written[0] if events else []
 
+    async def complete_and_read(
+        self,
+        commands: Iterable[Message],
+        *,
+        events: Sequence[bytes] = (),
+        replies: Sequence[Reply] = (),
+        consumer: str,
+        count: int = 100,
+        block_ms: int | None = None,
+        shard: str | None = None,
+    ) -> tuple[list[StreamId], list[Message]]:
+        """``complete`` a batch, then ``read_commands`` the next: one round trip where
+        the transport can pipeline them (Redis), else two.
+
+        If the write fails, nothing is read. Returns the event ids and the next batch.
+        """
+        commands = list(commands)
+        stream = self.commands_stream(shard)
+        ready = (stream, ENGINE_GROUP) in self._groups_ready and \
+            self._backlog.get((stream, ENGINE_GROUP, consumer), "0-0") is None
+        if ready and (commands or events or replies):
+            appends = [Append(self.events_stream(shard), events)] if events else []
+            appends.extend(self._reply_appends(replies))
+            ids = [m.id for m in commands]
+            acks = [Ack(stream, ENGINE_GROUP, ids)] if ids else []
+            done = await self._complete_and_read(
+                (appends, acks), stream, ENGINE_GROUP, consumer, count, block_ms)
+            if done is not None:
+                written, messages = done
+                event_ids = written[0] if events else []
+                if messages is None:  # written, but not read (the group vanished)
+                    messages = await self.read_commands(
+                        consumer, count=count, block_ms=block_ms, shard=shard)
+                return event_ids, messages
+        event_ids = await self.complete(commands, events=events, replies=replies,
+                                        shard=shard)
+        return event_ids, await self.read_commands(
+            consumer, count=count, block_ms=block_ms, shard=shard)
+
+    async def _complete_and_read(
+        self,
+        write: tuple[Sequence[Append], Sequence[Ack]],
+        stream: str,
+        group: str,
+        consumer: str,
+        count: int,
+        block_ms: int | None,
+    ) -> tuple[list[list[StreamId]], list[Message] | None] | None:
+        """A transport's pipelined write + group read of new entries; None: not
+        supported (the caller does them one after the other); messages None: written
+        but not read."""
+        return None
+
     async def send_replies(self, replies: Sequence[Reply]) -> None:
         """Append replies to their requesters' reply streams in one round trip."""
         if replies:

@@ -186,6 +186,46 @@ def _message(stream: str, entry_id: bytes, fields: Mapping[bytes, bytes], n: int
     return Message(stream, entry_id.decode(), payload, n, headers)
 
 
+def _write_args(
+    appends: Sequence[Append], acks: Sequence[Ack], deletes: Sequence[Delete]
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the write script (see ``_WRITE_SCRIPT``)."""
+    keys: list[str] = []
+    index: dict[str, int] = {}
+
+    def key_index(stream: str) -> int:
+        at = index.get(stream)
+        if at is None:
+            keys.append(stream)
+            at = index[stream] = len(keys)  # Lua arrays start at 1
+        return at
+
+    args: list[Any] = [len(appends)]
+    for stream, entries, ttl_ms in appends:
+        args += (key_index(stream), ttl_ms or 0, len(entries))
+        for entry in entries:
+            if isinstance(entry, bytes):
+                args += (0, entry)
+                continue
+            payload, headers = entry
+            if "p" in headers:
+                raise ValueError("header name 'p' is reserved for the payload")
+            args += (len(headers), payload)
+            for name, value in headers.items():
+                args += (name, value)
+    acks = [a for a in acks if a.ids]
+    args.append(len(acks))
+    for stream, group, ids in acks:
+        args += (key_index(stream), group, len(ids))
+        args += ids
+    deletes = [d for d in deletes if d.ids]
+    args.append(len(deletes))
+    for stream, ids in deletes:
+        args += (key_index(stream), len(ids))
+        args += ids
+    return keys, args
+
+
 class _HiredisPackingConnection(aioredis.Connection):
     """redis-py's asyncio connection, packing commands in C with hiredis.
 
@@ -252,44 +292,56 @@ class RedisStreamsBus(Bus):
         acks: Sequence[Ack] = (),
         deletes: Sequence[Delete] = (),
     ) -> list[list[StreamId]]:
-        keys: list[str] = []
-        index: dict[str, int] = {}
-
-        def key_index(stream: str) -> int:
-            at = index.get(stream)
-            if at is None:
-                keys.append(stream)
-                at = index[stream] = len(keys)  # Lua arrays start at 1
-            return at
-
-        args: list[Any] = [len(appends)]
-        for stream, entries, ttl_ms in appends:
-            args += (key_index(stream), ttl_ms or 0, len(entries))
-            for entry in entries:
-                if isinstance(entry, bytes):
-                    args += (0, entry)
-                    continue
-                payload, headers = entry
-                if "p" in headers:
-                    raise ValueError("header name 'p' is reserved for the payload")
-                args += (len(headers), payload)
-                for name, value in headers.items():
-                    args += (name, value)
-        acks = [a for a in acks if a.ids]
-        args.append(len(acks))
-        for stream, group, ids in acks:
-            args += (key_index(stream), group, len(ids))
-            args += ids
-        deletes = [d for d in deletes if d.ids]
-        args.append(len(deletes))
-        for stream, ids in deletes:
-            args += (key_index(stream), len(ids))
-            args += ids
+        keys, args = _write_args(appends, acks, deletes)
         if not keys:
             return []
         with _translated():
             written = await self._write_script(keys=keys, args=args)
         return [[entry_id.decode() for entry_id in ids] for ids in written]
+
+    async def _complete_and_read(
+        self,
+        write: tuple[Sequence[Append], Sequence[Ack]],
+        stream: str,
+        group: str,
+        consumer: str,
+        count: int,
+        block_ms: int | None,
+    ) -> tuple[list[list[StreamId]], list[Message] | None] | None:
+        """The write, then a read of new entries, pipelined on the consumer's own
+        connection: one send for both (the engine's round trip per batch)."""
+        keys, args = _write_args(*write, ())
+        if not keys:
+            return None
+        read = ["XREADGROUP GROUP", group, consumer, "COUNT", count]
+        if block_ms is not None:
+            read += ("BLOCK", block_ms)
+        read += ("STREAMS", stream, ">")
+        name = f"group:{stream}:{group}:{consumer}"
+        connection = self._own_connection(name)
+        script = self._write_script
+        messages: list[Message] | None = None
+        try:
+            with _translated():
+                await connection.send_packed_command(connection.pack_commands([
+                    ("EVALSHA", script.sha, len(keys), *keys, *args), read]))
+                try:
+                    written = await connection.read_response()
+                except rexc.NoScriptError:
+                    written = None  # the script is not loaded yet: written below
+                try:
+                    messages = _raw_messages(stream, await connection.read_response())
+                except rexc.ResponseError:
+                    messages = None  # (NOGROUP) the caller reads the plain way
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.disconnect(nowait=True)
+            raise
+        if written is None:
+            with _translated():
+                written = await script(keys=keys, args=args)
+        return [[entry_id.decode() for entry_id in got] for got in written], messages
+
 
     async def read(
         self,
@@ -483,11 +535,7 @@ class RedisStreamsBus(Bus):
         ``close()`` ends them by dropping their connections. One caller per name at a
         time (one reader per consumer).
         """
-        connection = self._own_connections.get(name)
-        if connection is None:
-            pool = self.redis.connection_pool
-            connection = self._own_connections[name] = pool.connection_class(
-                **pool.connection_kwargs)
+        connection = self._own_connection(name)
         try:
             with _translated():
                 await connection.send_command(*args)
@@ -497,6 +545,14 @@ class RedisStreamsBus(Bus):
             with contextlib.suppress(Exception):
                 await connection.disconnect(nowait=True)
             raise
+
+    def _own_connection(self, name: str) -> Any:
+        connection = self._own_connections.get(name)
+        if connection is None:
+            pool = self.redis.connection_pool
+            connection = self._own_connections[name] = pool.connection_class(
+                **pool.connection_kwargs)
+        return connection
 
     async def _stop_reply_reads(self) -> None:
         for connection in self._own_connections.values():

@@ -21,7 +21,8 @@ PREFIX_HELP = "First segment of every Redis key (several deployments can share a
 
 
 def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run ``main(stop)`` on a fresh event loop; SIGTERM and SIGINT set ``stop``."""
+    """Run ``main(stop)`` on a fresh event loop (uvloop when installed: its transports
+    and future wake-ups cost about half of asyncio's); SIGTERM and SIGINT set ``stop``."""
 
     async def runner() -> None:
         stop = asyncio.Event()
@@ -30,7 +31,16 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
             loop.add_signal_handler(sig, stop.set)
         await main(stop)
 
-    asyncio.run(runner())
+    with asyncio.Runner(loop_factory=_loop_factory()) as loop_runner:
+        loop_runner.run(runner())
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop  # optional: installed with uvicorn[standard]
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def configure_logging(level: str) -> None:

@@ -148,6 +148,7 @@ class EngineService:
         self._snapshot_at = time.monotonic()
         self._expire_sent = 0.0
         self._publishing: asyncio.Task[None] | None = None  # the last batch's complete
+        self._next: list[Message] | None = None  # read along with the last publication
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -170,6 +171,9 @@ class EngineService:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
         await self._drain()
+        if self._next:  # read with the last publication: answer them before stopping
+            messages, self._next = self._next, None
+            await self.process(messages)
         if self._since_snapshot:
             try:
                 await self.snapshot()
@@ -194,14 +198,25 @@ class EngineService:
         if self._snapshot_due():
             await self._drain()
             await self.snapshot()
-        messages = await self.bus.read_commands(self.consumer, count=self.batch_size,
-                                                block_ms=self.block_ms, shard=self.shard)
-        if messages:
+        messages = self._next
+        self._next = None
+        if messages is None:
+            messages = await self.bus.read_commands(
+                self.consumer, count=self.batch_size, block_ms=self.block_ms,
+                shard=self.shard)
+        if not messages:
+            await self._drain()
+        elif len(messages) < self.batch_size:
+            # The backlog is drained: publish and read the next batch in one round trip
+            # (a blocking read; this is the path of every request at moderate rates).
+            publish = self._apply(messages, read_next=True)
+            await self._drain()
+            await publish()
+        else:
+            # Full batches: publish this one while reading and applying the next.
             publish = self._apply(messages)
             await self._drain()
             self._publishing = asyncio.create_task(publish())
-        else:
-            await self._drain()
         return len(messages)
 
     async def _drain(self) -> None:
@@ -217,8 +232,10 @@ class EngineService:
         await self._drain()
         await publish()
 
-    def _apply(self, messages: list[Message]) -> Callable[[], Awaitable[None]]:
-        """Apply a batch in memory; returns what publishes it (one atomic ``complete``).
+    def _apply(self, messages: list[Message], read_next: bool = False
+               ) -> Callable[[], Awaitable[None]]:
+        """Apply a batch in memory; returns what publishes it (one atomic ``complete``;
+        with ``read_next`` also reading the next batch into ``_next``, in one round trip).
 
         The returned publication must run before anything else is published or
         snapshotted: the batch is applied in memory and must reach the log first.
@@ -273,8 +290,13 @@ class EngineService:
         async def publish() -> None:
             # An outage here is waited out rather than skipped: dropping the batch would
             # lose it.
-            ids = await _retrying(lambda: self.bus.complete(
-                done, events=deliveries, replies=replies, shard=self.shard), None)
+            if read_next:
+                ids, self._next = await _retrying(lambda: self.bus.complete_and_read(
+                    done, events=deliveries, replies=replies, consumer=self.consumer,
+                    count=self.batch_size, block_ms=self.block_ms, shard=self.shard), None)
+            else:
+                ids = await _retrying(lambda: self.bus.complete(
+                    done, events=deliveries, replies=replies, shard=self.shard), None)
             if ids:
                 self.last_event_id = ids[-1]
             for message, error in dead:
