@@ -201,6 +201,16 @@ async def bench_latency(redis_url: str, prefix: str, rate: int, seconds: float, 
             proc.kill()
 
 
+def _run(coro):
+    """Run on uvloop when installed, as ``pmarket engine`` and the server (uvicorn) do."""
+    try:
+        import uvloop  # optional: installed with uvicorn[standard]
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -254,19 +264,19 @@ def run(redis_url: str, database_url: str | None, *, commands: int = 50_000,
     prefix = f"pmbench:{uuid.uuid4().hex[:12]}"
     try:
         progress("engine through Redis")
-        per_s, _, total = asyncio.run(bench_engine(redis_url, prefix, commands, seed))
+        per_s, _, total = _run(bench_engine(redis_url, prefix, commands, seed))
         result.commands, result.engine_commands_per_s = total, per_s
         progress("worker into the database")
         with _Database(database_url) as url:
             result.database = sa.make_url(url).get_backend_name()
-            per_s, events = asyncio.run(bench_worker(redis_url, prefix, url, total))
+            per_s, events = _run(bench_worker(redis_url, prefix, url, total))
         result.worker_events_per_s, result.events = per_s, events
     finally:
         _delete_keys(redis_url, prefix)
     progress(f"latency at {rate}/s")
     prefix = f"pmbench:{uuid.uuid4().hex[:12]}"
     try:
-        latencies, timeouts = asyncio.run(bench_latency(redis_url, prefix, rate, seconds, seed))
+        latencies, timeouts = _run(bench_latency(redis_url, prefix, rate, seconds, seed))
     finally:
         _delete_keys(redis_url, prefix)
     result.rate_per_s, result.requests, result.timeouts = rate, len(latencies), timeouts
