@@ -156,7 +156,7 @@ def _raw_messages(stream: str, reply: Any) -> list[Message]:
         return []
     # RESP3 answers a map {stream: entries}, RESP2 an array [[stream, entries]].
     entries = next(iter(reply.values())) if type(reply) is dict else reply[0][1]
-    out = []
+    out: list[Message] = []
     append = out.append
     for entry_id, flat in entries:
         if flat is not None and len(flat) == 6 and flat[0] == _PAYLOAD:

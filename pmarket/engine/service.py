@@ -43,8 +43,9 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from pmarket.bus import (
     ENGINE_GROUP,
@@ -233,7 +234,7 @@ class EngineService:
         await publish()
 
     def _apply(self, messages: list[Message], read_next: bool = False
-               ) -> Callable[[], Awaitable[None]]:
+               ) -> Callable[[], Coroutine[Any, Any, None]]:
         """Apply a batch in memory; returns what publishes it (one atomic ``complete``;
         with ``read_next`` also reading the next batch into ``_next``, in one round trip).
 
