@@ -53,6 +53,9 @@ class RequestContext:
         # syscall per request, and the GIL may be gone when it returns).
         self._id_prefix = uuid.uuid4().hex[:8]
         self._ids = itertools.count(1)
+        # (method, route template, status) -> the metric series (``labels`` is costly);
+        # bounded: templates and statuses are.
+        self._series: dict[tuple, tuple] = {}
 
     def _next_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}"
@@ -115,8 +118,15 @@ class RequestContext:
         template = getattr(route, "path", None) or "unmatched"
         runtime = self.runtime_of()
         if runtime is not None:
-            runtime.metrics.requests.labels(scope["method"], template, str(status)).inc()
-            runtime.metrics.latency.labels(scope["method"], template).observe(elapsed)
+            key = (scope["method"], template, status)
+            children = self._series.get(key)
+            if children is None or children[0] is not runtime.metrics:
+                metrics = runtime.metrics
+                children = self._series[key] = (
+                    metrics, metrics.requests.labels(key[0], template, str(status)),
+                    metrics.latency.labels(key[0], template))
+            children[1].inc()
+            children[2].observe(elapsed)
         if self.log_requests and access_log.isEnabledFor(logging.INFO):
             access_log.info(orjson.dumps({
                 "request_id": request_id, "method": scope["method"], "path": scope["path"],

@@ -32,9 +32,19 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+_ISO_MS: dict[int, str | None] = {}
+
+
 def iso_ms(ms: int | None) -> str | None:
-    """Engine milliseconds as ISO-8601 UTC."""
-    return None if ms is None else iso(from_ms(ms))
+    """Engine milliseconds as ISO-8601 UTC (memoized: a batch shares its timestamp)."""
+    if ms is None:
+        return None
+    text = _ISO_MS.get(ms)
+    if text is None:
+        if len(_ISO_MS) >= 4096:
+            _ISO_MS.clear()
+        text = _ISO_MS[ms] = iso(from_ms(ms))
+    return text
 
 
 @lru_cache(maxsize=8)
