@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import commands as c
 from .events import LEDGER, Reason
-from .units import MAX_AMOUNT, MAX_QUANTITY, SCALE
+from .units import MAX_AMOUNT, MAX_QUANTITY, SCALE, format_money
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -38,7 +38,8 @@ def _valid_amount(eng: Engine, cmd: AmountCommand, command: str) -> bool:
     amount: object = raw.amount
     if type(amount) is not int or not 0 < amount <= MAX_AMOUNT:
         eng._reject(cmd.user_id, command, Reason.INVALID_AMOUNT,
-                    f"amount must be a whole number of units from 1 to {MAX_AMOUNT}")
+                    f"amount must be more than 0 and at most {format_money(MAX_AMOUNT)}, "
+                    f"in steps of 0.0001")
         return False
     return True
 
@@ -75,7 +76,8 @@ def withdraw(eng: Engine, cmd: c.Withdraw) -> None:
     available = acct.available if acct else 0
     if acct is None or available < cmd.amount:
         eng._reject(cmd.user_id, "Withdraw", Reason.INSUFFICIENT_CASH,
-                    f"withdrawal of {cmd.amount} units exceeds the {available} available")
+                    f"withdrawal of {format_money(cmd.amount)} exceeds the "
+                    f"{format_money(available)} available")
         return
     acct.available -= cmd.amount
     eng.treasury.withdrawals += cmd.amount
@@ -145,7 +147,7 @@ def _has_cash(eng: Engine, cmd: c.Split | c.SplitEvent, command: str, cost: int)
     available = acct.available if acct else 0
     if available < cost:
         eng._reject(cmd.user_id, command, Reason.INSUFFICIENT_CASH,
-                    f"needs {cost} units of cash, {available} available")
+                    f"needs {format_money(cost)} of cash, {format_money(available)} available")
         return False
     return True
 

@@ -36,7 +36,7 @@ from .book import (
 )
 from .commands import OrderType, Outcome, SelfTrade, Side, TimeInForce
 from .events import BATCH_ITEM, DUPLICATE, FILL, Reason
-from .units import MAX_QUANTITY, SCALE
+from .units import MAX_QUANTITY, SCALE, format_money, price_problem
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -96,8 +96,7 @@ def place(eng: Engine, cmd: c.PlaceOrder) -> Order | None:
         price_in = SCALE - tick if buy else tick  # no protection: the worst price on the grid
     if type(price_in) is not int or not 0 < price_in < SCALE or price_in % tick:
         eng._reject(uid, "PlaceOrder", Reason.INVALID_PRICE,
-                    f"price must lie on the {tick}-unit grid strictly between 0 "
-                    f"and {SCALE} units, got {price_in}", coid=coid)
+                    price_problem(price_in, tick), coid=coid)
         return None
     price: int = price_in
     tif = cmd.tif
@@ -129,8 +128,8 @@ def place(eng: Engine, cmd: c.PlaceOrder) -> Order | None:
         cost = price * qty
         if acct is None or acct.available < cost:
             eng._reject(uid, "PlaceOrder", Reason.INSUFFICIENT_CASH,
-                        f"order needs {cost} units of cash, "
-                        f"{acct.available if acct else 0} available", coid=coid)
+                        f"order needs {format_money(cost)} of cash, "
+                        f"{format_money(acct.available if acct else 0)} available", coid=coid)
             return None
     else:
         held = acct.positions.get(market.id) if acct is not None else None
@@ -479,8 +478,7 @@ def modify(eng: Engine, cmd: c.ModifyOrder) -> None:
         return
     if type(price_in) is not int or not 0 < price_in < SCALE or price_in % tick:
         eng._reject(user, "ModifyOrder", Reason.INVALID_PRICE,
-                    f"price must lie on the {tick}-unit grid strictly between 0 and "
-                    f"{SCALE} units, got {price_in}", order_id=order.id)
+                    price_problem(price_in, tick), order_id=order.id)
         return
     if type(qty_in) is not int or not order.filled < qty_in <= MAX_QUANTITY:
         eng._reject(user, "ModifyOrder", Reason.INVALID_QUANTITY,
@@ -576,8 +574,8 @@ def _replace_problem(order: Order, acct: Account, pos: Position, price: int, rem
     if order.is_buy:
         extra = price * remaining - order.price * order.remaining
         if extra > acct.available:
-            return (Reason.INSUFFICIENT_CASH, f"modification needs {extra} more units of "
-                    f"cash, {acct.available} available")
+            return (Reason.INSUFFICIENT_CASH, f"modification needs {format_money(extra)} more "
+                    f"of cash, {format_money(acct.available)} available")
     else:
         free = pos.yes - pos.yes_reserved if yes else pos.no - pos.no_reserved
         if remaining - order.remaining > free:

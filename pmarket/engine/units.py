@@ -115,3 +115,11 @@ def format_money(units: int) -> str:
 def format_price(units: int, tick: int = 100) -> str:
     """A price with the decimals of its tick: 5700 -> "0.57" for a 0.01 tick."""
     return format_units(units, tick_decimals(tick))
+
+
+def price_problem(value: object, tick: int) -> str:
+    """Why ``value`` (units, or anything a client sent) is not a valid price, in dollars."""
+    shown = format_units(value) if type(value) is int else repr(value)
+    return (f"price {shown} must lie on the {format_units(tick, tick_decimals(tick))} tick "
+            f"grid strictly between 0 and 1")
+
