@@ -82,6 +82,9 @@ class OrderSpec:
     expires_at: datetime | str | None = None
     post_only: bool | None = None
     client_order_id: str | None = None
+    stp: str | None = None
+    """Self-trade prevention: ``cancel_resting`` (the server's default), ``cancel_taker``
+    or ``cancel_both``."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON body, ``None`` fields left out."""
@@ -89,7 +92,8 @@ class OrderSpec:
             "market_id": self.market_id, "outcome": self.outcome, "side": self.side,
             "type": self.type, "price": money(self.price), "quantity": self.quantity,
             "time_in_force": self.time_in_force, "expires_at": _iso(self.expires_at),
-            "post_only": self.post_only, "client_order_id": self.client_order_id})
+            "post_only": self.post_only, "client_order_id": self.client_order_id,
+            "stp": self.stp})
 
 
 def parse_batch(d: Any) -> list[m.OrderResult | ApiError]:
@@ -243,6 +247,13 @@ def merge_event(event_id: int, quantity: int) -> Call[m.EventSplitResult]:
     """``POST /events/{id}/merge``: complete sets of YES back into cash."""
     return Call("POST", f"/events/{event_id}/merge", m.parse_event_split,
                 body={"quantity": quantity})
+
+
+def convert(event_id: int, outcome_ids: list[int], quantity: int
+            ) -> Call[m.EventSplitResult]:
+    """``POST /events/{id}/convert``: NO of each chosen outcome into YES of the others."""
+    return Call("POST", f"/events/{event_id}/convert", m.parse_event_split,
+                body={"outcome_ids": list(outcome_ids), "quantity": quantity})
 
 
 # --- market data -------------------------------------------------------------------

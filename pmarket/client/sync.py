@@ -142,10 +142,12 @@ class Client:
                     time_in_force: str | None = None,
                     expires_at: datetime | str | None = None,
                     post_only: bool | None = None,
-                    client_order_id: str | None = None) -> m.OrderResult:
+                    client_order_id: str | None = None,
+                    stp: str | None = None) -> m.OrderResult:
         """Place one order; see ``OrderSpec`` for the fields."""
         return self.place(OrderSpec(market_id, outcome, side, quantity, price, type,
-                                    time_in_force, expires_at, post_only, client_order_id))
+                                    time_in_force, expires_at, post_only, client_order_id,
+                                    stp))
 
     def place_batch(self, specs: list[OrderSpec]) -> list[m.OrderResult | ApiError]:
         """Place up to 20 orders; each result is an OrderResult or an ApiError."""
@@ -179,6 +181,12 @@ class Client:
     def merge_event(self, event_id: int, quantity: int) -> m.EventSplitResult:
         """Turn ``quantity`` complete sets of YES back into cash."""
         return self.call(c.merge_event(event_id, quantity))
+
+    def convert(self, event_id: int, outcome_ids: list[int], quantity: int
+                ) -> m.EventSplitResult:
+        """Turn ``quantity`` NO of each of ``outcome_ids`` into as many YES of every other
+        outcome of the event, plus $(k - 1) per unit for k chosen outcomes."""
+        return self.call(c.convert(event_id, outcome_ids, quantity))
 
     # --- market data ---------------------------------------------------------------
 

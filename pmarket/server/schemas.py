@@ -30,6 +30,7 @@ from pmarket.engine import units
 
 MAX_QUANTITY = units.MAX_QUANTITY
 MAX_BATCH = 20
+MAX_OUTCOMES = 100
 
 
 def _to_units(value: Any) -> int:
@@ -181,6 +182,9 @@ class OrderCreate(In):
     expires_at: datetime | None = None
     post_only: bool = False
     client_order_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    stp: Literal["cancel_resting", "cancel_taker", "cancel_both"] = "cancel_resting"
+    """Self-trade prevention: what happens if the order would trade with the caller's
+    own resting order (cancel the resting order, this order, or both)."""
 
 
 class OrderBatch(In):
@@ -193,6 +197,11 @@ class OrderModify(In):
 
 
 class QuantityIn(In):
+    quantity: Quantity
+
+
+class ConvertIn(In):
+    outcome_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_OUTCOMES)]
     quantity: Quantity
 
 

@@ -6,15 +6,15 @@ signs up with an email unique to this run, so the same scenario can be replayed 
 number of times against one server; admin actions (events, resolution, the audit) use an
 admin token signed in once from the credentials given to the target.
 
-What the API does not offer is refused with ``Unsupported`` (the runner turns that into
-a per-step "not available over HTTP" note, never a silent skip):
+What the API does not offer (the runner notes it per step as "not available over
+HTTP", never a silent skip; self-trade prevention modes go as ``stp`` and convert as
+``POST /events/{id}/convert``, both additions to the API listed in
+``docs/API-ADDITIONS.md``):
 
 - the simulated clock: the server stamps commands with wall-clock time, so
   ``advance_to`` moves nothing; a gtd order's expiry is sent as the same distance from
   *now* in real time (``expires_in: 30s`` lives 30 real seconds), and the runner notes
   every gtd expiry that fell due on the simulated clock but not on the server's;
-- ``convert`` (no endpoint) and self-trade prevention modes other than the default
-  ``cancel_resting`` (``POST /orders`` has no ``stp`` field);
 - the state digest (no endpoint; ``state_digest`` returns None);
 - why an order closed (the API's Order has no ``reason``: ``order_reasons`` is False).
 
@@ -47,7 +47,6 @@ from .targets import (
     Rejection,
     Result,
     Trade,
-    Unsupported,
     User,
 )
 
@@ -153,12 +152,10 @@ class HttpTarget:
         return datetime.fromtimestamp(wall / 1000, UTC).isoformat().replace("+00:00", "Z")
 
     def _spec(self, o: OrderRequest) -> OrderSpec:
-        if o.stp != "cancel_resting":
-            raise Unsupported(f"self-trade prevention mode '{o.stp}' (POST /orders has no "
-                              "stp field; the server always cancels the resting order)")
         return OrderSpec(o.market_id, o.outcome, o.side, o.quantity, o.price, o.type,
                          o.time_in_force, self._wall_expiry(o.expires_at_ms),
-                         o.post_only or None, o.client_order_id)
+                         o.post_only or None, o.client_order_id,
+                         None if o.stp == "cancel_resting" else o.stp)
 
     def _placed(self, user: User, r: m.OrderResult, sim_expiry: int | None) -> Result:
         order = _order_state(r.order, user.id, sim_expiry)
@@ -280,12 +277,8 @@ class HttpTarget:
 
     def convert(self, user: User, event_id: int, outcome_ids: list[int],
                 quantity: int) -> Result:
-        """Refused: the API has no convert endpoint.
-
-        Raises:
-            Unsupported: always.
-        """
-        raise Unsupported("convert (the HTTP API has no convert endpoint)")
+        return self._collateral(
+            lambda: self._as(user).convert(event_id, outcome_ids, quantity))
 
     def _collateral(self, send) -> Result:
         try:

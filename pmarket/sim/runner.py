@@ -6,12 +6,12 @@ every step it checks the step's expectations, treats a refused scripted command 
 failure unless the step expects that refusal, and audits the money invariant. It never
 stops at the first failure: the report lists them all.
 
-A target may not offer everything (the HTTP API has no simulated clock, no convert, no
-self-trade mode): a step whose request raises ``Unsupported`` is skipped, and a gtd
-order still open when the simulated clock passes its expiry cannot expire on a target
-without ``simulated_clock``. Either way the report gets a note at that step ("not
-available over <target>: ..."), and from then on the exchange no longer follows the
-scenario, so later expectations are skipped with a note each (the audit still runs).
+A target may not offer everything (the HTTP API has no simulated clock): a step whose
+request raises ``Unsupported`` is skipped, and a gtd order still open when the simulated
+clock passes its expiry cannot expire on a target without ``simulated_clock``. Either
+way the report gets a note at that step ("not available over <target>: ..."), and from
+then on the exchange no longer follows the scenario, so later expectations are skipped
+with a note each (the audit still runs).
 
 Invariant: a run is a pure function of (scenario, seed, scale) and the target's
 behaviour: time comes from ``SimClock``, randomness from generators seeded by the seed,

@@ -259,3 +259,28 @@ def test_sync_and_async_clients_offer_the_same_methods():
         return {n for n in vars(cls) if not n.startswith("_")}
 
     assert public(Client) - {"__enter__", "__exit__"} == public(AsyncClient) - {"stream"}
+
+
+def test_stp_is_sent_when_given_on_an_order_and_on_batch_items():
+    api, rec = client_for({("POST", "/orders"): (201, {"order": ORDER, "trades": []}),
+                           ("POST", "/orders/batch"): (200, {"results": [
+                               {"order": ORDER, "trades": []}]})})
+    api.place_order(3, "yes", "buy", 1, price="0.5", stp="cancel_taker")
+    assert rec.body()["stp"] == "cancel_taker"
+    api.place_batch([OrderSpec(3, "yes", "buy", 1, "0.5", stp="cancel_both")])
+    assert rec.body()["orders"][0]["stp"] == "cancel_both"
+    api.place_order(3, "yes", "buy", 1, price="0.5")
+    assert "stp" not in rec.body()
+
+
+async def test_convert_posts_outcome_ids_and_quantity_on_both_clients():
+    bal = {"available": "91", "reserved": "0", "total": "91"}
+    answers = {("POST", "/events/2/convert"): (200, {"balance": bal, "positions": []})}
+    api, rec = client_for(answers)
+    assert api.convert(2, [3, 4], 1).balance.available == Decimal("91")
+    assert rec.body() == {"outcome_ids": [3, 4], "quantity": 1}
+    rec = Recorder(answers)
+    async with AsyncClient("http://test", transport=httpx.MockTransport(rec)) as aapi:
+        result = await aapi.convert(2, [4], 5)
+    assert rec.body() == {"outcome_ids": [4], "quantity": 5}
+    assert result.positions == []

@@ -72,3 +72,47 @@ async def test_event_split_and_merge_only_for_multi_outcome_events(client):
     r = await client.http.post(f"/events/{single['id']}/split", json={"quantity": 1},
                                headers=client.auth(token))
     assert r.status_code == 409
+
+
+async def test_event_convert_no_shares_into_yes_of_the_other_outcomes(client):
+    event = await client.event(["A", "B", "C"])
+    a, b, c = (o["market_id"] for o in event["outcomes"])
+    single = await client.event()
+    token, _ = await client.user()
+    url = f"/events/{event['id']}/convert"
+    for m in (a, b):
+        r = await client.http.post(f"/markets/{m}/split", json={"quantity": 3},
+                                   headers=client.auth(token))
+        assert r.status_code == 200, r.text
+    r = await client.http.post(url, json={"outcome_ids": [a, b], "quantity": 3},
+                               headers=client.auth(token))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    # $6 into two splits, $3 back: (k - 1) = 1 dollar per unit for k = 2 outcomes.
+    assert body["balance"]["available"] == "997.0000"
+    held = {p["market_id"]: (p["yes_quantity"], p["no_quantity"]) for p in body["positions"]}
+    assert held == {a: (3, 0), b: (3, 0), c: (3, 0)}
+    # Not enough free NO any more.
+    r = await client.http.post(url, json={"outcome_ids": [a], "quantity": 1},
+                               headers=client.auth(token))
+    assert r.status_code == 409 and r.json()["error"]["code"] == "insufficient_shares"
+    # Outcome ids that are not this event's, or repeated: 422.
+    for ids in ([a, a], [single["outcomes"][0]["market_id"]]):
+        r = await client.http.post(url, json={"outcome_ids": ids, "quantity": 1},
+                                   headers=client.auth(token))
+        assert r.status_code == 422, (ids, r.text)
+        assert r.json()["error"]["code"] == "unknown_outcome"
+    for bad in ({"outcome_ids": [], "quantity": 1}, {"outcome_ids": [a], "quantity": 0},
+                {"outcome_ids": [a]}):
+        r = await client.http.post(url, json=bad, headers=client.auth(token))
+        assert r.status_code == 422, (bad, r.text)
+        assert r.json()["error"]["code"] == "invalid_field"
+    r = await client.http.post(f"/events/{single['id']}/convert",
+                               json={"outcome_ids": [single["outcomes"][0]["market_id"]],
+                                     "quantity": 1}, headers=client.auth(token))
+    assert r.status_code == 409 and r.json()["error"]["code"] == "single_outcome_event"
+    r = await client.http.post("/events/999999/convert", json={"outcome_ids": [a],
+                               "quantity": 1}, headers=client.auth(token))
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_event"
+    r = await client.http.post(url, json={"outcome_ids": [a], "quantity": 1})
+    assert r.status_code == 401

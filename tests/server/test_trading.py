@@ -130,3 +130,46 @@ async def test_fifty_concurrent_whole_balance_withdrawals_exactly_one_succeeds(c
     assert codes.count(200) == 1 and codes.count(409) == 49
     r = await client.http.get("/balance", headers=client.auth(token))
     assert r.json()["total"] == "0.0000"
+
+
+async def test_self_trade_prevention_modes(client):
+    market = await client.market()
+    token, _ = await client.user()
+
+    async def rest_and_cross(stp):
+        resting = await client.order(token, market, "no", "buy", "0.50", 5)
+        extra = {} if stp is None else {"stp": stp}
+        taker = await client.order(token, market, "yes", "buy", "0.50", 5, **extra)
+        assert taker["trades"] == []
+        r = await client.http.get(f"/orders/{resting['order']['id']}",
+                                  headers=client.auth(token))
+        status = (r.json()["status"], taker["order"]["status"])
+        await client.http.delete("/orders", headers=client.auth(token))
+        return status
+
+    assert await rest_and_cross(None) == ("cancelled", "open")
+    assert await rest_and_cross("cancel_resting") == ("cancelled", "open")
+    assert await rest_and_cross("cancel_taker") == ("open", "cancelled")
+    assert await rest_and_cross("cancel_both") == ("cancelled", "cancelled")
+    r = await client.http.post("/orders", headers=client.auth(token), json={
+        "market_id": market, "outcome": "yes", "side": "buy", "price": "0.5",
+        "quantity": 1, "stp": "cancel_everything"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_field", r.text
+
+
+async def test_batch_items_carry_their_own_self_trade_mode(client):
+    market = await client.market()
+    token, _ = await client.user()
+    item = {"market_id": market, "outcome": "no", "side": "buy", "price": "0.5",
+            "quantity": 2}
+    r = await client.http.post("/orders/batch", headers=client.auth(token), json={"orders": [
+        item, {**item, "outcome": "yes", "stp": "cancel_taker"},
+        {**item, "outcome": "yes", "stp": "cancel_both"}]})
+    assert r.status_code == 200, r.text
+    first, second, third = (res["order"] for res in r.json()["results"])
+    assert second["status"] == "cancelled" and third["status"] == "cancelled"
+    r = await client.http.get(f"/orders/{first['id']}", headers=client.auth(token))
+    assert r.json()["status"] == "cancelled"
+    r = await client.http.post("/orders/batch", headers=client.auth(token), json={
+        "orders": [{**item, "stp": "nope"}]})
+    assert r.status_code == 422

@@ -28,10 +28,8 @@ HTTP_SCALE = {"load": 0.004, "agents": 0.05}
 
 NOT_OVER_HTTP = {
     "06-gtd-expiry": "gtd expiry on the simulated clock",
-    "09-self-trade": "self-trade prevention mode 'cancel_taker'",
-    "12-multi-outcome": "convert (the HTTP API has no convert endpoint)",
     "17-agents-trading-day": "gtd expiry on the simulated clock",
-    "18-agents-multi-outcome": "convert (the HTTP API has no convert endpoint)",
+    "18-agents-multi-outcome": "gtd expiry on the simulated clock",
 }
 """Scenarios with steps HTTP cannot run as written, and the note that says why."""
 

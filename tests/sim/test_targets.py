@@ -75,9 +75,8 @@ def test_url_target_needs_admin_credentials_and_a_server():
         open_target("http://127.0.0.1:9", "admin@example.com", "pw")
 
 
-def test_http_target_speaks_decimal_strings_and_reports_what_it_cannot_do(http_url):
+def test_http_target_speaks_decimal_strings_self_trade_modes_and_convert(http_url):
     from pmarket.sim.http_target import HttpTarget
-    from pmarket.sim.targets import Unsupported
 
     from .server import ADMIN_EMAIL, ADMIN_PASSWORD
 
@@ -99,11 +98,14 @@ def test_http_target_speaks_decimal_strings_and_reports_what_it_cannot_do(http_u
         assert target.balance(ann).reserved == "3.4200"
         assert target.order(bob, placed.order.id) is None
         assert target.cancel(bob, placed.order.id).error.code == "unknown_order"
-        with pytest.raises(Unsupported, match="convert"):
-            target.convert(ann, info.id, [market], 1)
-        with pytest.raises(Unsupported, match="cancel_taker"):
-            target.place(ann, OrderRequest(market, "yes", "buy", 1, "0.50",
-                                           stp="cancel_taker"))
+        # convert goes over HTTP: refused like in-process on a single-outcome event
+        refused = target.convert(ann, info.id, [market], 1)
+        assert refused.error.code == "single_outcome_event"
+        # ann's own resting bid at 0.57: cancel_taker keeps it, cancels the new order
+        taker = target.place(ann, OrderRequest(market, "no", "buy", 1, "0.43",
+                                               stp="cancel_taker"))
+        assert taker.ok and taker.order.status == "cancelled" and taker.trades == []
+        assert target.order(ann, placed.order.id).status == "partially_filled"
         assert target.audit().ok and target.state_digest() is None
     finally:
         target.close()

@@ -1,4 +1,4 @@
-"""Events: search and list them, read one, its books side by side, event split/merge.
+"""Events: search and list them, read one, its books side by side, event split/merge/convert.
 
 An event's outcomes are its markets (outcome id == market id), listed in the order the
 admin gave them. Live prices (best bid/ask, last) come from the replica; titles,
@@ -16,14 +16,21 @@ from fastapi import APIRouter, Path, Query
 from sqlalchemy import func, select
 
 from pmarket.db import Event, Market, title_search
-from pmarket.engine import MergeEvent, SplitEvent
+from pmarket.engine import Convert, MergeEvent, SplitEvent
 
 from .. import views
 from ..deps import CurrentUser, RuntimeDep
 from ..errors import not_found
 from ..marketdata import book_view
 from ..runtime import Runtime
-from ..schemas import EventBookOut, EventOut, EventPage, EventSplitOut, QuantityIn
+from ..schemas import (
+    ConvertIn,
+    EventBookOut,
+    EventOut,
+    EventPage,
+    EventSplitOut,
+    QuantityIn,
+)
 from .account import balance_from_events, read_positions
 from .common import ERRORS, PageParams, ok, page, read
 
@@ -153,6 +160,17 @@ async def merge_event(event_id: EventId, body: QuantityIn, user: CurrentUser,
     """One YES of every outcome back into $1 per unit (409 on a single-outcome event)."""
     return await _event_collateral(runtime, MergeEvent(
         user_id=user.id, event_id=event_id, quantity=body.quantity), user.id, event_id)
+
+
+@router.post("/events/{event_id}/convert", response_model=EventSplitOut)
+async def convert_event(event_id: EventId, body: ConvertIn, user: CurrentUser,
+                        runtime: RuntimeDep):
+    """NO of each chosen outcome into YES of every other outcome, plus $(k - 1) per unit
+    for k chosen outcomes (409 on a single-outcome event or without the free NO shares;
+    422 for outcome ids that are not distinct outcomes of the event)."""
+    return await _event_collateral(runtime, Convert(
+        user_id=user.id, event_id=event_id, outcome_ids=tuple(body.outcome_ids),
+        quantity=body.quantity), user.id, event_id)
 
 
 __all__ = ["router"]

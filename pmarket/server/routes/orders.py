@@ -26,6 +26,7 @@ from pmarket.engine import (
     Outcome,
     PlaceBatch,
     PlaceOrder,
+    SelfTrade,
     Side,
     TimeInForce,
 )
@@ -66,7 +67,7 @@ def place_command(user_id: int, body: OrderCreate) -> PlaceOrder:
         side=Side(body.side), quantity=body.quantity, price=body.price,
         order_type=OrderType(body.type), tif=TimeInForce(body.time_in_force),
         expires_at_ms=to_ms(body.expires_at), post_only=body.post_only,
-        client_order_id=body.client_order_id)
+        client_order_id=body.client_order_id, stp=SelfTrade(body.stp))
 
 
 def order_result(runtime: Runtime, events: list[tuple]) -> dict[str, Any]:
