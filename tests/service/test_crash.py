@@ -17,12 +17,14 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
+from pmarket.bus.codec import encode_command
 from pmarket.bus.redis_streams import RedisStreamsBus
 from pmarket.db import ConsumerPosition, LedgerEntry, Order, make_engine
 from pmarket.engine import (
     CancelOrder,
     CreateEvent,
     Deposit,
+    Expire,
     Outcome,
     PlaceOrder,
     Side,
@@ -136,6 +138,9 @@ async def test_kill_9_of_engine_and_worker_loses_and_duplicates_no_acknowledged_
                 chaos(rng, lambda: sent / COMMANDS, engine, worker))
             await asyncio.gather(*(sender() for _ in range(CONCURRENCY)))
             await chaos_task
+            # The last restart may still be starting up: one round trip proves the engine
+            # is serving (so its SIGTERM handler is installed) before the clean stop.
+            await bus.request(encode_command(Expire()), timeout=60)
 
             assert engine.terminate() == 0, engine.log_tail()
             snap_file = snapshot_path(snapshots, "main")
