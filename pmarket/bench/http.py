@@ -34,6 +34,8 @@ import httpx
 import orjson
 import websockets
 
+from .services import ThrowawayDatabase, delete_keys
+
 ADMIN_EMAIL = "bench-admin@example.com"
 ADMIN_PASSWORD = "bench admin password"
 
@@ -131,19 +133,21 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from pmarket.cli import main; main()", *args]
 
 
-def start_processes(options: Options, workdir: Path, port: int) -> list[subprocess.Popen]:
-    """``pmarket serve`` (and, for a deployment, ``engine`` and ``worker``)."""
+def start_processes(options: Options, workdir: Path, port: int, database_url: str,
+                    redis_prefix: str) -> list[subprocess.Popen]:
+    """``pmarket serve`` (and, for a deployment, ``engine`` and ``worker``) on
+    ``database_url`` and, for a deployment, the Redis keys under ``redis_prefix``."""
     env = {**os.environ, "PMARKET_JWT_SECRET": secrets.token_urlsafe(48),
            "PMARKET_ADMIN_EMAIL": ADMIN_EMAIL, "PMARKET_ADMIN_PASSWORD": ADMIN_PASSWORD,
            "PMARKET_BCRYPT_ROUNDS": "4", "PMARKET_RATE_LIMIT_PER_S": "1000000",
            "PMARKET_RATE_LIMIT_BURST": "1000000", "PMARKET_LOG_REQUESTS": "0"}
     env.pop("PMARKET_REDIS_URL", None)
-    env["PMARKET_DATABASE_URL"] = options.database_url or f"sqlite:///{workdir}/bench.db"
+    env["PMARKET_DATABASE_URL"] = database_url
     procs = []
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": workdir}
     if options.redis_url:
         env["PMARKET_REDIS_URL"] = options.redis_url
-        env["PMARKET_REDIS_PREFIX"] = f"bench-{uuid.uuid4().hex[:8]}"
+        env["PMARKET_REDIS_PREFIX"] = redis_prefix
         from pmarket.db import upgrade
         upgrade(env["PMARKET_DATABASE_URL"])
         procs.append(subprocess.Popen(_cli("engine", "--snapshot-dir", str(workdir / "snap"),
@@ -271,9 +275,13 @@ async def run_load(base: str, options: Options, mode: str) -> Result:
 def run(options: Options) -> Result:
     """Start the server (and services), load it, stop everything; the figures."""
     mode = "deployment" if options.redis_url else "embedded"
-    with tempfile.TemporaryDirectory(prefix="pmarket-bench-") as tmp:
+    # Nothing of the run stays behind: a throwaway schema (PostgreSQL) or file (SQLite),
+    # and the Redis keys under a prefix of its own, deleted at the end.
+    redis_prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="pmarket-bench-") as tmp, \
+            ThrowawayDatabase(options.database_url) as database_url:
         port = _free_port()
-        procs = start_processes(options, Path(tmp), port)
+        procs = start_processes(options, Path(tmp), port, database_url, redis_prefix)
         base = f"http://127.0.0.1:{port}"
         try:
             async def main() -> Result:
@@ -292,3 +300,5 @@ def run(options: Options) -> Result:
                     proc.wait(15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+            if options.redis_url:
+                delete_keys(options.redis_url, redis_prefix)

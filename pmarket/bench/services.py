@@ -218,7 +218,7 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _delete_keys(redis_url: str, prefix: str) -> None:
+def delete_keys(redis_url: str, prefix: str) -> None:
     client = redis.Redis.from_url(redis_url)
     try:
         keys = list(client.scan_iter(match=f"{prefix}:*", count=1_000))
@@ -228,7 +228,7 @@ def _delete_keys(redis_url: str, prefix: str) -> None:
         client.close()
 
 
-class _Database:
+class ThrowawayDatabase:
     """A throwaway database: a new schema on PostgreSQL, a temporary file for SQLite."""
 
     def __init__(self, url: str | None) -> None:
@@ -267,18 +267,18 @@ def run(redis_url: str, database_url: str | None, *, commands: int = 50_000,
         per_s, _, total = _run(bench_engine(redis_url, prefix, commands, seed))
         result.commands, result.engine_commands_per_s = total, per_s
         progress("worker into the database")
-        with _Database(database_url) as url:
+        with ThrowawayDatabase(database_url) as url:
             result.database = sa.make_url(url).get_backend_name()
             per_s, events = _run(bench_worker(redis_url, prefix, url, total))
         result.worker_events_per_s, result.events = per_s, events
     finally:
-        _delete_keys(redis_url, prefix)
+        delete_keys(redis_url, prefix)
     progress(f"latency at {rate}/s")
     prefix = f"pmbench:{uuid.uuid4().hex[:12]}"
     try:
         latencies, timeouts = _run(bench_latency(redis_url, prefix, rate, seconds, seed))
     finally:
-        _delete_keys(redis_url, prefix)
+        delete_keys(redis_url, prefix)
     result.rate_per_s, result.requests, result.timeouts = rate, len(latencies), timeouts
     result.latency_p50_ms = _percentile(latencies, 0.50)
     result.latency_p99_ms = _percentile(latencies, 0.99)

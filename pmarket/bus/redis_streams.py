@@ -13,6 +13,7 @@ for connection loss and timeouts (the caller may retry; at-least-once makes that
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
@@ -240,6 +241,39 @@ class _HiredisPackingConnection(aioredis.Connection):
         if b" " in head:  # "XGROUP CREATE" and the like go out as separate words
             args = (*head.split(), *args[1:])
         return [hiredis.pack_command(args)]
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        """redis-py's send, without ``asyncio.wait_for`` around the write.
+
+        redis-py wraps every write in ``wait_for(..., socket_timeout)`` (5 s by default).
+        On Python 3.11 that runs each write as a task of its own and, when a
+        cancellation arrives just as the write completes, drops the cancellation
+        (CPython gh-86296): a cancelled blocking read then went on reading, and a
+        service waiting for it to stop hung. A write to an asyncio transport only waits
+        when the socket's buffer is full, so ``asyncio.timeout`` bounds that wait
+        instead: same timeout, no task, cancellation delivered.
+        """
+        if not self.is_connected:
+            await self.connect_check_health(check_health=False)
+        if check_health:
+            await self.check_health()
+        if isinstance(command, str):
+            command = command.encode()
+        if isinstance(command, bytes):
+            command = [command]
+        try:
+            self._writer.writelines(command)
+            async with asyncio.timeout(self.socket_timeout or None):
+                await self._writer.drain()
+        except TimeoutError:
+            await self.disconnect(nowait=True)
+            raise rexc.TimeoutError("Timeout writing to socket") from None
+        except OSError as exc:
+            await self.disconnect(nowait=True)
+            raise rexc.ConnectionError(f"Error while writing to socket: {exc}") from exc
+        except BaseException:
+            await self.disconnect(nowait=True)  # a write cut short: never reuse
+            raise
 
 
 class RedisStreamsBus(Bus):

@@ -170,11 +170,13 @@ class Replica:
         """Follow the event stream until ``stop`` is set."""
         await self.bus.ensure_group(self.stream, self.group, self._start_id)
         self.running = True
+        applied: list[str] = []  # ids to ack with the next read (one round trip for both)
         try:
             while not stop.is_set():
                 try:
-                    messages = await self.bus.read_events(
-                        self.group, consumer, count=500, block_ms=200, shard=self.shard)
+                    messages = await self.bus.ack_and_read_events(
+                        self.group, consumer, applied, count=500, block_ms=200,
+                        shard=self.shard)
                 except Exception as exc:  # the bus is down: keep trying, health says so
                     self.running = False
                     log.warning("market data: reading events failed: %s", exc)
@@ -189,11 +191,10 @@ class Replica:
                         continue
                     self.apply(delivery)
                     self.last_id = max(self.last_id, parse_id(message.id))
+                applied = [m.id for m in messages]
                 if messages:
                     self._progress.set()
                     self._progress = asyncio.Event()
-                    await self.bus.ack_events(self.group, [m.id for m in messages],
-                                              shard=self.shard)
         finally:
             self.running = False
 

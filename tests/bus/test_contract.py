@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -18,6 +20,18 @@ from pmarket.bus import (
 from tests.bus.conftest import ConnectBus
 
 IDLE_MS = 30  # reclaim threshold; tests sleep a bit longer to age entries past it
+
+
+@contextlib.asynccontextmanager
+async def _echoing(bus: Bus) -> AsyncIterator[None]:
+    """Run ``_engine_echo`` on ``bus`` for the block; stopped (and awaited) after it."""
+    task = asyncio.create_task(_engine_echo(bus))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _engine_echo(bus: Bus, consumer: str = "engine-1") -> None:
@@ -408,11 +422,8 @@ async def test_deleting_an_abandoned_group_releases_trimming(bus: Bus):
 
 async def test_request_gets_its_own_reply(bus: Bus, connect: ConnectBus):
     engine = connect()
-    task = asyncio.create_task(_engine_echo(engine))
-    try:
+    async with _echoing(engine):
         replies = await asyncio.gather(*(bus.request(b"%d" % i, timeout=5) for i in range(20)))
-    finally:
-        task.cancel()
 
     assert replies == [b"ok:%d" % i for i in range(20)]
     events = await bus.read_events("worker", "w1")
@@ -424,14 +435,11 @@ async def test_close_after_a_reply_completes_promptly(connect: ConnectBus):
     # The reply listener is blocked in a read when close() comes (reply_block_ms long);
     # close must end that read rather than wait for it (it used to hang on Redis).
     server, engine = connect(reply_block_ms=5_000), connect()
-    task = asyncio.create_task(_engine_echo(engine))
-    try:
+    async with _echoing(engine):
         assert await server.request(b"x", timeout=5) == b"ok:x"
         await asyncio.sleep(0.05)  # the listener is back in its blocking read
         began = asyncio.get_running_loop().time()
         await asyncio.wait_for(server.close(), 2)
-    finally:
-        task.cancel()
 
     assert asyncio.get_running_loop().time() - began < 0.5
     with pytest.raises(BusError):
@@ -442,12 +450,9 @@ async def test_a_burst_of_requests_shares_a_few_connections(bus: Bus, connect: C
     # 2,000 concurrent requests: queued and sent in batched writes, never one
     # connection per waiting request (redis-py's pool would run out).
     engine = connect()
-    task = asyncio.create_task(_engine_echo(engine))
-    try:
+    async with _echoing(engine):
         replies = await asyncio.gather(
             *(bus.request(b"%d" % i, timeout=20) for i in range(2_000)))
-    finally:
-        task.cancel()
 
     assert replies == [b"ok:%d" % i for i in range(2_000)]
     pool = getattr(getattr(bus, "redis", None), "connection_pool", None)
@@ -458,13 +463,10 @@ async def test_a_burst_of_requests_shares_a_few_connections(bus: Bus, connect: C
 
 async def test_replies_reach_only_the_requesting_instance(connect: ConnectBus):
     server_a, server_b, engine = connect(), connect(), connect()
-    task = asyncio.create_task(_engine_echo(engine))
-    try:
+    async with _echoing(engine):
         a, b = await asyncio.gather(
             server_a.request(b"from-a", timeout=5), server_b.request(b"from-b", timeout=5)
         )
-    finally:
-        task.cancel()
 
     assert (a, b) == (b"ok:from-a", b"ok:from-b")
     a_stream = server_a.keys.replies(server_a.instance)
@@ -486,11 +488,8 @@ async def test_late_reply_after_timeout_is_discarded(bus: Bus, connect: ConnectB
         await bus.request(b"slow", timeout=0.05)
     (command,) = await engine.read_commands("engine-1")
     await engine.send_replies([Reply.to(command, b"too late")])
-    task = asyncio.create_task(_engine_echo(engine))
-    try:
+    async with _echoing(engine):
         assert await bus.request(b"next", timeout=5) == b"ok:next"
-    finally:
-        task.cancel()
 
 
 async def test_reply_streams_expire_when_unused(bus: Bus, connect: ConnectBus):
@@ -543,6 +542,21 @@ async def test_large_batches_are_written_and_acked_in_one_call(bus: Bus):
 
     assert await bus.pending(stream, "worker") == []
     assert await bus.trim(stream, approximate=False) == 2_500
+
+
+async def test_ack_and_read_events_acks_the_last_batch_and_reads_the_next(bus: Bus):
+    stream = bus.events_stream()
+    await bus.publish_events([b"1", b"2"])
+    first = await bus.ack_and_read_events("server-a", "s1", [])
+    assert [m.payload for m in first] == [b"1", b"2"]
+    await bus.publish_events([b"3"])
+
+    second = await bus.ack_and_read_events("server-a", "s1", [m.id for m in first])
+
+    assert [m.payload for m in second] == [b"3"]
+    assert [p.id for p in await bus.pending(stream, "server-a")] == [second[0].id]
+    assert await bus.ack_and_read_events("server-a", "s1", [second[0].id], block_ms=10) == []
+    assert await bus.pending(stream, "server-a") == []
 
 
 async def test_complete_publishes_events_replies_and_acks_in_one_write(bus: Bus):

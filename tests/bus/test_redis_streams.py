@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -89,3 +90,20 @@ async def test_history_read_skips_entries_deleted_while_pending(rbus: RedisStrea
 
     assert (again.id, again.deliveries) == (c.id, 2)
     assert [p.id for p in await rbus.pending(stream, "engine")] == [c.id]
+
+
+@pytest.mark.parametrize("turns", range(12))
+async def test_a_cancelled_blocking_read_stops(rbus: RedisStreamsBus, turns: int):
+    # The cancellation lands after ``turns`` turns of the loop, i.e. at every point of
+    # the write-then-read. redis-py's write under asyncio.wait_for lost cancellations
+    # that came as the write completed (Python 3.11): the read went on, and a loop of
+    # reads being stopped never stopped.
+    await rbus.read_commands("engine-1", block_ms=10)  # the group exists
+    for _ in range(5):
+        task = asyncio.create_task(rbus.read_commands("engine-1", block_ms=20))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        assert task.cancel()  # still reading
+        done, _ = await asyncio.wait([task], timeout=2)
+        assert done and task.cancelled(), "the read went on after it was cancelled"
+
