@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, SelectionList
 
 from pmarket.client import Client
 from pmarket.tui import TradingApp
 from pmarket.tui.screens.admin import AdminScreen
+from pmarket.tui.screens.dialogs import ConvertDialog
 from pmarket.tui.screens.events import EventsScreen
 from pmarket.tui.screens.login import LoginScreen
 from pmarket.tui.screens.market import MarketScreen
@@ -99,3 +100,88 @@ async def test_admin_creates_and_resolves_an_event(server):
         await wait_for(pilot, lambda: any("Blue wins" in m for _, m in app.messages), 100)
         cup = next(e for e in Client(server.url).events(q="TUI cup").items)
         assert cup.status == "resolved"
+
+
+async def test_trader_converts_no_into_yes_of_the_other_outcomes(server):
+    admin = Client(server.url)
+    admin.admin_signin(*ADMIN)
+    event = admin.create_event("Which TUI colour converts?", ["Red", "Green", "Blue"],
+                               category="tests")
+    red, green, blue = event.outcomes
+    cat = Client(server.url)
+    cat.signup("tui-cat@example.com", "Cat", "a-long-password")
+    cat.onramp("100")
+    cat.split_market(red.market_id, 10)      # 10 YES + 10 NO of Red, cash 90
+    cat.split_market(green.market_id, 10)    # and of Green, cash 80
+
+    app = TradingApp(server.url)
+    async with app.run_test(size=(110, 32)) as pilot:
+        await sign_in(pilot, "tui-cat@example.com", "a-long-password", "signin")
+        await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen), 100)
+        events = app.screen
+        table = events.query_one(DataTable)
+        await wait_for(pilot, lambda: f"{event.id}:{red.market_id}" in table.rows, 100)
+
+        async def open_convert(outcome) -> ConvertDialog:
+            table.move_cursor(row=table.get_row_index(f"{event.id}:{outcome.market_id}"))
+            await pilot.press("o")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConvertDialog))
+            return app.screen
+
+        async def answer(seen: int) -> tuple[str, str]:
+            await wait_for(pilot, lambda: app.screen is events, 100)
+            await wait_for(pilot, lambda: len(app.messages) > seen, 100)
+            return app.messages[-1]
+
+        # the cursor's outcome comes ticked; the quantity is checked as it is typed
+        dialog = await open_convert(red)
+        assert dialog.query_one(SelectionList).selected == [red.id]
+        await pilot.press("0")
+        problem = dialog.query_one("#problem")
+        assert "whole number" in str(problem.render())
+        await pilot.press("enter")
+        assert app.screen is dialog                     # refused input keeps it open
+        await pilot.press("backspace", "4")
+        summary = str(dialog.query_one("#summary").render())
+        assert "4 NO of Red → 4 YES of Green, Blue, +0.00 cash" in summary
+        seen = len(app.messages)
+        await pilot.press("enter")
+        assert await answer(seen) == (
+            "info", "Converted 4 NO of Red (Which TUI colour converts?): cash 80.00")
+
+        # two ticked outcomes release $1 per share
+        dialog = await open_convert(green)
+        await pilot.press("shift+tab", "home", "space", "tab")     # tick Red too
+        assert dialog.query_one(SelectionList).selected == [green.id, red.id]
+        await pilot.press("3")
+        assert "+3.00 cash" in str(dialog.query_one("#summary").render())
+        seen = len(app.messages)
+        await pilot.press("enter")
+        assert await answer(seen) == (
+            "info", "Converted 3 NO of Red, Green (Which TUI colour converts?): cash 83.00")
+
+        # more NO than is held: the server refuses, the terminal says why
+        await open_convert(red)
+        await pilot.press("5")
+        seen = len(app.messages)
+        await pilot.press("enter")
+        severity, message = await answer(seen)
+        assert severity == "error" and "NO" in message, message
+
+        # a yes/no event has nothing to convert into
+        yes_no = admin.create_event("A lone TUI question?", [], category="tests")
+        key = f"{yes_no.id}:{yes_no.outcomes[0].market_id}"
+        await pilot.press("r")
+        await wait_for(pilot, lambda: key in table.rows, 100)
+        table.move_cursor(row=table.get_row_index(key))
+        seen = len(app.messages)
+        await pilot.press("o")
+        await wait_for(pilot, lambda: len(app.messages) > seen, 100)
+        assert app.messages[-1] == (
+            "error", "Convert exists only for events with two or more outcomes.")
+        assert app.screen is events
+
+    held = {p.outcome_id: (p.yes_quantity, p.no_quantity)
+            for p in cat.positions(event_id=event.id).items}
+    assert held == {red.id: (10, 3), green.id: (14, 7), blue.id: (7, 0)}
+    assert cat.balance().available == Decimal("83")

@@ -191,5 +191,6 @@ async def test_help_lists_every_screens_keys():
         assert isinstance(app.screen, HelpScreen)
         text = " ".join(does for _, bindings in app.screen.sections
                         for _, does in key_rows(bindings))
-        for words in ("Hit bid", "Lift offer", "Cancel all", "Resolve", "Deposit"):
+        for words in ("Hit bid", "Lift offer", "Cancel all", "Resolve", "Deposit",
+                      "Convert NO"):
             assert words in text

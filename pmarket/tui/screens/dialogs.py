@@ -1,4 +1,4 @@
-"""Small modal dialogs: confirm, enter a number, modify an order, read a report.
+"""Small modal dialogs: confirm, enter a number, modify an order, convert, read a report.
 
 Invariant: a dialog validates what is typed as it is typed and only dismisses with a
 value that passed validation (or with None when cancelled); the server remains the
@@ -7,6 +7,7 @@ judge of everything else, and its refusal is shown by the caller.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 
 from rich.text import Text
@@ -15,9 +16,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Label, SelectionList, Static
+from textual.widgets.selection_list import Selection
 
-from pmarket.client import Order
+from pmarket.client import Event, Order
 from pmarket.tui import format as fmt
 
 
@@ -185,6 +187,80 @@ class ModifyDialog(Dialog):
             self.query_one("#problem", Static).update(problem)
             return
         self.dismiss((price, quantity))
+
+    @on(Button.Pressed, "#cancel")
+    def cancelled(self) -> None:
+        self.dismiss(None)
+
+
+class ConvertDialog(Dialog):
+    """Convert NO of some outcomes of an event into YES of every other outcome.
+
+    Dismisses with ``(outcome_ids, quantity)``: at least one ticked outcome (in the
+    event's order) and a whole number of shares.
+
+    Args:
+        event: The event (two or more outcomes).
+        chosen: The outcome ids ticked at first (the row the cursor was on).
+    """
+
+    def __init__(self, event: Event, chosen: Iterable[int] = ()) -> None:
+        super().__init__()
+        self.event = event
+        self.chosen = set(chosen)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box"):
+            yield Label(f"Convert NO · {self.event.title}", classes="heading")
+            yield Static("NO of each ticked outcome becomes YES of every other outcome; "
+                         "k ticked outcomes release $(k - 1) per share.", classes="hint")
+            yield SelectionList[int](*(Selection(o.name, o.id, o.id in self.chosen)
+                                       for o in self.event.outcomes), id="outcomes")
+            yield Input(placeholder="shares", id="quantity")
+            yield Static("", id="problem", classes="problem")
+            yield Static("", id="summary", classes="summary")
+            with Horizontal(classes="buttons"):
+                yield Button("Convert (enter)", id="ok", variant="primary")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#quantity", Input).focus()
+        self.changed()
+
+    def _values(self) -> tuple[list[int], int | None, str]:
+        ticked = set(self.query_one("#outcomes", SelectionList).selected)
+        ids = [o.id for o in self.event.outcomes if o.id in ticked]
+        if not ids:
+            return ids, None, "tick at least one outcome whose NO to convert"
+        quantity = fmt.parse_quantity(self.query_one("#quantity", Input).value)
+        if quantity is None:
+            return ids, None, "a whole number of shares, at least 1"
+        return ids, quantity, ""
+
+    def _summary(self, ids: list[int], quantity: int) -> str:
+        names = {o.id: o.name for o in self.event.outcomes}
+        others = [o.name for o in self.event.outcomes if o.id not in ids]
+        gets = f"{quantity:,} YES of {', '.join(others)}" if others else "no YES"
+        return (f"{quantity:,} NO of {', '.join(names[i] for i in ids)} → {gets}, "
+                f"+{fmt.money(Decimal((len(ids) - 1) * quantity))} cash")
+
+    @on(Input.Changed)
+    @on(SelectionList.SelectedChanged)
+    def changed(self) -> None:
+        ids, quantity, problem = self._values()
+        typed = self.query_one("#quantity", Input).value.strip()
+        self.query_one("#problem", Static).update(problem if typed or not ids else "")
+        self.query_one("#summary", Static).update(
+            self._summary(ids, quantity) if quantity is not None else "")
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#ok")
+    def submit(self) -> None:
+        ids, quantity, problem = self._values()
+        if quantity is None:
+            self.query_one("#problem", Static).update(problem)
+            return
+        self.dismiss((ids, quantity))
 
     @on(Button.Pressed, "#cancel")
     def cancelled(self) -> None:

@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 from pmarket.client import Event
 from pmarket.tui import format as fmt
 from pmarket.tui.screens.base import ApiScreen
-from pmarket.tui.screens.dialogs import NumberDialog, ReportDialog
+from pmarket.tui.screens.dialogs import ConvertDialog, NumberDialog, ReportDialog
 from pmarket.tui.screens.market import MarketScreen
 
 STATUSES = ("active", "closed", "resolved", "voided")
@@ -34,6 +34,7 @@ class EventsScreen(ApiScreen):
         Binding("enter", "open", "Open market", show=False),
         Binding("x", "split_event", "Split set"),
         Binding("g", "merge_event", "Merge set"),
+        Binding("o", "convert", "Convert NO"),
         Binding("k", "event_book", "Event book"),
         Binding("r", "reload", "Refresh"),
     ]
@@ -149,15 +150,21 @@ class EventsScreen(ApiScreen):
         """Refetch now."""
         self.reload()
 
-    async def _set(self, merge: bool) -> None:
+    def _multi_outcome(self, refusal: str) -> tuple[Event, int] | None:
+        """The selected row as ``_selected``, if its event has two or more outcomes;
+        otherwise None, after showing ``refusal``."""
         chosen = self._selected()
+        if chosen is not None and len(chosen[0].outcomes) < 2:
+            self.trading_app.fail(refusal)
+            return None
+        return chosen
+
+    async def _set(self, merge: bool) -> None:
+        chosen = self._multi_outcome("Complete sets exist only for events with two or more "
+                                     "outcomes; use split/merge on the market (x/g there).")
         if chosen is None:
             return
         event = chosen[0]
-        if len(event.outcomes) < 2:
-            self.trading_app.fail("Complete sets exist only for events with two or more "
-                                  "outcomes; use split/merge on the market (x/g there).")
-            return
         verb = "Merge" if merge else "Split"
         hint = (f"one YES of each of the {len(event.outcomes)} outcomes back into $1"
                 if merge else f"$1 into one YES of each of the {len(event.outcomes)} outcomes")
@@ -180,6 +187,25 @@ class EventsScreen(ApiScreen):
     async def action_merge_event(self) -> None:
         """Turn complete sets of the selected event back into cash."""
         await self._set(merge=True)
+
+    @work(group="set", exit_on_error=False)
+    async def action_convert(self) -> None:
+        """Turn NO of ticked outcomes of the selected event into YES of all the others."""
+        chosen = self._multi_outcome("Convert exists only for events with two or more "
+                                     "outcomes.")
+        if chosen is None:
+            return
+        event, market_id = chosen
+        row = [o.id for o in event.outcomes if o.market_id == market_id]
+        picked = await self.app.push_screen_wait(ConvertDialog(event, row))
+        if picked is None:
+            return
+        outcome_ids, quantity = picked
+        result = await self.call(self.api.convert(event.id, outcome_ids, quantity))
+        if result is not None:
+            names = ", ".join(o.name for o in event.outcomes if o.id in outcome_ids)
+            self.trading_app.say(f"Converted {quantity:,} NO of {names} ({event.title}): "
+                                 f"cash {fmt.money(result.balance.available)}")
 
     @work(group="book", exit_on_error=False)
     async def action_event_book(self) -> None:
