@@ -45,6 +45,7 @@ from pmarket.bus.values import (
     Append,
     BusError,
     BusUnavailable,
+    Fence,
     Message,
     Outgoing,
     Reply,
@@ -230,12 +231,14 @@ class Bus(Streams):
         events: Sequence[bytes] = (),
         replies: Sequence[Reply] = (),
         shard: str | None = None,
+        fence: Fence | None = None,
     ) -> list[StreamId]:
         """Publish the results of a batch of commands and ack the commands, atomically.
 
         One round trip appends ``events`` to the shard's event stream, each reply to its
         requester's stream, and acks ``commands``: a crash leaves either all of it or
-        none, never events of an un-acked command.
+        none, never events of an un-acked command. With ``fence`` (the engine's lease),
+        only while its token holds the lease; else ``LeaseLost`` and nothing written.
 
         Returns:
             The ids of the appended events.
@@ -246,7 +249,7 @@ class Bus(Streams):
         acks = (Ack(self.commands_stream(shard), ENGINE_GROUP, ids),) if ids else ()
         if not appends and not acks:
             return []
-        written = await self.write(appends=appends, acks=acks)
+        written = await self.write(appends=appends, acks=acks, fence=fence)
         return written[0] if events else []
 
     async def complete_and_read(
@@ -259,9 +262,10 @@ class Bus(Streams):
         count: int = 100,
         block_ms: int | None = None,
         shard: str | None = None,
+        fence: Fence | None = None,
     ) -> tuple[list[StreamId], list[Message]]:
-        """``complete`` a batch, then ``read_commands`` the next: one round trip where
-        the transport can pipeline them (Redis), else two.
+        """``complete`` a batch (fenced like ``complete``), then ``read_commands`` the
+        next: one round trip where the transport can pipeline them (Redis), else two.
 
         If the write fails, nothing is read. Returns the event ids and the next batch.
         """
@@ -273,7 +277,7 @@ class Bus(Streams):
             ids = [m.id for m in commands]
             acks = [Ack(stream, ENGINE_GROUP, ids)] if ids else []
             done = await self._complete_and_read(
-                (appends, acks), stream, ENGINE_GROUP, consumer, count, block_ms)
+                (appends, acks), stream, ENGINE_GROUP, consumer, count, block_ms, fence)
             if done is not None:
                 written, messages = done
                 event_ids = written[0] if events else []
@@ -282,7 +286,7 @@ class Bus(Streams):
                         consumer, count=count, block_ms=block_ms, shard=shard)
                 return event_ids, messages
         event_ids = await self.complete(commands, events=events, replies=replies,
-                                        shard=shard)
+                                        shard=shard, fence=fence)
         return event_ids, await self.read_commands(
             consumer, count=count, block_ms=block_ms, shard=shard)
 
@@ -300,6 +304,7 @@ class Bus(Streams):
         consumer: str,
         count: int,
         block_ms: int | None,
+        fence: Fence | None = None,
     ) -> tuple[list[list[StreamId]], list[Message] | None] | None:
         """A transport's pipelined write + group read of new entries; None: not
         supported (the caller does them one after the other); messages None: written

@@ -29,7 +29,9 @@ from pmarket.bus.values import (
     Append,
     BusUnavailable,
     Delete,
+    Fence,
     GroupInfo,
+    LeaseLost,
     Message,
     PendingEntry,
     StreamId,
@@ -149,10 +151,11 @@ class _Stream:
 class _Store:
     """What the connections of one in-process "server" share."""
 
-    __slots__ = ("clock", "last", "streams", "waiters")
+    __slots__ = ("clock", "last", "leases", "streams", "waiters")
 
     def __init__(self, clock: Callable[[], int]) -> None:
         self.clock = clock
+        self.leases: dict[str, tuple[str, int]] = {}  # key -> (token, expires at ms)
         self.streams: dict[str, _Stream] = {}
         self.waiters: dict[str, list[asyncio.Future[None]]] = {}
         self.last: _Id = (0, 0)  # ids are unique across streams, monotonic per stream
@@ -240,6 +243,24 @@ class MemoryBus(Bus):
                 waiters.remove(future)
         return True
 
+    def _hold(self, key: str, token: str, ttl_ms: int) -> str | None:
+        now = self._clock()
+        held = self._store.leases.get(key)
+        if held is not None and held[0] != token and held[1] > now:
+            return held[0]
+        self._store.leases[key] = (token, now + ttl_ms)
+        return None
+
+    async def hold_lease(self, key: str, token: str, ttl_ms: int) -> str | None:
+        return self._hold(key, token, ttl_ms)
+
+    async def release_lease(self, key: str, token: str) -> bool:
+        held = self._store.leases.get(key)
+        if held is None or held[0] != token or held[1] <= self._clock():
+            return False
+        del self._store.leases[key]
+        return True
+
     def _deadline(self, block_ms: int | None) -> float | None:
         if not block_ms:
             return None
@@ -252,8 +273,13 @@ class MemoryBus(Bus):
         appends: Sequence[Append] = (),
         acks: Sequence[Ack] = (),
         deletes: Sequence[Delete] = (),
+        fence: Fence | None = None,
     ) -> list[list[StreamId]]:
         self.faults.check_write(appends)
+        if fence is not None:
+            holder = self._hold(*fence)
+            if holder is not None:
+                raise LeaseLost(f"lease {fence.key} is held by {holder}")
         for append in appends:  # validate first: a write changes all or nothing
             for entry in append.entries:
                 if not isinstance(entry, bytes) and "p" in entry[1]:

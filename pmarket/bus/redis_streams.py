@@ -31,7 +31,9 @@ from pmarket.bus.values import (
     BusError,
     BusUnavailable,
     Delete,
+    Fence,
     GroupInfo,
+    LeaseLost,
     Message,
     PendingEntry,
     StreamId,
@@ -43,6 +45,7 @@ _PAYLOAD = b"p"
 # One write is one script call: a Lua script runs atomically (nothing else interleaves
 # and it is one command on the wire), and packing one command of 2N arguments costs the
 # client a fraction of N pipelined XADDs inside MULTI/EXEC. ARGV layout, in order:
+#   fence:   0, or 1 then key index, token, ttl ms (see values.Fence)
 #   appends: count, then per append: key index, ttl ms (0: none), entry count, then per
 #            entry: header count h, payload, h header name/value pairs
 #   acks:    count, then per ack: key index, group, id count, ids
@@ -67,6 +70,14 @@ local function each_chunk(command, key, extra, n)
     end
     at = upto + 1
   end
+end
+if tonumber(take()) == 1 then
+  local key, token, ttl = KEYS[tonumber(take())], take(), take()
+  local holder = redis.call('GET', key)
+  if holder and holder ~= token then
+    return redis.error_reply('FENCED lease ' .. key .. ' is held by ' .. holder)
+  end
+  redis.call('SET', key, token, 'PX', ttl)
 end
 local written = {}
 for a = 1, tonumber(take()) do
@@ -100,6 +111,23 @@ end
 return written
 """
 
+# A lease: take it if free or already the token's (extending it), else name its holder.
+_HOLD_LEASE_SCRIPT = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then
+  return holder
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+"""
+
+_RELEASE_LEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 # XAUTOCLAIM returns no delivery counts; reading each claimed id's XPENDING entry in the
 # same script makes the claim and its counts one atomic round trip.
 _CLAIM_SCRIPT = """
@@ -125,6 +153,8 @@ def _translated() -> Iterator[None]:
         yield
     except rexc.ResponseError as exc:
         text = str(exc)
+        if text.startswith("FENCED "):
+            raise LeaseLost(text.removeprefix("FENCED ")) from None
         if text.startswith("NOGROUP") or "requires the key to exist" in text:
             raise UnknownGroup(text) from exc
         raise BusError(text) from exc
@@ -188,7 +218,8 @@ def _message(stream: str, entry_id: bytes, fields: Mapping[bytes, bytes], n: int
 
 
 def _write_args(
-    appends: Sequence[Append], acks: Sequence[Ack], deletes: Sequence[Delete]
+    appends: Sequence[Append], acks: Sequence[Ack], deletes: Sequence[Delete],
+    fence: Fence | None = None,
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of the write script (see ``_WRITE_SCRIPT``)."""
     keys: list[str] = []
@@ -201,7 +232,9 @@ def _write_args(
             at = index[stream] = len(keys)  # Lua arrays start at 1
         return at
 
-    args: list[Any] = [len(appends)]
+    args: list[Any] = [0] if fence is None else [1, key_index(fence.key), fence.token,
+                                                 fence.ttl_ms]
+    args.append(len(appends))
     for stream, entries, ttl_ms in appends:
         args += (key_index(stream), ttl_ms or 0, len(entries))
         for entry in entries:
@@ -293,6 +326,8 @@ class RedisStreamsBus(Bus):
         self._owns_client = owns_client
         self._write_script = client.register_script(_WRITE_SCRIPT)
         self._claim_script = client.register_script(_CLAIM_SCRIPT)
+        self._hold_lease_script = client.register_script(_HOLD_LEASE_SCRIPT)
+        self._release_lease_script = client.register_script(_RELEASE_LEASE_SCRIPT)
         # The reply listener's blocking reads run on a connection of their own, outside
         # the pool: requests never wait for it, and close() ends a read by dropping it.
         self._own_connections: dict[str, Any] = {}
@@ -325,13 +360,23 @@ class RedisStreamsBus(Bus):
         appends: Sequence[Append] = (),
         acks: Sequence[Ack] = (),
         deletes: Sequence[Delete] = (),
+        fence: Fence | None = None,
     ) -> list[list[StreamId]]:
-        keys, args = _write_args(appends, acks, deletes)
+        keys, args = _write_args(appends, acks, deletes, fence)
         if not keys:
             return []
         with _translated():
             written = await self._write_script(keys=keys, args=args)
         return [[entry_id.decode() for entry_id in ids] for ids in written]
+
+    async def hold_lease(self, key: str, token: str, ttl_ms: int) -> str | None:
+        with _translated():
+            holder = await self._hold_lease_script(keys=[key], args=[token, ttl_ms])
+        return None if holder is None else holder.decode()
+
+    async def release_lease(self, key: str, token: str) -> bool:
+        with _translated():
+            return bool(await self._release_lease_script(keys=[key], args=[token]))
 
     async def _complete_and_read(
         self,
@@ -341,10 +386,11 @@ class RedisStreamsBus(Bus):
         consumer: str,
         count: int,
         block_ms: int | None,
+        fence: Fence | None = None,
     ) -> tuple[list[list[StreamId]], list[Message] | None] | None:
         """The write, then a read of new entries, pipelined on the consumer's own
         connection: one send for both (the engine's round trip per batch)."""
-        keys, args = _write_args(*write, ())
+        keys, args = _write_args(*write, (), fence)
         if not keys:
             return None
         read = ["XREADGROUP GROUP", group, consumer, "COUNT", count]
@@ -359,14 +405,21 @@ class RedisStreamsBus(Bus):
             with _translated():
                 await connection.send_packed_command(connection.pack_commands([
                     ("EVALSHA", script.sha, len(keys), *keys, *args), read]))
+                fenced = None
                 try:
                     written = await connection.read_response()
                 except rexc.NoScriptError:
                     written = None  # the script is not loaded yet: written below
+                except rexc.ResponseError as exc:
+                    if not str(exc).startswith("FENCED "):
+                        raise
+                    fenced, written = exc, None  # nothing written; read what was read
                 try:
                     messages = _raw_messages(stream, await connection.read_response())
                 except rexc.ResponseError:
                     messages = None  # (NOGROUP) the caller reads the plain way
+                if fenced is not None:
+                    raise fenced
         except BaseException:
             with contextlib.suppress(Exception):
                 await connection.disconnect(nowait=True)

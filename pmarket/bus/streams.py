@@ -21,6 +21,7 @@ from pmarket.bus.values import (
     Append,
     DeadLetter,
     Delete,
+    Fence,
     GroupInfo,
     Message,
     Outgoing,
@@ -55,8 +56,12 @@ class Streams(abc.ABC):
         appends: Sequence[Append] = (),
         acks: Sequence[Ack] = (),
         deletes: Sequence[Delete] = (),
+        fence: Fence | None = None,
     ) -> list[list[StreamId]]:
         """Apply appends, then acks, then deletes, atomically and in one round trip.
+
+        With ``fence``, only while the fence's token holds (or can take) its lease,
+        which the write extends (see ``Fence``).
 
         Returns:
             The new ids of each ``Append``'s entries, in order.
@@ -64,7 +69,18 @@ class Streams(abc.ABC):
         Raises:
             BusUnavailable: nothing or everything may have been applied (Redis: the
                 transaction's outcome is unknown when the connection drops).
+            LeaseLost: another token holds the fence's lease; nothing was written.
         """
+
+    @abc.abstractmethod
+    async def hold_lease(self, key: str, token: str, ttl_ms: int) -> str | None:
+        """Take the lease ``key`` for ``token`` if it is free or already ``token``'s,
+        lasting ``ttl_ms`` from now. None if ``token`` holds it now, else the holder's
+        token (the lease unchanged)."""
+
+    @abc.abstractmethod
+    async def release_lease(self, key: str, token: str) -> bool:
+        """Give the lease ``key`` up if ``token`` holds it; whether it did."""
 
     @abc.abstractmethod
     async def read(

@@ -43,6 +43,14 @@ class RequestTimeout(BusError, TimeoutError):
     """No reply arrived in time. The command may still be applied later."""
 
 
+class LeaseLost(Exception):
+    """A fenced write found its lease held by another token: nothing was written.
+
+    Not a ``BusError``: retrying cannot help. The writer (an engine whose shard another
+    engine took over) must stop, since its state has left the log behind.
+    """
+
+
 def parse_id(stream_id: StreamId) -> tuple[int, int]:
     """Split ``"<ms>-<seq>"`` into integers, the order in which streams sort entries."""
     ms, _, seq = stream_id.partition("-")
@@ -110,6 +118,18 @@ class Delete(NamedTuple):
 
     stream: str
     ids: Sequence[StreamId]
+
+
+class Fence(NamedTuple):
+    """Write only while ``token`` holds the lease ``key``, and extend it by ``ttl_ms``.
+
+    A fenced write takes a free lease, extends its own, and fails with ``LeaseLost``
+    (writing nothing) when another token holds it: the check and the write are atomic.
+    """
+
+    key: str
+    token: str
+    ttl_ms: int
 
 
 class Reply(NamedTuple):
@@ -210,6 +230,10 @@ class StreamKeys:
     def events(self, shard: str) -> str:
         """Event stream of ``shard``."""
         return f"{self.prefix}:{{{shard}}}:events"
+
+    def lease(self, shard: str) -> str:
+        """The engine lease of ``shard``: who may write its log (see ``Fence``)."""
+        return f"{self.prefix}:{{{shard}}}:engine-lease"
 
     def replies(self, instance: str) -> str:
         """Reply stream of the server instance ``instance``."""

@@ -63,13 +63,22 @@ def engine(
     snapshot_every: int = typer.Option(50_000, help="Snapshot after this many commands."),
     snapshot_interval: float = typer.Option(60.0, help="... or after this many seconds."),
     batch_size: int = typer.Option(500, help="Most commands applied per bus round trip."),
+    lease_ms: int = typer.Option(5_000, "--lease-ms", envvar="PMARKET_ENGINE_LEASE_MS",
+                                 min=100, help="How long the shard's lease outlives this "
+                                 "engine's last write: a standby engine of the shard "
+                                 "takes over that long after this one dies."),
     log_level: str = typer.Option("info", help="Logging level."),
 ) -> None:
-    """Run the matching engine of one shard: commands in, events and replies out."""
-    from pmarket.bus import make_bus
+    """Run the matching engine of one shard: commands in, events and replies out.
+
+    One engine writes a shard at a time; another started for the same shard stands by
+    until the first stops (or dies and its lease expires), then takes over.
+    """
+    from pmarket.bus import LeaseLost, make_bus
     from pmarket.engine.service import EngineService
 
     configure_logging(log_level)
+    log = logging.getLogger(__name__)
 
     async def main(stop: asyncio.Event) -> None:
         bus = make_bus(redis_url, prefix=prefix, shard=shard)
@@ -77,10 +86,15 @@ def engine(
             service = EngineService(bus, snapshot_dir=snapshot_dir, shard=shard,
                                     snapshot_every=snapshot_every,
                                     snapshot_interval_s=snapshot_interval,
-                                    batch_size=batch_size)
-            await service.run(stop)
-            logging.getLogger(__name__).info("engine %s stopped at seq %d: %s", shard,
-                                             service.engine.last_seq, service.stats)
+                                    batch_size=batch_size, lease_ms=lease_ms)
+            try:
+                await service.run(stop)
+            except LeaseLost as exc:
+                log.error("engine %s: another engine took over this shard (%s); stopping "
+                          "without writing anything more", shard, exc)
+                raise typer.Exit(3) from None
+            log.info("engine %s stopped at seq %d: %s", shard, service.engine.last_seq,
+                     service.stats)
         finally:
             await bus.close()
 

@@ -33,15 +33,27 @@ like any other command. A command that cannot be decoded is moved to the dead-le
 stream and answered with a ``rejected`` event; one redelivered more than
 ``max_deliveries`` times (it crashed the engine on every try) is dead-lettered too.
 
-Invariant: one ``EngineService`` per shard at a time (the single writer); seqs in the log
-are contiguous and each command message id appears in at most one seq.
+One writer per shard: the engine holds the shard's lease (``Bus.hold_lease``, a key
+with a time to live) and every write to the log is fenced by it (``Fence``: checked and
+extended atomically with the write). A second engine started for the same shard waits
+as a standby until the lease is free (released at a clean stop, or expired
+``lease_ms`` after its holder died), then recovers and takes over. An engine that finds
+its lease taken (it stalled past ``lease_ms`` and a standby took over) writes nothing
+more and stops with ``LeaseLost``: its state may have left the log behind.
+
+Invariant: one ``EngineService`` writes a shard's log at a time (the lease); seqs in the
+log are contiguous and each command message id appears in at most one seq.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import os
+import secrets
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -52,6 +64,8 @@ from pmarket.bus import (
     Bus,
     BusError,
     CodecError,
+    Fence,
+    LeaseLost,
     Message,
     Reply,
     decode_command,
@@ -116,6 +130,8 @@ class EngineService:
         keep_groups: event stream groups created at start (from the stream's beginning)
             if missing, so trimming waits for their consumers even before they first
             connect; the database worker's by default.
+        lease_ms: how long the shard's lease outlives this engine's last write or
+            renewal (a standby takes over that long after a kill -9).
         clock: Unix ms (injected in tests).
     """
 
@@ -124,7 +140,7 @@ class EngineService:
                  snapshot_interval_s: float = 60.0, batch_size: int = 500,
                  block_ms: int = 200, expire_every_s: float = 1.0, max_deliveries: int = 10,
                  consumer: str | None = None, keep_groups: tuple[str, ...] = ("worker",),
-                 clock: Callable[[], int] = now_ms):
+                 lease_ms: int = 5_000, clock: Callable[[], int] = now_ms):
         self.bus = bus
         self.shard = shard
         self.snapshot_file = (snapshot_path(snapshot_dir, shard)
@@ -138,6 +154,9 @@ class EngineService:
         self.consumer = consumer or f"engine-{shard}"
         self.keep_groups = keep_groups
         self.clock = clock
+        token = f"{self.consumer}@{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.fence = Fence(bus.keys.lease(shard), token, lease_ms)
+        self._lease_checked = -math.inf  # monotonic time the lease was last confirmed
         self.commands = bus.commands_stream(shard)
         self.events = bus.events_stream(shard)
         self.engine = Engine()
@@ -160,6 +179,8 @@ class EngineService:
         from the engine (a broken invariant) propagates: the process must die and
         recover rather than go on from a state nobody can trust.
         """
+        if not await self._take_lease(stop):
+            return  # stopped while waiting as a standby
         await _retrying(self.recover, stop)
         backoff = 0.05
         while not stop.is_set():
@@ -181,6 +202,8 @@ class EngineService:
             except BusError as exc:  # the file is written first; only trimming failed
                 log.warning("engine %s: final snapshot's housekeeping failed: %s",
                             self.shard, exc)
+        with contextlib.suppress(BusError):  # a standby may take over at once
+            await self.bus.release_lease(self.fence.key, self.fence.token)
 
     async def step(self) -> int:
         """One round: expiry tick and snapshot if due, then one batch; its size.
@@ -195,6 +218,7 @@ class EngineService:
         """One round of ``run``'s pipeline: the batch read here is applied, and its
         publication starts while the next batch is read and applied; publications stay
         in batch order (each waits for the previous one), and snapshots wait for all."""
+        await self._keep_lease()
         await self._maybe_send_expire()
         if self._snapshot_due():
             await self._drain()
@@ -291,13 +315,18 @@ class EngineService:
         async def publish() -> None:
             # An outage here is waited out rather than skipped: dropping the batch would
             # lose it.
+            written_at = time.monotonic()
             if read_next:
                 ids, self._next = await _retrying(lambda: self.bus.complete_and_read(
                     done, events=deliveries, replies=replies, consumer=self.consumer,
-                    count=self.batch_size, block_ms=self.block_ms, shard=self.shard), None)
+                    count=self.batch_size, block_ms=self.block_ms, shard=self.shard,
+                    fence=self.fence), None)
             else:
                 ids = await _retrying(lambda: self.bus.complete(
-                    done, events=deliveries, replies=replies, shard=self.shard), None)
+                    done, events=deliveries, replies=replies, shard=self.shard,
+                    fence=self.fence), None)
+            if done or deliveries or replies:  # the fenced write extended the lease
+                self._lease_checked = max(self._lease_checked, written_at)
             if ids:
                 self.last_event_id = ids[-1]
             for message, error in dead:
@@ -341,6 +370,49 @@ class EngineService:
                  self.stats.replayed)
         self.ready.set()
 
+    # --- the lease -----------------------------------------------------------------------
+
+    async def _take_lease(self, stop: asyncio.Event) -> bool:
+        """Wait until this engine holds the shard's lease; False if stopped first."""
+        key, token, ttl_ms = self.fence
+        waiting_for = None
+        while not stop.is_set():
+            try:
+                holder = await self.bus.hold_lease(key, token, ttl_ms)
+            except BusError as exc:
+                log.warning("engine %s: taking the lease failed: %s", self.shard, exc)
+                holder = waiting_for
+            else:
+                if holder is None:
+                    self._lease_checked = time.monotonic()
+                    if waiting_for is not None:
+                        log.warning("engine %s: took over the shard from %s", self.shard,
+                                    waiting_for)
+                    return True
+                if holder != waiting_for:
+                    log.warning("engine %s: standing by: the shard is held by %s (until "
+                                "it stops, or %d ms after its last write)", self.shard,
+                                holder, ttl_ms)
+            waiting_for = holder
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), min(ttl_ms / 4000, 1.0))
+        return False
+
+    async def _keep_lease(self) -> None:
+        """Renew the lease when a third of it has passed without a write.
+
+        Raises:
+            LeaseLost: another engine holds it now; this one must stop.
+        """
+        now = time.monotonic()
+        if now - self._lease_checked < self.fence.ttl_ms / 3000:
+            return
+        key, token, ttl_ms = self.fence
+        holder = await self.bus.hold_lease(key, token, ttl_ms)
+        if holder is not None:
+            raise LeaseLost(f"engine {self.shard}: lease {key} is held by {holder}")
+        self._lease_checked = now
+
     def _snapshot_due(self) -> bool:
         if not self._since_snapshot:
             return False
@@ -354,6 +426,8 @@ class EngineService:
             await self.bus.trim(self.commands)
             self._since_snapshot = 0
             return
+        self._lease_checked = -math.inf
+        await self._keep_lease()  # a stale engine must not overwrite a newer snapshot
         state = self.engine.snapshot()  # plain data, consistent: taken between batches
         covered = self.last_event_id
         await asyncio.to_thread(write_snapshot, self.snapshot_file, state,

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pmarket.bus import Ack, Append, BusUnavailable, Delete, MemoryBus, StreamId
+from pmarket.bus import Ack, Append, BusUnavailable, Delete, Fence, MemoryBus, StreamId
 from pmarket.bus.values import parse_id
 
 
@@ -48,8 +48,9 @@ class JournaledBus(MemoryBus):
         self._file = open(self.journal_path, "ab")  # noqa: SIM115 - held open for appends
 
     async def write(self, appends: Sequence[Append] = (), acks: Sequence[Ack] = (),
-                    deletes: Sequence[Delete] = ()) -> list[list[StreamId]]:
-        written = await super().write(appends, acks, deletes)
+                    deletes: Sequence[Delete] = (), fence: Fence | None = None,
+                    ) -> list[list[StreamId]]:
+        written = await super().write(appends, acks, deletes, fence)
         lines = [f"{sid}\t".encode() + entry_payload(entry) + b"\n"
                  for append, ids in zip(appends, written, strict=True)
                  if append.stream == self.events_key

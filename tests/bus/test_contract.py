@@ -12,6 +12,8 @@ from pmarket.bus import (
     ENGINE_GROUP,
     Bus,
     BusError,
+    Fence,
+    LeaseLost,
     Reply,
     RequestTimeout,
     UnknownGroup,
@@ -584,3 +586,51 @@ async def test_shards_have_separate_streams(bus: Bus):
     assert bus.commands_stream("a") != bus.commands_stream("b")
     assert [m.payload for m in await bus.read_commands("e", shard="a")] == [b"to-a"]
     assert [m.payload for m in await bus.read_commands("e", shard="b")] == [b"to-b"]
+
+
+# --- leases and fenced writes ------------------------------------------------------------
+
+
+async def test_a_lease_has_one_holder_until_it_expires(bus: Bus, connect: ConnectBus):
+    other = connect()
+    key = bus.keys.lease("main")
+
+    assert await bus.hold_lease(key, "engine-a", 200) is None
+    assert await other.hold_lease(key, "engine-b", 200) == "engine-a"
+    assert await bus.hold_lease(key, "engine-a", 200) is None  # renewed
+    await asyncio.sleep(0.3)
+    assert await other.hold_lease(key, "engine-b", 10_000) is None
+    assert await bus.hold_lease(key, "engine-a", 200) == "engine-b"
+
+
+async def test_only_the_holder_releases_a_lease(bus: Bus, connect: ConnectBus):
+    other = connect()
+    key = bus.keys.lease("main")
+    await bus.hold_lease(key, "engine-a", 10_000)
+
+    assert not await other.release_lease(key, "engine-b")
+    assert await bus.release_lease(key, "engine-a")
+    assert await other.hold_lease(key, "engine-b", 10_000) is None
+
+
+async def test_a_fenced_write_of_a_stale_holder_writes_nothing(bus: Bus, connect: ConnectBus):
+    new = connect()
+    key = bus.keys.lease("main")
+    await bus.send_command(b"c1")
+    (command,) = await bus.read_commands("engine-1")
+    stale = Fence(key, "engine-a", 10_000)
+    await bus.complete([], events=[b"e0"], fence=stale)  # takes the free lease
+    await bus.release_lease(key, "engine-a")
+    assert await new.hold_lease(key, "engine-b", 10_000) is None
+
+    with pytest.raises(LeaseLost, match="engine-b"):
+        await bus.complete([command], events=[b"e1"], fence=stale)
+    with pytest.raises(LeaseLost):
+        await bus.complete_and_read([command], events=[b"e1"], consumer="engine-1",
+                                    block_ms=10, fence=stale)
+
+    assert [m.payload for m in await bus.read(bus.events_stream())] == [b"e0"]
+    assert [p.id for p in await bus.pending(bus.commands_stream(), ENGINE_GROUP)] == \
+        [command.id]
+    await new.complete([command], events=[b"e1"], fence=Fence(key, "engine-b", 10_000))
+    assert await bus.pending(bus.commands_stream(), ENGINE_GROUP) == []

@@ -9,7 +9,8 @@ from pmarket.bus import MemoryBus, make_bus
 def test_all_is_pinned():
     assert sorted(pmarket.bus.__all__) == sorted([
         "ENGINE_GROUP", "Ack", "Append", "Bus", "BusError", "BusUnavailable", "CodecError",
-        "DeadLetter", "Delete", "Faults", "GroupInfo", "MemoryBus", "Message", "Outgoing",
+        "DeadLetter", "Delete", "Faults", "Fence", "GroupInfo", "LeaseLost", "MemoryBus",
+        "Message", "Outgoing",
         "PendingEntry", "Reply", "RequestTimeout", "StreamId", "StreamKeys", "UnknownGroup",
         "decode_command", "decode_events", "encode_command", "encode_events", "make_bus",
         "next_id", "parse_id",

@@ -100,8 +100,10 @@ async def test_kill_9_of_engine_and_worker_loses_and_duplicates_no_acknowledged_
     snapshots = tmp_path / "snapshots"
     with fresh_schema(pg_url) as db_url:
         common = ["--redis-url", redis_url, "--prefix", prefix, "--log-level", "warning"]
+        # A restarted engine waits for its killed predecessor's lease to expire.
         engine = Process(["engine", *common, "--snapshot-dir", str(snapshots),
-                          "--snapshot-every", "1500"], tmp_path / "engine.log")
+                          "--snapshot-every", "1500", "--lease-ms", "1000"],
+                         tmp_path / "engine.log")
         worker = Process(["worker", *common, "--database-url", db_url],
                          tmp_path / "worker.log")
         bus = RedisStreamsBus.from_url(redis_url, prefix=prefix, reply_block_ms=100)

@@ -8,7 +8,7 @@ import contextlib
 import orjson
 import pytest
 
-from pmarket.bus import MemoryBus, decode_events, encode_command
+from pmarket.bus import LeaseLost, MemoryBus, RequestTimeout, decode_events, encode_command
 from pmarket.engine import (
     CreateEvent,
     Deposit,
@@ -50,7 +50,8 @@ class Harness:
         self.root = MemoryBus(prefix="t", reply_block_ms=20)
         self.client = self.root.connect(reply_block_ms=20)
         self.snapshot_dir = snapshot_dir
-        self.options = {"block_ms": 20, **options}
+        # A short lease: a restart after crash() waits for the dead engine's lease.
+        self.options = {"block_ms": 20, "lease_ms": 150, **options}
         self.service: EngineService | None = None
         self._task: asyncio.Task | None = None
         self._stop = asyncio.Event()
@@ -273,3 +274,40 @@ def test_a_logged_delivery_still_decodes_as_a_plain_delivery_for_the_worker():
     assert (delivery.first_seq, delivery.last_seq, delivery.ts_ms) == (4, 5, 123)
     assert list(delivery.events) == [("balance", 1, 2, 3)]
     assert orjson.loads(payload)["commands"][0] == ["1-0", {"type": "Expire"}]
+
+
+async def test_a_second_engine_of_a_shard_stands_by_until_the_first_stops():
+    h = Harness()
+    await h.start()
+    standby = EngineService(h.root.connect(), block_ms=20, lease_ms=150)
+    stop_standby = asyncio.Event()
+    task = asyncio.create_task(standby.run(stop_standby))
+    await asyncio.sleep(0.4)  # well past the lease: the first engine keeps renewing it
+
+    assert not standby.ready.is_set()
+    await h.request(Deposit(user_id=1, amount=100))
+    await h.stop()  # a clean stop releases the lease
+    await asyncio.wait_for(standby.ready.wait(), 5)
+    await h.request(Deposit(user_id=1, amount=50))
+    stop_standby.set()
+    await asyncio.wait_for(task, 5)
+
+    assert standby.engine.balance(1) == (150, 0)
+    assert standby.engine.last_seq == 2
+
+
+async def test_an_engine_whose_lease_was_taken_stops_without_writing():
+    h = Harness()
+    service = await h.start()
+    await h.request(Deposit(user_id=1, amount=100))
+    entries = len(await h.log())
+    # It stalled past its lease and another engine took the shard over.
+    key, token, _ = service.fence
+    await h.root.release_lease(key, token)
+    assert await h.root.hold_lease(key, "engine-main@elsewhere", 60_000) is None
+
+    with pytest.raises(RequestTimeout):
+        await h.client.request(encode_command(Deposit(user_id=1, amount=1)), timeout=0.5)
+    with pytest.raises(LeaseLost, match="elsewhere"):
+        await asyncio.wait_for(h._task, 5)
+    assert len(await h.log()) == entries
