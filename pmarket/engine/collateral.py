@@ -4,7 +4,8 @@ Every operation here moves exactly as much cash between an account and an event'
 collateral as the shares it creates or burns will pay out under any resolution:
 split / merge of a market (cash <-> YES + NO), split / merge of an event
 (cash <-> one YES of every outcome) and convert (k NOs -> YES of every other outcome
-plus $(k - 1)).
+plus $(k - 1)). Deposits stop at the exchange-wide ``MAX_TOTAL_MONEY``; nothing else
+brings money in, so no amount anywhere in the engine can outgrow it.
 
 Handlers are functions of the engine (see engine.py); amounts and quantities a client
 controls are read untyped and validated before use.
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import commands as c
 from .events import LEDGER, Reason
-from .units import MAX_AMOUNT, MAX_QUANTITY, SCALE, format_money
+from .units import MAX_AMOUNT, MAX_QUANTITY, MAX_TOTAL_MONEY, SCALE, format_money
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -58,8 +59,14 @@ def _valid_quantity(eng: Engine, cmd: QuantityCommand, command: str) -> bool:
 
 
 def deposit(eng: Engine, cmd: c.Deposit) -> None:
-    """Credit cash from outside the exchange."""
+    """Credit cash from outside the exchange, as long as the exchange as a whole then
+    holds at most ``MAX_TOTAL_MONEY`` (so no amount in it can outgrow a BIGINT)."""
     if not _valid_amount(eng, cmd, "Deposit"):
+        return
+    if eng.treasury.held + cmd.amount > MAX_TOTAL_MONEY:
+        eng._reject(cmd.user_id, "Deposit", Reason.EXCHANGE_MONEY_LIMIT,
+                    f"deposit of {format_money(cmd.amount)} would take the money held by "
+                    f"the exchange past its limit of {format_money(MAX_TOTAL_MONEY)}")
         return
     acct = eng._account(cmd.user_id)
     acct.available += cmd.amount

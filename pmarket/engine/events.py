@@ -99,6 +99,8 @@ class Reason:
     INVALID_PRICE: Final = "invalid_price"
     INVALID_QUANTITY: Final = "invalid_quantity"
     INVALID_AMOUNT: Final = "invalid_amount"
+    # a deposit that would take the exchange past units.MAX_TOTAL_MONEY
+    EXCHANGE_MONEY_LIMIT: Final = "exchange_money_limit"
     INVALID_ORDER: Final = "invalid_order"
     INVALID_EVENT: Final = "invalid_event"
     INVALID_EXPIRY: Final = "invalid_expiry"

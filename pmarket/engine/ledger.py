@@ -2,7 +2,7 @@
 
 Money invariant (DESIGN §1), checked by ``Engine.audit``:
     Σ account cash (available + reserved) + Σ event collateral + rounding
-        == Σ deposits - Σ withdrawals.
+        == Σ deposits - Σ withdrawals  (``Treasury.held``)  <= ``units.MAX_TOTAL_MONEY``.
 Shares only come into existence in fully collateralised bundles (mint, split, event
 split, convert), so every event's collateral equals what it will pay out under *any*
 resolution.
@@ -163,3 +163,11 @@ class Treasury:
         self.withdrawals = 0
         self.fees = 0
         self.rounding = 0
+
+    @property
+    def held(self) -> int:
+        """Money the exchange holds: Σ deposits - Σ withdrawals, which the money
+        invariant equates with all cash + all collateral + fees + rounding. Kept by the
+        two running totals (O(1)), so snapshots and the digest carry it with them;
+        deposits keep it at most ``units.MAX_TOTAL_MONEY``."""
+        return self.deposits - self.withdrawals

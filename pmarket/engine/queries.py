@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .book import BUY_NO, BUY_YES, SELL_NO, SELL_YES
-from .units import SCALE
+from .units import MAX_TOTAL_MONEY, SCALE
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -154,9 +154,11 @@ def audit(eng: Engine) -> AuditReport:
     problems: list[str] = []
     cash = sum(a.available + a.reserved for a in eng.accounts.values())
     collateral = sum(e.collateral for e in eng.events.values())
-    difference = t.deposits - t.withdrawals - (cash + collateral + t.fees + t.rounding)
+    difference = t.held - (cash + collateral + t.fees + t.rounding)
     if difference:
         problems.append(f"money invariant off by {difference} units")
+    if t.held > MAX_TOTAL_MONEY:
+        problems.append(f"the exchange holds {t.held} units, over MAX_TOTAL_MONEY")
     problems.extend(_reservation_problems(eng))
     markets: list[dict[str, object]] = []
     for e in eng.events.values():

@@ -29,6 +29,16 @@ MAX_QUANTITY: Final = 1_000_000_000
 MAX_AMOUNT: Final = 10**15
 """Largest amount of money (units) in one deposit or withdrawal: $100 billion."""
 
+MAX_TOTAL_MONEY: Final = 10**18
+"""Most money (units) the whole exchange may hold at once: $100 trillion.
+
+The exchange holds Σ deposits - Σ withdrawals (all cash, available and reserved, all
+collateral, fees and rounding), and a deposit that would take it past this is refused.
+Every balance, reservation and collateral is part of that sum and every share is backed
+by $1 of it, so none can grow past it either: with 10**18 < 2**63 - 1 each fits a
+PostgreSQL BIGINT column.
+"""
+
 def _to_decimal(value: object, what: str) -> Decimal:
     if isinstance(value, bool):
         raise ValueError(f"{what} must be a decimal number, not a boolean")

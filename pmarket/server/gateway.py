@@ -40,6 +40,7 @@ REJECTION_STATUS: dict[str, int] = {
     Reason.INVALID_PRICE: 422,
     Reason.INVALID_QUANTITY: 422,
     Reason.INVALID_AMOUNT: 422,
+    Reason.EXCHANGE_MONEY_LIMIT: 422,  # a deposit past the exchange-wide MAX_TOTAL_MONEY
     Reason.INVALID_ORDER: 422,
     Reason.INVALID_EVENT: 422,
     Reason.INVALID_EXPIRY: 422,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from pmarket.engine import commands as c
 from pmarket.engine.events import Reason
-from pmarket.engine.units import MAX_AMOUNT, MAX_QUANTITY, SCALE
+from pmarket.engine.units import MAX_AMOUNT, MAX_QUANTITY, MAX_TOTAL_MONEY, SCALE
 
 OPEN_STATUSES = ("open", "partially_filled")
 MAX_OUTCOMES = 100
@@ -185,6 +185,11 @@ class ReferenceExchange:
         """(available, reserved) cash."""
         reserved = self.reserved_cash(user)
         return self.cash.get(user, 0) - reserved, reserved
+
+    def money_held(self) -> int:
+        """All the money in the exchange, counted where it is: cash, collateral, rounding."""
+        return (sum(self.cash.values()) + sum(e.collateral for e in self.events.values())
+                + self.rounding)
 
     def held(self, user: int, market: int, outcome: str) -> int:
         return self.shares.get((user, market, outcome), 0)
@@ -531,6 +536,8 @@ class ReferenceExchange:
         def deposit() -> None:
             if not _whole(cmd.amount, 1, MAX_AMOUNT):
                 raise Rejected(Reason.INVALID_AMOUNT)
+            if self.money_held() + cmd.amount > MAX_TOTAL_MONEY:
+                raise Rejected(Reason.EXCHANGE_MONEY_LIMIT)
             self.users.add(cmd.user_id)
             self._move_cash(cmd.user_id, cmd.amount)
             self.deposits += cmd.amount

@@ -4,7 +4,8 @@ A Hypothesis state machine sends random commands of every kind (valid and invali
 the engine and to ``reference.ReferenceExchange`` and, after every step, checks that
 they agree on everything observable (facts, balances, holdings, open orders, both book
 views, markets, events) and that the engine's own invariants hold (money, exact
-reservations, full collateralisation, uncrossed books, snapshot/restore). Two plain
+reservations, full collateralisation, uncrossed books, snapshot/restore). One run in
+three starts with the exchange $100 short of its money limit, so deposits meet it. Two plain
 tests hold the engine to the same model over longer runs: a long seeded command log (the
 one ``test_determinism`` writes) and deep single-price queues with many cancellations.
 
@@ -52,7 +53,7 @@ from pmarket.engine import (
     Withdraw,
 )
 from pmarket.engine.events import as_dict, command_events
-from pmarket.engine.units import MAX_AMOUNT, MAX_QUANTITY, SCALE
+from pmarket.engine.units import MAX_AMOUNT, MAX_QUANTITY, MAX_TOTAL_MONEY, SCALE
 
 from .reference import ReferenceExchange
 from .test_determinism import STRANGER as LOG_STRANGER
@@ -218,6 +219,7 @@ def check_engine_equals_reference(eng: Engine, ref: ReferenceExchange, users) ->
     t = eng.treasury
     assert (t.deposits, t.withdrawals, t.rounding, t.fees) == \
         (ref.deposits, ref.withdrawals, ref.rounding, 0)
+    assert t.held == ref.money_held() <= MAX_TOTAL_MONEY
     assert set(eng.markets) == set(ref.markets)
     for mid, m in ref.markets.items():
         for view in ("yes", "no"):
@@ -332,6 +334,26 @@ def opening_state() -> tuple[dict, ReferenceExchange, int]:
     return eng.snapshot(), ref, len(setup)
 
 
+WHALE = USERS[0]
+ROOM_NEAR_THE_CAP = 1_000_000  # $100: ordinary deposits sometimes fit, sometimes not
+
+
+@functools.cache
+def near_cap_state() -> tuple[dict, ReferenceExchange, int]:
+    """The opening state after a whale has filled the exchange to $100 short of
+    ``MAX_TOTAL_MONEY``, so that deposits run into the cap and withdrawals free room."""
+    snapshot, opening_ref, seq = opening_state()
+    eng, ref = Engine.restore(snapshot), copy.deepcopy(opening_ref)
+    while (room := MAX_TOTAL_MONEY - ref.money_held()) > ROOM_NEAR_THE_CAP:
+        seq += 1
+        cmd = Deposit(user_id=WHALE, amount=min(MAX_AMOUNT, room - ROOM_NEAR_THE_CAP),
+                      seq=seq, ts_ms=OPENING_CLOCK)
+        apply_to_both(eng, ref, cmd)
+    assert eng.treasury.held == MAX_TOTAL_MONEY - ROOM_NEAR_THE_CAP
+    check_engine_invariants(eng)
+    return eng.snapshot(), ref, seq
+
+
 # --- the machine -----------------------------------------------------------------------
 
 
@@ -353,6 +375,15 @@ class ExchangeMachine(RuleBasedStateMachine):
         """Most orders of one run go to two or three markets, so that books fill and cross."""
         self.hot = data.draw(st.lists(st.integers(1, 7), min_size=2, max_size=3, unique=True),
                              label="busy markets")
+
+    @initialize(near_cap=st.integers(0, 2).map(lambda k: k == 2))
+    def maybe_start_near_the_money_cap(self, near_cap: bool) -> None:
+        """One run in three starts with the exchange all but full (``near_cap_state``)."""
+        if near_cap:
+            snapshot, ref, last_seq = near_cap_state()
+            self.engine = Engine.restore(snapshot)
+            self.ref = copy.deepcopy(ref)
+            self.seq = last_seq
 
     # --- running one command on both -------------------------------------------------
 
@@ -562,9 +593,11 @@ class ExchangeMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def move_money(self, data) -> None:
         user = self._user(data)
+        room = MAX_TOTAL_MONEY - self.ref.money_held()  # exactly what still fits
         amount = data.draw(st.one_of(
             st.integers(1, 300_000), st.sampled_from((0, -5, MAX_AMOUNT, MAX_AMOUNT + 1)),
-            st.integers(300_000, 2_000_000)), label="amount")
+            st.integers(300_000, 2_000_000), st.sampled_from((room, room + 1))),
+            label="amount")
         kind = data.draw(st.sampled_from((Deposit, Withdraw, Withdraw)), label="kind")
         # seq 0: an unsequenced command (e.g. from a test harness) is applied as it comes
         self._run(kind(user_id=user, amount=amount),

@@ -92,7 +92,8 @@ async def get_balance(user: CurrentUser, runtime: RuntimeDep):
 
 @router.post("/onramp", response_model=BalanceOut)
 async def onramp(body: AmountIn, user: CurrentUser, runtime: RuntimeDep):
-    """Deposit cash."""
+    """Deposit cash (422 `exchange_money_limit` if the exchange would then hold more
+    than its limit of $100 trillion)."""
     return await _money_command(runtime, Deposit(user_id=user.id, amount=body.amount))
 
 
