@@ -368,9 +368,23 @@ def _memory_here(orders: int, markets: int, seed: int) -> Result:
 # --- the whole run -----------------------------------------------------------------------
 
 
+WORKLOADS = ("matching_heavy", "book_building", "concurrent", "single_order_matching",
+             "single_order_resting", "cancel", "queries", "memory_1m_orders")
+"""What ``run(only=...)`` selects from; ``queries`` gives the best_bid, best_ask,
+full_book and open_orders rows."""
+
+
 def run(quick: bool = False, seed: int = 1, only: set[str] | None = None,
         progress: Callable[[str], None] | None = None) -> list[Result]:
-    """Run every workload (``quick``: smaller sizes) and return the report rows."""
+    """Run every workload (``quick``: smaller sizes) and return the report rows.
+
+    Raises:
+        ValueError: ``only`` names something that is not in ``WORKLOADS``.
+    """
+    unknown = sorted((only or set()) - set(WORKLOADS))
+    if unknown:
+        raise ValueError(f"unknown workload {', '.join(unknown)}: choose from "
+                         f"{', '.join(WORKLOADS)}")
     sizes = (1_000, 10_000) if quick else (1_000, 10_000, 50_000)
     lat_n = 5_000 if quick else 20_000
     steps: list[tuple[str, Callable[[], list[Result]]]] = []

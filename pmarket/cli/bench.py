@@ -25,15 +25,21 @@ def bench_engine(
     quick: bool = typer.Option(False, "--quick", help="Smaller sizes (~15 s instead of ~1 min)."),
     json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     seed: int = typer.Option(1, help="Seed of the generated order flow."),
-    only: list[str] = typer.Option(None, "--only", help="Run only these workloads."),
+    only: list[str] = typer.Option(None, "--only", help="Run only these workloads: "
+                                   "matching_heavy, book_building, concurrent, "
+                                   "single_order_matching, single_order_resting, cancel, "
+                                   "queries, memory_1m_orders."),
 ) -> None:
     """The engine alone: matching, book building, concurrency, latency, queries, memory."""
     from pmarket.bench import engine as bench
 
     console = Console(stderr=True)
     with console.status("benchmarking") as status:
-        results = bench.run(quick=quick, seed=seed, only=set(only) if only else None,
-                            progress=lambda name: status.update(f"benchmarking {name}"))
+        try:
+            results = bench.run(quick=quick, seed=seed, only=set(only) if only else None,
+                                progress=lambda name: status.update(f"benchmarking {name}"))
+        except ValueError as exc:  # an unknown --only name, before anything ran
+            raise typer.BadParameter(str(exc), param_hint="--only") from None
     if json:
         typer.echo(orjson.dumps([r.as_dict() for r in results], option=orjson.OPT_INDENT_2))
         return

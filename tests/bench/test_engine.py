@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from typer.testing import CliRunner
 
 from pmarket.bench import engine as bench
+from pmarket.cli import load_commands
 
 from .helpers import run_cli
 
@@ -89,3 +91,12 @@ def test_only_runs_the_named_workloads_and_the_table_prints(monkeypatch):
                     "--only", "matching_heavy").stdout
     assert "matching_heavy" in table and "cancel" in table
     assert "book_building" not in table
+
+
+def test_an_unknown_workload_is_refused_before_anything_runs():
+    with pytest.raises(ValueError, match=r"best_bid.*choose from matching_heavy"):
+        bench.run(quick=True, only={"best_bid"})
+
+    result = CliRunner().invoke(load_commands(), ["bench", "engine", "--only", "best_bid"])
+    assert result.exit_code == 2
+    assert "unknown workload best_bid" in result.output
