@@ -337,7 +337,25 @@ class EngineService:
     # --- recovery and snapshots -----------------------------------------------------------
 
     async def recover(self) -> None:
-        """Rebuild the engine from the snapshot and the log; take over pending commands."""
+        """Rebuild the engine from the snapshot and the log; take over pending commands.
+
+        The lease is renewed all along (a long recovery must not let a standby take the
+        shard over just before this engine starts to serve it).
+
+        Raises:
+            LeaseLost: another engine took the shard over meanwhile.
+        """
+        keeper = asyncio.create_task(self._renewing_lease())
+        try:
+            await self._recover()
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper  # re-raises its LeaseLost
+        await self._keep_lease()
+        self.ready.set()
+
+    async def _recover(self) -> None:
         self.ready.clear()
         loaded = await asyncio.to_thread(read_snapshot, self.snapshot_file) \
             if self.snapshot_file is not None else None
@@ -351,7 +369,8 @@ class EngineService:
         self._covered.clear()
         after = self.last_event_id
         while True:
-            entries = await self.bus.read(self.events, after, count=1_000)
+            # Chunks short enough to let the lease keeper run between them.
+            entries = await self.bus.read(self.events, after, count=100)
             if not entries:
                 break
             for entry in entries:
@@ -359,6 +378,7 @@ class EngineService:
                 self._covered.update(ids)
                 self.stats.replayed += len(ids)
             after = self.last_event_id = entries[-1].id
+            await asyncio.sleep(0)
         self._since_snapshot = self.stats.replayed
         await self.bus.ensure_group(self.commands, ENGINE_GROUP, "0")
         # Commands a differently named, dead engine of this shard held are ours now.
@@ -368,7 +388,6 @@ class EngineService:
         log.info("engine %s: recovered at seq %d (snapshot %s, %d commands replayed)",
                  self.shard, self.engine.last_seq, "loaded" if loaded else "none",
                  self.stats.replayed)
-        self.ready.set()
 
     # --- the lease -----------------------------------------------------------------------
 
@@ -397,6 +416,12 @@ class EngineService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), min(ttl_ms / 4000, 1.0))
         return False
+
+    async def _renewing_lease(self) -> None:
+        """Renew the lease every third of its life until cancelled."""
+        while True:
+            await asyncio.sleep(self.fence.ttl_ms / 3000)
+            await self._keep_lease()
 
     async def _keep_lease(self) -> None:
         """Renew the lease when a third of it has passed without a write.

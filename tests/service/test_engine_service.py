@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import orjson
 import pytest
@@ -18,6 +19,7 @@ from pmarket.engine import (
     Side,
     TimeInForce,
 )
+from pmarket.engine import service as service_module
 from pmarket.engine.recovery import (
     decode_logged_delivery,
     read_snapshot,
@@ -311,3 +313,29 @@ async def test_an_engine_whose_lease_was_taken_stops_without_writing():
     with pytest.raises(LeaseLost, match="elsewhere"):
         await asyncio.wait_for(h._task, 5)
     assert len(await h.log()) == entries
+
+
+async def test_a_long_recovery_keeps_the_lease(tmp_path, monkeypatch):
+    h = Harness(snapshot_dir=tmp_path)
+    await h.start()
+    await h.request(Deposit(user_id=1, amount=100))
+    await h.stop()
+    slow = service_module.read_snapshot
+
+    def slow_read(path):
+        time.sleep(0.6)  # four lease lifetimes (150 ms) in a thread: the loop is free
+        return slow(path)
+
+    monkeypatch.setattr(service_module, "read_snapshot", slow_read)
+    starting = asyncio.create_task(h.start())
+    await asyncio.sleep(0.05)
+    key = h.client.keys.lease("main")
+    holders = set()
+    while not starting.done():
+        holders.add(await h.client.hold_lease(key, "intruder", 150))
+        await asyncio.sleep(0.05)
+    service = await starting
+    await h.stop()
+
+    assert holders == {service.fence.token}
+    assert service.engine.balance(1) == (100, 0)
