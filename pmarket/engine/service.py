@@ -55,7 +55,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -345,13 +345,8 @@ class EngineService:
         Raises:
             LeaseLost: another engine took the shard over meanwhile.
         """
-        keeper = asyncio.create_task(self._renewing_lease())
-        try:
+        async with self._lease_kept():
             await self._recover()
-        finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper  # re-raises its LeaseLost
         await self._keep_lease()
         self.ready.set()
 
@@ -417,11 +412,23 @@ class EngineService:
                 await asyncio.wait_for(stop.wait(), min(ttl_ms / 4000, 1.0))
         return False
 
-    async def _renewing_lease(self) -> None:
-        """Renew the lease every third of its life until cancelled."""
-        while True:
-            await asyncio.sleep(self.fence.ttl_ms / 3000)
-            await self._keep_lease()
+    @contextlib.asynccontextmanager
+    async def _lease_kept(self) -> AsyncIterator[None]:
+        """Renew the lease every third of its life while the block runs (long work that
+        leaves the loop free: recovery, writing a snapshot); re-raise ``LeaseLost``."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.fence.ttl_ms / 3000)
+                await self._keep_lease()
+
+        keeper = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
 
     async def _keep_lease(self) -> None:
         """Renew the lease when a third of it has passed without a write.
@@ -455,9 +462,10 @@ class EngineService:
         await self._keep_lease()  # a stale engine must not overwrite a newer snapshot
         state = self.engine.snapshot()  # plain data, consistent: taken between batches
         covered = self.last_event_id
-        await asyncio.to_thread(write_snapshot, self.snapshot_file, state,
-                                last_event_id=covered, shard=self.shard,
-                                written_ms=now_ms())
+        async with self._lease_kept():
+            await asyncio.to_thread(write_snapshot, self.snapshot_file, state,
+                                    last_event_id=covered, shard=self.shard,
+                                    written_ms=now_ms())
         self._since_snapshot = 0
         self.stats.snapshots += 1
         await self.bus.set_group_position(self.events, SNAPSHOT_GROUP, covered)
