@@ -107,3 +107,19 @@ async def test_a_cancelled_blocking_read_stops(rbus: RedisStreamsBus, turns: int
         done, _ = await asyncio.wait([task], timeout=2)
         assert done and task.cancelled(), "the read went on after it was cancelled"
 
+
+
+@pytest.mark.parametrize("url, transport", [
+    ("redis://127.0.0.1:6379", aioredis.Connection),
+    ("rediss://127.0.0.1:6380", aioredis.SSLConnection),
+    ("unix:///run/redis.sock", aioredis.UnixDomainSocketConnection),
+])
+async def test_every_transport_gets_the_bus_connection(url: str, transport: type):
+    bus = RedisStreamsBus.from_url(url)
+    try:
+        connection_class = bus.redis.connection_pool.connection_class
+        assert issubclass(connection_class, transport)
+        assert connection_class.send_packed_command is \
+            _HiredisPackingConnection.send_packed_command
+    finally:
+        await bus.close()
