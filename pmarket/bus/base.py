@@ -391,8 +391,8 @@ class Bus(Streams):
         tasks = [t for t in (state.listener, state.sender) if t is not None]
         for task in tasks:
             task.cancel()
-        # A blocking read may not notice the cancellation (redis-py swallowed it in its
-        # blocking XREAD): dropping the listener's own connection ends the read at once.
+        # Dropping the listener's own connection also ends a blocking read at once, on
+        # any transport, whether or not it has noticed its cancellation yet.
         await self._stop_reply_reads()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):

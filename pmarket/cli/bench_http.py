@@ -20,7 +20,10 @@ def bench_http(
     redis_url: str = typer.Option(None, "--redis-url",
                                   help="Bench the deployment on this Redis (with "
                                        "--database-url); default: the embedded server."),
-    database_url: str = typer.Option(None, "--database-url", help="Database of the server."),
+    database_url: str = typer.Option(None, "--database-url",
+                                     help="PostgreSQL of the server (a throwaway schema, "
+                                          "dropped afterwards); default: a temporary "
+                                          "SQLite file."),
     json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Start a server, load it with orders and cancels over loopback, print the figures."""
