@@ -68,7 +68,7 @@ class EmbeddedServer:
             bcrypt_rounds=self.bcrypt_rounds, log_requests=False)
         settings = dataclasses.replace(settings, redis_url=None)  # embedded, whatever the env
         config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port,
-                                log_level="warning", access_log=False, ws="websockets",
+                                log_level="warning", access_log=False, ws="websockets-sansio",
                                 lifespan="on")
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
