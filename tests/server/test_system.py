@@ -15,6 +15,9 @@ async def test_health_reports_every_component_ok(client, server):
     for name in ("engine", "database", "bus", "marketdata"):
         assert body["components"][name]["status"] == "ok"
     assert ("worker" in body["components"]) == (server.kind == "embedded")
+    if server.kind == "embedded":  # a child process by default (PMARKET_WORKER_PROCESS)
+        assert body["components"]["worker"]["detail"].startswith(
+            "embedded worker process (pid ")
     assert r.headers["x-request-id"]
 
 

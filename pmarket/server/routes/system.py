@@ -66,7 +66,10 @@ async def health(runtime: RuntimeDep):
         "marketdata": _component(marketdata_ok, f"applied up to seq {runtime.replica.last_seq}"),
     }
     if worker_alive is not None:
-        components["worker"] = _component(worker_alive, "embedded worker task")
+        process = getattr(runtime.worker, "process", None)
+        components["worker"] = _component(
+            worker_alive, "embedded worker task" if process is None
+            else f"embedded worker process (pid {process.pid})")
     healthy = all(c["status"] == "ok" for c in components.values())
     return JSON({"status": "ok" if healthy else "degraded", "components": components},
                           status_code=200 if healthy else 503)
