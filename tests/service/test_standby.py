@@ -49,3 +49,30 @@ async def test_a_standby_engine_takes_over_when_the_writer_is_killed(tmp_path):
         if keys:
             await bus.redis.delete(*keys)
         await bus.close()
+
+
+async def test_an_engine_that_lost_its_lease_exits_with_status_3(tmp_path):
+    redis_url = redis_url_or_skip()
+    prefix = f"pmtest:{uuid.uuid4().hex}"
+    engine = Process(["engine", "--redis-url", redis_url, "--prefix", prefix,
+                      "--lease-ms", "1000"], tmp_path / "engine.log")
+    bus = RedisStreamsBus.from_url(redis_url, prefix=prefix, reply_block_ms=100)
+    try:
+        engine.start()
+        client = Client(bus, timeout=3.0)
+        assert await client.send("a", Deposit(user_id=1, amount=100), retry=False,
+                                 timeout=60), engine.log_tail()
+        # As if it had stalled past its lease and another engine had taken the shard.
+        await bus.redis.set(bus.keys.lease("main"), "engine-main@elsewhere", px=60_000)
+
+        await wait_until(lambda: not engine.alive(), 30, "the engine to stop")
+
+        assert engine.proc.returncode == 3
+        assert "another engine took over this shard" in engine.log_tail()
+        assert "engine-main@elsewhere" in engine.log_tail()
+    finally:
+        engine.ensure_stopped()
+        keys = [key async for key in bus.redis.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await bus.redis.delete(*keys)
+        await bus.close()
