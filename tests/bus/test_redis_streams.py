@@ -13,7 +13,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from pmarket.bus import BusUnavailable, Reply
-from pmarket.bus.redis_streams import RedisStreamsBus, _HiredisPackingConnection
+from pmarket.bus.redis_streams import RedisStreamsBus
+from pmarket.bus.redis_wire import HiredisPackingConnection
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_hiredis_packing_matches_redis_py():
         ("EVALSHA", "ab" * 20, 2, "k1", "k2", 0, b"\x00\xffpayload", "h\u00e9", 10**15),
         ("XACK", b"s", "g", "1-1", "2-0"),
     ]
-    fast, reference = _HiredisPackingConnection(), Connection()
+    fast, reference = HiredisPackingConnection(), Connection()
     for command in commands:
         assert b"".join(fast.pack_command(*command)) == b"".join(
             reference.pack_command(*command)
@@ -120,6 +121,6 @@ async def test_every_transport_gets_the_bus_connection(url: str, transport: type
         connection_class = bus.redis.connection_pool.connection_class
         assert issubclass(connection_class, transport)
         assert connection_class.send_packed_command is \
-            _HiredisPackingConnection.send_packed_command
+            HiredisPackingConnection.send_packed_command
     finally:
         await bus.close()
