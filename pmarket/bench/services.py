@@ -219,6 +219,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def delete_keys(redis_url: str, prefix: str) -> None:
+    """Delete every key under ``<prefix>:`` on the Redis at ``redis_url``."""
     client = redis.Redis.from_url(redis_url)
     try:
         keys = list(client.scan_iter(match=f"{prefix}:*", count=1_000))
