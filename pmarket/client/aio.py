@@ -7,6 +7,7 @@ it, and ``stream()`` subscribes to the user channel with that token.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -16,7 +17,7 @@ from pmarket.client import calls as c
 from pmarket.client import models as m
 from pmarket.client.calls import Amount, Call, OrderSpec
 from pmarket.client.errors import ApiError, ServerUnavailable
-from pmarket.client.http import DEFAULT_TIMEOUT, DEFAULT_URL, read, request_args, ws_url
+from pmarket.client.http import DEFAULT_TIMEOUT, DEFAULT_URL, read, request_args, retry_wait, ws_url
 from pmarket.client.stream import MarketStream
 
 T = TypeVar("T")
@@ -30,14 +31,18 @@ class AsyncClient:
         token: A bearer token to act with (signing in sets one).
         timeout: Seconds to wait for each request.
         transport: An ``httpx`` transport (``httpx.MockTransport`` in tests).
+        rate_limit_retries: How many times a call answered 429 (or 503 with
+            ``Retry-After``) is sent again after waiting what the server asks (at most
+            ``MAX_RETRY_WAIT_S`` each); 0 raises ``ApiError`` at once.
     """
 
     def __init__(self, base_url: str = DEFAULT_URL, token: str | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT,
+                 timeout: float = DEFAULT_TIMEOUT, rate_limit_retries: int = 0,
                  transport: httpx.AsyncBaseTransport | None = None,
                  _http: httpx.AsyncClient | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self.rate_limit_retries = rate_limit_retries
         self.user: m.User | None = None
         self._owns_http = _http is None
         self._http = _http or httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
@@ -45,7 +50,8 @@ class AsyncClient:
 
     def as_token(self, token: str | None) -> AsyncClient:
         """A client acting with ``token`` that shares this one's connections."""
-        return AsyncClient(self.base_url, token, _http=self._http)
+        return AsyncClient(self.base_url, token, rate_limit_retries=self.rate_limit_retries,
+                      _http=self._http)
 
     async def close(self) -> None:
         """Close the connections (only if this client opened them)."""
@@ -65,12 +71,18 @@ class AsyncClient:
             ApiError: The server answered with an error status.
             ServerUnavailable: No server answered.
         """
-        try:
-            response = await self._http.request(call.method, call.path,
-                                          **request_args(call, self.token))
-        except httpx.TransportError as exc:
-            raise ServerUnavailable(f"no answer from {self.base_url}: {exc}") from exc
-        return read(call, response)
+        retries = self.rate_limit_retries
+        while True:
+            try:
+                response = await self._http.request(call.method, call.path,
+                                                    **request_args(call, self.token))
+            except httpx.TransportError as exc:
+                raise ServerUnavailable(f"no answer from {self.base_url}: {exc}") from exc
+            wait = retry_wait(response, retries)
+            if wait is None:
+                return read(call, response)
+            retries -= 1
+            await asyncio.sleep(wait)
 
     def _signed_in(self, auth: m.Auth) -> m.Auth:
         self.token, self.user = auth.token, auth.user

@@ -76,6 +76,26 @@ def _detail_text(detail: Any) -> str:
     return str(detail)
 
 
+MAX_RETRY_WAIT_S = 30.0
+"""The longest ``Retry-After`` a client waits out by itself; a longer one is an error."""
+
+
+def retry_wait(response: httpx.Response, retries_left: int) -> float | None:
+    """Seconds to wait before sending the request again, or None to give up.
+
+    Only a 429 (rate limited: the request was not processed) or a 503 that says
+    ``Retry-After`` is retried, only while retries are left, and only when the server's
+    ``Retry-After`` is at most ``MAX_RETRY_WAIT_S``.
+    """
+    if retries_left <= 0 or response.status_code not in (429, 503):
+        return None
+    value = response.headers.get("retry-after", "")
+    if not value.isdigit():
+        return None
+    wait = float(value)
+    return wait if wait <= MAX_RETRY_WAIT_S else None
+
+
 def read(call: Call[T], response: httpx.Response) -> T:
     """The typed result of ``call`` from its response, or raise ``ApiError``."""
     if response.status_code >= 400 and response.status_code not in call.accept:

@@ -7,6 +7,7 @@ same connection pool (the simulator drives many users through one pool this way)
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -16,7 +17,7 @@ from pmarket.client import calls as c
 from pmarket.client import models as m
 from pmarket.client.calls import Amount, Call, OrderSpec
 from pmarket.client.errors import ApiError, ServerUnavailable
-from pmarket.client.http import DEFAULT_TIMEOUT, DEFAULT_URL, read, request_args
+from pmarket.client.http import DEFAULT_TIMEOUT, DEFAULT_URL, read, request_args, retry_wait
 
 T = TypeVar("T")
 
@@ -29,14 +30,18 @@ class Client:
         token: A bearer token to act with (signing in sets one).
         timeout: Seconds to wait for each request.
         transport: An ``httpx`` transport (``httpx.MockTransport`` in tests).
+        rate_limit_retries: How many times a call answered 429 (or 503 with
+            ``Retry-After``) is sent again after waiting what the server asks (at most
+            ``MAX_RETRY_WAIT_S`` each); 0 raises ``ApiError`` at once.
     """
 
     def __init__(self, base_url: str = DEFAULT_URL, token: str | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT,
+                 timeout: float = DEFAULT_TIMEOUT, rate_limit_retries: int = 0,
                  transport: httpx.BaseTransport | None = None,
                  _http: httpx.Client | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self.rate_limit_retries = rate_limit_retries
         self.user: m.User | None = None
         self._owns_http = _http is None
         self._http = _http or httpx.Client(base_url=self.base_url, timeout=timeout,
@@ -44,7 +49,8 @@ class Client:
 
     def as_token(self, token: str | None) -> Client:
         """A client acting with ``token`` that shares this one's connections."""
-        return Client(self.base_url, token, _http=self._http)
+        return Client(self.base_url, token, rate_limit_retries=self.rate_limit_retries,
+                      _http=self._http)
 
     def close(self) -> None:
         """Close the connections (only if this client opened them)."""
@@ -64,12 +70,18 @@ class Client:
             ApiError: The server answered with an error status.
             ServerUnavailable: No server answered.
         """
-        try:
-            response = self._http.request(call.method, call.path,
-                                          **request_args(call, self.token))
-        except httpx.TransportError as exc:
-            raise ServerUnavailable(f"no answer from {self.base_url}: {exc}") from exc
-        return read(call, response)
+        retries = self.rate_limit_retries
+        while True:
+            try:
+                response = self._http.request(call.method, call.path,
+                                              **request_args(call, self.token))
+            except httpx.TransportError as exc:
+                raise ServerUnavailable(f"no answer from {self.base_url}: {exc}") from exc
+            wait = retry_wait(response, retries)
+            if wait is None:
+                return read(call, response)
+            retries -= 1
+            time.sleep(wait)
 
     def _signed_in(self, auth: m.Auth) -> m.Auth:
         self.token, self.user = auth.token, auth.user

@@ -59,14 +59,23 @@ def _valid_quantity(eng: Engine, cmd: QuantityCommand, command: str) -> bool:
 
 
 def deposit(eng: Engine, cmd: c.Deposit) -> None:
-    """Credit cash from outside the exchange, as long as the exchange as a whole then
-    holds at most ``MAX_TOTAL_MONEY`` (so no amount in it can outgrow a BIGINT)."""
+    """Credit cash from outside the exchange, as long as the user then holds at most the
+    command's ``max_balance`` (the per-account limit) and the exchange as a whole at most
+    ``MAX_TOTAL_MONEY`` (an overflow guard: no amount in it can outgrow a BIGINT)."""
     if not _valid_amount(eng, cmd, "Deposit"):
         return
     if eng.treasury.held + cmd.amount > MAX_TOTAL_MONEY:
         eng._reject(cmd.user_id, "Deposit", Reason.EXCHANGE_MONEY_LIMIT,
                     f"deposit of {format_money(cmd.amount)} would take the money held by "
                     f"the exchange past its limit of {format_money(MAX_TOTAL_MONEY)}")
+        return
+    acct = eng.accounts.get(cmd.user_id)
+    held = acct.available + acct.reserved if acct is not None else 0
+    if cmd.max_balance and held + cmd.amount > cmd.max_balance:
+        eng._reject(cmd.user_id, "Deposit", Reason.BALANCE_LIMIT,
+                    f"deposit of {format_money(cmd.amount)} would take your cash to "
+                    f"{format_money(held + cmd.amount)}, past the limit of "
+                    f"{format_money(cmd.max_balance)} per account")
         return
     acct = eng._account(cmd.user_id)
     acct.available += cmd.amount

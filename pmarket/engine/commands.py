@@ -115,8 +115,17 @@ class ResolveEvent(Command):
 
 @dataclass(slots=True, kw_only=True)
 class Deposit(Command):
+    """Credit ``amount`` units to the user.
+
+    Attributes:
+        max_balance: the most cash (available + reserved, units) the user may hold after
+            the deposit; 0 means no per-user limit. The server stamps its configured
+            limit here, so the limit in force is part of the command log.
+    """
+
     user_id: int
     amount: int
+    max_balance: int = 0
 
 
 @dataclass(slots=True, kw_only=True)

@@ -101,6 +101,8 @@ class Reason:
     INVALID_AMOUNT: Final = "invalid_amount"
     # a deposit that would take the exchange past units.MAX_TOTAL_MONEY
     EXCHANGE_MONEY_LIMIT: Final = "exchange_money_limit"
+    # a deposit that would take the user's cash past the limit the command carries
+    BALANCE_LIMIT: Final = "balance_limit"
     INVALID_ORDER: Final = "invalid_order"
     INVALID_EVENT: Final = "invalid_event"
     INVALID_EXPIRY: Final = "invalid_expiry"

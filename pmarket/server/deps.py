@@ -2,8 +2,10 @@
 
 ``CurrentUser`` / ``CurrentAdmin`` accept only a valid token of that role (401 without
 or with a bad token, 403 with a token of the other role) and charge the caller's rate
-limit (429). ``OwnedOrder`` loads an order of the caller or answers 404 — also when the
-order exists but belongs to someone else, so its existence is never revealed.
+limit (429). ``PublicLimited`` and ``AuthLimited`` charge the client address instead
+(public market data; sign-up and sign-in). ``OwnedOrder`` loads an order of the caller
+or answers 404 — also when the order exists but belongs to someone else, so its
+existence is never revealed.
 
 Invariant: every route that touches an account depends on one of these; no handler
 reads a user id from the request body.
@@ -20,6 +22,7 @@ from sqlalchemy import select
 from pmarket.db import Order
 
 from .errors import ApiError, not_found
+from .ratelimit import RateLimiter
 from .runtime import Runtime
 from .security import InvalidToken, Principal, decode_token
 
@@ -47,18 +50,28 @@ def _principal(request: Request, runtime: Runtime) -> Principal:
         raise _unauthenticated(str(exc)) from None
 
 
-def _charge(runtime: Runtime, key: object) -> None:
-    wait = runtime.limiter.allow(key)
+def _charge(runtime: Runtime, key: object, limiter: RateLimiter | None = None) -> None:
+    limiter = limiter or runtime.limiter
+    wait = limiter.allow(key)
     if wait:
         runtime.metrics.rate_limited.inc()
         raise ApiError(429, "rate_limited", "too many requests; slow down",
-                       {"Retry-After": runtime.limiter.retry_after(wait)})
+                       {"Retry-After": limiter.retry_after(wait)})
 
 
-async def rate_limit_by_address(request: Request, runtime: RuntimeDep) -> None:
-    """Charge the client address (for routes without a token, e.g. sign-in)."""
-    client = request.client.host if request.client else "unknown"
-    _charge(runtime, ("addr", client))
+def client_address(request: Request) -> str:
+    """The client's address (uvicorn puts a trusted proxy's X-Forwarded-For there)."""
+    return request.client.host if request.client else "unknown"
+
+
+async def rate_limit_public(request: Request, runtime: RuntimeDep) -> None:
+    """Charge the client address for a public market-data request."""
+    _charge(runtime, client_address(request), runtime.public_limiter)
+
+
+async def rate_limit_auth(request: Request, runtime: RuntimeDep) -> None:
+    """Charge the client address for a sign-up or sign-in."""
+    _charge(runtime, client_address(request), runtime.auth_limiter)
 
 
 async def current_user(request: Request, runtime: RuntimeDep) -> Principal:
@@ -86,7 +99,10 @@ async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
 CurrentUser = Annotated[Principal, Depends(current_user)]
 CurrentAdmin = Annotated[Principal, Depends(current_admin)]
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
-AddressLimited = Depends(rate_limit_by_address)
+PublicLimited = Depends(rate_limit_public)
+"""Per-address limit of public market data (``PMARKET_PUBLIC_RATE_LIMIT_*``)."""
+AuthLimited = Depends(rate_limit_auth)
+"""Per-address limit of sign-ups and sign-ins (``PMARKET_AUTH_RATE_LIMIT_*``)."""
 
 OrderId = Annotated[int, Path(ge=1, le=2**62)]
 

@@ -32,9 +32,10 @@ from .journal import open_journaled_bus
 from .marketdata import Replica
 from .metrics import Metrics
 from .ratelimit import RateLimiter
-from .security import hash_password
+from .security import PasswordHasher, hash_password
 from .settings import Settings
 from .subworker import WorkerProcess
+from .throttle import FailureThrottle, SigninGuard
 from .websocket import Hub
 
 log = logging.getLogger("pmarket.server")
@@ -68,6 +69,10 @@ class Runtime:
     barrier: ReadBarrier = None  # type: ignore[assignment]
     gateway: Gateway = None  # type: ignore[assignment]
     limiter: RateLimiter = None  # type: ignore[assignment]
+    public_limiter: RateLimiter = None  # type: ignore[assignment]
+    auth_limiter: RateLimiter = None  # type: ignore[assignment]
+    signin_guard: SigninGuard = None  # type: ignore[assignment]
+    hasher: PasswordHasher = None  # type: ignore[assignment]
     service: object | None = None
     worker: object | None = None
     tasks: dict[str, asyncio.Task] = field(default_factory=dict)
@@ -96,6 +101,8 @@ class Runtime:
         else:
             self.bus = make_bus(s.redis_url, prefix=s.bus_prefix, shard=s.shard)
         self.limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)
+        self._start_guards()
+        await self.hasher.warm()
         self.replica = Replica(self.bus, self.db, group=self.group, shard=s.shard, hub=self.hub,
                                on_trade=self.metrics.trades.inc)
         await asyncio.to_thread(self.replica.seed)
@@ -130,6 +137,17 @@ class Runtime:
                                return_when=asyncio.FIRST_COMPLETED)
             ready.cancel()
 
+    def _start_guards(self) -> None:
+        """Per-address limits, sign-in lockouts and the password-hashing pool."""
+        s = self.settings
+        self.public_limiter = RateLimiter(s.public_rate_limit_per_s, s.public_rate_limit_burst)
+        self.auth_limiter = RateLimiter(s.auth_rate_limit_per_s, s.auth_rate_limit_burst)
+        self.signin_guard = SigninGuard(
+            FailureThrottle(s.signin_free_failures, s.signin_lockout_s, s.signin_lockout_max_s),
+            FailureThrottle(s.signin_address_free_failures, s.signin_lockout_s,
+                            s.signin_lockout_max_s))
+        self.hasher = PasswordHasher(s.bcrypt_rounds, s.bcrypt_threads, s.bcrypt_max_waiting)
+
     def _spawn(self, name: str, coro) -> None:
         task = asyncio.create_task(coro, name=f"pmarket-{name}")
         task.add_done_callback(lambda t: self._died(name, t))
@@ -154,6 +172,8 @@ class Runtime:
             await self.bus.close()
         if self.db is not None:
             self.db.dispose()
+        if self.hasher is not None:
+            self.hasher.close()
 
     # --- health -----------------------------------------------------------------------
 

@@ -8,7 +8,9 @@ another algorithm, a wrong signature, a past ``exp``, missing claims) raises
 
 from __future__ import annotations
 
+import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import bcrypt
@@ -63,6 +65,81 @@ def verify_password(password: str, password_hash: str) -> bool:
         return bcrypt.checkpw(_password_bytes(password), password_hash.encode("ascii"))
     except (PasswordTooLong, ValueError):
         return False
+
+
+class HasherBusy(Exception):
+    """Too many password hashes are waiting already; the caller should retry later."""
+
+
+class PasswordHasher:
+    """bcrypt off the event loop, on a bounded pool of its own.
+
+    Hashing costs ~250 ms of CPU at cost 12. On the shared default executor a burst of
+    sign-ins used to queue every database read behind it; here it has ``threads`` threads
+    of its own (bcrypt releases the GIL while it works), and at most ``max_waiting``
+    calls may wait for one — more raise ``HasherBusy`` at once instead of piling up.
+
+    An unknown account is checked against a dummy hash of the same cost as real ones
+    (``rounds``), so a sign-in takes as long whether or not the e-mail exists.
+
+    Args:
+        rounds: bcrypt cost of new hashes (and of the dummy hash).
+        threads: threads hashing at once.
+        max_waiting: calls allowed to wait for a thread.
+    """
+
+    def __init__(self, rounds: int = 12, threads: int = 1, max_waiting: int = 32):
+        self.rounds = rounds
+        self.max_waiting = max_waiting
+        self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="pmarket-bcrypt")
+        self._pending = 0
+        self._dummy: str | None = None
+
+    @property
+    def pending(self) -> int:
+        """Calls queued or running now."""
+        return self._pending
+
+    async def _run(self, fn, *args):
+        if self._pending >= self.max_waiting:
+            raise HasherBusy(f"{self._pending} password checks are waiting already")
+        self._pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        finally:
+            self._pending -= 1
+
+    async def warm(self) -> None:
+        """Make the dummy hash now, so the first unknown e-mail costs no more than later
+        ones."""
+        if self._dummy is None:
+            self._dummy = await self._run(hash_password, "not a real password", self.rounds)
+
+    async def hash(self, password: str) -> str:
+        """The bcrypt hash of ``password`` at this hasher's cost.
+
+        Raises:
+            PasswordTooLong: over 72 bytes.
+            HasherBusy: too many calls waiting.
+        """
+        return await self._run(hash_password, password, self.rounds)
+
+    async def verify(self, password: str, password_hash: str | None) -> bool:
+        """True if ``password`` matches; with no hash (unknown account) it checks a dummy
+        hash of the same cost and returns False.
+
+        Raises:
+            HasherBusy: too many calls waiting.
+        """
+        if password_hash is None:
+            await self.warm()
+            await self._run(verify_password, password, self._dummy)
+            return False
+        return await self._run(verify_password, password, password_hash)
+
+    def close(self) -> None:
+        """Stop the pool's threads (after the calls in flight)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def create_token(subject: int, role: str, secret: str, ttl_s: int) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from pmarket.db import default_database_url
+from pmarket.engine import units
 
 PLACEHOLDER_SECRETS = frozenset({
     "changethis", "changeme", "secret", "password", "jwt-secret", "development", "test",
@@ -40,6 +41,14 @@ def _env_float(name: str, default: float) -> float:
     return float(value) if value else default
 
 
+def _env_money(name: str, default: int) -> int:
+    """Dollars from the environment ("10000000", "0" for none) as units."""
+    value = os.environ.get(name)
+    if not value:
+        return default
+    return 0 if value.strip() in ("0", "0.0") else units.parse_amount(value, name)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the server needs to start.
@@ -59,10 +68,28 @@ class Settings:
             the database).
         rate_limit_per_s: sustained requests per second allowed per user.
         rate_limit_burst: requests a user may send at once before being limited.
+        public_rate_limit_per_s: sustained public market-data requests per second per
+            client address.
+        public_rate_limit_burst: public requests an address may send at once.
+        auth_rate_limit_per_s: sustained sign-ups and sign-ins per second per address.
+        auth_rate_limit_burst: sign-ups and sign-ins an address may send at once.
+        signin_free_failures: failed sign-ins of one account before lockouts start.
+        signin_address_free_failures: failed sign-ins from one address (any accounts)
+            before that address is locked out.
+        signin_lockout_s: the first lockout; it doubles with each further failure.
+        signin_lockout_max_s: the longest lockout.
         max_body_bytes: largest request body accepted (413 above it).
+        max_user_balance: the most cash (units) one account may hold after a deposit; a
+            deposit past it is refused (409 ``balance_limit``); 0: no per-account limit.
+            The exchange-wide ``units.MAX_TOTAL_MONEY`` stays as an overflow guard far
+            above it, so one account cannot starve everyone else's deposits.
         request_timeout_s: how long a request waits for the engine's reply.
         consistency_timeout_s: how long a read waits for the projection of earlier writes.
         bcrypt_rounds: bcrypt work factor of new password hashes.
+        bcrypt_threads: threads of the password-hashing pool (apart from the pool that
+            runs database reads).
+        bcrypt_max_waiting: password checks allowed to wait for that pool; more are
+            refused at once (503 with Retry-After).
         log_requests: log one structured line per request.
         worker_process: embedded only — run the database worker in a child process
             (``subworker``) rather than as a task of this one (``PMARKET_WORKER_PROCESS=0``).
@@ -80,10 +107,21 @@ class Settings:
     snapshot_dir: str | None = None
     rate_limit_per_s: float = 500.0
     rate_limit_burst: int = 1000
+    public_rate_limit_per_s: float = 100.0
+    public_rate_limit_burst: int = 200
+    auth_rate_limit_per_s: float = 2.0
+    auth_rate_limit_burst: int = 20
+    signin_free_failures: int = 5
+    signin_address_free_failures: int = 50
+    signin_lockout_s: float = 1.0
+    signin_lockout_max_s: float = 900.0
     max_body_bytes: int = 64 * 1024
+    max_user_balance: int = 10_000_000 * units.SCALE
     request_timeout_s: float = 10.0
     consistency_timeout_s: float = 5.0
     bcrypt_rounds: int = 12
+    bcrypt_threads: int = 1
+    bcrypt_max_waiting: int = 32
     log_requests: bool = True
     worker_process: bool = True
 
@@ -113,8 +151,19 @@ class Settings:
             snapshot_dir=env.get("PMARKET_SNAPSHOT_DIR") or None,
             rate_limit_per_s=_env_float("PMARKET_RATE_LIMIT_PER_S", 500.0),
             rate_limit_burst=_env_int("PMARKET_RATE_LIMIT_BURST", 1000),
+            public_rate_limit_per_s=_env_float("PMARKET_PUBLIC_RATE_LIMIT_PER_S", 100.0),
+            public_rate_limit_burst=_env_int("PMARKET_PUBLIC_RATE_LIMIT_BURST", 200),
+            auth_rate_limit_per_s=_env_float("PMARKET_AUTH_RATE_LIMIT_PER_S", 2.0),
+            auth_rate_limit_burst=_env_int("PMARKET_AUTH_RATE_LIMIT_BURST", 20),
+            signin_free_failures=_env_int("PMARKET_SIGNIN_FREE_FAILURES", 5),
+            signin_address_free_failures=_env_int("PMARKET_SIGNIN_ADDRESS_FREE_FAILURES", 50),
+            signin_lockout_s=_env_float("PMARKET_SIGNIN_LOCKOUT_S", 1.0),
+            signin_lockout_max_s=_env_float("PMARKET_SIGNIN_LOCKOUT_MAX_S", 900.0),
             max_body_bytes=_env_int("PMARKET_MAX_BODY_BYTES", 64 * 1024),
+            max_user_balance=_env_money("PMARKET_MAX_USER_BALANCE", 10_000_000 * units.SCALE),
             bcrypt_rounds=_env_int("PMARKET_BCRYPT_ROUNDS", 12),
+            bcrypt_threads=_env_int("PMARKET_BCRYPT_THREADS", 1),
+            bcrypt_max_waiting=_env_int("PMARKET_BCRYPT_MAX_WAITING", 32),
             log_requests=env.get("PMARKET_LOG_REQUESTS", "1") != "0",
             worker_process=env.get("PMARKET_WORKER_PROCESS", "1") != "0",
         )

@@ -111,7 +111,8 @@ class HttpTarget:
     def __init__(self, url: str, admin_email: str, admin_password: str,
                  timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
-        self.api = Client(self.url, timeout=timeout)
+        # A sign-up burst of many agents may meet the per-address limit: wait it out.
+        self.api = Client(self.url, timeout=timeout, rate_limit_retries=5)
         self.run_id = uuid.uuid4().hex[:10]
         self._password = f"sim-{uuid.uuid4().hex}"
         self._clients: dict[int, Client] = {}

@@ -284,3 +284,48 @@ async def test_convert_posts_outcome_ids_and_quantity_on_both_clients():
         result = await aapi.convert(2, [4], 5)
     assert rec.body() == {"outcome_ids": [4], "quantity": 5}
     assert result.positions == []
+
+
+def _limited_then_ok(limited: int, retry_after: str = "0"):
+    """A transport answering 429 ``limited`` times, then a balance."""
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) <= limited:
+            return httpx.Response(429, headers={"Retry-After": retry_after}, json={
+                "error": {"code": "rate_limited", "message": "slow down"}})
+        return httpx.Response(200, json={"available": "1", "reserved": "0", "total": "1"})
+
+    return handler, calls
+
+
+def test_rate_limited_calls_are_retried_when_asked_and_raised_when_not():
+    handler, calls = _limited_then_ok(2)
+    with Client("http://x", "t", rate_limit_retries=2,
+                transport=httpx.MockTransport(handler)) as client:
+        assert client.balance().total == Decimal("1")
+        assert len(calls) == 3
+        # as_token keeps the policy
+        assert client.as_token("u").rate_limit_retries == 2
+    handler, calls = _limited_then_ok(1)
+    with Client("http://x", "t", transport=httpx.MockTransport(handler)) as client, \
+            pytest.raises(ApiError) as err:
+        client.balance()
+    assert err.value.status == 429 and len(calls) == 1
+
+
+def test_a_retry_after_longer_than_the_client_waits_is_raised():
+    handler, calls = _limited_then_ok(1, retry_after="3600")
+    with Client("http://x", "t", rate_limit_retries=5,
+                transport=httpx.MockTransport(handler)) as client, pytest.raises(ApiError):
+        client.balance()
+    assert len(calls) == 1
+
+
+async def test_the_async_client_retries_too():
+    handler, calls = _limited_then_ok(1)
+    async with AsyncClient("http://x", "t", rate_limit_retries=1,
+                           transport=httpx.MockTransport(handler)) as client:
+        assert (await client.balance()).total == Decimal("1")
+    assert len(calls) == 2

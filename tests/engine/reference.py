@@ -538,6 +538,8 @@ class ReferenceExchange:
                 raise Rejected(Reason.INVALID_AMOUNT)
             if self.money_held() + cmd.amount > MAX_TOTAL_MONEY:
                 raise Rejected(Reason.EXCHANGE_MONEY_LIMIT)
+            if cmd.max_balance and self.cash.get(cmd.user_id, 0) + cmd.amount > cmd.max_balance:
+                raise Rejected(Reason.BALANCE_LIMIT)
             self.users.add(cmd.user_id)
             self._move_cash(cmd.user_id, cmd.amount)
             self.deposits += cmd.amount

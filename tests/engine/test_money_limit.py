@@ -111,3 +111,38 @@ def test_audit_reports_money_held_over_the_limit():
     audit = ex.engine.audit()
     assert not audit.ok and audit.difference == 0
     assert any("MAX_TOTAL_MONEY" in p for p in audit.problems)
+
+
+# --- the per-account limit the server stamps on deposits ------------------------------
+
+
+def test_a_deposit_past_the_accounts_limit_is_refused_and_changes_nothing():
+    ex = Exchange()
+    ex.fund(ALICE, 90)
+    before = ex.engine.audit()
+    events = ex.apply(Deposit(user_id=ALICE, amount=11 * SCALE, max_balance=100 * SCALE))
+    [rejected] = of_kind(events, "rejected")
+    assert rejected["reason"] == Reason.BALANCE_LIMIT
+    assert "$100" in rejected["message"] or "100.0000" in rejected["message"]
+    assert ex.engine.audit() == before
+
+
+def test_reserved_cash_counts_and_exactly_the_limit_is_accepted():
+    ex = Exchange()
+    mid = ex.market()
+    ex.fund(ALICE, 50)
+    ex.buy_yes(ALICE, mid, "0.50", 40)           # $20 of the $50 reserved
+    assert not of_kind(ex.apply(Deposit(user_id=ALICE, amount=50 * SCALE,
+                                        max_balance=100 * SCALE)), "rejected")
+    events = ex.apply(Deposit(user_id=ALICE, amount=1, max_balance=100 * SCALE))
+    assert of_kind(events, "rejected")[0]["reason"] == Reason.BALANCE_LIMIT
+
+
+def test_one_account_at_its_limit_leaves_room_for_everyone_else():
+    ex = Exchange()
+    limit = 1_000_000 * SCALE
+    ex.apply(Deposit(user_id=ALICE, amount=limit, max_balance=limit))
+    assert of_kind(ex.apply(Deposit(user_id=ALICE, amount=SCALE, max_balance=limit)),
+                   "rejected")
+    assert not of_kind(ex.apply(Deposit(user_id=BOB, amount=SCALE, max_balance=limit)),
+                       "rejected")

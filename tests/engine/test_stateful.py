@@ -599,9 +599,15 @@ class ExchangeMachine(RuleBasedStateMachine):
             st.integers(300_000, 2_000_000), st.sampled_from((room, room + 1))),
             label="amount")
         kind = data.draw(st.sampled_from((Deposit, Withdraw, Withdraw)), label="kind")
+        if kind is Deposit:
+            # The per-account limit the server stamps: none, exactly enough, one unit short.
+            after = self.ref.cash.get(user, 0) + amount
+            limit = data.draw(st.sampled_from((0, 0, after, after - 1, 1)), label="limit")
+            cmd = Deposit(user_id=user, amount=amount, max_balance=max(0, limit))
+        else:
+            cmd = Withdraw(user_id=user, amount=amount)
         # seq 0: an unsequenced command (e.g. from a test harness) is applied as it comes
-        self._run(kind(user_id=user, amount=amount),
-                  sequenced=data.draw(st.integers(0, 9), label="unsequenced?") > 0)
+        self._run(cmd, sequenced=data.draw(st.integers(0, 9), label="unsequenced?") > 0)
 
     @rule(data=st.data())
     def split_or_merge(self, data) -> None:

@@ -101,7 +101,9 @@ async def start_server(kind: str, directory: Path, **overrides: Any) -> Server:
     """Start a server of ``kind`` ("embedded" or "deployment") and wait until it serves."""
     base = dict(jwt_secret=SECRET, admin_email=ADMIN_EMAIL, admin_password=ADMIN_PASSWORD,
                 bcrypt_rounds=4, log_requests=False, rate_limit_per_s=10_000.0,
-                rate_limit_burst=10_000, snapshot_dir=str(directory / "snapshots"))
+                rate_limit_burst=10_000, public_rate_limit_per_s=10_000.0,
+                public_rate_limit_burst=10_000, auth_rate_limit_per_s=10_000.0,
+                auth_rate_limit_burst=10_000, snapshot_dir=str(directory / "snapshots"))
     base.update(overrides)
     extra: list[asyncio.Task] = []
     cleanup: list[Any] = []

@@ -92,9 +92,12 @@ async def get_balance(user: CurrentUser, runtime: RuntimeDep):
 
 @router.post("/onramp", response_model=BalanceOut)
 async def onramp(body: AmountIn, user: CurrentUser, runtime: RuntimeDep):
-    """Deposit cash (422 `exchange_money_limit` if the exchange would then hold more
-    than its limit of $100 trillion)."""
-    return await _money_command(runtime, Deposit(user_id=user.id, amount=body.amount))
+    """Deposit cash (409 `balance_limit` past the per-account limit,
+    `PMARKET_MAX_USER_BALANCE`; 422 `exchange_money_limit` if the exchange would then
+    hold more than its overflow guard of $100 trillion)."""
+    return await _money_command(runtime, Deposit(
+        user_id=user.id, amount=body.amount,
+        max_balance=runtime.settings.max_user_balance))
 
 
 @router.post("/offramp", response_model=BalanceOut)

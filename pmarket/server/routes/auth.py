@@ -1,30 +1,41 @@
 """Sign-up and sign-in of users, admin sign-in, and ``/me``.
 
 Users and admins are rows the server writes itself; a user's database id is their
-engine user id. Invariant: a response carries a token and public fields only — never
-the password hash — and a wrong email and a wrong password are indistinguishable.
+engine user id. Passwords are hashed and checked on the runtime's own bounded bcrypt
+pool (``security.PasswordHasher``), never on the pool that serves database reads. A
+sign-in first passes the address's rate limit (``AuthLimited``) and the lockouts of
+``throttle.SigninGuard`` (per account and per address), which refuse it before any
+bcrypt work.
+
+Invariant: a response carries a token and public fields only — never the password hash —
+and a wrong email and a wrong password are indistinguishable: same answer, same bcrypt
+cost (a dummy hash of the configured cost), same lockouts.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from pmarket.db import Admin, User
 
-from ..deps import AddressLimited, CurrentPrincipal, RuntimeDep
+from ..deps import AuthLimited, CurrentPrincipal, RuntimeDep, client_address
 from ..errors import ApiError, not_found
 from ..schemas import AdminAuthOut, AuthOut, MeOut, SignIn, SignUp
-from ..security import create_token, hash_password, verify_password
+from ..security import HasherBusy, create_token
+from ..throttle import retry_after
 from .common import ERRORS, ok, read
 
-router = APIRouter(tags=["auth"], responses=ERRORS)
+router = APIRouter(tags=["auth"], responses={**ERRORS, 503: ERRORS[429]})
 
-# Verifying against a real hash when the email is unknown keeps both failures equally slow.
-_DUMMY_HASH = hash_password("not a real password", 4)
+
+def _busy() -> ApiError:
+    return ApiError(503, "unavailable",
+                    "the server is busy checking passwords; retry in a moment",
+                    {"Retry-After": "1"})
 
 
 def _public(row) -> dict:
@@ -32,12 +43,14 @@ def _public(row) -> dict:
 
 
 @router.post("/auth/signup", status_code=201, response_model=AuthOut,
-             dependencies=[AddressLimited])
+             dependencies=[AuthLimited])
 async def signup(body: SignUp, runtime: RuntimeDep):
     """Create a user account and return a token for it."""
     email = body.email.strip().lower()
-    hashed = await asyncio.to_thread(hash_password, body.password,
-                                     runtime.settings.bcrypt_rounds)
+    try:
+        hashed = await runtime.hasher.hash(body.password)
+    except HasherBusy:
+        raise _busy() from None
 
     def insert_user(conn) -> int:
         return conn.execute(insert(User).values(email=email, name=body.name,
@@ -58,31 +71,41 @@ async def signup(body: SignUp, runtime: RuntimeDep):
               201)
 
 
-async def _signin(runtime, table, email: str, password: str):
+async def _signin(runtime, request: Request, table, role: str, email: str, password: str):
     email = email.strip().lower()
+    account, address = f"{role}:{email}", client_address(request)
+    wait = runtime.signin_guard.attempt(account, address)
+    if wait:
+        runtime.metrics.rate_limited.inc()
+        raise ApiError(429, "rate_limited",
+                       "too many failed sign-ins; wait before trying again",
+                       {"Retry-After": retry_after(wait)})
     row = await read(runtime, lambda conn: conn.execute(
         select(table.id, table.email, table.name, table.password_hash)
         .where(table.email == email)).first(), consistent=False)
-    valid = await asyncio.to_thread(verify_password, password,
-                                    row.password_hash if row else _DUMMY_HASH)
+    try:
+        valid = await runtime.hasher.verify(password, row.password_hash if row else None)
+    except HasherBusy:
+        raise _busy() from None
     if row is None or not valid:
         raise ApiError(401, "invalid_credentials", "email or password is wrong")
+    runtime.signin_guard.succeeded(account, address)
     return row
 
 
-@router.post("/auth/signin", response_model=AuthOut, dependencies=[AddressLimited])
-async def signin(body: SignIn, runtime: RuntimeDep):
+@router.post("/auth/signin", response_model=AuthOut, dependencies=[AuthLimited])
+async def signin(body: SignIn, request: Request, runtime: RuntimeDep):
     """Exchange a user's email and password for a token."""
-    row = await _signin(runtime, User, body.email, body.password)
+    row = await _signin(runtime, request, User, "user", body.email, body.password)
     token = create_token(row.id, "user", runtime.settings.jwt_secret,
                          runtime.settings.jwt_ttl_s)
     return ok({"token": token, "user": _public(row)})
 
 
-@router.post("/auth/admin/signin", response_model=AdminAuthOut, dependencies=[AddressLimited])
-async def admin_signin(body: SignIn, runtime: RuntimeDep):
+@router.post("/auth/admin/signin", response_model=AdminAuthOut, dependencies=[AuthLimited])
+async def admin_signin(body: SignIn, request: Request, runtime: RuntimeDep):
     """Exchange an admin's email and password for an admin token."""
-    row = await _signin(runtime, Admin, body.email, body.password)
+    row = await _signin(runtime, request, Admin, "admin", body.email, body.password)
     token = create_token(row.id, "admin", runtime.settings.jwt_secret,
                          runtime.settings.jwt_ttl_s)
     return ok({"token": token, "admin": _public(row)})

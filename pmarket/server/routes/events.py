@@ -19,7 +19,7 @@ from pmarket.db import Event, Market, title_search
 from pmarket.engine import Convert, MergeEvent, SplitEvent
 
 from .. import views
-from ..deps import CurrentUser, RuntimeDep
+from ..deps import CurrentUser, PublicLimited, RuntimeDep
 from ..errors import not_found
 from ..marketdata import book_view
 from ..runtime import Runtime
@@ -85,7 +85,8 @@ async def read_event(runtime: Runtime, event_id: int) -> dict[str, Any]:
     return event_view(runtime, e, markets)
 
 
-@router.get("/events", response_model=EventPage)
+@router.get("/events", response_model=EventPage,
+            dependencies=[PublicLimited])
 async def list_events(runtime: RuntimeDep, paging: PageParams,
                       q: Annotated[str | None, Query(max_length=200)] = None,
                       category: Annotated[str | None, Query(max_length=100)] = None,
@@ -108,13 +109,15 @@ async def list_events(runtime: RuntimeDep, paging: PageParams,
     return ok(page([event_view(runtime, e, markets[e.id]) for e in events], total))
 
 
-@router.get("/events/{event_id}", response_model=EventOut)
+@router.get("/events/{event_id}", response_model=EventOut,
+            dependencies=[PublicLimited])
 async def get_event(event_id: EventId, runtime: RuntimeDep):
     """One event with its outcomes."""
     return ok(await read_event(runtime, event_id))
 
 
-@router.get("/events/{event_id}/orderbook", response_model=EventBookOut)
+@router.get("/events/{event_id}/orderbook", response_model=EventBookOut,
+            dependencies=[PublicLimited])
 async def event_book(event_id: EventId, runtime: RuntimeDep,
                      depth: Annotated[int | None, Query(ge=1, le=1000)] = None):
     """Every outcome's YES book, and the sum of their implied probabilities."""

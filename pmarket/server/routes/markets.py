@@ -22,7 +22,7 @@ from pmarket.engine import Merge, Split
 from pmarket.engine.units import format_units
 
 from .. import views
-from ..deps import CurrentUser, RuntimeDep
+from ..deps import CurrentUser, PublicLimited, RuntimeDep
 from ..errors import ApiError, not_found
 from ..marketdata import book_view
 from ..runtime import Runtime
@@ -45,7 +45,8 @@ async def replica_market(runtime: Runtime, market_id: int):
     return m
 
 
-@router.get("/markets/{market_id}", response_model=MarketOut)
+@router.get("/markets/{market_id}", response_model=MarketOut,
+            dependencies=[PublicLimited])
 async def get_market(market_id: MarketId, runtime: RuntimeDep):
     """A market's status, tick, prices, volume and open interest."""
     row = await read(runtime, lambda conn: conn.execute(
@@ -69,7 +70,8 @@ async def get_market(market_id: MarketId, runtime: RuntimeDep):
     })
 
 
-@router.get("/markets/{market_id}/orderbook", response_model=BookOut)
+@router.get("/markets/{market_id}/orderbook", response_model=BookOut,
+            dependencies=[PublicLimited])
 async def market_book(market_id: MarketId, runtime: RuntimeDep, depth: Depth = None,
                       view: Literal["yes", "no"] = "yes"):
     """The book, aggregated by price level, in YES or NO terms."""
@@ -77,7 +79,8 @@ async def market_book(market_id: MarketId, runtime: RuntimeDep, depth: Depth = N
     return ok(book_view(m, view, depth))
 
 
-@router.get("/markets/{market_id}/trades", response_model=PublicTradePage)
+@router.get("/markets/{market_id}/trades", response_model=PublicTradePage,
+            dependencies=[PublicLimited])
 async def market_trades(market_id: MarketId, runtime: RuntimeDep, paging: PageParams):
     """The market's trades, newest first, prices in YES terms."""
     def query(conn):
@@ -96,7 +99,8 @@ async def market_trades(market_id: MarketId, runtime: RuntimeDep, paging: PagePa
     return ok(page([views.public_trade_row(r, t) for r in rows], total))
 
 
-@router.get("/markets/{market_id}/candles", response_model=CandlePage)
+@router.get("/markets/{market_id}/candles", response_model=CandlePage,
+            dependencies=[PublicLimited])
 async def market_candles(market_id: MarketId, runtime: RuntimeDep, paging: PageParams,
                          interval: Literal["1m", "5m", "1h", "1d"] = "1m",
                          start: datetime | None = None, end: datetime | None = None):
