@@ -188,7 +188,12 @@ class OrderCreate(In):
 
 
 class OrderBatch(In):
-    orders: Annotated[list[OrderCreate], Field(min_length=1, max_length=MAX_BATCH)]
+    """Up to ``MAX_BATCH`` orders. Each item is validated on its own by the route (an
+    invalid item gets its own error in the results; the others still go through), so
+    here an item is any JSON value, documented as an ``OrderCreate``."""
+
+    orders: Annotated[list[Annotated[Any, WithJsonSchema(OrderCreate.model_json_schema())]],
+                      Field(min_length=1, max_length=MAX_BATCH)]
 
 
 class OrderModify(In):

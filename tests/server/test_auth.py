@@ -33,6 +33,15 @@ async def test_signup_signin_and_me(client):
     assert r.status_code == 401
 
 
+async def test_nobody_signs_up_with_an_admins_email(client):
+    r = await client.http.post("/auth/signup", json={
+        "email": ADMIN_EMAIL.upper(), "name": "Mallory", "password": "a long password"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "email_taken"
+    r = await client.http.post("/auth/signin", json={"email": ADMIN_EMAIL,
+                                                     "password": "a long password"})
+    assert r.status_code == 401
+
+
 async def test_passwords_over_72_bytes_are_refused_clearly(client):
     r = await client.http.post("/auth/signup", json={
         "email": "long@example.com", "name": "L", "password": "é" * 40})

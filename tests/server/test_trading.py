@@ -87,6 +87,35 @@ async def test_batch_returns_each_result_in_request_order(client):
     assert r.status_code == 422
 
 
+async def test_an_invalid_batch_item_gets_its_own_error_and_the_others_go_through(client):
+    market = await client.market()
+    token, _ = await client.user()
+    good = {"market_id": market, "outcome": "yes", "side": "buy", "price": "0.2",
+            "quantity": 1}
+    r = await client.http.post("/orders/batch", headers=client.auth(token), json={"orders": [
+        good,
+        {**good, "price": "0.123456"},          # not exact to the unit
+        {**good, "market_id": 2**61},           # unknown market (an engine rejection)
+        {key: v for key, v in good.items() if key != "side"},   # a missing field
+        {**good, "colour": "red"},              # an unknown field
+        "not an order",
+        {**good, "quantity": 2},
+    ]})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [("order" in x, (x.get("error") or {}).get("code")) for x in results] == [
+        (True, None), (False, "invalid_field"), (False, "unknown_market"),
+        (False, "invalid_field"), (False, "invalid_field"), (False, "invalid_field"),
+        (True, None)]
+    assert "side" in results[3]["error"]["message"]
+    assert results[6]["order"]["quantity"] == 2
+    for envelope in ({}, {"orders": "x"}, {"orders": []}, [good], {"orders": [good],
+                                                                  "extra": 1}):
+        r = await client.http.post("/orders/batch", headers=client.auth(token),
+                                   json=envelope)
+        assert r.status_code == 422, envelope
+
+
 async def test_modify_and_cancel_own_orders_only(client):
     market = await client.market()
     owner, _ = await client.user()
@@ -172,4 +201,5 @@ async def test_batch_items_carry_their_own_self_trade_mode(client):
     assert r.json()["status"] == "cancelled"
     r = await client.http.post("/orders/batch", headers=client.auth(token), json={
         "orders": [{**item, "stp": "nope"}]})
-    assert r.status_code == 422
+    assert r.status_code == 200
+    assert r.json()["results"][0]["error"]["code"] == "invalid_field"

@@ -52,14 +52,14 @@ async def signup(body: SignUp, runtime: RuntimeDep):
     except HasherBusy:
         raise _busy() from None
 
-    def insert_user(conn) -> int:
-        return conn.execute(insert(User).values(email=email, name=body.name,
-                                                password_hash=hashed)
-                            .returning(User.id)).scalar_one()
-
     def run() -> int:
         with runtime.db.begin() as conn:
-            return insert_user(conn)
+            # An admin's address is taken too: nobody may sign up as the operator.
+            if conn.execute(select(Admin.id).where(Admin.email == email)).first():
+                raise IntegrityError("email of an admin", None, Exception())
+            return conn.execute(insert(User).values(email=email, name=body.name,
+                                                    password_hash=hashed)
+                                .returning(User.id)).scalar_one()
 
     try:
         user_id = await asyncio.to_thread(run)

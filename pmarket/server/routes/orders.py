@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from pmarket.db import Order
@@ -34,7 +35,7 @@ from pmarket.engine.events import BATCH_ITEM, FILL, ORDER, REJECTED
 
 from .. import views
 from ..deps import CurrentUser, OrderId, OwnedOrder, RuntimeDep, owned_order
-from ..errors import ApiError, not_found
+from ..errors import ApiError, not_found, validation_message
 from ..gateway import rejection_error
 from ..runtime import Runtime
 from ..schemas import (
@@ -105,12 +106,18 @@ async def place_order(body: OrderCreate, user: CurrentUser, runtime: RuntimeDep)
 
 @router.post("/orders/batch", response_model=BatchOut)
 async def place_batch(body: OrderBatch, user: CurrentUser, runtime: RuntimeDep):
-    """Place up to 20 orders; each result (order or error) in request order."""
+    """Place up to 20 orders; each result (order or error) in request order. An invalid
+    or rejected item gets its own error and the others still go through; only a
+    malformed envelope (no ``orders`` list, more than 20 items) fails the request."""
     results: list[dict[str, Any] | None] = [None] * len(body.orders)
     commands = []
-    for i, item in enumerate(body.orders):
+    for i, raw in enumerate(body.orders):
         try:
+            item = OrderCreate.model_validate(raw)
             commands.append((i, place_command(user.id, item)))
+        except ValidationError as exc:
+            results[i] = {"error": {"code": "invalid_field",
+                                    "message": validation_message(exc.errors())}}
         except ApiError as exc:
             results[i] = {"error": {"code": exc.code, "message": exc.message}}
     if commands:
