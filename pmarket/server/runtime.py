@@ -36,7 +36,7 @@ from .security import PasswordHasher, hash_password
 from .settings import Settings
 from .subworker import WorkerProcess
 from .throttle import FailureThrottle, SigninGuard
-from .websocket import Hub
+from .websocket import Hub, WsLimits
 
 log = logging.getLogger("pmarket.server")
 
@@ -138,7 +138,7 @@ class Runtime:
             ready.cancel()
 
     def _start_guards(self) -> None:
-        """Per-address limits, sign-in lockouts and the password-hashing pool."""
+        """Per-address limits, sign-in lockouts, WebSocket limits and the password pool."""
         s = self.settings
         self.public_limiter = RateLimiter(s.public_rate_limit_per_s, s.public_rate_limit_burst)
         self.auth_limiter = RateLimiter(s.auth_rate_limit_per_s, s.auth_rate_limit_burst)
@@ -147,6 +147,9 @@ class Runtime:
             FailureThrottle(s.signin_address_free_failures, s.signin_lockout_s,
                             s.signin_lockout_max_s))
         self.hasher = PasswordHasher(s.bcrypt_rounds, s.bcrypt_threads, s.bcrypt_max_waiting)
+        self.hub.limits = WsLimits(
+            s.ws_max_channels, s.ws_max_connections_per_address,
+            RateLimiter(s.ws_subscribe_per_s, s.ws_subscribe_burst), self.public_limiter)
 
     def _spawn(self, name: str, coro) -> None:
         task = asyncio.create_task(coro, name=f"pmarket-{name}")

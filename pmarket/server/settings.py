@@ -78,6 +78,10 @@ class Settings:
             before that address is locked out.
         signin_lockout_s: the first lockout; it doubles with each further failure.
         signin_lockout_max_s: the longest lockout.
+        ws_max_channels: channels one WebSocket connection may hold.
+        ws_max_connections_per_address: open WebSocket connections per client address.
+        ws_subscribe_per_s: channels per second an address may subscribe to.
+        ws_subscribe_burst: channels an address may subscribe to at once.
         max_body_bytes: largest request body accepted (413 above it).
         max_user_balance: the most cash (units) one account may hold after a deposit; a
             deposit past it is refused (409 ``balance_limit``); 0: no per-account limit.
@@ -115,6 +119,10 @@ class Settings:
     signin_address_free_failures: int = 50
     signin_lockout_s: float = 1.0
     signin_lockout_max_s: float = 900.0
+    ws_max_channels: int = 200
+    ws_max_connections_per_address: int = 50
+    ws_subscribe_per_s: float = 20.0
+    ws_subscribe_burst: int = 400
     max_body_bytes: int = 64 * 1024
     max_user_balance: int = 10_000_000 * units.SCALE
     request_timeout_s: float = 10.0
@@ -159,6 +167,10 @@ class Settings:
             signin_address_free_failures=_env_int("PMARKET_SIGNIN_ADDRESS_FREE_FAILURES", 50),
             signin_lockout_s=_env_float("PMARKET_SIGNIN_LOCKOUT_S", 1.0),
             signin_lockout_max_s=_env_float("PMARKET_SIGNIN_LOCKOUT_MAX_S", 900.0),
+            ws_max_channels=_env_int("PMARKET_WS_MAX_CHANNELS", 200),
+            ws_max_connections_per_address=_env_int("PMARKET_WS_MAX_CONNECTIONS_PER_IP", 50),
+            ws_subscribe_per_s=_env_float("PMARKET_WS_SUBSCRIBE_PER_S", 20.0),
+            ws_subscribe_burst=_env_int("PMARKET_WS_SUBSCRIBE_BURST", 400),
             max_body_bytes=_env_int("PMARKET_MAX_BODY_BYTES", 64 * 1024),
             max_user_balance=_env_money("PMARKET_MAX_USER_BALANCE", 10_000_000 * units.SCALE),
             bcrypt_rounds=_env_int("PMARKET_BCRYPT_ROUNDS", 12),

@@ -13,6 +13,16 @@ deltas ``s + 1, s + 2, ...`` of that book. Each connection drains its own bounde
 queue; one that falls too far behind is closed (code 1013) rather than slowing others —
 the client resubscribes and gets a fresh snapshot.
 
+Bounded cost per client (``WsLimits``): at most ``max_connections_per_address`` open
+connections per client address (more are refused at the handshake: HTTP 429 with
+``Retry-After``), at most ``max_channels`` channels per connection, and a token bucket
+per address on subscriptions (each channel subscribed costs one token; an empty bucket
+answers ``rate_limited`` and the rest of that frame is dropped). Channel names must be
+canonical (``book:7``, not ``book:07``: every name maps to one channel that updates);
+a channel named twice in one frame counts once. A book snapshot is encoded once per
+market and sequence (``SnapshotCache``) and shared by every subscriber of that moment,
+so a crowd subscribing to a deep book costs one encoding, not one each.
+
 Invariant: within one connection, a channel's ``sequence`` grows by exactly 1 per
 message (book and trades: the market's channel counter; user: a per-subscription one).
 """
@@ -23,12 +33,14 @@ import asyncio
 import contextlib
 import logging
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 
-from .marketdata import Replica, book_view
+from .marketdata import MarketState, Replica, book_view
+from .ratelimit import RateLimiter
 from .security import InvalidToken, decode_token
 
 log = logging.getLogger("pmarket.server.websocket")
@@ -36,7 +48,43 @@ log = logging.getLogger("pmarket.server.websocket")
 QUEUE_LIMIT = 10_000
 MAX_CHANNELS = 200
 MAX_MESSAGE_BYTES = 64 * 1024
-_MARKET_CHANNEL = re.compile(r"^(book|trades):([0-9]{1,18})$")
+# Canonical names only: one spelling per channel (no leading zeros, no sign).
+_MARKET_CHANNEL = re.compile(r"^(book|trades):([1-9][0-9]{0,17})$")
+
+
+@dataclass
+class WsLimits:
+    """What one client may cost the server over WebSockets.
+
+    Attributes:
+        max_channels: channels one connection may hold.
+        max_connections_per_address: open connections per client address.
+        subscriptions: token bucket per address, one token per channel subscribed.
+        connects: token bucket per address charged by each new connection (the server
+            shares its public market-data bucket here); None: no rate.
+    """
+
+    max_channels: int = MAX_CHANNELS
+    max_connections_per_address: int = 50
+    subscriptions: RateLimiter = field(default_factory=lambda: RateLimiter(20.0, 400))
+    connects: RateLimiter | None = None
+
+
+class SnapshotCache:
+    """The encoded ``snapshot`` message of each book, built once per sequence."""
+
+    def __init__(self) -> None:
+        self._books: dict[int, tuple[int, bytes]] = {}
+
+    def message(self, channel: str, market: MarketState) -> bytes:
+        """The snapshot message of ``market`` at its current sequence."""
+        cached = self._books.get(market.id)
+        if cached is not None and cached[0] == market.sequence:
+            return cached[1]
+        data = orjson.dumps({"channel": channel, "type": "snapshot",
+                             "sequence": market.sequence, "data": book_view(market)})
+        self._books[market.id] = (market.sequence, data)
+        return data
 
 
 class Connection:
@@ -49,12 +97,16 @@ class Connection:
         self.user_id: int | None = None
         self.user_sequence = 0
         self.overflowed = False
+        self.address = ""
 
     def put(self, message: dict[str, Any]) -> None:
+        self.put_raw(orjson.dumps(message))
+
+    def put_raw(self, message: bytes) -> None:
         if self.overflowed:
             return
         try:
-            self.queue.put_nowait(orjson.dumps(message))
+            self.queue.put_nowait(message)
         except asyncio.QueueFull:
             self.overflowed = True
 
@@ -62,9 +114,27 @@ class Connection:
 class Hub:
     """Routes market-data and user messages to subscribed connections."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: WsLimits | None = None) -> None:
         self.subscribers: dict[str, set[Connection]] = {}
         self.user_subscribers = 0
+        self.limits = limits or WsLimits()
+        self.snapshots = SnapshotCache()
+        self.connections: dict[str, int] = {}  # client address -> open connections
+
+    def connect(self, address: str) -> bool:
+        """Count a new connection from ``address``; False if it has too many open."""
+        count = self.connections.get(address, 0)
+        if count >= self.limits.max_connections_per_address:
+            return False
+        self.connections[address] = count + 1
+        return True
+
+    def disconnect(self, address: str) -> None:
+        count = self.connections.get(address, 0) - 1
+        if count > 0:
+            self.connections[address] = count
+        else:
+            self.connections.pop(address, None)
 
     def wants(self, key: str) -> bool:
         """True if any connection listens on ``key`` (``user:{id}`` for users)."""
@@ -124,8 +194,40 @@ async def serve(ws: WebSocket, hub: Hub, replica: Replica, secret: str,
         secret: the JWT secret (for the ``user`` channel).
         before_snapshot: awaited before a snapshot (read-your-writes barrier).
     """
-    await ws.accept()
+    address = ws.client.host if ws.client else "unknown"
+    connects = hub.limits.connects
+    wait = connects.allow(address) if connects is not None else 0.0
+    if wait:
+        await _deny(ws, 429, "rate_limited", "too many requests from this address; "
+                    f"retry in {connects.retry_after(wait)} s")
+        return
+    if not hub.connect(address):
+        limit = hub.limits.max_connections_per_address
+        await _deny(ws, 429, "rate_limited",
+                    f"at most {limit} open WebSocket connections per address")
+        return
+    try:
+        await ws.accept()
+        await _connection(ws, address, hub, replica, secret, before_snapshot)
+    finally:
+        hub.disconnect(address)
+
+
+async def _deny(ws: WebSocket, status: int, code: str, message: str) -> None:
+    """Refuse the handshake with an HTTP error in the API's shape."""
+    from .errors import error_response
+
+    response = error_response(status, code, message, {"Retry-After": "1"})
+    try:
+        await ws.send_denial_response(response)
+    except RuntimeError:  # a server without the denial extension: a plain close
+        await ws.close(code=1008)
+
+
+async def _connection(ws: WebSocket, address: str, hub: Hub, replica: Replica, secret: str,
+                      before_snapshot) -> None:
     conn = Connection(ws)
+    conn.address = address
     sender = asyncio.create_task(_send_loop(conn))
     try:
         while True:
@@ -175,8 +277,11 @@ async def _handle(msg: Any, conn: Connection, hub: Hub, replica: Replica, secret
                 conn.channels.discard(key)
                 hub.remove(key, conn)
         return True
-    if len(conn.channels) + len(channels) > MAX_CHANNELS:
-        conn.put(_error("too_many_channels", f"at most {MAX_CHANNELS} channels"))
+    channels = list(dict.fromkeys(channels))  # named twice in a frame: once
+    new = [c for c in channels if _key(c, conn) not in conn.channels]
+    limit = hub.limits.max_channels
+    if len(conn.channels) + len(new) > limit:
+        conn.put(_error("too_many_channels", f"at most {limit} channels per connection"))
         return True
     if "user" in channels:
         token = msg.get("token")
@@ -194,9 +299,20 @@ async def _handle(msg: Any, conn: Connection, hub: Hub, replica: Replica, secret
         conn.user_id = principal.id
     if any(_MARKET_CHANNEL.match(c) for c in channels if c.startswith("book:")):
         await before_snapshot()
+    bucket = hub.limits.subscriptions
     for channel in channels:
+        wait = bucket.allow(conn.address)
+        if wait:
+            conn.put(_error("rate_limited", f"too many subscriptions; retry in "
+                            f"{bucket.retry_after(wait)} s ({channel} and the rest of "
+                            "this frame were not subscribed)"))
+            break
         _subscribe(channel, conn, hub, replica)
     return True
+
+
+def _key(channel: str, conn: Connection) -> str:
+    return f"user:{conn.user_id}" if channel == "user" else channel
 
 
 def _subscribe(channel: str, conn: Connection, hub: Hub, replica: Replica) -> None:
@@ -213,8 +329,7 @@ def _subscribe(channel: str, conn: Connection, hub: Hub, replica: Replica) -> No
         return
     if match.group(1) == "book":
         # Synchronously with hub.add: no delta can slip between snapshot and subscription.
-        conn.put({"channel": channel, "type": "snapshot", "sequence": market.sequence,
-                  "data": book_view(market)})
+        conn.put_raw(hub.snapshots.message(channel, market))
     if channel not in conn.channels:
         conn.channels.add(channel)
         hub.add(channel, conn)
