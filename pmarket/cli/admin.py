@@ -15,16 +15,18 @@ def create(
     email: str = typer.Option(..., "--email", help="The admin's email (their login)."),
     name: str = typer.Option(..., "--name", help="Display name."),
     password: str = typer.Option(..., "--password", prompt=True, hide_input=True,
-                                 help="Password (8 to 72 bytes)."),
+                                 help="Password (10+ characters, not a common one)."),
     database_url: str = typer.Option(None, "--database-url", envvar="PMARKET_DATABASE_URL",
                                      help="SQLAlchemy URL (default: sqlite pmarket.db here)."),
 ) -> None:
     """Create an admin account in the database (migrating it first if needed)."""
     from pmarket.db import default_database_url, make_engine, upgrade
     from pmarket.server import create_admin
+    from pmarket.server.passwords import password_problem
 
-    if not 8 <= len(password.encode()) <= 72:
-        typer.echo("error: the password must be 8 to 72 bytes long", err=True)
+    problem = password_problem(password, email)
+    if problem is not None:
+        typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
     url = database_url or default_database_url()
     upgrade(url)

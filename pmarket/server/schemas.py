@@ -78,8 +78,9 @@ def _password_bytes(value: str) -> str:
     return value
 
 
-Password = Annotated[str, Field(min_length=8, max_length=1000),
-                     AfterValidator(_password_bytes)]
+Password = Annotated[str, Field(max_length=1000), AfterValidator(_password_bytes)]
+"""A new password; its strength is checked by ``passwords.password_problem`` at sign-up
+(422 ``weak_password``), which needs the e-mail too."""
 
 
 class In(BaseModel):

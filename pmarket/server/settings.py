@@ -3,9 +3,9 @@
 ``Settings.load(**overrides)`` reads the environment, applies explicit overrides (the
 ``pmarket serve`` flags, tests) and resolves the JWT secret. Invariant: a ``Settings``
 object always holds a usable secret — an explicit secret that is weak (short, or a known
-placeholder such as ``changethis``) is refused with ``WeakSecret`` before anything
-starts, and an absent one is replaced by a random secret persisted beside the database
-so tokens survive a restart.
+placeholder such as ``changethis``), or a weak first-start admin password, is refused
+with ``WeakSecret`` before anything starts, and an absent JWT secret is replaced by a
+random secret persisted beside the database so tokens survive a restart.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from sqlalchemy.engine import make_url
 from pmarket.db import default_database_url
 from pmarket.engine import units
 
+from .passwords import password_problem
+
 PLACEHOLDER_SECRETS = frozenset({
     "changethis", "changeme", "secret", "password", "jwt-secret", "development", "test",
 })
@@ -28,7 +30,8 @@ SECRET_FILE_SUFFIX = ".jwt-secret"
 
 
 class WeakSecret(ValueError):
-    """The configured JWT secret is too short or a known placeholder."""
+    """A configured secret is too weak: the JWT secret (too short or a known
+    placeholder) or the first-start admin's password (see ``passwords``)."""
 
 
 def _env_int(name: str, default: int) -> int:
@@ -183,7 +186,16 @@ class Settings:
         return settings.with_secret()
 
     def with_secret(self) -> Settings:
-        """These settings with a checked (or generated and persisted) JWT secret."""
+        """These settings with a checked (or generated and persisted) JWT secret, and a
+        checked first-start admin password.
+
+        Raises:
+            WeakSecret: the JWT secret or the admin password is too weak.
+        """
+        if self.admin_email and self.admin_password:
+            problem = password_problem(self.admin_password, self.admin_email)
+            if problem is not None:
+                raise WeakSecret(f"PMARKET_ADMIN_PASSWORD: {problem}")
         if self.jwt_secret:
             check_secret(self.jwt_secret)
             return self

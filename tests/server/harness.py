@@ -30,7 +30,7 @@ from tests.services import postgres_url_or_skip, redis_url_or_skip
 
 SECRET = "test-secret-" + "x9Qz3kLm" * 5
 ADMIN_EMAIL = "admin@example.com"
-ADMIN_PASSWORD = "admin password"
+ADMIN_PASSWORD = "harness operator key"
 
 
 def free_port() -> int:
@@ -185,7 +185,7 @@ class Client:
         """Sign up a new user (unique email), fund them; their token and id."""
         email = f"{name}-{uuid.uuid4().hex[:8]}@example.com"
         r = await self.http.post("/auth/signup", json={"email": email, "name": name,
-                                                       "password": "password 123"})
+                                                       "password": "harness trader key"})
         assert r.status_code == 201, r.text
         token, uid = r.json()["token"], r.json()["user"]["id"]
         if cash is not None:

@@ -95,7 +95,7 @@ async def test_unknown_account_costs_a_hash_of_the_configured_cost():
 
 # --- through the server -------------------------------------------------------------
 
-PASSWORD = "password 123"
+PASSWORD = "harness trader key"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

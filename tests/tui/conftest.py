@@ -6,7 +6,7 @@ import pytest
 
 from pmarket.tui.embedded import EmbeddedServer
 
-ADMIN = ("admin@example.com", "admin-password-for-tests")
+ADMIN = ("admin@example.com", "operator-key-for-tests")
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from pmarket.db import Admin, User
 
 from ..deps import AuthLimited, CurrentPrincipal, RuntimeDep, client_address
 from ..errors import ApiError, not_found
+from ..passwords import password_problem
 from ..schemas import AdminAuthOut, AuthOut, MeOut, SignIn, SignUp
 from ..security import HasherBusy, create_token
 from ..throttle import retry_after
@@ -45,8 +46,13 @@ def _public(row) -> dict:
 @router.post("/auth/signup", status_code=201, response_model=AuthOut,
              dependencies=[AuthLimited])
 async def signup(body: SignUp, runtime: RuntimeDep):
-    """Create a user account and return a token for it."""
+    """Create a user account and return a token for it (422 ``weak_password`` says why a
+    password is refused: shorter than 10, common, a run, or containing the e-mail's
+    name)."""
     email = body.email.strip().lower()
+    problem = password_problem(body.password, email)
+    if problem is not None:
+        raise ApiError(422, "weak_password", problem)
     try:
         hashed = await runtime.hasher.hash(body.password)
     except HasherBusy:
