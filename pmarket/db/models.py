@@ -34,6 +34,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -318,8 +319,47 @@ class SkippedDelivery(Base):
     skipped_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ParkedEvent(Base):
+    """An engine event the worker could not store, kept with its reason until handled.
+
+    The worker retries a failing delivery event by event; an event that still fails on
+    its own is parked here (``idx`` its index in the delivery of commands
+    ``first_seq .. last_seq``, ``event`` its JSON, ``context`` the later events of the
+    delivery that its projection reads), in the transaction that stores the rest of the
+    delivery and moves the position. A delivery the worker cannot even decode is parked
+    whole: ``idx`` is NULL and ``payload`` holds the raw bus entry (``first_seq`` /
+    ``last_seq`` only when they could be read). ``pmarket worker dlq`` lists, replays
+    (``attempts`` counts the tries) and clears them; while a row exists the database is
+    known to lack that event and ``/health`` says so.
+    """
+
+    __tablename__ = "parked_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    consumer: Mapped[str] = mapped_column(String(100))
+    stream: Mapped[str] = mapped_column(String(200))
+    first_seq: Mapped[int | None]
+    last_seq: Mapped[int | None]
+    idx: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    event: Mapped[str | None] = mapped_column(Text)
+    context: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    ts_ms: Mapped[int] = mapped_column(default=0)
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    parked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("consumer", "stream", "first_seq", "idx"),
+        Index(None, "consumer", "stream", "message_id"),
+    )
+
+
 PROJECTED_TABLES = (
     Event, Market, Order, Trade, LedgerEntry, Balance, Position, Candle, ConsumerPosition,
-    SkippedDelivery,
+    SkippedDelivery, ParkedEvent,
 )
 """Tables the worker owns (everything but users and admins)."""

@@ -36,6 +36,9 @@ CANDLE_INTERVALS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000, "1d": 86_400_0
 
 _IGNORED = frozenset({ev.BOOK, ev.REJECTED, ev.DUPLICATE, ev.BATCH_ITEM, ev.CLOCK})
 _EVENT_LEVEL = frozenset({"split_event", "merge_event", "convert"})
+_SHARE_LEDGER = frozenset({"split", "merge", "split_event", "merge_event", "convert",
+                           "payout"})
+_COMMAND_FACTS = frozenset({ev.LEDGER, ev.FILL, ev.EVENT})  # a command's first events
 
 
 @dataclass(slots=True)
@@ -59,26 +62,56 @@ class Needs:
 def needs(deliveries: Iterable[Delivery]) -> Needs:
     """Scan deliveries for the markets, events and positions the walk will touch."""
     out = Needs()
-    keys = out.position_keys
     for delivery in deliveries:
-        for e in delivery.events:
-            kind = e[0]
-            if kind == ev.POSITION:
-                keys.add((e[1], e[2]))
-            elif kind == ev.FILL:
-                keys.add((e[8], e[2]))
-                keys.add((e[10], e[2]))
-            elif kind == ev.LEDGER:
-                user, lkind, market, event = e[1], e[2], e[5], e[4]
-                if market is not None:
-                    keys.add((user, market))
-                    out.market_ids.add(market)
-                elif lkind in _EVENT_LEVEL:
-                    out.event_ids.add(event)
-                    out.event_users.add((event, user))
-            elif kind == ev.RESOLVED:
-                out.event_ids.add(e[1])
+        needs_of(delivery.events, out)
     return out
+
+
+def needs_of(events: Iterable[tuple], out: Needs | None = None) -> Needs:
+    """``needs`` of some events (added to ``out``)."""
+    out = Needs() if out is None else out
+    keys = out.position_keys
+    for e in events:
+        kind = e[0]
+        if kind == ev.POSITION:
+            keys.add((e[1], e[2]))
+        elif kind == ev.FILL:
+            keys.add((e[8], e[2]))
+            keys.add((e[10], e[2]))
+            out.market_ids.add(e[2])
+        elif kind == ev.LEDGER:
+            user, lkind, market, event = e[1], e[2], e[5], e[4]
+            if market is not None:
+                keys.add((user, market))
+                out.market_ids.add(market)
+            elif lkind in _EVENT_LEVEL:
+                out.event_ids.add(event)
+                out.event_users.add((event, user))
+        elif kind in (ev.RESOLVED, ev.EVENT_DELETED):
+            out.event_ids.add(e[1])
+    return out
+
+
+def lookahead(events: Sequence[tuple], index: int) -> list[tuple] | None:
+    """The later events of a delivery that projecting ``events[index]`` reads.
+
+    Only a ``convert`` (the positions its command reports next) and a ``payout`` (its
+    event's ``resolved``) look ahead; None for every other event. A parked event keeps
+    these beside it, so a replay sees what the walk of its delivery saw.
+    """
+    e = events[index]
+    if e[0] != ev.LEDGER or len(e) < 5:
+        return None
+    if e[2] == "convert":
+        out = []
+        for later in events[index + 1:]:
+            if later[0] in _COMMAND_FACTS:
+                break
+            out.append(later)
+        return out
+    if e[2] == "payout":
+        return [x for x in events[index + 1:] if x[0] == ev.RESOLVED and x[1] == e[4]][:1]
+    return None
 
 
 @dataclass(slots=True)
@@ -102,11 +135,18 @@ class Batch:
             market of ``needs().event_ids``.
         event_markets: the market ids of each event in ``needs().event_ids``, in
             outcome order.
+        replay: the events are older than what the database holds (a parked event
+            replayed, a late delivery): a position the database already has from this
+            delivery's commands or later keeps its quantities (a fill or ledger event
+            changes its cost and P&L only), and the writer recomputes market figures
+            and candles from the stored trades instead of adding to them.
     """
 
     def __init__(self, stream: str, holdings: dict[tuple[int, int], Holding],
-                 markets: dict[int, MarketInfo], event_markets: dict[int, list[int]]):
+                 markets: dict[int, MarketInfo], event_markets: dict[int, list[int]],
+                 replay: bool = False):
         self.stream = stream
+        self.replay = replay
         self.holdings = holdings
         self.markets = markets
         self.event_markets = event_markets
@@ -121,29 +161,73 @@ class Batch:
         self.stats: dict[int, MarketStats] = {}
         self.candles: dict[tuple[int, str, int], list[int]] = {}
         self.event_count = 0
+        self._following: Sequence[tuple] | None = None
+        self._handlers = {
+            ev.ORDER: self._order, ev.FILL: self._fill, ev.BALANCE: self._balance,
+            ev.POSITION: self._position, ev.LEDGER: self._ledger, ev.EVENT: self._event,
+            ev.EVENT_DELETED: self._event_deleted, ev.RESOLVED: self._resolved,
+        }
 
     # --- the walk ------------------------------------------------------------------
 
     def walk(self, deliveries: Iterable[Delivery]) -> Batch:
         """Fold every event of ``deliveries`` (in order) into this batch's rows."""
-        handlers = {
-            ev.ORDER: self._order, ev.FILL: self._fill, ev.BALANCE: self._balance,
-            ev.POSITION: self._position, ev.LEDGER: self._ledger, ev.EVENT: self._event,
-            ev.EVENT_DELETED: self._event_deleted, ev.RESOLVED: self._resolved,
-        }
         for delivery in deliveries:
-            events = delivery.events
-            self.event_count += len(events)
-            for index, e in enumerate(events):
-                kind = e[0]
-                if kind in _IGNORED:
-                    continue
-                handler = handlers.get(kind)
-                if handler is None:
-                    raise ValueError(f"unknown event kind {kind!r} in commands "
-                                     f"{delivery.first_seq}..{delivery.last_seq}")
-                handler(e, delivery, index)
+            self.walk_range(delivery, 0, len(delivery.events))
         return self
+
+    def walk_range(self, delivery: Delivery, start: int, stop: int) -> Batch:
+        """Fold events ``start .. stop - 1`` of ``delivery`` only.
+
+        Identities stay those of the whole delivery (a ledger entry is still its
+        ``index``-th event) and look-ahead still reads the delivery's later events, so
+        walking a delivery in consecutive ranges writes what walking it whole does.
+        """
+        events = delivery.events
+        self.event_count += stop - start
+        for index in range(start, stop):
+            self._fold(events[index], delivery, index)
+        return self
+
+    def walk_event(self, delivery: Delivery, index: int, event: tuple,
+                   following: Sequence[tuple] | None) -> Batch:
+        """Fold one ``event`` that was the ``index``-th of ``delivery`` (a replay).
+
+        ``delivery`` needs no events: ``following`` stands for the later events its
+        look-ahead reads (``lookahead``).
+        """
+        self.event_count += 1
+        self._following = following or ()
+        try:
+            self._fold(event, delivery, index)
+        finally:
+            self._following = None
+        return self
+
+    def _fold(self, e: tuple, delivery: Delivery, index: int) -> None:
+        kind = e[0]
+        if kind in _IGNORED:
+            return
+        handler = self._handlers.get(kind)
+        if handler is None:
+            raise ValueError(f"unknown event kind {kind!r} in commands "
+                             f"{delivery.first_seq}..{delivery.last_seq}")
+        handler(e, delivery, index)
+
+    def _after(self, d: Delivery, index: int) -> Sequence[tuple]:
+        """The delivery's events after ``index`` (what a replay kept of them)."""
+        return d.events[index + 1:] if self._following is None else self._following
+
+    def _settled(self, holdings: Iterable[Holding], d: Delivery) -> list[tuple]:
+        """In a replay, the holdings whose stored quantities already include ``d``."""
+        if not self.replay:
+            return []
+        return [(h, h.qty[:], h.reserved[:]) for h in holdings if h.seq >= d.last_seq]
+
+    @staticmethod
+    def _restore(settled: list[tuple]) -> None:
+        for holding, qty, reserved in settled:
+            holding.qty, holding.reserved = qty, reserved
 
     def _holding(self, user_id: int, market_id: int) -> Holding:
         key = (user_id, market_id)
@@ -192,6 +276,12 @@ class Batch:
         (_, tid, market, price, qty, kind, taker_side, t_oid, t_uid, m_oid, m_uid, ts) = e
         bounded(tid, "trade id")
         bounded(price * qty, f"value of trade {tid}")
+        info = self.markets.get(market)
+        if info is None:
+            # Its volume, price and candles would have nowhere to go: the trade waits
+            # (parked) for its market's event, which was parked before it.
+            raise ValueError(f"market {market} of trade {tid} is unknown to the database: "
+                             "its event must be stored before its trades")
         self.trades.append({
             "id": tid, "market_id": market, "price": price, "quantity": qty, "kind": kind,
             "taker_side": taker_side, "taker_order_id": t_oid, "taker_user_id": t_uid,
@@ -199,15 +289,15 @@ class Batch:
             "seq": d.last_seq,
         })
         bid_user, ask_user = (t_uid, m_uid) if taker_side == "buy" else (m_uid, t_uid)
-        costbasis.apply_fill(self._holding(bid_user, market), self._holding(ask_user, market),
-                             kind, price, qty)
+        bid, ask = self._holding(bid_user, market), self._holding(ask_user, market)
+        settled = self._settled((bid, ask), d)
+        costbasis.apply_fill(bid, ask, kind, price, qty)
+        self._restore(settled)
         stats = self._stats(market)
         stats.volume += qty
         stats.last_price = price
         stats.last_trade_ms = ts
-        info = self.markets.get(market)
-        if info is not None:
-            info.last_price = price
+        info.last_price = price
         for name, length in CANDLE_INTERVALS.items():
             key = (market, name, ts - ts % length)
             candle = self.candles.get(key)
@@ -233,23 +323,25 @@ class Batch:
         })
         if kind in ("deposit", "withdrawal"):
             return
+        if kind not in _SHARE_LEDGER:
+            raise ValueError(f"unknown ledger kind {kind!r}")
+        touched = ([self._holding(user, market)] if market is not None
+                   else [self._holding(user, m) for m in self._markets_of(event)])
+        settled = self._settled(touched, d)
         if kind in ("split", "merge"):
-            holding = self._holding(user, market)
             info = self.markets.get(market)
             last = info.last_price if info is not None else None
-            (costbasis.split if kind == "split" else costbasis.merge)(holding, qty, last)
+            (costbasis.split if kind == "split" else costbasis.merge)(touched[0], qty, last)
         elif kind in ("split_event", "merge_event"):
             ids = self._markets_of(event)
-            holdings = [self._holding(user, m) for m in ids]
             last = [self.markets[m].last_price if m in self.markets else None for m in ids]
             (costbasis.split_event if kind == "split_event" else costbasis.merge_event)(
-                holdings, qty, last)
+                touched, qty, last)
         elif kind == "convert":
-            self._convert(user, event, qty, amount, d.events, index)
-        elif kind == "payout":
-            self._payout(user, event, market, amount, d.events, index)
+            self._convert(user, event, qty, amount, self._after(d, index))
         else:
-            raise ValueError(f"unknown ledger kind {kind!r}")
+            self._payout(user, event, market, amount, self._after(d, index))
+        self._restore(settled)
 
     def _markets_of(self, event_id: int) -> list[int]:
         ids = self.event_markets.get(event_id)
@@ -259,14 +351,14 @@ class Batch:
         return ids
 
     def _convert(self, user: int, event: int, qty: int, released: int,
-                 events: Sequence[tuple], index: int) -> None:
+                 following: Sequence[tuple]) -> None:
         """Which NOs were converted is read from the command's following positions."""
         ids = self._markets_of(event)
         after: dict[int, tuple] = {}
-        for later in events[index + 1:]:
+        for later in following:
             if later[0] == ev.POSITION and later[1] == user and later[2] in ids:
                 after.setdefault(later[2], later)
-            elif later[0] in (ev.LEDGER, ev.FILL, ev.EVENT):
+            elif later[0] in _COMMAND_FACTS:
                 break  # the next command's facts: this command's states are behind us
         chosen, others = [], []
         for m in ids:
@@ -279,9 +371,9 @@ class Batch:
         costbasis.convert(chosen, others, qty, released)
 
     def _payout(self, user: int, event: int, market: int, amount: int,
-                events: Sequence[tuple], index: int) -> None:
-        resolved = next((e for e in events[index + 1:]
-                         if e[0] == ev.RESOLVED and e[1] == event), None)
+                following: Sequence[tuple]) -> None:
+        resolved = next((e for e in following if e[0] == ev.RESOLVED and e[1] == event),
+                        None)
         if resolved is None:
             raise ValueError(f"payout in event {event} without its resolved event")
         _, _, winner, void, _paid, _rounding, _ts = resolved
@@ -313,6 +405,7 @@ class Batch:
 
     def _event_deleted(self, e: tuple, d: Delivery, _index: int) -> None:
         eid = e[1]
+        self._markets_of(eid)  # an event the database lacks (parked) cannot be deleted
         row = self.events.get(eid)
         if row is not None:
             row["status"] = "deleted"
@@ -323,6 +416,7 @@ class Batch:
 
     def _resolved(self, e: tuple, d: Delivery, _index: int) -> None:
         _, eid, _winner, _void, paid, rounding, ts = e
+        self._markets_of(eid)  # nor resolved
         self.resolutions[eid] = {"id": eid, "payouts_total": bounded(paid, "payouts total"),
                                  "rounding": bounded(rounding, "rounding"),
                                  "resolved_at": from_ms(ts)}

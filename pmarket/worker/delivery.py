@@ -17,6 +17,7 @@ either returns a well-formed delivery or raises ``DeliveryError``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -90,12 +91,51 @@ def decode_delivery(data: bytes, message_id: str | None = None) -> Delivery:
         raise DeliveryError("a delivery needs seq: [first, last]")
     if type(events) is not list or type(ts) is not int:
         raise DeliveryError("a delivery needs events: [...] and an integer ts")
-    rows = []
-    for row in events:
-        if type(row) is not list or not row or type(row[0]) is not str:
-            raise DeliveryError(f"an event must be an array starting with its kind: {row!r}")
-        if row[0] == _EVENT and len(row) > _MARKETS and type(row[_MARKETS]) is list:
-            # The only nested field: an event's (market_id, name) pairs.
-            row[_MARKETS] = tuple(tuple(m) if type(m) is list else m for m in row[_MARKETS])
-        rows.append(tuple(row))
-    return Delivery(seq[0], seq[1], rows, ts, message_id)
+    return Delivery(seq[0], seq[1], [_event_row(row) for row in events], ts, message_id)
+
+
+def _event_row(row: object) -> tuple:
+    if type(row) is not list or not row or type(row[0]) is not str:
+        raise DeliveryError(f"an event must be an array starting with its kind: {row!r}")
+    if row[0] == _EVENT and len(row) > _MARKETS and type(row[_MARKETS]) is list:
+        # The only nested field: an event's (market_id, name) pairs.
+        row[_MARKETS] = tuple(tuple(m) if type(m) is list else m for m in row[_MARKETS])
+    return tuple(row)
+
+
+def encode_events(events: Sequence[tuple]) -> str:
+    """Events as JSON text a database column can hold (what ``park`` stores).
+
+    The standard library's encoder, not orjson: it keeps integers of any size exactly
+    (a value that overflowed a column must be stored as it came) and escapes every
+    control character, NUL included. Anything that is not JSON is kept as its ``repr``.
+    """
+    return json.dumps([list(e) for e in events], ensure_ascii=True, default=repr)
+
+
+def decode_events(text: str) -> list[tuple]:
+    """Events stored by ``encode_events``, as the engine's tuples.
+
+    Raises:
+        DeliveryError: the text is not a JSON array of events.
+    """
+    try:
+        rows = json.loads(text)
+    except ValueError as exc:
+        raise DeliveryError(f"stored events are not JSON: {exc}") from None
+    if type(rows) is not list:
+        raise DeliveryError("stored events must be a JSON array")
+    return [_event_row(row) for row in rows]
+
+
+def peek_seq(data: bytes) -> tuple[int, int] | None:
+    """The commands ``first, last`` an undecodable payload covers, if it says so legibly."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    seq = obj.get("seq") if type(obj) is dict else None
+    if (type(seq) is list and len(seq) == 2 and type(seq[0]) is int and type(seq[1]) is int
+            and 1 <= seq[0] <= seq[1]):
+        return seq[0], seq[1]
+    return None

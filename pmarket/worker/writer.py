@@ -14,7 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import BigInteger, Connection, bindparam, delete, func, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pmarket.db.models import (
@@ -31,7 +42,7 @@ from pmarket.db.models import (
 )
 from pmarket.db.types import UTCDateTime, from_ms, utcnow
 
-from .batch import Batch, MarketInfo
+from .batch import CANDLE_INTERVALS, Batch, MarketInfo
 from .costbasis import Holding
 
 CHUNK = 500
@@ -98,9 +109,13 @@ def lock_position(conn: Connection, consumer: str, stream: str) -> int:
     Two workers projecting the same stream therefore serialise here, and the second
     sees what the first committed.
     """
-    query = (select(_consumers.c.last_seq)
-             .where(_consumers.c.consumer == consumer, _consumers.c.stream == stream)
-             .with_for_update())
+    where = (_consumers.c.consumer == consumer, _consumers.c.stream == stream)
+    if conn.dialect.name == "sqlite":
+        # No FOR UPDATE: a write takes the database's write lock instead. Being a write,
+        # it also makes pysqlite open the transaction now, so a SAVEPOINT after it nests
+        # inside the transaction instead of starting (and on release committing) one.
+        conn.execute(update(_consumers).where(*where).values(last_seq=_consumers.c.last_seq))
+    query = select(_consumers.c.last_seq).where(*where).with_for_update()
     row = conn.execute(query).first()
     if row is None:
         insert_new(conn, _consumers, [{"consumer": consumer, "stream": stream, "last_seq": 0,
@@ -188,6 +203,8 @@ def load_holdings(conn: Connection, keys: set[tuple[int, int]]) -> dict[tuple[in
 
 def write_batch(conn: Connection, batch: Batch) -> None:
     """Write every row of ``batch`` (the caller records the position and commits)."""
+    if batch.replay:
+        _drop_outdated_events(conn, batch)
     upsert(conn, _events, list(batch.events.values()), ("id",), guard="seq",
            keep=("created_at",))
     upsert(conn, _markets, list(batch.new_markets.values()), ("id",), keep=("event_id",))
@@ -205,26 +222,86 @@ def write_batch(conn: Connection, batch: Batch) -> None:
     upsert(conn, _balances, list(batch.balances.values()), ("user_id",), guard="seq")
     upsert(conn, _positions, batch.position_rows(), ("user_id", "market_id"), guard="seq")
     _write_market_stats(conn, batch)
-    _write_candles(conn, batch)
+    if batch.replay:
+        _recount_markets(conn, {t["market_id"] for t in batch.trades})
+        _recount_candles(conn, batch.candles)
+    else:
+        _write_candles(conn, batch)
     if batch.deleted_events:
         _delete_events(conn, batch.deleted_events)
+
+
+def _drop_outdated_events(conn: Connection, batch: Batch) -> None:
+    """A replayed event older than the stored one changes neither it nor its markets.
+
+    (Markets carry no ``seq`` of their own: their event's guards them.)
+    """
+    stored = dict(conn.execute(select(_events.c.id, _events.c.seq)
+                               .where(_events.c.id.in_(list(batch.events)))).all())
+    for eid, row in list(batch.events.items()):
+        if stored.get(eid, -1) > row["seq"]:
+            del batch.events[eid]
+            for mid in [m for m, r in batch.new_markets.items() if r["event_id"] == eid]:
+                del batch.new_markets[mid]
 
 
 def _write_market_stats(conn: Connection, batch: Batch) -> None:
     if not batch.stats:
         return
     m = _markets.c
+    # The last price is the one of the latest trade: a batch's trades are never older
+    # than the stored one, a replayed trade may be (and then leaves it as it is).
+    newer = or_(m.last_trade_at.is_(None),
+                m.last_trade_at <= bindparam("lt", type_=UTCDateTime()))
     statement = (
         update(_markets).where(m.id == bindparam("mid"))
         .values(volume=m.volume + bindparam("dv", type_=BigInteger),
                 open_interest=m.open_interest + bindparam("doi", type_=BigInteger),
-                last_price=func.coalesce(bindparam("lp", type_=BigInteger), m.last_price),
-                last_trade_at=func.coalesce(bindparam("lt", type_=UTCDateTime()),
-                                            m.last_trade_at)))
-    rows = [{"mid": mid, "dv": s.volume, "doi": s.open_interest, "lp": s.last_price,
-             "lt": from_ms(s.last_trade_ms)}
+                last_price=case((newer, func.coalesce(bindparam("lp", type_=BigInteger),
+                                                      m.last_price)),
+                                else_=m.last_price),
+                last_trade_at=case((newer, func.coalesce(bindparam("lt", type_=UTCDateTime()),
+                                                         m.last_trade_at)),
+                                   else_=m.last_trade_at)))
+    rows = [{"mid": mid, "dv": 0 if batch.replay else s.volume, "doi": s.open_interest,
+             "lp": s.last_price, "lt": from_ms(s.last_trade_ms)}
             for mid, s in batch.stats.items()]
     conn.execute(statement, rows)
+
+
+def _recount_markets(conn: Connection, market_ids: set[int]) -> None:
+    """Volume, last price and time of ``market_ids`` from their stored trades (a replay).
+
+    Recounting rather than adding makes a replayed trade count once however it lands.
+    """
+    t = _trades.c
+    for mid in sorted(market_ids):
+        volume = conn.execute(select(func.coalesce(func.sum(t.quantity), 0))
+                              .where(t.market_id == mid)).scalar_one()
+        last = conn.execute(select(t.price, t.executed_at).where(t.market_id == mid)
+                            .order_by(t.executed_at.desc(), t.id.desc()).limit(1)).first()
+        values = {"volume": volume}
+        if last is not None:
+            values.update(last_price=last[0], last_trade_at=last[1])
+        conn.execute(update(_markets).where(_markets.c.id == mid).values(**values))
+
+
+def _recount_candles(conn: Connection, keys) -> None:
+    """Rebuild the candles ``(market, interval, start ms)`` from the stored trades."""
+    t = _trades.c
+    for market, interval, start in sorted(keys):
+        begin, end = from_ms(start), from_ms(start + CANDLE_INTERVALS[interval])
+        trades = conn.execute(
+            select(t.price, t.quantity).where(t.market_id == market, t.executed_at >= begin,
+                                              t.executed_at < end)
+            .order_by(t.executed_at, t.id)).all()
+        if not trades:
+            continue
+        prices = [p for p, _ in trades]
+        row = {"market_id": market, "interval": interval, "start": begin, "open": prices[0],
+               "high": max(prices), "low": min(prices), "close": prices[-1],
+               "volume": sum(q for _, q in trades), "trades": len(trades)}
+        upsert(conn, _candles, [row], ("market_id", "interval", "start"))
 
 
 def _write_candles(conn: Connection, batch: Batch) -> None:

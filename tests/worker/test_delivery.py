@@ -205,22 +205,31 @@ def test_malformed_deliveries_are_refused(payload):
         decode_delivery(payload)
 
 
-def test_a_writer_racing_on_sqlite_loses_instead_of_applying_twice(database, session,
-                                                                  reference, monkeypatch):
-    if database.backend != "sqlite":
-        pytest.skip("PostgreSQL serialises writers with SELECT .. FOR UPDATE instead")
-    from pmarket.worker import ConcurrentProjection, writer
+def test_two_writers_serialise_and_the_second_sees_what_the_first_committed(
+        database, session, reference, monkeypatch):
+    import threading
+
+    from pmarket.worker import writer
 
     Projector(STREAM).apply(database.engine, session.deliveries[:1])  # the row exists
     read_position = writer.lock_position
+    other: dict = {}
 
     def racing_lock(conn, consumer, stream):
-        seen = read_position(conn, consumer, stream)
+        seen = read_position(conn, consumer, stream)  # the first writer holds the lock
         monkeypatch.setattr(writer, "lock_position", read_position)
-        Projector(STREAM).apply(database.engine, session.deliveries)  # the other writer
+        thread = threading.Thread(target=lambda: other.update(
+            result=Projector(STREAM).apply(database.engine, session.deliveries)))
+        thread.start()
+        thread.join(0.3)
+        assert thread.is_alive(), "the second writer must wait for the first"
+        other["thread"] = thread
         return seen
 
     monkeypatch.setattr(writer, "lock_position", racing_lock)
-    with pytest.raises(ConcurrentProjection):
-        Projector(STREAM).apply(database.engine, session.deliveries)
+    first = Projector(STREAM).apply(database.engine, session.deliveries)
+    other["thread"].join(10)
+    assert first.applied == len(session.deliveries) - 1
+    assert other["result"].applied == 0
+    assert other["result"].duplicates == len(session.deliveries)
     assert dump(database) == reference
