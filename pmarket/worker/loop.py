@@ -1,26 +1,31 @@
-"""The worker's bus loop: read deliveries, project them, ack, dead-letter the poison.
+"""The worker's bus loop: read deliveries, project them, ack; park what cannot be stored.
 
 One ``Worker`` consumes one shard's event stream in consumer group ``worker``:
 
 1. read a batch of messages (its own un-acked backlog first, then new ones; now and then
    it also reclaims messages idle with a dead consumer);
-2. decode each into a ``Delivery`` — an undecodable one is dead-lettered at once;
+2. decode each into a ``Delivery``;
 3. project them in one transaction (``Projector``), off the event loop;
 4. ack what is now in the database (applied or already there). Deliveries that arrived
    ahead of a missing command stay un-acked, held in a bounded ``Reorderer`` until the
    hole fills; a hole that stays open longer than ``gap_timeout_s`` is stepped over with
-   ``Projector.skip`` so the stream cannot stall forever.
+   ``Projector.skip`` (recorded in ``skipped_deliveries``) so the stream cannot stall.
 
 Failures: losing the database (``OperationalError``...) is retried with backoff for as
-long as it lasts and never dead-letters anything. Any other error is retried
-``max_attempts`` times, then the batch is projected one delivery at a time to find the
-culprit, which goes to the dead-letter stream with the error (``Projector.skip`` records
-the hole in the database first), and the rest flows on. ``Bus.retry_dead_letter`` sends
-one back; it is then applied late.
+long as it lasts and never parks anything. Any other error is retried ``max_attempts``
+times, then the batch is projected one delivery at a time, and a delivery that fails on
+its own is stored event by event (``Projector.salvage``): every event that can be
+stored is, each one that fails alone is parked in ``parked_events`` with its reason, and
+the position moves on — one user's poison never costs another user's orders. A message
+that cannot be decoded, or that was delivered more than ``max_deliveries`` times without
+an ack (the worker died on it each time), is parked whole with its payload
+(``Projector.park_payload``) and acked. Nothing goes to the bus's dead-letter stream any
+more: the database holds every gap, where ``/health`` counts it and
+``pmarket worker dlq`` shows, replays and clears it (``worker.parked``).
 
 Invariant: a message is acked only after the transaction holding its effects (or the
-record that it was skipped) committed, so a crash at any point loses nothing and, the
-projection being idempotent, duplicates nothing.
+record that it was parked or skipped) committed, so a crash at any point loses nothing
+and, the projection being idempotent, duplicates nothing.
 """
 
 from __future__ import annotations
@@ -32,27 +37,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from pmarket.bus import Bus, BusUnavailable, Message
+from pmarket.bus import Bus, Message
 
 from .delivery import Delivery, DeliveryError, decode_delivery
 from .projector import DEFAULT_CONSUMER, ProjectionResult, Projector
 from .reorder import Reorderer
-from .writer import ConcurrentProjection
+from .salvage import describe, transient
 
 log = logging.getLogger(__name__)
 
 WORKER_GROUP = DEFAULT_CONSUMER
 """Consumer group (and projection consumer name) of the database worker."""
-
-
-def _transient(exc: BaseException) -> bool:
-    """Errors that say the database or bus is unreachable, not that the data is bad."""
-    if isinstance(exc, OperationalError | InterfaceError | ConcurrentProjection |
-                  BusUnavailable):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 @dataclass(slots=True)
@@ -63,7 +59,8 @@ class WorkerStats:
     applied: int = 0
     duplicates: int = 0
     events: int = 0
-    dead_letters: int = 0
+    parked: int = 0
+    parked_deliveries: int = 0
     skipped_holes: int = 0
     retries: int = 0
 
@@ -78,13 +75,13 @@ class Worker:
         shard: the shard whose event stream to read (default: the bus's shard).
         batch_size: most messages read (and projected in one transaction) at once.
         block_ms: how long a read waits for new messages.
-        max_attempts: tries of a failing batch before isolating the poison delivery.
+        max_attempts: tries of a failing batch before storing it event by event.
         backoff_s: first retry delay; doubles up to ``max_backoff_s``.
         max_backoff_s: longest retry delay.
         reorder_limit: most early deliveries held in memory.
         gap_timeout_s: how long a hole may block held deliveries before it is skipped.
         reclaim_idle_ms: messages pending this long with any consumer are taken over.
-        max_deliveries: a message delivered more often than this is dead-lettered.
+        max_deliveries: a message delivered more often than this is parked whole.
         clock: monotonic seconds (injected in tests).
     """
 
@@ -126,7 +123,7 @@ class Worker:
                 await self.step()
                 backoff = self.backoff_s
             except Exception as exc:
-                if not _transient(exc):
+                if not transient(exc):
                     raise
                 log.warning("worker %s: %s; retrying in %.2fs", self.consumer, exc, backoff)
                 self.stats.retries += 1
@@ -144,13 +141,17 @@ class Worker:
             self._last_reclaim = self.clock()
             messages += await self.bus.reclaim(
                 self.stream, WORKER_GROUP, self.consumer, min_idle_ms=self.reclaim_idle_ms,
-                count=self.batch_size, max_deliveries=self.max_deliveries)
+                count=self.batch_size)
         deliveries: dict[int, Delivery] = {}
         for message in messages:
+            if message.deliveries > self.max_deliveries:
+                await self._park_message(message, f"delivered {message.deliveries} times "
+                                         "without an ack (the worker died on it each time)")
+                continue
             try:
                 delivery = decode_delivery(message.payload, message.id)
             except DeliveryError as exc:
-                await self._dead_letter([message], f"undecodable delivery: {exc}")
+                await self._park_message(message, f"undecodable delivery: {exc}")
                 continue
             deliveries.setdefault(delivery.first_seq, delivery)
             self._messages.setdefault(delivery.first_seq, []).append(message)
@@ -188,6 +189,11 @@ class Worker:
                 self._hole_since = now
             if now - self._hole_since < self.gap_timeout_s:
                 return
+            # Someone may have filled it meanwhile (``pmarket worker dlq replay``).
+            position = await asyncio.to_thread(self.projector.position, self.db)
+            if position != self._position:
+                self._position = position
+                continue
             first, last = hole
             await asyncio.to_thread(self._skip, first, last,
                                     f"commands {first}..{last} never arrived within "
@@ -198,13 +204,13 @@ class Worker:
             self._hole_since = None
 
     async def _apply(self, deliveries: list[Delivery]) -> ProjectionResult:
-        """Project with retries; after ``max_attempts`` failures, isolate the poison."""
+        """Project with retries; after ``max_attempts`` failures, salvage what fails."""
         attempt, backoff = 0, self.backoff_s
         while True:
             try:
                 result = await asyncio.to_thread(self.projector.apply, self.db, deliveries)
             except Exception as exc:
-                if not _transient(exc):
+                if not transient(exc):
                     attempt += 1
                     if attempt >= self.max_attempts:
                         return await self._isolate(deliveries, exc)
@@ -218,33 +224,53 @@ class Worker:
 
     async def _isolate(self, deliveries: list[Delivery], first_error: Exception
                        ) -> ProjectionResult:
-        """Project one delivery at a time; dead-letter each that fails on its own."""
+        """Project one delivery at a time; store each that fails event by event."""
+        log.error("worker %s: a batch of %d deliveries fails (%s); projecting them one by "
+                  "one", self.consumer, len(deliveries), describe(first_error))
         total = ProjectionResult(last_seq=self._position)
         for delivery in sorted(deliveries, key=lambda d: d.first_seq):
             try:
                 result = await asyncio.to_thread(self.projector.apply, self.db, [delivery])
             except Exception as exc:
-                if _transient(exc):
+                if transient(exc):
                     raise
-                await self._poison(delivery, exc)
-                continue
+                result = await self._salvage(delivery, exc)
+                if result is None:
+                    continue
             self._record(result)
             total.applied += result.applied
+            total.late += result.late
             total.duplicates += result.duplicates
             total.deferred += result.deferred
+            total.parked += result.parked
             total.last_seq = result.last_seq
-        log.error("worker %s: isolated a failing batch (first error: %s)", self.consumer,
-                  first_error)
         return total
 
-    async def _poison(self, delivery: Delivery, exc: Exception) -> None:
-        error = f"{type(exc).__name__}: {exc}"
-        if delivery.first_seq == self._position + 1:
-            await asyncio.to_thread(self._skip, delivery.first_seq, delivery.last_seq, error,
-                                    delivery.message_id)
-            self._position = delivery.last_seq
-        messages = self._messages.pop(delivery.first_seq, [])
-        await self._dead_letter(messages, error)
+    async def _salvage(self, delivery: Delivery, error: Exception) -> ProjectionResult | None:
+        """Store ``delivery`` event by event; None if it had to be parked whole."""
+        log.error("worker %s: commands %s..%s fail (%s); storing them event by event",
+                  self.consumer, delivery.first_seq, delivery.last_seq, describe(error))
+        try:
+            result = await asyncio.to_thread(self._in_transaction, self.projector.salvage,
+                                             delivery)
+        except DeliveryError as exc:  # it cannot be placed at all (overlaps the position)
+            for message in self._messages.pop(delivery.first_seq, []):
+                await self._park_message(message, describe(exc))
+            return None
+        self.stats.parked += result.parked
+        return result
+
+    def _in_transaction(self, method, *args):
+        with self.db.begin() as conn:
+            return method(conn, *args)
+
+    async def _park_message(self, message: Message, error: str) -> None:
+        """Park a message's payload whole, then ack it."""
+        self._position = await asyncio.to_thread(
+            self._in_transaction, self.projector.park_payload, message.payload, message.id,
+            error)
+        await self.bus.ack_events(WORKER_GROUP, [message.id], shard=self.shard)
+        self.stats.parked_deliveries += 1
 
     def _skip(self, first: int, last: int, error: str, message_id: str | None) -> None:
         with self.db.begin() as conn:
@@ -260,10 +286,3 @@ class Worker:
         ids = [m.id for d in deliveries for m in self._messages.pop(d.first_seq, [])]
         if ids:
             await self.bus.ack_events(WORKER_GROUP, ids, shard=self.shard)
-
-    async def _dead_letter(self, messages: list[Message], error: str) -> None:
-        for message in messages:
-            await self.bus.dead_letter(message, WORKER_GROUP, error)
-            self.stats.dead_letters += 1
-        log.error("worker %s: dead-lettered %d message(s): %s", self.consumer,
-                  len(messages), error)

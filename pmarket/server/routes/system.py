@@ -4,8 +4,10 @@ Health checks what a request would need: the database answers ``SELECT 1``, the 
 answers a read of the event stream's head, the engine answers a command round trip
 (``Expire``: it only advances the engine's clock and expires due orders, so it is
 harmless), the market-data replica is following the stream, and in the embedded mode
-the engine and worker tasks are alive. Any failure makes the status ``degraded`` and the
-answer a 503, so load balancers take the instance out.
+the engine and worker tasks are alive, and nothing acknowledged is missing from the
+database (``projection``: parked events, skipped commands). Any failure makes the status
+``degraded``; a component ``down`` also makes the answer a 503, so load balancers take
+the instance out (a ``degraded`` projection does not: every instance shares it).
 
 Invariant: a component is reported ``ok`` only if it was checked in this request.
 """
@@ -20,6 +22,7 @@ from fastapi.responses import Response
 
 from pmarket.bus import encode_command
 from pmarket.engine import Expire
+from pmarket.worker.parked import projection_health
 
 from ..deps import RuntimeDep
 from ..errors import JSON
@@ -65,14 +68,21 @@ async def health(runtime: RuntimeDep):
         "bus": _component(bus_ok, bus_detail),
         "marketdata": _component(marketdata_ok, f"applied up to seq {runtime.replica.last_seq}"),
     }
+    # Parked events and skipped commands: acknowledged, yet missing from the database.
+    components["projection"] = await projection_health(runtime.db, runtime.bus,
+                                                       runtime.replica.stream)
     if worker_alive is not None:
         process = getattr(runtime.worker, "process", None)
         components["worker"] = _component(
             worker_alive, "embedded worker task" if process is None
             else f"embedded worker process (pid {process.pid})")
     healthy = all(c["status"] == "ok" for c in components.values())
+    # 503 takes the instance out of a load balancer: only for what this instance cannot
+    # serve without ("down"), not for data an operator must see to (parked events, which
+    # every instance shares).
+    down = any(c["status"] == "down" for c in components.values())
     return JSON({"status": "ok" if healthy else "degraded", "components": components},
-                          status_code=200 if healthy else 503)
+                status_code=503 if down else 200)
 
 
 @router.get("/metrics", response_class=Response,
