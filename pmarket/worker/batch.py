@@ -84,6 +84,8 @@ def needs_of(events: Iterable[tuple], out: Needs | None = None) -> Needs:
             if market is not None:
                 keys.add((user, market))
                 out.market_ids.add(market)
+                if lkind == "payout":  # it reads its event's outcomes
+                    out.event_ids.add(event)
             elif lkind in _EVENT_LEVEL:
                 out.event_ids.add(event)
                 out.event_users.add((event, user))

@@ -143,20 +143,23 @@ class Worker:
                 self.stream, WORKER_GROUP, self.consumer, min_idle_ms=self.reclaim_idle_ms,
                 count=self.batch_size)
         deliveries: dict[int, Delivery] = {}
+        unusable: list[tuple[Message, str]] = []
         for message in messages:
             if message.deliveries > self.max_deliveries:
-                await self._park_message(message, f"delivered {message.deliveries} times "
-                                         "without an ack (the worker died on it each time)")
+                unusable.append((message, f"delivered {message.deliveries} times without "
+                                          "an ack (the worker died on it each time)"))
                 continue
             try:
                 delivery = decode_delivery(message.payload, message.id)
             except DeliveryError as exc:
-                await self._park_message(message, f"undecodable delivery: {exc}")
+                unusable.append((message, f"undecodable delivery: {exc}"))
                 continue
             deliveries.setdefault(delivery.first_seq, delivery)
             self._messages.setdefault(delivery.first_seq, []).append(message)
         if deliveries:
             await self._project(list(deliveries.values()))
+        for message, error in unusable:  # after the rest: its hole may be next by now
+            await self._park_message(message, error)
         await self._drain_buffer()
         self.stats.batches += 1
         return len(messages)

@@ -16,12 +16,13 @@ from pmarket.db import (
     SkippedDelivery,
     Trade,
 )
+from pmarket.db.models import ParkedEvent
 from pmarket.worker import Projector
 from tests.dbfixtures import Database
 
 from .scenario import STREAM
 
-_IGNORED_COLUMNS = {"updated_at"}  # consumer_positions.updated_at is the wall clock
+_WALL_CLOCK = {ConsumerPosition: {"updated_at"}, ParkedEvent: {"parked_at", "attempted_at"}}
 
 
 def dump(database: Database) -> dict[str, list[tuple]]:
@@ -29,10 +30,9 @@ def dump(database: Database) -> dict[str, list[tuple]]:
     out = {}
     with database.engine.connect() as conn:
         for model in (Event, Market, Order, Trade, LedgerEntry, Balance, Position, Candle,
-                      ConsumerPosition, SkippedDelivery):
+                      ConsumerPosition, SkippedDelivery, ParkedEvent):
             table = model.__table__
-            cols = [c for c in table.c if not (model is ConsumerPosition
-                                               and c.name in _IGNORED_COLUMNS)]
+            cols = [c for c in table.c if c.name not in _WALL_CLOCK.get(model, ())]
             rows = conn.execute(sa.select(*cols)).all()
             out[table.name] = sorted((tuple(r) for r in rows), key=repr)
     return out

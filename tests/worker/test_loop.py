@@ -1,4 +1,4 @@
-"""The worker's bus loop: everything published ends in the database once, poison aside."""
+"""The worker's bus loop: everything published ends in the database once, or is parked."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import sqlalchemy as sa
 from pmarket.bus import MemoryBus
 from pmarket.bus.memory import Faults
 from pmarket.db import SkippedDelivery
+from pmarket.db.models import ParkedEvent
 from pmarket.db.reconcile import reconcile
-from pmarket.worker import encode_delivery
+from pmarket.worker import DeliveryError, encode_delivery
 from pmarket.worker.loop import WORKER_GROUP, Worker
 from tests.dbfixtures import Database
 from tests.services import redis_url_or_skip
@@ -106,44 +107,50 @@ async def test_worker_shrugs_off_duplicated_and_dropped_deliveries(database, ses
     await bus.close()
 
 
-async def test_an_undecodable_message_is_dead_lettered_and_the_rest_flows(bus, database,
-                                                                        session):
+async def test_an_undecodable_message_is_parked_whole_and_the_rest_flows(bus, database,
+                                                                         session):
     await _publish(bus, session.deliveries[:5])
     await bus.publish_events([b"{not a delivery"])
     await _publish(bus, session.deliveries[5:])
     worker = Worker(bus, database.engine, batch_size=10, block_ms=10)
     await _run_until(worker, session.seq)
-    (letter,) = await bus.dead_letters(bus.events_stream(), WORKER_GROUP)
-    assert "undecodable" in letter.error and letter.payload == b"{not a delivery"
+    (row,) = rows(database, sa.select(ParkedEvent))
+    assert (row.kind, row.idx, row.first_seq, row.payload) == (
+        "delivery", None, None, b"{not a delivery")
+    assert "undecodable" in row.error and row.message_id
+    assert await bus.dead_letters(bus.events_stream(), WORKER_GROUP) == []
+    assert await _pending(bus) == 0
     assert _clean(database, session) == []
+    assert worker.stats.parked_deliveries == 1
 
 
-async def test_a_poison_delivery_is_dead_lettered_skipped_and_healed_by_a_retry(
+async def test_a_delivery_the_decoder_refused_is_parked_skipped_and_replayed_late(
         bus, database, session, monkeypatch):
-    from pmarket.worker import batch
+    from pmarket.worker import loop, parked
 
     poison_seq = 20
-    real_walk = batch.Batch.walk
+    real_decode = loop.decode_delivery
 
-    def failing_walk(self, deliveries):
-        deliveries = list(deliveries)
-        if any(d.first_seq == poison_seq for d in deliveries):
-            raise ValueError("bad data in command 20")
-        return real_walk(self, deliveries)
+    def buggy_decode(payload, message_id=None):  # an old decoder with a bug
+        delivery = real_decode(payload, message_id)
+        if delivery.first_seq == poison_seq:
+            raise DeliveryError("cannot read command 20")
+        return delivery
 
-    monkeypatch.setattr(batch.Batch, "walk", failing_walk)
+    monkeypatch.setattr(loop, "decode_delivery", buggy_decode)
     await _publish(bus, session.deliveries)
     worker = Worker(bus, database.engine, batch_size=50, block_ms=10, backoff_s=0.001)
-    await _run_until(worker, session.seq)
-    (letter,) = await bus.dead_letters(bus.events_stream(), WORKER_GROUP)
-    assert "bad data in command 20" in letter.error
+    await _run_until(worker, session.seq)  # no gap timeout: the legible seq is skipped
+    (row,) = rows(database, sa.select(ParkedEvent))
+    assert (row.kind, row.first_seq, row.last_seq) == ("delivery", poison_seq, poison_seq)
     assert rows(database, sa.select(SkippedDelivery.first_seq)) == [(poison_seq,)]
     assert {d.what for d in _clean(database, session)} >= {"skipped"}
+    assert not parked.summary(database.engine).clean
 
-    monkeypatch.setattr(batch.Batch, "walk", real_walk)  # the bug is fixed
-    await bus.retry_dead_letter(bus.events_stream(), WORKER_GROUP, letter.id)
-    await worker.step()
+    (outcome,) = parked.replay(database.engine)  # today's decoder reads it
+    assert outcome.status == "stored"
     assert rows(database, sa.select(SkippedDelivery)) == []
+    assert rows(database, sa.select(ParkedEvent)) == []
     assert _clean(database, session) == []
     assert await _pending(bus) == 0
 
@@ -167,7 +174,7 @@ async def test_a_hole_that_never_fills_is_skipped_after_the_timeout(database, se
     await bus.close()
 
 
-async def test_a_database_outage_is_retried_and_dead_letters_nothing(database, session,
+async def test_a_database_outage_is_retried_and_parks_nothing(database, session,
                                                                     monkeypatch):
     bus = MemoryBus(prefix="pmtest:outage")
     await _publish(bus, session.deliveries)
@@ -182,6 +189,7 @@ async def test_a_database_outage_is_retried_and_dead_letters_nothing(database, s
 
     monkeypatch.setattr(worker.projector, "apply", flaky_apply)
     await _run_until(worker, session.seq)
-    assert worker.stats.retries == 3 and worker.stats.dead_letters == 0
+    assert worker.stats.retries == 3 and worker.stats.parked == 0
+    assert rows(database, sa.select(ParkedEvent)) == []
     assert _clean(database, session) == []
     await bus.close()
