@@ -233,10 +233,8 @@ class Worker:
         total = ProjectionResult(last_seq=self._position)
         for delivery in sorted(deliveries, key=lambda d: d.first_seq):
             try:
-                result = await asyncio.to_thread(self.projector.apply, self.db, [delivery])
+                result = await self._retrying(self.projector.apply, self.db, [delivery])
             except Exception as exc:
-                if transient(exc):
-                    raise
                 result = await self._salvage(delivery, exc)
                 if result is None:
                     continue
@@ -254,8 +252,8 @@ class Worker:
         log.error("worker %s: commands %s..%s fail (%s); storing them event by event",
                   self.consumer, delivery.first_seq, delivery.last_seq, describe(error))
         try:
-            result = await asyncio.to_thread(self._in_transaction, self.projector.salvage,
-                                             delivery)
+            result = await self._retrying(self._in_transaction, self.projector.salvage,
+                                          delivery)
         except DeliveryError as exc:  # it cannot be placed at all (overlaps the position)
             for message in self._messages.pop(delivery.first_seq, []):
                 await self._park_message(message, describe(exc))
@@ -263,13 +261,30 @@ class Worker:
         self.stats.parked += result.parked
         return result
 
+    async def _retrying(self, function, *args):
+        """``function(*args)`` off the event loop, retried for as long as it fails
+        transiently (the database is away): what is in hand is never given up for that.
+        """
+        backoff = self.backoff_s
+        while True:
+            try:
+                return await asyncio.to_thread(function, *args)
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                self.stats.retries += 1
+                log.warning("worker %s: %s; retrying in %.2fs", self.consumer,
+                            describe(exc), backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+
     def _in_transaction(self, method, *args):
         with self.db.begin() as conn:
             return method(conn, *args)
 
     async def _park_message(self, message: Message, error: str) -> None:
         """Park a message's payload whole, then ack it."""
-        self._position = await asyncio.to_thread(
+        self._position = await self._retrying(
             self._in_transaction, self.projector.park_payload, message.payload, message.id,
             error)
         await self.bus.ack_events(WORKER_GROUP, [message.id], shard=self.shard)
