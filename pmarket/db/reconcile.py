@@ -3,7 +3,8 @@
 ``reconcile(engine_or_snapshot, bind)`` compares the engine's state (a live ``Engine`` or
 a snapshot dict) with the projected tables and lists every difference: cash balances,
 share holdings and reservations, open orders, the number of trades, each market's volume
-and last price, each event's status, and deliveries the worker stepped over.
+and last price, each event's status, deliveries the worker stepped over and events it
+parked.
 
 Invariant: it only reads. An empty list means the database matches the engine on all of
 the above; the engine is the reference (a difference is the database's to fix).
@@ -21,7 +22,16 @@ from sqlalchemy.orm import Session
 
 from pmarket.engine import Engine
 
-from .models import Balance, Event, Market, Order, Position, SkippedDelivery, Trade
+from .models import (
+    Balance,
+    Event,
+    Market,
+    Order,
+    ParkedEvent,
+    Position,
+    SkippedDelivery,
+    Trade,
+)
 
 OPEN_STATUSES = ("open", "partially_filled")
 
@@ -32,7 +42,7 @@ class Difference:
 
     Attributes:
         what: ``balance``, ``position``, ``open_order``, ``trades``, ``market``,
-            ``event`` or ``skipped``.
+            ``event``, ``skipped`` or ``parked``.
         key: which one (``user 3``, ``user 3 market 7``, ``order 12``...).
         engine: the engine's value (None: absent there).
         database: the database's value (None: absent there).
@@ -112,4 +122,10 @@ def reconcile(source: Engine | dict, bind: Session | Connection) -> list[Differe
         out.append(Difference(
             "skipped", f"commands {row['first_seq']}..{row['last_seq']} on {row['stream']}",
             "applied", f"missing ({row['error']})"))
+    for row in conn.execute(select(ParkedEvent).order_by(ParkedEvent.id)).mappings():
+        where = ("a whole delivery" if row["idx"] is None
+                 else f"event {row['idx']} ({row['kind']})")
+        out.append(Difference(
+            "parked", f"#{row['id']}: {where} of commands {row['first_seq']}..{row['last_seq']}"
+            f" on {row['stream']}", "applied", f"parked ({row['error']})"))
     return out

@@ -2,9 +2,12 @@
 
 ``Projector`` writes deliveries (the events of a contiguous run of engine commands) and
 the consumer position in one transaction; ``Reorderer`` holds deliveries that arrive
-ahead of a missing one; ``Projector.skip`` steps over a dead-lettered delivery and
-records it. ``Worker`` (``loop``) runs all of it against the bus: read, project, ack,
-dead-letter. See ``projector`` for the full delivery policy.
+ahead of a missing one; ``Projector.skip`` steps over commands that never arrived and
+records it. A delivery that cannot be stored whole is stored event by event and what
+fails alone is parked (``salvage``); ``parked`` lists, replays and clears the parked
+events and counts them for ``/health``. ``Worker`` (``loop``) runs all of it against the
+bus: read, project, ack, park. See ``projector`` for the delivery policy and ``salvage``
+for the parking policy.
 """
 
 from .batch import CANDLE_INTERVALS

@@ -103,6 +103,9 @@ def test_the_rest_flows_and_a_replay_after_the_fix_reaches_the_reference(
         elif table != "parked_events":
             assert got[table] == reference[table], table
     assert parked.summary(database.engine).parked == 2
+    with database.engine.connect() as conn:  # reconcile names them
+        assert [d.what for d in reconcile(plan.engine, conn) if d.what == "parked"] == [
+            "parked", "parked"]
 
     outcomes = parked.replay(database.engine)  # no fix yet: they fail again
     assert [(o.status, o.attempts) for o in outcomes] == [("failed", 2), ("failed", 2)]
