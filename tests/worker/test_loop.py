@@ -194,3 +194,27 @@ async def test_a_database_outage_is_retried_and_parks_nothing(database, session,
     assert rows(database, sa.select(ParkedEvent)) == []
     assert _clean(database, session) == []
     await bus.close()
+
+
+async def test_entries_delivered_too_often_are_parked_whole_and_replay_in_order(database,
+                                                                                session):
+    from pmarket.worker import parked
+
+    bus = MemoryBus(prefix="pmtest:crashloop")
+    await _publish(bus, session.deliveries[:6])
+    # max_deliveries=0: as if the worker had died on every entry before.
+    worker = Worker(bus, database.engine, block_ms=10, max_deliveries=0)
+    await worker.step()
+    parked_rows = rows(database, sa.select(ParkedEvent).order_by(ParkedEvent.id))
+    assert [(p.kind, p.first_seq) for p in parked_rows] == [("delivery", s)
+                                                             for s in range(1, 7)]
+    assert "without an ack" in parked_rows[0].error
+    assert worker.projector.position(database.engine) == 6  # skipped, not stuck
+    assert await _pending(bus) == 0
+    assert [o.status for o in parked.replay(database.engine)] == ["stored"] * 6
+    assert rows(database, sa.select(SkippedDelivery)) == []
+    await _publish(bus, session.deliveries[6:])
+    worker.max_deliveries = 50
+    await _run_until(worker, session.seq)
+    assert _clean(database, session) == []
+    await bus.close()
