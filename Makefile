@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 
 # The engine core modules mypyc compiles (see setup.py and pmarket/engine/compiled.py).
-ENGINE_CORE := $(addprefix pmarket/engine/,units.py events.py book.py ledger.py engine.py \
+ENGINE_CORE := $(addprefix pmarket/engine/,limits.py units.py events.py book.py ledger.py engine.py \
 	trading.py collateral.py admin.py queries.py snapshot.py compiled.py)
 
 .PHONY: run test lint bench build clean

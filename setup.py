@@ -23,8 +23,8 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
 ENGINE = ROOT / "pmarket" / "engine"
-CORE = ("units", "events", "book", "ledger", "engine", "trading", "collateral", "admin",
-        "queries", "snapshot")  # == pmarket.engine.compiled.CORE (a test checks)
+CORE = ("limits", "units", "events", "book", "ledger", "engine", "trading", "collateral",
+        "admin", "queries", "snapshot")  # == pmarket.engine.compiled.CORE (a test checks)
 
 
 def _say(message: str) -> None:

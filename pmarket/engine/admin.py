@@ -5,12 +5,15 @@ burns it, and leaves the event's collateral at zero: a winner's YES and every lo
 pay $1; a void event of N outcomes pays 1/N per YES and 1 - 1/N per NO, rounded down per
 position, the remainder going to the exchange's rounding account.
 
-Handlers are functions of the engine (see engine.py).
+Handlers are functions of the engine (see engine.py). Every text and time an operator
+sends is checked against the input limits (``limits``) before anything changes, so an
+event the engine accepts is one every database can store; a breach is rejected with
+reason ``invalid_field``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from . import commands as c
 from .book import CANCELLED
@@ -18,41 +21,95 @@ from .collateral import ledger
 from .commands import EventStatus
 from .events import EVENT_DELETED, RESOLVED, Reason
 from .ledger import Event, Market
+from .limits import (
+    MAX_CATEGORY,
+    MAX_DESCRIPTION,
+    MAX_OUTCOME_NAME,
+    MAX_OUTCOMES,
+    MAX_TITLE,
+    slug_problem,
+    text_problem,
+    time_ms_problem,
+)
 from .trading import close
 from .units import SCALE, VALID_TICKS
 
 if TYPE_CHECKING:
     from .engine import Engine
 
-MAX_OUTCOMES: Final = 100
+
+def _descriptive_problem(raw: Any, create: bool) -> tuple[str, str] | None:
+    """(reason, message) for the first of title, description, category and close time
+    that breaks the input limits (``limits``), or None. ``None`` means "unchanged" in an
+    update; a creation needs every text field as a string."""
+    title = raw.title
+    if create or title is not None:
+        problem = text_problem(title, MAX_TITLE)
+        if problem is not None:
+            return Reason.INVALID_FIELD, f"title {problem}"
+        if not title.strip():
+            return Reason.INVALID_EVENT, "an event needs a title"
+    description = raw.description
+    if create or description is not None:
+        problem = text_problem(description, MAX_DESCRIPTION)
+        if problem is not None:
+            return Reason.INVALID_FIELD, f"description {problem}"
+    category = raw.category
+    if create or category is not None:
+        problem = text_problem(category, MAX_CATEGORY)
+        if problem is not None:
+            return Reason.INVALID_FIELD, f"category {problem}"
+    close_time_ms = raw.close_time_ms
+    if close_time_ms is not None:
+        problem = time_ms_problem(close_time_ms)
+        if problem is not None:
+            return Reason.INVALID_FIELD, f"close_time_ms {problem}"
+    return None
 
 
-def _names(outcomes: object) -> list[str]:
-    """Outcome names as given (stripped; anything but a string counts as empty)."""
-    items: Any = outcomes
-    return [n.strip() if isinstance(n, str) else "" for n in items] or ["Yes"]
+def _outcomes_problem(outcomes: Any) -> tuple[str, str] | None:
+    """(reason, message) if the outcome names are not storable, distinct and not empty."""
+    if not isinstance(outcomes, tuple | list):
+        return Reason.INVALID_FIELD, "outcomes must be a list of names"
+    if len(outcomes) > MAX_OUTCOMES:
+        return Reason.INVALID_EVENT, f"an event has at most {MAX_OUTCOMES} outcomes"
+    seen: set[str] = set()
+    for i, name in enumerate(outcomes):
+        problem = text_problem(name, MAX_OUTCOME_NAME)
+        if problem is not None:
+            return Reason.INVALID_FIELD, f"outcomes[{i}] {problem}"
+        stripped: str = name.strip()
+        if not stripped or stripped in seen:
+            return Reason.INVALID_EVENT, "outcome names must be distinct and not empty"
+        seen.add(stripped)
+    return None
+
+
+def _create_problem(raw: Any) -> tuple[str, str] | None:
+    """(reason, message) why a ``CreateEvent`` cannot apply, or None."""
+    found = _descriptive_problem(raw, True)
+    if found is not None:
+        return found
+    problem = slug_problem(raw.slug)
+    if problem is not None:
+        return Reason.INVALID_FIELD, f"slug {problem}"
+    if type(raw.tick) is not int or raw.tick not in VALID_TICKS:
+        return Reason.INVALID_EVENT, "tick must be 100, 10 or 1 units (0.01, 0.001 or 0.0001)"
+    return _outcomes_problem(raw.outcomes)
 
 
 def create_event(eng: Engine, cmd: c.CreateEvent) -> None:
-    """Create an event and one market per outcome."""
-    raw: Any = cmd  # fields an operator controls: read unchecked, validated below
-    title = raw.title.strip() if isinstance(raw.title, str) else ""
-    names = _names(raw.outcomes)
-    tick: int = raw.tick if type(raw.tick) is int else 0  # 0: not a valid tick either
-    problem = None
-    if not title:
-        problem = "an event needs a title"
-    elif tick not in VALID_TICKS:
-        problem = "tick must be 100, 10 or 1 units (0.01, 0.001 or 0.0001)"
-    elif not all(names) or len(set(names)) != len(names):
-        problem = "outcome names must be distinct and not empty"
-    elif len(names) > MAX_OUTCOMES:
-        problem = f"an event has at most {MAX_OUTCOMES} outcomes"
-    if problem:
-        eng._reject(None, "CreateEvent", Reason.INVALID_EVENT, problem)
+    """Create an event and one market per outcome (no outcomes: a single "Yes" market)."""
+    raw: Any = cmd  # fields an operator controls: read unchecked, validated first
+    found = _create_problem(raw)
+    if found is not None:
+        eng._reject(None, "CreateEvent", found[0], found[1])
         return
+    title: str = raw.title
+    tick: int = raw.tick
+    names = [n.strip() for n in raw.outcomes] or ["Yes"]
     eng.last_event_id += eng.id_stride
-    event = Event(eng.last_event_id, title, tick, eng.now_ms)
+    event = Event(eng.last_event_id, title.strip(), tick, eng.now_ms)
     event.description = cmd.description
     event.category = cmd.category
     event.slug = cmd.slug
@@ -82,8 +139,9 @@ def update_event(eng: Engine, cmd: c.UpdateEvent) -> None:
     event = _event_or_reject(eng, cmd.event_id, "UpdateEvent")
     if event is None:
         return
-    if cmd.title is not None and not cmd.title.strip():
-        eng._reject(None, "UpdateEvent", Reason.INVALID_EVENT, "an event needs a title")
+    found = _descriptive_problem(cmd, False)
+    if found is not None:
+        eng._reject(None, "UpdateEvent", found[0], found[1])
         return
     status = cmd.status
     if status not in (None, EventStatus.ACTIVE, EventStatus.CLOSED):

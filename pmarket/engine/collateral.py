@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import commands as c
 from .events import LEDGER, Reason
+from .limits import id_problem
 from .units import MAX_AMOUNT, MAX_QUANTITY, MAX_TOTAL_MONEY, SCALE, format_money
 
 if TYPE_CHECKING:
@@ -62,6 +63,10 @@ def deposit(eng: Engine, cmd: c.Deposit) -> None:
     """Credit cash from outside the exchange, as long as the user then holds at most the
     command's ``max_balance`` (the per-account limit) and the exchange as a whole at most
     ``MAX_TOTAL_MONEY`` (an overflow guard: no amount in it can outgrow a BIGINT)."""
+    problem = id_problem(cmd.user_id)
+    if problem is not None:  # a deposit is what opens an account: its id must be storable
+        eng._reject(None, "Deposit", Reason.INVALID_FIELD, f"user_id {problem}")
+        return
     if not _valid_amount(eng, cmd, "Deposit"):
         return
     if eng.treasury.held + cmd.amount > MAX_TOTAL_MONEY:

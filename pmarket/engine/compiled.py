@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-CORE = ("units", "events", "book", "ledger", "engine", "trading", "collateral", "admin",
-        "queries", "snapshot")
+CORE = ("limits", "units", "events", "book", "ledger", "engine", "trading", "collateral",
+        "admin", "queries", "snapshot")
 """Core modules compiled by mypyc (``commands`` stays interpreted: other packages
 build commands with values of any type, and the engine rejects the bad ones as data)."""
 

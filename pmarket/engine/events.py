@@ -106,6 +106,9 @@ class Reason:
     INVALID_ORDER: Final = "invalid_order"
     INVALID_EVENT: Final = "invalid_event"
     INVALID_EXPIRY: Final = "invalid_expiry"
+    # a field breaks the input limits (pmarket.engine.limits): control characters, a
+    # lone surrogate, over-long text, a timestamp outside 1970..9999, an id out of range
+    INVALID_FIELD: Final = "invalid_field"
     POST_ONLY_WOULD_CROSS: Final = "post_only_would_cross"
     SINGLE_OUTCOME_EVENT: Final = "single_outcome_event"
     EVENT_NOT_DELETABLE: Final = "event_not_deletable"

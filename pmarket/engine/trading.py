@@ -14,7 +14,9 @@ Reservations are exact: an open buy holds ``price x remaining`` cash, an open se
 
 This is the hot path, compiled with mypyc: handlers are functions of the engine (direct
 native calls), command fields a client controls are read untyped and validated before
-use, and enum members are bound once as module constants.
+use, and enum members are bound once as module constants. The input limits
+(``limits``: client_order_id, expiry range) are checked only when the optional field is
+present, so an ordinary order pays nothing for them.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .book import (
 )
 from .commands import OrderType, Outcome, SelfTrade, Side, TimeInForce
 from .events import BATCH_ITEM, DUPLICATE, FILL, Reason
+from .limits import MAX_TIME_MS, TIME_RANGE, client_order_id_problem
 from .units import MAX_QUANTITY, SCALE, format_money, price_problem
 
 if TYPE_CHECKING:
@@ -64,8 +67,17 @@ def place(eng: Engine, cmd: c.PlaceOrder) -> Order | None:
     """
     raw: Any = cmd  # fields a client controls: read unchecked, validated below
     uid: int = cmd.user_id
-    coid: str | None = cmd.client_order_id
-    if coid is not None:
+    coid: str | None = None
+    coid_in: object = raw.client_order_id
+    if coid_in is not None:
+        # Before the lookup and before any rejection could echo it: an id the database
+        # or the bus cannot hold must not reach either (limits).
+        problem = client_order_id_problem(coid_in)
+        if problem is not None:
+            eng._reject(uid, "PlaceOrder", Reason.INVALID_FIELD, f"client_order_id {problem}")
+            return None
+        assert isinstance(coid_in, str)
+        coid = coid_in
         prev = eng.client_orders.get((uid, coid))
         if prev is not None:
             eng._out.append((DUPLICATE, prev.id, uid, coid))
@@ -112,6 +124,10 @@ def place(eng: Engine, cmd: c.PlaceOrder) -> Order | None:
         if type(expires) is not int or expires <= eng.now_ms:
             eng._reject(uid, "PlaceOrder", Reason.INVALID_EXPIRY,
                         "a gtd order needs expires_at in the future", coid=coid)
+            return None
+        if expires > MAX_TIME_MS:
+            eng._reject(uid, "PlaceOrder", Reason.INVALID_FIELD,
+                        f"expires_at_ms must fall between {TIME_RANGE}", coid=coid)
             return None
     elif expires is not None:
         eng._reject(uid, "PlaceOrder", Reason.INVALID_EXPIRY,
@@ -208,9 +224,10 @@ def place_batch(eng: Engine, cmd: c.PlaceBatch) -> None:
     for index, item in enumerate(cmd.orders):
         out.append((BATCH_ITEM, index))
         if item.user_id != cmd.user_id:
+            coid: object = item.client_order_id
             eng._reject(item.user_id, "PlaceOrder", Reason.INVALID_ORDER,
                         "every order of a batch must belong to the batch's user",
-                        coid=item.client_order_id)
+                        coid=coid if client_order_id_problem(coid) is None else None)
             continue
         place(eng, item)
         eng._flush()

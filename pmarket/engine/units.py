@@ -5,14 +5,22 @@ of 1/10,000 of a dollar: ``SCALE`` units are $1, which is also what one YES + NO
 worth. A price of 0.57 is 5,700 units; a tick size of 0.01 is 100 units. Floats never
 touch these numbers: text is parsed with ``Decimal`` and must be exact.
 
+Every parser goes through ``to_units``, which checks a value's size before any
+arithmetic (the rules are in ``limits``): a decimal string of more than 40 characters or
+with an exponent, a number with more than 40 digits, NaN or an infinity is refused at
+once, so the HTTP API, the CLI, the simulator and the TUI all refuse ``"1e999999"`` the
+same way, in microseconds.
+
 Invariant: ``parse_*`` either returns an exact integer or raises ``ValueError`` with a
 sentence saying what is wrong; nothing is ever rounded silently.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
+from typing import Final
+
+from .limits import MAX_DECIMAL_CHARS, MAX_DIGITS
 
 SCALE: Final = 10_000
 """Units per dollar (and per share's full payout)."""
@@ -39,32 +47,98 @@ by $1 of it, so none can grow past it either: with 10**18 < 2**63 - 1 each fits 
 PostgreSQL BIGINT column.
 """
 
+_SCALE_DECIMAL: Final = Decimal(SCALE)
+_INF: Final = float("inf")
+_INT_BOUND: Final = 10**MAX_DIGITS
+_WHITESPACE: Final = " \t\n\r\f\v"
+_NOT_FINITE: Final = frozenset(("nan", "snan", "inf", "infinity"))
+_EXACT: Final = Context(prec=2 * MAX_DIGITS + DECIMALS,
+                        traps=[InvalidOperation, Inexact, Overflow])
+"""Arithmetic on size-checked numbers in this context is exact: nothing is ever rounded
+(the traps turn a broken promise into an exception instead of a silently wrong number)."""
+
+
+def decimal_text_problem(text: str) -> str | None:
+    """Why ``text`` is not a plain decimal string (at most 40 characters), or None.
+
+    Accepted: optional surrounding ASCII whitespace, an optional sign, ASCII digits with
+    at most one decimal point ("12", "0.57", ".5", "-3."). Refused before any parsing:
+    anything longer than ``MAX_DECIMAL_CHARS``, exponents ("1e999999" would make
+    Decimal arithmetic overflow or run for seconds), NaN and infinities, digit
+    separators and non-ASCII digits.
+    """
+    if len(text) > MAX_DECIMAL_CHARS:
+        return (f"is {len(text)} characters long; a decimal string has at most "
+                f"{MAX_DECIMAL_CHARS}")
+    body = text.strip(_WHITESPACE)
+    if body[:1] == "+" or body[:1] == "-":
+        body = body[1:]
+    whole, _, frac = body.partition(".")
+    if ((whole or frac) and (not whole or (whole.isascii() and whole.isdigit()))
+            and (not frac or (frac.isascii() and frac.isdigit()))):
+        return None
+    lowered = body.lower()
+    if lowered in _NOT_FINITE:
+        return "must be a finite number"
+    if "e" in lowered:
+        return "must be written without an exponent (e.g. 1500, not 1.5e3)"
+    return "must be a decimal number"
+
+
 def _to_decimal(value: object, what: str) -> Decimal:
+    """``value`` as a Decimal, after checking its size (nothing big reaches arithmetic)."""
     if isinstance(value, bool):
         raise ValueError(f"{what} must be a decimal number, not a boolean")
+    if isinstance(value, str):
+        problem = decimal_text_problem(value)
+        if problem is not None:
+            shown = "" if len(value) > MAX_DECIMAL_CHARS else f" ({value!r})"
+            raise ValueError(f"{what}{shown} {problem}")
+        return Decimal(value.strip(_WHITESPACE))
+    if isinstance(value, int):
+        if not -_INT_BOUND < value < _INT_BOUND:
+            raise ValueError(f"{what} has more than {MAX_DIGITS} digits")
+        return Decimal(value)
     if isinstance(value, float):
-        # A float has already lost exactness; go through its shortest repr.
-        value = repr(value)
-    try:
-        loose: Any = value  # Decimal() itself decides what it accepts
-        number = value if isinstance(value, Decimal) else Decimal(loose)
-    except (InvalidOperation, ValueError, TypeError):
-        raise ValueError(f"{what} must be a decimal number, got {value!r}") from None
-    if not number.is_finite():
-        raise ValueError(f"{what} must be a finite number, got {value!r}")
-    return number
+        # A float has already lost exactness; go through its shortest repr, which uses
+        # an exponent exactly for the magnitudes no price or amount has (>= 1e16, < 1e-4).
+        if value != value or value in (_INF, -_INF):
+            raise ValueError(f"{what} must be a finite number")
+        text = repr(value)
+        if "e" in text:
+            raise ValueError(f"{what} ({text}) is out of range for a decimal number")
+        return Decimal(text)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{what} must be a finite number")
+        _, digits, exponent = value.as_tuple()
+        if len(digits) > MAX_DIGITS or not -MAX_DIGITS <= int(exponent) <= MAX_DIGITS:
+            raise ValueError(f"{what} is out of range for a decimal number "
+                             f"(at most {MAX_DIGITS} digits)")
+        return value
+    raise ValueError(f"{what} must be a decimal number, got a {type(value).__name__}")
 
 
 def to_units(value: object, what: str = "amount") -> int:
     """Convert a decimal dollar value (str, int, float or Decimal) to exact units.
 
+    The value's size is checked before any arithmetic (see ``decimal_text_problem``),
+    so a hostile value costs microseconds, never seconds, and never overflows.
+
     Raises:
-        ValueError: if the value is not a number or has more than 4 decimal places.
+        ValueError: if the value is not a number, is too large (a string over 40
+            characters, an exponent, more than 40 digits) or has more than 4 decimal
+            places.
     """
-    number = _to_decimal(value, what) * SCALE
-    if number != number.to_integral_value():
-        raise ValueError(f"{what} {value} has more than {DECIMALS} decimal places")
+    number = _EXACT.multiply(_to_decimal(value, what), _SCALE_DECIMAL)
+    if number != number.to_integral_value(context=_EXACT):
+        raise ValueError(f"{what} {_shown(value)} has more than {DECIMALS} decimal places")
     return int(number)
+
+
+def _shown(value: object) -> str:
+    """A size-checked value as text for a message."""
+    return value.strip(_WHITESPACE) if isinstance(value, str) else str(value)
 
 
 def parse_amount(value: object, what: str = "amount") -> int:

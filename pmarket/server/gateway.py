@@ -45,6 +45,7 @@ REJECTION_STATUS: dict[str, int] = {
     Reason.INVALID_ORDER: 422,
     Reason.INVALID_EVENT: 422,
     Reason.INVALID_EXPIRY: 422,
+    Reason.INVALID_FIELD: 422,  # the input limits, for a command that bypassed the schemas
 }
 """HTTP status of each engine rejection reason (unlisted reasons: 422)."""
 

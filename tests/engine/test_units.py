@@ -34,6 +34,8 @@ def test_amounts_must_be_positive_and_bounded():
     with pytest.raises(ValueError, match="greater than 0"):
         parse_amount("0")
     with pytest.raises(ValueError, match="at most"):
+        parse_amount("100000000000000000000")
+    with pytest.raises(ValueError, match="exponent"):
         parse_amount("1e20")
 
 
