@@ -2,9 +2,13 @@
 
 Requests: money and prices are accepted as decimal strings or JSON numbers and become
 exact integer units here (``Units``); a value that is not exact to the unit is a 422,
-never rounded. Whether a price lies on its market's tick grid is the engine's check
-(its ``invalid_price`` rejection is a 422 too). Unknown fields are refused, so no client
-can set a field it should not.
+never rounded. Every field and every query parameter applies the input limits of
+``pmarket.engine.limits`` (the engine applies the same rules to its commands): text has
+no control characters or lone surrogates and a maximum length, timestamps need a zone
+and fall between 1970 and 9999 UTC, numbers are size-checked before any arithmetic. A
+breach is 422 ``invalid_field`` naming the field and the rule. Whether a price lies on
+its market's tick grid is the engine's check (its ``invalid_price`` rejection is a 422
+too). Unknown fields are refused, so no client can set a field it should not.
 
 Responses: the handlers build plain dicts (see ``views``) and the models below document
 them in the OpenAPI schema; money and prices are decimal strings there.
@@ -14,7 +18,7 @@ Invariant: no model here has a password hash field, so no response can carry one
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -24,40 +28,53 @@ from pydantic import (
     ConfigDict,
     Field,
     WithJsonSchema,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from pmarket.engine import units
+from pmarket.engine import limits, units
 
 MAX_QUANTITY = units.MAX_QUANTITY
 MAX_BATCH = 20
-MAX_OUTCOMES = 100
+MAX_OUTCOMES = limits.MAX_OUTCOMES
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def _fail(message: str) -> PydanticCustomError:
+    """A validation error whose message is ``message`` alone (no "Value error, ")."""
+    return PydanticCustomError("invalid_field", message)
 
 
 def _to_units(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError("must be a decimal string or a number")
-    if isinstance(value, str) and (len(value) > 40 or not value.strip()):
-        raise ValueError("must be a decimal number")
-    return units.to_units(value, "value")
+        raise _fail("must be a decimal string or a number")
+    try:
+        return units.to_units(value, "value")  # checks the size before any arithmetic
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _positive_amount(value: int) -> int:
     if value <= 0:
-        raise ValueError("must be greater than 0")
+        raise _fail("must be greater than 0")
     if value > units.MAX_AMOUNT:
-        raise ValueError(f"must be at most {units.format_money(units.MAX_AMOUNT)}")
+        raise _fail(f"must be at most {units.format_money(units.MAX_AMOUNT)}")
     return value
 
 
 def _price_range(value: int) -> int:
     if not 0 < value < units.SCALE:
-        raise ValueError("must be strictly between 0 and 1")
+        raise _fail("must be strictly between 0 and 1")
     return value
 
 
 _DECIMAL_SCHEMA = WithJsonSchema({
-    "anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?$"}, {"type": "number"}],
-    "description": "a decimal string or number, exact (never rounded)",
+    "anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?$",
+               "maxLength": limits.MAX_DECIMAL_CHARS}, {"type": "number"}],
+    "description": "a decimal string (at most 40 characters, no exponent) or a number, "
+                   "exact (never rounded)",
 })
 Amount = Annotated[int, BeforeValidator(_to_units), AfterValidator(_positive_amount),
                    _DECIMAL_SCHEMA]
@@ -66,27 +83,98 @@ Price = Annotated[int, BeforeValidator(_to_units), AfterValidator(_price_range),
                   _DECIMAL_SCHEMA]
 """A price in a request, as integer units (grid checked by the engine)."""
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, strict=True)]
-Id = Annotated[int, Field(ge=1, le=2**62)]
-Email = Annotated[str, Field(min_length=3, max_length=320,
-                             pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+Id = Annotated[int, Field(ge=1, le=limits.MAX_ID)]
+
+
+def _text_rule(max_chars: int) -> AfterValidator:
+    """The input limits' text rule (``limits.text_problem``) as a validator."""
+    def check(value: str) -> str:
+        problem = limits.text_problem(value, max_chars)
+        if problem is not None:
+            raise _fail(problem)
+        return value
+
+    return AfterValidator(check)
+
+
+def text(max_chars: int, min_chars: int = 0, **schema: Any) -> Any:
+    """A text field: at most ``max_chars`` characters, no control characters and no lone
+    surrogates (``limits``). Extra keywords go to the OpenAPI schema only."""
+    return Annotated[str, Field(min_length=min_chars, max_length=max_chars,
+                                json_schema_extra=schema or None), _text_rule(max_chars)]
+
+
+def _email(value: str) -> str:
+    # Sign-up and sign-in store and look up the address stripped and lower-cased, which
+    # can lengthen it ("İ" lower-cases to two characters): the stored form must fit too.
+    if len(value.strip().lower()) > limits.MAX_EMAIL:
+        raise _fail(f"must be at most {limits.MAX_EMAIL} characters long once lower-cased")
+    return value
 
 
 def _password_bytes(value: str) -> str:
     if len(value.encode("utf-8")) > 72:
-        raise ValueError("password must be at most 72 bytes (bcrypt's limit)")
+        raise _fail("password must be at most 72 bytes (bcrypt's limit)")
     return value
 
 
-Password = Annotated[str, Field(max_length=1000), AfterValidator(_password_bytes)]
+def _utc_time(value: datetime) -> datetime:
+    """A timestamp with a zone, between 1970 and 9999 UTC once its offset is applied."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise _fail("give a time zone (e.g. 2030-01-01T00:00:00Z)")
+    problem = limits.time_ms_problem((value - _EPOCH) // _MS)  # never overflows
+    if problem is not None:
+        raise _fail(problem)
+    return value
+
+
+UtcTime = Annotated[datetime, AfterValidator(_utc_time)]
+"""A timestamp in a request or a query: zone required, 1970-01-01 .. 9999-12-31 UTC."""
+Email = Annotated[text(limits.MAX_EMAIL, 3), Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+                  AfterValidator(_email)]
+SignInEmail = Annotated[text(limits.MAX_EMAIL), AfterValidator(_email)]
+Name = text(limits.MAX_USER_NAME, 1)
+Password = Annotated[text(limits.MAX_PASSWORD), AfterValidator(_password_bytes)]
 """A new password; its strength is checked by ``passwords.password_problem`` at sign-up
 (422 ``weak_password``), which needs the e-mail too."""
+SignInPassword = text(limits.MAX_PASSWORD)
+ClientOrderId = text(limits.MAX_CLIENT_ORDER_ID, 1, pattern="^[ -~]+$")
+SearchText = text(limits.MAX_SEARCH)
+"""Free text of a query string (``GET /events?q=``)."""
+
+
+def _client_order_id(value: str) -> str:
+    problem = limits.client_order_id_problem(value)
+    if problem is not None:
+        raise _fail(problem)
+    return value
+
+
+def _slug(value: str) -> str:
+    problem = limits.slug_problem(value)
+    if problem is not None:
+        raise _fail(problem)
+    return value
 
 
 class In(BaseModel):
-    """Base of request bodies: unknown fields are an error."""
+    """Base of request bodies: unknown fields are an error.
+
+    Field *names* are client text too, and an unknown one is quoted in the error: a name
+    holding a control character or a lone surrogate is refused before that happens.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _printable_field_names(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if not isinstance(key, str) or limits.text_problem(key, 100) is not None:
+                    raise _fail("field names must be printable text of at most 100 "
+                                "characters")
+        return data
 
 
 # --- auth ---------------------------------------------------------------------------
@@ -99,8 +187,8 @@ class SignUp(In):
 
 
 class SignIn(In):
-    email: Annotated[str, Field(max_length=320)]
-    password: Annotated[str, Field(max_length=1000)]
+    email: SignInEmail
+    password: SignInPassword
 
 
 class UserOut(BaseModel):
@@ -180,9 +268,10 @@ class OrderCreate(In):
     price: Price | None = None
     quantity: Quantity
     time_in_force: Literal["gtc", "gtd", "ioc", "fok"] = "gtc"
-    expires_at: datetime | None = None
+    expires_at: UtcTime | None = None
     post_only: bool = False
-    client_order_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    client_order_id: Annotated[ClientOrderId, AfterValidator(_client_order_id)] | None = None
+    """At most 64 printable ASCII characters (U+0020-U+007E)."""
     stp: Literal["cancel_resting", "cancel_taker", "cancel_both"] = "cancel_resting"
     """Self-trade prevention: what happens if the order would trade with the caller's
     own resting order (cancel the resting order, this order, or both)."""
@@ -398,11 +487,11 @@ class CandlePage(BaseModel):
 
 # --- admin --------------------------------------------------------------------------
 
-Title = Annotated[str, Field(min_length=1, max_length=500)]
-Text = Annotated[str, Field(max_length=10_000)]
-Category = Annotated[str, Field(max_length=100)]
-Slug = Annotated[str, Field(max_length=200, pattern=r"^[a-z0-9-]*$")]
-OutcomeName = Annotated[str, Field(min_length=1, max_length=200)]
+Title = text(limits.MAX_TITLE, 1)
+Text = text(limits.MAX_DESCRIPTION)
+Category = text(limits.MAX_CATEGORY)
+Slug = Annotated[text(limits.MAX_SLUG, pattern="^[a-z0-9-]*$"), AfterValidator(_slug)]
+OutcomeName = text(limits.MAX_OUTCOME_NAME, 1)
 
 
 class EventCreate(In):
@@ -410,8 +499,8 @@ class EventCreate(In):
     description: Text = ""
     category: Category = ""
     slug: Slug | None = None
-    close_time: datetime | None = None
-    outcomes: Annotated[list[OutcomeName], Field(max_length=100)] = []
+    close_time: UtcTime | None = None
+    outcomes: Annotated[list[OutcomeName], Field(max_length=MAX_OUTCOMES)] = []
     tick_size: Annotated[int, BeforeValidator(_to_units), _DECIMAL_SCHEMA] = 100
 
 
@@ -419,7 +508,7 @@ class EventUpdate(In):
     title: Title | None = None
     description: Text | None = None
     category: Category | None = None
-    close_time: datetime | None = None
+    close_time: UtcTime | None = None
     status: Literal["active", "closed"] | None = None
 
 

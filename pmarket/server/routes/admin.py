@@ -15,7 +15,6 @@ only.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
@@ -47,12 +46,6 @@ router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
 EventId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-def _ms(name: str, value: datetime | None) -> int | None:
-    if value is not None and value.tzinfo is None:
-        raise ApiError(422, "invalid_field", f"{name}: give a time zone (e.g. ...Z)")
-    return to_ms(value)
-
-
 @router.post("/events", status_code=201, response_model=EventOut)
 async def create_event(body: EventCreate, _admin: CurrentAdmin, runtime: RuntimeDep):
     """Create an event: one market per outcome, or a single yes/no market."""
@@ -63,7 +56,7 @@ async def create_event(body: EventCreate, _admin: CurrentAdmin, runtime: Runtime
     events = await runtime.gateway.send(CreateEvent(
         title=body.title, outcomes=tuple(body.outcomes), tick=body.tick_size,
         description=body.description, category=body.category, slug=body.slug or "",
-        close_time_ms=_ms("close_time", body.close_time)))
+        close_time_ms=to_ms(body.close_time)))
     event_id = next(ev[1] for ev in events if ev[0] == EVENT)
     return ok(await read_event(runtime, event_id), 201)
 
@@ -74,7 +67,7 @@ async def update_event(event_id: EventId, body: EventUpdate, _admin: CurrentAdmi
     """Edit an event or close/reopen it (closing cancels its open orders)."""
     await runtime.gateway.send(UpdateEvent(
         event_id=event_id, title=body.title, description=body.description,
-        category=body.category, close_time_ms=_ms("close_time", body.close_time),
+        category=body.category, close_time_ms=to_ms(body.close_time),
         status=EventStatus(body.status) if body.status else None))
     return ok(await read_event(runtime, event_id))
 

@@ -24,12 +24,14 @@ from ..errors import not_found
 from ..marketdata import book_view
 from ..runtime import Runtime
 from ..schemas import (
+    Category,
     ConvertIn,
     EventBookOut,
     EventOut,
     EventPage,
     EventSplitOut,
     QuantityIn,
+    SearchText,
 )
 from .account import balance_from_events, read_positions
 from .common import ERRORS, PageParams, ok, page, read
@@ -88,8 +90,8 @@ async def read_event(runtime: Runtime, event_id: int) -> dict[str, Any]:
 @router.get("/events", response_model=EventPage,
             dependencies=[PublicLimited])
 async def list_events(runtime: RuntimeDep, paging: PageParams,
-                      q: Annotated[str | None, Query(max_length=200)] = None,
-                      category: Annotated[str | None, Query(max_length=100)] = None,
+                      q: Annotated[SearchText | None, Query()] = None,
+                      category: Annotated[Category | None, Query()] = None,
                       status: Literal["active", "closed", "resolved"] | None = None):
     """Events, newest first; ``q`` searches titles."""
     def query(conn):

@@ -11,7 +11,6 @@ two views always describe the same orders.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -23,10 +22,18 @@ from pmarket.engine.units import format_units
 
 from .. import views
 from ..deps import CurrentUser, PublicLimited, RuntimeDep
-from ..errors import ApiError, not_found
+from ..errors import not_found
 from ..marketdata import book_view
 from ..runtime import Runtime
-from ..schemas import BookOut, CandlePage, MarketOut, PublicTradePage, QuantityIn, SplitOut
+from ..schemas import (
+    BookOut,
+    CandlePage,
+    MarketOut,
+    PublicTradePage,
+    QuantityIn,
+    SplitOut,
+    UtcTime,
+)
 from .account import balance_from_events, read_positions
 from .common import ERRORS, PageParams, ok, page, read, tick
 
@@ -103,11 +110,8 @@ async def market_trades(market_id: MarketId, runtime: RuntimeDep, paging: PagePa
             dependencies=[PublicLimited])
 async def market_candles(market_id: MarketId, runtime: RuntimeDep, paging: PageParams,
                          interval: Literal["1m", "5m", "1h", "1d"] = "1m",
-                         start: datetime | None = None, end: datetime | None = None):
+                         start: UtcTime | None = None, end: UtcTime | None = None):
     """OHLC (YES terms) and volume per interval, oldest first."""
-    for name, value in (("start", start), ("end", end)):
-        if value is not None and value.tzinfo is None:
-            raise ApiError(422, "invalid_field", f"{name}: give a time zone (e.g. ...Z)")
 
     def query(conn):
         q = select(Candle).where(Candle.market_id == market_id, Candle.interval == interval)

@@ -61,8 +61,6 @@ def place_command(user_id: int, body: OrderCreate) -> PlaceOrder:
         raise ApiError(422, "invalid_field", "price: a limit order needs a price")
     if body.time_in_force == "gtd" and body.expires_at is None:
         raise ApiError(422, "invalid_field", "expires_at: a gtd order needs expires_at")
-    if body.expires_at is not None and body.expires_at.tzinfo is None:
-        raise ApiError(422, "invalid_field", "expires_at: give a time zone (e.g. ...Z)")
     return PlaceOrder(
         user_id=user_id, market_id=body.market_id, outcome=Outcome(body.outcome),
         side=Side(body.side), quantity=body.quantity, price=body.price,
