@@ -21,10 +21,13 @@ def create(
 ) -> None:
     """Create an admin account in the database (migrating it first if needed)."""
     from pmarket.db import default_database_url, make_engine, upgrade
+    from pmarket.engine.limits import account_problem
     from pmarket.server import create_admin
     from pmarket.server.passwords import password_problem
 
-    problem = password_problem(password, email)
+    problem = account_problem(email, name, password)  # the API's input limits, here too
+    if problem is None:
+        problem = password_problem(password, email)
     if problem is not None:
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)

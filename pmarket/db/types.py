@@ -4,7 +4,9 @@ Money, prices and quantities are ``BIGINT`` integer units (``pmarket.engine.unit
 times are timezone-aware UTC datetimes on both PostgreSQL and SQLite.
 
 Invariant: a value that does not fit a signed 64-bit column is refused with
-``ValueError`` by ``bounded`` before any statement is sent, and every datetime read back
+``ValueError`` by ``bounded`` before any statement is sent, a millisecond time outside
+1970-01-01 .. 9999-12-31 UTC by ``from_ms`` (the input limits, ``pmarket.engine.limits``,
+keep such values out of the engine in the first place), and every datetime read back
 is aware and in UTC (SQLite stores them naive; ``UTCDateTime`` restores the zone).
 """
 
@@ -14,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import BigInteger, DateTime, Integer
 from sqlalchemy.types import TypeDecorator
+
+from pmarket.engine.limits import MAX_TIME_MS, MIN_TIME_MS, TIME_RANGE
 
 BIGINT_MIN = -(2**63)
 BIGINT_MAX = 2**63 - 1
@@ -51,9 +55,18 @@ class UTCDateTime(TypeDecorator):
 
 
 def from_ms(ms: int | None) -> datetime | None:
-    """Unix milliseconds (the engine's clock) to an aware UTC datetime."""
+    """Unix milliseconds (the engine's clock) to an aware UTC datetime.
+
+    Raises:
+        ValueError: ``ms`` lies outside 1970-01-01 .. 9999-12-31 UTC (``limits``). The
+            API and the engine refuse such times before they are accepted, so this is a
+            last line of defence that names the value, not the first check.
+    """
     if ms is None:
         return None
+    if not MIN_TIME_MS <= ms <= MAX_TIME_MS:
+        raise ValueError(f"timestamp {ms} ms is outside {TIME_RANGE}, the range every "
+                         f"database backend can store; refusing to convert it")
     return EPOCH + timedelta(milliseconds=ms)
 
 

@@ -157,3 +157,24 @@ def slug_problem(value: object) -> str | None:
     if value.isascii() and all(ch.isdigit() or ch.islower() or ch == "-" for ch in value):
         return None
     return "may only contain lowercase letters a-z, digits and hyphens"
+
+
+def account_problem(email: object, name: object, password: object) -> str | None:
+    """Why an account's email, name or password breaks the text rule, or None.
+
+    For account paths outside the HTTP schemas (``pmarket admin create``): the email is
+    judged as stored, stripped and lower-cased.
+    """
+    problem = text_problem(email, MAX_EMAIL)
+    if problem is None and isinstance(email, str) and \
+            len(email.strip().lower()) > MAX_EMAIL:
+        problem = f"must be at most {MAX_EMAIL} characters long once lower-cased"
+    if problem is not None:
+        return f"email {problem}"
+    problem = text_problem(name, MAX_USER_NAME)
+    if problem is not None:
+        return f"name {problem}"
+    problem = text_problem(password, MAX_PASSWORD)
+    if problem is not None:
+        return f"password {problem}"
+    return None

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
+from pmarket.engine.limits import MAX_DIGITS
+from pmarket.engine.units import decimal_text_problem
+
 ONE = Decimal(1)
 DASH = "—"
 
@@ -61,7 +64,14 @@ def day(value: datetime | None) -> str:
 
 
 def parse_decimal(text: str) -> Decimal | None:
-    """User input as a Decimal, or None when it is not a finite number."""
+    """User input as a Decimal, or None when it is not a plain decimal number.
+
+    The input limits apply before parsing (``units.decimal_text_problem``: at most 40
+    characters, no exponent), so "1e999999" is refused instead of reaching Decimal
+    arithmetic, where it would overflow.
+    """
+    if decimal_text_problem(text) is not None:
+        return None
     try:
         value = Decimal(text.strip())
     except (InvalidOperation, ValueError):
@@ -72,7 +82,7 @@ def parse_decimal(text: str) -> Decimal | None:
 def parse_quantity(text: str) -> int | None:
     """User input as a whole number of shares ≥ 1, or None."""
     text = text.strip().replace("_", "").replace(",", "")
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_DIGITS:
         return None
     value = int(text)
     return value if value >= 1 else None
