@@ -3,7 +3,7 @@
 ``poison_plan()`` takes the full session, merges seven commands of four users (the
 placement of order 1, the trades that fill it, other users' orders) into one delivery,
 as the engine does with a batch, and gives every event of order 1 an expiry in the
-year 10000 — a value the database cannot store (``from_ms`` overflows). The order rests
+year 10000 — a value the database cannot store (``from_ms`` refuses it). The order rests
 first and is filled later in the same delivery, so it has two events there (the first
 superseded by the second) and a third, its cancellation at resolution, much later.
 
