@@ -85,60 +85,67 @@ def decimal_text_problem(text: str) -> str | None:
     return "must be a decimal number"
 
 
-def _to_decimal(value: object, what: str) -> Decimal:
-    """``value`` as a Decimal, after checking its size (nothing big reaches arithmetic)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be a decimal number, not a boolean")
-    if isinstance(value, str):
-        problem = decimal_text_problem(value)
-        if problem is not None:
-            shown = "" if len(value) > MAX_DECIMAL_CHARS else f" ({value!r})"
-            raise ValueError(f"{what}{shown} {problem}")
-        return Decimal(value.strip(_WHITESPACE))
-    if isinstance(value, int):
-        if not -_INT_BOUND < value < _INT_BOUND:
-            raise ValueError(f"{what} has more than {MAX_DIGITS} digits")
-        return Decimal(value)
-    if isinstance(value, float):
-        # A float has already lost exactness; go through its shortest repr, which uses
-        # an exponent exactly for the magnitudes no price or amount has (>= 1e16, < 1e-4).
-        if value != value or value in (_INF, -_INF):
-            raise ValueError(f"{what} must be a finite number")
-        text = repr(value)
-        if "e" in text:
-            raise ValueError(f"{what} ({text}) is out of range for a decimal number")
-        return Decimal(text)
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"{what} must be a finite number")
-        _, digits, exponent = value.as_tuple()
-        if len(digits) > MAX_DIGITS or not -MAX_DIGITS <= int(exponent) <= MAX_DIGITS:
-            raise ValueError(f"{what} is out of range for a decimal number "
-                             f"(at most {MAX_DIGITS} digits)")
-        return value
-    raise ValueError(f"{what} must be a decimal number, got a {type(value).__name__}")
+def _text_units(text: str, what: str) -> int:
+    """A plain decimal string as exact units, in integer arithmetic (no Decimal needed)."""
+    problem = decimal_text_problem(text)
+    if problem is not None:
+        shown = "" if len(text) > MAX_DECIMAL_CHARS else f" ({text!r})"
+        raise ValueError(f"{what}{shown} {problem}")
+    body = text.strip(_WHITESPACE)
+    sign = body[:1]
+    digits = body[1:] if sign == "+" or sign == "-" else body
+    whole, _, frac = digits.partition(".")
+    if len(frac) > DECIMALS and frac[DECIMALS:].strip("0"):
+        raise ValueError(f"{what} {body} has more than {DECIMALS} decimal places")
+    units = int(whole or "0") * SCALE + int(frac[:DECIMALS].ljust(DECIMALS, "0"))
+    return -units if sign == "-" else units
+
+
+def _decimal_units(value: Decimal, what: str) -> int:
+    """A Decimal as exact units, after checking its size (nothing big reaches arithmetic)."""
+    if not value.is_finite():
+        raise ValueError(f"{what} must be a finite number")
+    _, digits, exponent = value.as_tuple()
+    if len(digits) > MAX_DIGITS or not -MAX_DIGITS <= int(exponent) <= MAX_DIGITS:
+        raise ValueError(f"{what} is out of range for a decimal number "
+                         f"(at most {MAX_DIGITS} digits)")
+    number = _EXACT.multiply(value, _SCALE_DECIMAL)
+    if number != number.to_integral_value(context=_EXACT):
+        raise ValueError(f"{what} {value} has more than {DECIMALS} decimal places")
+    return int(number)
 
 
 def to_units(value: object, what: str = "amount") -> int:
     """Convert a decimal dollar value (str, int, float or Decimal) to exact units.
 
     The value's size is checked before any arithmetic (see ``decimal_text_problem``),
-    so a hostile value costs microseconds, never seconds, and never overflows.
+    so a hostile value costs microseconds, never seconds, and never overflows. A float
+    is read by its shortest repr, which uses an exponent exactly for the magnitudes no
+    price or amount has (>= 1e16, < 1e-4): those are refused.
 
     Raises:
         ValueError: if the value is not a number, is too large (a string over 40
             characters, an exponent, more than 40 digits) or has more than 4 decimal
             places.
     """
-    number = _EXACT.multiply(_to_decimal(value, what), _SCALE_DECIMAL)
-    if number != number.to_integral_value(context=_EXACT):
-        raise ValueError(f"{what} {_shown(value)} has more than {DECIMALS} decimal places")
-    return int(number)
-
-
-def _shown(value: object) -> str:
-    """A size-checked value as text for a message."""
-    return value.strip(_WHITESPACE) if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return _text_units(value, what)
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a decimal number, not a boolean")
+    if isinstance(value, int):
+        if not -_INT_BOUND < value < _INT_BOUND:
+            raise ValueError(f"{what} has more than {MAX_DIGITS} digits")
+        return value * SCALE
+    if isinstance(value, float):
+        if value != value or value in (_INF, -_INF):
+            raise ValueError(f"{what} must be a finite number")
+        text = repr(value)
+        if "e" in text:
+            raise ValueError(f"{what} ({text}) is out of range for a decimal number")
+        return _text_units(text, what)
+    if isinstance(value, Decimal):
+        return _decimal_units(value, what)
+    raise ValueError(f"{what} must be a decimal number, got a {type(value).__name__}")
 
 
 def parse_amount(value: object, what: str = "amount") -> int:

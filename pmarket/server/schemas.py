@@ -138,7 +138,9 @@ Password = Annotated[text(limits.MAX_PASSWORD), AfterValidator(_password_bytes)]
 """A new password; its strength is checked by ``passwords.password_problem`` at sign-up
 (422 ``weak_password``), which needs the e-mail too."""
 SignInPassword = text(limits.MAX_PASSWORD)
-ClientOrderId = text(limits.MAX_CLIENT_ORDER_ID, 1, pattern="^[ -~]+$")
+ClientOrderId = Annotated[str, Field(min_length=1, max_length=limits.MAX_CLIENT_ORDER_ID,
+                                     json_schema_extra={"pattern": "^[ -~]+$"})]
+"""Printable ASCII only (checked by ``_client_order_id``, which covers the text rule)."""
 SearchText = text(limits.MAX_SEARCH)
 """Free text of a query string (``GET /events?q=``)."""
 
@@ -171,7 +173,8 @@ class In(BaseModel):
     def _printable_field_names(cls, data: Any) -> Any:
         if isinstance(data, dict):
             for key in data:
-                if not isinstance(key, str) or limits.text_problem(key, 100) is not None:
+                if not (type(key) is str and key.isprintable() and len(key) <= 100) and \
+                        limits.text_problem(key, 100) is not None:
                     raise _fail("field names must be printable text of at most 100 "
                                 "characters")
         return data
