@@ -24,7 +24,8 @@ The three roles, in short::
 
 Housekeeping: ``reclaim`` what a dead consumer left pending, ``dead_letter`` what cannot
 be processed, ``trim`` what every group is done with, ``delete_group`` a group whose
-consumer is gone for good.
+consumer is gone for good; servers ``keep_alive`` and ``reap_dead_groups`` of servers
+that died without deleting theirs.
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ from pmarket.bus.codec import (
 from pmarket.bus.memory import Faults, MemoryBus
 from pmarket.bus.values import (
     ENGINE_GROUP,
+    SERVER_GROUP_PREFIX,
     Ack,
     Append,
     BusError,
     BusUnavailable,
+    ConsumerInfo,
     DeadLetter,
     Delete,
     Fence,
@@ -65,12 +68,14 @@ from pmarket.bus.values import (
 
 __all__ = [
     "ENGINE_GROUP",
+    "SERVER_GROUP_PREFIX",
     "Ack",
     "Append",
     "Bus",
     "BusError",
     "BusUnavailable",
     "CodecError",
+    "ConsumerInfo",
     "DeadLetter",
     "Delete",
     "Faults",

@@ -36,11 +36,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from pmarket.bus.outage import Outage
 from pmarket.bus.streams import Streams
 from pmarket.bus.values import (
     CORRELATION_ID,
     ENGINE_GROUP,
     REPLY_TO,
+    SERVER_GROUP_PREFIX,
     Ack,
     Append,
     BusError,
@@ -79,7 +81,11 @@ class _ReplyState:
 
     waiting: dict[str, asyncio.Future[bytes]] = field(default_factory=dict)
     listener: asyncio.Task[None] | None = None
+    # set once the listener knows where its stream ends (requests may go out)
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    # set once the listener tried to start, whether it could or not
+    attempted: asyncio.Event = field(default_factory=asyncio.Event)
+    failure: BusError | None = None  # why the listener cannot start yet
     # (command stream, entry, correlation id) of requests not yet sent
     outbox: list[tuple[str, Outgoing, str]] = field(default_factory=list)
     sender: asyncio.Task[None] | None = None
@@ -329,7 +335,7 @@ class Bus(Streams):
         *,
         count: int = 100,
         block_ms: int | None = None,
-        start_id: StreamId = "0",
+        start_id: StreamId | None = "0",
         shard: str | None = None,
     ) -> list[Message]:
         """Read a batch of events as ``consumer`` of ``group`` (created on first use).
@@ -340,8 +346,9 @@ class Bus(Streams):
             count: at most this many messages.
             block_ms: wait up to this long when there is nothing to read.
             start_id: where a newly created group starts (``"0"``: the whole retained
-                stream; ``"$"``: only new events; an id: after it). Ignored when the
-                group exists; see ``set_group_position`` to move one.
+                stream; ``"$"``: only new events; an id: after it; None: never create
+                it, raise ``UnknownGroup`` if it is missing). Ignored when the group
+                exists; see ``set_group_position`` to move one.
             shard: the shard (default: this bus's shard).
         """
         return await self._read_role(
@@ -362,11 +369,13 @@ class Bus(Streams):
         *,
         count: int = 100,
         block_ms: int | None = None,
+        start_id: StreamId | None = "0",
         shard: str | None = None,
     ) -> list[Message]:
         """``ack_events`` the last batch, then ``read_events`` the next: one round trip
         where the transport can pipeline them (Redis), else two. A follower that acks
-        before reading again waits a whole extra turn of a busy event loop per batch."""
+        before reading again waits a whole extra turn of a busy event loop per batch.
+        ``start_id`` is ``read_events``'s."""
         stream = self.events_stream(shard)
         if ids:
             done = None
@@ -378,7 +387,67 @@ class Bus(Streams):
             elif done[1] is not None:
                 return done[1]
         return await self.read_events(group, consumer, count=count, block_ms=block_ms,
-                                      shard=shard)
+                                      start_id=start_id, shard=shard)
+
+    # --- server instances: liveness and the reaping of dead ones' groups ---------------
+
+    def server_group(self, instance: str | None = None) -> str:
+        """The event stream group of server ``instance`` (default: this bus's instance)."""
+        return f"{SERVER_GROUP_PREFIX}{instance or self.instance}"
+
+    async def keep_alive(self, ttl_ms: int) -> bool:
+        """Renew this instance's liveness mark (``StreamKeys.alive``) for ``ttl_ms``.
+
+        A server renews it well within ``ttl_ms`` for as long as it runs; once it is gone
+        (the process died, or stalled longer than ``ttl_ms``) other servers may reap the
+        instance's group (``reap_dead_groups``).
+
+        Returns:
+            True if the mark was still there; False if it had expired (or this is the
+            first call): the instance's group may have been reaped meanwhile.
+        """
+        key = self.keys.alive(self.instance)
+        was = await self.lease_holder(key)
+        holder = await self.hold_lease(key, self.instance, ttl_ms)
+        if holder is not None:  # only this instance writes its mark
+            raise BusError(f"liveness mark {key} is held by {holder!r}")
+        return was == self.instance
+
+    async def reap_dead_groups(
+        self, stream: str, *, idle_ms: int, prefix: str = SERVER_GROUP_PREFIX
+    ) -> list[str]:
+        """Delete the groups of ``stream`` whose server is gone, so trimming can proceed.
+
+        A group ``<prefix><instance>`` (not this bus's own) is deleted when both hold:
+        the instance's liveness mark has expired (it has not run ``keep_alive`` for the
+        mark's time to live), and none of the group's consumers read from it for at
+        least ``idle_ms``. A live server keeps its mark, so its group is never taken; a
+        server that stalled longer than that loses it and must create it again and
+        resynchronise (``marketdata.Replica`` does). The check and the deletion are two
+        steps: a server coming back between them is that same case.
+
+        Returns:
+            The names of the groups deleted.
+        """
+        reaped = []
+        for info in await self.groups(stream):
+            name = info.name
+            if not name.startswith(prefix) or name == self.server_group():
+                continue
+            if await self.lease_holder(self.keys.alive(name[len(prefix):])) is not None:
+                continue
+            try:
+                consumers = await self.consumers(stream, name)
+            except UnknownGroup:
+                continue
+            if any(c.idle_ms < idle_ms for c in consumers):
+                continue
+            if await self.delete_group(stream, name):
+                log.warning("bus: removed consumer group %s of %s: its server is gone (no "
+                            "liveness mark, idle for %d ms or more); %d pending entries "
+                            "released for trimming", name, stream, idle_ms, info.pending)
+                reaped.append(name)
+        return reaped
 
     async def close(self) -> None:
         """Stop the reply listener, fail pending requests, drop this instance's replies."""
@@ -386,7 +455,7 @@ class Bus(Streams):
             return
         self._closed = True
         state = self._replies
-        state.started.set()  # requests still waiting for the listener see the closure
+        state.attempted.set()  # requests still waiting for the listener see the closure
         state.wake.set()
         tasks = [t for t in (state.listener, state.sender) if t is not None]
         for task in tasks:
@@ -422,18 +491,28 @@ class Bus(Streams):
         consumer: str,
         count: int,
         block_ms: int | None,
-        start_id: StreamId,
+        start_id: StreamId | None,
     ) -> list[Message]:
-        """``read_group``, creating the group the first time and again if it vanished."""
+        """``read_group``, creating the group at ``start_id`` the first time and again if
+        it vanished; with ``start_id`` None never creating it (``UnknownGroup``)."""
         ready = (stream, group)
         if ready not in self._groups_ready:
-            await self.ensure_group(stream, group, start_id)
+            if start_id is not None:
+                await self.ensure_group(stream, group, start_id)
             self._groups_ready.add(ready)
         try:
             return await self.read_group(stream, group, consumer, count=count, block_ms=block_ms)
         except UnknownGroup:
-            # Deleted since (the stream dropped by an operator): make it again, once.
+            # Deleted since (the stream dropped by an operator, a Redis restart that lost
+            # its data, a reaped group): the consumer's state in it is gone too.
+            self._groups_ready.discard(ready)
+            self._backlog.pop((stream, group, consumer), None)
+            if start_id is None:
+                raise
+            log.warning("bus: consumer group %s of %s vanished; creating it again at %s",
+                        group, stream, start_id)
             await self.ensure_group(stream, group, start_id)
+            self._groups_ready.add(ready)
             return await self.read_group(stream, group, consumer, count=count, block_ms=block_ms)
 
     def _reply_appends(self, replies: Sequence[Reply]) -> list[Append]:
@@ -448,6 +527,12 @@ class Bus(Streams):
         return [Append(key, entries, self.reply_ttl_ms) for key, entries in by_stream.items()]
 
     async def _start_reply_listener(self) -> None:
+        """Start the reply listener if it is not running, and wait until it has started.
+
+        Raises:
+            BusUnavailable: the listener cannot reach the transport (it keeps trying;
+                requests fail fast meanwhile rather than wait for their timeouts).
+        """
         if self._closed:
             raise BusError("bus closed")
         state = self._replies
@@ -456,10 +541,14 @@ class Bus(Streams):
             if listener is not None and not listener.cancelled() and listener.exception():
                 log.error("reply listener died; restarting", exc_info=listener.exception())
             state.started = asyncio.Event()
+            state.attempted = asyncio.Event()
+            state.failure = None
             state.listener = asyncio.create_task(self._listen_replies(), name="bus-replies")
-        await state.started.wait()
+        await state.attempted.wait()
         if self._closed:  # close() released the wait
             raise BusError("bus closed")
+        if not state.started.is_set():
+            raise BusUnavailable(f"replies cannot be received: {state.failure}")
 
     async def _read_replies(
         self, stream: str, after_id: StreamId, count: int, block_ms: int
@@ -471,16 +560,34 @@ class Bus(Streams):
         """Make a blocking ``_read_replies`` return now (called by ``close``)."""
 
     async def _listen_replies(self) -> None:
-        """Resolve the waiting requests' futures from this instance's reply stream."""
+        """Resolve the waiting requests' futures from this instance's reply stream.
+
+        Transport failures are retried for as long as they last (logged once when they
+        start and once when they end); while the listener cannot start, ``request``
+        fails fast with ``BusUnavailable``.
+        """
         stream = self.keys.replies(self.instance)
         state = self._replies
+        outage = Outage(f"reply listener of {self.instance}", log)
         # Start after whatever the stream already holds, before any request goes out.
-        last = await self._retrying(self.last_id, stream)
+        while True:
+            try:
+                last = await self.last_id(stream)
+                break
+            except BusError as exc:
+                if self._closed:
+                    return
+                state.failure = exc
+                state.attempted.set()
+                await outage.failed(exc)
+        outage.recovered()
+        state.failure = None
         state.started.set()
+        state.attempted.set()
         untrimmed = 0
         while not self._closed:
             messages = await self._retrying(
-                self._read_replies, stream, last, 1_000, self.reply_block_ms
+                outage, self._read_replies, stream, last, 1_000, self.reply_block_ms
             )
             if not messages and self._closed:
                 return
@@ -498,19 +605,19 @@ class Bus(Streams):
                     await self._trim_below(stream, next_id(last), True)
                     untrimmed = 0
 
-    async def _retrying(self, operation: Any, *args: Any, **kwargs: Any) -> Any:
-        """Await ``operation`` until it does not raise ``BusError``, backing off up to 1 s.
+    async def _retrying(self, outage: Outage, operation: Any, *args: Any) -> Any:
+        """Await ``operation`` until it does not raise ``BusError``, backing off up to 1 s
+        and logging through ``outage`` (once when failures start, once when they end).
 
         Once the bus is closed a failure ends the caller instead (as a cancellation).
         """
-        backoff = 0.05
         while True:
             try:
-                return await operation(*args, **kwargs)
-            except BusError:
+                result = await operation(*args)
+            except BusError as exc:
                 if self._closed:
                     raise asyncio.CancelledError from None
-                log.warning("bus operation %s failed; retrying", operation.__name__,
-                            exc_info=True)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
+                await outage.failed(exc)
+                continue
+            outage.recovered()
+            return result

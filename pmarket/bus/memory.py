@@ -28,6 +28,7 @@ from pmarket.bus.values import (
     Ack,
     Append,
     BusUnavailable,
+    ConsumerInfo,
     Delete,
     Fence,
     GroupInfo,
@@ -134,7 +135,7 @@ class _Group:
     def __init__(self, last: _Id) -> None:
         self.last = last
         self.pending: dict[_Id, _Nack] = {}
-        self.consumers: set[str] = set()
+        self.consumers: dict[str, int] = {}  # name -> when it last read (ms)
 
 
 class _Stream:
@@ -261,6 +262,12 @@ class MemoryBus(Bus):
         del self._store.leases[key]
         return True
 
+    async def lease_holder(self, key: str) -> str | None:
+        held = self._store.leases.get(key)
+        if held is None or held[1] <= self._clock():
+            return None
+        return held[0]
+
     def _deadline(self, block_ms: int | None) -> float | None:
         if not block_ms:
             return None
@@ -386,6 +393,15 @@ class MemoryBus(Bus):
             )
         return infos
 
+    async def consumers(self, stream: str, group: str) -> list[ConsumerInfo]:
+        _, state = self._group(stream, group)
+        now = self._clock()
+        held: dict[str, int] = {}
+        for nack in state.pending.values():
+            held[nack.consumer] = held.get(nack.consumer, 0) + 1
+        return [ConsumerInfo(name, held.get(name, 0), max(0, now - seen))
+                for name, seen in state.consumers.items()]
+
     async def pending(
         self, stream: str, group: str, *, consumer: str | None = None, count: int = 100
     ) -> list[PendingEntry]:
@@ -426,8 +442,8 @@ class MemoryBus(Bus):
         deadline = self._deadline(block_ms)
         while True:
             found, state = self._group(stream, group)
-            state.consumers.add(consumer)
             now = self._clock()
+            state.consumers[consumer] = now
             if after is not None:
                 return await self.faults.deliver(
                     stream, self._history(stream, found, state, consumer, after, count, now)
@@ -478,8 +494,8 @@ class MemoryBus(Bus):
         self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
     ) -> list[Message]:
         found, state = self._group(stream, group)
-        state.consumers.add(consumer)
         now = self._clock()
+        state.consumers[consumer] = now
         messages = []
         for entry_id in sorted(state.pending):
             nack = state.pending[entry_id]

@@ -36,6 +36,7 @@ from pmarket.bus.values import (
     Append,
     BusError,
     BusUnavailable,
+    ConsumerInfo,
     Delete,
     Fence,
     GroupInfo,
@@ -149,6 +150,10 @@ class RedisStreamsBus(Bus):
     """How long ``from_url``'s pool lets an operation wait for a free connection
     before it fails with ``BusUnavailable`` (pool exhausted)."""
 
+    connect_timeout_s = 3.0
+    """How long ``from_url``'s connections wait for Redis to accept them: an unreachable
+    host fails fast (``BusUnavailable``) instead of after the system's TCP timeout."""
+
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStreamsBus:
         """A bus on a new bounded connection pool to ``url`` (``redis://host:port/db``).
@@ -159,6 +164,7 @@ class RedisStreamsBus(Bus):
         pool = aioredis.BlockingConnectionPool.from_url(
             url, decode_responses=False, socket_keepalive=True,
             max_connections=cls.max_connections, timeout=cls.pool_timeout_s,
+            socket_connect_timeout=cls.connect_timeout_s,
         )
         # The transport redis-py chose for the URL's scheme, with the bus's changes.
         pool.connection_class = CONNECTION_CLASSES.get(pool.connection_class,
@@ -187,6 +193,11 @@ class RedisStreamsBus(Bus):
     async def release_lease(self, key: str, token: str) -> bool:
         with _translated():
             return bool(await self._release_lease_script(keys=[key], args=[token]))
+
+    async def lease_holder(self, key: str) -> str | None:
+        with _translated():
+            holder = await self.redis.get(key)
+        return None if holder is None else _str(holder)
 
     async def _complete_and_read(
         self,
@@ -305,6 +316,17 @@ class RedisStreamsBus(Bus):
                 )
             )
         return out
+
+    async def consumers(self, stream: str, group: str) -> list[ConsumerInfo]:
+        try:
+            with _translated():
+                rows: Any = await self.redis.xinfo_consumers(stream, group)
+        except BusError as exc:
+            if "no such key" in str(exc):
+                raise UnknownGroup(f"no consumer group {group!r} on {stream}") from None
+            raise
+        return [ConsumerInfo(_str(row["name"]), int(row["pending"]), int(row["idle"]))
+                for row in rows]
 
     async def pending(
         self, stream: str, group: str, *, consumer: str | None = None, count: int = 100

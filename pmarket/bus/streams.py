@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pmarket.bus.values import (
     Ack,
     Append,
+    ConsumerInfo,
     DeadLetter,
     Delete,
     Fence,
@@ -83,6 +84,10 @@ class Streams(abc.ABC):
         """Give the lease ``key`` up if ``token`` holds it; whether it did."""
 
     @abc.abstractmethod
+    async def lease_holder(self, key: str) -> str | None:
+        """The token holding the lease ``key`` now, or None if it is free (expired)."""
+
+    @abc.abstractmethod
     async def read(
         self,
         stream: str,
@@ -137,6 +142,14 @@ class Streams(abc.ABC):
     @abc.abstractmethod
     async def groups(self, stream: str) -> list[GroupInfo]:
         """State of every consumer group of ``stream`` (empty if there is no stream)."""
+
+    @abc.abstractmethod
+    async def consumers(self, stream: str, group: str) -> list[ConsumerInfo]:
+        """The consumers ``group`` knows, with their pending counts and idle times.
+
+        Raises:
+            UnknownGroup: the group (or the stream) does not exist.
+        """
 
     @abc.abstractmethod
     async def pending(

@@ -21,6 +21,9 @@ REPLY_TO = "reply_to"
 CORRELATION_ID = "correlation_id"
 ENGINE_GROUP = "engine"
 """The consumer group of the engine on its shard's command stream."""
+SERVER_GROUP_PREFIX = "server-"
+"""Event stream groups named ``server-<instance>`` belong to one server process each; a
+dead one's group is reaped (``Bus.reap_dead_groups``) once its liveness mark expired."""
 
 _DLQ = "dlq."  # header prefix of the dead-letter metadata
 _DLQ_STREAM, _DLQ_GROUP, _DLQ_ID = _DLQ + "stream", _DLQ + "group", _DLQ + "id"
@@ -175,6 +178,24 @@ class GroupInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsumerInfo:
+    """One consumer of a group (Redis ``XINFO CONSUMERS``).
+
+    Attributes:
+        name: the consumer name.
+        pending: entries delivered to it and not yet acked.
+        idle_ms: time since it last read from the group. Redis 7.0 counts from its last
+            read that returned entries (a blocking read that times out empty does not
+            count); Redis 7.2 and the memory bus from its last read of any kind. Only
+            "idle at least this long" is therefore meaningful, never "it is alive".
+    """
+
+    name: str
+    pending: int
+    idle_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class PendingEntry:
     """A delivered, un-acked entry: who holds it, for how long, how often delivered."""
 
@@ -238,6 +259,11 @@ class StreamKeys:
     def replies(self, instance: str) -> str:
         """Reply stream of the server instance ``instance``."""
         return f"{self.prefix}:replies:{{{instance}}}"
+
+    def alive(self, instance: str) -> str:
+        """Liveness mark of the server instance ``instance`` (a key with a time to live,
+        renewed while the process runs; see ``Bus.keep_alive``)."""
+        return f"{self.prefix}:alive:{{{instance}}}"
 
     def dead_letters(self, stream: str, group: str) -> str:
         """Dead-letter stream of ``group`` on ``stream`` (a prefixed key of this bus)."""

@@ -8,8 +8,9 @@ from pmarket.bus import MemoryBus, make_bus
 
 def test_all_is_pinned():
     assert sorted(pmarket.bus.__all__) == sorted([
-        "ENGINE_GROUP", "Ack", "Append", "Bus", "BusError", "BusUnavailable", "CodecError",
-        "DeadLetter", "Delete", "Faults", "Fence", "GroupInfo", "LeaseLost", "MemoryBus",
+        "ENGINE_GROUP", "SERVER_GROUP_PREFIX", "Ack", "Append", "Bus", "BusError",
+        "BusUnavailable", "CodecError", "ConsumerInfo", "DeadLetter", "Delete", "Faults",
+        "Fence", "GroupInfo", "LeaseLost", "MemoryBus",
         "Message", "Outgoing",
         "PendingEntry", "Reply", "RequestTimeout", "StreamId", "StreamKeys", "UnknownGroup",
         "decode_command", "decode_events", "encode_command", "encode_events", "make_bus",
