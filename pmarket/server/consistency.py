@@ -15,16 +15,29 @@ makes them catch up with this server's own writes, and only when there were some
    (``consumer_positions.last_seq``, committed with the rows), polled by one shared
    task however many reads are waiting.
 
+A read is never served stale. When it cannot be made consistent it answers 503 with
+``Retry-After`` and a code saying why (the writes themselves are applied):
+
+* ``projection_stalled`` at once, without waiting, when ``ProjectionWatch`` knows the
+  projection is stalled: behind the event stream with its position unchanged for
+  ``stall_after_s`` (a dead or stuck worker, a database it cannot write);
+* ``projection_behind`` / ``marketdata_behind`` when the database / the replica did not
+  catch up within ``timeout_s``;
+* ``marketdata_unavailable`` for book reads while the replica is not following the
+  stream, ``unavailable`` for database reads that wait for writes while it is not (the
+  event stream is unreachable: nothing can say how far the writes got).
+
 Invariant: a read started after a write's response was sent sees that write's effects,
 across users and connections of the same server process (other processes see them
-within the projection lag). If the projection stalls past ``timeout_s`` the read is
-served anyway, stale, and a warning is logged: availability over a hung request.
+within the projection lag), or it is refused with a 503.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 from sqlalchemy import Engine, select
 
@@ -32,6 +45,7 @@ from pmarket.bus import Bus
 from pmarket.db import ConsumerPosition
 from pmarket.worker import WORKER_GROUP
 
+from .errors import ApiError
 from .marketdata import Replica
 
 log = logging.getLogger("pmarket.server.consistency")
@@ -77,6 +91,77 @@ class ProjectionProgress:
         return True
 
 
+class ProjectionWatch:
+    """Tells a database projection that stopped advancing from one that is just behind.
+
+    Each ``check`` reads the worker's stored position and compares it with the newest
+    command seq of the event stream as this server's replica applied it. The projection
+    is *stalled* once it has been behind with an unchanged position for
+    ``stall_after_s``: nothing moved although there was work (a dead or stuck worker, a
+    database it cannot write). A worker that advances, however slowly, is only behind.
+    The runtime checks every second (``supervision``) and ``/health`` in its request.
+
+    Args:
+        progress: the worker's stored position.
+        replica: the market-data replica (the stream's seq).
+        stall_after_s: how long a behind, unmoving position counts as stalled.
+        clock: monotonic seconds (tests pass their own).
+    """
+
+    def __init__(self, progress: ProjectionProgress, replica: Replica, stall_after_s: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self.progress = progress
+        self.replica = replica
+        self.stall_after_s = stall_after_s
+        self.clock = clock
+        self.position = 0
+        self.stream_seq = 0
+        self.behind_since: float | None = None  # first seen behind at ``position``
+        self._announced = False
+
+    async def check(self) -> None:
+        """Read the position now and update the verdict (database errors propagate)."""
+        self.observe(await self.progress.refresh(), self.replica.last_seq)
+
+    def observe(self, position: int, stream_seq: int) -> None:
+        """Update the verdict with a position and the stream's seq, seen now."""
+        now = self.clock()
+        behind = stream_seq > position
+        if not behind or position != self.position:
+            self.behind_since = now if behind else None
+        elif self.behind_since is None:
+            self.behind_since = now
+        self.position, self.stream_seq = position, stream_seq
+        stalled = self.stalled() is not None
+        if stalled and not self._announced:
+            log.error("the database projection is stalled: %s", self.describe())
+        elif self._announced and not stalled:
+            log.warning("the database projection advances again (seq %d)", position)
+        self._announced = stalled
+
+    def stalled(self) -> float | None:
+        """Seconds the projection has been stalled, or None while it is not."""
+        if self.behind_since is None:
+            return None
+        waited = self.clock() - self.behind_since
+        return waited if waited >= self.stall_after_s else None
+
+    def describe(self) -> str:
+        """One line for ``/health`` and the logs."""
+        text = f"database at seq {self.position}, event stream at seq {self.stream_seq}"
+        stalled = self.stalled()
+        if stalled is not None:
+            return (f"{text}: no progress for {stalled:.0f} s although behind (is the "
+                    f"worker running, can it write the database?)")
+        if self.behind_since is not None:
+            return f"{text} (catching up)"
+        return text
+
+
+def _unavailable(code: str, message: str, retry_after_s: int) -> ApiError:
+    return ApiError(503, code, message, {"Retry-After": str(retry_after_s)})
+
+
 class ReadBarrier:
     """Makes reads wait for this server's earlier writes (see the module docstring).
 
@@ -84,15 +169,17 @@ class ReadBarrier:
         bus: the bus (for the event stream's newest id).
         replica: the market-data replica following the stream.
         progress: the database projection's position.
-        timeout_s: longest wait before serving a stale read.
+        timeout_s: longest wait before a read is refused (503).
+        watch: knows when the projection is stalled (reads then fail at once).
     """
 
     def __init__(self, bus: Bus, replica: Replica, progress: ProjectionProgress,
-                 timeout_s: float = 5.0):
+                 timeout_s: float = 5.0, watch: ProjectionWatch | None = None):
         self.bus = bus
         self.replica = replica
         self.progress = progress
         self.timeout_s = timeout_s
+        self.watch = watch
         self.written = 0
         self._replica_ok = 0
         self._db_ok = 0
@@ -102,24 +189,53 @@ class ReadBarrier:
         self.written += 1
 
     async def for_replica(self) -> None:
-        """Wait until the replica reflects every write answered so far."""
+        """Wait until the replica reflects every write answered so far.
+
+        Raises:
+            ApiError: 503 when the replica is not following the stream or does not catch
+                up within ``timeout_s``.
+        """
+        replica = self.replica
+        if not replica.running:
+            raise _unavailable("marketdata_unavailable", "market data is not available "
+                               f"right now ({replica.status}); retry in a moment", 1)
         generation = self.written
         if generation <= self._replica_ok:
             return
-        head = await self.bus.last_id(self.replica.stream)
-        if not await self.replica.wait_for_id(head, self.timeout_s):
+        head = await self.bus.last_id(replica.stream)
+        if not await replica.wait_for_id(head, self.timeout_s):
             log.warning("market data replica is behind the event stream (%s)", head)
-            return
+            raise _unavailable("marketdata_behind", "market data has not caught up with "
+                               f"this server's writes within {self.timeout_s:g} s; retry "
+                               "in a moment", 1)
         self._replica_ok = max(self._replica_ok, generation)
 
     async def for_database(self) -> None:
-        """Wait until the database reflects every write answered so far."""
+        """Wait until the database reflects every write answered so far.
+
+        Raises:
+            ApiError: 503 when the projection is stalled, does not catch up within
+                ``timeout_s``, or the event stream is unreachable (see the module).
+        """
         generation = self.written
         if generation <= self._db_ok:
             return
+        if not self.replica.running:
+            raise _unavailable("unavailable", "the event stream is unreachable, so this "
+                               "server cannot confirm its earlier writes are readable yet; "
+                               "retry in a moment", 1)
         await self.for_replica()
         target = self.replica.last_seq
+        if self.progress.known < target and self.watch is not None:
+            stalled = self.watch.stalled()
+            if stalled is not None:
+                raise _unavailable("projection_stalled", "the database projection has not "
+                                   f"advanced for {stalled:.0f} s (the worker is down or "
+                                   "stuck); earlier writes are applied but cannot be read "
+                                   "back yet", 5)
         if not await self.progress.wait_for(target, self.timeout_s):
             log.warning("database projection is behind seq %d", target)
-            return
+            raise _unavailable("projection_behind", "the database has not caught up with "
+                               f"this server's writes within {self.timeout_s:g} s; retry "
+                               "in a moment", 1)
         self._db_ok = max(self._db_ok, generation)

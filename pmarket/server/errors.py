@@ -3,8 +3,16 @@
 ``ApiError`` is raised by handlers, dependencies and the gateway; ``install`` registers
 handlers that turn it, FastAPI's request validation errors (422), Starlette's HTTP
 errors (404 for unknown paths, 405...) and any unexpected exception (500, logged with
-the request id) into that shape. Invariant: no response body leaks a traceback or an
-internal value; bad input is always a 4xx.
+the request id) into that shape.
+
+Outages are not bugs: ``outage_error`` maps a lost database (SQLAlchemy's
+``OperationalError``, ``InterfaceError``, an invalidated connection, a pool timeout) to
+503 ``database_unavailable`` and a lost bus (``BusUnavailable``) to 503 ``unavailable``,
+both with ``Retry-After``. The handlers here, the fast path (``fastpath``) and the
+WebSocket (``websocket``) all use it, so an outage answers 503 on every route.
+
+Invariant: no response body leaks a traceback or an internal value; bad input is always a
+4xx; an outage is always a 503 with ``Retry-After``, never a 500.
 """
 
 from __future__ import annotations
@@ -17,7 +25,11 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pmarket.bus import BusUnavailable
 
 log = logging.getLogger("pmarket.server")
 
@@ -71,6 +83,32 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} not found")
 
 
+DATABASE_RETRY_AFTER_S = 2
+BUS_RETRY_AFTER_S = 1
+
+
+def outage_error(exc: BaseException) -> ApiError | None:
+    """The 503 for an exception that says a backing service is down, else None.
+
+    Looks at ``exc`` and the exceptions it was raised from (a few levels), so a driver
+    error wrapped by another layer is still recognised.
+    """
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, OperationalError | InterfaceError | PoolTimeout) or (
+                isinstance(exc, DBAPIError) and exc.connection_invalidated):
+            return ApiError(503, "database_unavailable",
+                            "the database is unreachable; retry in a moment",
+                            {"Retry-After": str(DATABASE_RETRY_AFTER_S)})
+        if isinstance(exc, BusUnavailable):
+            return ApiError(503, "unavailable",
+                            "the exchange's message bus is unreachable; retry in a moment",
+                            {"Retry-After": str(BUS_RETRY_AFTER_S)})
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
 def validation_message(errors: Sequence[Any]) -> str:
     """One sentence from pydantic's error list: ``field: what is wrong; ...``."""
     parts = []
@@ -100,8 +138,29 @@ def install(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
 
+    async def _outage(request: Request, exc: Exception) -> JSON:
+        error = outage_error(exc)
+        if error is None:
+            return _internal(request, exc)
+        log.warning("%s %s: %s (%s: %s)", request.method, request.url.path, error.code,
+                    type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "",
+                    extra={"request_id": request.headers.get("x-request-id", "")})
+        return error_response(error.status, error.code, error.message, error.headers)
+
+    # Registered per class, so they run inside the app (a 500 goes through Starlette's
+    # ServerErrorMiddleware, which re-raises to the server after answering).
+    for outage_class in (DBAPIError, PoolTimeout, BusUnavailable):
+        app.add_exception_handler(outage_class, _outage)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSON:
-        log.exception("unhandled error", extra={"request_id": request.headers.get(
-            "x-request-id", ""), "path": request.url.path})
-        return error_response(500, "internal_error", "internal server error")
+        error = outage_error(exc)
+        if error is not None:  # wrapped in something else: still an outage
+            return await _outage(request, exc)
+        return _internal(request, exc)
+
+
+def _internal(request: Request, exc: Exception) -> JSON:
+    log.error("unhandled error", exc_info=exc, extra={"request_id": request.headers.get(
+        "x-request-id", ""), "path": request.url.path})
+    return error_response(500, "internal_error", "internal server error")

@@ -13,6 +13,9 @@ to FastAPI untouched (the body already read is replayed), so every error keeps F
 exact status and shape. The rate limit is charged only once the request is known to be
 served here, so a request is never charged twice.
 
+An outage (database or bus, ``errors.outage_error``) answers the same 503 with
+``Retry-After`` as through FastAPI.
+
 Invariant: a request served here gets the same response as through FastAPI.
 """
 
@@ -25,7 +28,7 @@ import orjson
 from pydantic import ValidationError
 
 from .deps import _charge
-from .errors import ApiError, error_response
+from .errors import ApiError, error_response, outage_error
 from .routes import orders
 from .schemas import OrderCreate
 from .security import InvalidToken, decode_token
@@ -101,8 +104,8 @@ class FastPath:
         try:
             _charge(runtime, ("user", user.id))
             response = await orders.place_order(order, user, runtime)
-        except ApiError as exc:
-            response = error_response(exc.status, exc.code, exc.message, exc.headers)
+        except Exception as exc:
+            response = _error(exc)
         await response(scope, receive, send)
 
     async def _cancel(self, scope, receive, send):
@@ -117,9 +120,17 @@ class FastPath:
         try:
             _charge(runtime, ("user", user.id))
             response = await orders.cancel_order(order_id, user, runtime)
-        except ApiError as exc:
-            response = error_response(exc.status, exc.code, exc.message, exc.headers)
+        except Exception as exc:
+            response = _error(exc)
         await response(scope, receive, send)
+
+
+def _error(exc: Exception):
+    """The error response FastAPI's handlers would give (re-raises anything else)."""
+    error = exc if isinstance(exc, ApiError) else outage_error(exc)
+    if error is None:
+        raise exc
+    return error_response(error.status, error.code, error.message, error.headers)
 
 
 def _json_content(scope) -> bool:

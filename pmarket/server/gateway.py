@@ -7,7 +7,9 @@ turns a ``rejected`` event into the HTTP error the API promises (``REJECTION_STA
 Invariant: the engine is the single writer, so every check that guards money (enough
 cash, enough shares, market active...) happens there, atomically with the change; the
 gateway never pre-checks state it could read stale. A reply that does not arrive in time
-is a 504 (the command may still be applied) and an unreachable bus a 503.
+is a 504 (the command may still be applied) and an unreachable bus a 503 with
+``Retry-After`` (usually the command was never sent; one whose write the outage cut off
+mid-way may have been, as with a 504 — ``client_order_id`` makes a retry safe).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pmarket.bus import Bus, BusUnavailable, RequestTimeout, decode_events, enco
 from pmarket.engine.commands import Command
 from pmarket.engine.events import REJECTED, Reason
 
-from .errors import ApiError
+from .errors import BUS_RETRY_AFTER_S, ApiError
 
 REJECTION_STATUS: dict[str, int] = {
     Reason.INSUFFICIENT_CASH: 409,
@@ -96,7 +98,8 @@ class Gateway:
             raise ApiError(504, "engine_timeout", "the engine did not answer in time; the "
                            "request may still be applied") from None
         except BusUnavailable:
-            raise ApiError(503, "unavailable", "the engine is unreachable") from None
+            raise ApiError(503, "unavailable", "the engine is unreachable; retry in a moment",
+                           {"Retry-After": str(BUS_RETRY_AFTER_S)}) from None
         events = decode_events(reply)
         self.on_write()
         if self.observe is not None:

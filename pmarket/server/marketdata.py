@@ -13,8 +13,21 @@ WebSocket message it causes is handed to ``Hub`` in the same step: a subscriber'
 snapshot and the deltas after it can never interleave with another delivery, so per
 channel ``sequence`` grows by exactly one per message.
 
+Healing (``run``): the replica outlives its bus. A failed read (Redis down, or never up
+since the server started) is retried for as long as it lasts — logged once when the
+stream is lost and once when it is back — and the replica reports itself not
+``running`` meanwhile (``/health`` degraded, book reads 503). Commands are numbered
+contiguously, so a delivery starting past ``last_seq + 1`` proves deliveries were lost
+(trimmed while this server was away, a Redis restart without persistence), and a
+vanished consumer group (reaped while this server stalled) may hide such a loss: either
+way the replica *resynchronises* — it parks its group at the stream's start so nothing
+more is trimmed, seeds again from the database, moves the group to the new seed's
+position, and sends every book subscriber a fresh ``snapshot`` (next ``sequence``), as
+a client does itself on a sequence gap.
+
 Invariant: after applying the deliveries up to command ``n``, each book equals the
-engine's book after command ``n`` (same levels and totals), and ``last_seq == n``.
+engine's book after command ``n`` (same levels and totals), and ``last_seq == n``; a
+replica that cannot guarantee it says so (``running`` False) instead of serving.
 """
 
 from __future__ import annotations
@@ -27,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select
 
-from pmarket.bus import Bus, parse_id
+from pmarket.bus import Bus, UnknownGroup, parse_id
+from pmarket.bus.outage import Outage
 from pmarket.db import ConsumerPosition, Event, Market, Order
 from pmarket.engine.events import BALANCE, BOOK, EVENT, EVENT_DELETED, FILL, ORDER
 from pmarket.engine.units import SCALE
@@ -44,6 +58,12 @@ log = logging.getLogger("pmarket.server.marketdata")
 OPEN_STATUSES = ("open", "partially_filled")
 CLOSED_MEMORY = 200_000
 """How many recently closed orders the replica remembers (owner and final status)."""
+READ_BLOCK_MS = 200
+"""How long one read of the event stream waits for deliveries."""
+
+
+class _Gap(Exception):
+    """A delivery arrived past ``last_seq + 1``: deliveries before it are lost."""
 
 
 @dataclass(slots=True)
@@ -66,6 +86,24 @@ class MarketState:
 
     def best_ask(self) -> int | None:
         return min(self.asks) if self.asks else None
+
+
+@dataclass(slots=True)
+class Seed:
+    """What the database says the books are, as of the worker's position.
+
+    Attributes:
+        markets: every market by id.
+        event_markets: each event's market ids, in order.
+        last_seq: the worker's projected command seq (0: nothing projected).
+        start_id: the event stream id of the worker's last projected delivery ("0":
+            none), where following the stream resumes.
+    """
+
+    markets: dict[int, MarketState]
+    event_markets: dict[int, list[int]]
+    last_seq: int
+    start_id: str
 
 
 def book_view(m: MarketState, view: str = "yes", depth: int | None = None) -> dict[str, Any]:
@@ -123,8 +161,13 @@ class Replica:
         self.last_id: tuple[int, int] = (0, 0)
         self._start_id = "0"
         self._progress = asyncio.Event()
-        self.running = False
+        self.running = False  # following the stream now: books are current
+        self.status = "not started"  # why not, when not running (for /health, errors)
+        self.resyncs = 0
         self.deliveries = 0
+        self._attached = False  # the group exists at (or after) the seed's position
+        self._resync = False  # the next attach seeds again first
+        self._tried = asyncio.Event()  # the first read was attempted
         # order id -> (owner, status) of orders seen closing, newest CLOSED_MEMORY kept:
         # answers "is this closed order the caller's?" without waiting for the database.
         self.closed_orders: dict[int, tuple[int, str]] = {}
@@ -133,6 +176,10 @@ class Replica:
 
     def seed(self) -> None:
         """Load markets and open-order books from the database, with its position."""
+        self._install(self.read_seed())
+
+    def read_seed(self) -> Seed:
+        """Read a ``Seed`` in one transaction (blocking: run it in a thread)."""
         with self.db.begin() as conn:
             pos = conn.execute(select(ConsumerPosition.last_seq, ConsumerPosition.last_message_id)
                                .where(ConsumerPosition.consumer == WORKER_GROUP,
@@ -147,11 +194,13 @@ class Replica:
                        func.sum(Order.quantity - Order.filled))
                 .where(Order.status.in_(OPEN_STATUSES))
                 .group_by(Order.market_id, Order.outcome, Order.side, Order.price)).all()
+        markets: dict[int, MarketState] = {}
+        event_markets: dict[int, list[int]] = {}
         for mid, eid, name, tick, status, last in rows:
-            self.markets[mid] = MarketState(mid, eid, name, tick, status, last)
-            self.event_markets.setdefault(eid, []).append(mid)
+            markets[mid] = MarketState(mid, eid, name, tick, status, last)
+            event_markets.setdefault(eid, []).append(mid)
         for mid, outcome, side, price, qty in levels:
-            m = self.markets.get(mid)
+            m = markets.get(mid)
             if m is None or not qty:
                 continue
             # The canonical YES book: buy YES / sell NO bid, sell YES / buy NO ask.
@@ -159,44 +208,138 @@ class Replica:
             bid = (outcome == "yes") == (side == "buy")
             book = m.bids if bid else m.asks
             book[yes_price] = book.get(yes_price, 0) + int(qty)
-        if pos is not None:
-            self.seed_seq = self.last_seq = pos.last_seq
-            if pos.last_message_id:
-                self._start_id = pos.last_message_id
+        last_seq = pos.last_seq if pos is not None else 0
+        start_id = pos.last_message_id if pos is not None and pos.last_message_id else "0"
+        return Seed(markets, event_markets, last_seq, start_id)
+
+    def _install(self, seed: Seed, *, resync: bool = False) -> None:
+        """Replace the books with ``seed``'s, synchronously; on a resync, every book
+        subscriber gets a fresh snapshot at the channel's next sequence."""
+        old = self.markets
+        for mid, m in seed.markets.items():
+            prev = old.get(mid)
+            if prev is not None:  # channel sequences never go back
+                m.sequence = prev.sequence + int(resync)
+                # A resync may have skipped trades: the gap in ``trades:{id}`` says so.
+                m.trade_sequence = prev.trade_sequence + int(resync)
+        self.markets = seed.markets
+        self.event_markets = seed.event_markets
+        self.seed_seq = self.last_seq = seed.last_seq
+        self._start_id = seed.start_id
+        self.last_id = parse_id(seed.start_id)
+        if resync and self.hub is not None:
+            hub = self.hub
+            for mid in old:
+                m = seed.markets.get(mid)
+                if m is not None:
+                    if hub.wants(f"book:{mid}"):
+                        hub.send(f"book:{mid}", "snapshot", m.sequence, book_view(m))
+                    continue
+                for channel in (f"book:{mid}", f"trades:{mid}"):
+                    if hub.wants(channel):
+                        hub.drop(channel, "unknown_channel", f"market {mid} no longer exists")
 
     # --- following the stream ---------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, consumer: str = "replica") -> None:
-        """Follow the event stream until ``stop`` is set."""
-        await self.bus.ensure_group(self.stream, self.group, self._start_id)
-        self.running = True
+        """Follow the event stream until ``stop`` is set, healing from every outage."""
+        lost = Outage(f"market data ({self.group}): reading the event stream", log,
+                      max_backoff_s=1.0)
+        resyncing = Outage(f"market data ({self.group}): resynchronising", log,
+                           max_backoff_s=5.0)
         applied: list[str] = []  # ids to ack with the next read (one round trip for both)
         try:
             while not stop.is_set():
                 try:
+                    if not self._attached:
+                        await self._attach(consumer)
+                        applied = []
+                        resyncing.recovered()
                     messages = await self.bus.ack_and_read_events(
-                        self.group, consumer, applied, count=500, block_ms=200,
-                        shard=self.shard)
-                except Exception as exc:  # the bus is down: keep trying, health says so
-                    self.running = False
-                    log.warning("market data: reading events failed: %s", exc)
-                    await asyncio.sleep(0.2)
+                        self.group, consumer, applied, count=500, block_ms=READ_BLOCK_MS,
+                        start_id=None, shard=self.shard)
+                except UnknownGroup:
+                    log.error("market data: consumer group %s is gone (reaped while this "
+                              "server stalled, or Redis lost its data); resynchronising "
+                              "from the database", self.group)
+                    self._lost("consumer group lost; resynchronising", resync=True)
                     continue
-                self.running = True
-                for message in messages:
-                    try:
-                        delivery = decode_delivery(message.payload, message.id)
-                    except ValueError as exc:
-                        log.error("market data: undecodable delivery %s: %s", message.id, exc)
-                        continue
-                    self.apply(delivery)
-                    self.last_id = max(self.last_id, parse_id(message.id))
-                applied = [m.id for m in messages]
-                if messages:
-                    self._progress.set()
-                    self._progress = asyncio.Event()
+                except Exception as exc:  # bus or database down: retried, loud, visible
+                    self._lost(f"{'resynchronising' if self._resync else 'event stream'}"
+                               f" unavailable ({type(exc).__name__}: {exc})"[:300])
+                    await (resyncing if self._resync else lost).failed(exc)
+                    continue
+                finally:
+                    self._tried.set()
+                lost.recovered()
+                self.running, self.status = True, "following the event stream"
+                try:
+                    applied = self._apply_messages(messages)
+                except _Gap as gap:
+                    log.error("market data: %s; resynchronising from the database", gap)
+                    self._lost("deliveries missing; resynchronising", resync=True)
+                    resyncing.fail(gap)
         finally:
             self.running = False
+            self.status = "stopped"
+
+    def _lost(self, why: str, *, resync: bool = False) -> None:
+        self.running = False
+        self.status = why
+        if resync:
+            self._attached = False
+            self._resync = True
+
+    def _apply_messages(self, messages: list) -> list[str]:
+        """Apply a batch of stream messages; the ids to ack. Raises ``_Gap``."""
+        for message in messages:
+            try:
+                delivery = decode_delivery(message.payload, message.id)
+            except ValueError as exc:
+                log.error("market data: undecodable delivery %s: %s", message.id, exc)
+                continue
+            if not self.apply(delivery):
+                raise _Gap(f"delivery {message.id} covers commands {delivery.first_seq}.."
+                           f"{delivery.last_seq}, but the replica is at {self.last_seq}")
+            self.last_id = max(self.last_id, parse_id(message.id))
+        if messages:
+            self._progress.set()
+            self._progress = asyncio.Event()
+        return [m.id for m in messages]
+
+    async def wait_tried(self, timeout_s: float) -> bool:
+        """Wait until the first read of the stream was attempted; whether it was."""
+        try:
+            await asyncio.wait_for(self._tried.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _attach(self, consumer: str) -> None:
+        """Make the group deliver what follows the seed: at start, or after a loss (then
+        with a new seed, taken while the group holds trimming back)."""
+        stream, group = self.stream, self.group
+        if self._resync:
+            self.status = "resynchronising from the database"
+            # Park the group at the stream's start: nothing is trimmed while we seed.
+            if not await self.bus.ensure_group(stream, group, "0"):
+                await self.bus.set_group_position(stream, group, "0-0")
+            await self._ack_pending()
+            seed = await asyncio.to_thread(self.read_seed)
+            self._install(seed, resync=True)
+            self.resyncs += 1
+            log.warning("market data: resynchronised from the database at seq %d (resync "
+                        "%d); book subscribers got fresh snapshots", self.last_seq,
+                        self.resyncs)
+        elif not await self.bus.ensure_group(stream, group, self._start_id):
+            await self._ack_pending()  # a group of ours from before: start afresh
+        await self.bus.set_group_position(stream, group, self._start_id)
+        self._attached, self._resync = True, False
+
+    async def _ack_pending(self) -> None:
+        """Ack whatever the group still has pending: it would hold trimming back."""
+        while pending := await self.bus.pending(self.stream, self.group, count=1_000):
+            await self.bus.ack(self.stream, self.group, [p.id for p in pending])
 
     async def wait_for_id(self, stream_id: str, timeout_s: float) -> bool:
         """Wait until the replica has applied the stream up to ``stream_id``."""
@@ -213,12 +356,19 @@ class Replica:
                 return False
         return True
 
-    def apply(self, delivery: Delivery) -> None:
-        """Fold one delivery into the books (skipped if the seed already holds it)."""
+    def apply(self, delivery: Delivery) -> bool:
+        """Fold one delivery into the books (skipped if they already hold it).
+
+        Returns:
+            False, changing nothing, if the delivery starts past ``last_seq + 1``:
+            deliveries before it are missing and the replica must resynchronise.
+        """
         self.deliveries += 1
-        if delivery.last_seq <= self.seed_seq:
-            return
-        self.last_seq = max(self.last_seq, delivery.last_seq)
+        if delivery.last_seq <= self.last_seq:
+            return True  # in the seed already, or a duplicate delivery
+        if delivery.first_seq > self.last_seq + 1:
+            return False
+        self.last_seq = delivery.last_seq
         changes: dict[int, list[dict[str, Any]]] = {}
         for ev in delivery.events:
             kind = ev[0]
@@ -236,7 +386,7 @@ class Replica:
                     self.markets.pop(mid, None)
         hub = self.hub
         if hub is None:
-            return
+            return True
         for mid, levels in changes.items():
             m = self.markets.get(mid)
             if m is not None:
@@ -245,6 +395,7 @@ class Replica:
                 if hub.wants(channel):
                     hub.send(channel, "delta", m.sequence, {"market_id": mid, "changes": levels})
         self._publish_user(delivery)
+        return True
 
     def _closed(self, order_id: int, user_id: int, status: str) -> None:
         closed = self.closed_orders

@@ -4,8 +4,14 @@
 and, in the embedded mode, starts the engine service (snapshots beside the database,
 event stream journaled by ``journal.JournaledBus``) and the worker as tasks of this
 process; then it seeds the market-data replica from the database and starts following
-the event stream. ``Runtime.stop`` reverses it: the engine finishes its batch and writes a
-snapshot, the worker and the replica stop, this server's consumer group is deleted.
+the event stream, and the supervisor (``supervision``: liveness mark, reaping dead
+servers' groups, watching the projection). ``Runtime.stop`` reverses it: the engine
+finishes its batch and writes a snapshot, the worker and the replica stop, this server's
+consumer group is deleted.
+
+A deployment server starts while Redis is down (nothing in ``start`` waits for it): it
+serves degraded — ``/health`` 503, writes 503 with ``Retry-After`` — and heals when
+Redis answers again (the replica and the bus reconnect by themselves).
 
 Invariant: the server answers requests only between a completed ``start`` and ``stop``;
 the engine is only ever written through ``gateway`` (one writer: the engine service).
@@ -26,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from pmarket.bus import Bus, make_bus
 from pmarket.db import Admin, make_engine, upgrade
 
-from .consistency import ProjectionProgress, ReadBarrier
+from .consistency import ProjectionProgress, ProjectionWatch, ReadBarrier
 from .gateway import Gateway
 from .journal import open_journaled_bus
 from .marketdata import Replica
@@ -35,6 +41,7 @@ from .ratelimit import RateLimiter
 from .security import PasswordHasher, hash_password
 from .settings import Settings
 from .subworker import WorkerProcess
+from .supervision import Supervisor
 from .throttle import FailureThrottle, SigninGuard
 from .websocket import Hub, WsLimits
 
@@ -75,6 +82,8 @@ class Runtime:
     hasher: PasswordHasher = None  # type: ignore[assignment]
     service: object | None = None
     worker: object | None = None
+    watch: ProjectionWatch = None  # type: ignore[assignment]
+    supervisor: Supervisor = None  # type: ignore[assignment]
     tasks: dict[str, asyncio.Task] = field(default_factory=dict)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -96,10 +105,13 @@ class Runtime:
         if s.embedded:
             base = s.snapshot_path()
             self.bus = await open_journaled_bus(base.with_name(base.name + ".journal"),
-                                                prefix=s.bus_prefix, shard=s.shard)
+                                                prefix=s.bus_prefix, shard=s.shard,
+                                                instance=self.instance)
             await self._start_embedded(base)
         else:
-            self.bus = make_bus(s.redis_url, prefix=s.bus_prefix, shard=s.shard)
+            # No connection yet: a server starts (degraded) while Redis is down.
+            self.bus = make_bus(s.redis_url, prefix=s.bus_prefix, shard=s.shard,
+                                instance=self.instance)
         self.limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)
         self._start_guards()
         await self.hasher.warm()
@@ -107,11 +119,19 @@ class Runtime:
                                on_trade=self.metrics.trades.inc)
         await asyncio.to_thread(self.replica.seed)
         progress = ProjectionProgress(self.db, self.bus.events_stream(s.shard))
-        self.barrier = ReadBarrier(self.bus, self.replica, progress, s.consistency_timeout_s)
+        self.watch = ProjectionWatch(progress, self.replica, s.worker_stall_s)
+        self.barrier = ReadBarrier(self.bus, self.replica, progress, s.consistency_timeout_s,
+                                   self.watch)
         self.gateway = Gateway(self.bus, timeout_s=s.request_timeout_s,
                                on_write=self.barrier.note_write,
                                observe=self.metrics.observe_command)
         self._spawn("replica", self.replica.run(self.stopping, consumer=self.instance))
+        # Serve once the replica follows the stream, unless the bus is down (then at once,
+        # degraded: it heals by itself).
+        await self.replica.wait_tried(5.0)
+        self.supervisor = Supervisor(self.bus, self.replica.stream, self.watch,
+                                     reap_after_s=s.reap_groups_after_s)
+        self._spawn("supervisor", self.supervisor.run(self.stopping))
 
     async def _start_embedded(self, snapshot_dir: Path) -> None:
         from pmarket.engine.service import EngineService
@@ -163,7 +183,7 @@ class Runtime:
     async def stop(self) -> None:
         """Stop everything started, engine last so it snapshots what was applied."""
         self.stopping.set()
-        for name in ("replica", "worker", "engine"):
+        for name in ("supervisor", "replica", "worker", "engine"):
             task = self.tasks.get(name)
             if task is not None:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -172,6 +192,8 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await self.bus.delete_group(self.bus.events_stream(self.settings.shard),
                                             self.group)
+            if self.supervisor is not None:
+                await self.supervisor.release()
             await self.bus.close()
         if self.db is not None:
             self.db.dispose()

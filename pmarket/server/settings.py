@@ -100,6 +100,12 @@ class Settings:
         log_requests: log one structured line per request.
         worker_process: embedded only — run the database worker in a child process
             (``subworker``) rather than as a task of this one (``PMARKET_WORKER_PROCESS=0``).
+        reap_groups_after_s: a server's liveness mark lives this long after its last
+            renewal; another server's group on the event stream is removed once its mark
+            expired and its consumers were idle this long (0: never remove any).
+        worker_stall_s: the database projection counts as stalled (``/health`` worker
+            down, reads after writes refused at once) once it has been behind the event
+            stream this long without advancing.
     """
 
     database_url: str = ""
@@ -135,6 +141,8 @@ class Settings:
     bcrypt_max_waiting: int = 32
     log_requests: bool = True
     worker_process: bool = True
+    reap_groups_after_s: float = 60.0
+    worker_stall_s: float = 10.0
 
     @property
     def embedded(self) -> bool:
@@ -181,6 +189,8 @@ class Settings:
             bcrypt_max_waiting=_env_int("PMARKET_BCRYPT_MAX_WAITING", 32),
             log_requests=env.get("PMARKET_LOG_REQUESTS", "1") != "0",
             worker_process=env.get("PMARKET_WORKER_PROCESS", "1") != "0",
+            reap_groups_after_s=_env_float("PMARKET_REAP_GROUPS_AFTER_S", 60.0),
+            worker_stall_s=_env_float("PMARKET_WORKER_STALL_S", 10.0),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         return settings.with_secret()

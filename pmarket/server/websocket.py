@@ -23,6 +23,13 @@ a channel named twice in one frame counts once. A book snapshot is encoded once 
 market and sequence (``SnapshotCache``) and shared by every subscriber of that moment,
 so a crowd subscribing to a deep book costs one encoding, not one each.
 
+Outages: a subscription that cannot be served right now (the replica is not following
+the event stream, or it cannot be brought up to this server's writes) gets an ``error``
+with the 503 code the HTTP API would give (``marketdata_unavailable``...) and the
+connection stays open. When the replica resynchronises after losing deliveries, every
+book subscriber gets a fresh ``snapshot`` at the channel's next sequence, as after a
+sequence gap; a channel whose market vanished meanwhile gets an ``error`` and is dropped.
+
 Invariant: within one connection, a channel's ``sequence`` grows by exactly 1 per
 message (book and trades: the market's channel counter; user: a per-subscription one).
 """
@@ -39,6 +46,7 @@ from typing import Any
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 
+from .errors import ApiError, outage_error
 from .marketdata import MarketState, Replica, book_view
 from .ratelimit import RateLimiter
 from .security import InvalidToken, decode_token
@@ -167,6 +175,13 @@ class Hub:
         if key.startswith("user:"):
             self.user_subscribers += 1
         self.subscribers.setdefault(key, set()).add(conn)
+
+    def drop(self, key: str, code: str, message: str) -> None:
+        """Unsubscribe every connection from the market channel ``key``, telling why."""
+        for conn in self.subscribers.pop(key, set()):
+            conn.channels.discard(key)
+            conn.put({"channel": key, "type": "error", "sequence": 0,
+                      "data": {"code": code, "message": message}})
 
     def remove(self, key: str, conn: Connection) -> None:
         conns = self.subscribers.get(key)
@@ -298,7 +313,14 @@ async def _handle(msg: Any, conn: Connection, hub: Hub, replica: Replica, secret
             return False
         conn.user_id = principal.id
     if any(_MARKET_CHANNEL.match(c) for c in channels if c.startswith("book:")):
-        await before_snapshot()
+        try:
+            await before_snapshot()
+        except Exception as exc:  # an outage: say so, as the HTTP API would (503)
+            error = exc if isinstance(exc, ApiError) else outage_error(exc)
+            if error is None:
+                raise
+            conn.put(_error(error.code, error.message))
+            return True
     bucket = hub.limits.subscriptions
     for channel in channels:
         wait = bucket.allow(conn.address)

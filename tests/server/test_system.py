@@ -12,9 +12,8 @@ async def test_health_reports_every_component_ok(client, server):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "ok"
-    for name in ("engine", "database", "bus", "marketdata"):
+    for name in ("engine", "database", "bus", "marketdata", "worker"):
         assert body["components"][name]["status"] == "ok"
-    assert ("worker" in body["components"]) == (server.kind == "embedded")
     if server.kind == "embedded":  # a child process by default (PMARKET_WORKER_PROCESS)
         assert body["components"]["worker"]["detail"].startswith(
             "embedded worker process (pid ")

@@ -3,11 +3,14 @@
 Health checks what a request would need: the database answers ``SELECT 1``, the bus
 answers a read of the event stream's head, the engine answers a command round trip
 (``Expire``: it only advances the engine's clock and expires due orders, so it is
-harmless), the market-data replica is following the stream, and in the embedded mode
-the engine and worker tasks are alive, and nothing acknowledged is missing from the
-database (``projection``: parked events, skipped commands). Any failure makes the status
+harmless), the market-data replica is following the stream, the database projection
+(the worker, wherever it runs) is not stalled (``consistency.ProjectionWatch``: behind
+the stream without advancing for ``worker_stall_s``), in the embedded mode the engine
+and worker tasks are alive, and nothing acknowledged is missing from the database
+(``projection``: parked events, skipped commands). Any failure makes the status
 ``degraded``; a component ``down`` also makes the answer a 503, so load balancers take
-the instance out (a ``degraded`` projection does not: every instance shares it).
+the instance out (a ``degraded`` one does not — a stalled worker, parked events: every
+instance shares them, and taking all out would stop the trading that still works).
 
 Invariant: a component is reported ``ok`` only if it was checked in this request.
 """
@@ -22,6 +25,7 @@ from fastapi.responses import Response
 
 from pmarket.bus import encode_command
 from pmarket.engine import Expire
+from pmarket.worker import WORKER_GROUP
 from pmarket.worker.parked import projection_health
 
 from ..deps import RuntimeDep
@@ -59,23 +63,21 @@ async def health(runtime: RuntimeDep):
             engine_detail = f"no answer within {CHECK_TIMEOUT_S}s ({type(exc).__name__})"
     elif bus_ok:
         engine_detail = "the embedded engine task stopped"
-    worker_alive = runtime.component_alive("worker")
-    marketdata_ok = runtime.replica.running and runtime.component_alive("replica") is not False
+    replica = runtime.replica
+    marketdata_ok = replica.running and runtime.component_alive("replica") is not False
+    marketdata_detail = f"applied up to seq {replica.last_seq}" + (
+        "" if marketdata_ok else f"; not following the event stream: {replica.status}")
     components = {
         "engine": _component(engine_ok, engine_detail, round_trip_ms=rtt_ms,
                              embedded=runtime.settings.embedded),
         "database": _component(db_ok, db_detail),
         "bus": _component(bus_ok, bus_detail),
-        "marketdata": _component(marketdata_ok, f"applied up to seq {runtime.replica.last_seq}"),
+        "marketdata": _component(marketdata_ok, marketdata_detail),
     }
     # Parked events and skipped commands: acknowledged, yet missing from the database.
     components["projection"] = await projection_health(runtime.db, runtime.bus,
                                                        runtime.replica.stream)
-    if worker_alive is not None:
-        process = getattr(runtime.worker, "process", None)
-        components["worker"] = _component(
-            worker_alive, "embedded worker task" if process is None
-            else f"embedded worker process (pid {process.pid})")
+    components["worker"] = await _worker(runtime, bus_ok)
     healthy = all(c["status"] == "ok" for c in components.values())
     # 503 takes the instance out of a load balancer: only for what this instance cannot
     # serve without ("down"), not for data an operator must see to (parked events, which
@@ -83,6 +85,41 @@ async def health(runtime: RuntimeDep):
     down = any(c["status"] == "down" for c in components.values())
     return JSON({"status": "ok" if healthy else "degraded", "components": components},
                 status_code=503 if down else 200)
+
+
+async def _worker(runtime, bus_ok: bool) -> dict:
+    """The worker: ``down`` when this instance's own (embedded) worker is gone,
+    ``degraded`` while the projection is stalled (wherever the worker runs)."""
+    advancing, detail = await _projection(runtime, bus_ok)
+    alive = runtime.component_alive("worker")
+    if alive is not None:
+        process = getattr(runtime.worker, "process", None)
+        where = "embedded worker task" if process is None \
+            else f"embedded worker process (pid {process.pid})"
+        detail = f"{where}{'' if alive else ' stopped'}; {detail}"
+    status = "down" if alive is False else "ok" if advancing else "degraded"
+    return {"status": status, "detail": detail}
+
+
+async def _projection(runtime, bus_ok: bool) -> tuple[bool, str]:
+    """Whether the database projection advances (checked now), and how far it is."""
+    watch = runtime.watch
+    try:
+        await asyncio.wait_for(watch.check(), CHECK_TIMEOUT_S)
+    except Exception as exc:
+        return False, f"cannot read the projection's position ({type(exc).__name__})"
+    detail = watch.describe()
+    if bus_ok:
+        try:
+            groups = await asyncio.wait_for(runtime.bus.groups(runtime.replica.stream),
+                                            CHECK_TIMEOUT_S)
+            group = next((g for g in groups if g.name == WORKER_GROUP), None)
+            detail += ("; no worker group on the event stream" if group is None else
+                       f"; group {WORKER_GROUP}: {group.pending} pending, "
+                       f"{group.consumers} consumers")
+        except Exception:  # the bus component reports it
+            pass
+    return watch.stalled() is None, detail
 
 
 @router.get("/metrics", response_class=Response,
