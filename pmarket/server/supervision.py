@@ -88,7 +88,7 @@ class Supervisor:
             return False
         if self._marked and not kept:
             log.error("this server's liveness mark had expired (the process stalled for "
-                      "more than %.0f s, or Redis lost its data): other servers may have "
+                      "more than %.1f s, or Redis lost its data): other servers may have "
                       "removed its consumer group; market data resynchronises if so",
                       self.mark_ms / 1000)
         self._marked = True

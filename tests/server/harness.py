@@ -114,14 +114,18 @@ async def start_server(kind: str, directory: Path, **overrides: Any) -> Server:
         base.setdefault("database_url", f"sqlite:///{directory / 'pmarket.db'}")
         settings = Settings(**base).with_secret()
     else:
-        redis_url = redis_url_or_skip()
+        # ``redis_url`` (a private Redis) and ``services=False`` (the test runs the
+        # engine and the worker itself, see tests/server/faults.py) serve fault tests.
+        redis_url = base.pop("redis_url", None) or redis_url_or_skip()
+        with_services = base.pop("services", True)
         if "database_url" not in base:
             db_url, schema = postgres_schema_url()
             base["database_url"] = db_url
             cleanup.append(lambda: drop_schema(schema))
         base.setdefault("bus_prefix", f"pmt-{uuid.uuid4().hex[:10]}")
         settings = Settings(redis_url=redis_url, **base).with_secret()
-        extra += await start_services(settings, directory, stop_services, cleanup)
+        if with_services:
+            extra += await start_services(settings, directory, stop_services, cleanup)
     app = create_app(settings)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
