@@ -102,7 +102,9 @@ class TcpProxy:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        """Listen (on the same port as before, after a ``cut``)."""
+        """Listen (on the same port as before, after a ``cut``); no-op if listening."""
+        if self._listener is not None:
+            return
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))

@@ -1,0 +1,139 @@
+"""The pieces of healing on their own: the replica's gap detection and resync, the
+projection watch's verdict, the 503 mapping of outage errors."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from pmarket.bus import BusError, BusUnavailable, MemoryBus
+from pmarket.engine.events import BOOK
+from pmarket.server.consistency import ProjectionWatch
+from pmarket.server.errors import outage_error
+from pmarket.server.marketdata import MarketState, Replica, Seed
+from pmarket.server.websocket import Connection, Hub
+from pmarket.worker import Delivery
+
+
+def _replica(hub: Hub | None = None) -> Replica:
+    replica = Replica(MemoryBus(), None, group="server-t", hub=hub)  # type: ignore[arg-type]
+    replica._install(Seed({1: MarketState(1, 1, "m", 100, "active")}, {1: [1]}, 10, "5-0"))
+    return replica
+
+
+def _book(first: int, last: int, price: int, qty: int) -> Delivery:
+    return Delivery(first, last, events=[(BOOK, 1, "bid", price, qty)])
+
+
+def test_deliveries_apply_in_order_and_duplicates_are_skipped():
+    replica = _replica()
+    assert replica.apply(_book(11, 12, 4000, 3))
+    assert replica.apply(_book(5, 12, 4000, 99))  # covered already: a duplicate
+    assert replica.markets[1].bids == {4000: 3}
+    assert replica.apply(_book(13, 13, 4100, 1))
+    assert replica.last_seq == 13 and replica.markets[1].bids == {4000: 3, 4100: 1}
+
+
+@given(st.integers(min_value=2, max_value=1_000))
+def test_a_delivery_past_the_next_seq_is_a_gap_and_changes_nothing(skip: int):
+    replica = _replica()
+    sequence = replica.markets[1].sequence
+    assert replica.apply(_book(10 + skip, 10 + skip, 4000, 3)) is False
+    assert replica.last_seq == 10
+    assert replica.markets[1].bids == {} and replica.markets[1].sequence == sequence
+
+
+def _messages(conn: Connection) -> list[dict]:
+    out = []
+    while not conn.queue.empty():
+        out.append(orjson.loads(conn.queue.get_nowait()))
+    return out
+
+
+async def test_a_resync_sends_book_subscribers_a_snapshot_at_the_next_sequence():
+    hub = Hub()
+    replica = _replica(hub)
+    watcher, gone_watcher = Connection(None), Connection(None)  # type: ignore[arg-type]
+    replica._install(Seed({1: MarketState(1, 1, "m", 100, "active"),
+                           2: MarketState(2, 2, "n", 100, "active")}, {1: [1], 2: [2]},
+                          10, "5-0"))
+    for key, conn in (("book:1", watcher), ("trades:1", watcher), ("book:2", gone_watcher)):
+        hub.add(key, conn)
+        conn.channels.add(key)
+    replica.apply(_book(11, 11, 4000, 3))
+    delta = _messages(watcher)[-1]
+    assert delta["type"] == "delta"
+    trades_before = replica.markets[1].trade_sequence
+
+    fresh = MarketState(1, 1, "m", 100, "active", bids={4000: 3, 4200: 1})
+    replica._install(Seed({1: fresh}, {1: [1]}, 14, "9-0"), resync=True)
+
+    [snapshot] = _messages(watcher)
+    assert (snapshot["type"], snapshot["sequence"]) == ("snapshot", delta["sequence"] + 1)
+    assert snapshot["data"]["bids"] == [{"price": "0.42", "quantity": 1},
+                                        {"price": "0.40", "quantity": 3}]
+    assert replica.markets[1].trade_sequence == trades_before + 1  # a gap: trades missed
+    assert replica.last_seq == 14 and replica.last_id == (9, 0)
+    [dropped] = _messages(gone_watcher)  # its market vanished while the replica was away
+    assert dropped["type"] == "error" and dropped["data"]["code"] == "unknown_channel"
+    assert "book:2" not in gone_watcher.channels and not hub.wants("book:2")
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_watch_tells_a_stalled_projection_from_a_slow_one():
+    clock = _Clock()
+    watch = ProjectionWatch(None, None, stall_after_s=10, clock=clock)  # type: ignore[arg-type]
+    watch.observe(5, 5)
+    clock.now += 60
+    watch.observe(5, 5)
+    assert watch.stalled() is None  # caught up: idle is fine however long
+    watch.observe(5, 9)  # work arrived: the clock starts now, not at the last move
+    clock.now += 9
+    watch.observe(5, 9)
+    assert watch.stalled() is None and "catching up" in watch.describe()
+    clock.now += 1
+    assert watch.stalled() == 10
+    assert "no progress for 10 s" in watch.describe()
+    watch.observe(6, 9)  # it moved: slow, not stalled
+    assert watch.stalled() is None
+    clock.now += 30
+    watch.observe(9, 12)
+    assert watch.stalled() is None
+
+
+@pytest.mark.parametrize("exc, code", [
+    (OperationalError("SELECT 1", {}, Exception("connection refused")), "database_unavailable"),
+    (InterfaceError("SELECT 1", {}, Exception("closed")), "database_unavailable"),
+    (DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True),
+     "database_unavailable"),
+    (PoolTimeout("QueuePool limit reached"), "database_unavailable"),
+    (BusUnavailable("redis unavailable"), "unavailable"),
+])
+def test_outages_map_to_503_with_retry_after(exc, code):
+    error = outage_error(exc)
+    assert error is not None and (error.status, error.code) == (503, code)
+    assert int(error.headers["Retry-After"]) >= 1
+
+
+def test_a_wrapped_outage_is_recognised_and_bugs_are_not():
+    try:
+        try:
+            raise BusUnavailable("down")
+        except BusUnavailable as inner:
+            raise RuntimeError("while doing something") from inner
+    except RuntimeError as outer:
+        assert outage_error(outer).code == "unavailable"
+    assert outage_error(IntegrityError("INSERT", {}, Exception("dup"))) is None
+    assert outage_error(BusError("NOGROUP")) is None
+    assert outage_error(ValueError("bad")) is None
