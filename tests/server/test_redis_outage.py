@@ -78,17 +78,22 @@ async def test_a_server_started_while_redis_is_down_serves_degraded_then_heals(t
         auth = client.auth(token)
         assert (await client.http.get("/balance", headers=auth)).status_code == 200
         started = time.monotonic()
+        order = {"market_id": 1, "outcome": "yes", "side": "buy", "price": "0.5",
+                 "quantity": 1}
         writes = [client.http.post("/onramp", json={"amount": "100"}, headers=auth),
-                  client.http.post("/orders", headers=auth, json={  # the fast path
-                      "market_id": 1, "outcome": "yes", "side": "buy", "price": "0.5",
-                      "quantity": 1}),
+                  client.http.post("/orders", headers=auth, json=order),  # the fast path
                   client.http.delete("/orders/1", headers=auth),  # the fast path
+                  client.http.post("/orders/batch", json={"orders": [order]}, headers=auth),
+                  client.http.patch("/orders/1", json={"quantity": 2}, headers=auth),
+                  client.http.delete("/orders", headers=auth),
+                  client.http.post("/markets/1/split", json={"quantity": 1}, headers=auth),
                   client.http.post("/admin/events", json={"title": "During the outage"},
                                    headers=client.auth(await client.admin()))]
         for r in await asyncio.gather(*writes):
             _unavailable(r)
         assert time.monotonic() - started < 5, "writes waited instead of failing fast"
-        _unavailable(await client.http.get("/markets/1/orderbook"), "marketdata_unavailable")
+        for path in ("/markets/1/orderbook", "/events/1/orderbook"):
+            _unavailable(await client.http.get(path), "marketdata_unavailable")
         async with await _subscribe(srv, 1) as ws:
             error = await recv(ws)
             assert error["type"] == "error"
