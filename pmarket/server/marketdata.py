@@ -60,6 +60,10 @@ CLOSED_MEMORY = 200_000
 """How many recently closed orders the replica remembers (owner and final status)."""
 READ_BLOCK_MS = 200
 """How long one read of the event stream waits for deliveries."""
+GAP_BACKOFF_S = 0.05
+MAX_GAP_BACKOFF_S = 5.0
+"""First and longest wait before a resync after a gap (doubling while gaps persist:
+deliveries lost for good come back only when the worker steps over the hole)."""
 
 
 class _Gap(Exception):
@@ -243,18 +247,21 @@ class Replica:
 
     async def run(self, stop: asyncio.Event, consumer: str = "replica") -> None:
         """Follow the event stream until ``stop`` is set, healing from every outage."""
-        lost = Outage(f"market data ({self.group}): reading the event stream", log,
-                      max_backoff_s=1.0)
-        resyncing = Outage(f"market data ({self.group}): resynchronising", log,
-                           max_backoff_s=5.0)
+        lost = Outage(f"market data ({self.group}): reading the event stream", log)
+        seeding = Outage(f"market data ({self.group}): resynchronising", log,
+                         max_backoff_s=5.0)
+        gap_backoff = GAP_BACKOFF_S  # grows while resyncs keep finding gaps
         applied: list[str] = []  # ids to ack with the next read (one round trip for both)
         try:
             while not stop.is_set():
                 try:
                     if not self._attached:
-                        await self._attach(consumer)
+                        await self._attach()
                         applied = []
-                        resyncing.recovered()
+                        seeding.recovered()
+                        lost.recovered()
+                        self.running, self.status = True, "following the event stream"
+                        self._tried.set()  # positioned: the server may serve (start-up)
                     messages = await self.bus.ack_and_read_events(
                         self.group, consumer, applied, count=500, block_ms=READ_BLOCK_MS,
                         start_id=None, shard=self.shard)
@@ -267,7 +274,7 @@ class Replica:
                 except Exception as exc:  # bus or database down: retried, loud, visible
                     self._lost(f"{'resynchronising' if self._resync else 'event stream'}"
                                f" unavailable ({type(exc).__name__}: {exc})"[:300])
-                    await (resyncing if self._resync else lost).failed(exc)
+                    await (seeding if self._resync else lost).failed(exc)
                     continue
                 finally:
                     self._tried.set()
@@ -276,9 +283,14 @@ class Replica:
                 try:
                     applied = self._apply_messages(messages)
                 except _Gap as gap:
-                    log.error("market data: %s; resynchronising from the database", gap)
+                    log.error("market data: %s; resynchronising from the database in "
+                              "%.2f s", gap, gap_backoff)
                     self._lost("deliveries missing; resynchronising", resync=True)
-                    resyncing.fail(gap)
+                    await asyncio.sleep(gap_backoff)
+                    gap_backoff = min(gap_backoff * 2, MAX_GAP_BACKOFF_S)
+                    continue
+                if messages:  # deliveries applied in order: any gap is healed
+                    gap_backoff = GAP_BACKOFF_S
         finally:
             self.running = False
             self.status = "stopped"
@@ -315,7 +327,7 @@ class Replica:
             return False
         return True
 
-    async def _attach(self, consumer: str) -> None:
+    async def _attach(self) -> None:
         """Make the group deliver what follows the seed: at start, or after a loss (then
         with a new seed, taken while the group holds trimming back)."""
         stream, group = self.stream, self.group

@@ -72,7 +72,7 @@ async def test_a_database_outage_is_a_503_on_every_route_and_heals(tmp_path):
     client = Client(srv)
     try:
         market = await client.market()
-        email_token, uid = await client.user()
+        email_token, _ = await client.user()
         me = (await client.http.get("/me", headers=client.auth(email_token))).json()
         order = await client.order(email_token, market, "yes", "buy", "0.40", 2)
         tokens = {"user": email_token, "admin": await client.admin()}

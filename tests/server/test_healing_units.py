@@ -3,6 +3,8 @@ projection watch's verdict, the 503 mapping of outage errors."""
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
 from hypothesis import given
@@ -16,7 +18,8 @@ from pmarket.server.consistency import ProjectionWatch
 from pmarket.server.errors import outage_error
 from pmarket.server.marketdata import MarketState, Replica, Seed
 from pmarket.server.websocket import Connection, Hub
-from pmarket.worker import Delivery
+from pmarket.worker import Delivery, encode_delivery
+from tests.server.faults import until
 
 
 def _replica(hub: Hub | None = None) -> Replica:
@@ -137,3 +140,49 @@ def test_a_wrapped_outage_is_recognised_and_bugs_are_not():
     assert outage_error(IntegrityError("INSERT", {}, Exception("dup"))) is None
     assert outage_error(BusError("NOGROUP")) is None
     assert outage_error(ValueError("bad")) is None
+
+
+async def test_a_gap_in_the_stream_makes_the_running_replica_resync():
+    """Deliveries 12 lost (trimmed while this server was away): the replica notices at
+    13, seeds again (from a database that has projected up to 13) and goes on at 14."""
+    hub = Hub()
+    bus = MemoryBus()
+    replica = _replica(hub)
+    replica.bus, replica.stream = bus, bus.events_stream()
+    replica._start_id = "0"
+    watcher = Connection(None)  # type: ignore[arg-type]
+    hub.add("book:1", watcher)
+    watcher.channels.add("book:1")
+    stream = replica.stream
+    append = bus.append
+
+    [_, gap_id] = [*(await append(stream, [encode_delivery(_book(11, 11, 4000, 3))])),
+                   *(await append(stream, [encode_delivery(_book(13, 13, 4200, 1))]))]
+    seeds = []
+
+    def read_seed() -> Seed:
+        seeds.append(1)
+        market = MarketState(1, 1, "m", 100, "active", bids={4000: 3, 4200: 1})
+        return Seed({1: market}, {1: [1]}, 13, gap_id)
+
+    replica.read_seed = read_seed  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(replica.run(stop, consumer="t"))
+    try:
+        async def resynced() -> bool:
+            return replica.resyncs == 1 and replica.running
+        await until(resynced, 5, "the replica resynchronised")
+        await append(stream, [encode_delivery(_book(14, 14, 4300, 2))])
+
+        async def applied() -> bool:
+            return replica.last_seq == 14
+        await until(applied, 5, "the replica went on after the resync")
+    finally:
+        stop.set()
+        await task
+    kinds = [(m["type"], m["sequence"]) for m in _messages(watcher)]
+    assert kinds == [("delta", 1), ("snapshot", 2), ("delta", 3)]
+    assert replica.markets[1].bids == {4000: 3, 4200: 1, 4300: 2}
+    assert len(seeds) == 1
+    groups = {g.name: g for g in await bus.groups(stream)}
+    assert groups["server-t"].pending == 0  # nothing left to hold trimming back

@@ -24,8 +24,8 @@ T = TypeVar("T")
 MAX_LIMIT = 500
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 429)}
-"""Documented error responses of every route."""
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
+"""Documented error responses of every route (503: an outage, with ``Retry-After``)."""
 
 
 @dataclass(frozen=True, slots=True)
