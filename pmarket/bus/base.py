@@ -36,13 +36,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from pmarket.bus.liveness import ServerLiveness
 from pmarket.bus.outage import Outage
 from pmarket.bus.streams import Streams
 from pmarket.bus.values import (
     CORRELATION_ID,
     ENGINE_GROUP,
     REPLY_TO,
-    SERVER_GROUP_PREFIX,
     Ack,
     Append,
     BusError,
@@ -92,7 +92,7 @@ class _ReplyState:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class Bus(Streams):
+class Bus(ServerLiveness, Streams):
     """Streams with consumer groups (``streams.Streams``), plus the command/reply/event
     roles built on them.
 
@@ -388,66 +388,6 @@ class Bus(Streams):
                 return done[1]
         return await self.read_events(group, consumer, count=count, block_ms=block_ms,
                                       start_id=start_id, shard=shard)
-
-    # --- server instances: liveness and the reaping of dead ones' groups ---------------
-
-    def server_group(self, instance: str | None = None) -> str:
-        """The event stream group of server ``instance`` (default: this bus's instance)."""
-        return f"{SERVER_GROUP_PREFIX}{instance or self.instance}"
-
-    async def keep_alive(self, ttl_ms: int) -> bool:
-        """Renew this instance's liveness mark (``StreamKeys.alive``) for ``ttl_ms``.
-
-        A server renews it well within ``ttl_ms`` for as long as it runs; once it is gone
-        (the process died, or stalled longer than ``ttl_ms``) other servers may reap the
-        instance's group (``reap_dead_groups``).
-
-        Returns:
-            True if the mark was still there; False if it had expired (or this is the
-            first call): the instance's group may have been reaped meanwhile.
-        """
-        key = self.keys.alive(self.instance)
-        was = await self.lease_holder(key)
-        holder = await self.hold_lease(key, self.instance, ttl_ms)
-        if holder is not None:  # only this instance writes its mark
-            raise BusError(f"liveness mark {key} is held by {holder!r}")
-        return was == self.instance
-
-    async def reap_dead_groups(
-        self, stream: str, *, idle_ms: int, prefix: str = SERVER_GROUP_PREFIX
-    ) -> list[str]:
-        """Delete the groups of ``stream`` whose server is gone, so trimming can proceed.
-
-        A group ``<prefix><instance>`` (not this bus's own) is deleted when both hold:
-        the instance's liveness mark has expired (it has not run ``keep_alive`` for the
-        mark's time to live), and none of the group's consumers read from it for at
-        least ``idle_ms``. A live server keeps its mark, so its group is never taken; a
-        server that stalled longer than that loses it and must create it again and
-        resynchronise (``marketdata.Replica`` does). The check and the deletion are two
-        steps: a server coming back between them is that same case.
-
-        Returns:
-            The names of the groups deleted.
-        """
-        reaped = []
-        for info in await self.groups(stream):
-            name = info.name
-            if not name.startswith(prefix) or name == self.server_group():
-                continue
-            if await self.lease_holder(self.keys.alive(name[len(prefix):])) is not None:
-                continue
-            try:
-                consumers = await self.consumers(stream, name)
-            except UnknownGroup:
-                continue
-            if any(c.idle_ms < idle_ms for c in consumers):
-                continue
-            if await self.delete_group(stream, name):
-                log.warning("bus: removed consumer group %s of %s: its server is gone (no "
-                            "liveness mark, idle for %d ms or more); %d pending entries "
-                            "released for trimming", name, stream, idle_ms, info.pending)
-                reaped.append(name)
-        return reaped
 
     async def close(self) -> None:
         """Stop the reply listener, fail pending requests, drop this instance's replies."""
