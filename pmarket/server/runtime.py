@@ -29,7 +29,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 
-from pmarket.bus import Bus, make_bus
+from pmarket.bus import SERVER_GROUP_PREFIX, Bus, make_bus
 from pmarket.db import Admin, make_engine, upgrade
 
 from .consistency import ProjectionProgress, ProjectionWatch, ReadBarrier
@@ -90,7 +90,7 @@ class Runtime:
     @property
     def group(self) -> str:
         """This server's consumer group on the event stream."""
-        return f"server-{self.instance}"
+        return f"{SERVER_GROUP_PREFIX}{self.instance}"
 
     async def start(self) -> None:
         """Bring every part up (see the module docstring)."""
