@@ -18,6 +18,7 @@ Invariant: no response body leaks a traceback or an internal value; bad input is
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -142,9 +143,7 @@ def install(app: FastAPI) -> None:
         error = outage_error(exc)
         if error is None:
             return _internal(request, exc)
-        log.warning("%s %s: %s (%s: %s)", request.method, request.url.path, error.code,
-                    type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "",
-                    extra={"request_id": request.headers.get("x-request-id", "")})
+        log_outage(error.code, f"{request.method} {request.url.path}", exc)
         return error_response(error.status, error.code, error.message, error.headers)
 
     # Registered per class, so they run inside the app (a 500 goes through Starlette's
@@ -158,6 +157,24 @@ def install(app: FastAPI) -> None:
         if error is not None:  # wrapped in something else: still an outage
             return await _outage(request, exc)
         return _internal(request, exc)
+
+
+OUTAGE_LOG_EVERY_S = 5.0
+_outage_logged: dict[str, tuple[float, int]] = {}  # code -> (last logged, answers since)
+
+
+def log_outage(code: str, what: str, exc: BaseException) -> None:
+    """One WARNING per outage code every ``OUTAGE_LOG_EVERY_S``, counting the rest: an
+    outage under load answers thousands of 503s and must not flood the log."""
+    now = time.monotonic()
+    last, since = _outage_logged.get(code, (-OUTAGE_LOG_EVERY_S, 0))
+    if now - last < OUTAGE_LOG_EVERY_S:
+        _outage_logged[code] = (last, since + 1)
+        return
+    _outage_logged[code] = (now, 0)
+    reason = str(exc).splitlines()[0][:200] if str(exc) else ""
+    log.warning("%s: 503 %s (%s: %s)%s", what, code, type(exc).__name__, reason,
+                f"; {since} more answered so since the last line" if since else "")
 
 
 def _internal(request: Request, exc: Exception) -> JSON:

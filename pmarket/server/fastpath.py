@@ -28,7 +28,7 @@ import orjson
 from pydantic import ValidationError
 
 from .deps import _charge
-from .errors import ApiError, error_response, outage_error
+from .errors import ApiError, error_response, log_outage, outage_error
 from .routes import orders
 from .schemas import OrderCreate
 from .security import InvalidToken, decode_token
@@ -105,7 +105,7 @@ class FastPath:
             _charge(runtime, ("user", user.id))
             response = await orders.place_order(order, user, runtime)
         except Exception as exc:
-            response = _error(exc)
+            response = _error(exc, "POST /orders")
         await response(scope, receive, send)
 
     async def _cancel(self, scope, receive, send):
@@ -121,15 +121,19 @@ class FastPath:
             _charge(runtime, ("user", user.id))
             response = await orders.cancel_order(order_id, user, runtime)
         except Exception as exc:
-            response = _error(exc)
+            response = _error(exc, f"DELETE {scope['path']}")
         await response(scope, receive, send)
 
 
-def _error(exc: Exception):
+def _error(exc: Exception, what: str):
     """The error response FastAPI's handlers would give (re-raises anything else)."""
-    error = exc if isinstance(exc, ApiError) else outage_error(exc)
-    if error is None:
-        raise exc
+    if isinstance(exc, ApiError):
+        error = exc
+    else:
+        error = outage_error(exc)
+        if error is None:
+            raise exc
+        log_outage(error.code, what, exc)
     return error_response(error.status, error.code, error.message, error.headers)
 
 

@@ -46,7 +46,7 @@ from typing import Any
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 
-from .errors import ApiError, outage_error
+from .errors import ApiError, log_outage, outage_error
 from .marketdata import MarketState, Replica, book_view
 from .ratelimit import RateLimiter
 from .security import InvalidToken, decode_token
@@ -319,6 +319,8 @@ async def _handle(msg: Any, conn: Connection, hub: Hub, replica: Replica, secret
             error = exc if isinstance(exc, ApiError) else outage_error(exc)
             if error is None:
                 raise
+            if error is not exc:
+                log_outage(error.code, "WS subscribe", exc)
             conn.put(_error(error.code, error.message))
             return True
     bucket = hub.limits.subscriptions

@@ -186,3 +186,18 @@ async def test_a_gap_in_the_stream_makes_the_running_replica_resync():
     assert len(seeds) == 1
     groups = {g.name: g for g in await bus.groups(stream)}
     assert groups["server-t"].pending == 0  # nothing left to hold trimming back
+
+
+def test_outage_answers_are_logged_once_per_interval_with_a_count(caplog, monkeypatch):
+    from pmarket.server import errors
+
+    monkeypatch.setattr(errors, "_outage_logged", {})
+    exc = BusUnavailable("redis unavailable: connection refused")
+    with caplog.at_level("WARNING", logger="pmarket.server"):
+        for _ in range(50):
+            errors.log_outage("unavailable", "POST /orders", exc)
+        assert len(caplog.records) == 1
+        monkeypatch.setattr(errors, "OUTAGE_LOG_EVERY_S", 0.0)
+        errors.log_outage("unavailable", "POST /orders", exc)
+    assert len(caplog.records) == 2
+    assert "49 more answered so" in caplog.records[1].getMessage()
