@@ -56,9 +56,9 @@ async def _engine(url: str) -> AsyncIterator[None]:
 
 async def _request_fails_fast(bus: Bus) -> None:
     start = time.monotonic()
-    with pytest.raises(BusUnavailable):
-        await bus.request(b"x", timeout=5.0)
-    assert time.monotonic() - start < 2.0
+    with pytest.raises(BusUnavailable):  # not RequestTimeout after 30 s
+        await bus.request(b"x", timeout=30.0)
+    assert time.monotonic() - start < 15.0
 
 
 async def _eventually_answers(bus: Bus, payload: bytes, timeout_s: float = 10.0) -> None:

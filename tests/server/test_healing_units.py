@@ -14,8 +14,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pmarket.bus import BusError, BusUnavailable, MemoryBus
 from pmarket.engine.events import BOOK
-from pmarket.server.consistency import ProjectionWatch
-from pmarket.server.errors import outage_error
+from pmarket.server.consistency import ProjectionWatch, ReadBarrier
+from pmarket.server.errors import ApiError, outage_error
 from pmarket.server.marketdata import MarketState, Replica, Seed
 from pmarket.server.websocket import Connection, Hub
 from pmarket.worker import Delivery, encode_delivery
@@ -201,3 +201,53 @@ def test_outage_answers_are_logged_once_per_interval_with_a_count(caplog, monkey
         errors.log_outage("unavailable", "POST /orders", exc)
     assert len(caplog.records) == 2
     assert "49 more answered so" in caplog.records[1].getMessage()
+
+
+class _StuckProgress:
+    """A database projection that never advances."""
+
+    known = 0
+
+    async def wait_for(self, seq: int, timeout_s: float) -> bool:
+        await asyncio.sleep(timeout_s)
+        return False
+
+
+async def _barrier(watch: ProjectionWatch | None = None) -> ReadBarrier:
+    replica = _replica()
+    replica.running = True
+    barrier = ReadBarrier(MemoryBus(), replica, _StuckProgress(), 0.05, watch)  # type: ignore[arg-type]
+    barrier.note_write()
+    return barrier
+
+
+async def test_a_read_after_a_write_is_refused_never_served_stale():
+    barrier = await _barrier()
+    with pytest.raises(ApiError) as caught:
+        await barrier.for_database()
+    assert (caught.value.status, caught.value.code) == (503, "projection_behind")
+    assert caught.value.headers["Retry-After"] == "1"
+
+
+async def test_a_known_stall_is_refused_without_waiting():
+    clock = _Clock()
+    watch = ProjectionWatch(None, None, stall_after_s=1, clock=clock)  # type: ignore[arg-type]
+    watch.observe(0, 10)
+    clock.now += 5
+    barrier = await _barrier(watch)
+    barrier.timeout_s = 3600.0  # waiting would hang the test
+    with pytest.raises(ApiError) as caught:
+        await barrier.for_database()
+    assert (caught.value.status, caught.value.code) == (503, "projection_stalled")
+    assert int(caught.value.headers["Retry-After"]) >= 1
+
+
+async def test_reads_wait_for_nothing_while_market_data_is_down():
+    barrier = await _barrier()
+    barrier.replica._lost("event stream unavailable (BusUnavailable: down)")
+    for read, code in ((barrier.for_replica, "marketdata_unavailable"),
+                       (barrier.for_database, "unavailable")):
+        with pytest.raises(ApiError) as caught:
+            await read()
+        assert (caught.value.status, caught.value.code) == (503, code)
+        assert "Retry-After" in caught.value.headers

