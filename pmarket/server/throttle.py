@@ -93,6 +93,16 @@ class FailureThrottle:
         if entry is not None and entry.count > 0:
             entry.count -= 1
 
+    def withdraw(self, key: object) -> None:
+        """Take back an attempt whose password was never checked (the database or the
+        hasher was unavailable): it neither counts nor locks."""
+        entry = self._keys.get(key)
+        if entry is None or entry.count <= 0:
+            return
+        entry.count -= 1
+        if entry.count <= self.free_failures:
+            entry.locked_until = 0.0
+
     def failures(self, key: object) -> int:
         """Attempts counted for ``key`` (for tests and metrics)."""
         entry = self._keys.get(key)
@@ -128,6 +138,11 @@ class SigninGuard:
         if wait:
             return wait
         return self.account.attempt(("email", email))
+
+    def withdraw(self, email: str, address: str) -> None:
+        """The password could not be checked (an outage): the attempt does not count."""
+        self.account.withdraw(("email", email))
+        self.address.withdraw(("addr", address))
 
     def succeeded(self, email: str, address: str) -> None:
         """A correct password: the account starts afresh; the address only gets this

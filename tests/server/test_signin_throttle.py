@@ -195,3 +195,36 @@ async def test_signups_and_signins_are_limited_per_address(by_address):
 async def test_public_market_data_is_limited_per_address(by_address):
     codes = [(await by_address.http.get("/events")).status_code for _ in range(7)]
     assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]
+
+
+def test_an_attempt_that_was_never_checked_does_not_count():
+    t = FailureThrottle(free_failures=1, base_lockout_s=10.0)
+    t.attempt("k", now=0.0)
+    t.attempt("k", now=0.0)                  # past the free one: locks
+    assert t.attempt("k", now=1.0) > 0
+    t.withdraw("k")                          # ... but its password was never checked
+    assert t.failures("k") == 1 and t.attempt("k", now=1.0) == 0.0
+
+
+async def test_a_database_outage_during_sign_in_locks_nobody_out(monkeypatch):
+    from pmarket.server.routes import auth
+
+    class Outage(Exception):
+        pass
+
+    async def broken_read(*args, **kwargs):
+        raise Outage
+
+    guard = SigninGuard(FailureThrottle(free_failures=1), FailureThrottle(free_failures=1))
+
+    class Runtime:
+        signin_guard = guard
+
+    class Request:
+        client = None
+
+    monkeypatch.setattr(auth, "read", broken_read)
+    for _ in range(5):
+        with pytest.raises(Outage):
+            await auth._signin(Runtime, Request, None, "user", "a@x.io", "pw")
+    assert guard.account.failures(("email", "user:a@x.io")) == 0

@@ -86,13 +86,17 @@ async def _signin(runtime, request: Request, table, role: str, email: str, passw
         raise ApiError(429, "rate_limited",
                        "too many failed sign-ins; wait before trying again",
                        {"Retry-After": retry_after(wait)})
-    row = await read(runtime, lambda conn: conn.execute(
-        select(table.id, table.email, table.name, table.password_hash)
-        .where(table.email == email)).first(), consistent=False)
     try:
+        row = await read(runtime, lambda conn: conn.execute(
+            select(table.id, table.email, table.name, table.password_hash)
+            .where(table.email == email)).first(), consistent=False)
         valid = await runtime.hasher.verify(password, row.password_hash if row else None)
-    except HasherBusy:
-        raise _busy() from None
+    except BaseException as exc:
+        # Never checked (database outage, hasher busy, cancelled): not a failed guess.
+        runtime.signin_guard.withdraw(account, address)
+        if isinstance(exc, HasherBusy):
+            raise _busy() from None
+        raise
     if row is None or not valid:
         raise ApiError(401, "invalid_credentials", "email or password is wrong")
     runtime.signin_guard.succeeded(account, address)
