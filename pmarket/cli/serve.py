@@ -4,6 +4,10 @@ Without ``--redis-url`` / ``PMARKET_REDIS_URL`` this one process is the exchange
 engine service and worker over the in-process bus and a SQLite file in the working
 directory. With them it is one of several processes beside ``pmarket engine`` and
 ``pmarket worker``.
+
+Before anything else it takes the database's lock (embedded only: one exchange per
+database) and binds its port; either refusal is one line on stderr and a non-zero exit
+(``EXIT_DATABASE_IN_USE``, ``EXIT_PORT_UNAVAILABLE``), with nothing migrated or recovered.
 """
 
 from __future__ import annotations
@@ -13,6 +17,11 @@ import logging
 import typer
 
 from pmarket.cli import app
+
+EXIT_STARTUP_FAILED = 1
+EXIT_BAD_CONFIGURATION = 2
+EXIT_DATABASE_IN_USE = 3
+EXIT_PORT_UNAVAILABLE = 4
 
 
 @app.command("serve")
@@ -33,6 +42,8 @@ def serve(
     import uvicorn
 
     from pmarket.server import Settings, WeakSecret, create_app
+    from pmarket.server.dblock import DatabaseLock, DatabaseLocked, acquire_database_lock
+    from pmarket.server.listener import PortUnavailable, bind_listener
 
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -41,12 +52,37 @@ def serve(
                                  bus_prefix=prefix, log_requests=access_log)
     except WeakSecret as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_BAD_CONFIGURATION) from None
+    lock: DatabaseLock | None = None
+    try:
+        if settings.embedded:
+            lock = acquire_database_lock(settings.database_url)
+        sock = bind_listener(host, port)
+    except DatabaseLocked as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_DATABASE_IN_USE) from None
+    except PortUnavailable as exc:
+        if lock is not None:
+            lock.release()
+        typer.echo(f"error: {exc.strerror}", err=True)
+        raise typer.Exit(EXIT_PORT_UNAVAILABLE) from None
     mode = "embedded (engine and worker in this process)" if settings.embedded \
         else f"deployment (bus {settings.redis_url})"
-    typer.echo(f"pmarket: serving http://{host}:{port} (docs at /docs), {mode}, "
-               f"database {settings.database_url}", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, loop="uvloop", http="httptools",
-                ws="websockets-sansio", ws_per_message_deflate=False,  # CPU per message
-                log_level=log_level.lower(), access_log=False,
-                timeout_graceful_shutdown=10)
+    typer.echo(f"pmarket: serving http://{host}:{sock.getsockname()[1]} (docs at /docs), "
+               f"{mode}, database {settings.database_url}", err=True)
+    application = create_app(settings)
+    application.state.runtime.lock = lock  # held from here until the runtime stops
+    config = uvicorn.Config(application, host=host, port=port, loop="uvloop",
+                            http="httptools", ws="websockets-sansio",
+                            ws_per_message_deflate=False,  # CPU per message
+                            log_level=log_level.lower(), access_log=False,
+                            timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        if lock is not None:
+            lock.release()
+    if not server.started:  # the lifespan failed (logged by uvicorn)
+        raise typer.Exit(EXIT_STARTUP_FAILED)

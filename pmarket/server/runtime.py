@@ -1,13 +1,16 @@
 """The server's running parts and their lifecycle: bus, database, replica, engine, worker.
 
-``Runtime.start`` migrates the database, creates the first-start admin, opens the bus
-and, in the embedded mode, starts the engine service (snapshots beside the database,
-event stream journaled by ``journal.JournaledBus``) and the worker as tasks of this
-process; then it seeds the market-data replica from the database and starts following
-the event stream, and the supervisor (``supervision``: liveness mark, reaping dead
-servers' groups, watching the projection). ``Runtime.stop`` reverses it: the engine
-finishes its batch and writes a snapshot, the worker and the replica stop, this server's
-consumer group is deleted.
+``Runtime.start`` first, in the embedded mode, takes the database's lock (``dblock``: one
+embedded exchange per database; a second one is refused before it touches anything),
+unless its creator already holds it (``Runtime.lock``); then it migrates the database,
+creates the first-start admin, opens the bus and, in the embedded mode, starts the engine
+service (snapshots beside the database, event stream journaled by
+``journal.JournaledBus``) and the worker (a supervised child process, ``subworker``);
+then it seeds the market-data replica from the database and starts following the event
+stream, and the supervisor (``supervision``: liveness mark, reaping dead servers' groups,
+watching the projection). ``Runtime.stop`` reverses it: the engine finishes its batch and
+writes a snapshot, the worker and the replica stop, this server's consumer group is
+deleted, the lock is released.
 
 A deployment server starts while Redis is down (nothing in ``start`` waits for it): it
 serves degraded — ``/health`` 503, writes 503 with ``Retry-After`` — and heals when
@@ -33,6 +36,7 @@ from pmarket.bus import SERVER_GROUP_PREFIX, Bus, make_bus
 from pmarket.db import Admin, make_engine, upgrade
 
 from .consistency import ProjectionProgress, ProjectionWatch, ReadBarrier
+from .dblock import DatabaseLock, LockGuard, acquire_database_lock
 from .gateway import Gateway
 from .journal import open_journaled_bus
 from .marketdata import Replica
@@ -84,6 +88,8 @@ class Runtime:
     worker: object | None = None
     watch: ProjectionWatch = None  # type: ignore[assignment]
     supervisor: Supervisor = None  # type: ignore[assignment]
+    lock: DatabaseLock | None = None  # embedded: this database's lock (``dblock``)
+    lock_guard: LockGuard | None = None
     tasks: dict[str, asyncio.Task] = field(default_factory=dict)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -95,6 +101,8 @@ class Runtime:
     async def start(self) -> None:
         """Bring every part up (see the module docstring)."""
         s = self.settings
+        if s.embedded:
+            await self._hold_database_lock()
         await asyncio.to_thread(upgrade, s.database_url)
         self.db = make_engine(s.database_url, pool_size=10, max_overflow=20)
         if s.admin_email and s.admin_password:
@@ -132,6 +140,24 @@ class Runtime:
         self.supervisor = Supervisor(self.bus, self.replica.stream, self.watch,
                                      reap_after_s=s.reap_groups_after_s)
         self._spawn("supervisor", self.supervisor.run(self.stopping))
+
+    async def _hold_database_lock(self) -> None:
+        """Take the database's lock (unless handed one) and keep it held while we run.
+
+        Raises:
+            DatabaseLocked: another embedded exchange runs on this database.
+        """
+        if self.lock is None:
+            self.lock = await asyncio.to_thread(acquire_database_lock,
+                                                self.settings.database_url)
+
+        def lost(reason: str) -> None:  # two engines must never write one database
+            log.critical("stopping the engine and the worker: %s", reason)
+            self.stopping.set()
+
+        guard = LockGuard(self.lock, self.settings.database_url, lost)
+        self.lock_guard = guard
+        self._spawn("lock", guard.run(self.stopping))
 
     async def _start_embedded(self, snapshot_dir: Path) -> None:
         from pmarket.engine.service import EngineService
@@ -183,7 +209,7 @@ class Runtime:
     async def stop(self) -> None:
         """Stop everything started, engine last so it snapshots what was applied."""
         self.stopping.set()
-        for name in ("supervisor", "replica", "worker", "engine"):
+        for name in ("supervisor", "replica", "worker", "engine", "lock"):
             task = self.tasks.get(name)
             if task is not None:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -199,6 +225,14 @@ class Runtime:
             self.db.dispose()
         if self.hasher is not None:
             self.hasher.close()
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self.lock_guard is not None:  # it may hold a lock taken again
+            self.lock_guard.lock.release()
+        if self.lock is not None:
+            self.lock.release()
+        self.lock = None
 
     # --- health -----------------------------------------------------------------------
 
@@ -206,6 +240,17 @@ class Runtime:
         """True/False for a task this process runs; None if it runs elsewhere."""
         task = self.tasks.get(name)
         return None if task is None else not task.done()
+
+    def worker_health(self) -> dict | None:
+        """The ``worker`` component of ``/health`` when this process runs the worker."""
+        alive = self.component_alive("worker")
+        if alive is None:
+            return None
+        health = getattr(self.worker, "health", None)
+        if health is not None and alive:
+            return health()
+        return {"status": "ok" if alive else "down",
+                "detail": "embedded worker task" if alive else "the embedded worker stopped"}
 
     async def check_database(self) -> tuple[bool, str]:
         def ping() -> None:

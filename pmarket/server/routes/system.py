@@ -91,14 +91,11 @@ async def _worker(runtime, bus_ok: bool) -> dict:
     """The worker: ``down`` when this instance's own (embedded) worker is gone,
     ``degraded`` while the projection is stalled (wherever the worker runs)."""
     advancing, detail = await _projection(runtime, bus_ok)
-    alive = runtime.component_alive("worker")
-    if alive is not None:
-        process = getattr(runtime.worker, "process", None)
-        where = "embedded worker task" if process is None \
-            else f"embedded worker process (pid {process.pid})"
-        detail = f"{where}{'' if alive else ' stopped'}; {detail}"
-    status = "down" if alive is False else "ok" if advancing else "degraded"
-    return {"status": status, "detail": detail}
+    own = runtime.worker_health()  # embedded: the task, or the supervised process
+    if own is None:
+        return {"status": "ok" if advancing else "degraded", "detail": detail}
+    status = "down" if own["status"] != "ok" else "ok" if advancing else "degraded"
+    return {**own, "status": status, "detail": f"{own['detail']}; {detail}"}
 
 
 async def _projection(runtime, bus_ok: bool) -> tuple[bool, str]:

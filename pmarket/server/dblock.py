@@ -1,0 +1,338 @@
+"""One writer per database in the embedded mode: a lock taken before anything else.
+
+An embedded ``pmarket serve`` (or ``pmarket tui --embedded``) runs the engine of its
+database; two of them on one database would both run an engine and corrupt it (duplicate
+order ids, lost deposits, phantom orders). ``acquire_database_lock`` is the first thing
+an embedded start does — before migrations, the journal and recovery — and refuses with
+``DatabaseLocked`` (its message names the holder: pid, host, since when, command line)
+when another process holds it:
+
+* SQLite: ``fcntl.flock`` on ``<database>.lock`` beside the file, which holds the
+  holder's description (JSON). The lock belongs to the open file, so the OS releases it
+  the moment the holder dies, kill -9 included; the file stays (unlinking a lock file
+  races with a process about to lock it). The descriptor is close-on-exec: spawned
+  children (the worker process) never inherit it, so an orphan cannot hold it.
+* PostgreSQL: a session advisory lock (``pg_try_advisory_lock``) on a dedicated
+  connection, keyed by the database and schema; PostgreSQL releases it when that session
+  ends (the holder died, or its connection was cut). The holder is found through
+  ``pg_stat_activity`` (its ``application_name`` names the pid and host).
+* An in-memory SQLite database cannot be shared: no lock.
+
+Invariant: while ``DatabaseLock.held()`` is true, no other process has started an
+embedded exchange on the same database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from pmarket.db import normalize_url
+
+log = logging.getLogger("pmarket.server.lock")
+
+LOCK_SUFFIX = ".lock"
+# pg_locks shows a bigint advisory key as classid (high 32 bits) and objid (low 32 bits).
+_KEY_MATCH = ("objsubid = 1 AND objid = CAST(CAST(:k AS BIGINT) & 4294967295 AS OID) "
+              "AND classid = CAST((CAST(:k AS BIGINT) >> 32) & 4294967295 AS OID)")
+APPLICATION_PREFIX = "pmarket-lock"
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who holds a database lock (fields None when unknown)."""
+
+    pid: int | None = None
+    host: str | None = None
+    since: str | None = None  # ISO 8601, UTC
+    command: str | None = None
+
+    def describe(self) -> str:
+        """``pid 123 on host h since 2025-01-01 12:00:00 UTC (pmarket serve ...)``."""
+        parts = [f"pid {self.pid}" if self.pid else "another process"]
+        if self.host:
+            parts.append(f"on {self.host}")
+        if self.since:
+            parts.append(f"since {self.since}")
+        text = " ".join(parts)
+        return f"{text} ({self.command})" if self.command else text
+
+
+class DatabaseLocked(RuntimeError):
+    """Another process runs an embedded exchange on this database.
+
+    Attributes:
+        database: the database, as shown to the operator.
+        holder: who holds it.
+    """
+
+    def __init__(self, database: str, holder: Holder):
+        self.database = database
+        self.holder = holder
+        super().__init__(f"database {database} is in use by {holder.describe()}; stop that "
+                         "process first (or start on another database)")
+
+
+def describe_self() -> Holder:
+    """This process, as a lock holder."""
+    return Holder(pid=os.getpid(), host=socket.gethostname(),
+                  since=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+                  command=_command_line())
+
+
+def _command_line() -> str:
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(("/pmarket", "\\pmarket")):
+        argv[0] = "pmarket"
+    text = " ".join(argv)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+class DatabaseLock:
+    """A held lock; ``release`` (idempotent) gives it back. Build with
+    ``acquire_database_lock``."""
+
+    database: str = ""
+
+    def held(self) -> bool:
+        """Whether this process still holds the lock (checked, not remembered)."""
+        return True
+
+    def release(self) -> None:
+        """Give the lock back (the OS also does when the process dies)."""
+
+    def __enter__(self) -> DatabaseLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class FileLock(DatabaseLock):
+    """``flock`` on ``<database>.lock``."""
+
+    def __init__(self, database: Path):
+        self.database = str(database)
+        self.path = database.with_name(database.name + LOCK_SUFFIX)
+        self.fd: int | None = None
+
+    def acquire(self) -> FileLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # O_CLOEXEC: a spawned child must never hold the lock of its parent.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise DatabaseLocked(self.database, holder) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        me = describe_self()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps({"pid": me.pid, "host": me.host, "since": me.since,
+                                   "command": me.command}) + "\n").encode(), 0)
+        self.fd = fd
+        return self
+
+    def held(self) -> bool:
+        """True while our descriptor is open and still the file at ``path`` (a deleted
+        or replaced lock file no longer excludes anyone)."""
+        if self.fd is None:
+            return False
+        try:
+            return os.stat(self.path).st_ino == os.fstat(self.fd).st_ino
+        except OSError:
+            return False
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # no stale description for the next reader
+            os.close(fd)  # closing the last descriptor releases the flock
+
+
+def _read_holder(fd: int) -> Holder:
+    """The description the holder wrote (it may not have yet: a start in progress)."""
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        return Holder()
+    if not isinstance(data, dict):
+        return Holder()
+    pid = data.get("pid")
+    return Holder(pid=pid if isinstance(pid, int) else None, host=_str(data.get("host")),
+                  since=_str(data.get("since")), command=_str(data.get("command")))
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+class AdvisoryLock(DatabaseLock):
+    """A PostgreSQL session advisory lock on a connection of its own."""
+
+    def __init__(self, url: sa.URL):
+        self.url = url
+        self.database = url.render_as_string(hide_password=True)
+        self.engine: sa.Engine | None = None
+        self.conn: sa.Connection | None = None
+        self.key: int | None = None
+
+    def acquire(self) -> AdvisoryLock:
+        me = describe_self()
+        name = f"{APPLICATION_PREFIX} pid={me.pid} host={me.host}"[:63]
+        self.engine = sa.create_engine(self.url, poolclass=NullPool,
+                                       connect_args={"application_name": name})
+        try:
+            conn = self.engine.connect()
+            db, schema = conn.execute(sa.text(
+                "SELECT current_database(), current_schema()")).one()
+            self.database = f"{self.database} (schema {schema})"
+            self.key = advisory_key(db, schema)
+            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"),
+                               {"k": self.key}).scalar()
+            conn.commit()  # the lock is the session's; no transaction stays open
+            if not got:
+                holder = _advisory_holder(conn, self.key)
+                conn.close()
+                raise DatabaseLocked(self.database, holder)
+        except BaseException:
+            self.engine.dispose()
+            self.engine = None
+            raise
+        self.conn = conn
+        return self
+
+    def held(self) -> bool:
+        """Asks PostgreSQL whether our session still holds the lock."""
+        if self.conn is None:
+            return False
+        try:
+            found = self.conn.execute(sa.text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND pid = pg_backend_pid() AND " + _KEY_MATCH),
+                {"k": self.key}).scalar()
+            self.conn.commit()
+        except sa.exc.DBAPIError:
+            return False
+        return bool(found)
+
+    def release(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(sa.exc.DBAPIError):
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                conn.commit()
+            with contextlib.suppress(sa.exc.DBAPIError):
+                conn.close()
+        if self.engine is not None:
+            self.engine.dispose()
+            self.engine = None
+
+
+def advisory_key(database: str, schema: str) -> int:
+    """The signed 64-bit advisory lock key of a database and schema."""
+    digest = hashlib.sha256(f"pmarket-embedded\0{database}\0{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _advisory_holder(conn: sa.Connection, key: int) -> Holder:
+    row = conn.execute(sa.text(
+        "SELECT a.application_name, a.backend_start, a.client_hostname, "
+        "host(a.client_addr) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND " + _KEY_MATCH + " LIMIT 1"),
+        {"k": key}).first()
+    conn.commit()
+    if row is None:
+        return Holder()
+    name, started, client_host, client_addr = row
+    fields = dict(part.split("=", 1) for part in (name or "").split()[1:] if "=" in part)
+    pid = fields.get("pid", "")
+    since = started.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if started else None
+    return Holder(pid=int(pid) if pid.isdigit() else None,
+                  host=fields.get("host") or client_host or client_addr, since=since,
+                  command=None if (name or "").startswith(APPLICATION_PREFIX) else name)
+
+
+def acquire_database_lock(database_url: str) -> DatabaseLock:
+    """Take the embedded-mode lock of ``database_url`` (see the module docstring).
+
+    Raises:
+        DatabaseLocked: another process holds it.
+        OSError / sqlalchemy.exc.DBAPIError: the lock file or the database is unusable.
+    """
+    url = normalize_url(make_url(database_url))
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if not url.database or url.database == ":memory:" or url.database.startswith(
+                "file::memory:"):
+            return DatabaseLock()
+        return FileLock(Path(url.database).resolve()).acquire()
+    if backend == "postgresql":
+        return AdvisoryLock(url).acquire()
+    raise ValueError(f"no embedded-mode lock for {backend} databases")
+
+
+
+class LockGuard:
+    """Keeps an embedded exchange's lock held for as long as it runs.
+
+    Every ``interval_s`` it checks that the lock is still held (a PostgreSQL session can
+    be cut, a lock file deleted by hand). A lost lock is taken again at once; if another
+    process took it meanwhile, ``on_lost`` is called with the reason (the caller stops
+    its engine: two writers must never run) and the guard ends. While the database
+    cannot be reached it logs an error and retries.
+
+    Args:
+        lock: the held lock.
+        database_url: the database it locks (to take it again).
+        on_lost: called once when another process holds the lock now.
+        interval_s: seconds between checks.
+    """
+
+    def __init__(self, lock: DatabaseLock, database_url: str,
+                 on_lost: Callable[[str], None], interval_s: float = 5.0):
+        self.lock = lock
+        self.database_url = database_url
+        self.on_lost = on_lost
+        self.interval_s = interval_s
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Check until ``stop`` is set (or the lock went to another process)."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval_s)
+            if stop.is_set() or await asyncio.to_thread(self.lock.held):
+                continue
+            log.error("the lock on database %s was lost; taking it again",
+                      self.lock.database)
+            self.lock.release()
+            try:
+                self.lock = await asyncio.to_thread(acquire_database_lock, self.database_url)
+            except DatabaseLocked as exc:
+                log.critical("another process holds the database now: %s", exc)
+                self.on_lost(str(exc))
+                return
+            except Exception as exc:  # the database is unreachable: try again later
+                log.error("cannot take the database lock again (%s: %s); retrying",
+                          type(exc).__name__, exc)
+                continue
+            log.warning("the lock on database %s is held again", self.lock.database)
