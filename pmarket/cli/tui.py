@@ -2,6 +2,8 @@
 
 Without ``--embedded`` it first checks that a server answers at ``--url`` and, if none
 does, says so (and how to start one) instead of opening a terminal that cannot work.
+With ``--embedded`` a database another exchange runs on is refused with one line
+naming that process (exit status 3, as ``pmarket serve``).
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ def tui(
 
     server = None
     if embedded:
+        from pmarket.server.dblock import DatabaseLocked
         from pmarket.tui.embedded import EmbeddedServer
 
-        typer.echo("pmarket: starting an embedded exchange…", err=True)
         try:
-            server = EmbeddedServer(database).start()
+            server = EmbeddedServer(database)
+            server.start()
+        except DatabaseLocked as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(3) from None
         except Exception as exc:
             typer.echo(f"error: the embedded exchange did not start: {exc}", err=True)
             raise typer.Exit(1) from None

@@ -2,8 +2,11 @@
 
 ``EmbeddedServer`` runs the server's own app (``pmarket.server.create_app``: server,
 engine and worker over the in-process bus and SQLite) under uvicorn in a background
-thread, on a free loopback port. Invariant: ``start`` returns only once the server
-answers, and ``stop`` returns only once it has shut down (engine snapshot written).
+thread, on a free loopback port. Like ``pmarket serve`` it first takes the database's
+lock (``pmarket.server.dblock``: a second exchange on the same file is refused with
+``DatabaseLocked`` before anything is touched) and binds its socket, which it hands to
+uvicorn. Invariant: ``start`` returns only once the server answers, and ``stop`` returns
+only once it has shut down (engine snapshot written, lock released).
 """
 
 from __future__ import annotations
@@ -15,13 +18,6 @@ import time
 from pathlib import Path
 
 import httpx
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class EmbeddedServer:
@@ -39,11 +35,12 @@ class EmbeddedServer:
                  admin_email: str | None = None, admin_password: str | None = None,
                  bcrypt_rounds: int | None = None) -> None:
         self.database = Path(database)
-        self.port = port or free_port()
+        self.port = port or 0  # 0: the port the socket gets when ``start`` binds it
         self.admin_email = admin_email
         self.admin_password = admin_password
         self.bcrypt_rounds = bcrypt_rounds
         self._server = None
+        self._lock = None
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
@@ -56,35 +53,31 @@ class EmbeddedServer:
         """Start serving and wait until ``/health`` answers.
 
         Raises:
+            DatabaseLocked: another exchange runs on this database (nothing started).
+            PortUnavailable: the port cannot be listened on.
             RuntimeError: The server did not come up within ``timeout`` seconds.
         """
-        import uvicorn
+        from pmarket.server.dblock import acquire_database_lock
+        from pmarket.server.listener import bind_listener
 
-        from pmarket.server import Settings, create_app
-
-        settings = Settings.load(
-            database_url=f"sqlite:///{self.database.resolve()}", redis_url=None,
-            admin_email=self.admin_email, admin_password=self.admin_password,
-            bcrypt_rounds=self.bcrypt_rounds, log_requests=False)
-        settings = dataclasses.replace(settings, redis_url=None)  # embedded, whatever the env
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port,
-                                log_level="warning", access_log=False, ws="websockets-sansio",
-                                lifespan="on")
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self._server = server
-
-        def run() -> None:
-            try:
-                server.run()
-            except BaseException as exc:  # reported by start(), not lost in the thread
-                self.error = exc
-
-        self._thread = threading.Thread(target=run, name="pmarket-embedded", daemon=True)
-        self._thread.start()
+        url = f"sqlite:///{self.database.resolve()}"
+        self._lock = acquire_database_lock(url)
+        try:
+            sock = bind_listener("127.0.0.1", self.port)
+        except BaseException:
+            self._release_lock()
+            raise
+        self.port = sock.getsockname()[1]
+        try:
+            server = self._launch(url, sock)
+        except BaseException:
+            sock.close()
+            self._release_lock()
+            raise
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.error is not None or not self._thread.is_alive():
+                self.stop()
                 raise RuntimeError(f"the embedded server stopped: {self.error!r}")
             if server.started:
                 try:
@@ -96,6 +89,38 @@ class EmbeddedServer:
         self.stop()
         raise RuntimeError(f"the embedded server did not answer within {timeout:.0f}s")
 
+    def _launch(self, url: str, sock: socket.socket):
+        """Run uvicorn on ``sock`` in a thread; the ``uvicorn.Server``."""
+        import uvicorn
+
+        from pmarket.server import Settings, create_app
+
+        settings = Settings.load(
+            database_url=url, redis_url=None,
+            admin_email=self.admin_email, admin_password=self.admin_password,
+            bcrypt_rounds=self.bcrypt_rounds, log_requests=False)
+        settings = dataclasses.replace(settings, redis_url=None)  # embedded, whatever the env
+        app = create_app(settings)
+        app.state.runtime.lock = self._lock  # released by the runtime's stop (and ours)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port,
+                                log_level="warning", access_log=False, ws="websockets-sansio",
+                                lifespan="on")
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._server = server
+
+        def run() -> None:
+            try:
+                server.run(sockets=[sock])
+            except BaseException as exc:  # reported by start(), not lost in the thread
+                self.error = exc
+            finally:
+                sock.close()
+
+        self._thread = threading.Thread(target=run, name="pmarket-embedded", daemon=True)
+        self._thread.start()
+        return server
+
     def stop(self, timeout: float = 30.0) -> None:
         """Shut the server down and wait for it."""
         if self._server is not None:
@@ -103,6 +128,12 @@ class EmbeddedServer:
         if self._thread is not None:
             self._thread.join(timeout)
         self._thread = None
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()
