@@ -231,17 +231,17 @@ class AdvisoryLock(DatabaseLock):
                 "AND pid = pg_backend_pid() AND " + _KEY_MATCH),
                 {"k": self.key}).scalar()
             self.conn.commit()
-        except sa.exc.DBAPIError:
+        except sa.exc.SQLAlchemyError:
             return False
         return bool(found)
 
     def release(self) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
-            with contextlib.suppress(sa.exc.DBAPIError):
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
                 conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
                 conn.commit()
-            with contextlib.suppress(sa.exc.DBAPIError):
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
                 conn.close()
         if self.engine is not None:
             self.engine.dispose()

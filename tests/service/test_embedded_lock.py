@@ -1,0 +1,273 @@
+"""One writer per database in the embedded mode, and a port bound before anything.
+
+Real processes: a second ``pmarket serve`` or ``pmarket tui --embedded`` on the database
+of a running one is refused at once with one line naming it; the lock goes with its
+holder (kill -9) and is never inherited by a child; a busy port is one line and nothing
+was migrated. The PostgreSQL advisory lock is keyed per schema and taken again if its
+session is cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from pmarket.server import Settings
+from pmarket.server.dblock import (
+    AdvisoryLock,
+    DatabaseLocked,
+    FileLock,
+    LockGuard,
+    acquire_database_lock,
+)
+from pmarket.server.runtime import Runtime
+from tests.services import postgres_url_or_skip
+
+from .processes import PMARKET, fresh_schema
+
+SECRET = "lock-test-secret-" + "Qw8zP3kLm" * 5
+
+
+def _env(tmp_path) -> dict:
+    env = {**os.environ, "PMARKET_JWT_SECRET": SECRET, "PMARKET_BCRYPT_ROUNDS": "4",
+           "PMARKET_LOG_REQUESTS": "0"}
+    for name in ("PMARKET_REDIS_URL", "PMARKET_DATABASE_URL", "PMARKET_SNAPSHOT_DIR"):
+        env.pop(name, None)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the first server exited"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the server did not become healthy")
+
+
+def _refused(args: list[str], env: dict, cwd) -> subprocess.CompletedProcess:
+    started = time.monotonic()
+    done = subprocess.run([PMARKET, *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    done.seconds = time.monotonic() - started  # type: ignore[attr-defined]
+    return done
+
+
+def test_a_second_embedded_exchange_on_a_database_is_refused_with_one_line(tmp_path):
+    env = _env(tmp_path)
+    db = tmp_path / "exchange.db"
+    port = _free_port()
+    first = subprocess.Popen([PMARKET, "serve", "--port", str(port), "--database-url",
+                              f"sqlite:///{db}", "--log-level", "warning"], env=env,
+                             cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_healthy(port, first)
+        for args in (["serve", "--port", str(_free_port()), "--database-url",
+                      f"sqlite:///{db}"],
+                     ["tui", "--embedded", "--database", str(db)]):
+            done = _refused(args, env, tmp_path)
+            lines = done.stderr.strip().splitlines()
+            assert done.returncode == 3, (args, done.stderr)
+            assert len(lines) == 1 and done.stdout == "", (args, done.stdout, done.stderr)
+            assert re.fullmatch(
+                rf"error: database {re.escape(str(db))} is in use by pid {first.pid} on "
+                r"\S+ since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(pmarket serve .*\); stop "
+                r"that process first \(or start on another database\)", lines[0]), lines
+            assert "Traceback" not in done.stderr
+        # The OS releases the lock with its holder, kill -9 included (the worker child
+        # holds no copy): a restart is not blocked.
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+        first = subprocess.Popen([PMARKET, "serve", "--port", str(port), "--database-url",
+                                  f"sqlite:///{db}", "--log-level", "warning"], env=env,
+                                 cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        _wait_healthy(port, first)
+    finally:
+        with_group_killed(first)
+
+
+def with_group_killed(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+def test_a_busy_port_is_one_line_and_nothing_is_migrated(tmp_path):
+    env = _env(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        db = tmp_path / "fresh" / "exchange.db"
+        done = _refused(["serve", "--port", str(port), "--database-url", f"sqlite:///{db}"],
+                        env, tmp_path)
+    assert done.returncode == 4, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: port {port} on 127.0.0.1 is already in use (is another pmarket serve "
+        "running?)"], done.stderr
+    assert not db.exists()  # bound before migrations and recovery
+    # The lock it took was released: the database can be locked at once.
+    acquire_database_lock(f"sqlite:///{db}").release()
+
+
+def test_the_file_lock_names_its_holder_dies_with_it_and_is_not_inherited(tmp_path):
+    db = tmp_path / "x.db"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import multiprocessing, sys, time
+        from pmarket.server.dblock import acquire_database_lock
+        if __name__ == "__main__":
+            lock = acquire_database_lock("sqlite:///{db}")
+            child = multiprocessing.get_context("spawn").Process(target=time.sleep,
+                                                                args=(120,))
+            child.start()
+            print(child.pid, flush=True)
+            time.sleep(120)
+    """)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        child = int(holder.stdout.readline())
+        with pytest.raises(DatabaseLocked) as refused:
+            acquire_database_lock(f"sqlite:///{db}")
+        assert refused.value.holder.pid == holder.pid
+        assert f"pid {holder.pid} on {socket.gethostname()} since " in str(refused.value)
+        holder.send_signal(signal.SIGKILL)  # the holder alone: its child lives on
+        holder.wait(10)
+        os.kill(child, 0)  # still running
+        lock = acquire_database_lock(f"sqlite:///{db}")  # the child holds no copy
+        assert isinstance(lock, FileLock) and lock.held()
+        lock.release()
+    finally:
+        with_group_killed(holder)
+
+
+def test_one_process_cannot_run_two_exchanges_on_one_file_and_guard_retakes(tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    lock = acquire_database_lock(url)
+    with pytest.raises(DatabaseLocked):
+        acquire_database_lock(url)
+    # A lock file deleted by hand no longer excludes anyone: the guard takes it again.
+    lock.path.unlink()
+    assert not lock.held()
+    lost: list[str] = []
+    guard = LockGuard(lock, url, lost.append, interval_s=0.01)
+
+    async def one_check() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(guard.run(stop))
+        for _ in range(500):
+            if guard.lock is not lock:
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+
+    asyncio.run(one_check())
+    assert guard.lock is not lock and guard.lock.held() and lost == []
+    with pytest.raises(DatabaseLocked):
+        acquire_database_lock(url)
+    guard.lock.release()
+    acquire_database_lock(url).release()
+
+
+async def test_the_runtime_takes_the_lock_before_migrating(tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    held = acquire_database_lock(url)
+    try:
+        runtime = Runtime(Settings(database_url=url, jwt_secret=SECRET,
+                                   snapshot_dir=str(tmp_path / "snap")))
+        with pytest.raises(DatabaseLocked):
+            await runtime.start()
+        assert not (tmp_path / "x.db").exists() and not (tmp_path / "snap").exists()
+    finally:
+        held.release()
+
+
+def test_postgres_advisory_lock_per_schema_named_holder_and_lost_session():
+    base = postgres_url_or_skip()
+    with fresh_schema(base) as one, fresh_schema(base) as two:
+        lock = acquire_database_lock(one)
+        other = acquire_database_lock(two)  # another schema: another exchange
+        try:
+            assert isinstance(lock, AdvisoryLock) and lock.held()
+            with pytest.raises(DatabaseLocked) as refused:
+                acquire_database_lock(one)
+            assert refused.value.holder.pid == os.getpid()
+            assert f"pid {os.getpid()} on {socket.gethostname()} since " in str(refused.value)
+
+            # The session is cut (a database restart, a killed backend): the lock is gone
+            # with it, and the guard takes it again.
+            backend = lock.conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+            lock.conn.commit()
+            admin = sa.create_engine(base)
+            with admin.begin() as conn:
+                conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": backend})
+            admin.dispose()
+            assert not lock.held()
+            lost: list[str] = []
+            guard = LockGuard(lock, one, lost.append, interval_s=0.01)
+
+            async def until_retaken() -> None:
+                stop = asyncio.Event()
+                task = asyncio.create_task(guard.run(stop))
+                for _ in range(1000):
+                    if guard.lock is not lock:
+                        break
+                    await asyncio.sleep(0.01)
+                stop.set()
+                await task
+
+            asyncio.run(until_retaken())
+            assert guard.lock.held() and lost == []
+            lock = guard.lock
+        finally:
+            lock.release()
+            other.release()
+
+
+def test_postgres_guard_stops_when_another_process_took_the_lock():
+    base = postgres_url_or_skip()
+    with fresh_schema(base) as url:
+        lock = acquire_database_lock(url)
+        lock.release()  # as if its session had been cut ...
+        thief = acquire_database_lock(url)  # ... and another exchange started meanwhile
+        lost: list[str] = []
+        guard = LockGuard(lock, url, lost.append, interval_s=0.01)
+
+        async def watch() -> None:
+            await asyncio.wait_for(guard.run(asyncio.Event()), 30)
+
+        try:
+            asyncio.run(watch())
+        finally:
+            thief.release()
+        assert len(lost) == 1 and f"pid {os.getpid()}" in lost[0]
+
+
+def test_an_in_memory_database_needs_no_lock():
+    lock = acquire_database_lock("sqlite://")
+    assert lock.held()
+    lock.release()
