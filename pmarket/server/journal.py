@@ -10,6 +10,8 @@ engine's reply to a client — and rewrites the journal without the entries trim
 a snapshot. ``open_journaled_bus`` reloads the journal into a fresh bus at start, in
 order; the engine service then recovers from its snapshot and these entries exactly as
 it would from Redis, and the worker skips the deliveries it already projected (by seq).
+Only one process may own a journal (reloading rewrites it): the embedded start takes the
+database's lock (``dblock``) before it opens the journal.
 
 Invariant: every event-stream entry a client could have seen the effect of is in the
 journal (up to the OS: a process kill loses nothing; a power loss may lose the last
