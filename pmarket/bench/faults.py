@@ -402,6 +402,10 @@ def _environment(options: Options, workdir: Path, database_url: str, prefix: str
            "PMARKET_ADMIN_EMAIL": ADMIN_EMAIL, "PMARKET_ADMIN_PASSWORD": ADMIN_PASSWORD,
            "PMARKET_BCRYPT_ROUNDS": "4", "PMARKET_RATE_LIMIT_PER_S": "1000000",
            "PMARKET_RATE_LIMIT_BURST": "1000000", "PMARKET_LOG_REQUESTS": "0",
+           # Every trader signs up and reads from 127.0.0.1: no per-address throttling.
+           "PMARKET_AUTH_RATE_LIMIT_PER_S": "1000000", "PMARKET_AUTH_RATE_LIMIT_BURST": "1000000",
+           "PMARKET_PUBLIC_RATE_LIMIT_PER_S": "1000000",
+           "PMARKET_PUBLIC_RATE_LIMIT_BURST": "1000000",
            "PMARKET_DATABASE_URL": database_url,
            "PMARKET_SNAPSHOT_DIR": str(workdir / "snapshots"), "PYTHONUNBUFFERED": "1"}
     env.pop("PMARKET_REDIS_URL", None)
