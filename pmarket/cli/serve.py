@@ -66,6 +66,13 @@ def serve(
             lock.release()
         typer.echo(f"error: {exc.strerror}", err=True)
         raise typer.Exit(EXIT_PORT_UNAVAILABLE) from None
+    except Exception as exc:  # the lock file or the database cannot be reached
+        from sqlalchemy.engine import make_url
+
+        shown = make_url(settings.database_url).render_as_string(hide_password=True)
+        typer.echo(f"error: cannot lock the database {shown}: "
+                   f"{type(exc).__name__}: {exc}".splitlines()[0], err=True)
+        raise typer.Exit(EXIT_STARTUP_FAILED) from None
     mode = "embedded (engine and worker in this process)" if settings.embedded \
         else f"deployment (bus {settings.redis_url})"
     typer.echo(f"pmarket: serving http://{host}:{sock.getsockname()[1]} (docs at /docs), "

@@ -123,7 +123,12 @@ class WorkerProcess:
         backoff = self.backoff_s
         while not stop.is_set():
             started = loop.time()
-            code = await self._run_child(stop)
+            try:
+                code = await self._run_child(stop)
+            except Exception as exc:  # it could not even start (fork failed, ...)
+                log.error("cannot start the embedded worker process: %s: %s",
+                          type(exc).__name__, exc)
+                code = None
             if stop.is_set():
                 break
             self.restarts += 1
@@ -172,9 +177,8 @@ class WorkerProcess:
         writer = None
         try:
             reader, writer = await asyncio.open_unix_connection(sock=here)
-            await self._serve_child(reader, writer, stop)
-            if stop.is_set():
-                await asyncio.to_thread(process.join, STOP_GRACE_S)
+            if await self._serve_child(reader, writer, stop):
+                await asyncio.to_thread(process.join, STOP_GRACE_S)  # it is exiting
         finally:
             self.up = False
             if writer is not None:
@@ -187,9 +191,13 @@ class WorkerProcess:
         return process.exitcode
 
     async def _serve_child(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                           stop: asyncio.Event) -> None:
+                           stop: asyncio.Event) -> bool:
         """Answer the child's calls one at a time until it goes away (or, once ``stop``
-        is set, tell it to stop at its next read; give up on it after a grace period)."""
+        is set, tell it to stop at its next read; give up on it after a grace period).
+
+        Returns:
+            True if the child hung up (it is exiting), False if it was given up on.
+        """
         stopping = asyncio.ensure_future(stop.wait())
         getting: asyncio.Future | None = None
         try:
@@ -199,7 +207,7 @@ class WorkerProcess:
                 if stop.is_set():
                     done, _ = await asyncio.wait({getting}, timeout=STOP_GRACE_S)
                     if not done:
-                        return  # idle or hung: the caller kills it
+                        return False  # hung: the caller kills it
                 else:
                     await asyncio.wait({getting, stopping},
                                        return_when=asyncio.FIRST_COMPLETED)
@@ -208,7 +216,7 @@ class WorkerProcess:
                 try:
                     op, args = getting.result()
                 except (asyncio.IncompleteReadError, ConnectionError, OSError):
-                    return  # the child exited
+                    return True  # the child exited
                 getting = None
                 self.ready.set()
                 self.up = True
@@ -220,7 +228,7 @@ class WorkerProcess:
                     writer.write(_frame(reply))
                     await writer.drain()
                 except (ConnectionError, OSError):
-                    return
+                    return True
         finally:
             stopping.cancel()
             if getting is not None:
