@@ -67,16 +67,13 @@ def serve(
         typer.echo(f"error: {exc.strerror}", err=True)
         raise typer.Exit(EXIT_PORT_UNAVAILABLE) from None
     except Exception as exc:  # the lock file or the database cannot be reached
-        from sqlalchemy.engine import make_url
-
-        shown = make_url(settings.database_url).render_as_string(hide_password=True)
-        typer.echo(f"error: cannot lock the database {shown}: "
+        typer.echo(f"error: cannot lock the database {_shown(settings.database_url)}: "
                    f"{type(exc).__name__}: {exc}".splitlines()[0], err=True)
         raise typer.Exit(EXIT_STARTUP_FAILED) from None
     mode = "embedded (engine and worker in this process)" if settings.embedded \
-        else f"deployment (bus {settings.redis_url})"
+        else f"deployment (bus {_shown(settings.redis_url)})"
     typer.echo(f"pmarket: serving http://{host}:{sock.getsockname()[1]} (docs at /docs), "
-               f"{mode}, database {settings.database_url}", err=True)
+               f"{mode}, database {_shown(settings.database_url)}", err=True)
     application = create_app(settings)
     application.state.runtime.lock = lock  # held from here until the runtime stops
     config = uvicorn.Config(application, host=host, port=port, loop="uvloop",
@@ -93,3 +90,14 @@ def serve(
             lock.release()
     if not server.started:  # the lifespan failed (logged by uvicorn)
         raise typer.Exit(EXIT_STARTUP_FAILED)
+
+
+def _shown(url: str) -> str:
+    """``url`` without its password (it goes to logs)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

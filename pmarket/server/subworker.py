@@ -322,9 +322,9 @@ class PipeBus:
             # The parent died: nothing this process does from now on is wanted (a new
             # server may already run its own worker on this database).
             os._exit(EXIT_ORPHANED)
-        if status == _STOP:
+        if status == _STOP:  # the server stops: an empty read, and the worker's loop ends
             self.stop.set()
-            raise BusUnavailable("stopping")
+            return []
         if status == "error":
             kind, message = value
             raise (BusUnavailable if kind == "BusUnavailable" else BusError)(message)
@@ -389,6 +389,11 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
 def child_main(sock: socket.socket, database_url: str, events_stream: str, consumer: str,
                block_ms: int, parent_pid: int) -> None:
     """Entry point of the worker process."""
+    # Ctrl-C or a SIGTERM to the whole process group is for the server, which stops
+    # this process itself (at its next read, after its batch is stored); a signal here
+    # would kill it mid-batch and look like a crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     die_with_parent(parent_pid)
     asyncio.run(_child(sock, database_url, events_stream, consumer, block_ms))
 

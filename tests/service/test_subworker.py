@@ -196,3 +196,43 @@ async def _health_until(c: Client, predicate, timeout: float = 60.0) -> dict:
             return worker
         assert time.monotonic() < deadline, worker
         await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_whole_process_group_is_a_clean_stop(tmp_path, sig):
+    """Ctrl-C in a terminal (or a supervisor's SIGTERM) reaches the worker child too: it
+    is the server's to stop, not a crash to restart."""
+    import httpx
+
+    from tests.server.harness import SECRET, free_port
+
+    port = free_port()
+    env = {**os.environ, "PMARKET_JWT_SECRET": SECRET, "PMARKET_LOG_REQUESTS": "0"}
+    for name in ("PMARKET_REDIS_URL", "PMARKET_DATABASE_URL", "PMARKET_SNAPSHOT_DIR"):
+        env.pop(name, None)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen([sys.executable, "-c", "from pmarket.cli import main; "
+                                   "main()", "serve", "--port", str(port)], env=env,
+                                  cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                if health.status_code == 200:
+                    break
+            assert time.monotonic() < deadline and server.poll() is None, log.read_text()
+            time.sleep(0.05)
+        child = health.json()["components"]["worker"]["pid"]
+        os.killpg(server.pid, sig)
+        server.wait(60)
+        assert _pid_gone(child, 5.0)
+        text = log.read_text()
+        assert "died with exit code" not in text and "Traceback" not in text, text
+        assert "Application shutdown complete" in text, text
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait(10)
