@@ -1,10 +1,11 @@
 """The pmarket trading terminal: a Textual app over the public HTTP API and WebSocket.
 
 The app owns one ``AsyncClient`` (the session's token lives there) and one mode per
-top-level screen: login, events, orders, portfolio and, for admins, admin. Invariant:
-the trading modes exist only for a signed-in session, and are rebuilt from scratch at
-every sign-in, so no screen ever shows a previous account's data; every message the
-user should see goes through ``say``/``fail`` (and is kept in ``messages``).
+top-level screen: login, events, orders, portfolio and, for admins, admin. Invariants:
+the trading modes exist only for a signed-in session — they are rebuilt from scratch at
+every sign-in and removed at sign-out (F10), when the token is dropped too, so no screen
+ever shows (or keeps polling for) a previous account's data; every message the user
+should see goes through ``say``/``fail`` (and is kept in ``messages``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class TradingApp(App[None]):
         url: The server's base URL.
         api: A client to use (tests pass one over a fake transport); by default one
             is made for ``url``.
+        cursor_blink: Whether text fields' cursors blink (off for screenshots).
     """
 
     CSS_PATH = Path(__file__).with_name("theme.tcss")
@@ -49,13 +51,15 @@ class TradingApp(App[None]):
         Binding("f3", "goto('orders')", "Orders"),
         Binding("f4", "goto('portfolio')", "Portfolio"),
         Binding("f5", "goto('admin')", "Admin"),
-        Binding("f10", "sign_out", "Switch account"),
+        Binding("f10", "sign_out", "Sign out / switch account"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
-    def __init__(self, url: str = DEFAULT_URL, api: AsyncClient | None = None) -> None:
+    def __init__(self, url: str = DEFAULT_URL, api: AsyncClient | None = None, *,
+                 cursor_blink: bool = True) -> None:
         super().__init__()
         self.url = url
+        self.cursor_blink = cursor_blink
         self.api = api or AsyncClient(url)
         self.auth: Auth | None = None
         self.titles: dict[int, str] = {}
@@ -111,8 +115,27 @@ class TradingApp(App[None]):
         self.switch_mode(mode)
 
     def action_sign_out(self) -> None:
-        """Back to the sign-in screen (to switch account)."""
-        self.switch_mode("login")
+        """Sign out and go back to the sign-in screen (to switch account)."""
+        if self.auth is None:
+            return
+        email = self.auth.user.email
+        self.auth = None
+        self.api.token = None
+        self.api.user = None
+        self.titles.clear()
+        self.sub_title = ""
+        self.run_worker(self._leave(email), exclusive=True, group="session",
+                        exit_on_error=False)
+
+    async def _leave(self, email: str) -> None:
+        await self.switch_mode("login")
+        for mode in SESSION_MODES:
+            if mode in self._modes:
+                await self.remove_mode(mode)
+        login = self.screen
+        if isinstance(login, LoginScreen):
+            login.signed_out(email)
+        self.say(f"Signed out of {email}.")
 
     def action_help(self) -> None:
         """Show every key."""

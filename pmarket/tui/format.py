@@ -2,7 +2,8 @@
 
 Invariant: everything here works on ``Decimal`` and ``int`` only; a price is shown
 with as many decimals as its market's tick has, money with two or more, and a missing
-value (an empty side of a book) as a dash, never as zero.
+value (an empty side of a book) as a dash, never as zero. A stepped price stays on its
+market's grid strictly inside (0, 1); a stepped quantity stays a whole number ≥ 1.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pmarket.engine.units import decimal_text_problem
 
 ONE = Decimal(1)
 DASH = "—"
+LOT = 10
+"""Shares in one lot: the step of the order form's quantity keys (``+``/``-``, ↑/↓)."""
 
 
 def places(tick: Decimal) -> int:
@@ -126,3 +129,44 @@ def to_view(yes_price: Decimal | None, view: str) -> Decimal | None:
     if yes_price is None or view == "yes":
         return yes_price
     return ONE - yes_price
+
+
+def step_price(value: Decimal, tick: Decimal, steps: int) -> Decimal:
+    """``value`` moved by ``steps`` ticks, on the grid and strictly inside (0, 1).
+
+    A value off the grid is first snapped down onto it, so one step up from 0.455 on a
+    0.01 grid is 0.46 and one step down is 0.44.
+    """
+    on_grid = (value / tick).to_integral_value(rounding="ROUND_FLOOR") * tick
+    if steps > 0 and on_grid < value:
+        steps -= 1
+        on_grid += tick
+    moved = on_grid + tick * steps
+    return min(max(moved, tick), ONE - tick)
+
+
+def step_quantity(quantity: int, steps: int, lot: int = LOT) -> int:
+    """``quantity`` moved ``steps`` lots: up to the next multiple of ``lot`` above it,
+    down to the next below it (never under 1). 1 → 10 → 20 going up; 15 → 10 → 1 down."""
+    for _ in range(abs(steps)):
+        if steps > 0:
+            quantity = (quantity // lot + 1) * lot
+        else:
+            quantity = max(1, (quantity - 1) // lot * lot)
+    return quantity
+
+
+def mirror(side: str, outcome: str, value: Decimal | None) -> tuple[str, str, Decimal | None]:
+    """The equivalent order on the canonical YES book, in the other outcome's terms.
+
+    Sell YES at p is an ask at p, and so is buy NO at 1 - p; buy YES at p is a bid at p,
+    and so is sell NO at 1 - p. A market order's protective limit mirrors the same way.
+    """
+    return ("sell" if side == "buy" else "buy", "no" if outcome == "yes" else "yes",
+            None if value is None else ONE - value)
+
+
+def on_book(side: str, outcome: str, value: Decimal) -> tuple[str, Decimal]:
+    """Where an order rests on the YES book: ``("bid" or "ask", YES price)``."""
+    bid = (side == "buy") == (outcome == "yes")
+    return ("bid" if bid else "ask", value if outcome == "yes" else ONE - value)

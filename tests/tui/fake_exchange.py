@@ -2,8 +2,10 @@
 
 It answers the endpoints the terminal uses with the shapes of API.md and deterministic
 data (fixed ids and timestamps), so screen tests and snapshots are reproducible. It does
-not match orders: resting orders only build the book. The end-to-end tests use the real
-embedded server instead.
+not match orders: resting orders only build the book, and an ioc/fok order (which could
+only fill by matching) comes back cancelled. It does check what the server checks before
+matching: a buy needs the cash, a sell needs free shares (``hold``). The end-to-end
+tests use the real embedded server instead.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class FakeExchange:
                                       "password": "admin-password"}}
         self.tokens: dict[str, tuple[str, str]] = {}
         self.cash: dict[str, Decimal] = {}
+        self.holdings: dict[tuple[str, int], dict[str, int]] = {}
         self.orders: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self.trades = [
@@ -77,6 +80,32 @@ class FakeExchange:
                  "status": "open", "created_at": T0, "updated_at": T0, "owner": email}
         self.orders.append(order)
         return order
+
+    def hold(self, email: str, market_id: int, yes: int = 0, no: int = 0) -> None:
+        """Give ``email`` shares of a market."""
+        self.holdings[(email, market_id)] = {"yes": yes, "no": no}
+
+    def _reserved_shares(self, email: str, market_id: int, outcome: str) -> int:
+        return sum(o["remaining_quantity"] for o in self.orders
+                   if o["owner"] == email and o["market_id"] == market_id
+                   and o["status"] == "open" and o["side"] == "sell"
+                   and o["outcome"] == outcome)
+
+    def _positions(self, email: str, market_id: int | None = None) -> list[dict]:
+        out = []
+        for (owner, mid), held in sorted(self.holdings.items()):
+            if owner != email or (market_id is not None and mid != market_id):
+                continue
+            ev = self._event_of(mid)
+            name = next(o["name"] for o in ev["outcomes"] if o["market_id"] == mid)
+            out.append({"market_id": mid, "event_id": ev["id"], "outcome_id": mid,
+                        "outcome_name": name, "yes_quantity": held["yes"],
+                        "no_quantity": held["no"],
+                        "yes_reserved": self._reserved_shares(email, mid, "yes"),
+                        "no_reserved": self._reserved_shares(email, mid, "no"),
+                        "avg_cost_yes": None, "avg_cost_no": None, "mark_price": "0.44",
+                        "value": "0", "unrealized_pnl": "0", "realized_pnl": "0"})
+        return out
 
     def _event_of(self, market_id: int) -> dict:
         return next(e for e in self.events
@@ -217,10 +246,13 @@ class FakeExchange:
             self.cash[email] = self.cash.get(email, Decimal(0)) + amount
             return httpx.Response(200, json=self._balance(email))
         if parts == ["positions"]:
-            return httpx.Response(200, json={"items": [], "total": 0})
+            mid = params.get("market_id")
+            items = self._positions(email, int(mid) if mid else None)
+            return httpx.Response(200, json={"items": items, "total": len(items)})
         if parts == ["portfolio"]:
             bal = self._balance(email)
-            return httpx.Response(200, json={"balance": bal, "positions": [],
+            return httpx.Response(200, json={"balance": bal,
+                                             "positions": self._positions(email),
                                              "positions_value": "0", "total_value":
                                              bal["total"], "pnl": "0"})
         if parts == ["orders"] and method == "GET":
@@ -229,14 +261,7 @@ class FakeExchange:
                     and str(o["market_id"]) == params.get("market_id", str(o["market_id"]))]
             return httpx.Response(200, json={"items": mine, "total": len(mine)})
         if parts == ["orders"] and method == "POST":
-            cost = Decimal(str(body.get("price") or 1)) * body["quantity"]
-            if body["side"] == "buy" and cost > Decimal(self._balance(email)["available"]):
-                return _err(409, "insufficient_balance",
-                            f"This order needs {cost:.2f} and only "
-                            f"{Decimal(self._balance(email)['available']):.2f} is available.")
-            order = self.resting(email, body["market_id"], body["outcome"], body["side"],
-                                 str(body.get("price")), body["quantity"])
-            return httpx.Response(201, json={"order": self._public(order), "trades": []})
+            return self._place(body, email)
         if parts == ["orders"] and method == "DELETE":
             ids = []
             for o in self.orders:
@@ -258,6 +283,26 @@ class FakeExchange:
                 return httpx.Response(200, json={"order": self._public(order), "trades": []})
             return httpx.Response(200, json=self._public(order))
         return _err(404, "not_found", "No such route.")
+
+    def _place(self, body: dict, email: str) -> httpx.Response:
+        cost = Decimal(str(body.get("price") or 1)) * body["quantity"]
+        if body["side"] == "buy" and cost > Decimal(self._balance(email)["available"]):
+            return _err(409, "insufficient_balance",
+                        f"This order needs {cost:.2f} and only "
+                        f"{Decimal(self._balance(email)['available']):.2f} is available.")
+        if body["side"] == "sell":
+            mid, outcome = body["market_id"], body["outcome"]
+            held = self.holdings.get((email, mid), {}).get(outcome, 0)
+            free = held - self._reserved_shares(email, mid, outcome)
+            if body["quantity"] > free:
+                return _err(409, "insufficient_shares",
+                            f"You hold {free} {outcome.upper()} free to sell.")
+        order = self.resting(email, body["market_id"], body["outcome"], body["side"],
+                             str(body.get("price")), body["quantity"])
+        order["time_in_force"] = body.get("time_in_force", "gtc")
+        if order["time_in_force"] in ("ioc", "fok"):
+            order["status"] = "cancelled"  # the fake never matches
+        return httpx.Response(201, json={"order": self._public(order), "trades": []})
 
     def _admin(self, method: str, parts: list[str], body: dict) -> httpx.Response:
         if parts == ["admin", "events"]:

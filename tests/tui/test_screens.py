@@ -7,7 +7,8 @@ from decimal import Decimal
 from textual.widgets import DataTable, Input
 
 from pmarket.tui import TradingApp
-from pmarket.tui.screens.admin import AdminScreen
+from pmarket.tui.screens.admin import AdminScreen, ResolveDialog
+from pmarket.tui.screens.dialogs import ConfirmDialog
 from pmarket.tui.screens.events import EventsScreen
 from pmarket.tui.screens.help import HelpScreen, key_rows
 from pmarket.tui.screens.login import LoginScreen
@@ -19,6 +20,7 @@ from tests.tui.fake_exchange import FakeExchange
 
 
 async def wait_for(pilot, condition, tries: int = 300) -> None:
+    """Poll ``condition`` between pilot pauses (≈ 15 s by default)."""
     for _ in range(tries):
         if condition():
             return
@@ -26,14 +28,30 @@ async def wait_for(pilot, condition, tries: int = 300) -> None:
     raise AssertionError("condition never held")
 
 
-async def sign_up(pilot, email: str = "ann@x.io", name: str = "Ann") -> None:
+async def fill_login(pilot, email: str, password: str, name: str = "") -> None:
+    """Type the sign-in form's fields (the email field keeps the focus)."""
     app = pilot.app
     await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen))
-    app.screen.query_one("#email", Input).value = email
-    app.screen.query_one("#password", Input).value = "a-long-password"
-    app.screen.query_one("#name", Input).value = name
-    await pilot.click("#signup")
+    for field, value in (("#email", email), ("#password", password), ("#name", name)):
+        app.screen.query_one(field, Input).value = value
+    app.screen.query_one("#email", Input).focus()
+
+
+async def sign_up(pilot, email: str = "ann@x.io", name: str = "Ann") -> None:
+    """Sign up with the keyboard (ctrl+u from the focused email field)."""
+    app = pilot.app
+    await fill_login(pilot, email, "a-long-password", name)
+    await pilot.press("ctrl+u")
     await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen))
+
+
+async def open_market(pilot) -> MarketScreen:
+    """From the events screen, open the first market and wait until it has loaded."""
+    app = pilot.app
+    await wait_for(pilot, lambda: app.screen.query_one(DataTable).row_count == 4)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, MarketScreen) and app.screen.loaded)
+    return app.screen
 
 
 async def test_sign_up_lands_on_events_with_outcome_quotes():
@@ -52,10 +70,8 @@ async def test_wrong_password_is_shown_not_raised():
     fake = FakeExchange()
     app = TradingApp("http://fake", api=fake.client())
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen))
-        app.screen.query_one("#email", Input).value = "nobody@x.io"
-        app.screen.query_one("#password", Input).value = "nope"
-        await pilot.click("#signin")
+        await fill_login(pilot, "nobody@x.io", "nope")
+        await pilot.press("tab", "enter")      # from the password field
         problem = app.screen.query_one("#problem")
         await wait_for(pilot, lambda: "Wrong email" in str(problem.render()))
         assert isinstance(app.screen, LoginScreen)
@@ -101,10 +117,7 @@ async def test_order_ticket_validates_then_places_and_marks_the_ladder():
         await sign_up(pilot)
         fake.cash["ann@x.io"] = Decimal(100)
         await wait_for(pilot, lambda: app.screen.query_one(DataTable).row_count == 4)
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, MarketScreen))
-        market = app.screen
-        await wait_for(pilot, lambda: market.book.ready and market.market is not None)
+        market = await open_market(pilot)
         await pilot.press("b")
         await wait_for(pilot, lambda: isinstance(app.screen, OrderTicket))
         ticket = app.screen
@@ -128,11 +141,9 @@ async def test_refused_order_keeps_the_ticket_open_with_the_servers_message():
     app = TradingApp("http://fake", api=fake.client())
     async with app.run_test(size=(100, 30)) as pilot:
         await sign_up(pilot)
-        await wait_for(pilot, lambda: app.screen.query_one(DataTable).row_count == 4)
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, MarketScreen))
-        await wait_for(pilot, lambda: app.screen.market is not None)
-        await pilot.press("l")
+        fake.cash["ann@x.io"] = Decimal(1)
+        await open_market(pilot)
+        await pilot.press("b")                  # 10 YES @ 0.40 costs 4.00
         await wait_for(pilot, lambda: isinstance(app.screen, OrderTicket))
         await pilot.press("ctrl+s")
         problem = app.screen.query_one("#problem")
@@ -147,10 +158,8 @@ async def test_orders_screen_cancels_the_selected_order():
     fake.resting("ann@x.io", 1, "yes", "buy", "0.30", 5)
     app = TradingApp("http://fake", api=fake.client())
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen))
-        app.screen.query_one("#email", Input).value = "ann@x.io"
-        app.screen.query_one("#password", Input).value = "a-long-password"
-        await pilot.click("#signin")
+        await fill_login(pilot, "ann@x.io", "a-long-password")
+        await pilot.press("tab", "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen))
         await pilot.press("f3")
         await wait_for(pilot, lambda: isinstance(app.screen, OrdersScreen))
@@ -165,17 +174,15 @@ async def test_admin_resolves_an_event_after_confirming():
     fake = FakeExchange()
     app = TradingApp("http://fake", api=fake.client())
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen))
-        app.screen.query_one("#email", Input).value = "admin@x.io"
-        app.screen.query_one("#password", Input).value = "admin-password"
-        await pilot.click("#admin")
+        await fill_login(pilot, "admin@x.io", "admin-password")
+        await pilot.press("ctrl+a")             # from the focused email field
         await wait_for(pilot, lambda: isinstance(app.screen, AdminScreen))
         table = app.screen.query_one(DataTable)
         await wait_for(pilot, lambda: table.row_count == 2)
         await pilot.press("v")          # newest first: the final (3 outcomes)
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: isinstance(app.screen, ResolveDialog))
         await pilot.press("down", "enter")   # Tigers
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.press("y")
         await wait_for(pilot, lambda: fake.events[1]["status"] == "resolved")
         assert any("Tigers wins" in m for _, m in app.messages)
@@ -187,10 +194,16 @@ async def test_help_lists_every_screens_keys():
     async with app.run_test(size=(100, 40)) as pilot:
         await sign_up(pilot)
         await pilot.press("f1")
-        await pilot.pause(0.2)
-        assert isinstance(app.screen, HelpScreen)
-        text = " ".join(does for _, bindings in app.screen.sections
-                        for _, does in key_rows(bindings))
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        rows = dict((does, key) for _, bindings in app.screen.sections
+                    for key, does in key_rows(bindings))
+        text = " ".join(rows)
         for words in ("Hit bid", "Lift offer", "Cancel all", "Resolve", "Deposit",
-                      "Convert NO"):
+                      "Convert NO", "Equivalent order", "Sign out / switch account"):
             assert words in text
+        # the order form's keys, with the keys a trader presses
+        assert rows["Next level up: its price into the form"] == "↑"
+        assert rows["Form price +1 tick"] == "]"
+        assert rows["Form quantity +1 lot (10 shares)"] == "+ / ="
+        assert rows["Price +1 tick / quantity +1 lot (field)"] == "↑"
+        assert rows["Admin sign in"] == "ctrl+a"

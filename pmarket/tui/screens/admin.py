@@ -19,6 +19,7 @@ from pmarket.client import Event
 from pmarket.tui import format as fmt
 from pmarket.tui.screens.base import ApiScreen
 from pmarket.tui.screens.dialogs import ConfirmDialog, Dialog, ReportDialog
+from pmarket.tui.widgets.fields import TextField
 
 REFRESH_SECONDS = 5.0
 
@@ -36,7 +37,7 @@ class CreateEventDialog(Dialog):
                                ("slug", "optional")):
                 with Horizontal(classes="row"):
                     yield Label(name.replace("_", " ").capitalize(), classes="field")
-                    yield Input(placeholder=hint, id=name)
+                    yield TextField(placeholder=hint, id=name)
             yield Static("", id="problem", classes="problem")
             with Horizontal(classes="buttons"):
                 yield Button("Create (enter)", id="ok", variant="primary")

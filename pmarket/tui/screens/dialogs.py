@@ -1,4 +1,5 @@
-"""Small modal dialogs: confirm, enter a number, modify an order, convert, read a report.
+"""Small modal dialogs: confirm, enter a number, modify an order, convert, choose an
+equivalent order, read a report.
 
 Invariant: a dialog validates what is typed as it is typed and only dismisses with a
 value that passed validation (or with None when cancelled); the server remains the
@@ -21,6 +22,8 @@ from textual.widgets.selection_list import Selection
 
 from pmarket.client import Event, Order
 from pmarket.tui import format as fmt
+from pmarket.tui.trading import Plan, Proposal
+from pmarket.tui.widgets.fields import TextField
 
 
 class Dialog(ModalScreen):
@@ -88,8 +91,8 @@ class NumberDialog(Dialog):
             yield Label(self.title_text, classes="heading")
             if self.hint:
                 yield Static(self.hint, classes="hint")
-            yield Input(placeholder="shares" if self.kind == "quantity" else "amount, e.g. 100",
-                        id="value")
+            yield TextField(placeholder="shares" if self.kind == "quantity"
+                            else "amount, e.g. 100", id="value")
             yield Static("", id="problem", classes="problem")
             with Horizontal(classes="buttons"):
                 yield Button("OK (enter)", id="ok", variant="primary")
@@ -150,9 +153,10 @@ class ModifyDialog(Dialog):
                          f"{fmt.price(o.price, self.tick)} · filled {o.filled_quantity}",
                          classes="hint")
             yield Label("Price")
-            yield Input(value=fmt.price(o.price, self.tick) if o.price else "", id="price")
+            yield TextField(value=fmt.price(o.price, self.tick) if o.price else "",
+                            id="price")
             yield Label("Total quantity (filled part included)")
-            yield Input(value=str(o.quantity), id="quantity")
+            yield TextField(value=str(o.quantity), id="quantity")
             yield Static("", id="problem", classes="problem")
             with Horizontal(classes="buttons"):
                 yield Button("Modify (enter)", id="ok", variant="primary")
@@ -216,7 +220,7 @@ class ConvertDialog(Dialog):
                          "k ticked outcomes release $(k - 1) per share.", classes="hint")
             yield SelectionList[int](*(Selection(o.name, o.id, o.id in self.chosen)
                                        for o in self.event.outcomes), id="outcomes")
-            yield Input(placeholder="shares", id="quantity")
+            yield TextField(placeholder="shares", id="quantity")
             yield Static("", id="problem", classes="problem")
             yield Static("", id="summary", classes="summary")
             with Horizontal(classes="buttons"):
@@ -265,6 +269,65 @@ class ConvertDialog(Dialog):
     @on(Button.Pressed, "#cancel")
     def cancelled(self) -> None:
         self.dismiss(None)
+
+
+class ChoiceDialog(Dialog):
+    """The account cannot cover a hit or a lift: choose what stands in for it, or nothing.
+
+    Each choice is shown with its exact side, outcome, price and quantity and what it
+    costs or pays; its key (``e`` for the canonical equivalent, ``a`` for the order as
+    asked, cut to what the account covers) or its button picks it. Dismisses with the
+    chosen ``Proposal`` or None.
+
+    Args:
+        heading: What was asked ("Hit the bid · Rain").
+        plan: The plan whose ``reason`` and ``choices`` are shown.
+        tick: The market's tick size.
+    """
+
+    BINDINGS = [Binding("e", "choose('e')", "Equivalent order"),
+                Binding("a", "choose('a')", "As asked, reduced"),
+                Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, heading: str, plan: Plan, tick: Decimal) -> None:
+        super().__init__()
+        self.heading = heading
+        self.plan = plan
+        self.tick = tick
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box wide-choice"):
+            yield Label(self.heading, classes="heading")
+            yield Static(self.plan.reason, id="reason", classes="question")
+            for i, choice in enumerate(self.plan.choices):
+                yield Button(f"{choice.label(self.tick)} ({choice.key})", id=f"choice-{i}",
+                             variant="primary" if choice.equivalent else "default",
+                             classes="choice-button")
+                yield Static(("≡ " if choice.equivalent else "") + choice.detail,
+                             classes="hint choice-detail")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#choice-0" if self.plan.choices else "#cancel", Button).focus()
+
+    def _pick(self, choice: Proposal) -> None:
+        self.dismiss(choice)
+
+    def action_choose(self, key: str) -> None:
+        """Pick the choice bound to ``key`` (if there is one)."""
+        for choice in self.plan.choices:
+            if choice.key == key:
+                self._pick(choice)
+                return
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        name = event.button.id or ""
+        if name.startswith("choice-"):
+            self._pick(self.plan.choices[int(name.removeprefix("choice-"))])
+        else:
+            self.dismiss(None)
 
 
 class ReportDialog(Dialog):

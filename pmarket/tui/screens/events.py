@@ -20,6 +20,7 @@ from pmarket.tui import format as fmt
 from pmarket.tui.screens.base import ApiScreen
 from pmarket.tui.screens.dialogs import ConvertDialog, NumberDialog, ReportDialog
 from pmarket.tui.screens.market import MarketScreen
+from pmarket.tui.widgets.fields import TextField
 
 STATUSES = ("active", "closed", "resolved", "voided")
 DEBOUNCE_SECONDS = 0.25
@@ -49,7 +50,7 @@ class EventsScreen(ApiScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="filters"):
-            yield Input(placeholder="search events… (/)", id="search")
+            yield TextField(placeholder="search events… (/)", id="search")
             yield Select([], prompt="any category", id="category", allow_blank=True)
             yield Select([(s, s) for s in STATUSES], prompt="any status", id="status",
                          allow_blank=True)

@@ -11,15 +11,23 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.keys import format_key
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
 
+def key_name(key: str) -> str:
+    """A key as a person types it: "right_square_bracket" → "]", "ctrl+s" stays."""
+    *modifiers, last = key.strip().split("+")
+    return "+".join([*modifiers, format_key(last) if last else "+"])
+
+
 def key_rows(bindings: list[BindingType]) -> list[tuple[str, str]]:
+    """``(keys, what they do)`` of each binding, alternatives joined with " / "."""
     rows = []
     for b in bindings:
         if isinstance(b, Binding):
-            keys = " / ".join(k.strip() for k in b.key.split(","))
+            keys = " / ".join(key_name(k) for k in b.key.split(","))
             rows.append((keys, b.description or b.action))
         elif isinstance(b, tuple):
             rows.append((b[0], b[2] if len(b) > 2 else b[1]))

@@ -1,7 +1,12 @@
 """Sign up, sign in, or sign in as admin; says plainly when no server answers.
 
-Invariant: the session's token is set only by a successful answer from the server; a
-failed attempt leaves the previous session (if any) as it was and shows why.
+Invariants: the session's token is set only by a successful answer from the server; a
+failed attempt leaves the previous session (if any) as it was and shows why. A password
+is kept only while it is being typed: a successful sign-in (or sign-up) clears it from
+the form, so switching account (F10) never finds the previous account's password filled
+in, and nothing of it is ever written to disk. The form's keys (ctrl+u, ctrl+a) are
+priority bindings, so they work while a text field has focus, whose own bindings would
+otherwise take them (Input binds ctrl+u to "delete to the left" and ctrl+a to "home").
 """
 
 from __future__ import annotations
@@ -12,28 +17,36 @@ from textual.binding import Binding
 from textual.containers import Center, Horizontal, Vertical
 from textual.widgets import Button, Footer, Input, Label, Static
 
-from pmarket.client import ClientError
+from pmarket.client import ClientError, Health
 from pmarket.tui.screens.base import ApiScreen, describe
+from pmarket.tui.widgets.fields import TextField
 
 
 class LoginScreen(ApiScreen):
     """The first screen: who is trading."""
 
-    BINDINGS = [Binding("ctrl+u", "submit('signup')", "Sign up"),
-                Binding("ctrl+a", "submit('admin')", "Admin sign in")]
+    BINDINGS = [Binding("ctrl+u", "submit('signup')", "Sign up", priority=True),
+                Binding("ctrl+a", "submit('admin')", "Admin sign in", priority=True)]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.health: Health | None = None
+        """The server's answer to the health check (None until it answers)."""
+        self.checked = False
+        """Whether the health check has finished (answered or not)."""
 
     def compose(self) -> ComposeResult:
         with Center(), Vertical(classes="box login"):
             yield Label("pmarket", classes="brand")
             yield Static(f"server {self.trading_app.url}", id="server", classes="hint")
-            yield Input(placeholder="email", id="email")
-            yield Input(placeholder="password", password=True, id="password")
-            yield Input(placeholder="name (to sign up)", id="name")
+            yield TextField(placeholder="email", id="email")
+            yield TextField(placeholder="password", password=True, id="password")
+            yield TextField(placeholder="name (to sign up)", id="name")
             yield Static("", id="problem", classes="problem")
             with Horizontal(classes="buttons"):
-                yield Button("Sign in", id="signin", variant="primary")
-                yield Button("Sign up", id="signup", variant="success")
-                yield Button("Admin", id="admin", variant="warning")
+                yield Button("Sign in (enter)", id="signin", variant="primary")
+                yield Button("Sign up (^u)", id="signup", variant="success")
+                yield Button("Admin (^a)", id="admin", variant="warning")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -50,11 +63,26 @@ class LoginScreen(ApiScreen):
                 f"{describe(exc)}\nStart one with `pmarket serve`, or run "
                 "`pmarket tui --embedded` to start one inside the terminal.")
             return
+        finally:
+            self.checked = True
+        self.health = health
         self.query_one("#server", Static).update(
             f"server {self.trading_app.url} · {health.status}")
 
+    def signed_out(self, email: str | None) -> None:
+        """Back after a sign-out: the previous email stays (selected, so typing replaces
+        it), the password and name are empty."""
+        for name in ("password", "name"):
+            self.query_one(f"#{name}", Input).value = ""
+        email_field = self.query_one("#email", Input)
+        if email:
+            email_field.value = email
+        self.query_one("#problem", Static).update("")
+        email_field.focus()
+
     @on(Input.Submitted)
     def enter(self, event: Input.Submitted) -> None:
+        event.stop()
         if event.input.id == "email":
             self.query_one("#password", Input).focus()
         else:
@@ -72,7 +100,8 @@ class LoginScreen(ApiScreen):
     async def sign(self, how: str) -> None:
         """Send the credentials and enter the terminal on success."""
         email = self.query_one("#email", Input).value.strip()
-        password = self.query_one("#password", Input).value
+        password_field = self.query_one("#password", Input)
+        password = password_field.value
         name = self.query_one("#name", Input).value.strip()
         problem = self.query_one("#problem", Static)
         if not email or not password:
@@ -93,4 +122,5 @@ class LoginScreen(ApiScreen):
             problem.update(describe(exc))
             return
         problem.update("")
+        password_field.value = ""  # used: not kept for whoever signs in next
         self.trading_app.signed_in(auth)

@@ -1,15 +1,20 @@
-"""The market screen: live ladder, candle chart, trade tape, position, and trading keys.
+"""The market screen: live ladder, order form, candle chart, trade tape, position, keys.
 
-Invariant: the ladder always shows ``self.book`` — a ``LocalBook`` that is either the
+Invariants: the ladder always shows ``self.book`` — a ``LocalBook`` that is either the
 stream's (snapshot + gap-free deltas) or, when no WebSocket is available, the latest
 REST snapshot polled every couple of seconds; redraws are batched on a short timer so
-a burst of deltas paints once, without flicker.
+a burst of deltas paints once, without flicker. The market's figures (volume, open
+interest) are the server's, refetched after every trade seen until the server has that
+trade (``refresh_market``), never counted locally. The order form (price picked from
+the ladder or stepped by ticks, quantity stepped by lots) only ever holds a price on the
+market's grid strictly inside (0, 1) and a quantity ≥ 1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from decimal import Decimal
 
 from textual import work
@@ -20,6 +25,7 @@ from textual.widgets import Footer, Header, Static
 
 from pmarket.client import (
     BalanceMessage,
+    Book,
     BookMessage,
     ClientError,
     ConnectionMessage,
@@ -35,14 +41,23 @@ from pmarket.client import (
 )
 from pmarket.tui import format as fmt
 from pmarket.tui.screens.base import ApiScreen
-from pmarket.tui.screens.dialogs import ConfirmDialog, NumberDialog
+from pmarket.tui.screens.dialogs import ChoiceDialog, ConfirmDialog, NumberDialog
 from pmarket.tui.screens.ticket import OrderTicket, TicketPreset, describe_result
+from pmarket.tui.trading import plan_hit, plan_lift
 from pmarket.tui.widgets.chart import INTERVALS, CandleChart
 from pmarket.tui.widgets.ladder import Ladder, own_levels
 from pmarket.tui.widgets.tape import TradeTape
 
 POLL_SECONDS = 2.0
 REDRAW_SECONDS = 0.1
+CATCH_UP_SECONDS = 5.0
+"""How long ``refresh_market`` waits for the server's database to hold a trade seen live
+(the projection lag) before it shows what the server has."""
+CATCH_UP_POLL_SECONDS = 0.1
+
+LEVEL = Binding.Group("Level")
+TICK = Binding.Group("Tick")
+LOT = Binding.Group(f"Lot ({fmt.LOT})")
 
 
 class MarketScreen(ApiScreen):
@@ -54,12 +69,24 @@ class MarketScreen(ApiScreen):
     """
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
         Binding("b", "ticket('buy')", "Buy"),
         Binding("s", "ticket('sell')", "Sell"),
         Binding("h", "hit_bid", "Hit bid"),
         Binding("l", "lift_offer", "Lift offer"),
+        Binding("up", "level(1)", "Next level up: its price into the form",
+                key_display="↑", group=LEVEL),
+        Binding("down", "level(-1)", "Next level down: its price into the form",
+                key_display="↓", group=LEVEL),
+        Binding("right_square_bracket", "tick(1)", "Form price +1 tick", key_display="]",
+                group=TICK),
+        Binding("left_square_bracket", "tick(-1)", "Form price -1 tick", key_display="[",
+                group=TICK),
+        Binding("plus,equals_sign", "lot(1)", f"Form quantity +1 lot ({fmt.LOT} shares)",
+                key_display="+", group=LOT),
+        Binding("minus", "lot(-1)", f"Form quantity -1 lot ({fmt.LOT} shares)",
+                key_display="-", group=LOT),
         Binding("v", "toggle_view", "YES/NO"),
+        Binding("escape", "app.pop_screen", "Back"),
         Binding("i", "next_interval", "Interval"),
         Binding("c", "cancel_market", "Cancel all here"),
         Binding("x", "split", "Split"),
@@ -79,7 +106,15 @@ class MarketScreen(ApiScreen):
         self.position: Position | None = None
         self.cash: Decimal | None = None
         self.live = False
+        self.loaded = False
+        """Everything fetched once (market, book, tape, chart, account)."""
+        self.form_price: Decimal | None = None
+        """The order form's price, in the view's terms (None until one is picked)."""
+        self.form_quantity = fmt.LOT
         self._dirty = False
+        self._newest_trade = 0
+        """Id of the newest trade seen (tape, stream or poll)."""
+        self._refreshing_market = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -87,11 +122,12 @@ class MarketScreen(ApiScreen):
             with Vertical(id="ladder-pane", classes="pane"):
                 yield Static("", id="ladder-title", classes="pane-title")
                 yield Ladder(id="ladder")
+                yield Static("", id="order-form", classes="order-form")
             with Vertical(id="right-pane"):
                 yield CandleChart(id="chart", classes="pane")
                 yield TradeTape(id="tape", classes="pane")
         yield Static("", id="status", classes="status")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     @property
     def tick(self) -> Decimal:
@@ -116,6 +152,9 @@ class MarketScreen(ApiScreen):
             return
         self.market = market
         await self._fetch_all()
+        self.loaded = True
+        if self._newest_trade:
+            self._market_changed()  # trades may have landed between the two reads
         self.follow()
 
     async def _fetch_all(self) -> None:
@@ -125,6 +164,7 @@ class MarketScreen(ApiScreen):
         trades = await self.call(self.api.market_trades(self.market_id, limit=100))
         if trades is not None:
             self.query_one(TradeTape).reset(trades.items, self.tick)
+            self._newest_trade = max([self._newest_trade, *(t.id for t in trades.items)])
         await self._fetch_candles()
         await self._fetch_account()
         self._dirty = True
@@ -185,6 +225,7 @@ class MarketScreen(ApiScreen):
                     tape.add(fresh)
                     for t in sorted(fresh, key=lambda t: t.id):
                         self.query_one(CandleChart).add_trade(t)
+                    self._trade_seen(max(t.id for t in fresh))
                     await self._fetch_account()
                 self._dirty = True
 
@@ -196,6 +237,7 @@ class MarketScreen(ApiScreen):
         elif isinstance(msg, TradeMessage) and msg.trade.market_id == self.market_id:
             self.query_one(TradeTape).add([msg.trade])
             self.query_one(CandleChart).add_trade(msg.trade)
+            self._trade_seen(msg.trade.id)
             self._dirty = True
         elif isinstance(msg, OrderMessage) and msg.order.market_id == self.market_id:
             if msg.order.is_open:
@@ -217,17 +259,66 @@ class MarketScreen(ApiScreen):
             self.live = msg.connected
             self._dirty = True
 
+    def _trade_seen(self, trade_id: int) -> None:
+        """A trade arrived (stream or poll): the market's figures must follow."""
+        if trade_id > self._newest_trade:
+            self._newest_trade = trade_id
+            self._market_changed()
+
+    def _market_changed(self) -> None:
+        if not self._refreshing_market:
+            self._refreshing_market = True
+            self.refresh_market()
+
+    @work(group="market", exit_on_error=False)
+    async def refresh_market(self) -> None:
+        """Refetch the market's summary (volume, open interest, status) until it includes
+        the newest trade seen.
+
+        A trade reaches the stream before the worker has written it to the database,
+        where the volume is counted: the newest stored trade is read first and the
+        market after it, so once that trade is the newest seen (or newer) the volume
+        read includes it. A trade seen meanwhile keeps the loop going; after
+        ``CATCH_UP_SECONDS`` without the server catching up, its figure is shown as it
+        is (the next trade asks again).
+        """
+        try:
+            deadline = time.monotonic() + CATCH_UP_SECONDS
+            while self.is_attached:
+                wanted = self._newest_trade
+                trades = await self.call(self.api.market_trades(self.market_id, limit=1))
+                market = await self.call(self.api.market(self.market_id))
+                if trades is None or market is None:
+                    return
+                stored = max((t.id for t in trades.items), default=0)
+                caught_up = stored >= wanted
+                if caught_up or time.monotonic() > deadline:
+                    self.market = market
+                    self._dirty = True
+                    if not caught_up or stored >= self._newest_trade:
+                        return
+                    deadline = time.monotonic() + CATCH_UP_SECONDS  # a newer one came
+                await asyncio.sleep(CATCH_UP_POLL_SECONDS)
+        finally:
+            self._refreshing_market = False
+
     def _flush(self) -> None:
         if not self._dirty or not self.is_attached:
             return
         self._dirty = False
         book = self.book.to_book(self.view) if self.book.ready else None
         own = own_levels(list(self.own.values()), self.view)
-        self.query_one(Ladder).show(book, own, self.tick)
+        self.query_one(Ladder).show(book, own, self.tick, self.form_price)
         state = "live" if self.live else "polling"
         self.query_one("#ladder-title", Static).update(
             f"{self.view.upper()} book · {state} · tick {self.tick}")
+        self._show_form()
         self.query_one("#status", Static).update(self._status_line())
+
+    def _show_form(self) -> None:
+        price = fmt.price(self.form_price, self.tick)
+        self.query_one("#order-form", Static).update(
+            f"form {self.form_quantity:,} {self.view.upper()} @ {price} · b buy · s sell")
 
     def _status_line(self) -> str:
         m = self.market
@@ -255,6 +346,9 @@ class MarketScreen(ApiScreen):
         if self.market is None:
             self.trading_app.fail("The market has not loaded yet.")
             return
+        if not self.is_user:
+            self.trading_app.fail("Trading needs a user account (admins cannot trade).")
+            return
         ticket = OrderTicket(self.market, self.title_text, self._books(),  # type: ignore[arg-type]
                              preset)
         self.app.push_screen(ticket, self._placed)
@@ -273,36 +367,114 @@ class MarketScreen(ApiScreen):
         """Refetch open orders, position and cash."""
         await self._fetch_account()
 
-    def action_ticket(self, side: str) -> None:
-        """Open the ticket for ``side``, priced to join the queue on its own side."""
-        book = self.book.to_book(self.view) if self.book.ready else None
-        price = None
-        if book is not None:
-            price = book.best_bid if side == "buy" else book.best_ask
-        self._open_ticket(TicketPreset(side=side, outcome=self.view, price=price))
+    def _view_book(self) -> Book | None:
+        return self.book.to_book(self.view) if self.book.ready else None
 
-    def _aggress(self, side: str) -> None:
-        book = self.book.to_book(self.view) if self.book.ready else None
+    def action_ticket(self, side: str) -> None:
+        """Open the ticket for ``side`` with the order form's price and quantity (with no
+        price picked: the best price on its own side, to join the queue)."""
+        price = self.form_price
+        book = self._view_book()
+        if price is None and book is not None:
+            price = book.best_bid if side == "buy" else book.best_ask
+        self._open_ticket(TicketPreset(side=side, outcome=self.view, price=price,
+                                       quantity=self.form_quantity))
+
+    @work(group="aggress", exclusive=True, exit_on_error=False)
+    async def _aggress(self, side: str) -> None:
+        """Hit (``sell``) or lift (``buy``) the best level of the view, whole size, IOC;
+        when the account cannot cover it, let the trader choose what stands in."""
+        book = self._view_book()
         levels = (book.bids if side == "sell" else book.asks) if book else []
         if not levels:
             self.trading_app.fail(f"No {'bid' if side == 'sell' else 'offer'} to "
                                   f"{'hit' if side == 'sell' else 'lift'}.")
             return
+        if self.market is None or not self.is_user:
+            self._open_ticket(TicketPreset())  # says why not
+            return
+        await self._fetch_account()  # judge by the holdings of now, not of the last fill
         best = levels[0]
-        self._open_ticket(TicketPreset(side=side, outcome=self.view, price=best.price,
-                                       quantity=best.quantity, time_in_force="ioc"))
+        plan = (plan_hit if side == "sell" else plan_lift)(
+            self.view, best.price, best.quantity, self.position, self.cash, self.tick)
+        if plan.covered:
+            self._open_ticket(TicketPreset(side=side, outcome=self.view, price=best.price,
+                                           quantity=best.quantity, time_in_force="ioc"))
+            return
+        if not plan.choices:
+            self.trading_app.fail(plan.reason)
+            return
+        verb = "Hit the bid" if side == "sell" else "Lift the offer"
+        choice = await self.app.push_screen_wait(
+            ChoiceDialog(f"{verb} · {self.title_text}", plan, self.tick))
+        if choice is None:
+            return
+        how = "Equivalent of" if choice.equivalent else "Reduced from"
+        self._open_ticket(TicketPreset(
+            side=choice.side, outcome=choice.outcome, price=choice.price,
+            quantity=choice.quantity, time_in_force="ioc",
+            note=f"{how} {plan.asked.label(self.tick).lower()}: {choice.detail}"))
 
     def action_hit_bid(self) -> None:
-        """Sell into the best bid of the current view (IOC ticket, size prefilled)."""
+        """Sell into the best bid of the current view (IOC ticket, size prefilled; without
+        the shares, the choice of the equivalent buy of the other outcome)."""
         self._aggress("sell")
 
     def action_lift_offer(self) -> None:
-        """Buy the best offer of the current view (IOC ticket, size prefilled)."""
+        """Buy the best offer of the current view (IOC ticket, size prefilled; without
+        the cash, the choice of the equivalent sale of the other outcome held)."""
         self._aggress("buy")
 
+    # --- the order form --------------------------------------------------------------
+
+    def _pick(self, price: Decimal | None) -> None:
+        self.form_price = price
+        self.query_one(Ladder).pick(price)
+        self._show_form()
+
+    def on_ladder_picked(self, message: Ladder.Picked) -> None:
+        """A click on a ladder level picks its price into the form."""
+        self._pick(message.price)
+
+    def action_level(self, direction: int) -> None:
+        """Move the form's price to the next level drawn above (1) or below (-1) it."""
+        book = self._view_book()
+        if book is None:
+            return
+        current = self.form_price
+        if current is None:
+            firsts = ([book.best_ask, book.best_bid] if direction > 0
+                      else [book.best_bid, book.best_ask])
+            target = next((p for p in firsts if p is not None), None)
+        else:
+            prices = self.query_one(Ladder).prices
+            beyond = [p for p in prices if (p > current if direction > 0 else p < current)]
+            target = (min(beyond) if direction > 0 else max(beyond)) if beyond else current
+        if target is not None:
+            self._pick(target)
+
+    def action_tick(self, steps: int) -> None:
+        """Step the form's price by ``steps`` ticks (from the best bid, the best ask, the
+        last price or 0.5 when none is picked yet)."""
+        if self.form_price is None:
+            book = self._view_book()
+            start = next((p for p in ((book.best_bid, book.best_ask, book.last_price)
+                                      if book else ()) if p is not None), fmt.ONE / 2)
+            self._pick(fmt.step_price(start, self.tick, 0))
+        else:
+            self._pick(fmt.step_price(self.form_price, self.tick, steps))
+
+    def action_lot(self, steps: int) -> None:
+        """Step the form's quantity by ``steps`` lots."""
+        self.form_quantity = fmt.step_quantity(self.form_quantity, steps)
+        self._show_form()
+
     def action_toggle_view(self) -> None:
-        """Switch the ladder, chart and tape between YES and NO terms."""
+        """Switch the ladder, chart and tape between YES and NO terms (the form's price
+        follows: 0.40 YES is 0.60 NO)."""
         self.view = "no" if self.view == "yes" else "yes"
+        if self.form_price is not None:
+            self.form_price = fmt.ONE - self.form_price
         self.query_one(CandleChart).set_view(self.view)
         self.query_one(TradeTape).set_view(self.view)
         self._dirty = True

@@ -3,7 +3,9 @@
 Invariant: the Place button only sends an order that passed local validation (price on
 the market's grid strictly inside (0, 1), whole quantity ≥ 1, an expiry for gtd); the
 server's verdict is then shown as it is — the placed order's status and fills, or its
-error message, with the ticket left open to correct it.
+error message, with the ticket left open to correct it. The summary always says where
+the order rests on the canonical YES book and which order of the other outcome is the
+same (ctrl+o switches to it), so "buy NO at p is an ask at 1 - p" is never a surprise.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pmarket.client import ApiError, Book, ClientError, Market, OrderResult, Ord
 from pmarket.tui import format as fmt
 from pmarket.tui.screens.base import describe
 from pmarket.tui.screens.dialogs import Dialog
+from pmarket.tui.widgets.fields import TextField
 
 TIFS = ("gtc", "ioc", "fok", "gtd")
 
@@ -36,6 +39,8 @@ class TicketPreset:
     price: Decimal | None = None
     quantity: int | None = None
     time_in_force: str = "gtc"
+    note: str = ""
+    """Why the ticket says what it says (e.g. the equivalent chosen for a hit)."""
 
 
 def describe_result(result: OrderResult, tick: Decimal) -> str:
@@ -67,7 +72,12 @@ class OrderTicket(Dialog):
     """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"),
-                Binding("ctrl+s", "place", "Place", show=True)]
+                Binding("ctrl+s", "place", "Place", show=True),
+                Binding("ctrl+o", "equivalent", "Equivalent order (other outcome)"),
+                Binding("up", "step(1)", "Price +1 tick / quantity +1 lot (field)",
+                        key_display="↑"),
+                Binding("down", "step(-1)", "Price -1 tick / quantity -1 lot (field)",
+                        key_display="↓")]
 
     def __init__(self, market: Market, title: str, books: dict[str, Book | None],
                  preset: TicketPreset) -> None:
@@ -82,6 +92,8 @@ class OrderTicket(Dialog):
         tick = self.market.tick_size
         with Vertical(classes="box ticket"):
             yield Label(f"Order · {self.title_text}", classes="heading")
+            if p.note:
+                yield Static(p.note, id="note", classes="hint")
             with Horizontal(classes="row"):
                 yield Label("Side", classes="field")
                 yield _radio("side", ("buy", "sell"), p.side)
@@ -93,22 +105,25 @@ class OrderTicket(Dialog):
                 yield _radio("type", ("limit", "market"), p.type)
             with Horizontal(classes="row"):
                 yield Label("Price", classes="field")
-                yield Input(value=fmt.price(p.price, tick) if p.price is not None else "",
-                            placeholder=f"0 < price < 1, tick {tick}", id="price")
+                yield TextField(value=fmt.price(p.price, tick) if p.price is not None else "",
+                                placeholder=f"0 < price < 1, tick {tick}", id="price")
             with Horizontal(classes="row"):
                 yield Label("Quantity", classes="field")
-                yield Input(value=str(p.quantity or ""), placeholder="shares", id="quantity")
+                yield TextField(value=str(p.quantity or ""), placeholder="shares",
+                                id="quantity")
             with Horizontal(classes="row"):
                 yield Label("Time in force", classes="field")
                 yield _radio("tif", TIFS, p.time_in_force)
             with Horizontal(classes="row"):
                 yield Label("Expires (min)", classes="field")
-                yield Input(value="60", id="expires", disabled=p.time_in_force != "gtd")
+                yield TextField(value="60", id="expires", disabled=p.time_in_force != "gtd")
             with Horizontal(classes="row"):
                 yield Label("", classes="field")
                 yield Checkbox("post-only", id="post_only")
             yield Static("", id="summary", classes="summary")
             yield Static("", id="problem", classes="problem")
+            yield Static(f"↑↓ price ±1 tick · quantity ±1 lot ({fmt.LOT}) · ctrl+o equivalent",
+                         classes="hint")
             with Horizontal(classes="buttons"):
                 yield Button("Place (ctrl+s)", id="place", variant="success")
                 yield Button("Cancel (esc)", id="cancel")
@@ -199,7 +214,62 @@ class OrderTicket(Dialog):
                         f"{fmt.money(est.max_payout - est.cost)}")
             else:
                 line = f"{head}\nproceeds {fmt.money(est.max_payout)}"
-        summary.update(line)
+        summary.update(f"{line}\n{self._book_line(spec)}")
+
+    def _book_line(self, spec: OrderSpec) -> str:
+        """Where ``spec`` rests on the YES book and the same order in the other outcome."""
+        tick = self.market.tick_size
+        side, outcome, other_price = fmt.mirror(spec.side, spec.outcome,
+                                                Decimal(spec.price) if spec.price is not None
+                                                else None)
+        same = f"{side} {spec.quantity:,} {outcome.upper()}"
+        if spec.price is None:
+            takes = "asks" if fmt.on_book(spec.side, spec.outcome, fmt.ONE)[0] == "bid" \
+                else "bids"
+            return f"YES book: takes the {takes} · same as a market {same} (ctrl+o)"
+        where, yes_price = fmt.on_book(spec.side, spec.outcome, Decimal(spec.price))
+        return (f"YES book: {where} {fmt.price(yes_price, tick)} · same as {same} @ "
+                f"{fmt.price(other_price, tick)} (ctrl+o)")
+
+    def action_step(self, steps: int) -> None:
+        """Step the focused field: the price by a tick, the quantity by a lot."""
+        field = self.focused
+        if not isinstance(field, Input) or field.id not in ("price", "quantity"):
+            return
+        if field.id == "quantity":
+            quantity = fmt.parse_quantity(field.value)
+            field.value = str(fmt.LOT if quantity is None and steps > 0
+                              else fmt.step_quantity(quantity or 1, steps))
+            return
+        tick = self.market.tick_size
+        value = fmt.parse_decimal(field.value)
+        if value is None or not 0 < value < 1:
+            field.value = fmt.price(self._start_price(), tick)
+        else:
+            field.value = fmt.price(fmt.step_price(value, tick, steps), tick)
+
+    def _start_price(self) -> Decimal:
+        """Where an empty price field starts: the best price on the order's own side."""
+        book = self.books.get(self._choice("outcome") or "yes")
+        best = None
+        if book is not None:
+            best = book.best_bid if self._choice("side") == "buy" else book.best_ask
+            best = best if best is not None else book.last_price
+        return best if best is not None else Decimal("0.5")
+
+    def action_equivalent(self) -> None:
+        """Switch to the same order in the other outcome's terms (sell YES at p → buy NO
+        at 1 - p), keeping the quantity."""
+        side, outcome, _ = fmt.mirror(self._choice("side"), self._choice("outcome"), None)
+        price_field = self.query_one("#price", Input)
+        value = fmt.parse_decimal(price_field.value)
+        if value is not None and 0 < value < 1:
+            price_field.value = fmt.price(fmt.ONE - value, self.market.tick_size)
+        for name, chosen in (("side", side), ("outcome", outcome)):
+            for button in self.query_one(f"#{name}", RadioSet).query(RadioButton):
+                if button.name == chosen:
+                    button.value = True
+        self.refresh_summary()
 
     @on(Input.Changed)
     @on(RadioSet.Changed)
