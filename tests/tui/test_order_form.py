@@ -67,7 +67,7 @@ async def test_keys_walk_the_ladder_levels_and_step_ticks_and_lots():
         assert market.form_quantity == 30
         await pilot.press("minus", "minus", "minus", "minus")
         assert market.form_quantity == 1             # never below one share
-        assert "form 1 YES @ 0.36" in str(market.query_one("#order-form").render())
+        assert "form: 1 YES @ 0.36" in str(market.query_one("#order-form").render())
 
         await pilot.press("b")                       # the ticket takes the form's order
         await wait_for(pilot, lambda: isinstance(app.screen, OrderTicket))

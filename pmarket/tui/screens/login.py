@@ -79,6 +79,7 @@ class LoginScreen(ApiScreen):
             email_field.value = email
         self.query_one("#problem", Static).update("")
         email_field.focus()
+        email_field.select_all()  # it may have had the focus already: no Focus event
 
     @on(Input.Submitted)
     def enter(self, event: Input.Submitted) -> None:

@@ -55,9 +55,9 @@ CATCH_UP_SECONDS = 5.0
 (the projection lag) before it shows what the server has."""
 CATCH_UP_POLL_SECONDS = 0.1
 
-LEVEL = Binding.Group("Level")
-TICK = Binding.Group("Tick")
-LOT = Binding.Group(f"Lot ({fmt.LOT})")
+LEVEL = Binding.Group("Level", compact=True)
+TICK = Binding.Group("Tick", compact=True)
+LOT = Binding.Group(f"Lot ({fmt.LOT})", compact=True)
 
 
 class MarketScreen(ApiScreen):
@@ -318,7 +318,7 @@ class MarketScreen(ApiScreen):
     def _show_form(self) -> None:
         price = fmt.price(self.form_price, self.tick)
         self.query_one("#order-form", Static).update(
-            f"form {self.form_quantity:,} {self.view.upper()} @ {price} · b buy · s sell")
+            f"form: {self.form_quantity:,} {self.view.upper()} @ {price}  (b/s)")
 
     def _status_line(self) -> str:
         m = self.market
