@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from decimal import Decimal
 
 from textual.widgets import DataTable, Input, SelectionList
@@ -10,7 +11,7 @@ from textual.widgets import DataTable, Input, SelectionList
 from pmarket.client import Client
 from pmarket.tui import TradingApp
 from pmarket.tui.screens.admin import AdminScreen
-from pmarket.tui.screens.dialogs import ConvertDialog
+from pmarket.tui.screens.dialogs import ChoiceDialog, ConvertDialog
 from pmarket.tui.screens.events import EventsScreen
 from pmarket.tui.screens.login import LoginScreen
 from pmarket.tui.screens.market import MarketScreen
@@ -75,6 +76,115 @@ async def test_trader_places_sees_cancels_and_watches_a_trade_arrive(server):
         await pilot.press("c")
         await wait_for(pilot, lambda: table.row_count == 0, 100)
         assert ann.orders(status="open").total == 0
+
+
+def newcomer(server, email: str, cash: str = "100") -> Client:
+    client = Client(server.url)
+    client.signup(email, email.split("@")[0], "a-long-password")
+    client.onramp(cash)
+    return client
+
+
+async def watch_market(pilot, server, email: str, market_id: int) -> MarketScreen:
+    """Sign ``email`` in and open the market, live."""
+    app = pilot.app
+    await sign_in(pilot, email, "a-long-password", "signin")
+    await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen), 100)
+    app.push_screen(MarketScreen(market_id, "live market"))
+    await wait_for(pilot, lambda: isinstance(app.screen, MarketScreen))
+    market = app.screen
+    await wait_for(pilot, lambda: market.loaded and market.live, 100)
+    return market
+
+
+def volume_shown(market: MarketScreen) -> int | None:
+    """The volume the status line shows."""
+    found = re.search(r"· vol ([\d,]+)", str(market.query_one("#status").render()))
+    return int(found.group(1).replace(",", "")) if found else None
+
+
+async def test_market_volume_follows_trades_by_anyone(server):
+    admin = Client(server.url)
+    admin.admin_signin(*ADMIN)
+    event = admin.create_event("Does the TUI volume move?", [], category="tests")
+    mid = event.outcomes[0].market_id
+    newcomer(server, "tui-vol-watcher@example.com")
+    maker = newcomer(server, "tui-vol-maker@example.com")
+    taker = newcomer(server, "tui-vol-taker@example.com")
+
+    app = TradingApp(server.url)
+    async with app.run_test(size=(110, 32)) as pilot:
+        market = await watch_market(pilot, server, "tui-vol-watcher@example.com", mid)
+        await wait_for(pilot, lambda: volume_shown(market) == 0, 100)
+
+        # two other accounts trade (a mint, then a transfer): the watcher's figure moves
+        await asyncio.to_thread(maker.place_order, mid, "yes", "buy", 10, "0.40")
+        await asyncio.to_thread(taker.place_order, mid, "no", "buy", 4, "0.60")
+        await wait_for(pilot, lambda: market.market.volume == 4, 100)
+        await wait_for(pilot, lambda: volume_shown(market) == 4, 100)
+        await asyncio.to_thread(taker.place_order, mid, "no", "buy", 6, "0.60")
+        await wait_for(pilot, lambda: market.market.volume == 10, 100)
+        assert market.market.open_interest == 10
+        await wait_for(pilot, lambda: volume_shown(market) == 10, 100)
+
+        # and the events table shows the server's figure when the trader goes back
+        await pilot.press("escape")
+        events = app.screen
+        assert isinstance(events, EventsScreen)
+        table = events.query_one(DataTable)
+        key = f"{event.id}:{mid}"
+        await wait_for(pilot, lambda: key in table.rows
+                       and str(table.get_row(key)[5]) == "10", 100)
+    assert Client(server.url).market(mid).volume == 10
+
+
+async def test_hit_without_yes_buys_no_and_lift_without_cash_sells_no(server):
+    admin = Client(server.url)
+    admin.admin_signin(*ADMIN)
+    event = admin.create_event("Which way does the TUI equivalent go?", [],
+                               category="tests")
+    mid = event.outcomes[0].market_id
+    bidder = newcomer(server, "tui-eq-bidder@example.com")
+    hitter = newcomer(server, "tui-eq-hitter@example.com")
+    bidder.place_order(mid, "yes", "buy", 10, "0.40")        # YES bid 0.40 × 10
+
+    app = TradingApp(server.url)
+    async with app.run_test(size=(110, 32)) as pilot:
+        market = await watch_market(pilot, server, "tui-eq-hitter@example.com", mid)
+        await pilot.press("h")                               # no YES to sell
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), 100)
+        assert str(app.screen.query_one("#choice-0").label) == "Buy 10 NO @ 0.60 (e)"
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, OrderTicket), 100)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen is market, 100)
+        await wait_for(pilot, lambda: market.position is not None
+                       and market.position.no_quantity == 10, 100)
+    held = {u: (p.yes_quantity, p.no_quantity) for u, c in
+            (("hitter", hitter), ("bidder", bidder))
+            for p in c.positions(market_id=mid).items}
+    assert held == {"hitter": (0, 10), "bidder": (10, 0)}     # minted at 0.40 / 0.60
+    assert hitter.balance().available == Decimal("94")
+
+    # the lift: all cash in pairs, a NO bid 0.45 (YES ask 0.55) to lift
+    lifter = newcomer(server, "tui-eq-lifter@example.com", cash="10")
+    lifter.split_market(mid, 10)                              # 10 YES + 10 NO, cash 0
+    bidder.place_order(mid, "no", "buy", 5, "0.45")
+    app = TradingApp(server.url)
+    async with app.run_test(size=(110, 32)) as pilot:
+        market = await watch_market(pilot, server, "tui-eq-lifter@example.com", mid)
+        await wait_for(pilot, lambda: market._view_book() is not None
+                       and market._view_book().best_ask == Decimal("0.55"), 100)
+        await pilot.press("l")                               # no cash to buy YES
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), 100)
+        assert str(app.screen.query_one("#choice-0").label) == "Sell 5 NO @ 0.45 (e)"
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, OrderTicket), 100)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen is market, 100)
+        await wait_for(pilot, lambda: market.cash == Decimal("2.25"), 100)
+    assert [(p.yes_quantity, p.no_quantity) for p in
+            lifter.positions(market_id=mid).items] == [(10, 5)]
 
 
 async def test_admin_creates_and_resolves_an_event(server):
