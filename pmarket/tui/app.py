@@ -18,6 +18,7 @@ from textual.binding import Binding, BindingType
 
 from pmarket.client import DEFAULT_URL, AsyncClient, Auth
 from pmarket.tui.screens.admin import AdminScreen
+from pmarket.tui.screens.dialogs import ChoiceDialog
 from pmarket.tui.screens.events import EventsScreen
 from pmarket.tui.screens.help import HelpScreen
 from pmarket.tui.screens.login import LoginScreen
@@ -144,6 +145,7 @@ class TradingApp(App[None]):
         sections: list[tuple[str, list[BindingType]]] = [("Everywhere", self.BINDINGS)]
         for title, cls in (("Sign in", LoginScreen), ("Events", EventsScreen),
                            ("Market", MarketScreen), ("Order ticket", OrderTicket),
+                           ("Hit/lift the account cannot cover", ChoiceDialog),
                            ("Orders", OrdersScreen), ("Portfolio", PortfolioScreen),
                            ("Admin", AdminScreen)):
             sections.append((title, list(cls.BINDINGS)))

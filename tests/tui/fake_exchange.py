@@ -36,6 +36,7 @@ class FakeExchange:
         self.tokens: dict[str, tuple[str, str]] = {}
         self.cash: dict[str, Decimal] = {}
         self.holdings: dict[tuple[str, int], dict[str, int]] = {}
+        self.requests: list[str] = []
         self.orders: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self.trades = [
@@ -138,6 +139,10 @@ class FakeExchange:
                 "spread": str(ba - bb) if both else None,  # type: ignore[operator]
                 "last_price": "0.44" if market_id == 1 else None, "sequence": 1}
 
+    def volume(self, market_id: int) -> int:
+        """Shares traded in a market (its trades as stored)."""
+        return sum(t["quantity"] for t in self.trades if t["market_id"] == market_id)
+
     def _public(self, order: dict) -> dict:
         return {k: v for k, v in order.items() if k != "owner"}
 
@@ -147,13 +152,14 @@ class FakeExchange:
             book = self.book(o["market_id"])
             o["best_bid"], o["best_ask"] = book["best_bid"], book["best_ask"]
             o["last_price"] = book["last_price"]
-            o["volume"] = 43 if o["market_id"] == 1 else 0
+            o["volume"] = self.volume(o["market_id"])
         return out
 
     # --- routing -------------------------------------------------------------------
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer one request."""
+        self.requests.append(f"{request.method} {request.url.path}")
         path, method = request.url.path, request.method
         body = json.loads(request.content) if request.content else {}
         params = dict(request.url.params)
@@ -223,7 +229,8 @@ class FakeExchange:
             "id": market_id, "event_id": ev["id"], "outcome_id": outcome["id"],
             "outcome_name": outcome["name"], "status": ev["status"], "tick_size": "0.01",
             "last_price": book["last_price"], "best_bid": book["best_bid"],
-            "best_ask": book["best_ask"], "volume": 43, "open_interest": 20})
+            "best_ask": book["best_ask"], "volume": self.volume(market_id),
+            "open_interest": 20})
 
     def _balance(self, email: str) -> dict:
         reserved = sum((Decimal(o["price"]) * o["remaining_quantity"] for o in self.orders

@@ -146,7 +146,7 @@ async def test_hit_without_yes_buys_no_and_lift_without_cash_sells_no(server):
     mid = event.outcomes[0].market_id
     bidder = newcomer(server, "tui-eq-bidder@example.com")
     hitter = newcomer(server, "tui-eq-hitter@example.com")
-    bidder.place_order(mid, "yes", "buy", 10, "0.40")        # YES bid 0.40 × 10
+    bidder.place_order(mid, "yes", "buy", 10, "0.40")        # YES bid 0.40 x 10
 
     app = TradingApp(server.url)
     async with app.run_test(size=(110, 32)) as pilot:

@@ -14,6 +14,7 @@ import importlib
 import pkgutil
 from pathlib import Path
 
+import pytest
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import (
@@ -144,16 +145,17 @@ async def test_a_failed_sign_in_keeps_what_was_typed():
         assert app.screen.query_one("#password", Input).value == "wrong-password"
 
 
-async def test_cursor_blink_follows_the_app_setting():
-    for blink in (True, False):
-        app = TradingApp("http://fake", api=FakeExchange().client(), cursor_blink=blink)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen))
-            email = app.screen.query_one("#email", TextField)
-            await wait_for(pilot, lambda: app.focused is email)
-            assert email.cursor_blink is blink
-            if not blink:
-                # the cursor stays drawn whatever the time: the blink timer is paused
-                await pilot.press("a")
-                assert email._cursor_visible
-                assert email._blink_timer is not None and not email._blink_timer._active.is_set()
+@pytest.mark.parametrize("blink", [True, False])
+async def test_cursor_blink_follows_the_app_setting(blink):
+    app = TradingApp("http://fake", api=FakeExchange().client(), cursor_blink=blink)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen)
+                       and app.focused is app.screen.query_one("#email"))
+        email = app.screen.query_one("#email", TextField)
+        assert email.cursor_blink is blink
+        await pilot.press("a")
+        timer = email._blink_timer
+        assert timer is not None and timer._active.is_set() is blink
+        if not blink:
+            # the cursor stays drawn whatever the time: the blink timer is paused
+            assert email._cursor_visible

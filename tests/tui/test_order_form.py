@@ -1,7 +1,7 @@
 """The market screen's order form and the ticket, through the pilot, on the fake server.
 
-The fake's market 1 (YES terms): bids 0.40 × 50 and 0.38 × 120, asks 0.45 × 70 and
-0.50 × 30 (that one a NO bid at 0.50), last 0.44.
+The fake's market 1 (YES terms): bids 0.40 x 50 and 0.38 x 120, asks 0.45 x 70 and
+0.50 x 30 (that one a NO bid at 0.50), last 0.44.
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ async def test_in_the_no_view_a_hit_without_no_offers_buying_yes():
         market = await trader(pilot, fake)
         await pilot.press("v")
         await wait_for(pilot, lambda: market.query_one(Ladder).book.view == "no")
-        await pilot.press("h")                       # best NO bid: 0.55 × 70
+        await pilot.press("h")                       # best NO bid: 0.55 x 70
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog))
         assert str(app.screen.query_one("#choice-0").label) == "Buy 70 YES @ 0.45 (e)"
         await pilot.press("e")

@@ -207,3 +207,35 @@ async def test_help_lists_every_screens_keys():
         assert rows["Form quantity +1 lot (10 shares)"] == "+ / ="
         assert rows["Price +1 tick / quantity +1 lot (field)"] == "↑"
         assert rows["Admin sign in"] == "ctrl+a"
+
+
+async def test_market_figures_wait_for_the_server_to_hold_the_trade_seen(monkeypatch):
+    """A trade seen live may not be in the server's database yet (projection lag): the
+    volume is refetched until the newest stored trade is at least that one."""
+    fake = FakeExchange()
+    app = TradingApp("http://fake", api=fake.client())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_up(pilot)
+        market = await open_market(pilot)
+        await wait_for(pilot, lambda: not market._refreshing_market)
+        assert market.market.volume == 43
+        def rounds() -> int:
+            return fake.requests.count("GET /markets/1/trades")
+
+        asked = rounds()
+        market._trade_seen(5)                  # seen on the stream, not stored yet
+        await wait_for(pilot, lambda: rounds() >= asked + 3)
+        assert market._refreshing_market and market.market.volume == 43
+        fake.trades.append({"id": 5, "market_id": 1, "price": "0.45", "quantity": 7,
+                            "taker_side": "buy", "executed_at": "2024-05-01T12:05:00Z"})
+        await wait_for(pilot, lambda: not market._refreshing_market)
+        assert market.market.volume == 50
+        await wait_for(pilot, lambda: not market._dirty)
+        assert "vol 50" in str(market.query_one("#status").render())
+
+        # a server that never catches up: after the deadline its figure is shown as it
+        # is, and the refresh stops (the next trade asks again)
+        monkeypatch.setattr("pmarket.tui.screens.market.CATCH_UP_SECONDS", 0.3)
+        market._trade_seen(6)
+        await wait_for(pilot, lambda: not market._refreshing_market)
+        assert market.market.volume == 50
