@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from pmarket.engine.limits import MAX_DIGITS
-from pmarket.engine.units import decimal_text_problem
+from pmarket.engine.units import MAX_QUANTITY, decimal_text_problem
 
 ONE = Decimal(1)
 DASH = "—"
@@ -147,10 +147,11 @@ def step_price(value: Decimal, tick: Decimal, steps: int) -> Decimal:
 
 def step_quantity(quantity: int, steps: int, lot: int = LOT) -> int:
     """``quantity`` moved ``steps`` lots: up to the next multiple of ``lot`` above it,
-    down to the next below it (never under 1). 1 → 10 → 20 going up; 15 → 10 → 1 down."""
+    down to the next below it; never under 1 nor over the largest order quantity.
+    1 → 10 → 20 going up; 15 → 10 → 1 going down."""
     for _ in range(abs(steps)):
         if steps > 0:
-            quantity = (quantity // lot + 1) * lot
+            quantity = min((quantity // lot + 1) * lot, MAX_QUANTITY)
         else:
             quantity = max(1, (quantity - 1) // lot * lot)
     return quantity

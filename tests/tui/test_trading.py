@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pmarket.client import Position
+from pmarket.engine.units import MAX_QUANTITY
 from pmarket.tui import format as fmt
 from pmarket.tui.trading import plan_hit, plan_lift
 
@@ -48,11 +49,13 @@ def test_an_off_grid_price_snaps_onto_the_grid_in_the_direction_stepped(tick, pr
         assert moved < price or moved == tick
 
 
-@given(st.integers(1, 10**9), st.integers(1, 5))
-def test_quantity_steps_by_whole_lots_and_never_below_one(quantity, steps):
+@given(st.integers(1, MAX_QUANTITY), st.integers(1, 5))
+def test_quantity_steps_by_whole_lots_within_one_and_the_largest_order(quantity, steps):
     up = fmt.step_quantity(quantity, steps)
     down = fmt.step_quantity(quantity, -steps)
-    assert up % fmt.LOT == 0 and up > quantity and up - quantity <= steps * fmt.LOT
+    assert up % fmt.LOT == 0 and up - quantity <= steps * fmt.LOT
+    assert up > quantity or up == quantity == MAX_QUANTITY
+    assert up <= MAX_QUANTITY
     assert 1 <= down < quantity or down == quantity == 1
     assert down == 1 or down % fmt.LOT == 0
 
