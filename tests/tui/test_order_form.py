@@ -134,21 +134,54 @@ async def test_the_ticket_steps_its_focused_field_and_switches_to_the_equivalent
         assert ticket_fields(app)["price"] == "0.60"     # the best NO ask (1 - 0.40)
 
 
-async def test_hitting_the_bid_without_yes_offers_buying_no_at_one_minus_the_price():
+async def test_hitting_the_bid_by_what_is_held():
+    """No YES: buy NO at 1 - p instead; some YES: that too, or sell what is held; enough
+    YES: straight to the ticket. Escape places nothing."""
     fake = FakeExchange()
     app = TradingApp("http://fake", api=fake.client())
     async with app.run_test(size=(100, 30)) as pilot:
-        await trader(pilot, fake)
+        market = await trader(pilot, fake)
         await pilot.press("h")
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog))
         dialog = app.screen
         assert str(dialog.query_one("#reason").render()) == (
             "Hitting the bid sells 50 YES @ 0.40, but you hold 0 YES free to sell.")
-        buttons = [str(b.label) for b in dialog.query("Button")]
-        assert buttons == ["Buy 50 NO @ 0.60 (e)", "Cancel (esc)"]
+        assert [str(b.label) for b in dialog.query("Button")] == [
+            "Buy 50 NO @ 0.60 (e)", "Cancel (esc)"]
         assert app.focused is dialog.query_one("#choice-0")
         assert "≡ the same ask at 0.40 on the YES book; costs 30.00" in " ".join(
             str(s.render()) for s in dialog.query(".choice-detail"))
+        orders = len(fake.orders)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is market)
+        assert len(fake.orders) == orders
+
+        fake.hold("ann@x.io", 1, yes=20)             # the holdings of now count
+        await pilot.press("h")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog))
+        assert [str(b.label) for b in app.screen.query("Button")] == [
+            "Buy 50 NO @ 0.60 (e)", "Sell 20 YES @ 0.40 (a)", "Cancel (esc)"]
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, OrderTicket))
+        assert ticket_fields(app) == {"side": "sell", "outcome": "yes", "price": "0.40",
+                                      "quantity": "20", "tif": "ioc"}
+        assert str(app.screen.query_one("#note").render()).startswith(
+            "Reduced from sell 50 yes @ 0.40: the 20 YES you hold free")
+        await pilot.press("escape")
+
+        fake.hold("ann@x.io", 1, yes=60)
+        await wait_for(pilot, lambda: app.screen is market)
+        await pilot.press("h")
+        await wait_for(pilot, lambda: isinstance(app.screen, OrderTicket))
+        assert ticket_fields(app) == {"side": "sell", "outcome": "yes", "price": "0.40",
+                                      "quantity": "50", "tif": "ioc"}
+        assert not app.screen.query("#note")
+        await pilot.press("escape")
+
+        fake.hold("ann@x.io", 1)
+        await wait_for(pilot, lambda: app.screen is market)
+        await pilot.press("h")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog))
         await pilot.press("e")
         await wait_for(pilot, lambda: isinstance(app.screen, OrderTicket))
         assert ticket_fields(app) == {"side": "buy", "outcome": "no", "price": "0.60",
@@ -156,50 +189,20 @@ async def test_hitting_the_bid_without_yes_offers_buying_no_at_one_minus_the_pri
         note = str(app.screen.query_one("#note").render())
         assert note.startswith("Equivalent of sell 50 yes @ 0.40: the same ask at 0.40")
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: isinstance(app.screen, MarketScreen))
+        await wait_for(pilot, lambda: app.screen is market)
         placed = fake.orders[-1]
+        assert len(fake.orders) == orders + 1
         assert (placed["side"], placed["outcome"], placed["price"], placed["quantity"],
                 placed["time_in_force"]) == ("buy", "no", "0.60", 50, "ioc")
 
 
-async def test_hitting_the_bid_with_some_yes_offers_both_and_escape_places_nothing():
+async def test_lifting_the_offer_by_what_is_held():
+    """Short of cash: sell the NO held at 1 - p instead, or buy what the cash pays for;
+    with neither, the terminal says why and opens nothing."""
     fake = FakeExchange()
     app = TradingApp("http://fake", api=fake.client())
     async with app.run_test(size=(100, 30)) as pilot:
-        market = await trader(pilot, fake, yes=20)
-        await pilot.press("h")
-        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog))
-        assert [str(b.label) for b in app.screen.query("Button")] == [
-            "Buy 50 NO @ 0.60 (e)", "Sell 20 YES @ 0.40 (a)", "Cancel (esc)"]
-        orders = len(fake.orders)
-        await pilot.press("escape")
-        await wait_for(pilot, lambda: app.screen is market)
-        assert len(fake.orders) == orders
-        await pilot.press("h")
-        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog))
-        await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, OrderTicket))
-        assert ticket_fields(app) == {"side": "sell", "outcome": "yes", "price": "0.40",
-                                      "quantity": "20", "tif": "ioc"}
-
-
-async def test_hitting_the_bid_with_the_shares_goes_straight_to_the_ticket():
-    fake = FakeExchange()
-    app = TradingApp("http://fake", api=fake.client())
-    async with app.run_test(size=(100, 30)) as pilot:
-        await trader(pilot, fake, yes=60)
-        await pilot.press("h")
-        await wait_for(pilot, lambda: isinstance(app.screen, OrderTicket))
-        assert ticket_fields(app) == {"side": "sell", "outcome": "yes", "price": "0.40",
-                                      "quantity": "50", "tif": "ioc"}
-        assert not app.screen.query("#note")
-
-
-async def test_lifting_the_offer_without_cash_offers_selling_the_no_held():
-    fake = FakeExchange()
-    app = TradingApp("http://fake", api=fake.client())
-    async with app.run_test(size=(100, 30)) as pilot:
-        await trader(pilot, fake, cash="1", no=30)
+        market = await trader(pilot, fake, cash="1", no=30)
         await pilot.press("l")
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog))
         dialog = app.screen
@@ -215,15 +218,11 @@ async def test_lifting_the_offer_without_cash_offers_selling_the_no_held():
         assert ticket_fields(app) == {"side": "sell", "outcome": "no", "price": "0.55",
                                       "quantity": "30", "tif": "ioc"}
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: isinstance(app.screen, MarketScreen))
+        await wait_for(pilot, lambda: app.screen is market)
         assert (fake.orders[-1]["side"], fake.orders[-1]["outcome"]) == ("sell", "no")
 
-
-async def test_lifting_the_offer_with_nothing_to_stand_in_says_why():
-    fake = FakeExchange()
-    app = TradingApp("http://fake", api=fake.client())
-    async with app.run_test(size=(100, 30)) as pilot:
-        market = await trader(pilot, fake, cash="0")
+        fake.cash["ann@x.io"] = D(0)
+        fake.hold("ann@x.io", 1)
         seen = len(app.messages)
         await pilot.press("l")
         await wait_for(pilot, lambda: len(app.messages) > seen)
