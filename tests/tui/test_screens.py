@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 from textual.widgets import DataTable, Input
 
@@ -10,7 +11,7 @@ from pmarket.tui import TradingApp
 from pmarket.tui.screens.admin import AdminScreen, ResolveDialog
 from pmarket.tui.screens.dialogs import ConfirmDialog
 from pmarket.tui.screens.events import EventsScreen
-from pmarket.tui.screens.help import HelpScreen, key_rows
+from pmarket.tui.screens.help import HelpScreen, key_name, key_rows
 from pmarket.tui.screens.login import LoginScreen
 from pmarket.tui.screens.market import MarketScreen
 from pmarket.tui.screens.orders import OrdersScreen
@@ -239,3 +240,20 @@ async def test_market_figures_wait_for_the_server_to_hold_the_trade_seen(monkeyp
         market._trade_seen(6)
         await wait_for(pilot, lambda: not market._refreshing_market)
         assert market.market.volume == 50
+
+
+def test_the_readme_lists_the_keys_of_the_trading_screens():
+    """The README's key table names every key of these screens (F1 is generated from the
+    same bindings, so the two cannot drift apart unnoticed)."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text().lower()
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines()
+            if line.startswith("| ")}
+    for title, cls in (("everywhere", TradingApp), ("sign in", LoginScreen),
+                       ("market", MarketScreen), ("order ticket", OrderTicket)):
+        row = rows[title]
+        for b in cls.BINDINGS:
+            for key in b.key.split(","):
+                name = key_name(key).lower().replace("⏎", "enter")
+                if len(name) == 1 and name.isascii():
+                    name = f"`{name}`"          # a bare "b" would be found in any word
+                assert name in row, f"README's {title!r} row lacks {name!r}"

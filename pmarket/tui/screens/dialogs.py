@@ -311,21 +311,17 @@ class ChoiceDialog(Dialog):
     def on_mount(self) -> None:
         self.query_one("#choice-0" if self.plan.choices else "#cancel", Button).focus()
 
-    def _pick(self, choice: Proposal) -> None:
-        self.dismiss(choice)
-
     def action_choose(self, key: str) -> None:
         """Pick the choice bound to ``key`` (if there is one)."""
-        for choice in self.plan.choices:
-            if choice.key == key:
-                self._pick(choice)
-                return
+        chosen: Proposal | None = next((c for c in self.plan.choices if c.key == key), None)
+        if chosen is not None:
+            self.dismiss(chosen)
 
     @on(Button.Pressed)
     def pressed(self, event: Button.Pressed) -> None:
         name = event.button.id or ""
         if name.startswith("choice-"):
-            self._pick(self.plan.choices[int(name.removeprefix("choice-"))])
+            self.dismiss(self.plan.choices[int(name.removeprefix("choice-"))])
         else:
             self.dismiss(None)
 
