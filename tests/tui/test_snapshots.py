@@ -95,7 +95,8 @@ def test_login_screen(snap_compare):
 def test_events_screen(snap_compare):
     async def ready(pilot):
         await enter(pilot)
-        await settle(pilot, lambda: pilot.app.screen.query_one("#count").render())
+        await settle(pilot, lambda: "4 markets" in str(
+            pilot.app.screen.query_one("#count").render()))
 
     assert snap_compare(app(), terminal_size=SIZE, run_before=ready)
 
