@@ -269,6 +269,8 @@ async def _watch_trades(ws_url: str, market: int, result: Result, measure: async
 async def run_load(base: str, options: Options, mode: str) -> Result:
     """Drive an already running server at ``base`` and return the figures."""
     market, tokens, admin_token = await _setup(base, options.users)
+    if options.reads:  # while the exchange is quiet: the same state for every build
+        await read_mix.prepare(base, admin_token, tokens)
     host, port = base.removeprefix("http://").split(":")
     conns = [RawHttp(host, int(port), t) for t in tokens]
     await asyncio.gather(*(c.connect() for c in conns))
@@ -292,7 +294,7 @@ async def run_load(base: str, options: Options, mode: str) -> Result:
     await asyncio.gather(*tasks, return_exceptions=True)
     await asyncio.gather(*(c.close() for c in conns))
     if options.reads:
-        await read_mix.prepare(base, admin_token, tokens)
+        await read_mix.settle(base, tokens[0])
         result.reads = await read_mix.run_reads(
             base, tokens, market, seconds=options.read_seconds,
             connections=options.read_connections, generator=options.generator,

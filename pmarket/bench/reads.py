@@ -4,7 +4,8 @@ After the order load, ``run_reads`` measures one path at a time — balance, pos
 open orders, portfolio, the event list and an order book — for ``seconds`` each, over
 ``connections`` keep-alive connections, every request carrying the next user's token in
 turn (the users of the order load: their balances, positions and open orders are real).
-``prepare`` first lists 20 events and gives every user a few more positions.
+``prepare`` (before the order load) lists 20 events and gives every user a few more
+positions; ``settle`` waits for the worker to project the order load first.
 
 The load comes from wrk (a Lua script rotates the tokens and reports exact percentiles)
 when it is installed. Without it a Python generator runs instead, loudly: on a 2-core
@@ -126,6 +127,32 @@ async def prepare(base: str, admin_token: str, tokens: list[str]) -> None:
             await asyncio.gather(*(positions(t) for t in tokens[start:start + 16]))
 
 
+async def settle(base: str, token: str, timeout_s: float = 180.0) -> float:
+    """Wait until the database has projected the order load; seconds waited.
+
+    ``GET /trades`` waits for the projection of this server's writes (or gives up after
+    the server's consistency timeout), so once it answers quickly the worker is idle
+    again and the read mix measures reads, not a worker catching up beside them.
+
+    Raises:
+        RuntimeError: ``/health`` reports the worker down, or the wait timed out.
+    """
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=base, timeout=60,
+                                 headers={"Authorization": f"Bearer {token}"}) as h:
+        while time.perf_counter() - started < timeout_s:
+            begin = time.perf_counter()
+            r = await h.get("/trades", params={"limit": 1})
+            if r.status_code == 200 and time.perf_counter() - begin < 0.5:
+                return time.perf_counter() - started
+            worker = (await h.get("/health")).json()["components"].get("worker", {})
+            if worker.get("status") == "down":
+                raise RuntimeError(f"the database worker is down ({worker.get('detail')}): "
+                                   "the read mix needs the order load projected")
+            await asyncio.sleep(0.5)
+    raise RuntimeError(f"the projection did not catch up within {timeout_s:g} s")
+
+
 async def run_reads(base: str, tokens: list[str], market: int, *, seconds: float,
                     connections: int = 32, generator: str = "auto",
                     warmup_s: float = 1.0) -> ReadMix:
@@ -230,4 +257,4 @@ async def _python(base: str, path: str, tokens: list[str], seconds: float,
                        latencies[-1])
 
 
-__all__ = ["PATHS", "PathFigures", "ReadMix", "prepare", "run_reads", "wrk_path"]
+__all__ = ["PATHS", "PathFigures", "ReadMix", "prepare", "run_reads", "settle", "wrk_path"]

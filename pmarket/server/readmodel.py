@@ -171,6 +171,9 @@ class ReadModel:
         self.positions: dict[int, dict[int, tuple]] = {}
         self.orders: dict[int, tuple] = {}  # open orders by id
         self.user_orders: dict[int, dict[int, tuple]] = {}  # user -> open orders by id
+        # order id -> (state, its API object as JSON) of open orders read since their
+        # last change: a listing of 50 orders then costs 50 lookups, not 50 renderings.
+        self.rendered: dict[int, tuple[tuple, Any]] = {}
         self.events: dict[int, EventRow] = {}
         self.markets: dict[int, MarketRow] = {}
         self._listed: dict[tuple[str | None, str | None], list[int]] = {}
@@ -185,7 +188,7 @@ class ReadModel:
         """Replace every row with ``state``, taken at command ``seq`` (event loop)."""
         self.balances = state.balances
         self.positions = state.positions
-        self.orders, self.user_orders = {}, {}
+        self.orders, self.user_orders, self.rendered = {}, {}, {}
         for order in state.orders:
             self._order(order)
         self.events, self.markets = state.events, state.markets
@@ -235,6 +238,7 @@ class ReadModel:
         oid, uid = e[1], e[2]
         mine = self.user_orders.get(uid)
         if e[11] not in OPEN_STATUSES:
+            self.rendered.pop(oid, None)
             if self.orders.pop(oid, None) is not None and mine is not None:
                 mine.pop(oid, None)
                 if not mine:

@@ -140,6 +140,7 @@ def public_trade_row(t: Any, tick: int) -> dict[str, Any]:
             "executed_at": iso(t.executed_at)}
 
 
+@lru_cache(maxsize=65_536)  # positions are read far more often than they change
 def _avg(cost: int, qty: int) -> str | None:
     if not qty:
         return None

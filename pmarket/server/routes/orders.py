@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Query
 from pydantic import ValidationError
 from sqlalchemy import func, select
@@ -39,7 +40,7 @@ from .. import views
 from ..deps import CurrentUser, OrderId, RuntimeDep, owned_order
 from ..errors import ApiError, not_found, validation_message
 from ..gateway import rejection_error
-from ..readmodel import serving
+from ..readmodel import ReadModel, serving
 from ..runtime import Runtime
 from ..schemas import (
     BatchOut,
@@ -136,6 +137,16 @@ async def place_batch(body: OrderBatch, user: CurrentUser, runtime: RuntimeDep):
     return ok({"results": results})
 
 
+def open_order_view(runtime: Runtime, model: ReadModel, order: tuple) -> orjson.Fragment:
+    """An open order's API object, rendered once per state of the order."""
+    cached = model.rendered.get(order[1])
+    if cached is not None and cached[0] is order:
+        return cached[1]
+    view = orjson.Fragment(orjson.dumps(views.order_event(order, tick(runtime, order[3]))))
+    model.rendered[order[1]] = (order, view)
+    return view
+
+
 @router.get("/orders", response_model=OrderPage)
 async def list_orders(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
                       status: Annotated[Literal["open", "all"], Query()] = "all",
@@ -146,8 +157,7 @@ async def list_orders(user: CurrentUser, runtime: RuntimeDep, paging: PageParams
         if model is not None:
             total, chosen = model.open_orders(user.id, market_id, paging.limit,
                                               paging.offset)
-            return ok(page([views.order_event(o, tick(runtime, o[3])) for o in chosen],
-                           total))
+            return ok(page([open_order_view(runtime, model, o) for o in chosen], total))
 
     def query(conn):
         q = select(Order).where(Order.user_id == user.id)
@@ -173,7 +183,7 @@ async def get_order(order_id: OrderId, user: CurrentUser, runtime: RuntimeDep):
         if open_order is not None:
             if open_order[2] != user.id:
                 raise not_found(f"order {order_id}")
-            return ok(views.order_event(open_order, tick(runtime, open_order[3])))
+            return ok(open_order_view(runtime, model, open_order))
     order = await owned_order(order_id, user.id, runtime)  # closed, or unknown here
     return ok(views.order_row(order, tick(runtime, order.market_id)))
 
