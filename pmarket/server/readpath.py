@@ -16,7 +16,8 @@ parameter it does not know or that is repeated, a value that is not plainly vali
 (out of range, percent-encoded, empty) — goes to FastAPI untouched, so every error and
 every unusual request keeps FastAPI's exact status and body. The rate limit (per user,
 or per client address for public market data) is charged only once the request is known
-to be served here.
+to be served here. An outage (database or bus) answers the same 503 with ``Retry-After``
+as through FastAPI (``fastpath._error``).
 
 Invariant: a request served here gets the same response as through FastAPI.
 """
@@ -28,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .deps import _charge
-from .errors import ApiError, error_response
+from .fastpath import _error
 from .routes import account, events, markets, orders
 from .routes.common import MAX_LIMIT, Paging
 from .security import InvalidToken, decode_token
@@ -188,8 +189,8 @@ class ReadPath:
                 response = await route.call(runtime, user, query)
             else:
                 response = await route.call(runtime, user, query, path_id)
-        except ApiError as exc:
-            response = error_response(exc.status, exc.code, exc.message, exc.headers)
+        except Exception as exc:
+            response = _error(exc, f"GET {path}")
         await response(scope, receive, send)
 
 

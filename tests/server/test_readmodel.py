@@ -9,7 +9,8 @@
   the database.
 * An open order leaves the model when it is filled, cancelled, expired or resolved.
 * A server started later (a restart, or a second server of a deployment) seeds itself
-  from the database and answers exactly what the first one does.
+  from the database and answers exactly what the first one does; a replica that
+  resynchronises (its group lost) reseeds the read model with it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import httpx
 import pytest
 import uvicorn
 
+from pmarket.bus import make_bus
 from pmarket.server import create_app
 
 from .harness import Client, free_port, start_server
@@ -358,3 +360,35 @@ async def test_a_second_server_of_a_deployment_seeds_and_answers_the_same(server
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
             after = await answers(http, reads)
     assert after == before
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+async def test_a_replica_resync_reseeds_the_read_model(tmp_path):
+    """The server's group vanishes (reaped while it stalled): the replica resynchronises
+    from the database, the read model with it, and both answer as the database does."""
+    srv = await start_server("deployment", tmp_path)
+    client = Client(srv)
+    bus = make_bus(srv.settings.redis_url, prefix=srv.settings.bus_prefix)
+    try:
+        session = Trading(client, seed=9)
+        await session.setup()
+        for _ in range(20):
+            await session.step()
+        model = srv.runtime.readmodel
+        assert model.seeds == 1
+        assert await bus.delete_group(bus.events_stream(), srv.runtime.group)
+        token, _ = session.users[0]
+        market = session.markets[0]
+        late = (await client.order(token, market, "yes", "buy", "0.11", 1))["order"]["id"]
+        deadline = time.monotonic() + 20
+        while srv.runtime.replica.resyncs < 1 or not model.ready:
+            assert time.monotonic() < deadline, "no resync"
+            await asyncio.sleep(0.05)
+        assert model.seeds == 2
+        assert late in await open_ids(client, token)
+        await compare_paths(srv, client.http, session.reads())
+    finally:
+        await bus.close()
+        await client.aclose()
+        await srv.stop()
