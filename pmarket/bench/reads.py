@@ -194,13 +194,14 @@ async def run_reads(base: str, tokens: list[str], market: int, *, seconds: float
 
 async def _wrk(wrk: str, base: str, path: str, tokens: list[str], seconds: float,
                connections: int) -> PathFigures:
-    """One wrk run (one thread: it needs far less than a core at these rates)."""
+    """One wrk run (one thread: it needs far less than a core at these rates; whole
+    seconds: wrk takes no fractions)."""
     script = _LUA % {"tokens": ", ".join(f'"{t}"' for t in tokens), "path": path}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="pmarket-bench-") as f:
         f.write(script)
         f.flush()
         proc = await asyncio.create_subprocess_exec(
-            wrk, "-t1", f"-c{connections}", f"-d{max(seconds, 0.1):g}s", "--timeout", "10s",
+            wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
             "-s", f.name, base + path, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), seconds + 30)

@@ -488,9 +488,11 @@ def _fast(events) -> bool:
 
 async def serving(runtime: Any) -> ReadModel | None:
     """The runtime's read model once it reflects this server's answered writes, or None
-    when reads must go to the database (no read model, or it stopped serving)."""
+    when reads must go to the database: no read model, it stopped serving, or the replica
+    is not following the stream right now (an outage, a resynchronisation — the database
+    path then decides, as it always did, whether it can answer or must refuse)."""
     model = runtime.readmodel
-    if model is None or not model.ready:
+    if model is None or not model.ready or not runtime.replica.running:
         return None
     await runtime.barrier.for_replica()
     return model if model.ready else None
