@@ -9,6 +9,12 @@ WebSocket subscriber on ``trades:{market}`` measures how long after the engine s
 a trade it arrives. The client speaks raw HTTP/1.1 on asyncio streams so the generator
 costs far less CPU than the server it measures (httpx would dominate a 2-core box).
 
+Then, unless ``reads`` is off, the read mix (``reads``): balance, positions, open
+orders, portfolio, events and an order book, each path in turn over 32 connections with
+the users' tokens rotating, measured by wrk when it is installed. ``server_python``
+runs the server from another interpreter (another checkout's ``.venv``), so one
+benchmark measures two builds the same way.
+
 Invariant: only 2xx/4xx-by-design answers count as orders; any other status aborts the
 run, so a figure is never computed from failing requests.
 """
@@ -34,6 +40,7 @@ import httpx
 import orjson
 import websockets
 
+from . import reads as read_mix
 from .services import ThrowawayDatabase, delete_keys
 
 ADMIN_EMAIL = "bench-admin@example.com"
@@ -50,6 +57,11 @@ class Options:
     redis_url: str | None = None
     database_url: str | None = None
     seed: int = 1
+    reads: bool = True
+    read_seconds: float = 8.0
+    read_connections: int = 32
+    generator: str = "auto"
+    server_python: str | None = None
 
 
 @dataclass
@@ -65,6 +77,7 @@ class Result:
     trades_seen: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     ws_latencies_ms: list[float] = field(default_factory=list)
+    reads: read_mix.ReadMix | None = None
 
     @property
     def orders_per_s(self) -> float:
@@ -85,6 +98,7 @@ class Result:
             "p50_ms": self.pct(lat, 0.5), "p99_ms": self.pct(lat, 0.99),
             "max_ms": max(lat) if lat else None, "trades_seen": self.trades_seen,
             "ws_trade_p50_ms": self.pct(ws, 0.5), "ws_trade_p99_ms": self.pct(ws, 0.99),
+            "reads": self.reads.as_dict() if self.reads is not None else None,
         }
 
 
@@ -129,8 +143,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from pmarket.cli import main; main()", *args]
+def _cli(*args: str, python: str | None = None) -> list[str]:
+    return [python or sys.executable, "-c", "from pmarket.cli import main; main()", *args]
 
 
 def start_processes(options: Options, workdir: Path, port: int, database_url: str,
@@ -140,10 +154,15 @@ def start_processes(options: Options, workdir: Path, port: int, database_url: st
     env = {**os.environ, "PMARKET_JWT_SECRET": secrets.token_urlsafe(48),
            "PMARKET_ADMIN_EMAIL": ADMIN_EMAIL, "PMARKET_ADMIN_PASSWORD": ADMIN_PASSWORD,
            "PMARKET_BCRYPT_ROUNDS": "4", "PMARKET_RATE_LIMIT_PER_S": "1000000",
-           "PMARKET_RATE_LIMIT_BURST": "1000000", "PMARKET_LOG_REQUESTS": "0"}
+           "PMARKET_RATE_LIMIT_BURST": "1000000", "PMARKET_LOG_REQUESTS": "0",
+           # The read mix comes from one address: lift the per-address limits too.
+           "PMARKET_PUBLIC_RATE_LIMIT_PER_S": "1000000",
+           "PMARKET_PUBLIC_RATE_LIMIT_BURST": "1000000",
+           "PMARKET_AUTH_RATE_LIMIT_PER_S": "1000000", "PMARKET_AUTH_RATE_LIMIT_BURST": "1000000"}
     env.pop("PMARKET_REDIS_URL", None)
     env["PMARKET_DATABASE_URL"] = database_url
     procs = []
+    python = options.server_python
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": workdir}
     if options.redis_url:
         env["PMARKET_REDIS_URL"] = options.redis_url
@@ -151,12 +170,14 @@ def start_processes(options: Options, workdir: Path, port: int, database_url: st
         from pmarket.db import upgrade
         upgrade(env["PMARKET_DATABASE_URL"])
         procs.append(subprocess.Popen(_cli("engine", "--snapshot-dir", str(workdir / "snap"),
-                                           "--log-level", "warning"), env=env, **quiet))
+                                           "--log-level", "warning", python=python),
+                                      env=env, **quiet))
         procs.append(subprocess.Popen(_cli("worker", "--database-url",
                                            env["PMARKET_DATABASE_URL"], "--log-level",
-                                           "warning"), env=env, **quiet))
+                                           "warning", python=python), env=env, **quiet))
     procs.append(subprocess.Popen(_cli("serve", "--port", str(port), "--no-access-log",
-                                       "--log-level", "warning"), env=env, **quiet))
+                                       "--log-level", "warning", python=python),
+                                  env=env, **quiet))
     return procs
 
 
@@ -171,11 +192,12 @@ async def _wait_ready(base: str, timeout_s: float = 60) -> None:
     raise RuntimeError("the server did not become healthy")
 
 
-async def _setup(base: str, users: int) -> tuple[int, list[str]]:
+async def _setup(base: str, users: int) -> tuple[int, list[str], str]:
     async with httpx.AsyncClient(base_url=base, timeout=60) as h:
         r = await h.post("/auth/admin/signin", json={"email": ADMIN_EMAIL,
                                                      "password": ADMIN_PASSWORD})
-        admin = {"Authorization": f"Bearer {r.json()['token']}"}
+        admin_token = r.json()["token"]
+        admin = {"Authorization": f"Bearer {admin_token}"}
         r = await h.post("/admin/events", json={"title": "Bench market"}, headers=admin)
         market = r.json()["outcomes"][0]["market_id"]
 
@@ -189,7 +211,7 @@ async def _setup(base: str, users: int) -> tuple[int, list[str]]:
             return token
 
         tokens = await asyncio.gather(*(one(i) for i in range(users)))
-    return market, list(tokens)
+    return market, list(tokens), admin_token
 
 
 async def _trader(conn: RawHttp, market: int, rng: random.Random, result: Result,
@@ -246,7 +268,9 @@ async def _watch_trades(ws_url: str, market: int, result: Result, measure: async
 
 async def run_load(base: str, options: Options, mode: str) -> Result:
     """Drive an already running server at ``base`` and return the figures."""
-    market, tokens = await _setup(base, options.users)
+    market, tokens, admin_token = await _setup(base, options.users)
+    if options.reads:  # while the exchange is quiet: the same state for every build
+        await read_mix.prepare(base, admin_token, tokens)
     host, port = base.removeprefix("http://").split(":")
     conns = [RawHttp(host, int(port), t) for t in tokens]
     await asyncio.gather(*(c.connect() for c in conns))
@@ -269,6 +293,12 @@ async def run_load(base: str, options: Options, mode: str) -> Result:
         task.result()  # re-raise a failed trader
     await asyncio.gather(*tasks, return_exceptions=True)
     await asyncio.gather(*(c.close() for c in conns))
+    if options.reads:
+        await read_mix.settle(base, tokens[0])
+        result.reads = await read_mix.run_reads(
+            base, tokens, market, seconds=options.read_seconds,
+            connections=options.read_connections, generator=options.generator,
+            warmup_s=min(1.0, options.read_seconds))
     return result
 
 

@@ -1,4 +1,5 @@
-"""``pmarket bench http``: orders/s and latency of a live server under many users."""
+"""``pmarket bench http``: orders/s and latency of a live server under many users, then
+the read mix (what traders read) per path."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from pmarket.cli.bench import bench_app
 
 TARGETS = {"embedded": (3000, 50.0), "deployment": (2000, 100.0)}
 WS_TARGET_MS = 20.0
+READ_TARGETS = {"balance": (4000, 30.0), "positions": (4000, 30.0),
+                "open orders": (4000, 30.0), "portfolio": (4000, 30.0), "events": (3000, None)}
+"""Embedded, this machine class, 32 connections (issue 12); the order book: no slower."""
 
 
 @bench_app.command("http")
@@ -24,15 +28,34 @@ def bench_http(
                                      help="PostgreSQL of the server (a throwaway schema, "
                                           "dropped afterwards); default: a temporary "
                                           "SQLite file."),
+    reads: bool = typer.Option(True, "--reads/--no-reads",
+                               help="Run the read mix after the order load."),
+    read_seconds: float = typer.Option(8.0, "--read-seconds",
+                                       help="Measured duration of each read path."),
+    connections: int = typer.Option(32, "--connections",
+                                    help="Connections of the read mix."),
+    generator: str = typer.Option("auto", "--generator",
+                                  help="Read load generator: wrk, python, or auto (wrk "
+                                       "when installed; the Python one steals CPU from "
+                                       "the server and says so)."),
+    server_python: str = typer.Option(None, "--server-python",
+                                      help="Run the server processes with this Python "
+                                           "(another checkout's .venv/bin/python) to "
+                                           "compare builds with one benchmark."),
     json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
-    """Start a server, load it with orders and cancels over loopback, print the figures."""
+    """Start a server, load it with orders and cancels over loopback, then read what
+    traders read, path by path; print the figures."""
     from pmarket.bench import http
 
+    if generator not in ("auto", "wrk", "python"):
+        raise typer.BadParameter("--generator must be wrk, python or auto")
     console = Console(stderr=True)
     with console.status("benchmarking HTTP"):
-        result = http.run(http.Options(users=users, seconds=seconds, redis_url=redis_url,
-                                       database_url=database_url))
+        result = http.run(http.Options(
+            users=users, seconds=seconds, redis_url=redis_url, database_url=database_url,
+            reads=reads, read_seconds=read_seconds, read_connections=connections,
+            generator=generator, server_python=server_python))
     figures = result.as_dict()
     if json:
         typer.echo(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
@@ -55,3 +78,23 @@ def bench_http(
     table.add_row("WebSocket trade latency p99", ms(figures["ws_trade_p99_ms"]),
                   f"<= {WS_TARGET_MS:.0f} ms")
     Console().print(table)
+    if result.reads is not None:
+        Console().print(_reads_table(result))
+
+
+def _reads_table(result) -> Table:
+    mix = result.reads
+    table = Table(title=f"read mix ({mix.generator}, {mix.connections} connections, "
+                        f"{mix.users} users' tokens rotating, {mix.seconds:g} s per path)")
+    for col in ("read", "path", "req/s", "p50", "p99", "target"):
+        table.add_column(col, justify="left" if col in ("read", "path") else "right")
+    for p in mix.paths:
+        rate, p99 = READ_TARGETS.get(p.name, (None, None))
+        target = "" if rate is None else f">= {rate:,}/s" + (
+            f", p99 <= {p99:.0f} ms" if p99 is not None else "")
+        table.add_row(p.name, p.path, f"{p.per_s:,.0f}", f"{p.p50_ms:.1f} ms",
+                      f"{p.p99_ms:.1f} ms", target)
+    if mix.generator != "wrk":
+        table.caption = ("Python load generator (wrk not installed): it shares the CPU with "
+                         "the server, so these figures understate it")
+    return table

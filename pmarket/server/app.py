@@ -27,6 +27,7 @@ from fastapi import FastAPI, WebSocket
 from . import errors, websocket
 from .errors import JSON, error_body
 from .fastpath import FastPath
+from .readpath import ReadPath
 from .routes import ROUTERS
 from .runtime import Runtime
 from .settings import Settings
@@ -186,7 +187,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             runtime.metrics.websockets.dec()
 
-    # Inner (added first): the hot order routes without FastAPI's per-request machinery.
+    # Inner (added first): the hot order and read routes without FastAPI's per-request
+    # machinery.
+    app.add_middleware(ReadPath, runtime_of=lambda: runtime)
     app.add_middleware(FastPath, runtime_of=lambda: runtime)
     app.add_middleware(RequestContext, runtime_of=lambda: runtime,
                        max_body_bytes=settings.max_body_bytes,

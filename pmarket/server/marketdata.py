@@ -25,6 +25,10 @@ more is trimmed, seeds again from the database, moves the group to the new seed'
 position, and sends every book subscriber a fresh ``snapshot`` (next ``sequence``), as
 a client does itself on a sequence gap.
 
+The read model (``readmodel``, the replica's ``follower``) is seeded in the same
+snapshot as the books — at start and at every resynchronisation — and folds every
+delivery the books apply, in the same step.
+
 Invariant: after applying the deliveries up to command ``n``, each book equals the
 engine's book after command ``n`` (same levels and totals), and ``last_seq == n``; a
 replica that cannot guarantee it says so (``running`` False) instead of serving.
@@ -49,8 +53,10 @@ from pmarket.worker import WORKER_GROUP, decode_delivery
 from pmarket.worker.delivery import Delivery
 
 from . import views
+from .readmodel import snapshot
 
 if TYPE_CHECKING:
+    from .readmodel import ReadModel
     from .websocket import Hub
 
 log = logging.getLogger("pmarket.server.marketdata")
@@ -102,12 +108,14 @@ class Seed:
         last_seq: the worker's projected command seq (0: nothing projected).
         start_id: the event stream id of the worker's last projected delivery ("0":
             none), where following the stream resumes.
+        followed: the follower's (read model's) rows from the same snapshot, or None.
     """
 
     markets: dict[int, MarketState]
     event_markets: dict[int, list[int]]
     last_seq: int
     start_id: str
+    followed: Any = None
 
 
 def book_view(m: MarketState, view: str = "yes", depth: int | None = None) -> dict[str, Any]:
@@ -147,10 +155,13 @@ class Replica:
         shard: the shard (default: the bus's).
         hub: where WebSocket messages go (``websocket.Hub``), or None.
         on_trade: called once per trade applied (metrics).
+        follower: the read model (``readmodel.ReadModel``), seeded in the same database
+            snapshot and fed every delivery the books get; None for none.
     """
 
     def __init__(self, bus: Bus, db: Engine, *, group: str, shard: str | None = None,
-                 hub: Hub | None = None, on_trade: Callable[[], None] | None = None):
+                 hub: Hub | None = None, on_trade: Callable[[], None] | None = None,
+                 follower: ReadModel | None = None):
         self.bus = bus
         self.db = db
         self.group = group
@@ -158,6 +169,7 @@ class Replica:
         self.stream = bus.events_stream(shard)
         self.hub = hub
         self.on_trade = on_trade
+        self.follower = follower
         self.markets: dict[int, MarketState] = {}
         self.event_markets: dict[int, list[int]] = {}
         self.seed_seq = 0
@@ -183,8 +195,8 @@ class Replica:
         self._install(self.read_seed())
 
     def read_seed(self) -> Seed:
-        """Read a ``Seed`` in one transaction (blocking: run it in a thread)."""
-        with self.db.begin() as conn:
+        """Read a ``Seed`` in one snapshot (blocking: run it in a thread)."""
+        with snapshot(self.db) as conn:
             pos = conn.execute(select(ConsumerPosition.last_seq, ConsumerPosition.last_message_id)
                                .where(ConsumerPosition.consumer == WORKER_GROUP,
                                       ConsumerPosition.stream == self.stream)).first()
@@ -198,6 +210,7 @@ class Replica:
                        func.sum(Order.quantity - Order.filled))
                 .where(Order.status.in_(OPEN_STATUSES))
                 .group_by(Order.market_id, Order.outcome, Order.side, Order.price)).all()
+            followed = self.follower.read_seed(conn) if self.follower is not None else None
         markets: dict[int, MarketState] = {}
         event_markets: dict[int, list[int]] = {}
         for mid, eid, name, tick, status, last in rows:
@@ -214,7 +227,7 @@ class Replica:
             book[yes_price] = book.get(yes_price, 0) + int(qty)
         last_seq = pos.last_seq if pos is not None else 0
         start_id = pos.last_message_id if pos is not None and pos.last_message_id else "0"
-        return Seed(markets, event_markets, last_seq, start_id)
+        return Seed(markets, event_markets, last_seq, start_id, followed)
 
     def _install(self, seed: Seed, *, resync: bool = False) -> None:
         """Replace the books with ``seed``'s, synchronously; on a resync, every book
@@ -231,6 +244,8 @@ class Replica:
         self.seed_seq = self.last_seq = seed.last_seq
         self._start_id = seed.start_id
         self.last_id = parse_id(seed.start_id)
+        if self.follower is not None:
+            self.follower.install(seed.followed, seed.last_seq)
         if resync and self.hub is not None:
             hub = self.hub
             for mid in old:
@@ -381,6 +396,8 @@ class Replica:
         if delivery.first_seq > self.last_seq + 1:
             return False
         self.last_seq = delivery.last_seq
+        if self.follower is not None:
+            self.follower.apply(delivery)
         changes: dict[int, list[dict[str, Any]]] = {}
         for ev in delivery.events:
             kind = ev[0]

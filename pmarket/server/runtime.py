@@ -6,8 +6,9 @@ unless its creator already holds it (``Runtime.lock``); then it migrates the dat
 creates the first-start admin, opens the bus and, in the embedded mode, starts the engine
 service (snapshots beside the database, event stream journaled by
 ``journal.JournaledBus``) and the worker (a supervised child process, ``subworker``);
-then it seeds the market-data replica from the database and starts following the event
-stream, and the supervisor (``supervision``: liveness mark, reaping dead servers' groups,
+then it seeds the market-data replica and the read model (``readmodel``, unless
+``read_model`` is off) from the database and starts following the event stream, and the
+supervisor (``supervision``: liveness mark, reaping dead servers' groups,
 watching the projection). ``Runtime.stop`` reverses it: the engine finishes its batch and
 writes a snapshot, the worker and the replica stop, this server's consumer group is
 deleted, the lock is released.
@@ -42,6 +43,7 @@ from .journal import open_journaled_bus
 from .marketdata import Replica
 from .metrics import Metrics
 from .ratelimit import RateLimiter
+from .readmodel import ReadModel
 from .security import PasswordHasher, hash_password
 from .settings import Settings
 from .subworker import WorkerProcess
@@ -77,6 +79,7 @@ class Runtime:
     db: Engine = None  # type: ignore[assignment]
     bus: Bus = None  # type: ignore[assignment]
     replica: Replica = None  # type: ignore[assignment]
+    readmodel: ReadModel | None = None
     barrier: ReadBarrier = None  # type: ignore[assignment]
     gateway: Gateway = None  # type: ignore[assignment]
     limiter: RateLimiter = None  # type: ignore[assignment]
@@ -123,8 +126,10 @@ class Runtime:
         self.limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)
         self._start_guards()
         await self.hasher.warm()
+        if s.read_model:
+            self.readmodel = ReadModel(self.bus.events_stream(s.shard))
         self.replica = Replica(self.bus, self.db, group=self.group, shard=s.shard, hub=self.hub,
-                               on_trade=self.metrics.trades.inc)
+                               on_trade=self.metrics.trades.inc, follower=self.readmodel)
         await asyncio.to_thread(self.replica.seed)
         progress = ProjectionProgress(self.db, self.bus.events_stream(s.shard))
         self.watch = ProjectionWatch(progress, self.replica, s.worker_stall_s)

@@ -106,6 +106,9 @@ class Settings:
         worker_stall_s: the database projection counts as stalled (``/health`` worker
             down, reads after writes refused at once) once it has been behind the event
             stream this long without advancing.
+        read_model: answer balances, positions, open orders, events and markets from the
+            in-memory read model (``readmodel``); ``PMARKET_READ_MODEL=0`` reads them from
+            the database instead.
     """
 
     database_url: str = ""
@@ -143,6 +146,7 @@ class Settings:
     worker_process: bool = True
     reap_groups_after_s: float = 60.0
     worker_stall_s: float = 10.0
+    read_model: bool = True
 
     @property
     def embedded(self) -> bool:
@@ -191,6 +195,7 @@ class Settings:
             worker_process=env.get("PMARKET_WORKER_PROCESS", "1") != "0",
             reap_groups_after_s=_env_float("PMARKET_REAP_GROUPS_AFTER_S", 60.0),
             worker_stall_s=_env_float("PMARKET_WORKER_STALL_S", 10.0),
+            read_model=env.get("PMARKET_READ_MODEL", "1") != "0",
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         return settings.with_secret()

@@ -140,6 +140,7 @@ def public_trade_row(t: Any, tick: int) -> dict[str, Any]:
             "executed_at": iso(t.executed_at)}
 
 
+@lru_cache(maxsize=65_536)  # positions are read far more often than they change
 def _avg(cost: int, qty: int) -> str | None:
     if not qty:
         return None
@@ -148,20 +149,31 @@ def _avg(cost: int, qty: int) -> str | None:
 
 def position(p: Any, event_id: int, name: str, mark: int | None) -> dict[str, Any]:
     """A Position from a ``db.Position`` row; ``mark`` is the YES mark price (units)."""
-    cost = p.yes_cost + p.no_cost
+    return position_values(p.market_id, (p.yes, p.no, p.yes_reserved, p.no_reserved,
+                                         p.yes_cost, p.no_cost, p.yes_realized_pnl,
+                                         p.no_realized_pnl), event_id, name, mark)
+
+
+def position_values(market_id: int, row: tuple, event_id: int, name: str,
+                    mark: int | None) -> dict[str, Any]:
+    """A Position from a position's values ``(yes, no, yes_reserved, no_reserved,
+    yes_cost, no_cost, yes_realized_pnl, no_realized_pnl, ...)`` — the column order of
+    ``db.Position`` and of the read model's rows."""
+    yes, no, yes_res, no_res, yes_cost, no_cost, yes_pnl, no_pnl = row[:8]
+    cost = yes_cost + no_cost
     if mark is None:
         value = cost  # nothing to mark against: carry at cost
     else:
-        value = p.yes * mark + p.no * (SCALE - mark)
+        value = yes * mark + no * (SCALE - mark)
     return {
-        "market_id": p.market_id, "event_id": event_id, "outcome_id": p.market_id,
-        "outcome_name": name, "yes_quantity": p.yes, "no_quantity": p.no,
-        "yes_reserved": p.yes_reserved, "no_reserved": p.no_reserved,
-        "avg_cost_yes": _avg(p.yes_cost, p.yes), "avg_cost_no": _avg(p.no_cost, p.no),
+        "market_id": market_id, "event_id": event_id, "outcome_id": market_id,
+        "outcome_name": name, "yes_quantity": yes, "no_quantity": no,
+        "yes_reserved": yes_res, "no_reserved": no_res,
+        "avg_cost_yes": _avg(yes_cost, yes), "avg_cost_no": _avg(no_cost, no),
         "mark_price": None if mark is None else format_money(mark),
         "value": format_money(value), "unrealized_pnl": format_money(value - cost),
-        "realized_pnl": format_money(p.yes_realized_pnl + p.no_realized_pnl),
-        "_value": value, "_pnl": value - cost + p.yes_realized_pnl + p.no_realized_pnl,
+        "realized_pnl": format_money(yes_pnl + no_pnl),
+        "_value": value, "_pnl": value - cost + yes_pnl + no_pnl,
     }
 
 

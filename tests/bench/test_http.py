@@ -9,13 +9,16 @@ import orjson
 import pytest
 
 from pmarket.bench import http as bench
+from pmarket.bench import reads
 from tests.services import postgres_url_or_skip, redis_url_or_skip
 
 from .helpers import Traces, assert_nothing_left, run_cli, spy
 
-USERS, SECONDS = 4, 1.5
+USERS, SECONDS, READ_SECONDS = 4, 1.5, 0.4
 FIELDS = {"mode", "users", "seconds", "orders", "placements", "cancels", "orders_per_s",
-          "p50_ms", "p99_ms", "max_ms", "trades_seen", "ws_trade_p50_ms", "ws_trade_p99_ms"}
+          "p50_ms", "p99_ms", "max_ms", "trades_seen", "ws_trade_p50_ms", "ws_trade_p99_ms",
+          "reads"}
+READS = {"balance", "positions", "open orders", "portfolio", "events", "order book"}
 
 
 def spy_http(monkeypatch: pytest.MonkeyPatch) -> tuple[Traces, list[Path]]:
@@ -48,15 +51,27 @@ def assert_sane(figures: dict, mode: str) -> None:
         assert figures["ws_trade_p50_ms"] <= figures["ws_trade_p99_ms"]
     else:
         assert figures["ws_trade_p50_ms"] is None and figures["ws_trade_p99_ms"] is None
+    reads = figures["reads"]
+    assert (reads["connections"], reads["users"]) == (32, USERS)
+    assert set(reads["paths"]) == READS
+    for name, p in reads["paths"].items():
+        assert p["requests"] > 0, name
+        assert p["seconds"] >= READ_SECONDS * 0.9, name
+        assert p["req_per_s"] == pytest.approx(p["requests"] / p["seconds"], rel=0.02)
+        assert 0 < p["p50_ms"] <= p["p99_ms"] <= p["max_ms"], name
 
 
-def test_embedded(monkeypatch: pytest.MonkeyPatch):
+def test_embedded_without_wrk_says_so(monkeypatch: pytest.MonkeyPatch, caplog):
     monkeypatch.delenv("PMARKET_REDIS_URL", raising=False)
+    monkeypatch.setattr(reads, "wrk_path", lambda: None)
     traces, workdirs = spy_http(monkeypatch)
 
-    result = bench.run(bench.Options(users=USERS, seconds=SECONDS, warmup_s=0.5))
+    result = bench.run(bench.Options(users=USERS, seconds=SECONDS, warmup_s=0.5,
+                                     read_seconds=READ_SECONDS))
 
     assert_sane(orjson.loads(orjson.dumps(result.as_dict())), "embedded")
+    assert result.reads.generator == "python"
+    assert "wrk is not installed" in caplog.text
     assert len(result.latencies_ms) == result.orders
     assert len(result.ws_latencies_ms) == result.trades_seen
     assert [db.directory is not None for db in traces.databases] == [True]  # SQLite
@@ -71,9 +86,12 @@ def test_cli_json_on_the_deployment(monkeypatch: pytest.MonkeyPatch):
     traces, workdirs = spy_http(monkeypatch)
 
     out = run_cli("bench", "http", "--users", str(USERS), "--seconds", str(SECONDS),
-                  "--redis-url", redis_url, "--database-url", postgres_url, "--json").stdout
+                  "--read-seconds", str(READ_SECONDS), "--redis-url", redis_url,
+                  "--database-url", postgres_url, "--json").stdout
 
-    assert_sane(orjson.loads(out), "deployment")
+    figures = orjson.loads(out)
+    assert_sane(figures, "deployment")
+    assert figures["reads"]["generator"] == ("wrk" if reads.wrk_path() else "python")
     assert [db.schema is not None for db in traces.databases] == [True]
     assert [p.startswith("bench-") for p in traces.prefixes] == [True]
     assert_nothing_left(traces, redis_url, postgres_url)

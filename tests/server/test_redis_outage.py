@@ -226,7 +226,7 @@ async def test_redis_restarted_empty_resyncs_market_data_with_fresh_snapshots(tm
         market = await client.market()
         maker, _ = await client.user()
         first = await client.order(maker, market, "yes", "buy", "0.40", 3)
-        r = await client.http.get(f"/orders/{first['order']['id']}", headers=client.auth(maker))
+        r = await client.http.get("/orders", headers=client.auth(maker))  # history: waits
         assert r.status_code == 200  # projected: the database holds it
         async with await _subscribe(srv, market) as ws:
             snapshot = await recv(ws)

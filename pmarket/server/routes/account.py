@@ -2,8 +2,10 @@
 
 Deposits and withdrawals are engine commands, answered from the engine's reply (the
 ``balance`` event of that command); the engine checks the available cash atomically, so
-concurrent withdrawals can never overdraw. Everything else is read from the database
-after the caller's writes are projected.
+concurrent withdrawals can never overdraw. The balance, positions and portfolio come
+from the read model (``readmodel``) once it reflects the caller's writes, else from the
+database after they are projected — the same answer either way; own trades always come
+from the database.
 
 Invariant: positions are valued at the market's mark (last trade, else an exact mid), in
 each side's own terms: YES at ``mark``, NO at ``1 - mark``.
@@ -23,6 +25,7 @@ from pmarket.engine.units import to_units
 
 from .. import views
 from ..deps import CurrentUser, RuntimeDep
+from ..readmodel import ReadModel, serving
 from ..runtime import Runtime
 from ..schemas import AmountIn, BalanceOut, PortfolioOut, PositionPage, TradePage
 from .common import ERRORS, PageParams, QueryId, ok, page, read, tick
@@ -52,6 +55,10 @@ def balance_from_events(events: list[tuple], user_id: int) -> dict[str, str] | N
 
 
 async def read_balance(runtime: Runtime, user_id: int) -> dict[str, str]:
+    """The user's balance as an API object."""
+    model = await serving(runtime)
+    if model is not None:
+        return views.balance(*model.balance(user_id))
     row = await read(runtime, lambda conn: conn.execute(
         select(Balance.available, Balance.reserved).where(Balance.user_id == user_id)).first())
     return views.balance(row.available, row.reserved) if row else views.balance(0, 0)
@@ -61,6 +68,11 @@ async def read_positions(runtime: Runtime, user_id: int, *, market_id: int | Non
                          event_id: int | None = None, include_empty: bool = False
                          ) -> list[dict[str, Any]]:
     """The user's positions as API objects (with private ``_value``/``_pnl`` keys)."""
+    model = await serving(runtime)
+    if model is not None:
+        return memory_positions(runtime, model, user_id, market_id=market_id,
+                                event_id=event_id, include_empty=include_empty)
+
     def query(conn):
         q = (select(Position, Market.event_id, Market.name)
              .join(Market, Market.id == Position.market_id)
@@ -77,6 +89,13 @@ async def read_positions(runtime: Runtime, user_id: int, *, market_id: int | Non
     rows = await read(runtime, query)
     return [views.position(row.Position, row.event_id, row.name,
                            mark_price(runtime, row.Position.market_id)) for row in rows]
+
+
+def memory_positions(runtime: Runtime, model: ReadModel, user_id: int, **filters: Any
+                     ) -> list[dict[str, Any]]:
+    """``read_positions`` from the read model (synchronous: one consistent state)."""
+    return [views.position_values(mid, row, m.event_id, m.name, mark_price(runtime, mid))
+            for mid, row, m in model.user_positions(user_id, **filters)]
 
 
 async def _money_command(runtime: Runtime, command) -> Any:
@@ -118,8 +137,13 @@ async def positions(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
 @router.get("/portfolio", response_model=PortfolioOut)
 async def portfolio(user: CurrentUser, runtime: RuntimeDep):
     """Balance, positions and their value and P&L."""
-    balance = await read_balance(runtime, user.id)
-    items = await read_positions(runtime, user.id)
+    model = await serving(runtime)
+    if model is not None:  # both from the same state
+        balance = views.balance(*model.balance(user.id))
+        items = memory_positions(runtime, model, user.id)
+    else:
+        balance = await read_balance(runtime, user.id)
+        items = await read_positions(runtime, user.id)
     value = sum(p["_value"] for p in items)
     pnl = sum(p["_pnl"] for p in items)
     total = to_units(balance["total"]) + value

@@ -2,7 +2,8 @@
 
 An event's outcomes are its markets (outcome id == market id), listed in the order the
 admin gave them. Live prices (best bid/ask, last) come from the replica; titles,
-statuses and volumes from the database. Title search uses the database's index
+statuses and volumes from the read model (``readmodel``), or from the database when
+there is none. Title search (``q``) always uses the database's index
 (``pmarket.db.title_search``).
 
 Invariant: deleted events are invisible here (404 / not listed).
@@ -22,6 +23,7 @@ from .. import views
 from ..deps import CurrentUser, PublicLimited, RuntimeDep
 from ..errors import not_found
 from ..marketdata import book_view
+from ..readmodel import serving
 from ..runtime import Runtime
 from ..schemas import (
     Category,
@@ -76,6 +78,13 @@ def load_events(conn, events: list[Any]) -> dict[int, list[Any]]:
 
 async def read_event(runtime: Runtime, event_id: int) -> dict[str, Any]:
     """One visible event as an API object, or 404."""
+    model = await serving(runtime)
+    if model is not None:
+        e = model.event(event_id)
+        if e is None:
+            raise not_found(f"event {event_id}")
+        return event_view(runtime, e, model.event_markets(e))
+
     def query(conn):
         e = conn.execute(select(Event).where(Event.id == event_id,
                                              Event.status != "deleted")).scalar()
@@ -94,6 +103,13 @@ async def list_events(runtime: RuntimeDep, paging: PageParams,
                       category: Annotated[Category | None, Query()] = None,
                       status: Literal["active", "closed", "resolved"] | None = None):
     """Events, newest first; ``q`` searches titles."""
+    model = None if q else await serving(runtime)
+    if model is not None:
+        ids = model.list_events(category, status)
+        chosen = [model.events[i] for i in ids[paging.offset:paging.offset + paging.limit]]
+        return ok(page([event_view(runtime, e, model.event_markets(e)) for e in chosen],
+                       len(ids)))
+
     def query(conn):
         stmt = select(Event).where(Event.status != "deleted")
         if q:

@@ -1,6 +1,7 @@
 """One market: its summary, book (YES or NO view), public trades, candles, split/merge.
 
-Books come from the in-memory replica (``marketdata``), everything else from the
+Books come from the in-memory replica (``marketdata``); the market itself from the read
+model (``readmodel``), or the database when there is none; trades and candles from the
 database. Split and merge are engine commands; their answer carries the balance from
 the reply and the position read back once the command is projected (its cost basis and
 P&L are the worker's).
@@ -24,6 +25,7 @@ from .. import views
 from ..deps import CurrentUser, PublicLimited, RuntimeDep
 from ..errors import not_found
 from ..marketdata import book_view
+from ..readmodel import serving
 from ..runtime import Runtime
 from ..schemas import (
     BookOut,
@@ -56,12 +58,16 @@ async def replica_market(runtime: Runtime, market_id: int):
             dependencies=[PublicLimited])
 async def get_market(market_id: MarketId, runtime: RuntimeDep):
     """A market's status, tick, prices, volume and open interest."""
-    row = await read(runtime, lambda conn: conn.execute(
-        select(Market, Event.status).join(Event, Event.id == Market.event_id)
-        .where(Market.id == market_id, Event.status != "deleted")).first())
-    if row is None:
+    model = await serving(runtime)
+    if model is not None:
+        found = model.market(market_id)
+    else:
+        found = await read(runtime, lambda conn: conn.execute(
+            select(Market, Event.status).join(Event, Event.id == Market.event_id)
+            .where(Market.id == market_id, Event.status != "deleted")).first())
+    if found is None:
         raise not_found(f"market {market_id}")
-    m, status = row.Market, row.status
+    m, status = found
     live = runtime.replica.markets.get(market_id)
     fmt = views.price_formatter(m.tick)
     last = live.last_price if live is not None and live.last_price is not None else m.last_price

@@ -3,7 +3,9 @@
 Writes are engine commands answered from the reply: the command's first ``order`` event
 is the order itself (in the owner's terms) and its ``fill`` events are the order's
 trades. A batch's reply is cut at each ``batch_item`` marker; each item is an order or
-an error on its own. Reads come from the database after the caller's writes.
+an error on its own. Open orders are read from the read model (``readmodel``) once it
+reflects the caller's writes; closed ones (``status=all``, or one closed order) from the
+database after the caller's writes are projected.
 
 Invariant: an order id that is not the caller's answers exactly like one that does not
 exist (404), for reads, modifications and cancellations alike.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Query
 from pydantic import ValidationError
 from sqlalchemy import func, select
@@ -34,9 +37,10 @@ from pmarket.engine import (
 from pmarket.engine.events import BATCH_ITEM, FILL, ORDER, REJECTED
 
 from .. import views
-from ..deps import CurrentUser, OrderId, OwnedOrder, RuntimeDep, owned_order
+from ..deps import CurrentUser, OrderId, RuntimeDep, owned_order
 from ..errors import ApiError, not_found, validation_message
 from ..gateway import rejection_error
+from ..readmodel import ReadModel, serving
 from ..runtime import Runtime
 from ..schemas import (
     BatchOut,
@@ -133,11 +137,28 @@ async def place_batch(body: OrderBatch, user: CurrentUser, runtime: RuntimeDep):
     return ok({"results": results})
 
 
+def open_order_view(runtime: Runtime, model: ReadModel, order: tuple) -> orjson.Fragment:
+    """An open order's API object, rendered once per state of the order."""
+    cached = model.rendered.get(order[1])
+    if cached is not None and cached[0] is order:
+        return cached[1]
+    view = orjson.Fragment(orjson.dumps(views.order_event(order, tick(runtime, order[3]))))
+    model.rendered[order[1]] = (order, view)
+    return view
+
+
 @router.get("/orders", response_model=OrderPage)
 async def list_orders(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
                       status: Annotated[Literal["open", "all"], Query()] = "all",
                       market_id: QueryId = None):
     """The caller's orders, newest first (``status=open``: only those still working)."""
+    if status == "open":
+        model = await serving(runtime)
+        if model is not None:
+            total, chosen = model.open_orders(user.id, market_id, paging.limit,
+                                              paging.offset)
+            return ok(page([open_order_view(runtime, model, o) for o in chosen], total))
+
     def query(conn):
         q = select(Order).where(Order.user_id == user.id)
         if status == "open":
@@ -154,8 +175,16 @@ async def list_orders(user: CurrentUser, runtime: RuntimeDep, paging: PageParams
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
-async def get_order(order: OwnedOrder, runtime: RuntimeDep):
+async def get_order(order_id: OrderId, user: CurrentUser, runtime: RuntimeDep):
     """One of the caller's orders (404 if it is not theirs)."""
+    model = await serving(runtime)
+    if model is not None:
+        open_order = model.open_order(order_id)
+        if open_order is not None:
+            if open_order[2] != user.id:
+                raise not_found(f"order {order_id}")
+            return ok(open_order_view(runtime, model, open_order))
+    order = await owned_order(order_id, user.id, runtime)  # closed, or unknown here
     return ok(views.order_row(order, tick(runtime, order.market_id)))
 
 

@@ -3,7 +3,8 @@
 Health checks what a request would need: the database answers ``SELECT 1``, the bus
 answers a read of the event stream's head, the engine answers a command round trip
 (``Expire``: it only advances the engine's clock and expires due orders, so it is
-harmless), the market-data replica is following the stream, the database projection
+harmless), the market-data replica is following the stream, the read model serves (it
+stops on a gap it cannot fill; reads then go to the database), the database projection
 (the worker, wherever it runs) is not stalled (``consistency.ProjectionWatch``: behind
 the stream without advancing for ``worker_stall_s``), in the embedded mode the engine
 and worker tasks are alive, and nothing acknowledged is missing from the database
@@ -77,6 +78,10 @@ async def health(runtime: RuntimeDep):
     # Parked events and skipped commands: acknowledged, yet missing from the database.
     components["projection"] = await projection_health(runtime.db, runtime.bus,
                                                        runtime.replica.stream)
+    if runtime.readmodel is not None:  # not serving: reads go to the database (slower)
+        model = runtime.readmodel
+        components["readmodel"] = {"status": "ok" if model.ready else "degraded",
+                                   "detail": model.status()}
     components["worker"] = await _worker(runtime, bus_ok)
     healthy = all(c["status"] == "ok" for c in components.values())
     # 503 takes the instance out of a load balancer: only for what this instance cannot

@@ -1,0 +1,261 @@
+"""The read mix of ``pmarket bench http``: what a trader reads, across many users.
+
+After the order load, ``run_reads`` measures one path at a time — balance, positions,
+open orders, portfolio, the event list and an order book — for ``seconds`` each, over
+``connections`` keep-alive connections, every request carrying the next user's token in
+turn (the users of the order load: their balances, positions and open orders are real).
+``prepare`` (before the order load) lists 20 events and gives every user a few more
+positions; ``settle`` waits for the worker to project the order load first.
+
+The load comes from wrk (a Lua script rotates the tokens and reports exact percentiles)
+when it is installed. Without it a Python generator runs instead, loudly: on a 2-core
+machine it takes CPU from the server it measures, so its figures are lower, and the
+result says ``"generator": "python"``.
+
+Invariant: a figure is only computed from successful answers; any error or non-2xx
+answer fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import httpx
+import orjson
+
+log = logging.getLogger("pmarket.bench")
+
+PATHS = (
+    ("balance", "/balance"),
+    ("positions", "/positions"),
+    ("open orders", "/orders?status=open"),
+    ("portfolio", "/portfolio"),
+    ("events", "/events"),
+    ("order book", "/markets/{market}/orderbook"),
+)
+EVENTS = 20
+"""Events listed by ``GET /events`` during the mix (the default page holds 50)."""
+
+_LUA = """
+local tokens = {%(tokens)s}
+local path = "%(path)s"
+local n = #tokens
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", path, {["Authorization"] = "Bearer " .. tokens[(i %% n) + 1]})
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'PMARKET {"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p99_us":%%d,"max_us":%%d,' ..
+    '"status":%%d,"connect":%%d,"read":%%d,"write":%%d,"timeout":%%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.max, e.status, e.connect, e.read, e.write, e.timeout))
+end
+"""
+
+
+@dataclass
+class PathFigures:
+    """One path's figures."""
+
+    name: str
+    path: str
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @property
+    def per_s(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "requests": self.requests, "seconds": round(self.seconds, 2),
+                "req_per_s": round(self.per_s, 1), "p50_ms": round(self.p50_ms, 2),
+                "p99_ms": round(self.p99_ms, 2), "max_ms": round(self.max_ms, 2)}
+
+
+@dataclass
+class ReadMix:
+    """The read mix's figures."""
+
+    generator: str
+    connections: int
+    users: int
+    seconds: float
+    paths: list[PathFigures] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"generator": self.generator, "connections": self.connections,
+                "users": self.users, "seconds": self.seconds,
+                "paths": {p.name: p.as_dict() for p in self.paths}}
+
+
+def wrk_path() -> str | None:
+    """The wrk executable, if installed."""
+    return shutil.which("wrk")
+
+
+async def prepare(base: str, admin_token: str, tokens: list[str]) -> None:
+    """List ``EVENTS`` events, and give each user a position in a few of them."""
+    async with httpx.AsyncClient(base_url=base, timeout=60) as h:
+        admin = {"Authorization": f"Bearer {admin_token}"}
+        listed = (await h.get("/events", params={"limit": 1})).json()["total"]
+        markets = []
+        for k in range(max(0, EVENTS - listed)):
+            outcomes = [] if k % 2 else ["Red", "Green", "Blue"]
+            r = await h.post("/admin/events", headers=admin, json={
+                "title": f"Bench event {k}", "category": "bench", "outcomes": outcomes})
+            r.raise_for_status()
+            markets += [o["market_id"] for o in r.json()["outcomes"]][:1]
+
+        async def positions(token: str) -> None:
+            for market in markets[:5]:
+                r = await h.post(f"/markets/{market}/split", json={"quantity": 3},
+                                 headers={"Authorization": f"Bearer {token}"})
+                r.raise_for_status()
+
+        for start in range(0, len(tokens), 16):
+            await asyncio.gather(*(positions(t) for t in tokens[start:start + 16]))
+
+
+async def settle(base: str, token: str, timeout_s: float = 180.0) -> float:
+    """Wait until the database has projected the order load; seconds waited.
+
+    ``GET /trades`` waits for the projection of this server's writes (or gives up after
+    the server's consistency timeout), so once it answers quickly the worker is idle
+    again and the read mix measures reads, not a worker catching up beside them.
+
+    Raises:
+        RuntimeError: ``/health`` reports the worker down, or the wait timed out.
+    """
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=base, timeout=60,
+                                 headers={"Authorization": f"Bearer {token}"}) as h:
+        while time.perf_counter() - started < timeout_s:
+            begin = time.perf_counter()
+            r = await h.get("/trades", params={"limit": 1})
+            if r.status_code == 200 and time.perf_counter() - begin < 0.5:
+                return time.perf_counter() - started
+            worker = (await h.get("/health")).json()["components"].get("worker", {})
+            if worker.get("status") == "down":
+                raise RuntimeError(f"the database worker is down ({worker.get('detail')}): "
+                                   "the read mix needs the order load projected")
+            await asyncio.sleep(0.5)
+    raise RuntimeError(f"the projection did not catch up within {timeout_s:g} s")
+
+
+async def run_reads(base: str, tokens: list[str], market: int, *, seconds: float,
+                    connections: int = 32, generator: str = "auto",
+                    warmup_s: float = 1.0) -> ReadMix:
+    """Measure every path of ``PATHS`` in turn (see the module docstring).
+
+    Args:
+        base: the server's URL.
+        tokens: the users' tokens, rotated request by request.
+        market: the market whose order book is read.
+        seconds: measured duration per path.
+        connections: concurrent keep-alive connections.
+        generator: "wrk", "python" or "auto" (wrk when installed).
+        warmup_s: unmeasured load before each path.
+    """
+    wrk = wrk_path()
+    if generator == "wrk" and wrk is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    use_wrk = wrk is not None and generator != "python"
+    if not use_wrk:
+        log.warning("bench http: %s — the read mix runs on the Python load generator, which "
+                    "takes CPU from the server on this machine: its figures are lower than "
+                    "wrk's and not comparable with them",
+                    "wrk is not installed" if wrk is None else "--generator python")
+    mix = ReadMix("wrk" if use_wrk else "python", connections, len(tokens), seconds)
+    for name, template in PATHS:
+        path = template.format(market=market)
+        if use_wrk:
+            if warmup_s > 0:
+                await _wrk(wrk, base, path, tokens, warmup_s, connections)
+            figures = await _wrk(wrk, base, path, tokens, seconds, connections)
+        else:
+            if warmup_s > 0:
+                await _python(base, path, tokens, warmup_s, connections)
+            figures = await _python(base, path, tokens, seconds, connections)
+        figures.name = name
+        mix.paths.append(figures)
+    return mix
+
+
+async def _wrk(wrk: str, base: str, path: str, tokens: list[str], seconds: float,
+               connections: int) -> PathFigures:
+    """One wrk run (one thread: it needs far less than a core at these rates; whole
+    seconds: wrk takes no fractions)."""
+    script = _LUA % {"tokens": ", ".join(f'"{t}"' for t in tokens), "path": path}
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="pmarket-bench-") as f:
+        f.write(script)
+        f.flush()
+        proc = await asyncio.create_subprocess_exec(
+            wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+            "-s", f.name, base + path, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), seconds + 30)
+    line = next((x for x in out.decode().splitlines() if x.startswith("PMARKET ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed on {path} (exit {proc.returncode}): "
+                           f"{(err or out).decode()[-500:]}")
+    data = orjson.loads(line[len("PMARKET "):])
+    failed = {k: data[k] for k in ("status", "connect", "read", "write", "timeout")
+              if data[k]}
+    if failed or not data["requests"]:
+        raise RuntimeError(f"GET {path} failed under load: {failed or 'no answer'} "
+                           f"of {data['requests']} requests")
+    return PathFigures(path, path, data["requests"], data["duration_us"] / 1e6,
+                       data["p50_us"] / 1000, data["p99_us"] / 1000, data["max_us"] / 1000)
+
+
+async def _python(base: str, path: str, tokens: list[str], seconds: float,
+                  connections: int) -> PathFigures:
+    """The fallback generator: raw HTTP/1.1 over asyncio streams."""
+    from .http import RawHttp  # the order load's client (same module family)
+
+    host, port = base.removeprefix("http://").split(":")
+    conns = [RawHttp(host, int(port), tokens[i % len(tokens)]) for i in range(connections)]
+    await asyncio.gather(*(c.connect() for c in conns))
+    auths = [f"Authorization: Bearer {t}\r\n".encode() for t in tokens]
+    latencies: list[float] = []
+    counter = 0
+    stop = time.perf_counter() + seconds
+
+    async def loop(conn: RawHttp) -> None:
+        nonlocal counter
+        while time.perf_counter() < stop:
+            counter += 1
+            conn.auth = auths[counter % len(auths)]
+            start = time.perf_counter()
+            status, body = await conn.request("GET", path)
+            if status != 200:
+                raise RuntimeError(f"GET {path} answered {status}: {body[:200]!r}")
+            latencies.append((time.perf_counter() - start) * 1000)
+
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(*(loop(c) for c in conns))
+    finally:
+        elapsed = time.perf_counter() - started
+        await asyncio.gather(*(c.close() for c in conns))
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+
+    return PathFigures(path, path, len(latencies), elapsed, pct(0.5), pct(0.99),
+                       latencies[-1])
+
+
+__all__ = ["PATHS", "PathFigures", "ReadMix", "prepare", "run_reads", "settle", "wrk_path"]

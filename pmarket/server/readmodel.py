@@ -1,0 +1,498 @@
+"""The in-memory read model: balances, positions, open orders, events and markets.
+
+Each server holds the same rows the worker projects into the database for these reads,
+and keeps them current from the same event stream as the order-book replica
+(``marketdata.Replica``): it is seeded inside the replica's seed transaction — one
+consistent snapshot of the database, at the worker's position ``S`` — and then folds
+every delivery the replica applies, in command order, skipping any it already holds
+(idempotent by ``seq``). Reads then cost a dictionary lookup instead of a database
+round trip, and read-your-writes needs only ``ReadBarrier.for_replica``.
+
+The fold is the worker's own (``pmarket.worker``). A delivery that only places,
+fills, cancels or funds (nearly all of them) takes the fast path: ``order`` and
+``balance`` events are state (the last one wins, as in the database), ``position`` and
+``fill`` events go through ``costbasis.Holding`` and ``costbasis.apply_fill`` exactly as
+``Batch`` calls them. A delivery with anything else (split, merge, convert, payout,
+event created, changed, resolved or deleted) is folded by ``batch.Batch.walk`` itself,
+on rows loaded from memory as the projector loads them from the database. This module
+is the only place the server imports worker internals.
+
+What is held (see docs/SERVICES.md for measured sizes): per user, the balance and one
+row per position ever held (as the ``positions`` table: emptied positions stay, they
+carry realised P&L); per open order, its last ``order`` event (closed orders leave at
+once); per event and market, their display fields and running figures. Rows are tuples
+of ints and strings, which the garbage collector stops tracking.
+
+Invariant: after folding the deliveries up to command ``seq``, every answer built from
+this model equals the answer built from a database projected up to ``seq``. When that
+cannot be guaranteed (a gap in the deliveries, a delivery the fold refuses) the model
+says so (``ready`` False, logged, ``/health`` degraded) and reads go to the database
+until the next seed (a restart or a resynchronisation of the replica).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from pmarket.db import Balance, Event, Market, Order, Position
+from pmarket.db.types import to_ms
+from pmarket.engine import events as ev
+from pmarket.worker.batch import Batch, MarketInfo, needs
+from pmarket.worker.costbasis import YES, Holding, apply_fill
+from pmarket.worker.delivery import Delivery
+
+log = logging.getLogger("pmarket.server.readmodel")
+
+OPEN_STATUSES = ("open", "partially_filled")
+
+_FAST_IGNORED = frozenset({ev.BOOK, ev.REJECTED, ev.DUPLICATE, ev.BATCH_ITEM, ev.CLOCK})
+_CASH_LEDGER = frozenset({"deposit", "withdrawal"})  # change no position (Batch._ledger)
+_STRINGS = {s: s for s in ("yes", "no", "buy", "sell", "limit", "market", "open",
+                           "partially_filled", "gtc", "gtd", "ioc", "fok")}
+
+
+@contextlib.contextmanager
+def snapshot(db: Engine) -> Iterator[Connection]:
+    """A connection reading one consistent snapshot of the database until it closes.
+
+    PostgreSQL runs the block as a REPEATABLE READ transaction; SQLite (whose driver
+    starts no transaction for reads) gets an explicit ``BEGIN``, so every statement
+    sees the same WAL snapshot. Without this, rows committed by the worker between two
+    statements of a seed would be counted once in the rows and again from the stream.
+    """
+    with db.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            conn.begin()
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+
+
+class EventRow:
+    """An event as the ``events`` table holds it (the fields the API shows)."""
+
+    __slots__ = ("category", "close_time", "created_at", "description", "id", "market_ids",
+                 "slug", "status", "tick", "title")
+
+    def __init__(self, id: int, slug: str, title: str, description: str, category: str,
+                 status: str, close_time: datetime | None, tick: int, created_at: datetime):
+        self.id, self.slug, self.title, self.description = id, slug, title, description
+        self.category, self.status, self.close_time = category, status, close_time
+        self.tick, self.created_at = tick, created_at
+        self.market_ids: list[int] = []  # outcome order
+
+
+class MarketRow:
+    """A market as the ``markets`` table holds it."""
+
+    __slots__ = ("event_id", "id", "last_price", "name", "open_interest", "position",
+                 "status", "tick", "volume")
+
+    def __init__(self, id: int, event_id: int, name: str, position: int, status: str,
+                 tick: int, last_price: int | None = None, volume: int = 0,
+                 open_interest: int = 0):
+        self.id, self.event_id, self.name, self.position = id, event_id, name, position
+        self.status, self.tick, self.last_price = status, tick, last_price
+        self.volume, self.open_interest = volume, open_interest
+
+
+@dataclass(slots=True)
+class SeedState:
+    """Everything read from the database for a seed (built off the event loop)."""
+
+    balances: dict[int, tuple[int, int]] = field(default_factory=dict)
+    positions: dict[int, dict[int, tuple]] = field(default_factory=dict)
+    orders: list[tuple] = field(default_factory=list)
+    events: dict[int, EventRow] = field(default_factory=dict)
+    markets: dict[int, MarketRow] = field(default_factory=dict)
+
+
+def order_state(o: Any) -> tuple:
+    """An ``order`` event tuple from a ``db.Order`` row (what the engine last said)."""
+    return (ev.ORDER, o.id, o.user_id, o.market_id, o.event_id, o.outcome, o.side,
+            o.order_type, o.price, o.quantity, o.filled, o.status, o.tif, bool(o.post_only),
+            to_ms(o.expires_at), o.client_order_id, to_ms(o.created_at), to_ms(o.updated_at),
+            o.reason)
+
+
+def read_seed(conn: Connection) -> SeedState:
+    """Read the read model's rows (inside the replica's ``snapshot`` transaction)."""
+    state = SeedState()
+    for uid, available, reserved in conn.execute(
+            select(Balance.user_id, Balance.available, Balance.reserved)):
+        state.balances[uid] = (available, reserved)
+    p = Position
+    for row in conn.execute(select(p.user_id, p.market_id, p.yes, p.no, p.yes_reserved,
+                                   p.no_reserved, p.yes_cost, p.no_cost, p.yes_realized_pnl,
+                                   p.no_realized_pnl, p.seq)):
+        state.positions.setdefault(row[0], {})[row[1]] = tuple(row[2:])
+    state.orders = [order_state(o) for o in conn.execute(
+        select(Order).where(Order.status.in_(OPEN_STATUSES)).order_by(Order.id))]
+    for e in conn.execute(select(Event.id, Event.slug, Event.title, Event.description,
+                                 Event.category, Event.status, Event.close_time, Event.tick,
+                                 Event.created_at)):
+        state.events[e.id] = EventRow(*e)
+    m = Market
+    for row in conn.execute(select(m.id, m.event_id, m.name, m.position, m.status, m.tick,
+                                   m.last_price, m.volume, m.open_interest)
+                            .order_by(m.event_id, m.position)):
+        market = state.markets[row.id] = MarketRow(*row)
+        event = state.events.get(market.event_id)
+        if event is not None:
+            event.market_ids.append(market.id)
+    return state
+
+
+class ReadModel:
+    """The rows behind the fast reads, following one shard's event stream.
+
+    Args:
+        stream: the event stream's key (the ``stream`` of ledger rows in ``Batch``).
+    """
+
+    def __init__(self, stream: str):
+        self.stream = stream
+        self.ready = False
+        self.problem = "not seeded yet"
+        self.seq = 0
+        self.seeds = 0
+        self.balances: dict[int, tuple[int, int]] = {}
+        self.positions: dict[int, dict[int, tuple]] = {}
+        self.orders: dict[int, tuple] = {}  # open orders by id
+        self.user_orders: dict[int, dict[int, tuple]] = {}  # user -> open orders by id
+        # order id -> (state, its API object as JSON) of open orders read since their
+        # last change: a listing of 50 orders then costs 50 lookups, not 50 renderings.
+        self.rendered: dict[int, tuple[tuple, Any]] = {}
+        self.events: dict[int, EventRow] = {}
+        self.markets: dict[int, MarketRow] = {}
+        self._listed: dict[tuple[str | None, str | None], list[int]] = {}
+
+    # --- seeding (``marketdata.Replica`` calls these) ----------------------------------
+
+    def read_seed(self, conn: Connection) -> SeedState:
+        """Read a seed in the replica's transaction (blocking; any thread)."""
+        return read_seed(conn)
+
+    def install(self, state: SeedState, seq: int) -> None:
+        """Replace every row with ``state``, taken at command ``seq`` (event loop)."""
+        self.balances = state.balances
+        self.positions = state.positions
+        self.orders, self.user_orders, self.rendered = {}, {}, {}
+        for order in state.orders:
+            self._order(order)
+        self.events, self.markets = state.events, state.markets
+        self._listed = {}
+        self.seq = seq
+        self.seeds += 1
+        if not self.ready:
+            log.info("read model seeded at seq %d (seed %d)", seq, self.seeds)
+        self.ready, self.problem = True, ""
+
+    def status(self) -> str:
+        """One line for ``/health``: where the model is, and how big."""
+        if not self.ready:
+            return f"not serving ({self.problem}); reads go to the database"
+        return (f"applied up to seq {self.seq}: {len(self.balances)} balances, "
+                f"{sum(len(p) for p in self.positions.values())} positions, "
+                f"{len(self.orders)} open orders, {len(self.events)} events")
+
+    # --- folding deliveries ------------------------------------------------------------
+
+    def apply(self, delivery: Delivery) -> None:
+        """Fold one delivery (skipped if already held; a gap stops the model)."""
+        if not self.ready or delivery.last_seq <= self.seq:
+            return
+        if delivery.first_seq != self.seq + 1:
+            self._stop(f"deliveries missing: got commands {delivery.first_seq}.."
+                       f"{delivery.last_seq} after {self.seq}")
+            return
+        try:
+            if _fast(delivery.events):
+                self._fold_fast(delivery)
+            else:
+                self._fold_batch(delivery)
+        except Exception as exc:
+            self._stop(f"commands {delivery.first_seq}..{delivery.last_seq} could not be "
+                       f"folded ({type(exc).__name__}: {exc})"[:300])
+            return
+        self.seq = delivery.last_seq
+
+    def _stop(self, why: str) -> None:
+        self.ready, self.problem = False, why
+        log.error("read model stopped serving: %s; reads go to the database until it is "
+                  "seeded again (restart, or a market-data resynchronisation)", why)
+
+    def _order(self, e: tuple) -> None:
+        """An ``order`` event: the order's state, kept while it is open."""
+        oid, uid = e[1], e[2]
+        mine = self.user_orders.get(uid)
+        if e[11] not in OPEN_STATUSES:
+            self.rendered.pop(oid, None)
+            if self.orders.pop(oid, None) is not None and mine is not None:
+                mine.pop(oid, None)
+                if not mine:
+                    del self.user_orders[uid]
+            return
+        s = _STRINGS  # one copy of each enum string, not one per decoded event
+        e = (ev.ORDER, *e[1:5], s.get(e[5], e[5]), s.get(e[6], e[6]), s.get(e[7], e[7]),
+             *e[8:11], s.get(e[11], e[11]), s.get(e[12], e[12]), *e[13:])
+        old = self.orders.get(oid)
+        if old is not None and old[16] != e[16]:
+            e = (*e[:16], old[16], *e[17:])  # created_at is never rewritten (the writer)
+        self.orders[oid] = e
+        if mine is None:
+            mine = self.user_orders[uid] = {}
+        elif old is None and mine and oid < next(reversed(mine)):
+            # Kept in id order (listings are newest first); an id below the newest one
+            # cannot come from the engine's counter, but the order must stay right.
+            mine[oid] = e
+            self.user_orders[uid] = dict(sorted(mine.items()))
+            return
+        mine[oid] = e
+
+    def _holding(self, work: dict, user: int, market: int) -> Holding:
+        key = (user, market)
+        h = work.get(key)
+        if h is None:
+            row = self.positions.get(user, {}).get(market)
+            h = work[key] = Holding(key, row)
+        return h
+
+    def _fold_fast(self, d: Delivery) -> None:
+        """Orders, fills, positions, balances: ``Batch``'s rules without its rows."""
+        work: dict[tuple[int, int], Holding] = {}
+        balances, markets = self.balances, self.markets
+        for e in d.events:
+            kind = e[0]
+            if kind == ev.ORDER:
+                self._order(e)
+            elif kind == ev.BALANCE:
+                balances[e[1]] = (e[2], e[3])
+            elif kind == ev.BOOK:
+                continue
+            elif kind == ev.POSITION:
+                h = self._holding(work, e[1], e[2])
+                if h.seq <= d.last_seq:
+                    h.set_state(e[3], e[4], e[5], e[6], d.last_seq)
+            elif kind == ev.FILL:
+                market, price, qty, kind_, taker = e[2], e[3], e[4], e[5], e[6]
+                bid, ask = (e[8], e[10]) if taker == "buy" else (e[10], e[8])
+                apply_fill(self._holding(work, bid, market), self._holding(work, ask, market),
+                           kind_, price, qty)
+                m = markets.get(market)
+                if m is not None:
+                    m.volume += qty
+                    m.last_price = price
+            elif kind not in _FAST_IGNORED and kind != ev.LEDGER:
+                raise ValueError(f"unknown event kind {kind!r}")
+        self._store(work.values())
+
+    def _store(self, holdings) -> None:
+        """Write folded holdings back as rows; open interest moves with YES held."""
+        positions, markets = self.positions, self.markets
+        for h in holdings:
+            if not h.touched:
+                continue
+            user, market = h.key
+            qty, res, cost, pnl = h.qty, h.reserved, h.cost, h.pnl
+            mine = positions.get(user)
+            if mine is None:
+                mine = positions[user] = {}
+            mine[market] = (qty[0], qty[1], res[0], res[1], cost[0], cost[1], pnl[0], pnl[1],
+                            h.seq)
+            delta = qty[YES] - h.yes_before
+            m = markets.get(market)
+            if delta and m is not None:
+                m.open_interest += delta
+
+    def _fold_batch(self, d: Delivery) -> None:
+        """Any other delivery: ``Batch.walk`` on rows loaded as the projector loads them."""
+        wanted = needs([d])
+        markets: dict[int, MarketInfo] = {}
+        event_markets: dict[int, list[int]] = {}
+        for mid in wanted.market_ids:
+            m = self.markets.get(mid)
+            if m is not None:
+                markets[mid] = MarketInfo(m.event_id, m.last_price)
+        for eid in wanted.event_ids:
+            e = self.events.get(eid)
+            if e is not None and e.market_ids:
+                event_markets[eid] = list(e.market_ids)
+                for mid in e.market_ids:
+                    m = self.markets[mid]
+                    markets[mid] = MarketInfo(m.event_id, m.last_price)
+        keys = wanted.position_keys
+        for eid, uid in wanted.event_users:
+            keys.update((uid, mid) for mid in event_markets.get(eid, ()))
+        holdings = {}
+        for uid, mid in keys:
+            row = self.positions.get(uid, {}).get(mid)
+            if row is not None:
+                holdings[(uid, mid)] = Holding((uid, mid), row)
+        batch = Batch(self.stream, holdings, markets, event_markets).walk([d])
+        batch.position_rows()  # the writer's checks, and open-interest deltas into stats
+        # Nothing above changed the model: from here on the delivery is applied whole.
+        for e in d.events:
+            if e[0] == ev.ORDER:
+                self._order(e)
+        for uid, row in batch.balances.items():
+            self.balances[uid] = (row["available"], row["reserved"])
+        self._events(batch)
+        for h in batch.holdings.values():
+            h.yes_before = h.qty[YES]  # open interest came with ``stats``
+        self._store(batch.holdings.values())
+        for mid, s in batch.stats.items():
+            m = self.markets.get(mid)
+            if m is not None:
+                m.volume += s.volume
+                m.open_interest += s.open_interest
+                if s.last_price is not None:
+                    m.last_price = s.last_price
+        for eid in batch.deleted_events:
+            self._delete_event(eid)
+
+    def _events(self, batch: Batch) -> None:
+        """Events and markets created or changed (the writer's upserts)."""
+        for eid, r in batch.events.items():
+            old = self.events.get(eid)
+            row = EventRow(eid, r["slug"], r["title"], r["description"], r["category"],
+                           r["status"], r["close_time"], r["tick"],
+                           old.created_at if old is not None else r["created_at"])
+            row.market_ids = list(batch.event_markets.get(eid, ()))
+            self.events[eid] = row
+        for mid, r in batch.new_markets.items():
+            old = self.markets.get(mid)
+            if old is None:
+                self.markets[mid] = MarketRow(mid, r["event_id"], r["name"], r["position"],
+                                              r["status"], r["tick"])
+            else:
+                old.name, old.position = r["name"], r["position"]
+                old.status, old.tick = r["status"], r["tick"]
+        if batch.events or batch.deleted_events:
+            self._listed = {}
+
+    def _delete_event(self, eid: int) -> None:
+        """A deleted event keeps its rows as ``deleted``; positions in it go."""
+        e = self.events.get(eid)
+        if e is not None:
+            e.status = "deleted"
+        gone = {mid for mid, m in self.markets.items() if m.event_id == eid}
+        for mid in gone:
+            self.markets[mid].status = "deleted"
+        for uid in list(self.positions):
+            mine = self.positions[uid]
+            for mid in gone.intersection(mine):
+                del mine[mid]
+            if not mine:
+                del self.positions[uid]
+
+    # --- reads -------------------------------------------------------------------------
+
+    def balance(self, user_id: int) -> tuple[int, int]:
+        """``(available, reserved)`` of a user (zeros if they never had a balance)."""
+        return self.balances.get(user_id, (0, 0))
+
+    def user_positions(self, user_id: int, *, market_id: int | None = None,
+                       event_id: int | None = None, include_empty: bool = False
+                       ) -> list[tuple[int, tuple, MarketRow]]:
+        """``(market_id, row, market)`` of a user's positions, in the database's order
+        (event, then outcome), with the database path's filters."""
+        out = []
+        for mid, row in self.positions.get(user_id, {}).items():
+            if market_id is not None and mid != market_id:
+                continue
+            m = self.markets.get(mid)
+            if m is None or (event_id is not None and m.event_id != event_id):
+                continue
+            if not include_empty and not (row[0] > 0 or row[1] > 0 or row[6] or row[7]):
+                continue
+            out.append((mid, row, m))
+        out.sort(key=lambda item: (item[2].event_id, item[2].position))
+        return out
+
+    def open_orders(self, user_id: int, market_id: int | None, limit: int, offset: int
+                    ) -> tuple[int, list[tuple]]:
+        """``(total, page)`` of a user's open orders, newest first."""
+        mine = self.user_orders.get(user_id)
+        if not mine:
+            return 0, []
+        if market_id is None:
+            total = len(mine)
+            if offset >= total:
+                return total, []
+            ids = list(reversed(mine))[offset:offset + limit]
+            return total, [mine[i] for i in ids]
+        chosen = [o for o in reversed(mine.values()) if o[3] == market_id]
+        return len(chosen), chosen[offset:offset + limit]
+
+    def open_order(self, order_id: int) -> tuple | None:
+        """The ``order`` event of an open order, or None (closed or unknown)."""
+        return self.orders.get(order_id)
+
+    def event(self, event_id: int) -> EventRow | None:
+        """A visible (not deleted) event."""
+        e = self.events.get(event_id)
+        return e if e is not None and e.status != "deleted" else None
+
+    def event_markets(self, e: EventRow) -> list[MarketRow]:
+        """An event's markets in outcome order."""
+        return [self.markets[mid] for mid in e.market_ids if mid in self.markets]
+
+    def list_events(self, category: str | None, status: str | None
+                    ) -> list[int]:
+        """Visible event ids, newest first, filtered (cached until an event changes)."""
+        key = (category or None, status or None)
+        ids = self._listed.get(key)
+        if ids is None:
+            ids = [eid for eid in sorted(self.events, reverse=True)
+                   if (e := self.events[eid]).status != "deleted"
+                   and (not category or e.category == category)
+                   and (not status or e.status == status)]
+            if len(self._listed) > 256:  # categories are the caller's: bound the cache
+                self._listed.clear()
+            self._listed[key] = ids
+        return ids
+
+    def market(self, market_id: int) -> tuple[MarketRow, str] | None:
+        """A market of a visible event, with the event's status."""
+        m = self.markets.get(market_id)
+        if m is None:
+            return None
+        e = self.events.get(m.event_id)
+        if e is None or e.status == "deleted":
+            return None
+        return m, e.status
+
+
+def _fast(events) -> bool:
+    """Whether a delivery holds only what the fast fold handles."""
+    for e in events:
+        kind = e[0]
+        if kind in (ev.EVENT, ev.EVENT_DELETED, ev.RESOLVED):
+            return False
+        if kind == ev.LEDGER and e[2] not in _CASH_LEDGER:
+            return False
+    return True
+
+
+async def serving(runtime: Any) -> ReadModel | None:
+    """The runtime's read model once it reflects this server's answered writes, or None
+    when reads must go to the database: no read model, it stopped serving, or the replica
+    is not following the stream right now (an outage, a resynchronisation — the database
+    path then decides, as it always did, whether it can answer or must refuse)."""
+    model = runtime.readmodel
+    if model is None or not model.ready or not runtime.replica.running:
+        return None
+    await runtime.barrier.for_replica()
+    return model if model.ready else None

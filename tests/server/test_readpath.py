@@ -1,0 +1,83 @@
+"""``ReadPath`` answers exactly what FastAPI answers, and serves the ordinary reads.
+
+Every request below is sent twice, with the middleware on and off; status, body and the
+headers a client acts on must be the same. Ordinary requests must be served by it
+(counted), unusual ones (bad tokens, unknown or repeated parameters, encoded or
+out-of-range values, other methods) must reach FastAPI.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pmarket.server import readpath
+from pmarket.server.readpath import ReadPath
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+HEADERS = ("retry-after", "www-authenticate", "content-type", "allow")
+
+
+async def test_same_answers_as_fastapi_and_ordinary_reads_served(server, client,
+                                                                  monkeypatch):
+    event = await client.event(["Up", "Down"], category="rp-cat")
+    market = event["outcomes"][0]["market_id"]
+    token, _ = await client.user("rp")
+    other, _ = await client.user("rp-other")
+    for price in ("0.10", "0.20", "0.30"):
+        await client.order(token, market, "yes", "buy", price, 1)
+    mine = (await client.order(token, market, "yes", "buy", "0.40", 3))["order"]["id"]
+    theirs = (await client.order(other, market, "no", "buy", "0.50", 2))["order"]["id"]
+    admin = await client.admin()
+    e = event["id"]
+    ordinary = [
+        "/balance", "/positions", "/portfolio", "/orders", "/orders?status=open",
+        "/orders?status=all&limit=2&offset=1", f"/orders?status=open&market_id={market}",
+        f"/positions?market_id={market}&event_id={e}&limit=500&offset=0",
+        f"/orders/{mine}", f"/orders/{theirs}", "/orders/999999999",
+        "/events", "/events?category=rp-cat", "/events?status=active&limit=1",
+        "/events?q=Event", f"/events/{e}", "/events/4611686018427387904",
+        f"/markets/{market}", "/markets/1234567", f"/markets/{market}/orderbook",
+        f"/markets/{market}/orderbook?view=no&depth=1",
+    ]
+    unusual = [
+        "/orders?status=closed", "/orders?limit=0", "/orders?limit=501", "/orders?limit=05",
+        "/orders?offset=-1", "/orders?offset=1000000001", "/orders?market_id=0",
+        "/orders?market_id=4611686018427387905", "/orders?status=open&status=all",
+        "/orders?unknown=1", "/orders?limit", "/orders?limit=", "/events?category=",
+        "/events?category=rp%2Dcat", "/events?q=" + "x" * 201, "/events?category=" + "y" * 101,
+        "/orders/0", "/orders/4611686018427387905", "/orders/abc", "/orders/",
+        "/events/00", f"/markets/{market}/orderbook?depth=1001", f"/markets/{market}/trades",
+        "/balance/", "/positions?market_id=1.0",
+    ]
+    tokens = [("user", token), ("admin", admin), ("none", None), ("bad", "x.y.z")]
+    served = 0
+    charge = readpath._charge
+
+    def counting(*args, **kwargs):
+        nonlocal served
+        served += 1
+        return charge(*args, **kwargs)
+
+    monkeypatch.setattr(readpath, "_charge", counting)
+
+    async def ask(path: str, who: str | None, method: str = "GET"):
+        headers = {"Authorization": f"Bearer {who}"} if who else {}
+        r = await client.http.request(method, path, headers=headers)
+        return r.status_code, r.content, {h: r.headers.get(h) for h in HEADERS}
+
+    for path in ordinary + unusual:
+        for name, who in tokens:
+            for method in ("GET", "HEAD") if path == "/balance" else ("GET",):
+                monkeypatch.setattr(ReadPath, "enabled", True)
+                before = served
+                fast = await ask(path, who, method)
+                fast_served = served > before
+                monkeypatch.setattr(ReadPath, "enabled", False)
+                slow = await ask(path, who, method)
+                assert fast == slow, (path, name, method)
+                user_route = not path.startswith(("/events", "/markets"))
+                expect = (method == "GET" and path in ordinary
+                          and (name == "user" or not user_route))
+                assert fast_served == expect, (path, name, method)
+    assert served > 0
