@@ -282,8 +282,9 @@ class Bus(ServerLiveness, Streams):
             appends.extend(self._reply_appends(replies))
             ids = [m.id for m in commands]
             acks = [Ack(stream, ENGINE_GROUP, ids)] if ids else []
-            done = await self._complete_and_read(
-                (appends, acks), stream, ENGINE_GROUP, consumer, count, block_ms, fence)
+            with self._unknown_read_outcome(stream, ENGINE_GROUP, consumer):
+                done = await self._complete_and_read(
+                    (appends, acks), stream, ENGINE_GROUP, consumer, count, block_ms, fence)
             if done is not None:
                 written, messages = done
                 event_ids = written[0] if events else []
@@ -380,8 +381,10 @@ class Bus(ServerLiveness, Streams):
         if ids:
             done = None
             if self._reads_new(stream, group, consumer):
-                done = await self._complete_and_read(
-                    ((), [Ack(stream, group, ids)]), stream, group, consumer, count, block_ms)
+                with self._unknown_read_outcome(stream, group, consumer):
+                    done = await self._complete_and_read(
+                        ((), [Ack(stream, group, ids)]), stream, group, consumer, count,
+                        block_ms)
             if done is None:
                 await self.ack(stream, group, ids)
             elif done[1] is not None:

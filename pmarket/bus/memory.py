@@ -62,6 +62,10 @@ class Faults:
         drop: probability that a delivered entry is lost on the way to the reader. A
             group read still records it as pending (so only ``reclaim`` brings it back);
             a read without a group just skips it.
+        lose_replies: the next this many group reads that hand over new entries record
+            them as delivered (pending with the reader) and then raise
+            ``BusUnavailable``, as when Redis drops the connection with the reply in
+            flight.
         duplicate: probability that a delivered entry reaches the reader twice.
         delay_ms: added latency of every delivery (a read that returns entries).
         match: apply the delivery faults only to streams whose key satisfies this.
@@ -74,6 +78,7 @@ class Faults:
     fail_writes: int = 0
     fail_write_if: Callable[[Sequence[Append]], bool] | None = None
     drop: float = 0.0
+    lose_replies: int = 0
     duplicate: float = 0.0
     delay_ms: int = 0
     match: Callable[[str], bool] | None = None
@@ -457,6 +462,9 @@ class MemoryBus(Bus):
                     state.pending[entry_id] = _Nack(consumer, now)
                     sid, payload, headers = found.data[entry_id]
                     messages.append(Message(stream, sid, payload, 1, headers))
+                if self.faults.lose_replies > 0:
+                    self.faults.lose_replies -= 1
+                    raise BusUnavailable("injected loss of a read's reply")
                 return await self.faults.deliver(stream, messages)
             if block_ms is None or not await self._wait(stream, deadline):
                 return []

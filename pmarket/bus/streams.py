@@ -14,11 +14,13 @@ trimmed while any group has not acked it.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 from pmarket.bus.values import (
     Ack,
     Append,
+    BusUnavailable,
     ConsumerInfo,
     DeadLetter,
     Delete,
@@ -236,7 +238,25 @@ class Streams(abc.ABC):
                 self._backlog[key] = messages[-1].id
                 return messages
             self._backlog[key] = None
-        return await self._read_group(stream, group, consumer, count, block_ms, None)
+        with self._unknown_read_outcome(stream, group, consumer):
+            return await self._read_group(stream, group, consumer, count, block_ms, None)
+
+    @contextlib.contextmanager
+    def _unknown_read_outcome(self, stream: str, group: str, consumer: str) -> Iterator[None]:
+        """Around a group read of new entries: when it fails, read the backlog again.
+
+        A read that fails on the way back (Redis: the connection drops with the reply in
+        flight) may have delivered entries all the same: they sit in this consumer's
+        pending list and no read of new entries returns them again. Reading the own
+        backlog first on the next try hands them over at once, instead of after the
+        ``reclaim`` idle time (a minute of a stalled projection, or a command answered
+        late).
+        """
+        try:
+            yield
+        except BusUnavailable:
+            self._backlog[(stream, group, consumer)] = "0-0"
+            raise
 
     async def reclaim(
         self,

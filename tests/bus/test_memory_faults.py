@@ -148,3 +148,27 @@ async def test_idempotent_consumer_sees_every_event_despite_drops_and_duplicates
     assert bus.faults.dropped > 0
     assert bus.faults.duplicated > 0
     assert applications > len(sent)
+
+
+async def test_a_read_whose_reply_was_lost_is_handed_over_by_the_next_read():
+    """A group read that fails on the way back has delivered all the same: the entries
+    are pending with the reader, and its next read returns them (no reclaim needed),
+    then new entries — for events and for the engine's commands alike."""
+    bus = MemoryBus(faults=Faults(lose_replies=1))
+    await bus.publish_events([b"e1", b"e2"])
+    with pytest.raises(BusUnavailable):
+        await bus.read_events("worker", "w1")
+    assert len(await bus.pending(bus.events_stream(), "worker")) == 2
+    again = await bus.read_events("worker", "w1")
+    assert [m.payload for m in again] == [b"e1", b"e2"]
+    await bus.publish_events([b"e3"])
+    await bus.ack_events("worker", [m.id for m in again])
+    assert [m.payload for m in await bus.read_events("worker", "w1")] == [b"e3"]
+
+    engine = MemoryBus(faults=Faults(lose_replies=1))
+    server = engine.connect()
+    await server.send_command(b"c1", reply_to=server.instance, correlation_id="k")
+    with pytest.raises(BusUnavailable):
+        await engine.read_commands("engine-1")
+    (command,) = await engine.read_commands("engine-1")
+    assert command.payload == b"c1"
