@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from .deps import _charge
 from .errors import ApiError, error_response, log_outage, outage_error
+from .exactjson import has_float
 from .routes import orders
 from .schemas import OrderCreate
 from .security import InvalidToken, decode_token
@@ -94,7 +95,7 @@ class FastPath:
         if user is not None and _json_content(scope):
             try:
                 data = orjson.loads(body)
-                if isinstance(data, dict):
+                if isinstance(data, dict) and not has_float(data):  # floats: exactly, below
                     order = OrderCreate.model_validate(data)
             except (orjson.JSONDecodeError, ValidationError, ValueError, TypeError):
                 order = None

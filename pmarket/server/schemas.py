@@ -19,6 +19,7 @@ Invariant: no model here has a password hash field, so no response can carry one
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -48,7 +49,7 @@ def _fail(message: str) -> PydanticCustomError:
 
 
 def _to_units(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise _fail("must be a decimal string or a number")
     try:
         return units.to_units(value, "value")  # checks the size before any arithmetic

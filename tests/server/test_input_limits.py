@@ -330,6 +330,31 @@ async def test_a_json_integer_too_long_to_parse_is_a_4xx(client):
     assert 400 <= r.status_code < 500 and "error" in r.json()
 
 
+async def test_a_json_number_is_taken_at_its_exact_value_never_rounded(client):
+    """A JSON number off the grid is refused even where a float would round it onto the
+    grid (``0.30000000000000001`` is 0.3 as a float), on the fast path for orders, in a
+    batch and in every other body; a number on the grid is taken exactly."""
+    world = await World().build(client)
+    order = {"market_id": world.market, "outcome": "yes", "side": "buy", "quantity": 1}
+    for price in ("0.30000000000000001", "0.2999999999999999999"):
+        r = await send(client, "POST", "/orders", {**order, "price": RAW + price},
+                       world.token)
+        assert_invalid_field(r, "price", f"JSON price {price}")
+        r = await send(client, "POST", "/orders/batch",
+                       {"orders": [{**order, "price": RAW + price}]}, world.token)
+        assert r.status_code == 200, r.text
+        assert r.json()["results"][0]["error"]["code"] == "invalid_field", r.text
+    r = await send(client, "POST", "/onramp", {"amount": RAW + "10000000.00000000001"},
+                   world.token)
+    assert_invalid_field(r, "amount", "a JSON amount that a float rounds onto the grid")
+    r = await send(client, "POST", "/orders", {**order, "price": RAW + "0.3"}, world.token)
+    assert r.status_code == 201 and r.json()["order"]["price"] == "0.30", r.text
+    r = await send(client, "POST", "/onramp", {"amount": RAW + "0.0001"}, world.token)
+    assert r.status_code == 200, r.text
+    r = await client.http.get("/balance", headers=client.auth(world.token))
+    assert r.json()["total"] == "1000.0001"
+
+
 async def test_the_extremes_the_limits_allow_are_stored_and_read_back(client):
     world = await World().build(client)
     admin, user = world.admin, world.token

@@ -25,12 +25,13 @@ from pmarket.engine.units import to_units
 
 from .. import views
 from ..deps import CurrentUser, RuntimeDep
+from ..exactjson import ExactJSONRoute
 from ..readmodel import ReadModel, serving
 from ..runtime import Runtime
 from ..schemas import AmountIn, BalanceOut, PortfolioOut, PositionPage, TradePage
 from .common import ERRORS, PageParams, QueryId, ok, page, read, tick
 
-router = APIRouter(tags=["account"], responses=ERRORS)
+router = APIRouter(route_class=ExactJSONRoute, tags=["account"], responses=ERRORS)
 
 
 def mark_price(runtime: Runtime, market_id: int) -> int | None:

@@ -29,6 +29,7 @@ from pmarket.engine.units import SCALE, VALID_TICKS, format_money
 from .. import views
 from ..deps import CurrentAdmin, RuntimeDep
 from ..errors import ApiError
+from ..exactjson import ExactJSONRoute
 from ..schemas import (
     AdminUserPage,
     AuditOut,
@@ -41,7 +42,7 @@ from ..schemas import (
 from .common import ERRORS, PageParams, ok, page, read
 from .events import read_event
 
-router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
+router = APIRouter(route_class=ExactJSONRoute, prefix="/admin", tags=["admin"], responses=ERRORS)
 
 EventId = Annotated[int, Path(ge=1, le=2**62)]
 

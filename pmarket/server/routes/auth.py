@@ -24,13 +24,15 @@ from pmarket.db import Admin, User
 
 from ..deps import AuthLimited, CurrentPrincipal, RuntimeDep, client_address
 from ..errors import ApiError, not_found
+from ..exactjson import ExactJSONRoute
 from ..passwords import password_problem
 from ..schemas import AdminAuthOut, AuthOut, MeOut, SignIn, SignUp
 from ..security import HasherBusy, create_token
 from ..throttle import retry_after
 from .common import ERRORS, ok, read
 
-router = APIRouter(tags=["auth"], responses={**ERRORS, 503: ERRORS[429]})
+router = APIRouter(route_class=ExactJSONRoute, tags=["auth"],
+                   responses={**ERRORS, 503: ERRORS[429]})
 
 
 def _busy() -> ApiError:

@@ -22,6 +22,7 @@ from pmarket.engine import Convert, MergeEvent, SplitEvent
 from .. import views
 from ..deps import CurrentUser, PublicLimited, RuntimeDep
 from ..errors import not_found
+from ..exactjson import ExactJSONRoute
 from ..marketdata import book_view
 from ..readmodel import serving
 from ..runtime import Runtime
@@ -38,7 +39,7 @@ from ..schemas import (
 from .account import balance_from_events, read_positions
 from .common import ERRORS, PageParams, ok, page, read
 
-router = APIRouter(tags=["events"], responses=ERRORS)
+router = APIRouter(route_class=ExactJSONRoute, tags=["events"], responses=ERRORS)
 
 EventId = Annotated[int, Path(ge=1, le=2**62)]
 

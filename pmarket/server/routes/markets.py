@@ -24,6 +24,7 @@ from pmarket.engine.units import format_units
 from .. import views
 from ..deps import CurrentUser, PublicLimited, RuntimeDep
 from ..errors import not_found
+from ..exactjson import ExactJSONRoute
 from ..marketdata import book_view
 from ..readmodel import serving
 from ..runtime import Runtime
@@ -39,7 +40,7 @@ from ..schemas import (
 from .account import balance_from_events, read_positions
 from .common import ERRORS, PageParams, ok, page, read, tick
 
-router = APIRouter(tags=["markets"], responses=ERRORS)
+router = APIRouter(route_class=ExactJSONRoute, tags=["markets"], responses=ERRORS)
 
 MarketId = Annotated[int, Path(ge=1, le=2**62)]
 Depth = Annotated[int | None, Query(ge=1, le=1000)]

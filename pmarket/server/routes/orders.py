@@ -39,6 +39,7 @@ from pmarket.engine.events import BATCH_ITEM, FILL, ORDER, REJECTED
 from .. import views
 from ..deps import CurrentUser, OrderId, RuntimeDep, owned_order
 from ..errors import ApiError, not_found, validation_message
+from ..exactjson import ExactJSONRoute
 from ..gateway import rejection_error
 from ..readmodel import ReadModel, serving
 from ..runtime import Runtime
@@ -54,7 +55,7 @@ from ..schemas import (
 )
 from .common import ERRORS, PageParams, QueryId, ok, page, read, tick
 
-router = APIRouter(tags=["orders"], responses=ERRORS)
+router = APIRouter(route_class=ExactJSONRoute, tags=["orders"], responses=ERRORS)
 
 OPEN = ("open", "partially_filled")
 

@@ -31,9 +31,10 @@ from pmarket.worker.parked import projection_health
 
 from ..deps import RuntimeDep
 from ..errors import JSON
+from ..exactjson import ExactJSONRoute
 from ..schemas import HealthOut
 
-router = APIRouter(tags=["system"])
+router = APIRouter(route_class=ExactJSONRoute, tags=["system"])
 
 CHECK_TIMEOUT_S = 2.0
 
