@@ -74,6 +74,9 @@ class Order:
     post_only: bool
     expires_at_ms: int | None
     client_order_id: str | None
+    # with a client_order_id: the placement's parameters, so that a resend with other
+    # parameters is told apart from a retry (trading.placement)
+    placement: tuple[object, ...] | None
     stp: str
     reason: str | None
     touched: bool  # listed among what the current command changed
@@ -102,6 +105,7 @@ class Order:
         self.post_only = False
         self.expires_at_ms = None
         self.client_order_id = None
+        self.placement = None
         self.stp = "cancel_resting"
         self.reason = None
         self.touched = False

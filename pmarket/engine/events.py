@@ -113,6 +113,8 @@ class Reason:
     SINGLE_OUTCOME_EVENT: Final = "single_outcome_event"
     EVENT_NOT_DELETABLE: Final = "event_not_deletable"
     DUPLICATE_COMMAND: Final = "duplicate_command"
+    # a placement repeating a client_order_id with other parameters than the first
+    CLIENT_ORDER_ID_REUSED: Final = "client_order_id_reused"
     # why an order stopped
     USER: Final = "cancelled_by_user"
     SELF_TRADE: Final = "self_trade"

@@ -22,7 +22,7 @@ from .units import SCALE
 if TYPE_CHECKING:
     from .engine import Engine
 
-SNAPSHOT_VERSION: Final = 2
+SNAPSHOT_VERSION: Final = 3
 
 
 def _order_data(o: Order) -> dict[str, object]:
@@ -67,7 +67,8 @@ def snapshot(eng: Engine) -> dict[str, Any]:
         ],
         "orders": [_order_data(o) for o in eng.orders.values()],
         "client_orders": [
-            [user, coid, o.id if eng.orders.get(o.id) is o else _order_data(o)]
+            [user, coid, o.id if eng.orders.get(o.id) is o else _order_data(o),
+             None if o.placement is None else list(o.placement)]
             for (user, coid), o in eng.client_orders.items()
         ],
     }
@@ -86,7 +87,7 @@ def restore(data: dict[str, Any]) -> Engine:
     """
     from .engine import Engine  # engine.py imports this module
 
-    if data.get("version") != SNAPSHOT_VERSION:
+    if data.get("version") not in (2, SNAPSHOT_VERSION):  # 2: without placements
         raise ValueError(f"unsupported snapshot version {data.get('version')!r}")
     ids = data["ids"]
     eng = Engine(id_offset=ids["offset"], id_stride=ids["stride"])
@@ -117,9 +118,12 @@ def restore(data: dict[str, Any]) -> Engine:
         o.account.orders[o.id] = o
         if o.expires_at_ms is not None:
             heapq.heappush(eng._expiry, (o.expires_at_ms, o.id))
-    for user, coid, ref in data["client_orders"]:
-        eng.client_orders[(user, coid)] = (
-            eng.orders[ref] if isinstance(ref, int) else order_from(eng, ref))
+    for user, coid, ref, *rest in data["client_orders"]:
+        o = eng.orders[ref] if isinstance(ref, int) else order_from(eng, ref)
+        # Version 2 kept no placement: a resend of such an order answers it, unchecked.
+        placement = rest[0] if rest else None
+        o.placement = None if placement is None else tuple(placement)
+        eng.client_orders[(user, coid)] = o
     for m in eng.markets.values():
         m.book.clear_dirty()
     return eng

@@ -22,6 +22,7 @@ present, so an ordinary order pays nothing for them.
 from __future__ import annotations
 
 import heapq
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Final
 
 from . import commands as c
@@ -58,6 +59,22 @@ _CANCEL_RESTING: Final = SelfTrade.CANCEL_RESTING
 # --- placement -----------------------------------------------------------------------
 
 
+def placement(cmd: c.PlaceOrder) -> tuple[object, ...]:
+    """The parameters a placement is identified by, beside its client_order_id: a resend
+    with the same ones is a retry (the first order answers), with others a mistake.
+    Plain values (the snapshot stores them); fields are read unchecked, like ``place``'s.
+    """
+    raw: Any = cmd
+    return (raw.market_id, _value(raw.outcome), _value(raw.side), raw.price, raw.quantity,
+            _value(raw.order_type), _value(raw.tif), raw.expires_at_ms, raw.post_only,
+            _value(raw.stp))
+
+
+def _value(field: object) -> object:
+    """An enum member's value; anything else (an unchecked field) as it is."""
+    return field.value if isinstance(field, Enum) else field
+
+
 def place(eng: Engine, cmd: c.PlaceOrder) -> Order | None:
     """Validate, reserve, match and rest (or cancel) one new order.
 
@@ -80,6 +97,11 @@ def place(eng: Engine, cmd: c.PlaceOrder) -> Order | None:
         coid = coid_in
         prev = eng.client_orders.get((uid, coid))
         if prev is not None:
+            if prev.placement is not None and prev.placement != placement(cmd):
+                eng._reject(uid, "PlaceOrder", Reason.CLIENT_ORDER_ID_REUSED,
+                            f"client_order_id {coid!r} names order {prev.id}, placed with "
+                            "other parameters", order_id=prev.id, coid=coid)
+                return None
             eng._out.append((DUPLICATE, prev.id, uid, coid))
             eng._touch_order(prev)
             return prev
@@ -186,6 +208,7 @@ def place(eng: Engine, cmd: c.PlaceOrder) -> Order | None:
         order.stp = stp.value
     if coid is not None:
         order.client_order_id = coid
+        order.placement = placement(cmd)
         eng.client_orders[(uid, coid)] = order
     eng._touch_order(order)
     if tif is _FOK:
@@ -561,6 +584,7 @@ def _replace(eng: Engine, order: Order, price: int, qty: int) -> None:
     new.post_only = order.post_only
     new.expires_at_ms = order.expires_at_ms
     new.client_order_id = order.client_order_id
+    new.placement = order.placement
     new.stp = order.stp
     if new.client_order_id is not None:
         eng.client_orders[(new.user, new.client_order_id)] = new

@@ -34,6 +34,7 @@ REJECTION_STATUS: dict[str, int] = {
     Reason.EVENT_NOT_DELETABLE: 409,
     Reason.ORDER_NOT_OPEN: 409,
     Reason.DUPLICATE_COMMAND: 409,
+    Reason.CLIENT_ORDER_ID_REUSED: 409,
     Reason.UNKNOWN_MARKET: 404,
     Reason.UNKNOWN_EVENT: 404,
     Reason.UNKNOWN_ORDER: 404,

@@ -156,7 +156,8 @@ class ReferenceExchange:
         # A superset of the open orders (closed ones are dropped between commands), only
         # so that long runs stay fast; ``open_orders`` still filters on the status.
         self.recent: dict[int, RefOrder] = {}
-        self.client_orders: dict[tuple[int, str], int] = {}
+        # (user, coid) -> (order id, the placement's parameters)
+        self.client_orders: dict[tuple[int, str], tuple[int, tuple]] = {}
         self.cash: dict[int, int] = {}  # user -> total cash (available + reserved)
         self.shares: dict[tuple[int, int, str], int] = {}  # (user, market, "yes"|"no")
         self.users: set[int] = set()  # users with an account (first deposit)
@@ -305,7 +306,9 @@ class ReferenceExchange:
     def _place(self, cmd: c.PlaceOrder) -> None:
         user, coid = cmd.user_id, cmd.client_order_id
         if coid is not None and (user, coid) in self.client_orders:
-            oid = self.client_orders[(user, coid)]
+            oid, params = self.client_orders[(user, coid)]
+            if params != _params(cmd):
+                raise Rejected(Reason.CLIENT_ORDER_ID_REUSED, oid)
             self.result.duplicates.append(("duplicate", oid, user, coid))
             self.result.touched_orders.add(oid)
             self.result.primary_orders.append(oid)
@@ -313,7 +316,7 @@ class ReferenceExchange:
         order = self._validated_order(cmd)
         self.orders[order.id] = self.recent[order.id] = order
         if coid is not None:
-            self.client_orders[(user, coid)] = order.id
+            self.client_orders[(user, coid)] = (order.id, _params(cmd))
         self.result.touched_orders.add(order.id)
         self.result.primary_orders.append(order.id)
         if order.tif == "fok" and not self._fok_fillable(order):
@@ -722,7 +725,7 @@ class ReferenceExchange:
             if event.collateral or any(self.markets[m].volume for m in event.markets):
                 raise Rejected(Reason.EVENT_NOT_DELETABLE)
             self._cancel_event_orders(event, Reason.EVENT_DELETED)
-            for key, oid in list(self.client_orders.items()):
+            for key, (oid, _) in list(self.client_orders.items()):
                 if self.orders[oid].event == event.id:
                     del self.client_orders[key]
             for key in [k for k in self.shares if k[1] in event.markets]:
@@ -786,3 +789,9 @@ def _quantity(value) -> int:
 
 def _on_grid(price, tick: int) -> bool:
     return type(price) is int and 0 < price < SCALE and price % tick == 0
+
+
+def _params(cmd: c.PlaceOrder) -> tuple:
+    """What a placement with a client_order_id must repeat to be a retry (API.md)."""
+    return (cmd.market_id, cmd.outcome, cmd.side, cmd.price, cmd.quantity, cmd.order_type,
+            cmd.tif, cmd.expires_at_ms, cmd.post_only, cmd.stp)

@@ -9,6 +9,7 @@ that never stopped; and every event must survive a JSON round trip.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 
@@ -63,6 +64,7 @@ class CommandLog:
         self.seq = 0
         self.ts = 1_000
         self.commands: list = []
+        self.with_coid: list[PlaceOrder] = []  # placements a retry may repeat
 
     def write(self, length: int) -> list:
         self._opening()
@@ -178,7 +180,13 @@ class CommandLog:
             stp=stp)
 
     def _place(self) -> None:
-        self._emit(self._order(self._user()))
+        if self.with_coid and self.rng.random() < 0.1:  # a retry: the same placement again
+            self._emit(dataclasses.replace(self.rng.choice(self.with_coid), seq=0, ts_ms=0))
+            return
+        order = self._order(self._user())
+        if order.client_order_id is not None:
+            self.with_coid.append(order)
+        self._emit(order)
 
     def _batch(self) -> None:
         user = self._user()

@@ -1,8 +1,9 @@
 """Order types, time in force, post-only, modify, cancel, batch, idempotency, STP, expiry."""
 
+import orjson
 import pytest
 
-from pmarket.engine import CancelAll, CancelOrder, Expire, ModifyOrder, PlaceBatch, Split
+from pmarket.engine import CancelAll, CancelOrder, Engine, Expire, ModifyOrder, PlaceBatch, Split
 from pmarket.engine.events import Reason
 
 from .exchange import ALICE, BOB, CAROL, Exchange, of_kind, usd
@@ -314,6 +315,28 @@ def test_repeated_client_order_id_never_creates_a_second_order(ex):
     assert ex.cash(ALICE) == cash and len(ex.engine.open_orders(ALICE)) == 1
     # another user may use the same client id
     assert oid(ex, ex.buy_yes(BOB, ex.mid, "0.45", client_order_id="abc")) != first
+
+
+def test_a_client_order_id_reused_with_other_parameters_is_refused(ex):
+    first = oid(ex, ex.buy_yes(ALICE, ex.mid, "0.45", qty=2, client_order_id="abc"))
+    cash = ex.cash(ALICE)
+    for other in (dict(price="0.46", qty=2), dict(price="0.45", qty=3),
+                  dict(price="0.45", qty=2, stp="cancel_taker")):
+        ex.buy_yes(ALICE, ex.mid, other.pop("price"), client_order_id="abc", **other)
+        assert ex.rejection() == Reason.CLIENT_ORDER_ID_REUSED
+    ex.sell_no(ALICE, ex.mid, "0.55", qty=2, client_order_id="abc")  # the same book side
+    assert ex.rejection() == Reason.CLIENT_ORDER_ID_REUSED
+    assert ex.cash(ALICE) == cash and len(ex.engine.open_orders(ALICE)) == 1
+    # a modified order still answers a resend of its original placement ...
+    ex.apply(ModifyOrder(user_id=ALICE, order_id=first, price=4400))
+    assert oid(ex, ex.buy_yes(ALICE, ex.mid, "0.45", qty=2, client_order_id="abc")) == first
+    # ... and a snapshot keeps what the placement was
+    restored = Exchange()
+    restored.engine = Engine.restore(orjson.loads(orjson.dumps(ex.engine.snapshot())))
+    restored.buy_yes(ALICE, ex.mid, "0.46", qty=2, client_order_id="abc")
+    assert restored.rejection() == Reason.CLIENT_ORDER_ID_REUSED
+    assert oid(restored, restored.buy_yes(ALICE, ex.mid, "0.45", qty=2,
+                                          client_order_id="abc")) == first
 
 
 def test_self_trade_prevention_cancels_the_resting_order_by_default(ex):

@@ -64,6 +64,22 @@ async def test_client_order_id_makes_placement_idempotent(client):
     assert again["order"]["id"] == first["order"]["id"]
     r = await client.http.get("/orders?status=open", headers=client.auth(token))
     assert r.json()["total"] == 1
+    # the same id with other parameters is a mistake, never the old order (API.md)
+    r = await client.http.post("/orders", headers=client.auth(token), json={
+        "market_id": market, "outcome": "yes", "side": "buy", "price": "0.31", "quantity": 2,
+        "client_order_id": "abc"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "client_order_id_reused"
+    r = await client.http.post("/orders/batch", headers=client.auth(token), json={"orders": [
+        {"market_id": market, "outcome": "yes", "side": "buy", "price": "0.30",
+         "quantity": 2, "client_order_id": "abc"},
+        {"market_id": market, "outcome": "yes", "side": "buy", "price": "0.30",
+         "quantity": 3, "client_order_id": "abc"}]})
+    assert r.status_code == 200, r.text
+    first_item, second_item = r.json()["results"]
+    assert first_item["order"]["id"] == first["order"]["id"]
+    assert second_item["error"]["code"] == "client_order_id_reused"
+    r = await client.http.get("/orders?status=open", headers=client.auth(token))
+    assert r.json()["total"] == 1
 
 
 async def test_batch_returns_each_result_in_request_order(client):
