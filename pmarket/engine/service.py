@@ -68,6 +68,7 @@ from pmarket.bus import (
     LeaseLost,
     Message,
     Reply,
+    UnknownGroup,
     decode_command,
     encode_command,
     encode_events,
@@ -468,7 +469,12 @@ class EngineService:
                                     written_ms=now_ms())
         self._since_snapshot = 0
         self.stats.snapshots += 1
-        await self.bus.set_group_position(self.events, SNAPSHOT_GROUP, covered)
+        try:
+            await self.bus.set_group_position(self.events, SNAPSHOT_GROUP, covered)
+        except UnknownGroup:  # Redis came back empty: the group went with the stream
+            log.warning("engine %s: the %s group was gone (Redis restarted without its "
+                        "data?); created again at %s", self.shard, SNAPSHOT_GROUP, covered)
+            await self.bus.ensure_group(self.events, SNAPSHOT_GROUP, covered)
         await self.bus.trim(self.events)
         await self.bus.trim(self.commands)
 

@@ -339,3 +339,18 @@ async def test_a_long_recovery_keeps_the_lease(tmp_path, monkeypatch):
 
     assert holders == {service.fence.token}
     assert service.engine.balance(1) == (100, 0)
+
+
+async def test_a_snapshot_after_the_event_stream_vanished_creates_its_group_again(tmp_path):
+    """Redis restarted without its data takes the snapshot group with it; the next
+    snapshot parks a new group at its entry instead of failing (and keeps failing)."""
+    h = Harness(tmp_path)
+    service = await h.start()
+    await h.request(CreateEvent(title="x"))
+    await h.client.delete_streams(h.client.events_stream())
+    await h.request(Deposit(user_id=1, amount=10))
+    await service.snapshot()
+    groups = {g.name: g for g in await h.client.groups(h.client.events_stream())}
+    snap = read_snapshot(snapshot_path(tmp_path, "main"))
+    assert groups[SNAPSHOT_GROUP].last_delivered_id == snap.last_event_id
+    await h.stop()
