@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from pmarket.db import default_database_url
 from pmarket.engine import units
+from pmarket.engine.limits import account_problem
 
 from .passwords import password_problem
 
@@ -208,6 +209,9 @@ class Settings:
             WeakSecret: the JWT secret or the admin password is too weak.
         """
         if self.admin_email and self.admin_password:
+            problem = account_problem(self.admin_email, self.admin_name, self.admin_password)
+            if problem is not None:  # the API's input limits, as for any account
+                raise WeakSecret(f"the first-start admin's {problem}")
             problem = password_problem(self.admin_password, self.admin_email)
             if problem is not None:
                 raise WeakSecret(f"PMARKET_ADMIN_PASSWORD: {problem}")

@@ -81,3 +81,14 @@ def test_a_weak_first_start_admin_password_refuses_to_start(tmp_path):
     with pytest.raises(WeakSecret, match="PMARKET_ADMIN_PASSWORD"):
         Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}",
                  admin_email="root@example.com", admin_password="letmein123").with_secret()
+
+
+@pytest.mark.parametrize("field, value", [("admin_email", "ops\x00@example.com"),
+                                          ("admin_name", "Op\x07s"),
+                                          ("admin_name", "x" * 201)])
+def test_a_first_start_admin_breaking_the_input_limits_refuses_to_start(tmp_path, field,
+                                                                         value):
+    account = {"admin_email": "ops@example.com", "admin_password": "a strong operator key"}
+    with pytest.raises(WeakSecret, match=r"first-start admin's (email|name)"):
+        Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}",
+                 **{**account, field: value}).with_secret()
