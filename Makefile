@@ -27,9 +27,13 @@ build: pmarket/engine/compiled.json  ## compile the engine core (mypyc)
 run: build  ## run the exchange: pmarket serve at http://127.0.0.1:8000
 	$(VENV)/bin/pmarket serve
 
-test: build  ## the whole test suite (services skip when absent)
+# The suite runs in parallel, one worker per CPU (pytest-xdist); TEST_WORKERS=0 runs it in
+# one process (for a debugger or -x), any number sets the workers.
+TEST_WORKERS ?= auto
+
+test: build  ## the whole test suite, in parallel (services skip when absent)
 	$(VENV)/bin/ruff check pmarket tests
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check pmarket tests
