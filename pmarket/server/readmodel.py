@@ -20,8 +20,9 @@ is the only place the server imports worker internals.
 What is held (see docs/SERVICES.md for measured sizes): per user, the balance, one
 row per position ever held (as the ``positions`` table: emptied positions stay, they
 carry realised P&L) and one per payout received; per open order, its last ``order``
-event (closed orders leave at once); per event and market, their display fields and running figures. Rows are tuples
-of ints and strings, which the garbage collector stops tracking.
+event (closed orders leave at once); per event and market, their display fields and
+running figures. Rows are tuples of ints and strings, which the garbage collector stops
+tracking.
 
 Invariant: after folding the deliveries up to command ``seq``, every answer built from
 this model equals the answer built from a database projected up to ``seq``. When that
