@@ -223,7 +223,7 @@ class FakeExchange:
             user = {"id": len(self.users) + 10, "email": body["email"], "name": body["name"],
                     "password": body["password"]}
             self.users[body["email"]] = user
-            self.cash[body["email"]] = Decimal(0)
+            self.cash.setdefault(body["email"], Decimal(0))  # paid before signing up
             return self._token(201, "user", user)
         if path in ("/auth/signin", "/auth/admin/signin"):
             table = self.admins if "admin" in path else self.users
