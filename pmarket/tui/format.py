@@ -72,6 +72,20 @@ def outcome_result(result: str | None, single: bool) -> tuple[str, str]:
     return result, _RESULT_STYLE.get(result, "")
 
 
+def resolution(event) -> str:
+    """How an event (``client.Event``) resolved, in a few words ("" while open):
+    "void", the winning outcome's name, or "YES" / "NO" for a yes/no question."""
+    r = event.resolution
+    if r is None:
+        return ""
+    if r.void:
+        return "void"
+    if len(event.outcomes) == 1:
+        return "YES" if r.winning_outcome_id is not None else "NO"
+    winner = event.winner()
+    return winner.name if winner is not None else f"outcome {r.winning_outcome_id}"
+
+
 def market_result(result: str | None) -> str:
     """A market's ``result`` ("yes"/"no"/"void") as words."""
     return {"yes": "YES won", "no": "NO won", "void": "void"}.get(result or "", "")

@@ -187,6 +187,7 @@ async def test_admin_resolves_an_event_after_confirming():
         await pilot.press("y")
         await wait_for(pilot, lambda: fake.events[1]["status"] == "resolved")
         assert any("Tigers wins" in m for _, m in app.messages)
+        await wait_for(pilot, lambda: str(table.get_row_at(0)[4]) == "resolved: Tigers")
 
 
 async def test_help_lists_every_screens_keys():
