@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -284,14 +285,14 @@ async def test_a_resolved_event_says_who_won_and_the_portfolio_what_was_paid():
         rows = [[str(c) for c in paid.get_row_at(r)] for r in range(2)]
         assert rows == [  # newest first
             ["2024-05-02 18:30", "Who wins the 2028 final? · Tigers", "2", "4", "4.00"],
-            ["2024-05-02 18:30", "Will it rain in Paris tomorrow? · Ra", "10", "0",
-             "10.00"]]  # (names are cut at 36 characters, as positions')
+            ["2024-05-02 18:30", "Will it rain in Paris tomorrow? · Rain", "10", "0",
+             "10.00"]]
         title = str(app.screen.query_one("#payouts-title").render())
         assert title == "Payouts from resolved events: 2 paid 14.00"
         positions = app.screen.query_one("#positions-table", DataTable)
         marks = {str(positions.get_row_at(r)[0]): str(positions.get_row_at(r)[5])
                  for r in range(positions.row_count)}
-        assert marks == {"Will it rain in Paris tomorrow? · Ra": "1.00 paid",
+        assert marks == {"Will it rain in Paris tomorrow? · Rain": "1.00 paid",
                          "Who wins the 2028 final? · Tigers": "0.00 paid"}
 
 
@@ -308,3 +309,14 @@ async def test_the_status_filter_offers_only_the_apis_statuses():
         status.value = "resolved"
         await wait_for(pilot, lambda: table.row_count == 3)
         assert "GET /events" in fake.requests[-1]
+
+
+def test_the_walkthrough_shows_every_screenshot_its_script_takes():
+    """docs/WALKTHROUGH.md and docs/walkthrough.py agree, and the pictures exist."""
+    docs = Path(__file__).parents[2] / "docs"
+    shown = re.findall(r"\]\(walkthrough/([\w-]+)\.svg\)", (docs / "WALKTHROUGH.md").read_text())
+    taken = re.findall(r'shoot\(app, "([\w-]+)"\)', (docs / "walkthrough.py").read_text())
+    assert shown == taken and len(taken) == 8
+    assert all((docs / "walkthrough" / f"{name}.svg").is_file() for name in taken)
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert "(docs/WALKTHROUGH.md)" in readme

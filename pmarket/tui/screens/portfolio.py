@@ -28,6 +28,7 @@ from pmarket.tui.screens.market import MarketScreen
 REFRESH_SECONDS = 3.0
 COST = Decimal("0.0001")
 PAYOUTS_SHOWN = 100
+NAME_WIDTH = 40
 
 
 def pnl_text(value: Decimal | None) -> Text:
@@ -105,7 +106,7 @@ class PortfolioScreen(ApiScreen):
             mark = (Text(f"{fmt.price(pos.mark_price)} paid", style="bold")
                     if pos.settled else fmt.price(pos.mark_price))
             table.add_row(
-                self._market_name(pos.market_id, pos.outcome_name)[:36],
+                self._market_name(pos.market_id, pos.outcome_name),
                 f"{pos.yes_quantity:,}", fmt.price(pos.avg_cost_yes, COST),
                 f"{pos.no_quantity:,}",
                 fmt.price(pos.avg_cost_no, COST), mark, fmt.money(pos.value),
@@ -115,9 +116,10 @@ class PortfolioScreen(ApiScreen):
             table.move_cursor(row=min(keep, table.row_count - 1))
 
     def _market_name(self, market_id: int, outcome_name: str) -> str:
-        """A market as the events screen titled it, else its outcome's name."""
-        return (self.trading_app.titles.get(market_id) or outcome_name
-                or f"market {market_id}")
+        """A market as the events screen titled it, else its outcome's name (at most
+        ``NAME_WIDTH`` characters, an ellipsis saying where it was cut)."""
+        name = self.trading_app.titles.get(market_id) or outcome_name or f"market {market_id}"
+        return name if len(name) <= NAME_WIDTH else f"{name[:NAME_WIDTH - 1]}…"
 
     def _fill_payouts(self, page: Page[Payout]) -> None:
         paid = fmt.money(sum((p.amount for p in page.items), Decimal(0)))
@@ -130,7 +132,7 @@ class PortfolioScreen(ApiScreen):
         table.clear()
         for i, p in enumerate(page.items):
             table.add_row(fmt.day(p.paid_at),
-                          self._market_name(p.market_id, p.outcome_name)[:36],
+                          self._market_name(p.market_id, p.outcome_name),
                           f"{p.yes_quantity:,}", f"{p.no_quantity:,}",
                           Text(fmt.money(p.amount), style="bold green" if p.amount else ""),
                           key=str(i))
