@@ -139,6 +139,11 @@ class AsyncClient:
         """One own order (404 for anyone else's)."""
         return await self.call(c.order(order_id))
 
+    async def payouts(self, event_id: int | None = None, limit: int | None = None,
+                      offset: int | None = None) -> m.Page[m.Payout]:
+        """What resolutions paid, position by position, newest first."""
+        return await self.call(c.payouts(event_id, limit, offset))
+
     async def trades(self, market_id: int | None = None, limit: int | None = None,
                offset: int | None = None) -> m.Page[m.Trade]:
         """Own fills."""

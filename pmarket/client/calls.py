@@ -186,6 +186,13 @@ def order(order_id: int) -> Call[m.Order]:
     return Call("GET", f"/orders/{order_id}", m.parse_order)
 
 
+def payouts(event_id: int | None = None, limit: int | None = None,
+            offset: int | None = None) -> Call[m.Page[m.Payout]]:
+    """``GET /payouts`` (what resolutions paid, newest first)."""
+    return Call("GET", "/payouts", lambda d: m.parse_page(d, m.parse_payout),
+                params=_clean({"event_id": event_id, **_page(limit, offset)}))
+
+
 def trades(market_id: int | None = None, limit: int | None = None,
            offset: int | None = None) -> Call[m.Page[m.Trade]]:
     """``GET /trades`` (own fills)."""

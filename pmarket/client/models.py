@@ -122,6 +122,9 @@ class Position:
     value: Decimal
     unrealized_pnl: Decimal
     realized_pnl: Decimal
+    settled: bool = False
+    """The event resolved and paid the position out; ``mark_price`` is what a YES
+    share paid."""
 
 
 def parse_position(d: Json) -> Position:
@@ -132,7 +135,28 @@ def parse_position(d: Json) -> Position:
         int(d.get("yes_reserved", 0)), int(d.get("no_reserved", 0)),
         opt_dec(d.get("avg_cost_yes")), opt_dec(d.get("avg_cost_no")),
         opt_dec(d.get("mark_price")), dec(d.get("value", 0)),
-        dec(d.get("unrealized_pnl", 0)), dec(d.get("realized_pnl", 0)))
+        dec(d.get("unrealized_pnl", 0)), dec(d.get("realized_pnl", 0)),
+        bool(d.get("settled", False)))
+
+
+@dataclass(frozen=True, slots=True)
+class Payout:
+    """What a resolution paid one position: its YES and NO shares, and the cash."""
+
+    event_id: int
+    market_id: int
+    outcome_name: str
+    yes_quantity: int
+    no_quantity: int
+    amount: Decimal
+    paid_at: datetime | None
+
+
+def parse_payout(d: Json) -> Payout:
+    """One element of ``GET /payouts``."""
+    return Payout(int(d["event_id"]), int(d["market_id"]), d.get("outcome_name", ""),
+                  int(d["yes_quantity"]), int(d["no_quantity"]), dec(d["amount"]),
+                  ts(d.get("paid_at")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,13 +324,34 @@ class Outcome:
     best_bid: Decimal | None
     best_ask: Decimal | None
     volume: int
+    result: str | None = None
+    """None while the event is open; "won", "lost" or "void" once resolved."""
 
 
 def parse_outcome(d: Json) -> Outcome:
     """An element of an event's ``outcomes``."""
     return Outcome(int(d["id"]), d["name"], int(d["market_id"]), opt_dec(d.get("last_price")),
                    opt_dec(d.get("best_bid")), opt_dec(d.get("best_ask")),
-                   int(d.get("volume") or 0))
+                   int(d.get("volume") or 0), d.get("result"))
+
+
+@dataclass(frozen=True, slots=True)
+class EventResolution:
+    """How an event resolved: its winner (None when void, or when a single-outcome
+    event's NO won), whether it was void, and when."""
+
+    winning_outcome_id: int | None
+    void: bool
+    resolved_at: datetime | None
+
+
+def parse_event_resolution(d: Json | None) -> EventResolution | None:
+    """An event's ``resolution`` (None while it is not resolved)."""
+    if d is None:
+        return None
+    winner = d.get("winning_outcome_id")
+    return EventResolution(None if winner is None else int(winner), bool(d.get("void")),
+                           ts(d.get("resolved_at")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,13 +367,19 @@ class Event:
     close_time: datetime | None
     outcomes: list[Outcome]
     created_at: datetime | None
+    resolution: EventResolution | None = None
+
+    def winner(self) -> Outcome | None:
+        """The outcome that won, if the event resolved with one."""
+        return next((o for o in self.outcomes if o.result == "won"), None)
 
 
 def parse_event(d: Json) -> Event:
     """An event object."""
     return Event(int(d["id"]), d.get("slug") or "", d["title"], d.get("description") or "",
                  d.get("category") or "", d.get("status", "active"), ts(d.get("close_time")),
-                 [parse_outcome(o) for o in d.get("outcomes", [])], ts(d.get("created_at")))
+                 [parse_outcome(o) for o in d.get("outcomes", [])], ts(d.get("created_at")),
+                 parse_event_resolution(d.get("resolution")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +423,8 @@ class Market:
     best_ask: Decimal | None
     volume: int
     open_interest: int
+    result: str | None = None
+    """None while the event is open; "yes", "no" or "void" once resolved."""
 
 
 def parse_market(d: Json) -> Market:
@@ -380,7 +433,8 @@ def parse_market(d: Json) -> Market:
                   d.get("outcome_name", ""), d.get("status", "active"),
                   dec(d.get("tick_size", "0.01")), opt_dec(d.get("last_price")),
                   opt_dec(d.get("best_bid")), opt_dec(d.get("best_ask")),
-                  int(d.get("volume") or 0), int(d.get("open_interest") or 0))
+                  int(d.get("volume") or 0), int(d.get("open_interest") or 0),
+                  d.get("result"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,6 +138,11 @@ class Client:
         """One own order (404 for anyone else's)."""
         return self.call(c.order(order_id))
 
+    def payouts(self, event_id: int | None = None, limit: int | None = None,
+                offset: int | None = None) -> m.Page[m.Payout]:
+        """What resolutions paid, position by position, newest first."""
+        return self.call(c.payouts(event_id, limit, offset))
+
     def trades(self, market_id: int | None = None, limit: int | None = None,
                offset: int | None = None) -> m.Page[m.Trade]:
         """Own fills."""

@@ -234,6 +234,35 @@ class LedgerEntry(Base):
     )
 
 
+class Payout(Base):
+    """What a resolution paid one position (engine ``payout`` event).
+
+    ``yes`` / ``no`` are the shares the resolution burned, ``amount`` the cash they paid
+    (the position's ``payout`` ledger entry). Identified like a ledger entry by
+    ``(stream, seq, idx)``, so a redelivered resolution is never booked twice.
+    """
+
+    __tablename__ = "payouts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int]
+    event_id: Mapped[int]
+    market_id: Mapped[int]
+    yes: Mapped[int]
+    no: Mapped[int]
+    amount: Mapped[int]
+    paid_at: Mapped[datetime]
+    stream: Mapped[str] = mapped_column(String(200))
+    seq: Mapped[int]
+    idx: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        UniqueConstraint("stream", "seq", "idx"),
+        Index(None, "user_id", "id"),
+        Index(None, "user_id", "event_id"),
+    )
+
+
 class Balance(Base):
     """A user's cash: ``available`` and ``reserved`` (locked by open buy orders)."""
 
@@ -359,7 +388,7 @@ class ParkedEvent(Base):
 
 
 PROJECTED_TABLES = (
-    Event, Market, Order, Trade, LedgerEntry, Balance, Position, Candle, ConsumerPosition,
-    SkippedDelivery, ParkedEvent,
+    Event, Market, Order, Trade, LedgerEntry, Payout, Balance, Position, Candle,
+    ConsumerPosition, SkippedDelivery, ParkedEvent,
 )
 """Tables the worker owns (everything but users and admins)."""

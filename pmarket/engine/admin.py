@@ -19,7 +19,7 @@ from . import commands as c
 from .book import CANCELLED
 from .collateral import ledger
 from .commands import EventStatus
-from .events import EVENT_DELETED, RESOLVED, Reason
+from .events import EVENT_DELETED, PAYOUT, RESOLVED, Reason
 from .ledger import Event, Market
 from .limits import (
     MAX_CATEGORY,
@@ -230,7 +230,7 @@ def resolve(eng: Engine, cmd: c.ResolveEvent) -> None:
                 amount = (pos.yes * SCALE + pos.no * SCALE * (n - 1)) // n
             else:
                 amount = (pos.yes if won else pos.no) * SCALE
-            quantity = pos.yes + pos.no
+            yes, no = pos.yes, pos.no
             pos.yes = pos.no = 0
             eng._touch_position(pos)
             if amount:
@@ -238,7 +238,9 @@ def resolve(eng: Engine, cmd: c.ResolveEvent) -> None:
                 acct.available += amount
                 eng._touch_account(acct)
             paid += amount
-            ledger(eng, pos.user, "payout", amount, event.id, market.id, quantity)
+            ledger(eng, pos.user, "payout", amount, event.id, market.id, yes + no)
+            eng._out.append((PAYOUT, pos.user, event.id, market.id, yes, no, amount,
+                             eng.now_ms))
         market.status = "resolved"
     rounding = event.collateral - paid
     if rounding < 0 or (rounding and not void):

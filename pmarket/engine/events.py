@@ -8,14 +8,14 @@ NamedTuple (docs/PERFORMANCE.md), and they serialise straight to JSON arrays.
 
 State-bearing events (``order``, ``balance``, ``position``, ``book``, ``event``) carry
 the *new full value*, never a delta: a consumer that applies them as upserts is
-idempotent by construction. ``fill`` and ``ledger`` are facts with their own identity
-(trade id; command seq). All prices are integer units (``units.SCALE`` = $1); ``fill``
+idempotent by construction. ``fill``, ``ledger`` and ``payout`` are facts with their own
+identity (trade id; command seq). All prices are integer units (``units.SCALE`` = $1); ``fill``
 and ``book`` prices are in YES terms, ``order`` prices in the owner's terms.
 
 The events of one command are emitted in this order: when the command's time expired gtd
 orders, their events and a ``clock`` marker; then the command's own facts (``rejected`` /
-``duplicate`` / ``ledger`` / ``fill`` / ``resolved`` ...), then the final state of every
-order, position, balance and book level it touched. In ``command_events(events)`` (what
+``duplicate`` / ``ledger`` / ``payout`` / ``fill`` / ``resolved`` ...), then the final state
+of every order, position, balance and book level it touched. In ``command_events(events)`` (what
 follows the ``clock`` marker, if any) the first ``order`` event of a placement or
 modification is that order itself.
 """
@@ -35,6 +35,7 @@ LEDGER: Final = "ledger"
 EVENT: Final = "event"
 EVENT_DELETED: Final = "event_deleted"
 RESOLVED: Final = "resolved"
+PAYOUT: Final = "payout"
 BATCH_ITEM: Final = "batch_item"
 CLOCK: Final = "clock"
 
@@ -78,6 +79,10 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
     RESOLVED: (
         "event_id", "winning_outcome_id", "void", "payouts_total", "rounding", "ts_ms",
     ),
+    # What a resolution paid one position: the YES and NO shares it burned and the cash
+    # they paid (the same amount as that position's ``payout`` ledger entry, which
+    # cannot say which side the shares were on).
+    PAYOUT: ("user_id", "event_id", "market_id", "yes", "no", "amount", "ts_ms"),
 }
 
 

@@ -90,6 +90,8 @@ class MarketState:
     asks: dict[int, int] = field(default_factory=dict)
     sequence: int = 0  # of the ``book:{id}`` channel
     trade_sequence: int = 0  # of the ``trades:{id}`` channel
+    # What one YES share paid once the event resolved (``views.yes_payout``), else None.
+    settlement: int | None = None
 
     def best_bid(self) -> int | None:
         return max(self.bids) if self.bids else None
@@ -143,6 +145,15 @@ def book_view(m: MarketState, view: str = "yes", depth: int | None = None) -> di
         "last_price": fmt(last) if last is not None else None,
         "sequence": m.sequence,
     }
+
+
+def _settle(markets: dict[int, MarketState], ids: list[int], winner: int | None,
+            void: bool) -> None:
+    """Record what a YES share of each market of a resolved event paid."""
+    for mid in ids:
+        m = markets.get(mid)
+        if m is not None:
+            m.settlement = views.yes_payout(mid, len(ids), winner, bool(void))
 
 
 class Replica:
@@ -201,7 +212,8 @@ class Replica:
                                .where(ConsumerPosition.consumer == WORKER_GROUP,
                                       ConsumerPosition.stream == self.stream)).first()
             rows = conn.execute(select(Market.id, Market.event_id, Market.name, Market.tick,
-                                       Event.status, Market.last_price)
+                                       Event.status, Market.last_price,
+                                       Event.winning_outcome_id, Event.void)
                                 .join(Event, Event.id == Market.event_id)
                                 .where(Event.status != "deleted")
                                 .order_by(Market.event_id, Market.position)).all()
@@ -213,9 +225,14 @@ class Replica:
             followed = self.follower.read_seed(conn) if self.follower is not None else None
         markets: dict[int, MarketState] = {}
         event_markets: dict[int, list[int]] = {}
-        for mid, eid, name, tick, status, last in rows:
+        resolved = {}
+        for mid, eid, name, tick, status, last, winner, void in rows:
             markets[mid] = MarketState(mid, eid, name, tick, status, last)
             event_markets.setdefault(eid, []).append(mid)
+            if status == "resolved":
+                resolved[eid] = (winner, void)
+        for eid, (winner, void) in resolved.items():
+            _settle(markets, event_markets[eid], winner, void)
         for mid, outcome, side, price, qty in levels:
             m = markets.get(mid)
             if m is None or not qty:
@@ -474,6 +491,8 @@ class Replica:
             else:
                 m.status = status
                 m.name = name
+        if status == "resolved":
+            _settle(self.markets, ids, ev[11], ev[12])
 
     def _publish_user(self, delivery: Delivery) -> None:
         """Hand each subscribed user's orders, fills and balances of a delivery to the hub."""

@@ -17,11 +17,12 @@ event created, changed, resolved or deleted) is folded by ``batch.Batch.walk`` i
 on rows loaded from memory as the projector loads them from the database. This module
 is the only place the server imports worker internals.
 
-What is held (see docs/SERVICES.md for measured sizes): per user, the balance and one
+What is held (see docs/SERVICES.md for measured sizes): per user, the balance, one
 row per position ever held (as the ``positions`` table: emptied positions stay, they
-carry realised P&L); per open order, its last ``order`` event (closed orders leave at
-once); per event and market, their display fields and running figures. Rows are tuples
-of ints and strings, which the garbage collector stops tracking.
+carry realised P&L) and one per payout received; per open order, its last ``order``
+event (closed orders leave at once); per event and market, their display fields and
+running figures. Rows are tuples of ints and strings, which the garbage collector stops
+tracking.
 
 Invariant: after folding the deliveries up to command ``seq``, every answer built from
 this model equals the answer built from a database projected up to ``seq``. When that
@@ -41,7 +42,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from pmarket.db import Balance, Event, Market, Order, Position
+from pmarket.db import Balance, Event, Market, Order, Payout, Position
 from pmarket.db.types import to_ms
 from pmarket.engine import events as ev
 from pmarket.worker.batch import Batch, MarketInfo, needs
@@ -83,13 +84,18 @@ class EventRow:
     """An event as the ``events`` table holds it (the fields the API shows)."""
 
     __slots__ = ("category", "close_time", "created_at", "description", "id", "market_ids",
-                 "slug", "status", "tick", "title")
+                 "resolved_at", "slug", "status", "tick", "title", "void",
+                 "winning_outcome_id")
 
     def __init__(self, id: int, slug: str, title: str, description: str, category: str,
-                 status: str, close_time: datetime | None, tick: int, created_at: datetime):
+                 status: str, close_time: datetime | None, tick: int, created_at: datetime,
+                 winning_outcome_id: int | None = None, void: bool = False,
+                 resolved_at: datetime | None = None):
         self.id, self.slug, self.title, self.description = id, slug, title, description
         self.category, self.status, self.close_time = category, status, close_time
         self.tick, self.created_at = tick, created_at
+        self.winning_outcome_id, self.void = winning_outcome_id, bool(void)
+        self.resolved_at = resolved_at
         self.market_ids: list[int] = []  # outcome order
 
 
@@ -116,6 +122,7 @@ class SeedState:
     orders: list[tuple] = field(default_factory=list)
     events: dict[int, EventRow] = field(default_factory=dict)
     markets: dict[int, MarketRow] = field(default_factory=dict)
+    payouts: dict[int, list[tuple]] = field(default_factory=dict)
 
 
 def order_state(o: Any) -> tuple:
@@ -141,8 +148,13 @@ def read_seed(conn: Connection) -> SeedState:
         select(Order).where(Order.status.in_(OPEN_STATUSES)).order_by(Order.id))]
     for e in conn.execute(select(Event.id, Event.slug, Event.title, Event.description,
                                  Event.category, Event.status, Event.close_time, Event.tick,
-                                 Event.created_at)):
+                                 Event.created_at, Event.winning_outcome_id, Event.void,
+                                 Event.resolved_at)):
         state.events[e.id] = EventRow(*e)
+    for uid, *paid in conn.execute(select(Payout.user_id, Payout.event_id, Payout.market_id,
+                                          Payout.yes, Payout.no, Payout.amount,
+                                          Payout.paid_at).order_by(Payout.id)):
+        state.payouts.setdefault(uid, []).append(tuple(paid))
     m = Market
     for row in conn.execute(select(m.id, m.event_id, m.name, m.position, m.status, m.tick,
                                    m.last_price, m.volume, m.open_interest)
@@ -176,6 +188,8 @@ class ReadModel:
         self.rendered: dict[int, tuple[tuple, Any]] = {}
         self.events: dict[int, EventRow] = {}
         self.markets: dict[int, MarketRow] = {}
+        # user -> (event_id, market_id, yes, no, amount, paid_at) paid, oldest first
+        self.payouts: dict[int, list[tuple]] = {}
         self._listed: dict[tuple[str | None, str | None], list[int]] = {}
 
     # --- seeding (``marketdata.Replica`` calls these) ----------------------------------
@@ -192,6 +206,7 @@ class ReadModel:
         for order in state.orders:
             self._order(order)
         self.events, self.markets = state.events, state.markets
+        self.payouts = state.payouts
         self._listed = {}
         self.seq = seq
         self.seeds += 1
@@ -349,6 +364,9 @@ class ReadModel:
         for uid, row in batch.balances.items():
             self.balances[uid] = (row["available"], row["reserved"])
         self._events(batch)
+        for p in batch.payouts:
+            self.payouts.setdefault(p["user_id"], []).append(
+                (p["event_id"], p["market_id"], p["yes"], p["no"], p["amount"], p["paid_at"]))
         for h in batch.holdings.values():
             h.yes_before = h.qty[YES]  # open interest came with ``stats``
         self._store(batch.holdings.values())
@@ -366,9 +384,13 @@ class ReadModel:
         """Events and markets created or changed (the writer's upserts)."""
         for eid, r in batch.events.items():
             old = self.events.get(eid)
+            resolved = batch.resolutions.get(eid)
             row = EventRow(eid, r["slug"], r["title"], r["description"], r["category"],
                            r["status"], r["close_time"], r["tick"],
-                           old.created_at if old is not None else r["created_at"])
+                           old.created_at if old is not None else r["created_at"],
+                           r["winning_outcome_id"], r["void"],
+                           resolved["resolved_at"] if resolved is not None
+                           else old.resolved_at if old is not None else None)
             row.market_ids = list(batch.event_markets.get(eid, ()))
             self.events[eid] = row
         for mid, r in batch.new_markets.items():
@@ -421,6 +443,12 @@ class ReadModel:
         out.sort(key=lambda item: (item[2].event_id, item[2].position))
         return out
 
+    def user_payouts(self, user_id: int, event_id: int | None) -> list[tuple]:
+        """``(event_id, market_id, yes, no, amount, paid_at)`` of what resolutions paid a
+        user, newest first (the database's order: by id, descending)."""
+        mine = self.payouts.get(user_id, ())
+        return [p for p in reversed(mine) if event_id is None or p[0] == event_id]
+
     def open_orders(self, user_id: int, market_id: int | None, limit: int, offset: int
                     ) -> tuple[int, list[tuple]]:
         """``(total, page)`` of a user's open orders, newest first."""
@@ -464,22 +492,22 @@ class ReadModel:
             self._listed[key] = ids
         return ids
 
-    def market(self, market_id: int) -> tuple[MarketRow, str] | None:
-        """A market of a visible event, with the event's status."""
+    def market(self, market_id: int) -> tuple[MarketRow, EventRow] | None:
+        """A market of a visible event, with the event."""
         m = self.markets.get(market_id)
         if m is None:
             return None
         e = self.events.get(m.event_id)
         if e is None or e.status == "deleted":
             return None
-        return m, e.status
+        return m, e
 
 
 def _fast(events) -> bool:
     """Whether a delivery holds only what the fast fold handles."""
     for e in events:
         kind = e[0]
-        if kind in (ev.EVENT, ev.EVENT_DELETED, ev.RESOLVED):
+        if kind in (ev.EVENT, ev.EVENT_DELETED, ev.RESOLVED, ev.PAYOUT):
             return False
         if kind == ev.LEDGER and e[2] not in _CASH_LEDGER:
             return False

@@ -243,13 +243,31 @@ class PositionOut(BaseModel):
     avg_cost_yes: str | None
     avg_cost_no: str | None
     mark_price: str | None
+    """Once ``settled``, what one YES share paid (1, 0, or 1/N when void)."""
     value: str
     unrealized_pnl: str
     realized_pnl: str
+    settled: bool
+    """The event resolved and paid this position out (its shares are gone)."""
 
 
 class PositionPage(BaseModel):
     items: list[PositionOut]
+    total: int
+
+
+class PayoutOut(BaseModel):
+    event_id: int
+    market_id: int
+    outcome_name: str
+    yes_quantity: int
+    no_quantity: int
+    amount: str
+    paid_at: str
+
+
+class PayoutPage(BaseModel):
+    items: list[PayoutOut]
     total: int
 
 
@@ -415,6 +433,15 @@ class OutcomeOut(BaseModel):
     best_bid: str | None
     best_ask: str | None
     volume: int
+    result: Literal["won", "lost", "void"] | None
+    """None while the event is not resolved."""
+
+
+class EventResolutionOut(BaseModel):
+    winning_outcome_id: int | None
+    """None when void, or when a single-outcome event's NO won."""
+    void: bool
+    resolved_at: str
 
 
 class EventOut(BaseModel):
@@ -427,6 +454,8 @@ class EventOut(BaseModel):
     close_time: str | None
     outcomes: list[OutcomeOut]
     created_at: str
+    resolution: EventResolutionOut | None
+    """None until the event is resolved."""
 
 
 class EventPage(BaseModel):
@@ -459,6 +488,8 @@ class MarketOut(BaseModel):
     best_ask: str | None
     volume: int
     open_interest: int
+    result: Literal["yes", "no", "void"] | None
+    """None while the market's event is not resolved."""
 
 
 class PublicTradeOut(BaseModel):

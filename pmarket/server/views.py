@@ -147,18 +147,20 @@ def _avg(cost: int, qty: int) -> str | None:
     return str((Decimal(cost) / qty / SCALE).quantize(Decimal("0.0001")))
 
 
-def position(p: Any, event_id: int, name: str, mark: int | None) -> dict[str, Any]:
+def position(p: Any, event_id: int, name: str, mark: int | None,
+             settled: bool = False) -> dict[str, Any]:
     """A Position from a ``db.Position`` row; ``mark`` is the YES mark price (units)."""
     return position_values(p.market_id, (p.yes, p.no, p.yes_reserved, p.no_reserved,
                                          p.yes_cost, p.no_cost, p.yes_realized_pnl,
-                                         p.no_realized_pnl), event_id, name, mark)
+                                         p.no_realized_pnl), event_id, name, mark, settled)
 
 
 def position_values(market_id: int, row: tuple, event_id: int, name: str,
-                    mark: int | None) -> dict[str, Any]:
+                    mark: int | None, settled: bool = False) -> dict[str, Any]:
     """A Position from a position's values ``(yes, no, yes_reserved, no_reserved,
     yes_cost, no_cost, yes_realized_pnl, no_realized_pnl, ...)`` — the column order of
-    ``db.Position`` and of the read model's rows."""
+    ``db.Position`` and of the read model's rows. A ``settled`` position's mark is what
+    a YES share paid (``yes_payout``), never a stale last price."""
     yes, no, yes_res, no_res, yes_cost, no_cost, yes_pnl, no_pnl = row[:8]
     cost = yes_cost + no_cost
     if mark is None:
@@ -172,9 +174,56 @@ def position_values(market_id: int, row: tuple, event_id: int, name: str,
         "avg_cost_yes": _avg(yes_cost, yes), "avg_cost_no": _avg(no_cost, no),
         "mark_price": None if mark is None else format_money(mark),
         "value": format_money(value), "unrealized_pnl": format_money(value - cost),
-        "realized_pnl": format_money(yes_pnl + no_pnl),
+        "realized_pnl": format_money(yes_pnl + no_pnl), "settled": settled,
         "_value": value, "_pnl": value - cost + yes_pnl + no_pnl,
     }
+
+
+# --- resolution ----------------------------------------------------------------------
+# ``e`` is an event as the ``events`` table holds it (a ``db.Event`` row or the read
+# model's ``EventRow``): ``status``, ``winning_outcome_id``, ``void``, ``resolved_at``.
+
+
+def yes_payout(market_id: int, outcomes: int, winner: int | None, void: bool) -> int:
+    """What one YES share of a resolved market paid (units): $1 for the winner, 0 for a
+    loser, 1/N of a dollar (rounded down) when an event of N outcomes is void (N = 2 for
+    a single-outcome event). A NO share paid the rest of the dollar."""
+    if void:
+        return SCALE // max(outcomes, 2)
+    return SCALE if market_id == winner else 0
+
+
+def resolution(e: Any) -> dict[str, Any] | None:
+    """An event's ``resolution`` object, or None while it is not resolved."""
+    if e.status != "resolved":
+        return None
+    return {"winning_outcome_id": None if e.void else e.winning_outcome_id,
+            "void": bool(e.void), "resolved_at": iso(e.resolved_at)}
+
+
+def outcome_result(e: Any, market_id: int) -> str | None:
+    """An outcome's ``result``: None (not resolved), "won", "lost" or "void"."""
+    if e.status != "resolved":
+        return None
+    if e.void:
+        return "void"
+    return "won" if market_id == e.winning_outcome_id else "lost"
+
+
+_MARKET_RESULT = {None: None, "won": "yes", "lost": "no", "void": "void"}
+
+
+def market_result(e: Any, market_id: int) -> str | None:
+    """A market's ``result``: None (not resolved), "yes", "no" or "void"."""
+    return _MARKET_RESULT[outcome_result(e, market_id)]
+
+
+def payout(market_id: int, event_id: int, name: str, yes: int, no: int, amount: int,
+           paid_at: str | None) -> dict[str, Any]:
+    """A Payout: what a resolution paid one position."""
+    return {"event_id": event_id, "market_id": market_id, "outcome_name": name,
+            "yes_quantity": yes, "no_quantity": no, "amount": format_money(amount),
+            "paid_at": paid_at}
 
 
 def public(obj: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,8 @@ ORDER_FIELDS = ("status", "filled", "remaining", "price", "quantity", "reason")
 STATUSES = ("open", "partially_filled", "filled", "cancelled", "expired")
 KINDS = ("transfer_yes", "mint", "merge", "transfer_no")
 BOOK_PRICES = ("best_bid", "best_ask", "last_price")
-MARKET_FIELDS = ("status", "last_price", "best_bid", "best_ask", "volume", "open_interest")
+MARKET_FIELDS = ("status", "result", "last_price", "best_bid", "best_ask", "volume",
+                 "open_interest")
 HOLDING_FIELDS = ("yes", "no", "yes_reserved", "no_reserved")
 COMMON = ("orders", "trades", "book", "balances", "holdings", "markets", "open_orders", "audit")
 
@@ -185,6 +186,9 @@ def _markets(loader: Loader, f: Field) -> list[Check]:
         for fname, value in spec.keys((), MARKET_FIELDS).items():
             if fname == "status":
                 expected: Any = value.choice(("active", "closed", "resolved"))
+                fmt = "plain"
+            elif fname == "result":
+                expected = None if value.is_null else value.choice(("yes", "no", "void"))
                 fmt = "plain"
             elif fname in ("volume", "open_interest"):
                 expected, fmt = value.integer(0), "plain"

@@ -332,7 +332,7 @@ class HttpTarget:
         mk = self.api.market(market_id)
         return MarketInfo(mk.id, mk.event_id, mk.status, str(mk.tick_size),
                           _text(mk.last_price), _text(mk.best_bid), _text(mk.best_ask),
-                          mk.volume, mk.open_interest)
+                          mk.volume, mk.open_interest, mk.result)
 
     def balance(self, user: User) -> Balance:
         b = self._as(user).balance()

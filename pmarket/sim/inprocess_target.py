@@ -12,6 +12,7 @@ from functools import lru_cache
 
 from ..engine import Engine, units
 from ..engine import commands as c
+from ..server.views import market_result
 from .values import (
     Audit,
     Balance,
@@ -254,7 +255,8 @@ class InProcessTarget:
 
         return MarketInfo(m.market_id, m.event_id, m.status, units.format_units(tick),
                           show(m.last_price), show(m.best_bid), show(m.best_ask), m.volume,
-                          m.open_interest)
+                          m.open_interest,
+                          market_result(self.engine.events[m.event_id], m.market_id))
 
     def balance(self, user: User) -> Balance:
         available, reserved = self.engine.balance(user.id)

@@ -189,6 +189,8 @@ class MarketInfo:
     best_ask: str | None
     volume: int
     open_interest: int
+    result: str | None = None
+    """None while the event is open; "yes", "no" or "void" once it is resolved."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,41 @@ def signed(value: Decimal | None) -> str:
     return ("+" if value > 0 else "") + money(value)
 
 
+_RESULT_STYLE = {"won": "bold green", "lost": "dim", "void": "yellow", "yes": "bold green",
+                 "no": "bold red"}
+
+
+def outcome_result(result: str | None, single: bool) -> tuple[str, str]:
+    """What an outcome's ``result`` says, and its style: "won"/"lost"/"void" for an
+    outcome of several; for a yes/no question (``single``), which side won ("YES won",
+    "NO won") — its NO wins when its one outcome lost."""
+    if result is None:
+        return "", ""
+    if single and result in ("won", "lost"):
+        return ("YES won", _RESULT_STYLE["yes"]) if result == "won" else \
+            ("NO won", _RESULT_STYLE["no"])
+    return result, _RESULT_STYLE.get(result, "")
+
+
+def resolution(event) -> str:
+    """How an event (``client.Event``) resolved, in a few words ("" while open):
+    "void", the winning outcome's name, or "YES" / "NO" for a yes/no question."""
+    r = event.resolution
+    if r is None:
+        return ""
+    if r.void:
+        return "void"
+    if len(event.outcomes) == 1:
+        return "YES" if r.winning_outcome_id is not None else "NO"
+    winner = event.winner()
+    return winner.name if winner is not None else f"outcome {r.winning_outcome_id}"
+
+
+def market_result(result: str | None) -> str:
+    """A market's ``result`` ("yes"/"no"/"void") as words."""
+    return {"yes": "YES won", "no": "NO won", "void": "void"}.get(result or "", "")
+
+
 def when(value: datetime | None) -> str:
     """A timestamp as local-free ``HH:MM:SS`` (UTC, as the API sends it)."""
     return DASH if value is None else value.strftime("%H:%M:%S")

@@ -7,8 +7,8 @@ folds every event, in order, into per-table rows:
 * state events (``order``, ``balance``, ``position``, ``event``) collapse to the last
   value per key, so a hot order or balance is written once per batch however often it
   changed;
-* facts (``fill``, ``ledger``) become one row each, keyed by their own identity
-  (trade id; ``(stream, first_seq, index)``);
+* facts (``fill``, ``ledger``, ``payout``) become one row each, keyed by their own
+  identity (trade id; ``(stream, first_seq, index)``);
 * derived values (market volume / last price / open interest, candles, cost basis) are
   accumulated as deltas and merged into the stored values by the writer.
 
@@ -156,6 +156,7 @@ class Batch:
         self.balances: dict[int, dict] = {}
         self.trades: list[dict] = []
         self.ledger: list[dict] = []
+        self.payouts: list[dict] = []
         self.events: dict[int, dict] = {}
         self.new_markets: dict[int, dict] = {}
         self.resolutions: dict[int, dict] = {}
@@ -168,6 +169,7 @@ class Batch:
             ev.ORDER: self._order, ev.FILL: self._fill, ev.BALANCE: self._balance,
             ev.POSITION: self._position, ev.LEDGER: self._ledger, ev.EVENT: self._event,
             ev.EVENT_DELETED: self._event_deleted, ev.RESOLVED: self._resolved,
+            ev.PAYOUT: self._payout_row,
         }
 
     # --- the walk ------------------------------------------------------------------
@@ -344,6 +346,18 @@ class Batch:
         else:
             self._payout(user, event, market, amount, self._after(d, index))
         self._restore(settled)
+
+    def _payout_row(self, e: tuple, d: Delivery, index: int) -> None:
+        """A position's payout (its cash and cost basis move with its ``ledger`` entry)."""
+        _, user, event, market, yes, no, amount, ts = e
+        self.payouts.append({
+            "user_id": bounded(user, "user id"), "event_id": bounded(event, "event id"),
+            "market_id": bounded(market, "market id"),
+            "yes": bounded(yes, f"YES paid out to user {user}"),
+            "no": bounded(no, f"NO paid out to user {user}"),
+            "amount": bounded(amount, f"payout amount of user {user}"),
+            "paid_at": from_ms(ts), "stream": self.stream, "seq": d.first_seq, "idx": index,
+        })
 
     def _markets_of(self, event_id: int) -> list[int]:
         ids = self.event_markets.get(event_id)

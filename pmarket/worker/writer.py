@@ -36,6 +36,7 @@ from pmarket.db.models import (
     LedgerEntry,
     Market,
     Order,
+    Payout,
     Position,
     SkippedDelivery,
     Trade,
@@ -50,7 +51,7 @@ CHUNK = 500
 
 _events, _markets, _orders = Event.__table__, Market.__table__, Order.__table__
 _trades, _ledger, _balances = Trade.__table__, LedgerEntry.__table__, Balance.__table__
-_positions, _candles = Position.__table__, Candle.__table__
+_positions, _candles, _payouts = Position.__table__, Candle.__table__, Payout.__table__
 _consumers, _skipped = ConsumerPosition.__table__, SkippedDelivery.__table__
 
 
@@ -219,6 +220,7 @@ def write_batch(conn: Connection, batch: Batch) -> None:
            keep=("created_at",))
     insert_new(conn, _trades, batch.trades, ("id",))
     insert_new(conn, _ledger, batch.ledger, ("stream", "seq", "idx"))
+    insert_new(conn, _payouts, batch.payouts, ("stream", "seq", "idx"))
     upsert(conn, _balances, list(batch.balances.values()), ("user_id",), guard="seq")
     upsert(conn, _positions, batch.position_rows(), ("user_id", "market_id"), guard="seq")
     _write_market_stats(conn, batch)

@@ -53,6 +53,30 @@ def test_trading_round_trip_parses_every_object(server):
     assert admin.audit().ok
 
 
+def test_a_resolution_parses_into_its_winner_settled_positions_and_payouts(server):
+    admin = Client(server.url)
+    admin.admin_signin(*ADMIN)
+    event = admin.create_event("Who wins?", ["Ann", "Bob"])
+    assert event.resolution is None and event.winner() is None
+    ann_mid, bob_mid = (o.market_id for o in event.outcomes)
+    ann = user(server)
+    ann.split_event(event.id, 5)
+    resolved = admin.resolve_event(event.id, bob_mid).event
+    assert resolved.resolution is not None and not resolved.resolution.void
+    assert resolved.resolution.winning_outcome_id == bob_mid
+    assert resolved.winner() is not None and resolved.winner().name == "Bob"
+    assert [o.result for o in ann.event(event.id).outcomes] == ["lost", "won"]
+    assert ann.market(ann_mid).result == "no" and ann.market(bob_mid).result == "yes"
+    settled = {p.market_id: p for p in ann.positions(event_id=event.id).items}
+    assert all(p.settled for p in settled.values())
+    assert settled[bob_mid].mark_price == Decimal(1)
+    payouts = ann.payouts(event_id=event.id)
+    assert payouts.total == 2
+    assert {(p.outcome_name, p.yes_quantity, p.amount) for p in payouts.items} == {
+        ("Ann", 5, Decimal(0)), ("Bob", 5, Decimal(5))}
+    assert payouts.items[0].paid_at == resolved.resolution.resolved_at
+
+
 def test_server_errors_arrive_as_typed_api_errors(server):
     ann = user(server)
     with pytest.raises(ApiError) as err:

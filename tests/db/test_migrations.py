@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from typer.testing import CliRunner
@@ -13,6 +16,7 @@ from typer.testing import CliRunner
 from pmarket.cli import load_commands
 from pmarket.db import (
     Base,
+    Payout,
     User,
     bounded,
     current_revision,
@@ -23,8 +27,13 @@ from pmarket.db import (
     to_ms,
     upgrade,
 )
-from pmarket.db.migrate import include_object
+from pmarket.db.migrate import alembic_config, include_object
+from pmarket.engine import ResolveEvent, Split
 from tests.dbfixtures import Database
+from tests.worker.helpers import project
+from tests.worker.scenario import full_session
+
+payouts_migration = importlib.import_module("pmarket.db.migrations.versions.0004_payouts")
 
 
 def test_upgrade_from_empty_creates_every_table(empty_database_url):
@@ -124,3 +133,46 @@ def test_pmarket_db_upgrade_reports_an_unreachable_database(tmp_path):
     result = CliRunner().invoke(load_commands(), ["db", "upgrade", "--database-url", url])
     assert result.exit_code == 1
     assert "failed" in result.output
+
+
+def _payout_rows(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(
+            Payout.user_id, Payout.event_id, Payout.market_id, Payout.yes, Payout.no,
+            Payout.amount, Payout.paid_at, Payout.stream, Payout.seq, Payout.idx)
+            .order_by(Payout.stream, Payout.seq, Payout.idx))]
+
+
+def test_upgrading_to_payouts_copies_the_resolutions_already_paid(database: Database,
+                                                                   caplog):
+    """Migration 0004 rebuilds from the ledger exactly the payouts the worker stores
+    (a winner; a void of three outcomes), and says which it cannot (a void yes/no)."""
+    r = full_session()
+    (coin,) = r.event("Heads?")
+    r.do(Split(user_id=1, market_id=coin, quantity=3))
+    r.do(ResolveEvent(event_id=4, void=True))
+    project(database, r.deliveries)
+    stored = _payout_rows(database.engine)
+    assert {row[1] for row in stored} == {1, 2, 4}
+    with database.engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0002")
+    caplog.set_level(logging.WARNING, "pmarket.db.migrate")
+    upgrade(database.url)
+    assert _payout_rows(database.engine) == [row for row in stored if row[1] != 4]
+    assert "1 payout(s) of void events with two outcomes" in caplog.text
+
+
+@pytest.mark.parametrize(("amount", "quantity", "won", "void", "outcomes", "expected"), [
+    (30_000, 5, True, False, 1, (3, 2)),     # a winner's YES paid, its NO not
+    (20_000, 5, False, False, 3, (3, 2)),    # a loser's NO paid, its YES not
+    (3_333, 1, False, True, 3, (1, 0)),      # void of 3: 1/3 per YES
+    (10_000, 2, False, True, 3, (1, 1)),     # 1/3 + 2/3
+    (16_666, 4, False, True, 3, (3, 1)),     # floor(10000 * (3 + 1 * 2) / 3)
+    (23_333, 4, False, True, 3, (1, 3)),     # floor(10000 * (1 + 3 * 2) / 3)
+    (15_000, 3, False, True, 2, None),       # void of 2: either side paid 0.50
+    (15_000, 3, False, True, 1, None),       # a void yes/no question too
+    (15_001, 3, True, False, 1, None),       # not a whole number of dollars: not a payout
+])
+def test_the_sides_of_a_ledger_payout_are_told_apart_exactly(amount, quantity, won, void,
+                                                             outcomes, expected):
+    assert payouts_migration.sides(amount, quantity, won, void, outcomes) == expected

@@ -127,6 +127,7 @@ class StepResult:
     duplicates: list[tuple] = field(default_factory=list)
     ledger: list[tuple] = field(default_factory=list)
     resolved: list[tuple] = field(default_factory=list)
+    payouts: list[tuple] = field(default_factory=list)
     deleted: list[int] = field(default_factory=list)
     clock: list[tuple] = field(default_factory=list)  # ("clock", now, orders expired)
     event_states: list[tuple] = field(default_factory=list)  # (id, status, title, ...)
@@ -766,6 +767,8 @@ class ReferenceExchange:
                 self._move_cash(user, amount)
                 paid += amount
                 self._ledger(user, "payout", amount, event.id, m, yes + no)
+                self.result.payouts.append(("payout", user, event.id, m, yes, no, amount,
+                                            self.now))
             self.markets[m].status = "resolved"
         assert paid <= event.collateral, "collateral must cover every resolution"
         assert cmd.void or paid == event.collateral, "a decided event pays out exactly"

@@ -125,3 +125,25 @@ def test_untraded_event_is_deleted_and_its_orders_cancelled(ex):
     assert events[-1] == ("event_deleted", ex.single_eid)
     assert ex.cash(ALICE) == (usd(100), 0)
     assert ex.single not in ex.engine.markets
+
+
+def test_each_position_paid_is_reported_with_its_yes_and_no_shares(ex):
+    a, b, _c = ex.mids
+    ex.apply(SplitEvent(user_id=ALICE, event_id=ex.eid, quantity=3))  # YES a, b, c
+    ex.apply(Split(user_id=BOB, market_id=b, quantity=2))  # YES b + NO b
+    events = ex.apply(ResolveEvent(event_id=ex.eid, winning_outcome_id=a))
+    paid = {(p["user_id"], p["market_id"]): (p["yes"], p["no"], p["amount"])
+            for p in of_kind(events, "payout")}
+    assert paid == {(ALICE, a): (3, 0, usd(3)), (ALICE, b): (3, 0, 0),
+                    (ALICE, _c): (3, 0, 0), (BOB, b): (2, 2, usd(2))}
+    ledger = {(e["user_id"], e["market_id"]): e["amount"] for e in of_kind(events, "ledger")}
+    assert ledger == {key: amount for key, (_y, _n, amount) in paid.items()}
+
+
+def test_a_void_payout_says_which_side_the_shares_were_on(ex):
+    ex.apply(Split(user_id=ALICE, market_id=ex.single, quantity=3))
+    ex.sell_no(ALICE, ex.single, "0.50", qty=1)
+    ex.buy_no(BOB, ex.single, "0.50", qty=1)
+    events = ex.apply(ResolveEvent(event_id=ex.single_eid, void=True))
+    paid = {p["user_id"]: (p["yes"], p["no"], p["amount"]) for p in of_kind(events, "payout")}
+    assert paid == {ALICE: (3, 2, usd("2.5")), BOB: (0, 1, usd("0.5"))}

@@ -106,6 +106,8 @@ def check_facts(events: list[tuple], res) -> None:
     # The order of payouts within one resolution is the engine's business.
     ledger = sorted((e for e in events if e[0] == "ledger"), key=repr)
     assert ledger == sorted(res.ledger, key=repr)
+    assert sorted((e for e in events if e[0] == "payout"), key=repr) == sorted(
+        res.payouts, key=repr)
     assert [e for e in events if e[0] == "resolved"] == res.resolved
     assert [e[1] for e in events if e[0] == "event_deleted"] == res.deleted
     assert [e for e in events if e[0] == "clock"] == res.clock

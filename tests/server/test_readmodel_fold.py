@@ -4,7 +4,8 @@ A random engine session (hypothesis picks the actions: orders of every kind, can
 modifications, expiries, splits, merges, event splits and merges, converts, closing,
 resolving and deleting events, withdrawals) is cut into multi-command deliveries, then
 projected into a real database by the worker's ``Projector`` and folded by a
-``ReadModel``; the model must equal a fresh seed read from that database, row for row.
+``ReadModel``; the model must equal a fresh seed read from that database, row for row
+(resolutions and payouts included).
 A second model seeded from the database half-way (at the worker's position) and fed the
 rest must end up the same: seeding plus folding is the same as folding from the start.
 """
@@ -171,8 +172,10 @@ def rows(state: ReadModel | SeedState) -> dict:
                       for m, row in mine.items()},
         "orders": {o[1]: o for o in orders},
         "events": {e.id: (e.slug, e.title, e.description, e.category, e.status,
-                          e.close_time, e.tick, e.created_at, tuple(e.market_ids))
+                          e.close_time, e.tick, e.created_at, tuple(e.market_ids),
+                          e.winning_outcome_id, e.void, e.resolved_at)
                    for e in state.events.values()},
+        "payouts": {u: list(paid) for u, paid in state.payouts.items()},
         "markets": {m.id: (m.event_id, m.name, m.position, m.status, m.tick, m.last_price,
                            m.volume, m.open_interest) for m in state.markets.values()},
     }

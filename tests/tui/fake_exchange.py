@@ -19,6 +19,7 @@ import httpx
 from pmarket.client import AsyncClient
 
 T0 = "2024-05-01T12:00:00Z"
+T1 = "2024-05-02T18:30:00Z"  # when the fake resolves events
 ONE = Decimal(1)
 
 
@@ -39,6 +40,7 @@ class FakeExchange:
         self.requests: list[str] = []
         self.orders: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
+        self.payouts: list[tuple[str, dict[str, Any]]] = []  # (owner, payout), oldest first
         self.trades = [
             {"id": i, "market_id": 1, "price": p, "quantity": q, "taker_side": s,
              "executed_at": f"2024-05-01T12:0{i}:00Z"}
@@ -63,10 +65,11 @@ class FakeExchange:
         base = sum(len(e["outcomes"]) for e in self.events)
         ev = {"id": eid, "slug": title.lower().replace(" ", "-")[:20], "title": title,
               "description": "", "category": category, "status": "active",
-              "close_time": None, "created_at": T0,
+              "close_time": None, "created_at": T0, "resolution": None,
               "outcomes": [{"id": base + i + 1, "name": n, "market_id": base + i + 1,
                             "last_price": None, "best_bid": None, "best_ask": None,
-                            "volume": 0} for i, n in enumerate(outcomes or ["Yes"])]}
+                            "volume": 0, "result": None}
+                           for i, n in enumerate(outcomes or ["Yes"])]}
         self.events.append(ev)
         return ev
 
@@ -86,6 +89,48 @@ class FakeExchange:
         """Give ``email`` shares of a market."""
         self.holdings[(email, market_id)] = {"yes": yes, "no": no}
 
+    def resolve(self, event_id: int, winner: int | None, void: bool = False) -> Decimal:
+        """Resolve an event as the server does: results, payouts (the shares burned and
+        paid, at T1), its orders cancelled; the total paid."""
+        ev = self.events[event_id - 1]
+        ev["status"] = "resolved"
+        ev["resolution"] = {"winning_outcome_id": None if void else winner, "void": void,
+                            "resolved_at": T1}
+        n = max(len(ev["outcomes"]), 2)
+        total = Decimal(0)
+        for o in ev["outcomes"]:
+            mid = o["market_id"]
+            o["result"] = "void" if void else "won" if mid == winner else "lost"
+            yes_pays = (ONE / n).quantize(Decimal("0.0001"), "ROUND_DOWN") if void \
+                else ONE if mid == winner else Decimal(0)
+            for (owner, held_mid), held in sorted(self.holdings.items()):
+                if held_mid != mid or not (held["yes"] or held["no"]):
+                    continue
+                amount = held["yes"] * yes_pays + held["no"] * (ONE - yes_pays)
+                self.payouts.append((owner, {
+                    "event_id": ev["id"], "market_id": mid, "outcome_name": o["name"],
+                    "yes_quantity": held["yes"], "no_quantity": held["no"],
+                    "amount": f"{amount:.4f}", "paid_at": T1}))
+                self.cash[owner] = self.cash.get(owner, Decimal(0)) + amount
+                held.update(yes=0, no=0, paid=amount)
+                total += amount
+        for order in self.orders:
+            if order["event_id"] == ev["id"] and order["status"] == "open":
+                order["status"] = "cancelled"
+        return total
+
+    def _settlement(self, market_id: int) -> Decimal | None:
+        """What a YES share of a resolved market paid (None while it is open)."""
+        ev = self._event_of(market_id)
+        outcome = next(o for o in ev["outcomes"] if o["market_id"] == market_id)
+        result = outcome["result"]
+        if result is None:
+            return None
+        if result == "void":
+            n = max(len(ev["outcomes"]), 2)
+            return (ONE / n).quantize(Decimal("0.0001"), "ROUND_DOWN")
+        return ONE if result == "won" else Decimal(0)
+
     def _reserved_shares(self, email: str, market_id: int, outcome: str) -> int:
         return sum(o["remaining_quantity"] for o in self.orders
                    if o["owner"] == email and o["market_id"] == market_id
@@ -99,13 +144,17 @@ class FakeExchange:
                 continue
             ev = self._event_of(mid)
             name = next(o["name"] for o in ev["outcomes"] if o["market_id"] == mid)
+            settled = self._settlement(mid)
             out.append({"market_id": mid, "event_id": ev["id"], "outcome_id": mid,
                         "outcome_name": name, "yes_quantity": held["yes"],
                         "no_quantity": held["no"],
                         "yes_reserved": self._reserved_shares(email, mid, "yes"),
                         "no_reserved": self._reserved_shares(email, mid, "no"),
-                        "avg_cost_yes": None, "avg_cost_no": None, "mark_price": "0.44",
-                        "value": "0", "unrealized_pnl": "0", "realized_pnl": "0"})
+                        "avg_cost_yes": None, "avg_cost_no": None,
+                        "mark_price": "0.44" if settled is None else f"{settled:.4f}",
+                        "value": "0", "unrealized_pnl": "0",
+                        "realized_pnl": str(held.get("paid", 0)),  # the fake's cost is 0
+                        "settled": settled is not None})
         return out
 
     def _event_of(self, market_id: int) -> dict:
@@ -174,7 +223,7 @@ class FakeExchange:
             user = {"id": len(self.users) + 10, "email": body["email"], "name": body["name"],
                     "password": body["password"]}
             self.users[body["email"]] = user
-            self.cash[body["email"]] = Decimal(0)
+            self.cash.setdefault(body["email"], Decimal(0))  # paid before signing up
             return self._token(201, "user", user)
         if path in ("/auth/signin", "/auth/admin/signin"):
             table = self.admins if "admin" in path else self.users
@@ -230,7 +279,8 @@ class FakeExchange:
             "outcome_name": outcome["name"], "status": ev["status"], "tick_size": "0.01",
             "last_price": book["last_price"], "best_bid": book["best_bid"],
             "best_ask": book["best_ask"], "volume": self.volume(market_id),
-            "open_interest": 20})
+            "open_interest": 20,
+            "result": {"won": "yes", "lost": "no", "void": "void"}.get(outcome["result"])})
 
     def _balance(self, email: str) -> dict:
         reserved = sum((Decimal(o["price"]) * o["remaining_quantity"] for o in self.orders
@@ -262,6 +312,13 @@ class FakeExchange:
                                              "positions": self._positions(email),
                                              "positions_value": "0", "total_value":
                                              bal["total"], "pnl": "0"})
+        if parts == ["payouts"]:
+            eid = params.get("event_id")
+            mine = [p for owner, p in reversed(self.payouts) if owner == email
+                    and (eid is None or p["event_id"] == int(eid))]
+            offset, limit = int(params.get("offset", 0)), int(params.get("limit", 50))
+            return httpx.Response(200, json={"items": mine[offset:offset + limit],
+                                             "total": len(mine)})
         if parts == ["orders"] and method == "GET":
             mine = [self._public(o) for o in self.orders if o["owner"] == email
                     and (params.get("status") == "all" or o["status"] == "open")
@@ -326,11 +383,12 @@ class FakeExchange:
             return httpx.Response(200, json={"items": items, "total": len(items)})
         ev = self.events[int(parts[2]) - 1]
         if len(parts) == 4 and parts[3] == "resolve":
-            if ev["status"] in ("resolved", "voided"):
+            if ev["status"] == "resolved":
                 return _err(409, "already_resolved", "The event is already resolved.")
-            ev["status"] = "voided" if body.get("void") else "resolved"
+            paid = self.resolve(ev["id"], body.get("winning_outcome_id"),
+                                bool(body.get("void")))
             return httpx.Response(200, json={"event": self._quoted(ev),
-                                             "payouts_total": "0.00"})
+                                             "payouts_total": f"{paid:.4f}"})
         if method == "PATCH":
             ev.update({k: v for k, v in body.items() if v is not None})
             return httpx.Response(200, json=self._quoted(ev))

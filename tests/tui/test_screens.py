@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, Select
 
 from pmarket.tui import TradingApp
 from pmarket.tui.screens.admin import AdminScreen, ResolveDialog
@@ -187,6 +188,7 @@ async def test_admin_resolves_an_event_after_confirming():
         await pilot.press("y")
         await wait_for(pilot, lambda: fake.events[1]["status"] == "resolved")
         assert any("Tigers wins" in m for _, m in app.messages)
+        await wait_for(pilot, lambda: str(table.get_row_at(0)[4]) == "resolved: Tigers")
 
 
 async def test_help_lists_every_screens_keys():
@@ -257,3 +259,64 @@ def test_the_readme_lists_the_keys_of_the_trading_screens():
                 if len(name) == 1 and name.isascii():
                     name = f"`{name}`"          # a bare "b" would be found in any word
                 assert name in row, f"README's {title!r} row lacks {name!r}"
+
+
+async def test_a_resolved_event_says_who_won_and_the_portfolio_what_was_paid():
+    fake = FakeExchange()
+    fake.hold("ann@x.io", 1, yes=10)        # Rain: YES wins
+    fake.hold("ann@x.io", 3, yes=2, no=4)   # Tigers lose: the NO pays
+    fake.resolve(1, 1)
+    fake.resolve(2, 2)                      # Lions
+    app = TradingApp("http://fake", api=fake.client())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_up(pilot)
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 4)
+        assert [str(table.get_row_at(r)[6]) for r in range(4)] == [
+            "YES won", "won", "lost", "lost"]
+        market = await open_market(pilot)   # Rain
+        status = market.query_one("#status")
+        await wait_for(pilot, lambda: "settled" in str(status.render()))
+        assert "resolved: YES won" in str(status.render())
+        assert "a YES share paid 1.00" in str(status.render())
+        await pilot.press("f4")
+        paid = app.screen.query_one("#payouts-table", DataTable)
+        await wait_for(pilot, lambda: paid.row_count == 2)
+        rows = [[str(c) for c in paid.get_row_at(r)] for r in range(2)]
+        assert rows == [  # newest first
+            ["2024-05-02 18:30", "Who wins the 2028 final? · Tigers", "2", "4", "4.00"],
+            ["2024-05-02 18:30", "Will it rain in Paris tomorrow? · Rain", "10", "0",
+             "10.00"]]
+        title = str(app.screen.query_one("#payouts-title").render())
+        assert title == "Payouts from resolved events: 2 paid 14.00"
+        positions = app.screen.query_one("#positions-table", DataTable)
+        marks = {str(positions.get_row_at(r)[0]): str(positions.get_row_at(r)[5])
+                 for r in range(positions.row_count)}
+        assert marks == {"Will it rain in Paris tomorrow? · Rain": "1.00 paid",
+                         "Who wins the 2028 final? · Tigers": "0.00 paid"}
+
+
+async def test_the_status_filter_offers_only_the_apis_statuses():
+    fake = FakeExchange()
+    fake.resolve(2, None, void=True)
+    app = TradingApp("http://fake", api=fake.client())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_up(pilot)
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 4)
+        assert [str(table.get_row_at(r)[6]) for r in range(1, 4)] == ["void"] * 3
+        status = app.screen.query_one("#status", Select)
+        status.value = "resolved"
+        await wait_for(pilot, lambda: table.row_count == 3)
+        assert "GET /events" in fake.requests[-1]
+
+
+def test_the_walkthrough_shows_every_screenshot_its_script_takes():
+    """docs/WALKTHROUGH.md and docs/walkthrough.py agree, and the pictures exist."""
+    docs = Path(__file__).parents[2] / "docs"
+    shown = re.findall(r"\]\(walkthrough/([\w-]+)\.svg\)", (docs / "WALKTHROUGH.md").read_text())
+    taken = re.findall(r'shoot\(app, "([\w-]+)"\)', (docs / "walkthrough.py").read_text())
+    assert shown == taken and len(taken) == 8
+    assert all((docs / "walkthrough" / f"{name}.svg").is_file() for name in taken)
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert "(docs/WALKTHROUGH.md)" in readme

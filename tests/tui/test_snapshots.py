@@ -27,6 +27,7 @@ from pmarket.tui.screens.dialogs import ChoiceDialog
 from pmarket.tui.screens.events import EventsScreen
 from pmarket.tui.screens.login import LoginScreen
 from pmarket.tui.screens.market import MarketScreen
+from pmarket.tui.screens.portfolio import PortfolioScreen
 from pmarket.tui.screens.ticket import OrderTicket
 from tests.tui.fake_exchange import FakeExchange
 from tests.tui.test_screens import wait_for
@@ -131,3 +132,21 @@ def test_hit_without_shares_offers_the_equivalent(snap_compare):
                      and pilot.app.focused is pilot.app.screen.query_one("#choice-0"))
 
     assert snap_compare(app(), terminal_size=SIZE, run_before=ready)
+
+
+def test_portfolio_after_resolutions(snap_compare):
+    """Rain resolved YES, the final to the Lions: settled positions and their payouts."""
+    a = app()
+    a.fake.hold("ann@x.io", 1, yes=10)
+    a.fake.hold("ann@x.io", 3, yes=2, no=4)
+    a.fake.resolve(1, 1)
+    a.fake.resolve(2, 2)
+
+    async def ready(pilot):
+        await enter(pilot)
+        await pilot.press("f4")
+        await settle(pilot, lambda: isinstance(pilot.app.screen, PortfolioScreen)
+                     and pilot.app.screen.query_one("#payouts-table", DataTable).row_count
+                     == 2)
+
+    assert snap_compare(a, terminal_size=SIZE, run_before=ready)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from pmarket.db import Balance, Event, LedgerEntry, Market, Order, Position, Trade
+from pmarket.db import Balance, Event, LedgerEntry, Market, Order, Payout, Position, Trade, from_ms
 from pmarket.db.reconcile import reconcile
 from pmarket.engine.events import as_dict
 from tests.dbfixtures import Database
@@ -78,6 +78,23 @@ def test_ledger_holds_each_cash_movement_once_with_its_source(database: Database
     assert [(x.user_id, x.kind, x.amount, x.quantity) for x in stored] == [
         (e["user_id"], e["kind"], e["amount"], e["quantity"]) for e in expected]
     assert {x.stream for x in stored} == {"pmarket:{main}:events"}
+
+
+def test_payouts_hold_each_paid_position_once_with_its_shares(database: Database):
+    r = full_session()
+    project(database, r.deliveries, batch=3)
+    project(database, r.deliveries)  # everything again: duplicates
+    expected = [as_dict(e) for d in r.deliveries for e in d.events if e[0] == "payout"]
+    assert {e["event_id"] for e in expected} == {1, 2}  # a winner, and a void
+    assert any(e["yes"] and e["no"] for e in expected)
+    stored = rows(database, sa.select(Payout).order_by(Payout.id))
+    assert [(x.user_id, x.event_id, x.market_id, x.yes, x.no, x.amount, x.paid_at)
+            for x in stored] == [
+        (e["user_id"], e["event_id"], e["market_id"], e["yes"], e["no"], e["amount"],
+         from_ms(e["ts_ms"])) for e in expected]
+    paid = {(e["user_id"], e["market_id"]): e["amount"] for e in expected}
+    assert paid == {(x.user_id, x.market_id): x.amount for x in rows(database, sa.select(
+        LedgerEntry).where(LedgerEntry.kind == "payout"))}
 
 
 def test_market_figures_follow_the_engine(database: Database):

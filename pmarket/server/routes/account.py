@@ -1,14 +1,16 @@
-"""A user's money and holdings: balance, on/off-ramp, positions, portfolio, own trades.
+"""A user's money and holdings: balance, on/off-ramp, positions, portfolio, payouts, own
+trades.
 
 Deposits and withdrawals are engine commands, answered from the engine's reply (the
 ``balance`` event of that command); the engine checks the available cash atomically, so
-concurrent withdrawals can never overdraw. The balance, positions and portfolio come
+concurrent withdrawals can never overdraw. The balance, positions, portfolio and payouts come
 from the read model (``readmodel``) once it reflects the caller's writes, else from the
 database after they are projected — the same answer either way; own trades always come
 from the database.
 
-Invariant: positions are valued at the market's mark (last trade, else an exact mid), in
-each side's own terms: YES at ``mark``, NO at ``1 - mark``.
+Invariant: positions are valued at the market's mark (what a YES share paid once the
+event resolved; else last trade, else an exact mid), in each side's own terms: YES at
+``mark``, NO at ``1 - mark``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy import func, or_, select
 
-from pmarket.db import Balance, Market, Order, Position, Trade
+from pmarket.db import Balance, Market, Order, Payout, Position, Trade
 from pmarket.engine import Deposit, Withdraw
 from pmarket.engine.events import BALANCE
 from pmarket.engine.units import to_units
@@ -28,17 +30,27 @@ from ..deps import CurrentUser, RuntimeDep
 from ..exactjson import ExactJSONRoute
 from ..readmodel import ReadModel, serving
 from ..runtime import Runtime
-from ..schemas import AmountIn, BalanceOut, PortfolioOut, PositionPage, TradePage
+from ..schemas import (
+    AmountIn,
+    BalanceOut,
+    PayoutPage,
+    PortfolioOut,
+    PositionPage,
+    TradePage,
+)
 from .common import ERRORS, PageParams, QueryId, ok, page, read, tick
 
 router = APIRouter(route_class=ExactJSONRoute, tags=["account"], responses=ERRORS)
 
 
 def mark_price(runtime: Runtime, market_id: int) -> int | None:
-    """The YES mark of a market: last trade, else the mid when it is a whole unit."""
+    """The YES mark of a market: what a YES share paid once resolved, else the last
+    trade, else the mid when it is a whole unit."""
     m = runtime.replica.markets.get(market_id)
     if m is None:
         return None
+    if m.settlement is not None:
+        return m.settlement
     if m.last_price is not None:
         return m.last_price
     bid, ask = m.best_bid(), m.best_ask()
@@ -89,13 +101,19 @@ async def read_positions(runtime: Runtime, user_id: int, *, market_id: int | Non
 
     rows = await read(runtime, query)
     return [views.position(row.Position, row.event_id, row.name,
-                           mark_price(runtime, row.Position.market_id)) for row in rows]
+                           *_mark(runtime, row.Position.market_id)) for row in rows]
+
+
+def _mark(runtime: Runtime, market_id: int) -> tuple[int | None, bool]:
+    """A position's ``(mark, settled)``: settled once the replica saw its event resolve."""
+    m = runtime.replica.markets.get(market_id)
+    return mark_price(runtime, market_id), m is not None and m.settlement is not None
 
 
 def memory_positions(runtime: Runtime, model: ReadModel, user_id: int, **filters: Any
                      ) -> list[dict[str, Any]]:
     """``read_positions`` from the read model (synchronous: one consistent state)."""
-    return [views.position_values(mid, row, m.event_id, m.name, mark_price(runtime, mid))
+    return [views.position_values(mid, row, m.event_id, m.name, *_mark(runtime, mid))
             for mid, row, m in model.user_positions(user_id, **filters)]
 
 
@@ -151,6 +169,33 @@ async def portfolio(user: CurrentUser, runtime: RuntimeDep):
     return ok({"balance": balance, "positions": [views.public(p) for p in items],
                "positions_value": views.money(value), "total_value": views.money(total),
                "pnl": views.money(pnl)})
+
+
+@router.get("/payouts", response_model=PayoutPage)
+async def payouts(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
+                  event_id: QueryId = None):
+    """What resolutions paid the caller, position by position, newest first."""
+    model = await serving(runtime)
+    if model is not None:
+        mine = model.user_payouts(user.id, event_id)
+        chosen = mine[paging.offset:paging.offset + paging.limit]
+        return ok(page([views.payout(mid, eid, model.markets[mid].name, yes, no, amount,
+                                     views.iso(at))
+                        for eid, mid, yes, no, amount, at in chosen], len(mine)))
+
+    def query(conn):
+        q = select(Payout, Market.name).join(Market, Market.id == Payout.market_id) \
+            .where(Payout.user_id == user.id)
+        if event_id is not None:
+            q = q.where(Payout.event_id == event_id)
+        total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
+        rows = conn.execute(q.order_by(Payout.id.desc()).limit(paging.limit)
+                            .offset(paging.offset)).all()
+        return total, rows
+
+    total, rows = await read(runtime, query)
+    return ok(page([views.payout(p.market_id, p.event_id, name, p.yes, p.no, p.amount,
+                                 views.iso(p.paid_at)) for p, name in rows], total))
 
 
 @router.get("/trades", response_model=TradePage)

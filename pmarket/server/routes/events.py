@@ -59,11 +59,12 @@ def event_view(runtime: Runtime, e: Any, markets: list[Any]) -> dict[str, Any]:
             "last_price": fmt(last) if last is not None else None,
             "best_bid": fmt(bid) if bid is not None else None,
             "best_ask": fmt(ask) if ask is not None else None,
-            "volume": m.volume,
+            "volume": m.volume, "result": views.outcome_result(e, m.id),
         })
     return {"id": e.id, "slug": e.slug, "title": e.title, "description": e.description,
             "category": e.category, "status": e.status, "close_time": views.iso(e.close_time),
-            "outcomes": outcomes, "created_at": views.iso(e.created_at)}
+            "outcomes": outcomes, "created_at": views.iso(e.created_at),
+            "resolution": views.resolution(e)}
 
 
 def load_events(conn, events: list[Any]) -> dict[int, list[Any]]:

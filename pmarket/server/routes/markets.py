@@ -58,17 +58,17 @@ async def replica_market(runtime: Runtime, market_id: int):
 @router.get("/markets/{market_id}", response_model=MarketOut,
             dependencies=[PublicLimited])
 async def get_market(market_id: MarketId, runtime: RuntimeDep):
-    """A market's status, tick, prices, volume and open interest."""
+    """A market's status, tick, prices, volume, open interest and result."""
     model = await serving(runtime)
     if model is not None:
         found = model.market(market_id)
     else:
         found = await read(runtime, lambda conn: conn.execute(
-            select(Market, Event.status).join(Event, Event.id == Market.event_id)
+            select(Market, Event).join(Event, Event.id == Market.event_id)
             .where(Market.id == market_id, Event.status != "deleted")).first())
     if found is None:
         raise not_found(f"market {market_id}")
-    m, status = found
+    m, e = found
     live = runtime.replica.markets.get(market_id)
     fmt = views.price_formatter(m.tick)
     last = live.last_price if live is not None and live.last_price is not None else m.last_price
@@ -76,11 +76,12 @@ async def get_market(market_id: MarketId, runtime: RuntimeDep):
     ask = live.best_ask() if live is not None else None
     return ok({
         "id": m.id, "event_id": m.event_id, "outcome_id": m.id, "outcome_name": m.name,
-        "status": status, "tick_size": format_units(m.tick, 4).rstrip("0"),
+        "status": e.status, "tick_size": format_units(m.tick, 4).rstrip("0"),
         "last_price": fmt(last) if last is not None else None,
         "best_bid": fmt(bid) if bid is not None else None,
         "best_ask": fmt(ask) if ask is not None else None,
         "volume": m.volume, "open_interest": m.open_interest,
+        "result": views.market_result(e, m.id),
     })
 
 

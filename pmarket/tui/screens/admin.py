@@ -148,8 +148,9 @@ class AdminScreen(ApiScreen):
         table.clear()
         for e in self.events:
             style = {"active": "green", "closed": "yellow"}.get(e.status, "dim")
+            status = f"{e.status}: {fmt.resolution(e)}" if e.resolution else e.status
             table.add_row(str(e.id), e.title[:40], e.category, ", ".join(
-                o.name for o in e.outcomes)[:30], Text(e.status, style=style),
+                o.name for o in e.outcomes)[:30], Text(status, style=style),
                 f"{sum(o.volume for o in e.outcomes):,}", fmt.day(e.close_time), key=str(e.id))
         if table.row_count:
             table.move_cursor(row=min(keep, table.row_count - 1))

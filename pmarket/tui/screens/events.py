@@ -1,5 +1,8 @@
 """The events browser: search as you type, filter by category and status, open a market.
 
+A resolved event says on each outcome's row what became of it (the Status column:
+"won", "lost" or "void"; "YES won" / "NO won" for a yes/no question).
+
 Invariant: the table shows the answer to the latest query only — each keystroke
 restarts the (debounced) fetch, and an older answer arriving late is discarded.
 """
@@ -22,9 +25,18 @@ from pmarket.tui.screens.dialogs import ConvertDialog, NumberDialog, ReportDialo
 from pmarket.tui.screens.market import MarketScreen
 from pmarket.tui.widgets.fields import TextField
 
-STATUSES = ("active", "closed", "resolved", "voided")
+STATUSES = ("active", "closed", "resolved")
 DEBOUNCE_SECONDS = 0.25
 REFRESH_SECONDS = 5.0
+
+
+def _status(event: Event, result: str | None, row: int) -> Text | str:
+    """The Status cell of an outcome's row: the event's status on its first row, or once
+    resolved, what became of this outcome."""
+    if result is None:
+        return event.status if row == 0 else ""
+    text, style = fmt.outcome_result(result, len(event.outcomes) == 1)
+    return Text(text, style=style)
 
 
 class EventsScreen(ApiScreen):
@@ -116,7 +128,7 @@ class EventsScreen(ApiScreen):
                     ev.title if i == 0 else Text("  ″", style="dim"), o.name,
                     fmt.price(o.last_price), Text(fmt.price(o.best_bid), style="green"),
                     Text(fmt.price(o.best_ask), style="red"), f"{o.volume:,}",
-                    ev.status if i == 0 else "", key=f"{ev.id}:{o.market_id}")
+                    _status(ev, o.result, i), key=f"{ev.id}:{o.market_id}")
         if table.row_count:
             table.move_cursor(row=min(keep, table.row_count - 1))
         shown = sum(len(e.outcomes) for e in self.events)

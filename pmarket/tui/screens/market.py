@@ -322,13 +322,18 @@ class MarketScreen(ApiScreen):
 
     def _status_line(self) -> str:
         m = self.market
-        head = (f"{m.outcome_name or self.title_text} · {m.status} · vol {m.volume:,}"
+        status = m.status if m is None or m.result is None else \
+            f"{m.status}: {fmt.market_result(m.result)}"
+        head = (f"{m.outcome_name or self.title_text} · {status} · vol {m.volume:,}"
                 if m else self.title_text)
         if not self.is_user:
             return f"{head} · admin view (trading needs a user account)"
         p = self.position
         pos = "no position"
-        if p is not None and (p.yes_quantity or p.no_quantity):
+        if p is not None and p.settled:
+            pos = (f"settled: a YES share paid {fmt.money(p.mark_price)} · realized P&L "
+                   f"{fmt.signed(p.realized_pnl)} (F4: payouts)")
+        elif p is not None and (p.yes_quantity or p.no_quantity):
             pos = (f"YES {p.yes_quantity:,} @ {fmt.price(p.avg_cost_yes, self.tick / 100)} · "
                    f"NO {p.no_quantity:,} @ {fmt.price(p.avg_cost_no, self.tick / 100)} · "
                    f"value {fmt.money(p.value)} · P&L {fmt.signed(p.unrealized_pnl)}")

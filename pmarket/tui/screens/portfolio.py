@@ -1,6 +1,11 @@
-"""Portfolio: cash (deposit, withdraw), positions with cost, mark value and P&L.
+"""Portfolio: cash (deposit, withdraw), positions with cost, mark value and P&L, and
+what resolutions paid.
 
-Invariant: every figure is the server's (``/portfolio`` and ``/positions``), refetched
+A settled position (its event resolved) is marked at what a YES share paid and says so;
+the payouts table lists each position a resolution paid, newest first: its YES and NO
+shares and the cash.
+
+Invariant: every figure is the server's (``/portfolio`` and ``/payouts``), refetched
 after each action; the screen computes nothing it could get wrong.
 """
 
@@ -14,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
-from pmarket.client import Portfolio, Position
+from pmarket.client import Page, Payout, Portfolio, Position
 from pmarket.tui import format as fmt
 from pmarket.tui.screens.base import ApiScreen
 from pmarket.tui.screens.dialogs import NumberDialog
@@ -22,6 +27,8 @@ from pmarket.tui.screens.market import MarketScreen
 
 REFRESH_SECONDS = 3.0
 COST = Decimal("0.0001")
+PAYOUTS_SHOWN = 100
+NAME_WIDTH = 40
 
 
 def pnl_text(value: Decimal | None) -> Text:
@@ -54,12 +61,16 @@ class PortfolioScreen(ApiScreen):
         table.add_columns("Market", "YES", "avg", "NO", "avg", "Mark", "Value",
                           "Unrealized", "Realized")
         yield table
+        yield Static("Payouts: none yet", id="payouts-title", classes="status")
+        paid: DataTable = DataTable(id="payouts-table", cursor_type="row", zebra_stripes=True)
+        paid.add_columns("Paid at", "Market", "YES", "NO", "Amount")
+        yield paid
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = "portfolio"
         self.set_interval(REFRESH_SECONDS, self.reload)
-        self.query_one(DataTable).focus()
+        self.query_one("#positions-table", DataTable).focus()
         self.reload()
 
     def on_screen_resume(self) -> None:
@@ -76,6 +87,9 @@ class PortfolioScreen(ApiScreen):
             return
         self.portfolio = portfolio
         self._fill(portfolio)
+        payouts = await self.call(self.api.payouts(limit=PAYOUTS_SHOWN))
+        if payouts is not None:
+            self._fill_payouts(payouts)
 
     def _fill(self, p: Portfolio) -> None:
         b = p.balance
@@ -83,25 +97,48 @@ class PortfolioScreen(ApiScreen):
             f"Cash {fmt.money(b.total)}  (available {fmt.money(b.available)}, reserved "
             f"{fmt.money(b.reserved)})   Positions {fmt.money(p.positions_value)}   "
             f"Total {fmt.money(p.total_value)}   P&L {fmt.signed(p.pnl)}")
-        table = self.query_one(DataTable)
+        table = self.query_one("#positions-table", DataTable)
         keep = table.cursor_row
         table.clear()
-        titles = self.trading_app.titles
         for pos in p.positions:
             if not (pos.yes_quantity or pos.no_quantity or pos.realized_pnl):
                 continue
-            name = titles.get(pos.market_id) or pos.outcome_name or f"market {pos.market_id}"
+            mark = (Text(f"{fmt.price(pos.mark_price)} paid", style="bold")
+                    if pos.settled else fmt.price(pos.mark_price))
             table.add_row(
-                name[:36], f"{pos.yes_quantity:,}", fmt.price(pos.avg_cost_yes, COST),
-                f"{pos.no_quantity:,}", fmt.price(pos.avg_cost_no, COST),
-                fmt.price(pos.mark_price), fmt.money(pos.value),
+                self._market_name(pos.market_id, pos.outcome_name),
+                f"{pos.yes_quantity:,}", fmt.price(pos.avg_cost_yes, COST),
+                f"{pos.no_quantity:,}",
+                fmt.price(pos.avg_cost_no, COST), mark, fmt.money(pos.value),
                 pnl_text(pos.unrealized_pnl), pnl_text(pos.realized_pnl),
                 key=str(pos.market_id))
         if table.row_count:
             table.move_cursor(row=min(keep, table.row_count - 1))
 
+    def _market_name(self, market_id: int, outcome_name: str) -> str:
+        """A market as the events screen titled it, else its outcome's name (at most
+        ``NAME_WIDTH`` characters, an ellipsis saying where it was cut)."""
+        name = self.trading_app.titles.get(market_id) or outcome_name or f"market {market_id}"
+        return name if len(name) <= NAME_WIDTH else f"{name[:NAME_WIDTH - 1]}…"
+
+    def _fill_payouts(self, page: Page[Payout]) -> None:
+        paid = fmt.money(sum((p.amount for p in page.items), Decimal(0)))
+        n = len(page.items)
+        which = f"the latest {n} of {page.total}" if page.total > n else f"{n}"
+        self.query_one("#payouts-title", Static).update(
+            f"Payouts from resolved events: {which} paid {paid}" if n
+            else "Payouts: none yet")
+        table = self.query_one("#payouts-table", DataTable)
+        table.clear()
+        for i, p in enumerate(page.items):
+            table.add_row(fmt.day(p.paid_at),
+                          self._market_name(p.market_id, p.outcome_name),
+                          f"{p.yes_quantity:,}", f"{p.no_quantity:,}",
+                          Text(fmt.money(p.amount), style="bold green" if p.amount else ""),
+                          key=str(i))
+
     def _selected(self) -> Position | None:
-        table = self.query_one(DataTable)
+        table = self.query_one("#positions-table", DataTable)
         if not table.row_count or self.portfolio is None:
             self.trading_app.fail("No position selected.")
             return None
@@ -112,7 +149,7 @@ class PortfolioScreen(ApiScreen):
         """Refetch now."""
         self.reload()
 
-    @on(DataTable.RowSelected)
+    @on(DataTable.RowSelected, "#positions-table")
     def action_open(self) -> None:
         """Open the selected position's market."""
         pos = self._selected()
