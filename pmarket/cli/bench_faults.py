@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pmarket.cli.bench import bench_app
+from pmarket.cli.preflight import require
 
 
 @bench_app.command("faults")
@@ -39,6 +40,7 @@ def bench_faults(
         raise typer.BadParameter("embedded or deployment", param_hint="--mode")
     if mode == "deployment" and not redis_url:
         raise typer.BadParameter("the deployment needs a Redis URL", param_hint="--redis-url")
+    require(redis_url=redis_url if mode == "deployment" else None, database_url=database_url)
     console = Console(stderr=True)
     options = faults.Options(mode=mode, rounds=rounds, clients=clients, load_s=load_s,
                              redis_url=redis_url if mode == "deployment" else None,

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pmarket.cli.bench import bench_app
+from pmarket.cli.preflight import require
 
 TARGETS = {"embedded": (3000, 50.0), "deployment": (2000, 100.0)}
 WS_TARGET_MS = 20.0
@@ -50,6 +51,7 @@ def bench_http(
 
     if generator not in ("auto", "wrk", "python"):
         raise typer.BadParameter("--generator must be wrk, python or auto")
+    require(redis_url=redis_url, database_url=database_url)
     console = Console(stderr=True)
     with console.status("benchmarking HTTP"):
         result = http.run(http.Options(

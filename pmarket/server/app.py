@@ -162,7 +162,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = runtime
-        await runtime.start()
+        try:
+            await runtime.start()
+        except BaseException as exc:  # `pmarket serve` says why (pmarket.cli.failures)
+            app.state.startup_error = exc
+            raise
         try:
             yield
         finally:
