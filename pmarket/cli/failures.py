@@ -51,7 +51,7 @@ def describe(exc: BaseException) -> Failure | None:
     return None
 
 
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
     """The driver's message without SQLAlchemy's wrapping and background link."""
     text = re.sub(r"^\([\w.]+\) ", "", text.strip())
     text = text.split("\n(Background on this error")[0]
@@ -71,13 +71,13 @@ def _database(exc: BaseException) -> Failure | None:
     except ImportError:  # pragma: no cover - a dependency
         return None
     if isinstance(exc, sa_exc.ArgumentError) and "URL" in str(exc):
-        return Failure(f"malformed database URL: {_first_line(str(exc))}",
+        return Failure(f"malformed database URL: {first_line(str(exc))}",
                        f"expected {DATABASE_URL_EXAMPLES}", EXIT_BAD_CONFIGURATION)
     if isinstance(exc, sa_exc.NoSuchModuleError):
-        return Failure(f"unsupported database URL: {_first_line(str(exc))}",
+        return Failure(f"unsupported database URL: {first_line(str(exc))}",
                        f"expected {DATABASE_URL_EXAMPLES}", EXIT_BAD_CONFIGURATION)
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
-        detail = _first_line(str(exc.orig) if exc.orig is not None else str(exc))
+        detail = first_line(str(exc.orig) if exc.orig is not None else str(exc))
         missing = re.search(r'database "([^"]+)" does not exist', detail)
         if missing:
             return Failure(f"the PostgreSQL database {missing.group(1)!r} does not exist",
@@ -103,7 +103,7 @@ def _redis(exc: BaseException) -> Failure | None:
     from pmarket.bus.values import BusUnavailable
 
     if isinstance(exc, redis.exceptions.ConnectionError | BusUnavailable):
-        return Failure(f"Redis is unreachable: {_first_line(str(exc))}",
+        return Failure(f"Redis is unreachable: {first_line(str(exc))}",
                        "start Redis, or fix --redis-url / PMARKET_REDIS_URL")
     return None
 
