@@ -76,8 +76,14 @@ def reconcile(
     """Compare an engine snapshot with the database; exit 1 if anything differs."""
     from pmarket.db import make_engine
     from pmarket.db.reconcile import reconcile as run_reconcile
+    from pmarket.engine import Engine
 
-    state = orjson.loads(snapshot.read_bytes())
+    try:
+        state = Engine.restore(orjson.loads(snapshot.read_bytes()))
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        typer.echo(f"error: {snapshot} is not an engine snapshot ({type(exc).__name__}: "
+                   f"{first_line(str(exc))})", err=True)
+        raise typer.Exit(2) from None
     engine = make_engine(_url(database_url))
     try:
         with engine.connect() as conn:

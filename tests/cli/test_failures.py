@@ -126,3 +126,10 @@ def test_version_names_the_engine_that_runs(tmp_path):
     forced = subprocess.run([PMARKET, "--version"], cwd=tmp_path, capture_output=True,
                             text=True, env={**_env(), "PMARKET_PURE_PYTHON": "1"})
     assert "engine pure Python (pure Python forced by PMARKET_PURE_PYTHON)" in forced.stdout
+
+
+def test_a_file_that_is_not_a_snapshot(tmp_path):
+    (tmp_path / "notes.json").write_text("not json")
+    done = run("db", "reconcile", "--snapshot", "notes.json", "--database-url",
+               f"sqlite:///{tmp_path / 'x.db'}", cwd=tmp_path)
+    assert_said(done, 2, "notes.json is not an engine snapshot")
