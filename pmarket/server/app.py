@@ -36,7 +36,8 @@ from .settings import Settings
 access_log = logging.getLogger("pmarket.server.access")
 
 DESCRIPTION = """A prediction-market exchange. Money and prices are decimal strings;
-authenticate with `Authorization: Bearer <token>` from `/auth/signin`. See API.md."""
+authenticate with `Authorization: Bearer <token>` from `/auth/signin`. The repository's
+docs/API.md is the reference, docs/WEBSOCKET.md the live feed at `/ws`."""
 
 
 DOCS_ASSETS = "/docs-assets"
