@@ -82,11 +82,13 @@ def engine_tables(results, build: str) -> tuple[Table, Table]:
                           "MiB", "", left=("workload",), caption=f"engine: {build}")
     targets = bench_table("targets, and the Rust engine's figures for the same workloads",
                           "workload", "target", "Rust engine", left=("workload", "target"))
+    listed: set[str] = set()
     for r in results:
         ok = {"pass": True, "fail": False}.get(r.verdict())
         figures.add_row(r.name, count(r.size), _fmt(r.orders_per_s), _fmt(r.p50_us, 2),
                         _fmt(r.p99_us, 2), _fmt(r.mib), verdict(ok))
         target, rust = bench._target_text(r.name), bench.RUST.get(r.name, "")
-        if target or rust:
+        if (target or rust) and r.name not in listed:  # a workload may run at two sizes
+            listed.add(r.name)
             targets.add_row(r.name, target or "", rust)
     return figures, targets

@@ -43,10 +43,13 @@ def assert_fits(table: Table) -> None:
 
 def test_engine_tables_fit():
     names = set(bench_engine.TARGETS) | set(bench_engine.RUST)
-    results = [bench_engine.Result(name, 1_000_000, orders_per_s=1_234_567.8, p50_us=123.45,
-                                   p99_us=12_345.67, mib=1_234.5) for name in sorted(names)]
-    for table in engine_tables(results, "pure Python: not compiled (run `make build`)"):
-        assert_fits(table)
+    results = [bench_engine.Result(name, size, orders_per_s=1_234_567.8, p50_us=123.45,
+                                   p99_us=12_345.67, mib=1_234.5)
+               for name in sorted(names) for size in (10_000, 1_000_000)]
+    figures, targets = engine_tables(results, "pure Python: not compiled (run `make build`)")
+    assert figures.row_count == len(results) and targets.row_count == len(names)
+    assert_fits(figures)
+    assert_fits(targets)
 
 
 def test_services_table_fits():
