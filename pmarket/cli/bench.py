@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -12,6 +13,31 @@ from pmarket.cli import app
 bench_app = typer.Typer(help="Benchmarks: figures for the engine, the services and HTTP.",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+
+
+def bench_table(title: str, *columns: str, left: tuple[str, ...] = (),
+                caption: str | None = None) -> Table:
+    """A benchmark table that reads in an 80-column terminal: light rules, no outer
+    padding, figures right-aligned and never wrapped (``left`` columns are text)."""
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, title_justify="left", caption_justify="left")
+    for column in columns:
+        table.add_column(column, justify="left" if column in left else "right",
+                         no_wrap=column not in left)
+    return table
+
+
+def verdict(ok: bool | None) -> str:
+    """``pass`` / ``fail`` (coloured), or nothing when there is no target."""
+    return "" if ok is None else ("[green]pass[/]" if ok else "[red]fail[/]")
+
+
+def count(n: int) -> str:
+    """1,000,000 as ``1M``, 200,000 as ``200k``; other numbers with separators."""
+    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if n >= size and n % size == 0:
+            return f"{n // size:,}{suffix}"
+    return f"{n:,}"
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -43,15 +69,26 @@ def bench_engine(
     if json:
         typer.echo(orjson.dumps([r.as_dict() for r in results], option=orjson.OPT_INDENT_2))
         return
-    table = Table(title="pmarket engine benchmark (whole engine: validation, ledger, events)",
-                  caption=f"engine: {bench.engine_build()}")
-    for col in ("workload", "size", "orders/s", "p50 µs", "p99 µs", "MiB", "target", "",
-                "Rust engine"):
-        table.add_column(col, justify="left" if col in ("workload", "target") else "right")
+    for table in engine_tables(results, bench.engine_build()):
+        Console().print(table)
+
+
+def engine_tables(results, build: str) -> tuple[Table, Table]:
+    """The figures (with pass/fail), then the targets and the Rust engine's figures."""
+    from pmarket.bench import engine as bench
+
+    figures = bench_table("pmarket engine benchmark (whole engine: validation, ledger, "
+                          "events)", "workload", "size", "orders/s", "p50 µs", "p99 µs",
+                          "MiB", "", left=("workload",), caption=f"engine: {build}")
+    targets = bench_table("targets, and the Rust engine's figures for the same workloads",
+                          "workload", "target", "Rust engine", left=("workload", "target"))
+    listed: set[str] = set()
     for r in results:
-        verdict = r.verdict()
-        mark = {"pass": "[green]pass[/]", "fail": "[red]fail[/]"}.get(verdict, "")
-        table.add_row(r.name, f"{r.size:,}", _fmt(r.orders_per_s), _fmt(r.p50_us, 2),
-                      _fmt(r.p99_us, 2), _fmt(r.mib), bench._target_text(r.name) or "",
-                      mark, bench.RUST.get(r.name, ""))
-    Console().print(table)
+        ok = {"pass": True, "fail": False}.get(r.verdict())
+        figures.add_row(r.name, count(r.size), _fmt(r.orders_per_s), _fmt(r.p50_us, 2),
+                        _fmt(r.p99_us, 2), _fmt(r.mib), verdict(ok))
+        target, rust = bench._target_text(r.name), bench.RUST.get(r.name, "")
+        if (target or rust) and r.name not in listed:  # a workload may run at two sizes
+            listed.add(r.name)
+            targets.add_row(r.name, target or "", rust)
+    return figures, targets

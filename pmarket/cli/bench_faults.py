@@ -7,7 +7,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pmarket.cli.bench import bench_app
+from pmarket.cli.bench import bench_app, bench_table
+from pmarket.cli.preflight import require
 
 
 @bench_app.command("faults")
@@ -39,6 +40,7 @@ def bench_faults(
         raise typer.BadParameter("embedded or deployment", param_hint="--mode")
     if mode == "deployment" and not redis_url:
         raise typer.BadParameter("the deployment needs a Redis URL", param_hint="--redis-url")
+    require(redis_url=redis_url if mode == "deployment" else None, database_url=database_url)
     console = Console(stderr=True)
     options = faults.Options(mode=mode, rounds=rounds, clients=clients, load_s=load_s,
                              redis_url=redis_url if mode == "deployment" else None,
@@ -54,18 +56,26 @@ def bench_faults(
 
 
 def _print(result) -> None:
-    table = Table(title=f"pmarket fault run ({result.mode}, {result.clients} clients)")
-    for col in ("round", "killed (kill -9)", "orders acknowledged so far", "recovered in"):
-        table.add_column(col, justify="left" if col.startswith("killed") else "right")
+    for table in fault_tables(result):
+        Console().print(table)
+    for problem in result.problems:
+        Console(stderr=True).print(f"[red]{problem}[/]")
+
+
+def fault_tables(result) -> tuple[Table, Table]:
+    """The rounds, then the totals after the last restart."""
+    table = bench_table(f"pmarket fault run ({result.mode}, {result.clients} clients)",
+                        "round", "killed (kill -9)", "orders acked", "back in",
+                        left=("killed (kill -9)",))
+    if any(r.orphan for r in result.rounds):
+        table.caption = "(orphan): the worker child outlived its killed parent"
     for r in result.rounds:
-        orphan = " [red](orphan survived)[/]" if r.orphan else ""
+        orphan = " [red](orphan)[/]" if r.orphan else ""
         table.add_row(str(r.number), r.killed + orphan, f"{r.acknowledged:,}",
                       f"{r.recover_s:.2f} s")
-    Console().print(table)
     recover = sorted(r.recover_s for r in result.rounds)
-    totals = Table(title="after the last restart", show_header=False)
-    totals.add_column("figure")
-    totals.add_column("value", justify="right")
+    totals = bench_table("after the last restart", "figure", "value", left=("figure",))
+    totals.show_header = False
     for name, value in (
             ("orders acknowledged", f"{result.acknowledged:,}"),
             ("cancels acknowledged", f"{result.cancels:,}"),
@@ -82,6 +92,4 @@ def _print(result) -> None:
              f"{recover[len(recover) // 2]:.2f} s / {recover[-1]:.2f} s" if recover else "-"),
             ("run time", f"{result.seconds:.0f} s")):
         totals.add_row(name, value)
-    Console().print(totals)
-    for problem in result.problems:
-        Console(stderr=True).print(f"[red]{problem}[/]")
+    return table, totals

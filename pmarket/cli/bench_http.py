@@ -8,7 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pmarket.cli.bench import bench_app
+from pmarket.cli.bench import bench_app, bench_table
+from pmarket.cli.preflight import require
 
 TARGETS = {"embedded": (3000, 50.0), "deployment": (2000, 100.0)}
 WS_TARGET_MS = 20.0
@@ -50,6 +51,7 @@ def bench_http(
 
     if generator not in ("auto", "wrk", "python"):
         raise typer.BadParameter("--generator must be wrk, python or auto")
+    require(redis_url=redis_url, database_url=database_url)
     console = Console(stderr=True)
     with console.status("benchmarking HTTP"):
         result = http.run(http.Options(
@@ -60,10 +62,16 @@ def bench_http(
     if json:
         typer.echo(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
         return
+    Console().print(http_table(result, users))
+    if result.reads is not None:
+        Console().print(reads_table(result))
+
+
+def http_table(result, users: int) -> Table:
+    figures = result.as_dict()
     rate_target, p99_target = TARGETS[result.mode]
-    table = Table(title=f"pmarket HTTP benchmark ({result.mode}, {users} users)")
-    for col in ("figure", "value", "target"):
-        table.add_column(col, justify="left" if col == "figure" else "right")
+    table = bench_table(f"pmarket HTTP benchmark ({result.mode}, {users} users)",
+                        "figure", "value", "target", left=("figure",))
 
     def ms(v):
         return "-" if v is None else f"{v:.1f} ms"
@@ -77,23 +85,19 @@ def bench_http(
     table.add_row("trades seen on WebSocket", f"{result.trades_seen:,}", "")
     table.add_row("WebSocket trade latency p99", ms(figures["ws_trade_p99_ms"]),
                   f"<= {WS_TARGET_MS:.0f} ms")
-    Console().print(table)
-    if result.reads is not None:
-        Console().print(_reads_table(result))
+    return table
 
 
-def _reads_table(result) -> Table:
+def reads_table(result) -> Table:
     mix = result.reads
-    table = Table(title=f"read mix ({mix.generator}, {mix.connections} connections, "
-                        f"{mix.users} users' tokens rotating, {mix.seconds:g} s per path)")
-    for col in ("read", "path", "req/s", "p50", "p99", "target"):
-        table.add_column(col, justify="left" if col in ("read", "path") else "right")
+    table = bench_table(f"read mix ({mix.generator}, {mix.connections} connections, "
+                        f"{mix.users} users' tokens rotating, {mix.seconds:g} s per path)",
+                        "path", "req/s", "p50 ms", "p99 ms", "target", left=("path", "target"))
     for p in mix.paths:
         rate, p99 = READ_TARGETS.get(p.name, (None, None))
-        target = "" if rate is None else f">= {rate:,}/s" + (
-            f", p99 <= {p99:.0f} ms" if p99 is not None else "")
-        table.add_row(p.name, p.path, f"{p.per_s:,.0f}", f"{p.p50_ms:.1f} ms",
-                      f"{p.p99_ms:.1f} ms", target)
+        target = "" if rate is None else f"≥ {rate:,}/s" + (
+            f", p99 ≤ {p99:.0f} ms" if p99 is not None else "")
+        table.add_row(p.path, f"{p.per_s:,.0f}", f"{p.p50_ms:.1f}", f"{p.p99_ms:.1f}", target)
     if mix.generator != "wrk":
         table.caption = ("Python load generator (wrk not installed): it shares the CPU with "
                          "the server, so these figures understate it")

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pmarket.cli.bench import bench_app
+from pmarket.cli.bench import bench_app, bench_table
 
 
 @bench_app.command("readmodel")
@@ -31,13 +31,16 @@ def bench_readmodel(
     if json:
         typer.echo(orjson.dumps(figures.as_dict(), option=orjson.OPT_INDENT_2))
         return
-    table = Table(title=f"read model ({figures.backend}: {figures.users:,} users, "
-                        f"{figures.positions:,} positions, {figures.orders:,} open orders)")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
+    Console().print(readmodel_table(figures))
+
+
+def readmodel_table(figures) -> Table:
+    table = bench_table(f"read model ({figures.backend}: {figures.users:,} users, "
+                        f"{figures.positions:,} positions, {figures.orders:,} open orders)",
+                        "figure", "value", left=("figure",))
     table.add_row("seeding time (read + install)", f"{figures.seed_s:.2f} s")
     table.add_row("memory held", f"{figures.total_bytes / 2**20:,.1f} MiB")
     table.add_row("per user (balance)", f"{figures.bytes_per_user:,.0f} B")
     table.add_row("per position", f"{figures.bytes_per_position:,.0f} B")
     table.add_row("per open order", f"{figures.bytes_per_order:,.0f} B")
-    Console().print(table)
+    return table

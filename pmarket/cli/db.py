@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from pmarket.cli import app
+from pmarket.cli.failures import describe, first_line
 
 db_app = typer.Typer(help="Database: migrations and reconciliation with the engine.",
                      no_args_is_help=True)
@@ -42,7 +43,10 @@ def upgrade(
     try:
         at = run_upgrade(url, revision)
     except Exception as exc:  # report any driver/migration failure as a sentence
-        typer.echo(f"upgrade of {_shown(url)} failed: {exc}", err=True)
+        if describe(exc) is not None:
+            raise  # said by the command line (pmarket.cli.failures)
+        typer.echo(f"error: upgrade of {_shown(url)} failed: {first_line(str(exc))}",
+                   err=True)
         raise typer.Exit(1) from None
     typer.echo(f"{_shown(url)} is at revision {at}")
 
@@ -72,8 +76,14 @@ def reconcile(
     """Compare an engine snapshot with the database; exit 1 if anything differs."""
     from pmarket.db import make_engine
     from pmarket.db.reconcile import reconcile as run_reconcile
+    from pmarket.engine import Engine
 
-    state = orjson.loads(snapshot.read_bytes())
+    try:
+        state = Engine.restore(orjson.loads(snapshot.read_bytes()))
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        typer.echo(f"error: {snapshot} is not an engine snapshot ({type(exc).__name__}: "
+                   f"{first_line(str(exc))})", err=True)
+        raise typer.Exit(2) from None
     engine = make_engine(_url(database_url))
     try:
         with engine.connect() as conn:

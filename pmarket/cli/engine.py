@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 import typer
 
 from pmarket.cli import app
+from pmarket.cli.preflight import require_redis
 
 REDIS_DEFAULT = "redis://127.0.0.1:6379/0"
 REDIS_URL_HELP = "Redis URL of the bus."
@@ -77,6 +78,7 @@ def engine(
     from pmarket.bus import LeaseLost, make_bus
     from pmarket.engine.service import EngineService
 
+    require_redis(redis_url)
     configure_logging(log_level)
     log = logging.getLogger(__name__)
 

@@ -16,10 +16,12 @@ import logging
 
 import typer
 
+from pmarket import cli
 from pmarket.cli import app
+from pmarket.cli.failures import EXIT_BAD_CONFIGURATION, EXIT_FAILED, describe
+from pmarket.cli.preflight import check_database_url, require
 
-EXIT_STARTUP_FAILED = 1
-EXIT_BAD_CONFIGURATION = 2
+EXIT_STARTUP_FAILED = EXIT_FAILED
 EXIT_DATABASE_IN_USE = 3
 EXIT_PORT_UNAVAILABLE = 4
 
@@ -53,6 +55,9 @@ def serve(
     except WeakSecret as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_CONFIGURATION) from None
+    check_database_url(settings.database_url)
+    if not settings.embedded:  # embedded: taking the database's lock connects to it
+        require(redis_url=settings.redis_url, database_url=settings.database_url)
     lock: DatabaseLock | None = None
     try:
         if settings.embedded:
@@ -66,16 +71,17 @@ def serve(
             lock.release()
         typer.echo(f"error: {exc.strerror}", err=True)
         raise typer.Exit(EXIT_PORT_UNAVAILABLE) from None
-    except Exception as exc:  # the lock file or the database cannot be reached
-        typer.echo(f"error: cannot lock the database {_shown(settings.database_url)}: "
-                   f"{type(exc).__name__}: {exc}".splitlines()[0], err=True)
-        raise typer.Exit(EXIT_STARTUP_FAILED) from None
-    mode = "embedded (engine and worker in this process)" if settings.embedded \
-        else f"deployment (bus {_shown(settings.redis_url)})"
+    # Anything else (a database that cannot be reached, a malformed URL) is said by the
+    # command line's failure handling (pmarket.cli.failures).
+    mode = f"embedded (engine and worker in this process, {_engine_build()})" \
+        if settings.embedded else f"deployment (bus {_shown(settings.redis_url)})"
     typer.echo(f"pmarket: serving http://{host}:{sock.getsockname()[1]} (docs at /docs), "
                f"{mode}, database {_shown(settings.database_url)}", err=True)
     application = create_app(settings)
     application.state.runtime.lock = lock  # held from here until the runtime stops
+    quiet = _StartupTraceback()  # the failure is said below, once, in its own words
+    if not cli.debug:
+        logging.getLogger("uvicorn.error").addFilter(quiet)
     config = uvicorn.Config(application, host=host, port=port, loop="uvloop",
                             http="httptools", ws="websockets-sansio",
                             ws_per_message_deflate=False,  # CPU per message
@@ -88,8 +94,38 @@ def serve(
         sock.close()
         if lock is not None:
             lock.release()
-    if not server.started:  # the lifespan failed (logged by uvicorn)
+    if not server.started:  # the lifespan failed: the runtime could not start
+        error = getattr(application.state, "startup_error", None)
+        if error is not None and (cli.debug or describe(error) is not None):
+            raise error  # said in one or two lines (or, with --debug, its traceback)
+        if error is not None or quiet.dropped:  # a bug: its traceback after all
+            typer.echo(quiet.dropped or repr(error), err=True)
         raise typer.Exit(EXIT_STARTUP_FAILED)
+
+
+class _StartupTraceback(logging.Filter):
+    """Holds back the traceback uvicorn logs when the app's lifespan fails: the command
+    says what failed in a line or two instead (or shows it, for a bug)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Traceback (most recent call last)"):
+            self.dropped = message
+            return False
+        return True
+
+
+def _engine_build() -> str:
+    """Which engine this process runs, for the line that says what is served."""
+    from pmarket.engine import compiled
+
+    if compiled.mode == "compiled":
+        return "engine compiled with mypyc"
+    return f"engine pure Python: {compiled.reason}"
 
 
 def _shown(url: str) -> str:

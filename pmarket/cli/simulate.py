@@ -5,7 +5,9 @@ fresh target (``--target URL``: a running server, admin credentials from
 ``--admin-email``/``--admin-password`` or ``PMARKET_ADMIN_EMAIL``/
 ``PMARKET_ADMIN_PASSWORD``; exit 2 saying what is missing) with a progress bar for long
 runs, print the report tables and the notes on steps the target could not run as
-written, optionally write the full reports as JSON, and exit 1 if any expectation failed.
+written, optionally give the full reports as JSON (``--json``: on standard output instead
+of the tables; ``--output FILE``: into a file, never one of the scenario files), and exit
+1 if any expectation failed.
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ LONG_RUN = 2_000
 def simulate(
     files: list[Path] = typer.Argument(..., help="Scenario files (YAML), e.g. scenarios/*.yaml."),
     seed: int | None = typer.Option(None, help="Override every scenario's seed."),
-    json_file: Path | None = typer.Option(None, "--json", help="Write the full reports here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full reports as JSON on "
+                                 "standard output, instead of the tables."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Also write the full "
+                                       "reports as JSON into this file (never an input)."),
     target: str | None = typer.Option(
         None, help="URL of a running pmarket server (default: an in-process engine)."),
     admin_email: str | None = typer.Option(
@@ -57,8 +62,12 @@ def simulate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print one line per scenario."),
 ) -> None:
     """Replay scenario files against the exchange and check their expectations."""
-    console = Console()
     errors = Console(stderr=True)
+    console = errors if as_json else Console()  # stdout holds the JSON alone then
+    if output is not None and any(_same_file(output, path) for path in files):
+        errors.print(f"error: --output {output} is one of the scenario files; it would be "
+                     "overwritten", style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(2)
     scenarios = []
     bad = False
     for path in files:
@@ -103,7 +112,7 @@ def simulate(
         finally:
             run_target.close()
         reports.append(report)
-        if quiet:
+        if quiet or as_json:  # with --json, these lines go to stderr
             mark = "[green]PASS[/]" if report.passed else "[red]FAIL[/]"
             console.print(f"{mark} {scenario.name} ({scenario.file})")
             for failure in report.failures:
@@ -115,12 +124,24 @@ def simulate(
             console.print()
 
     failed = [r for r in reports if not r.passed]
-    if json_file is not None:
-        data = {"passed": not failed, "reports": [r.to_dict() for r in reports]}
-        json_file.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+    if as_json or output is not None:
+        data = orjson.dumps({"passed": not failed, "reports": [r.to_dict() for r in reports]},
+                            option=orjson.OPT_INDENT_2)
+        if output is not None:
+            output.write_bytes(data)
+        if as_json:
+            typer.echo(data.decode())
     if len(reports) > 1:
         style = "red" if failed else "green"
         console.print(f"{len(reports) - len(failed)} of {len(reports)} scenarios passed",
                       style=style)
     if failed:
         raise typer.Exit(1)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (``a`` may not exist yet)."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and a.samefile(b))
+    except OSError:
+        return False

@@ -31,6 +31,7 @@ from pmarket.cli.engine import (
     configure_logging,
     run_until_signal,
 )
+from pmarket.cli.preflight import require
 
 worker_app = typer.Typer(help="The database worker and what it could not store.")
 app.add_typer(worker_app, name="worker")
@@ -72,8 +73,9 @@ def worker(
     from pmarket.db import default_database_url, make_engine, upgrade
     from pmarket.worker import Worker
 
-    configure_logging(log_level)
     url = database_url or default_database_url()
+    require(redis_url=redis_url or REDIS_DEFAULT, database_url=url)
+    configure_logging(log_level)
     upgrade(url)
     db = make_engine(url)
 

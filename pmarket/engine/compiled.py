@@ -33,8 +33,10 @@ from types import ModuleType
 
 CORE = ("limits", "units", "events", "book", "ledger", "engine", "trading", "collateral",
         "admin", "queries", "snapshot")
-"""Core modules compiled by mypyc (``commands`` stays interpreted: other packages
-build commands with values of any type, and the engine rejects the bad ones as data)."""
+"""Core modules compiled by mypyc: the one list (``setup.py`` compiles these, the Makefile
+rebuilds when one of them changes, ``pmarket --version`` names the build). ``commands``
+stays interpreted: other packages build commands with values of any type, and the engine
+rejects the bad ones as data."""
 
 MANIFEST = "compiled.json"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -130,3 +132,7 @@ def activate() -> str:
 def is_compiled(module: ModuleType) -> bool:
     """Whether an imported module is an extension (compiled) module."""
     return not str(getattr(module, "__file__", "")).endswith(".py")
+
+
+if __name__ == "__main__":  # the Makefile's list of sources a build depends on
+    print(" ".join(f"pmarket/engine/{name}.py" for name in CORE))

@@ -75,6 +75,7 @@ from pmarket.bus import (
 )
 from pmarket.bus.values import CORRELATION_ID, REPLY_TO
 
+from . import compiled
 from .commands import Expire
 from .engine import Engine
 from .events import REJECTED
@@ -155,7 +156,10 @@ class EngineService:
         self.consumer = consumer or f"engine-{shard}"
         self.keep_groups = keep_groups
         self.clock = clock
-        token = f"{self.consumer}@{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        # The token names the holder, and its last field the engine build it runs
+        # (``compiled`` or ``pure``): /health reports it from there (``engine_build``).
+        token = (f"{self.consumer}@{socket.gethostname()}:{os.getpid()}:"
+                 f"{secrets.token_hex(4)}:{compiled.mode}")
         self.fence = Fence(bus.keys.lease(shard), token, lease_ms)
         self._lease_checked = -math.inf  # monotonic time the lease was last confirmed
         self.commands = bus.commands_stream(shard)

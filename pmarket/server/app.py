@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 from fastapi import FastAPI, WebSocket
+from fastapi_offline import FastAPIOffline
 
 from . import errors, websocket
 from .errors import JSON, error_body
@@ -35,7 +36,12 @@ from .settings import Settings
 access_log = logging.getLogger("pmarket.server.access")
 
 DESCRIPTION = """A prediction-market exchange. Money and prices are decimal strings;
-authenticate with `Authorization: Bearer <token>` from `/auth/signin`. See API.md."""
+authenticate with `Authorization: Bearer <token>` from `/auth/signin`. The repository's
+docs/API.md is the reference, docs/WEBSOCKET.md the live feed at `/ws`."""
+
+
+DOCS_ASSETS = "/docs-assets"
+"""Where the Swagger UI and ReDoc scripts and styles are served from."""
 
 
 class _BodyTooLarge(Exception):
@@ -162,17 +168,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = runtime
-        await runtime.start()
+        try:
+            await runtime.start()
+        except BaseException as exc:  # `pmarket serve` says why (pmarket.cli.failures)
+            app.state.startup_error = exc
+            raise
         try:
             yield
         finally:
             await runtime.stop()
 
-    app = FastAPI(title="pmarket", version="0.1.0", description=DESCRIPTION,
-                  lifespan=lifespan, default_response_class=JSON,
-                  # No OpenTelemetry: its per-request "is a provider configured?" check
-                  # showed in profiles of the order path.
-                  telemetry={"tracing": False, "metrics": False, "logs": False})
+    # /docs (Swagger UI) and /redoc from assets in the fastapi-offline package, never
+    # from a CDN: the documentation works offline, served by the exchange itself.
+    app = FastAPIOffline(title="pmarket", version="0.1.0", description=DESCRIPTION,
+                         static_url=DOCS_ASSETS, lifespan=lifespan,
+                         default_response_class=JSON,
+                         # No OpenTelemetry: its per-request "is a provider configured?"
+                         # check showed in profiles of the order path.
+                         telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.runtime = runtime
     errors.install(app)
     for router in ROUTERS:

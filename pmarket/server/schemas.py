@@ -536,7 +536,10 @@ class EventCreate(In):
     slug: Slug | None = None
     close_time: UtcTime | None = None
     outcomes: Annotated[list[OutcomeName], Field(max_length=MAX_OUTCOMES)] = []
-    tick_size: Annotated[int, BeforeValidator(_to_units), _DECIMAL_SCHEMA] = 100
+    # The default is written as a client sends it (the schema shows it), converted to
+    # units like any value sent.
+    tick_size: Annotated[int, BeforeValidator(_to_units), _DECIMAL_SCHEMA] = Field(
+        default="0.01", validate_default=True)
 
 
 class EventUpdate(In):

@@ -96,10 +96,70 @@ def test_pure_python_can_be_forced_and_compiled_required(tmp_path):
     assert required.returncode != 0 and "compiled engine required" in required.stderr
 
 
-def test_setup_compiles_exactly_the_core_modules():
-    setup = (ROOT / "setup.py").read_text()
-    listed = re.search(r"CORE = \((.*?)\)", setup, re.S).group(1)
-    assert tuple(re.findall(r'"(\w+)"', listed)) == compiled.CORE
+def test_the_core_modules_are_listed_once_in_compiled_py():
+    """setup.py compiles, and the Makefile rebuilds on, ``compiled.CORE`` itself."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert "$(shell $(PYTHON) pmarket/engine/compiled.py)" in makefile
+    listed = subprocess.run([sys.executable, str(compiled.PACKAGE_DIR / "compiled.py")],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert listed == [f"pmarket/engine/{name}.py" for name in compiled.CORE]
+    for path in ("Makefile", "setup.py"):
+        text = (ROOT / path).read_text()
+        assert not all(name in text for name in ("collateral", "queries", "snapshot",
+                                                 "ledger")), f"{path} lists the core"
+
+
+def test_the_compiler_is_pinned_once():
+    """The build and the development environment use one exact mypy version."""
+    import mypy.version
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    pins = re.findall(r'"mypy([^"]*)"', pyproject)
+    assert len(pins) == 2 and pins[0] == pins[1] and pins[0].startswith("=="), pins
+    assert mypy.version.__version__ == pins[0][2:]
+
+
+def build_copy(tmp_path: Path, edit: str = "", **env: str) -> subprocess.CompletedProcess:
+    """``setup.py build_ext --inplace`` on a copy of the project (its engine sources),
+    ``edit`` appended to its ``units.py``."""
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tmp_path)
+    units = copy_package(tmp_path) / "units.py"
+    units.write_text(units.read_text() + edit)
+    environ = {k: v for k, v in os.environ.items() if k != "PMARKET_PURE_PYTHON"}
+    return subprocess.run([sys.executable, "setup.py", "--quiet", "build_ext", "--inplace"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**environ, **env})
+
+
+def no_build_in(tmp_path: Path) -> bool:
+    engine = tmp_path / "pmarket" / "engine"
+    return not list(engine.glob(f"*{SUFFIX}")) and not (engine / compiled.MANIFEST).exists()
+
+
+def test_a_failed_compile_stops_saying_why_and_how_to_opt_out(tmp_path):
+    done = build_copy(tmp_path, CC="/bin/false")  # no working C compiler
+    assert done.returncode != 0, done.stderr
+    assert "pmarket build: error: compiling the engine failed: " in done.stderr
+    assert "/bin/false" in done.stderr and "PMARKET_PURE_PYTHON=1" in done.stderr
+    assert "make build PURE_PYTHON=1" in done.stderr and "Traceback" not in done.stderr
+    assert no_build_in(tmp_path)
+
+
+def test_a_type_error_stops_the_compile_with_mypys_message(tmp_path):
+    done = build_copy(tmp_path, '\nNOT_AN_INT: int = "a string"\n', CC="/bin/false")
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "units.py" in output and "incompatible types" in output.lower(), output
+    assert "compiling the engine failed: mypyc refused the sources" in done.stderr
+    assert "PMARKET_PURE_PYTHON=1" in done.stderr and no_build_in(tmp_path)
+
+
+def test_pure_python_on_purpose_builds_nothing_and_says_so(tmp_path):
+    done = build_copy(tmp_path, PMARKET_PURE_PYTHON="1", CC="/bin/false")
+    assert done.returncode == 0, done.stderr
+    assert "not compiling the engine (pure Python, on purpose)" in done.stderr
+    assert no_build_in(tmp_path)
 
 
 @pytest.mark.skipif(os.environ.get("PMARKET_REQUIRE_COMPILED") != "1",

@@ -20,6 +20,14 @@ async def test_health_reports_every_component_ok(client, server):
     assert r.headers["x-request-id"]
 
 
+async def test_health_names_the_engine_build_that_runs(client):
+    from pmarket.engine import compiled
+
+    engine = (await client.http.get("/health")).json()["components"]["engine"]
+    assert engine["build"] == compiled.mode  # the engine runs in this process here
+    assert engine["build"] in ("compiled", "pure")
+
+
 async def test_metrics_count_requests_orders_and_trades(client):
     market = await client.market()
     a, _ = await client.user()

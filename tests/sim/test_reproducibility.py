@@ -36,7 +36,7 @@ def test_cli_json_reports_match_for_the_same_seed(tmp_path):
     path = write(tmp_path, AGENTS)
     outputs = []
     for name in ("a.json", "b.json"):
-        result = invoke("simulate", "--quiet", "--seed", "99", "--json",
+        result = invoke("simulate", "--quiet", "--seed", "99", "--output",
                         str(tmp_path / name), str(path))
         assert result.exit_code == 0, result.output
         outputs.append(orjson.loads((tmp_path / name).read_bytes()))

@@ -3,7 +3,8 @@
 Health checks what a request would need: the database answers ``SELECT 1``, the bus
 answers a read of the event stream's head, the engine answers a command round trip
 (``Expire``: it only advances the engine's clock and expires due orders, so it is
-harmless), the market-data replica is following the stream, the read model serves (it
+harmless) and names its build (``compiled`` with mypyc or ``pure`` Python, from its
+lease), the market-data replica is following the stream, the read model serves (it
 stops on a gap it cannot fill; reads then go to the database), the database projection
 (the worker, wherever it runs) is not stalled (``consistency.ProjectionWatch``: behind
 the stream without advancing for ``worker_stall_s``), in the embedded mode the engine
@@ -71,7 +72,8 @@ async def health(runtime: RuntimeDep):
         "" if marketdata_ok else f"; not following the event stream: {replica.status}")
     components = {
         "engine": _component(engine_ok, engine_detail, round_trip_ms=rtt_ms,
-                             embedded=runtime.settings.embedded),
+                             embedded=runtime.settings.embedded,
+                             build=await _engine_build(runtime) if bus_ok else "unknown"),
         "database": _component(db_ok, db_detail),
         "bus": _component(bus_ok, bus_detail),
         "marketdata": _component(marketdata_ok, marketdata_detail),
@@ -91,6 +93,20 @@ async def health(runtime: RuntimeDep):
     down = any(c["status"] == "down" for c in components.values())
     return JSON({"status": "ok" if healthy else "degraded", "components": components},
                 status_code=503 if down else 200)
+
+
+async def _engine_build(runtime) -> str:
+    """``compiled`` (mypyc) or ``pure`` (interpreted): the build the shard's engine runs,
+    which it names in its lease token (``EngineService``); ``unknown`` when no engine
+    holds the lease."""
+    try:
+        holder = await asyncio.wait_for(
+            runtime.bus.lease_holder(runtime.bus.keys.lease(runtime.settings.shard)),
+            CHECK_TIMEOUT_S)
+    except Exception:  # the bus component reports it
+        return "unknown"
+    build = (holder or "").rpartition(":")[2]
+    return build if build in ("compiled", "pure") else "unknown"
 
 
 async def _worker(runtime, bus_ok: bool) -> dict:
