@@ -19,7 +19,7 @@ import typer
 from pmarket import cli
 from pmarket.cli import app
 from pmarket.cli.failures import EXIT_BAD_CONFIGURATION, EXIT_FAILED, describe
-from pmarket.cli.preflight import check_database_url, require
+from pmarket.cli.preflight import check_database_url, require, require_redis
 
 EXIT_STARTUP_FAILED = EXIT_FAILED
 EXIT_DATABASE_IN_USE = 3
@@ -57,7 +57,8 @@ def serve(
         raise typer.Exit(EXIT_BAD_CONFIGURATION) from None
     check_database_url(settings.database_url)
     if not settings.embedded:  # embedded: taking the database's lock connects to it
-        require(redis_url=settings.redis_url, database_url=settings.database_url)
+        require(database_url=settings.database_url)
+        _warn_if_redis_is_down(settings.redis_url)
     lock: DatabaseLock | None = None
     try:
         if settings.embedded:
@@ -137,3 +138,17 @@ def _shown(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _warn_if_redis_is_down(url: str) -> None:
+    """A deployment server starts while Redis is down — degraded (``/health`` 503,
+    writes 503 with Retry-After) — and heals when it answers (docs/SERVICES.md), so that
+    servers and Redis may start in any order. It says so in one line, not a traceback."""
+    try:
+        require_redis(url)
+    except Exception as exc:
+        failure = describe(exc)
+        if failure is None:
+            raise
+        typer.echo(f"warning: {failure.message}; serving degraded until it answers "
+                   "(/health says so)", err=True)

@@ -77,7 +77,7 @@ def test_a_malformed_database_url(command, url, words, tmp_path):
     assert_said(run(*command, "--database-url", url, cwd=tmp_path), 2, *words)
 
 
-@pytest.mark.parametrize("command", [["engine"], ["serve", "--port", "0"], ["bench", "http"]])
+@pytest.mark.parametrize("command", [["engine"], ["bench", "http"]])
 def test_redis_unreachable_at_start(command, tmp_path):
     url = f"redis://127.0.0.1:{closed_port()}/0"
     database = [] if command == ["engine"] else ["--database-url",
@@ -86,6 +86,26 @@ def test_redis_unreachable_at_start(command, tmp_path):
     done = run(*command, "--redis-url", url, *database, cwd=tmp_path)
     assert_said(done, 1, "Redis is unreachable", "Connection refused", "--redis-url")
     assert time.monotonic() - started < 30, "it retried instead of saying so"
+
+
+def test_a_deployment_server_warns_and_starts_degraded_while_redis_is_unreachable(tmp_path):
+    """Servers and Redis may start in any order: serve warns in one line and keeps
+    running (degraded until Redis answers, which the server tests check)."""
+    url = f"redis://127.0.0.1:{closed_port()}/0"
+    server = subprocess.Popen(
+        [PMARKET, "serve", "--port", "0", "--redis-url", url,
+         "--database-url", f"sqlite:///{tmp_path / 'x.db'}"],
+        cwd=tmp_path, env=_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        first = server.stderr.readline()
+        assert first.startswith("warning: Redis is unreachable"), first
+        assert "serving degraded until it answers" in first
+        time.sleep(1)
+        assert server.poll() is None, server.stderr.read()
+    finally:
+        server.kill()
+        server.wait(10)
 
 
 def test_a_malformed_redis_url(tmp_path):
