@@ -271,8 +271,14 @@ class Engine:
         """When the earliest gtd expiry, close time or dead-man deadline falls due (it
         may have passed), or None: the runtime sends an ``Expire`` tick from then on."""
         due = timers.next_due(self)
-        if self._expiry and self._expiry[0][0] < due:
-            due = self._expiry[0][0]
+        heap = self._expiry
+        while heap:  # drop the entries of orders no longer open (stale) first
+            expires_at, oid = heap[0]
+            order = self.orders.get(oid)
+            if order is not None and order.expires_at_ms == expires_at:
+                due = min(due, expires_at)
+                break
+            heapq.heappop(heap)
         return None if due == NEVER else due
 
     # --- queries (queries.py) ----------------------------------------------------------
