@@ -5,6 +5,10 @@ burns it, and leaves the event's collateral at zero: a winner's YES and every lo
 pay $1; a void event of N outcomes pays 1/N per YES and 1 - 1/N per NO, rounded down per
 position, the remainder going to the exchange's rounding account.
 
+Setting a close time (creation or update) schedules the event's close with ``timers``,
+which also owns closing itself (``close_event``), so an operator's close and a close
+time's are the same change.
+
 Handlers are functions of the engine (see engine.py). Every text and time an operator
 sends is checked against the input limits (``limits``) before anything changes, so an
 event the engine accepts is one every database can store; a breach is rejected with
