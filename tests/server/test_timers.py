@@ -188,3 +188,37 @@ async def test_a_close_time_in_the_past_creates_a_closed_event(client, clock):
     r = await client.http.patch(f"/admin/events/{event['id']}", json={"status": "active"},
                                 headers=client.auth(await client.admin()))
     assert r.status_code == 200 and r.json()["status"] == "active"  # an operator's choice
+
+
+# --- what a reply holds --------------------------------------------------------------------
+
+
+async def test_a_reply_holds_only_its_own_commands_events_not_what_its_time_made_due(
+        client, server, clock):
+    """B's order is the first command past A's gtd expiry, A's dead-man deadline and
+    another event's close time: all three fire just before it, in its batch, yet B's
+    answer is B's order alone (it once was A's expired order: the first ``order`` event)."""
+    service = server.engine_service
+    service.expire_every_s = 3600.0  # no tick: B's command must be the one that fires them
+    try:
+        market = await client.market()
+        a, _ = await client.user("a")
+        b, _ = await client.user("b")
+        now = clock()
+        other = (await client.event(close_time=iso(now + 60_000)))["outcomes"][0]["market_id"]
+        gtd = await client.order(a, market, "yes", "buy", "0.10", 1, time_in_force="gtd",
+                                 expires_at=iso(now + 30_000))
+        await client.order(a, other, "yes", "buy", "0.11", 1)
+        await client.order(a, market, "yes", "buy", "0.12", 1)
+        expires_at = ms((await beat(client, a, 5))["expires_at"])
+        clock.offset += max(expires_at, now + 60_000) - clock() + 1
+        placed = await client.order(b, market, "yes", "buy", "0.20", 3)
+        assert placed["order"]["price"] == "0.20" and placed["order"]["quantity"] == 3
+        assert placed["order"]["status"] == "open" and placed["trades"] == []
+        r = await client.http.get(f"/orders/{gtd['order']['id']}", headers=client.auth(a))
+        assert r.json()["status"] == "expired"
+        assert await open_orders(client, a) == []
+        r = await client.http.post("/onramp", json={"amount": "1"}, headers=client.auth(b))
+        assert r.json()["available"] == "1000.4000"  # 1000 - 0.60 reserved + 1
+    finally:
+        service.expire_every_s = 0.02
