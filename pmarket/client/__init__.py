@@ -15,6 +15,7 @@ a ``ServerUnavailable`` (nobody answered).
 
 from pmarket.client.aio import AsyncClient
 from pmarket.client.calls import Call, OrderSpec
+from pmarket.client.deadman import AsyncDeadManSwitch, DeadManSwitch
 from pmarket.client.errors import ApiError, ClientError, ServerUnavailable
 from pmarket.client.http import DEFAULT_URL
 from pmarket.client.models import (
@@ -28,6 +29,7 @@ from pmarket.client.models import (
     EventResolution,
     EventSplitResult,
     Health,
+    Heartbeat,
     Level,
     Market,
     Order,
@@ -62,6 +64,7 @@ __all__ = [
     "DEFAULT_URL",
     "ApiError",
     "AsyncClient",
+    "AsyncDeadManSwitch",
     "Audit",
     "Auth",
     "Balance",
@@ -73,6 +76,7 @@ __all__ = [
     "Client",
     "ClientError",
     "ConnectionMessage",
+    "DeadManSwitch",
     "ErrorMessage",
     "Event",
     "EventBook",
@@ -80,6 +84,7 @@ __all__ = [
     "EventSplitResult",
     "FillMessage",
     "Health",
+    "Heartbeat",
     "Level",
     "LocalBook",
     "Market",

@@ -8,6 +8,7 @@ it, and ``stream()`` subscribes to the user channel with that token.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ import httpx
 from pmarket.client import calls as c
 from pmarket.client import models as m
 from pmarket.client.calls import Amount, Call, OrderSpec
+from pmarket.client.deadman import AsyncDeadManSwitch
 from pmarket.client.errors import ApiError, ServerUnavailable
 from pmarket.client.http import DEFAULT_TIMEOUT, DEFAULT_URL, read, request_args, retry_wait, ws_url
 from pmarket.client.stream import MarketStream
@@ -280,6 +282,22 @@ class AsyncClient:
         ``MarketStream`` for the options.
         """
         return MarketStream(ws_url(self.base_url), self.token, **options)
+
+    # --- dead-man switch -----------------------------------------------------------
+
+    async def heartbeat(self, timeout_s: int) -> m.Heartbeat:
+        """Arm the dead-man switch (or keep it armed) for ``timeout_s`` (5 to 300)."""
+        return await self.call(c.heartbeat(timeout_s))
+
+    async def disarm_heartbeat(self) -> None:
+        """Turn the dead-man switch off."""
+        return await self.call(c.disarm_heartbeat())
+
+    def dead_man_switch(self, timeout_s: int = 30, interval_s: float | None = None,
+                        on_fired: Callable[[m.Heartbeat], Any] | None = None) -> AsyncDeadManSwitch:
+        """The dead-man switch as a context manager sending heartbeats in the background
+        (every ``interval_s``, default ``timeout_s / 3``); see ``pmarket.client.deadman``."""
+        return AsyncDeadManSwitch(self, timeout_s, interval_s, on_fired)
 
     # --- system --------------------------------------------------------------------
 

@@ -365,6 +365,19 @@ def audit() -> Call[m.Audit]:
     return Call("GET", "/admin/audit", m.parse_audit)
 
 
+# --- dead-man switch ------------------------------------------------------------------
+
+
+def heartbeat(timeout_s: int) -> Call[m.Heartbeat]:
+    """``POST /heartbeat``: arm the dead-man switch for ``timeout_s`` (5 to 300)."""
+    return Call("POST", "/heartbeat", m.parse_heartbeat, body={"timeout_s": timeout_s})
+
+
+def disarm_heartbeat() -> Call[None]:
+    """``DELETE /heartbeat``: turn the dead-man switch off."""
+    return Call("DELETE", "/heartbeat", _none)
+
+
 # --- system ------------------------------------------------------------------------
 
 

@@ -499,6 +499,21 @@ def parse_resolution(d: Json) -> Resolution:
 
 
 @dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The dead-man switch after a heartbeat: armed until ``expires_at``; ``fired_at``
+    is when it fired since the previous heartbeat (it cancelled every open order)."""
+
+    expires_at: datetime | None
+    timeout_s: int
+    fired_at: datetime | None
+
+
+def parse_heartbeat(d: Json) -> Heartbeat:
+    """The ``POST /heartbeat`` object."""
+    return Heartbeat(ts(d["expires_at"]), int(d.get("timeout_s", 0)), ts(d.get("fired_at")))
+
+
+@dataclass(frozen=True, slots=True)
 class Audit:
     """The exchange-wide money audit: ``ok`` iff ``difference`` is zero."""
 

@@ -16,6 +16,7 @@ import httpx
 from pmarket.client import calls as c
 from pmarket.client import models as m
 from pmarket.client.calls import Amount, Call, OrderSpec
+from pmarket.client.deadman import DeadManSwitch, OnFired
 from pmarket.client.errors import ApiError, ServerUnavailable
 from pmarket.client.http import DEFAULT_TIMEOUT, DEFAULT_URL, read, request_args, retry_wait
 
@@ -271,6 +272,22 @@ class Client:
     def audit(self) -> m.Audit:
         """The exchange-wide money audit."""
         return self.call(c.audit())
+
+    # --- dead-man switch -----------------------------------------------------------
+
+    def heartbeat(self, timeout_s: int) -> m.Heartbeat:
+        """Arm the dead-man switch (or keep it armed) for ``timeout_s`` (5 to 300)."""
+        return self.call(c.heartbeat(timeout_s))
+
+    def disarm_heartbeat(self) -> None:
+        """Turn the dead-man switch off."""
+        return self.call(c.disarm_heartbeat())
+
+    def dead_man_switch(self, timeout_s: int = 30, interval_s: float | None = None,
+                        on_fired: OnFired | None = None) -> DeadManSwitch:
+        """The dead-man switch as a context manager sending heartbeats in the background
+        (every ``interval_s``, default ``timeout_s / 3``); see ``pmarket.client.deadman``."""
+        return DeadManSwitch(self, timeout_s, interval_s, on_fired)
 
     # --- system --------------------------------------------------------------------
 

@@ -5,6 +5,10 @@ burns it, and leaves the event's collateral at zero: a winner's YES and every lo
 pay $1; a void event of N outcomes pays 1/N per YES and 1 - 1/N per NO, rounded down per
 position, the remainder going to the exchange's rounding account.
 
+Setting a close time (creation or update) schedules the event's close with ``timers``,
+which also owns closing itself (``close_event``), so an operator's close and a close
+time's are the same change.
+
 Handlers are functions of the engine (see engine.py). Every text and time an operator
 sends is checked against the input limits (``limits``) before anything changes, so an
 event the engine accepts is one every database can store; a breach is rejected with
@@ -16,7 +20,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import commands as c
-from .book import CANCELLED
 from .collateral import ledger
 from .commands import EventStatus
 from .events import EVENT_DELETED, PAYOUT, RESOLVED, Reason
@@ -31,7 +34,7 @@ from .limits import (
     text_problem,
     time_ms_problem,
 )
-from .trading import close
+from .timers import cancel_event_orders, close_event, forget_event, schedule_close
 from .units import SCALE, VALID_TICKS
 
 if TYPE_CHECKING:
@@ -120,6 +123,7 @@ def create_event(eng: Engine, cmd: c.CreateEvent) -> None:
         event.markets.append(market)
         eng.markets[market.id] = market
     eng.events[event.id] = event
+    schedule_close(eng, event)
     eng._out.append(event.snapshot())
 
 
@@ -157,18 +161,15 @@ def update_event(eng: Engine, cmd: c.UpdateEvent) -> None:
     if cmd.close_time_ms is not None:
         event.close_time_ms = cmd.close_time_ms
     if status is not None and status.value != event.status:
-        event.status = status.value
-        for market in event.markets:
-            market.status = event.status
-        if event.status == "closed":
-            _cancel_event_orders(eng, event, Reason.EVENT_CLOSED)
+        if status is EventStatus.CLOSED:
+            close_event(eng, event, Reason.EVENT_CLOSED)
+        else:
+            event.status = status.value
+            for market in event.markets:
+                market.status = event.status
+    if cmd.close_time_ms is not None:
+        schedule_close(eng, event)  # after a reopen: a close time already past closes
     eng._out.append(event.snapshot())
-
-
-def _cancel_event_orders(eng: Engine, event: Event, reason: str) -> None:
-    ids = {m.id for m in event.markets}
-    for order in [o for o in eng.orders.values() if o.market.id in ids]:
-        close(eng, order, CANCELLED, reason)
 
 
 def delete_event(eng: Engine, cmd: c.DeleteEvent) -> None:
@@ -182,7 +183,8 @@ def delete_event(eng: Engine, cmd: c.DeleteEvent) -> None:
         eng._reject(None, "DeleteEvent", Reason.EVENT_NOT_DELETABLE,
                     f"event {event.id} has traded or has shares outstanding")
         return
-    _cancel_event_orders(eng, event, Reason.EVENT_DELETED)
+    cancel_event_orders(eng, event, Reason.EVENT_DELETED)
+    forget_event(eng, event.id)
     eng._flush()  # the cancellations refer to markets that are about to go
     gone = set(event.markets)
     for key in [k for k, o in eng.client_orders.items() if o.market in gone]:
@@ -218,7 +220,8 @@ def resolve(eng: Engine, cmd: c.ResolveEvent) -> None:
     if problem is not None:
         eng._reject(None, "ResolveEvent", Reason.UNKNOWN_OUTCOME, problem)
         return
-    _cancel_event_orders(eng, event, Reason.EVENT_RESOLVED)
+    cancel_event_orders(eng, event, Reason.EVENT_RESOLVED)
+    forget_event(eng, event.id)
     n = len(event.markets) if event.is_multi else 2
     paid = 0
     for market in event.markets:

@@ -198,7 +198,36 @@ class CancelAll(Command):
 
 @dataclass(slots=True, kw_only=True)
 class Expire(Command):
-    """Advance the clock to ``ts_ms`` and expire due gtd orders; changes nothing else."""
+    """The clock tick: advance the clock to ``ts_ms``; changes nothing else.
+
+    Every command advances the clock, and whatever its time makes due happens before
+    the command itself (``timers``): gtd orders expire, events reaching their
+    ``close_time`` close, dead-man switches past their deadline fire. The runtime sends
+    this command when something is due and no other command came (``next_due_ms``).
+    """
+
+
+# --- dead-man switch -----------------------------------------------------------------
+
+
+@dataclass(slots=True, kw_only=True)
+class Heartbeat(Command):
+    """Arm (or keep armed) the user's dead-man switch until ``ts_ms + timeout_ms``.
+
+    If the clock reaches that deadline before the next heartbeat, every open order of
+    the user is cancelled and the switch turns off. A heartbeat whose time is at or
+    past the deadline is too late: the switch fires first, then this one arms it anew.
+    """
+
+    user_id: int
+    timeout_ms: int
+
+
+@dataclass(slots=True, kw_only=True)
+class DisarmHeartbeat(Command):
+    """Turn the user's dead-man switch off (nothing happens if it is not armed)."""
+
+    user_id: int
 
 
 # --- collateral operations -----------------------------------------------------------

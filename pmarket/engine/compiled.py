@@ -32,7 +32,7 @@ from pathlib import Path
 from types import ModuleType
 
 CORE = ("limits", "units", "events", "book", "ledger", "engine", "trading", "collateral",
-        "admin", "queries", "snapshot")
+        "admin", "timers", "queries", "snapshot")
 """Core modules compiled by mypyc: the one list (``setup.py`` compiles these, the Makefile
 rebuilds when one of them changes, ``pmarket --version`` names the build). ``commands``
 stays interpreted: other packages build commands with values of any type, and the engine

@@ -6,11 +6,12 @@ returns a ``rejected`` event with a reason code.
 
 ``Engine`` is one class holding all state; its handlers live by concern in plain
 functions taking the engine (``trading``: orders and matching, ``collateral``: money
-and share bundles, ``admin``: event lifecycle, ``queries``: read-only views,
-``snapshot``: state as data). This module holds the state, the dispatch, the helpers
-every handler shares, and the end-of-command flush of touched state. The whole core is
-compiled with mypyc when it can be (see setup.py and ``compiled``), so the
-state is declared with exact types and handlers are direct native calls.
+and share bundles, ``admin``: event lifecycle, ``timers``: close times and dead-man
+switches, ``queries``: read-only views, ``snapshot``: state as data). This module holds
+the state, the dispatch, the helpers every handler shares, and the end-of-command flush
+of touched state. The whole core is compiled with mypyc when it can be (see setup.py and
+``compiled``), so the state is declared with exact types and handlers are direct native
+calls.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import heapq
 from collections.abc import Callable, Iterable
 from typing import Any, Final, cast
 
-from . import admin, collateral, queries, snapshot, trading
+from . import admin, collateral, queries, snapshot, timers, trading
 from . import commands as c
 from .book import EXPIRED, Order
 from .events import CLOCK, REJECTED, Reason
 from .ledger import Account, Event, Market, Position, Treasury
+from .timers import NEVER, Timers
 
 Handler = Callable[["Engine", Any], object]
 """A command handler: ``handler(engine, command)``; its result is ignored."""
@@ -33,7 +35,7 @@ _CANCEL: Final = c.CancelOrder
 
 
 def _advance_clock(eng: Engine, cmd: c.Expire) -> None:
-    """``Expire`` does nothing itself: ``apply`` already expired what its time made due."""
+    """``Expire`` does nothing itself: ``apply`` already did what its time made due."""
 
 
 class Engine:
@@ -49,6 +51,7 @@ class Engine:
         events, markets, accounts: state by id; ``orders`` holds the open orders only.
         client_orders: every order placed with a client_order_id, by (user, coid).
         now_ms, last_seq: the clock and the last sequence number applied.
+        timers: pending close times and dead-man switches (``timers``).
     """
 
     id_offset: int
@@ -65,6 +68,7 @@ class Engine:
     last_market_id: int
     now_ms: int
     last_seq: int
+    timers: Timers
     _expiry: list[tuple[int, int]]
     _out: list[tuple[object, ...]]
     _t_orders: list[Order]
@@ -89,6 +93,7 @@ class Engine:
         self.last_market_id = id_offset
         self.now_ms = 0
         self.last_seq = 0
+        self.timers = Timers()
         self._expiry = []  # heap of (expires_at_ms, order_id)
         self._out = []
         # What the current command touched, in the order first touched, flushed as
@@ -103,6 +108,8 @@ class Engine:
             c.ModifyOrder: trading.modify,
             c.CancelAll: trading.cancel_all,
             c.Expire: _advance_clock,
+            c.Heartbeat: timers.heartbeat,
+            c.DisarmHeartbeat: timers.disarm,
             c.Deposit: collateral.deposit,
             c.Withdraw: collateral.withdraw,
             c.Split: collateral.split,
@@ -137,11 +144,13 @@ class Engine:
         ts_ms = cmd.ts_ms
         if ts_ms > self.now_ms:
             self.now_ms = ts_ms
-        if self._expiry and self._expiry[0][0] <= self.now_ms:
-            expired = self._expire_due()
-            if expired:
+        now = self.now_ms
+        if (self._expiry and self._expiry[0][0] <= now) or self.timers.next_due <= now:
+            expired = self._expire_due() if self._expiry else 0
+            fired = timers.fire_due(self) if self.timers.next_due <= now else 0
+            if expired or fired:
                 self._flush()
-                out.append((CLOCK, self.now_ms, expired))
+                out.append((CLOCK, now, expired))
         kind = type(cmd)
         if kind is _PLACE:
             trading.place(self, cast(c.PlaceOrder, cmd))
@@ -257,6 +266,20 @@ class Engine:
                 trading.close(self, order, EXPIRED, Reason.EXPIRED)
                 expired += 1
         return expired
+
+    def next_due_ms(self) -> int | None:
+        """When the earliest gtd expiry, close time or dead-man deadline falls due (it
+        may have passed), or None: the runtime sends an ``Expire`` tick from then on."""
+        due = timers.next_due(self)
+        heap = self._expiry
+        while heap:  # drop the entries of orders no longer open (stale) first
+            expires_at, oid = heap[0]
+            order = self.orders.get(oid)
+            if order is not None and order.expires_at_ms == expires_at:
+                due = min(due, expires_at)
+                break
+            heapq.heappop(heap)
+        return None if due == NEVER else due
 
     # --- queries (queries.py) ----------------------------------------------------------
 

@@ -12,10 +12,12 @@ idempotent by construction. ``fill``, ``ledger`` and ``payout`` are facts with t
 identity (trade id; command seq). All prices are integer units (``units.SCALE`` = $1); ``fill``
 and ``book`` prices are in YES terms, ``order`` prices in the owner's terms.
 
-The events of one command are emitted in this order: when the command's time expired gtd
-orders, their events and a ``clock`` marker; then the command's own facts (``rejected`` /
-``duplicate`` / ``ledger`` / ``payout`` / ``fill`` / ``resolved`` ...), then the final state
-of every order, position, balance and book level it touched. In ``command_events(events)`` (what
+The events of one command are emitted in this order: when the command's time made
+something due (gtd orders expiring, events reaching their close time, dead-man switches
+firing: see ``timers``), the events of that and a ``clock`` marker; then the command's
+own facts (``rejected`` / ``duplicate`` / ``ledger`` / ``payout`` / ``fill`` /
+``resolved`` ...), then the final state of every order, position, balance and book level
+it touched. In ``command_events(events)`` (what
 follows the ``clock`` marker, if any) the first ``order`` event of a placement or
 modification is that order itself.
 """
@@ -38,6 +40,7 @@ RESOLVED: Final = "resolved"
 PAYOUT: Final = "payout"
 BATCH_ITEM: Final = "batch_item"
 CLOCK: Final = "clock"
+DEAD_MAN: Final = "dead_man"
 
 LAYOUTS: dict[str, tuple[str, ...]] = {
     # Full state of an order after the command, in its owner's terms.
@@ -73,9 +76,15 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
     EVENT_DELETED: ("event_id",),
     # In a batch's events: everything up to the next batch_item belongs to order `index`.
     BATCH_ITEM: ("index",),
-    # The command's time expired gtd orders before the command itself was applied: the
-    # events before this marker are those expirations, the events after it the command's.
+    # The command's time made something due before the command itself was applied: the
+    # events before this marker are what fell due (expired gtd orders, events closed at
+    # their close time, dead-man switches fired), the events after it the command's.
+    # expired counts the gtd orders expired (0 when only timers fired).
     CLOCK: ("now_ms", "expired"),
+    # A user's dead-man switch after a heartbeat, a disarm or its firing. expires_at_ms
+    # is None when it is off; fired_ms is when it fired (the firing itself, or, in a
+    # heartbeat's event, a firing since the previous heartbeat), else None.
+    DEAD_MAN: ("user_id", "expires_at_ms", "timeout_ms", "fired_ms"),
     RESOLVED: (
         "event_id", "winning_outcome_id", "void", "payouts_total", "rounding", "ts_ms",
     ),
@@ -128,6 +137,7 @@ class Reason:
     EVENT_CLOSED: Final = "event_closed"
     EVENT_RESOLVED: Final = "event_resolved"
     EVENT_DELETED: Final = "event_deleted"
+    DEAD_MAN_SWITCH: Final = "dead_man_switch"
 
 
 def as_dict(event: tuple[Any, ...]) -> dict[str, Any]:
@@ -142,7 +152,7 @@ def as_dict(event: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def command_events(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The events of the command itself, without the expirations its time caused."""
+    """The events of the command itself, without what its time made due."""
     for i, event in enumerate(events):
         if event[0] == CLOCK:
             return events[i + 1:]
@@ -151,7 +161,7 @@ def command_events(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return events
 
 
-_EXPIRY_KINDS = frozenset((ORDER, POSITION, BALANCE, BOOK))
+_EXPIRY_KINDS = frozenset((ORDER, POSITION, BALANCE, BOOK, EVENT, DEAD_MAN))
 
 
 def of_kind(events: list[tuple[Any, ...]], kind: str) -> list[dict[str, Any]]:

@@ -27,9 +27,13 @@ Durability and recovery (``recovery`` has the formats):
   ``always`` nothing). Without persistence a Redis restart loses the log after the last
   snapshot and every queued command.
 
-Gtd expiry without traffic: when an order's expiry is due the service sends itself an
-``Expire`` command through the command stream, so the expiry is logged and replayed
-like any other command. A command that cannot be decoded is moved to the dead-letter
+The clock: time-driven changes (gtd expiry, events closing at their close time, dead-man
+switches firing; ``timers``) happen inside the engine when a command's time makes them
+due. Without traffic, the service checks every ``expire_every_s`` whether anything is
+due (``Engine.next_due_ms``) and if so sends itself an ``Expire`` tick through the
+command stream, so the tick is logged and replayed like any other command; the first
+check runs right after recovery, so what fell due while the engine was down happens
+at once. A command that cannot be decoded is moved to the dead-letter
 stream and answered with a ``rejected`` event; one redelivered more than
 ``max_deliveries`` times (it crashed the engine on every try) is dead-lettered too.
 
@@ -171,7 +175,7 @@ class EngineService:
         self._covered: set[str] = set()  # command ids in replayed deliveries
         self._since_snapshot = 0
         self._snapshot_at = time.monotonic()
-        self._expire_sent = 0.0
+        self._expire_sent = -math.inf  # the first check runs right after recovery
         self._publishing: asyncio.Task[None] | None = None  # the last batch's complete
         self._next: list[Message] | None = None  # read along with the last publication
 
@@ -485,14 +489,17 @@ class EngineService:
     # --- housekeeping ---------------------------------------------------------------------
 
     async def _maybe_send_expire(self) -> None:
+        """Send an ``Expire`` tick if something is due (at most every ``expire_every_s``).
+
+        The tick fires whatever is due when it is applied, stale entries included, so
+        this cannot keep ticking for a cancelled order or a moved deadline.
+        """
         now = time.monotonic()
         if now - self._expire_sent < self.expire_every_s:
             return
         self._expire_sent = now
-        # The expiry heap is the engine's own (same package); stale entries are popped
-        # by the Expire itself, so this cannot keep firing for a cancelled order.
-        heap = self.engine._expiry
-        if heap and heap[0][0] <= self.clock():
+        due = self.engine.next_due_ms()
+        if due is not None and due <= self.clock():
             await self.bus.send_command(encode_command(Expire()), shard=self.shard)
             self.stats.expiry_ticks += 1
 

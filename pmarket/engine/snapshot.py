@@ -17,12 +17,15 @@ import orjson
 
 from .book import Order
 from .ledger import Account, Event, Market, Position
+from .timers import Timers
 from .units import SCALE
 
 if TYPE_CHECKING:
     from .engine import Engine
 
-SNAPSHOT_VERSION: Final = 3
+SNAPSHOT_VERSION: Final = 4
+"""Version 4 added ``timers``; older snapshots (before close times and dead-man switches
+took effect) still load with every unresolved event's close time pending."""
 
 
 def _order_data(o: Order) -> dict[str, object]:
@@ -66,6 +69,7 @@ def snapshot(eng: Engine) -> dict[str, Any]:
             for a in eng.accounts.values()
         ],
         "orders": [_order_data(o) for o in eng.orders.values()],
+        "timers": eng.timers.data(),
         "client_orders": [
             [user, coid, o.id if eng.orders.get(o.id) is o else _order_data(o),
              None if o.placement is None else list(o.placement)]
@@ -87,8 +91,9 @@ def restore(data: dict[str, Any]) -> Engine:
     """
     from .engine import Engine  # engine.py imports this module
 
-    if data.get("version") not in (2, SNAPSHOT_VERSION):  # 2: without placements
-        raise ValueError(f"unsupported snapshot version {data.get('version')!r}")
+    version = data.get("version")
+    if version not in (2, 3, SNAPSHOT_VERSION):  # 2: without placements; 3: without timers
+        raise ValueError(f"unsupported snapshot version {version!r}")
     ids = data["ids"]
     eng = Engine(id_offset=ids["offset"], id_stride=ids["stride"])
     eng.last_order_id = ids["order"]
@@ -126,6 +131,10 @@ def restore(data: dict[str, Any]) -> Engine:
         eng.client_orders[(user, coid)] = o
     for m in eng.markets.values():
         m.book.clear_dirty()
+    eng.timers = Timers.from_data(data["timers"] if version == SNAPSHOT_VERSION else {
+        "closes": [[e.id, e.close_time_ms] for e in eng.events.values()
+                   if e.close_time_ms is not None and e.status != "resolved"],
+        "switches": []})
     return eng
 
 

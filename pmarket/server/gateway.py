@@ -1,8 +1,11 @@
 """The server's only way to change anything in the exchange: commands over the bus.
 
-``Gateway.send(command)`` encodes the command, waits for the engine's reply (the events
-of that command alone), counts the write for read-your-writes (``consistency``) and
-turns a ``rejected`` event into the HTTP error the API promises (``REJECTION_STATUS``).
+``Gateway.send(command)`` encodes the command, waits for the engine's reply, keeps the
+events of that command alone (``command_events``: what the command's time made due
+before it — other users' expired or cancelled orders, a closed event — reaches everyone
+through the event stream, never as this caller's answer), counts the write for
+read-your-writes (``consistency``) and turns a ``rejected`` event into the HTTP error the
+API promises (``REJECTION_STATUS``).
 
 Invariant: the engine is the single writer, so every check that guards money (enough
 cash, enough shares, market active...) happens there, atomically with the change; the
@@ -19,7 +22,7 @@ from collections.abc import Callable
 
 from pmarket.bus import Bus, BusUnavailable, RequestTimeout, decode_events, encode_command
 from pmarket.engine.commands import Command
-from pmarket.engine.events import REJECTED, Reason
+from pmarket.engine.events import REJECTED, Reason, command_events
 
 from .errors import BUS_RETRY_AFTER_S, ApiError
 
@@ -101,7 +104,7 @@ class Gateway:
         except BusUnavailable:
             raise ApiError(503, "unavailable", "the engine is unreachable; retry in a moment",
                            {"Retry-After": str(BUS_RETRY_AFTER_S)}) from None
-        events = decode_events(reply)
+        events = command_events(decode_events(reply))
         self.on_write()
         if self.observe is not None:
             rejected = events[0][_REJECTED_REASON] if events and events[0][0] == REJECTED \

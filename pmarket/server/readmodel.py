@@ -53,7 +53,8 @@ log = logging.getLogger("pmarket.server.readmodel")
 
 OPEN_STATUSES = ("open", "partially_filled")
 
-_FAST_IGNORED = frozenset({ev.BOOK, ev.REJECTED, ev.DUPLICATE, ev.BATCH_ITEM, ev.CLOCK})
+_FAST_IGNORED = frozenset({ev.BOOK, ev.REJECTED, ev.DUPLICATE, ev.BATCH_ITEM, ev.CLOCK,
+                           ev.DEAD_MAN})
 _CASH_LEDGER = frozenset({"deposit", "withdrawal"})  # change no position (Batch._ledger)
 _STRINGS = {s: s for s in ("yes", "no", "buy", "sell", "limit", "market", "open",
                            "partially_filled", "gtc", "gtd", "ioc", "fok")}

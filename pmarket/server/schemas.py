@@ -33,11 +33,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from pmarket.engine import limits, units
+from pmarket.engine import limits, timers, units
 
 MAX_QUANTITY = units.MAX_QUANTITY
 MAX_BATCH = 20
 MAX_OUTCOMES = limits.MAX_OUTCOMES
+MIN_TIMEOUT_S = timers.MIN_TIMEOUT_MS // 1000
+MAX_TIMEOUT_S = timers.MAX_TIMEOUT_MS // 1000
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -587,3 +589,17 @@ class AuditOut(BaseModel):
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     components: dict[str, Any]
+
+
+# --- dead-man switch -----------------------------------------------------------------
+
+
+class HeartbeatIn(In):
+    timeout_s: Annotated[int, Field(ge=MIN_TIMEOUT_S, le=MAX_TIMEOUT_S, strict=True,
+                                    examples=[30])]
+
+
+class HeartbeatOut(BaseModel):
+    expires_at: str
+    timeout_s: int
+    fired_at: str | None

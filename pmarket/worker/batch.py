@@ -12,7 +12,8 @@ folds every event, in order, into per-table rows:
 * derived values (market volume / last price / open interest, candles, cost basis) are
   accumulated as deltas and merged into the stored values by the writer.
 
-``book``, ``rejected``, ``duplicate``, ``batch_item`` and ``clock`` events change no table.
+``book``, ``rejected``, ``duplicate``, ``batch_item``, ``clock`` and ``dead_man`` events
+change no table (a dead-man switch lives in the engine alone).
 
 Invariant: the rows of a batch equal the rows of projecting its deliveries one at a
 time, and every integer destined for a BIGINT column is checked by ``bounded`` here,
@@ -34,7 +35,8 @@ from .delivery import Delivery
 CANDLE_INTERVALS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000, "1d": 86_400_000}
 """Candle interval names and lengths in ms; buckets start at multiples of the length."""
 
-_IGNORED = frozenset({ev.BOOK, ev.REJECTED, ev.DUPLICATE, ev.BATCH_ITEM, ev.CLOCK})
+_IGNORED = frozenset({ev.BOOK, ev.REJECTED, ev.DUPLICATE, ev.BATCH_ITEM, ev.CLOCK,
+                      ev.DEAD_MAN})
 _EVENT_LEVEL = frozenset({"split_event", "merge_event", "convert"})
 _SHARE_LEDGER = frozenset({"split", "merge", "split_event", "merge_event", "convert",
                            "payout"})

@@ -130,6 +130,7 @@ class StepResult:
     payouts: list[tuple] = field(default_factory=list)
     deleted: list[int] = field(default_factory=list)
     clock: list[tuple] = field(default_factory=list)  # ("clock", now, orders expired)
+    dead_man: list[tuple] = field(default_factory=list)  # ("dead_man", user, ...) facts
     event_states: list[tuple] = field(default_factory=list)  # (id, status, title, ...)
     touched_orders: set[int] = field(default_factory=set)
     # per placement (each batch item) or modification: its order's id, None if refused
@@ -167,6 +168,9 @@ class ReferenceExchange:
         self.rounding = 0
         self.last_id = {"order": 0, "trade": 0, "event": 0, "market": 0}
         self.arrivals = 0
+        self.closes: dict[int, int] = {}  # event -> pending close time
+        # user -> [deadline (0: fired, off), timeout, fired at (0: not since last beat)]
+        self.switches: dict[int, list[int]] = {}
         self.result = StepResult()
 
     # --- derived state ---------------------------------------------------------------
@@ -251,7 +255,7 @@ class ReferenceExchange:
                 return self.result
             self.last_seq = cmd.seq
         self.now = max(self.now, cmd.ts_ms)
-        self._expire_due()
+        self._time_passes()
         handler = getattr(self, f"_on_{type(cmd).__name__}")
         handler(cmd)
         return self.result
@@ -267,12 +271,35 @@ class ReferenceExchange:
         self.last_id[kind] += 1
         return self.last_id[kind]
 
-    def _expire_due(self) -> None:
-        """Expire due gtd orders; the engine marks their end with a ``clock`` event."""
+    def _time_passes(self) -> None:
+        """Expire due gtd orders, then fire due close times and dead-man switches in
+        (time, close before switch, id) order; the engine marks the end of all that (if
+        anything happened: a close time of an event no longer active changes nothing)
+        with one ``clock`` event counting the expired orders."""
         due = [o for o in self.open_orders() if o.tif == "gtd" and self.now >= o.expires_at]
         for o in due:
             self._close(o, "expired", Reason.EXPIRED)
-        if due:
+        timers = sorted([(at, 0, eid) for eid, at in self.closes.items() if at <= self.now]
+                        + [(s[0], 1, user) for user, s in self.switches.items()
+                           if 0 < s[0] <= self.now])
+        fired = 0
+        for _, kind, key in timers:
+            if kind == 0:
+                del self.closes[key]
+                event = self.events.get(key)
+                if event is not None and event.status == "active":
+                    self._close_event(event)
+                    self._report_event(event)
+                    fired += 1
+            else:
+                fired += 1
+                for o in self.open_orders():
+                    if o.user == key:
+                        self._close(o, "cancelled", Reason.DEAD_MAN_SWITCH)
+                switch = self.switches[key]
+                switch[0], switch[2] = 0, self.now
+                self.result.dead_man.append(("dead_man", key, None, switch[1], self.now))
+        if due or fired:
             self.result.clock.append(("clock", self.now, len(due)))
 
     def _close(self, o: RefOrder, status: str, reason: str) -> None:
@@ -529,7 +556,33 @@ class ReferenceExchange:
                 self._close(o, "cancelled", Reason.USER)
 
     def _on_Expire(self, cmd: c.Expire) -> None:
-        pass  # the clock moved and due orders expired in apply()
+        pass  # the clock moved and what fell due happened in apply()
+
+    # --- dead-man switch ---------------------------------------------------------------
+
+    def _on_Heartbeat(self, cmd: c.Heartbeat) -> None:
+        def heartbeat() -> None:
+            if not _whole(cmd.user_id, 1, 2**62):
+                raise Rejected(Reason.INVALID_FIELD)
+            if not _whole(cmd.timeout_ms, 5_000, 300_000):
+                self.result.rejections.append(
+                    (cmd.user_id, "Heartbeat", Reason.INVALID_FIELD, None, None))
+                return
+            fired = self.switches.get(cmd.user_id, [0, 0, 0])[2]
+            self.switches[cmd.user_id] = [self.now + cmd.timeout_ms, cmd.timeout_ms, 0]
+            self.result.dead_man.append(("dead_man", cmd.user_id, self.now + cmd.timeout_ms,
+                                         cmd.timeout_ms, fired or None))
+
+        self._guarded(None, "Heartbeat", heartbeat)
+
+    def _on_DisarmHeartbeat(self, cmd: c.DisarmHeartbeat) -> None:
+        def disarm() -> None:
+            if not _whole(cmd.user_id, 1, 2**62):
+                raise Rejected(Reason.INVALID_FIELD)
+            switch = self.switches.pop(cmd.user_id, [0, 0, 0])
+            self.result.dead_man.append(("dead_man", cmd.user_id, None, switch[1], None))
+
+        self._guarded(None, "DisarmHeartbeat", disarm)
 
     # --- money and collateral ----------------------------------------------------------
 
@@ -677,9 +730,26 @@ class ReferenceExchange:
                 self.markets[market.id] = market
                 event.markets.append(market.id)
             self.events[event.id] = event
+            self._schedule_close(event, cmd.close_time_ms)
             self._report_event(event)
 
         self._guarded(None, "CreateEvent", create)
+
+    def _schedule_close(self, event: RefEvent, close_ms: int | None) -> None:
+        """A close time yet to come is pending; one already come closes an active event."""
+        self.closes.pop(event.id, None)
+        if close_ms is None:
+            return
+        if close_ms > self.now:
+            self.closes[event.id] = close_ms
+        elif event.status == "active":
+            self._close_event(event)
+
+    def _close_event(self, event: RefEvent) -> None:
+        event.status = "closed"
+        for m in event.markets:
+            self.markets[m].status = "closed"
+        self._cancel_event_orders(event, Reason.EVENT_CLOSED)
 
     def _live_event(self, event_id: int) -> RefEvent:
         event = self.events.get(event_id)
@@ -709,6 +779,8 @@ class ReferenceExchange:
                     self.markets[m].status = event.status
                 if event.status == "closed":
                     self._cancel_event_orders(event, Reason.EVENT_CLOSED)
+            if cmd.close_time_ms is not None:
+                self._schedule_close(event, cmd.close_time_ms)
             self._report_event(event)
 
         self._guarded(None, "UpdateEvent", update)
@@ -726,6 +798,7 @@ class ReferenceExchange:
             if event.collateral or any(self.markets[m].volume for m in event.markets):
                 raise Rejected(Reason.EVENT_NOT_DELETABLE)
             self._cancel_event_orders(event, Reason.EVENT_DELETED)
+            self.closes.pop(event.id, None)
             for key, (oid, _) in list(self.client_orders.items()):
                 if self.orders[oid].event == event.id:
                     del self.client_orders[key]
@@ -752,6 +825,7 @@ class ReferenceExchange:
         if winner is not None and winner not in event.markets:
             raise Rejected(Reason.UNKNOWN_OUTCOME)
         self._cancel_event_orders(event, Reason.EVENT_RESOLVED)
+        self.closes.pop(event.id, None)
         n = len(event.markets) if event.is_multi else 2
         paid = 0
         for m in event.markets:

@@ -33,9 +33,11 @@ from pmarket.engine import (
     CreateEvent,
     DeleteEvent,
     Deposit,
+    DisarmHeartbeat,
     Engine,
     EventStatus,
     Expire,
+    Heartbeat,
     Merge,
     MergeEvent,
     ModifyOrder,
@@ -53,6 +55,7 @@ from pmarket.engine import (
     Withdraw,
 )
 from pmarket.engine.events import as_dict, command_events
+from pmarket.engine.timers import MAX_TIMEOUT_MS, MIN_TIMEOUT_MS
 from pmarket.engine.units import MAX_AMOUNT, MAX_QUANTITY, MAX_TOTAL_MONEY, SCALE
 
 from .reference import ReferenceExchange
@@ -111,6 +114,7 @@ def check_facts(events: list[tuple], res) -> None:
     assert [e for e in events if e[0] == "resolved"] == res.resolved
     assert [e[1] for e in events if e[0] == "event_deleted"] == res.deleted
     assert [e for e in events if e[0] == "clock"] == res.clock
+    assert [e for e in events if e[0] == "dead_man"] == res.dead_man
     states = [(e[1], e[2], e[3], e[8], e[9], e[11], e[12]) for e in events if e[0] == "event"]
     assert states == res.event_states
 
@@ -126,14 +130,20 @@ def check_order_events(events: list[tuple], ref: ReferenceExchange, res) -> None
 
 
 def check_event_layout(events: list[tuple]) -> None:
-    """Expirations (if any) come first, closed by one clock marker; then the command's."""
+    """What the command's time made due (if anything) comes first, closed by one clock
+    marker counting the expired orders; then the command's."""
     clock = [i for i, e in enumerate(events) if e[0] == "clock"]
     assert len(clock) <= 1
     if clock:
-        expiry = events[:clock[0]]
-        assert all(e[0] in ("order", "position", "balance", "book") for e in expiry)
-        assert all(e[11] == "expired" for e in expiry if e[0] == "order")
-        assert sum(e[0] == "order" for e in expiry) == events[clock[0]][2]
+        due = events[:clock[0]]
+        assert due
+        assert all(e[0] in ("order", "position", "balance", "book", "event", "dead_man")
+                   for e in due)
+        assert all(e[11] in ("expired", "cancelled") for e in due if e[0] == "order")
+        assert sum(e[0] == "order" and e[11] == "expired" for e in due) == \
+            events[clock[0]][2]
+        assert all(e[2] == "closed" for e in due if e[0] == "event")
+        assert all(e[2] is None and e[4] is not None for e in due if e[0] == "dead_man")
     for event in events:
         as_dict(event)  # every field named by its layout
 
@@ -584,6 +594,31 @@ class ExchangeMachine(RuleBasedStateMachine):
         self.clock = max(0, self.clock + dt)
         self._run(Expire())
 
+    @rule(data=st.data())
+    def seconds_pass(self, data) -> None:
+        """A jump of about a dead-man timeout: a deadline is missed, met exactly, or not
+        yet reached; half the time the runtime ticks, else the next command, whatever it
+        is (a heartbeat: the race), carries the new time."""
+        self.clock += data.draw(st.sampled_from(
+            (MIN_TIMEOUT_MS - 1, MIN_TIMEOUT_MS, MIN_TIMEOUT_MS + 1, MIN_TIMEOUT_MS + 2)),
+            label="jump")
+        if data.draw(st.booleans(), label="tick?"):
+            self._run(Expire())
+
+    @rule(data=st.data())
+    def heartbeat(self, data) -> None:
+        """Arm or re-arm a user's dead-man switch (now and then a bad one), or disarm it."""
+        user = self._user(data)
+        if data.draw(st.integers(0, 19), label="bad user?") == 0:
+            user = data.draw(st.sampled_from((0, -1, 2**62 + 1)), label="bad user")
+        if data.draw(st.integers(0, 3), label="disarm?") == 0:
+            self._run(DisarmHeartbeat(user_id=user))
+            return
+        timeout = data.draw(st.sampled_from(
+            (MIN_TIMEOUT_MS, MIN_TIMEOUT_MS, MIN_TIMEOUT_MS + 2, MAX_TIMEOUT_MS,
+             MIN_TIMEOUT_MS - 1, MAX_TIMEOUT_MS + 1)), label="timeout")
+        self._run(Heartbeat(user_id=user, timeout_ms=timeout))
+
     @rule()
     def redeliver_last_command(self) -> None:
         """A command delivered twice is refused the second time (same seq)."""
@@ -639,7 +674,7 @@ class ExchangeMachine(RuleBasedStateMachine):
     def admin(self, data) -> None:
         action = data.draw(st.sampled_from(
             ("create", "create", "rename", "close", "close", "reopen", "reopen", "resolve",
-             "delete")), label="admin action")
+             "delete", "close_time")), label="admin action")
         if action == "create":
             self._run(self._create_event(data))
             return
@@ -652,6 +687,8 @@ class ExchangeMachine(RuleBasedStateMachine):
             if data.draw(st.integers(0, 9), label="bad status?") == 0:
                 status = EventStatus.RESOLVED
             self._run(UpdateEvent(event_id=event_id, status=status))
+        elif action == "close_time":
+            self._run(UpdateEvent(event_id=event_id, close_time_ms=self._close_time(data)))
         elif action == "resolve":
             self._run(self._resolution(data, event_id))
         else:
@@ -668,7 +705,14 @@ class ExchangeMachine(RuleBasedStateMachine):
                 return CreateEvent(title="E", tick=data.draw(st.sampled_from((0, 5, 1000))))
             return CreateEvent(title="E", outcomes=("A", "A"))
         tick = data.draw(st.sampled_from((100, 10, 1)), label="tick")
-        return CreateEvent(title="E", outcomes=names, tick=tick)
+        close_ms = self._close_time(data) if data.draw(st.booleans(), label="closes?") \
+            else None
+        return CreateEvent(title="E", outcomes=names, tick=tick, close_time_ms=close_ms)
+
+    def _close_time(self, data) -> int:
+        """A close time just past, now, or soon (within a few steps or a time jump)."""
+        return max(0, self.clock + data.draw(
+            st.sampled_from((-1, 0, 1, 3, 8, MIN_TIMEOUT_MS)), label="close in"))
 
     def _resolution(self, data, event_id: int) -> ResolveEvent:
         event = self.ref.events.get(event_id)
@@ -702,6 +746,16 @@ class ExchangeMachine(RuleBasedStateMachine):
     @invariant()
     def engine_state_equals_reference(self) -> None:
         check_engine_equals_reference(self.engine, self.ref, EVERYONE)
+
+    @invariant()
+    def timers_equal_reference(self) -> None:
+        t = self.engine.timers
+        assert t.closes == self.ref.closes
+        assert {u: [s.deadline_ms, s.timeout_ms, s.fired_ms]
+                for u, s in t.switches.items()} == self.ref.switches
+        due = [*self.ref.closes.values(), *(s[0] for s in self.ref.switches.values() if s[0]),
+               *(o.expires_at for o in self.ref.open_orders() if o.tif == "gtd")]
+        assert self.engine.next_due_ms() == (min(due) if due else None)
 
     @invariant()
     def snapshot_restores_to_the_same_digest(self) -> None:

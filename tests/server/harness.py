@@ -75,10 +75,16 @@ class Server:
     extra_tasks: list[asyncio.Task] = field(default_factory=list)
     stop_services: asyncio.Event = field(default_factory=asyncio.Event)
     cleanup: list[Any] = field(default_factory=list)
+    deployment_engine: Any = None  # the deployment's engine service (run by the harness)
 
     @property
     def runtime(self):
         return self.app.state.runtime
+
+    @property
+    def engine_service(self):
+        """The engine service of either kind (its ``clock`` may be replaced in tests)."""
+        return self.deployment_engine or self.runtime.service
 
     def ws_url(self) -> str:
         return self.url.replace("http://", "ws://") + "/ws"
@@ -109,6 +115,7 @@ async def start_server(kind: str, directory: Path, **overrides: Any) -> Server:
     base.update(overrides)
     extra: list[asyncio.Task] = []
     cleanup: list[Any] = []
+    services: list[Any] = []
     stop_services = asyncio.Event()
     if kind == "embedded":
         base.setdefault("database_url", f"sqlite:///{directory / 'pmarket.db'}")
@@ -125,7 +132,8 @@ async def start_server(kind: str, directory: Path, **overrides: Any) -> Server:
         base.setdefault("bus_prefix", f"pmt-{uuid.uuid4().hex[:10]}")
         settings = Settings(redis_url=redis_url, **base).with_secret()
         if with_services:
-            extra += await start_services(settings, directory, stop_services, cleanup)
+            extra += await start_services(settings, directory, stop_services, cleanup,
+                                          services)
     app = create_app(settings)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
@@ -142,12 +150,14 @@ async def start_server(kind: str, directory: Path, **overrides: Any) -> Server:
     else:
         raise RuntimeError("server did not start")
     return Server(kind, f"http://127.0.0.1:{port}", settings, app, server, task, extra,
-                  stop_services, cleanup)
+                  stop_services, cleanup, services[0] if services else None)
 
 
 async def start_services(settings: Settings, directory: Path, stop: asyncio.Event,
-                         cleanup: list[Any]) -> list[asyncio.Task]:
-    """The engine service and the worker of a deployment, each on its own bus client."""
+                         cleanup: list[Any], services: list[Any] | None = None
+                         ) -> list[asyncio.Task]:
+    """The engine service and the worker of a deployment, each on its own bus client
+    (the engine service is appended to ``services``)."""
     from pmarket.engine.service import EngineService
     from pmarket.worker import Worker
 
@@ -159,6 +169,8 @@ async def start_services(settings: Settings, directory: Path, stop: asyncio.Even
     worker = Worker(worker_bus, db, block_ms=50)
     tasks = [asyncio.create_task(service.run(stop)), asyncio.create_task(worker.run(stop))]
     await service.ready.wait()
+    if services is not None:
+        services.append(service)
 
     async def close() -> None:
         await engine_bus.delete_streams(engine_bus.commands_stream(),

@@ -188,6 +188,7 @@ class World:
             "EventCreate": {"title": "Limits"},
             "EventUpdate": {"title": "Limits renamed"},
             "EventResolve": {"void": True},
+            "HeartbeatIn": {"timeout_s": 300},
         }[model]
 
     async def path(self, client, template: str) -> str:

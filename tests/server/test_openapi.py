@@ -80,6 +80,7 @@ async def _context(client: Client) -> dict:
             "EventResolve": None,  # a fresh event for each: see _send
             "OrderModify": {"quantity": 2},
             "EventUpdate": {},
+            "HeartbeatIn": {"timeout_s": 30},
         },
     }
 
