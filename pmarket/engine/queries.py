@@ -1,4 +1,5 @@
-"""Read-only views of the engine's state: books, orders, balances and the audit.
+"""Read-only views of the engine's state: books, orders, balances, the audit, and what a
+resolution made of each outcome.
 
 Queries never change state. Prices are integer units; a book in the NO view swaps the
 sides of the YES book (NO bids = 1 - YES asks, NO asks = 1 - YES bids).
@@ -91,6 +92,40 @@ def market_view(eng: Engine, market_id: int) -> MarketView:
     return MarketView(m.id, m.event.id, m.name, m.status, m.tick, m.last_price,
                       eng.best_bid(m.id), eng.best_ask(m.id), m.volume,
                       sum(p.yes for p in m.holders.values()))
+
+
+# --- resolution ----------------------------------------------------------------------
+# Pure rules on an event's resolution fields (``status``, ``winning_outcome_id``,
+# ``void``), shared by everything that shows them (server, simulator).
+
+_MARKET_RESULTS = {"won": "yes", "lost": "no", "void": "void"}
+
+
+def outcome_result(status: str, market_id: int, winner: int | None,
+                   void: bool) -> str | None:
+    """What became of an outcome: None until its event is resolved, then "won", "lost"
+    or "void" (a single-outcome event resolved with no winner: its outcome "lost")."""
+    if status != "resolved":
+        return None
+    if void:
+        return "void"
+    return "won" if market_id == winner else "lost"
+
+
+def market_result(status: str, market_id: int, winner: int | None,
+                  void: bool) -> str | None:
+    """A market's side that won: None until resolved, then "yes", "no" or "void"."""
+    result = outcome_result(status, market_id, winner, void)
+    return None if result is None else _MARKET_RESULTS[result]
+
+
+def yes_payout(market_id: int, outcomes: int, winner: int | None, void: bool) -> int:
+    """What one YES share of a resolved market paid (units): $1 for the winner, 0 for a
+    loser, 1/N of a dollar rounded down when an event of N outcomes is void (N = 2 for a
+    single-outcome event, as ``admin.resolve`` pays). A NO share paid the rest."""
+    if void:
+        return SCALE // max(outcomes, 2)
+    return SCALE if market_id == winner else 0
 
 
 # --- accounts ------------------------------------------------------------------------

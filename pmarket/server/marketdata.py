@@ -48,6 +48,7 @@ from pmarket.bus import Bus, UnknownGroup, parse_id
 from pmarket.bus.outage import Outage
 from pmarket.db import ConsumerPosition, Event, Market, Order
 from pmarket.engine.events import BALANCE, BOOK, EVENT, EVENT_DELETED, FILL, ORDER
+from pmarket.engine.queries import yes_payout
 from pmarket.engine.units import SCALE
 from pmarket.worker import WORKER_GROUP, decode_delivery
 from pmarket.worker.delivery import Delivery
@@ -90,7 +91,7 @@ class MarketState:
     asks: dict[int, int] = field(default_factory=dict)
     sequence: int = 0  # of the ``book:{id}`` channel
     trade_sequence: int = 0  # of the ``trades:{id}`` channel
-    # What one YES share paid once the event resolved (``views.yes_payout``), else None.
+    # What one YES share paid once the event resolved (``queries.yes_payout``), else None.
     settlement: int | None = None
 
     def best_bid(self) -> int | None:
@@ -153,7 +154,7 @@ def _settle(markets: dict[int, MarketState], ids: list[int], winner: int | None,
     for mid in ids:
         m = markets.get(mid)
         if m is not None:
-            m.settlement = views.yes_payout(mid, len(ids), winner, bool(void))
+            m.settlement = yes_payout(mid, len(ids), winner, bool(void))
 
 
 class Replica:

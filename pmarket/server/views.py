@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from pmarket.db.types import from_ms
+from pmarket.engine import queries
 from pmarket.engine.units import SCALE, format_money, format_price
 
 TRADE_KINDS = {"transfer_yes": "transfer", "transfer_no": "transfer", "mint": "mint",
@@ -160,7 +161,7 @@ def position_values(market_id: int, row: tuple, event_id: int, name: str,
     """A Position from a position's values ``(yes, no, yes_reserved, no_reserved,
     yes_cost, no_cost, yes_realized_pnl, no_realized_pnl, ...)`` — the column order of
     ``db.Position`` and of the read model's rows. A ``settled`` position's mark is what
-    a YES share paid (``yes_payout``), never a stale last price."""
+    a YES share paid (``queries.yes_payout``), never a stale last price."""
     yes, no, yes_res, no_res, yes_cost, no_cost, yes_pnl, no_pnl = row[:8]
     cost = yes_cost + no_cost
     if mark is None:
@@ -184,15 +185,6 @@ def position_values(market_id: int, row: tuple, event_id: int, name: str,
 # model's ``EventRow``): ``status``, ``winning_outcome_id``, ``void``, ``resolved_at``.
 
 
-def yes_payout(market_id: int, outcomes: int, winner: int | None, void: bool) -> int:
-    """What one YES share of a resolved market paid (units): $1 for the winner, 0 for a
-    loser, 1/N of a dollar (rounded down) when an event of N outcomes is void (N = 2 for
-    a single-outcome event). A NO share paid the rest of the dollar."""
-    if void:
-        return SCALE // max(outcomes, 2)
-    return SCALE if market_id == winner else 0
-
-
 def resolution(e: Any) -> dict[str, Any] | None:
     """An event's ``resolution`` object, or None while it is not resolved."""
     if e.status != "resolved":
@@ -203,19 +195,12 @@ def resolution(e: Any) -> dict[str, Any] | None:
 
 def outcome_result(e: Any, market_id: int) -> str | None:
     """An outcome's ``result``: None (not resolved), "won", "lost" or "void"."""
-    if e.status != "resolved":
-        return None
-    if e.void:
-        return "void"
-    return "won" if market_id == e.winning_outcome_id else "lost"
-
-
-_MARKET_RESULT = {None: None, "won": "yes", "lost": "no", "void": "void"}
+    return queries.outcome_result(e.status, market_id, e.winning_outcome_id, bool(e.void))
 
 
 def market_result(e: Any, market_id: int) -> str | None:
     """A market's ``result``: None (not resolved), "yes", "no" or "void"."""
-    return _MARKET_RESULT[outcome_result(e, market_id)]
+    return queries.market_result(e.status, market_id, e.winning_outcome_id, bool(e.void))
 
 
 def payout(market_id: int, event_id: int, name: str, yes: int, no: int, amount: int,

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from ..engine import Engine, units
 from ..engine import commands as c
-from ..server.views import market_result
+from ..engine.queries import market_result
 from .values import (
     Audit,
     Balance,
@@ -255,8 +255,12 @@ class InProcessTarget:
 
         return MarketInfo(m.market_id, m.event_id, m.status, units.format_units(tick),
                           show(m.last_price), show(m.best_bid), show(m.best_ask), m.volume,
-                          m.open_interest,
-                          market_result(self.engine.events[m.event_id], m.market_id))
+                          m.open_interest, self._market_result(m.event_id, m.market_id))
+
+    def _market_result(self, event_id: int, market_id: int) -> str | None:
+        """The market's ``result``, from its event's resolution (as the API's)."""
+        e = self.engine.events[event_id]
+        return market_result(e.status, market_id, e.winning_outcome_id, bool(e.void))
 
     def balance(self, user: User) -> Balance:
         available, reserved = self.engine.balance(user.id)

@@ -9,6 +9,7 @@ from pmarket.engine import (
     Split,
     SplitEvent,
     UpdateEvent,
+    queries,
 )
 from pmarket.engine.events import Reason, of_kind
 
@@ -147,3 +148,23 @@ def test_a_void_payout_says_which_side_the_shares_were_on(ex):
     events = ex.apply(ResolveEvent(event_id=ex.single_eid, void=True))
     paid = {p["user_id"]: (p["yes"], p["no"], p["amount"]) for p in of_kind(events, "payout")}
     assert paid == {ALICE: (3, 2, usd("2.5")), BOB: (0, 1, usd("0.5"))}
+
+
+def test_results_and_marks_follow_the_resolution(ex):
+    a, b, _c = ex.mids
+    assert queries.outcome_result(ex.engine.events[ex.eid].status, a, None, False) is None
+    ex.apply(Split(user_id=ALICE, market_id=b, quantity=2))
+    events = ex.apply(ResolveEvent(event_id=ex.eid, winning_outcome_id=a))
+    e = ex.engine.events[ex.eid]
+    assert [queries.outcome_result(e.status, m, e.winning_outcome_id, e.void)
+            for m in ex.mids] == ["won", "lost", "lost"]
+    assert [queries.market_result(e.status, m, e.winning_outcome_id, e.void)
+            for m in ex.mids] == ["yes", "no", "no"]
+    for p in of_kind(events, "payout"):  # with a winner, shares pay the mark exactly
+        mark = queries.yes_payout(p["market_id"], 3, a, False)
+        assert p["amount"] == p["yes"] * mark + p["no"] * (usd(1) - mark)
+    ex.apply(ResolveEvent(event_id=ex.single_eid, void=True))
+    single = ex.engine.events[ex.single_eid]
+    assert queries.market_result(single.status, ex.single, None, single.void) == "void"
+    assert queries.yes_payout(ex.single, 1, None, True) == usd("0.5")
+    assert queries.yes_payout(a, 3, None, True) == 3333

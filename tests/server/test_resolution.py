@@ -120,6 +120,25 @@ async def test_no_winner_and_void_resolutions(server, client):
         (f"/events/{multi['id']}", None), (f"/events/{single['id']}", None)])
 
 
+async def test_a_void_yes_no_question_marks_both_sides_at_half(server, client):
+    event = await client.event()
+    market = event["outcomes"][0]["market_id"]
+    (ann, _), (bob, _) = await client.user("ann"), await client.user("bob")
+    await client.order(ann, market, "yes", "buy", "0.70", 3)
+    await client.order(bob, market, "no", "buy", "0.30", 3)  # mint at 0.70
+    voided = await resolve(client, event["id"], void=True)
+    assert voided["resolution"]["void"] is True
+    assert voided["outcomes"][0]["result"] == "void"
+    assert (await get(client, f"/markets/{market}"))["result"] == "void"
+    for token, pnl, sides in ((ann, "-0.6000", (3, 0)), (bob, "0.6000", (0, 3))):
+        (position,) = (await get(client, "/positions", token))["items"]
+        assert (position["settled"], position["mark_price"], position["realized_pnl"]) == (
+            True, "0.5000", pnl)
+        (paid,) = (await get(client, "/payouts", token))["items"]
+        assert (paid["yes_quantity"], paid["no_quantity"], paid["amount"]) == (
+            *sides, "1.5000")
+
+
 async def test_payouts_need_a_user_token_and_a_valid_filter(client):
     assert (await client.http.get("/payouts")).status_code == 401
     admin = client.auth(await client.admin())

@@ -43,20 +43,20 @@ from .common import ERRORS, PageParams, QueryId, ok, page, read, tick
 router = APIRouter(route_class=ExactJSONRoute, tags=["account"], responses=ERRORS)
 
 
-def mark_price(runtime: Runtime, market_id: int) -> int | None:
-    """The YES mark of a market: what a YES share paid once resolved, else the last
-    trade, else the mid when it is a whole unit."""
+def mark(runtime: Runtime, market_id: int) -> tuple[int | None, bool]:
+    """A market's YES mark and whether it is settled: what a YES share paid once its
+    event resolved; else the last trade, else the mid when it is a whole unit."""
     m = runtime.replica.markets.get(market_id)
     if m is None:
-        return None
+        return None, False
     if m.settlement is not None:
-        return m.settlement
+        return m.settlement, True
     if m.last_price is not None:
-        return m.last_price
+        return m.last_price, False
     bid, ask = m.best_bid(), m.best_ask()
     if bid is not None and ask is not None and (bid + ask) % 2 == 0:
-        return (bid + ask) // 2
-    return None
+        return (bid + ask) // 2, False
+    return None, False
 
 
 def balance_from_events(events: list[tuple], user_id: int) -> dict[str, str] | None:
@@ -101,19 +101,13 @@ async def read_positions(runtime: Runtime, user_id: int, *, market_id: int | Non
 
     rows = await read(runtime, query)
     return [views.position(row.Position, row.event_id, row.name,
-                           *_mark(runtime, row.Position.market_id)) for row in rows]
-
-
-def _mark(runtime: Runtime, market_id: int) -> tuple[int | None, bool]:
-    """A position's ``(mark, settled)``: settled once the replica saw its event resolve."""
-    m = runtime.replica.markets.get(market_id)
-    return mark_price(runtime, market_id), m is not None and m.settlement is not None
+                           *mark(runtime, row.Position.market_id)) for row in rows]
 
 
 def memory_positions(runtime: Runtime, model: ReadModel, user_id: int, **filters: Any
                      ) -> list[dict[str, Any]]:
     """``read_positions`` from the read model (synchronous: one consistent state)."""
-    return [views.position_values(mid, row, m.event_id, m.name, *_mark(runtime, mid))
+    return [views.position_values(mid, row, m.event_id, m.name, *mark(runtime, mid))
             for mid, row, m in model.user_positions(user_id, **filters)]
 
 
