@@ -51,6 +51,8 @@ TARGETS = {
     "cancel": ("p50_us", "<=", 5),
     "best_bid": ("p50_us", "<=", 1),
     "best_ask": ("p50_us", "<=", 1),
+    "open_orders": ("p50_us", "<=", 2.5),
+    "open_orders_changed": ("p50_us", "<=", 2.5),
     "memory_1m_orders": ("mib", "<=", 1024),
 }
 P99_TARGETS = {"single_order_matching": 50, "single_order_resting": 50}
@@ -270,7 +272,31 @@ def _queries(n: int, seed: int) -> list[Result]:
         out.append(Result(name, n, p50_us=p50, p99_us=p99,
                           extra={"open_orders_of_user": len(eng.open_orders(user))}
                           if name == "open_orders" else {}))
+    out.append(_open_orders_changed(eng, mid, user, n))
     return out
+
+
+def _open_orders_changed(eng: Engine, mid: int, user: int, n: int) -> Result:
+    """A user's open orders read right after each of their own commands changed them:
+    alternately a new resting order and its cancellation (untimed), so every read
+    follows a change to the list (``open_orders`` is the same read with nothing
+    changed in between)."""
+    samples = []
+    apply = eng.apply
+    clock = time.perf_counter_ns
+    query = eng.open_orders
+    for k in range(n):
+        if k % 2 == 0:
+            placed = apply(_order(user, mid, 4000 + 100 * (k // 2 % 11), 10, True, k // 2))
+            last = placed[0][1]
+        else:
+            apply(CancelOrder(user_id=user, order_id=last))
+        t0 = clock()
+        query(user)
+        samples.append(clock() - t0)
+    p50, p99 = _percentiles(samples)
+    return Result("open_orders_changed", n, p50_us=p50, p99_us=p99,
+                  extra={"open_orders_of_user": len(query(user))})
 
 
 # --- concurrency and memory ------------------------------------------------------------
@@ -371,7 +397,7 @@ def _memory_here(orders: int, markets: int, seed: int) -> Result:
 WORKLOADS = ("matching_heavy", "book_building", "concurrent", "single_order_matching",
              "single_order_resting", "cancel", "queries", "memory_1m_orders")
 """What ``run(only=...)`` selects from; ``queries`` gives the best_bid, best_ask,
-full_book and open_orders rows."""
+full_book, open_orders and open_orders_changed rows."""
 
 
 def run(quick: bool = False, seed: int = 1, only: set[str] | None = None,

@@ -16,7 +16,7 @@ FIELDS = {"name", "size", "orders_per_s", "p50_us", "p99_us", "mib", "target", "
           "rust", "engine"}
 THROUGHPUT = {"matching_heavy", "book_building", "concurrent"}
 LATENCY = {"single_order_matching", "single_order_resting", "cancel", "best_bid",
-           "best_ask", "full_book", "open_orders"}
+           "best_ask", "full_book", "open_orders", "open_orders_changed"}
 MEMORY = "memory_1m_orders"
 
 
@@ -65,8 +65,9 @@ def test_quick_run_figures_are_present_and_sane(quick_rows: list[dict]):
             assert row["mib"] is None
     concurrent = next(row for row in quick_rows if row["name"] == "concurrent")
     assert concurrent["size"] == concurrent["users"] * 100
-    open_orders = next(row for row in quick_rows if row["name"] == "open_orders")
-    assert open_orders["open_orders_of_user"] > 0
+    for name in ("open_orders", "open_orders_changed"):
+        open_orders = next(row for row in quick_rows if row["name"] == name)
+        assert open_orders["open_orders_of_user"] > 0
 
 
 def test_memory_at_a_small_size_is_measured():
@@ -84,7 +85,7 @@ def test_memory_at_a_small_size_is_measured():
 def test_only_runs_the_named_workloads_and_the_table_prints(monkeypatch):
     rows = bench.run(quick=True, only={"cancel", "queries"})
     assert [r.name for r in rows] == ["cancel", "best_bid", "best_ask", "full_book",
-                                      "open_orders"]
+                                      "open_orders", "open_orders_changed"]
 
     monkeypatch.setenv("COLUMNS", "200")  # a table as wide as a terminal's, unwrapped
     table = run_cli("bench", "engine", "--quick", "--only", "cancel",
