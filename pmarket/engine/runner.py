@@ -28,11 +28,12 @@ later one ``RuntimeError``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from .commands import Command
 
@@ -64,19 +65,101 @@ class Writable(Protocol):
     def apply(self, cmd: Command) -> list[tuple[object, ...]]: ...
 
 
-class _Batch:
-    """Commands submitted between two drains, and the one future their callers await.
+WAITING: Any = object()
+"""A ``Batch`` slot not filled yet (still so when its batch expired: a timeout)."""
 
-    ``results[k]`` is the events of ``commands[k]`` (or the exception its caller gets);
-    ``results`` is None until the batch is drained.
+
+class Batch:
+    """Callers waiting together for their answers: one future wakes all of them.
+
+    The hand-off of many clients to one writer (``LocalRunner`` here, ``Bus.request``
+    for the engine service): each caller takes a slot (``add``) and ``await``s the
+    batch; the writer fills the slots and ``finish``es the batch, so a caller costs a
+    list slot rather than a future (and, for requests, a timer) of its own.
+
+    ``results[k]`` is slot k's answer, an exception for its caller, or ``WAITING``;
+    ``left`` counts the slots still expected. A cancelled caller cancels the shared
+    future too: ``recover`` gives the others a fresh one (see ``wait``).
+
+    Attributes:
+        items: what the callers handed over (the runner's commands).
+        opened: loop time the batch was opened; timer: its deadline, if it has one.
     """
 
-    __slots__ = ("commands", "done", "results")
+    __slots__ = ("done", "finished", "items", "left", "opened", "results", "timer")
 
-    def __init__(self, done: asyncio.Future[None]) -> None:
-        self.commands: list[Command] = []
-        self.results: list[list[tuple[object, ...]] | BaseException] | None = None
-        self.done = done
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.opened = loop.time()
+        self.items: list[Any] = []
+        self.results: list[Any] = []
+        self.left = 0
+        self.finished = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, item: Any = None) -> int:
+        """A new caller's slot."""
+        self.items.append(item)
+        self.results.append(WAITING)
+        self.left += 1
+        return len(self.results) - 1
+
+    def settle(self, index: int, value: Any) -> None:
+        """Fill a slot (an answer, an error, or anything for a caller that left)."""
+        self.results[index] = value
+        self.left -= 1
+        if not self.left:
+            self.finish()
+
+    def finish(self) -> None:
+        """Wake every caller of the batch (answered, or at its deadline)."""
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def wake(self) -> None:
+        """Let the answered callers go before the batch is finished: every waiter
+        runs, the answered ones return, the others wait on a fresh future."""
+        done = self.done
+        self.done = asyncio.get_running_loop().create_future()
+        if not done.done():
+            done.set_result(None)
+
+    async def wait(self, index: int) -> Any:
+        """Slot ``index`` once filled (``WAITING`` if the batch finished without it).
+
+        Raises:
+            CancelledError: this caller was cancelled.
+        """
+        try:
+            await self.done
+        except asyncio.CancelledError:
+            await self.recover(index)
+        if self.results[index] is WAITING and not self.finished:
+            await self.recover(index)
+        return self.results[index]
+
+    async def recover(self, index: int) -> None:
+        """Wait on after a wake-up that was not for this caller: another caller's
+        cancellation (which cancelled the shared future) or a ``wake``. Only this
+        caller's own cancellation ends the wait.
+
+        Raises:
+            CancelledError: this caller was cancelled.
+        """
+        task = asyncio.current_task()
+        results = self.results
+        while True:
+            if task is None or task.cancelling():
+                raise asyncio.CancelledError
+            if results[index] is not WAITING or self.finished:
+                return
+            if self.done.cancelled():
+                self.done = asyncio.get_running_loop().create_future()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.done
 
 
 class LocalRunner:
@@ -106,8 +189,8 @@ class LocalRunner:
         self.batch = batch
         self.applied = 0
         self.batches = 0
-        self._open: _Batch | None = None  # the batch new submissions join
-        self._pending: deque[_Batch] = deque()  # batches not yet drained, oldest first
+        self._open: Batch | None = None  # the batch new submissions join
+        self._pending: deque[Batch] = deque()  # batches not yet drained, oldest first
         self._scheduled = False
         self._error: BaseException | None = None
 
@@ -142,45 +225,24 @@ class LocalRunner:
         if not isinstance(cmd, Command):
             raise TypeError(f"not an engine command: {cmd!r}")
         batch = self._open
-        if batch is None or len(batch.commands) >= self.batch:
+        if batch is None or len(batch.items) >= self.batch:
             batch = self._new_batch()
-        index = len(batch.commands)
-        batch.commands.append(cmd)
+        index = batch.add(cmd)
         try:
-            await batch.done
+            await batch.done  # inlined ``Batch.wait``: a drain fills every slot at once
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is None or task.cancelling():
-                raise  # this caller's own cancellation
-            await self._outwait(batch, task)
-        assert batch.results is not None
+            await batch.recover(index)
         events = batch.results[index]
         if type(events) is not list:
-            raise events  # type: ignore[misc]  # the error of this command
+            raise events  # the error of this command
         return events
 
-    async def _outwait(self, batch: _Batch, task: asyncio.Task) -> None:
-        """Wait for ``batch`` after ANOTHER caller's cancellation cancelled its shared
-        future: a fresh future replaces it for everyone still waiting.
-
-        Raises:
-            CancelledError: this caller was cancelled meanwhile.
-        """
-        while batch.results is None:
-            if batch.done.cancelled():
-                batch.done = asyncio.get_running_loop().create_future()
-            try:
-                await batch.done
-            except asyncio.CancelledError:
-                if task.cancelling():
-                    raise
-
-    def _new_batch(self) -> _Batch:
+    def _new_batch(self) -> Batch:
         """Open a batch for new submissions, and schedule a drain unless one is."""
         if self._error is not None:
             raise RuntimeError(f"engine stopped after an error: {self._error!r}")
         loop = asyncio.get_running_loop()
-        batch = self._open = _Batch(loop.create_future())
+        batch = self._open = Batch(loop)
         self._pending.append(batch)
         if not self._scheduled:
             self._scheduled = True
@@ -204,7 +266,7 @@ class LocalRunner:
         ts = max(self.clock(), engine.now_ms)
         seq = engine.last_seq
         results: list[list[tuple[object, ...]] | BaseException] = []
-        for cmd in batch.commands:
+        for cmd in batch.items:
             seq += 1
             cmd.seq = seq
             cmd.ts_ms = ts
@@ -224,24 +286,23 @@ class LocalRunner:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._drain)
 
-    def _stop_after(self, exc: Exception, batch: _Batch,
+    def _stop_after(self, exc: Exception, batch: Batch,
                     results: list[list[tuple[object, ...]] | BaseException]) -> None:
         """Stop writing: the rest of ``batch`` and every later batch fail unapplied."""
         self._error = exc
         self.applied += len(results) - 1
         message = f"engine stopped after an error: {exc!r}"
         results.extend(RuntimeError(message)
-                       for _ in range(len(batch.commands) - len(results)))
+                       for _ in range(len(batch.items) - len(results)))
         self._answer(batch, results)
         self._open = None
         while self._pending:
             later = self._pending.popleft()
-            self._answer(later, [RuntimeError(message) for _ in later.commands])
+            self._answer(later, [RuntimeError(message) for _ in later.items])
 
     @staticmethod
-    def _answer(batch: _Batch, results: list[list[tuple[object, ...]] | BaseException]
+    def _answer(batch: Batch, results: list[list[tuple[object, ...]] | BaseException]
                 ) -> None:
         """Publish a batch's results and wake its callers (one future for all)."""
         batch.results = results
-        if not batch.done.done():
-            batch.done.set_result(None)
+        batch.finish()

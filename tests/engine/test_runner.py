@@ -82,7 +82,7 @@ async def test_a_cancelled_caller_leaves_the_others_of_its_batch_undisturbed():
     tasks = [asyncio.create_task(runner.submit(Deposit(user_id=u, amount=1)))
              for u in range(1, 6)]
     await asyncio.sleep(0)  # all five wait on their batch's one future
-    assert runner._open is not None and len(runner._open.commands) == 5
+    assert runner._open is not None and len(runner._open.items) == 5
     tasks[1].cancel()  # cancels the shared future too: the others must wait it out
     done = await asyncio.gather(*tasks, return_exceptions=True)
     assert isinstance(done[1], asyncio.CancelledError)
