@@ -70,7 +70,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-TICKET_SPAN_S = 0.01
+BATCH_SPAN_S = 0.01
 """Longest a batch of requests takes in new ones: its one deadline is that much early
 at most for the last of them."""
 
@@ -93,7 +93,7 @@ class _ReplyState:
     # correlation id -> (batch, slot) of each request waiting for its reply
     waiting: dict[str, tuple[Batch, int]] = field(default_factory=dict)
     # the batches new requests join, by (command stream, timeout)
-    tickets: dict[tuple[str, float], Batch] = field(default_factory=dict)
+    batches: dict[tuple[str, float], Batch] = field(default_factory=dict)
     listener: asyncio.Task[None] | None = None
     # set once the listener knows where its stream ends (requests may go out)
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -172,8 +172,9 @@ class Bus(ServerLiveness, Streams):
             The reply payload.
 
         Raises:
-            RequestTimeout: no reply within ``timeout`` seconds; the command was sent and
-                may still be applied.
+            RequestTimeout: no reply within ``timeout`` seconds (counted from when its
+                batch of requests opened, at most ``BATCH_SPAN_S`` earlier); the command
+                was sent and may still be applied.
             BusUnavailable: the command could not be sent.
         """
         correlation_id = f"{self._correlation}{next(self._counter)}"
@@ -188,36 +189,36 @@ class Bus(ServerLiveness, Streams):
         if self._closed:
             raise BusError("bus closed")
         stream = self.commands_stream(shard)
-        ticket = self._ticket(stream, timeout)
-        index = ticket.add()
+        batch = self._request_batch(stream, timeout)
+        index = batch.add()
         waiting = state.waiting
-        waiting[correlation_id] = (ticket, index)
+        waiting[correlation_id] = (batch, index)
         headers = {REPLY_TO: self.instance, CORRELATION_ID: correlation_id}
         state.outbox.append((stream, (payload, headers), correlation_id))
         self._start_sender()
         try:
-            result = await ticket.wait(index)
+            result = await batch.wait(index)
         finally:
-            if waiting.pop(correlation_id, None) is not None and not ticket.finished:
-                ticket.settle(index, None)  # left early: the others need not wait for it
+            if waiting.pop(correlation_id, None) is not None and not batch.finished:
+                batch.settle(index, None)  # left early: the others need not wait for it
         if result is WAITING:
             raise RequestTimeout(f"no reply to {correlation_id} within {timeout}s")
         if isinstance(result, BaseException):
             raise result
         return result
 
-    def _ticket(self, stream: str, timeout: float) -> Batch:
+    def _request_batch(self, stream: str, timeout: float) -> Batch:
         """The open batch of requests for ``stream`` with ``timeout``, opened if there
-        is none (the sender closed the last one) or it is older than ``TICKET_SPAN_S``;
+        is none (the sender closed the last one) or it is older than ``BATCH_SPAN_S``;
         its deadline is ``timeout`` after it opened."""
-        tickets = self._replies.tickets
+        batches = self._replies.batches
         key = (stream, timeout)
-        ticket = tickets.get(key)
+        batch = batches.get(key)
         loop = asyncio.get_running_loop()
-        if ticket is None or loop.time() - ticket.opened > TICKET_SPAN_S:
-            ticket = tickets[key] = Batch(loop)
-            ticket.timer = loop.call_at(ticket.opened + timeout, ticket.finish)
-        return ticket
+        if batch is None or loop.time() - batch.opened > BATCH_SPAN_S:
+            batch = batches[key] = Batch(loop)
+            batch.timer = loop.call_at(batch.opened + timeout, batch.finish)
+        return batch
 
     max_send_batch = 2_000
     """Most queued requests the sender appends in one write."""
@@ -239,7 +240,7 @@ class Bus(ServerLiveness, Streams):
                 continue
             batch = state.outbox[: self.max_send_batch]
             del state.outbox[: len(batch)]
-            state.tickets.clear()  # later requests wait on tickets of their own
+            state.batches.clear()  # later requests wait on batches of their own
             by_stream: dict[str, list[Outgoing]] = {}
             for stream, entry, _ in batch:
                 by_stream.setdefault(stream, []).append(entry)
@@ -450,10 +451,10 @@ class Bus(ServerLiveness, Streams):
                 await self.delete_streams(self.keys.replies(self.instance))
         waiting = list(state.waiting.values())
         state.waiting.clear()
-        for ticket, index in waiting:
-            ticket.settle(index, BusError("bus closed"))
+        for batch, index in waiting:
+            batch.settle(index, BusError("bus closed"))
         state.outbox.clear()
-        state.tickets.clear()
+        state.batches.clear()
         await self._close()
 
     async def __aenter__(self) -> Self:
@@ -576,13 +577,13 @@ class Bus(ServerLiveness, Streams):
             for message in messages:
                 entry = waiting.pop(message.correlation_id, None)
                 if entry is not None:
-                    ticket = entry[0]
-                    ticket.settle(entry[1], message.payload)
-                    if not ticket.finished and (not partly or partly[-1] is not ticket):
-                        partly.append(ticket)
-            for ticket in partly:  # answered in part by this read: let those go now
-                if not ticket.finished:
-                    ticket.wake()
+                    batch = entry[0]
+                    batch.settle(entry[1], message.payload)
+                    if not batch.finished and (not partly or partly[-1] is not batch):
+                        partly.append(batch)
+            for batch in partly:  # answered in part by this read: let those go now
+                if not batch.finished:
+                    batch.wake()
             if messages:
                 last = messages[-1].id
                 untrimmed += len(messages)
