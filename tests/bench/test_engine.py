@@ -70,6 +70,7 @@ def test_quick_run_figures_are_present_and_sane(quick_rows: list[dict]):
     ceiling = next(row for row in quick_rows if row["name"] == "concurrent_ceiling")
     assert concurrent["size"] == concurrent["users"] * 100 == ceiling["size"]
     assert concurrent["ceiling_orders_per_s"] == ceiling["orders_per_s"]
+    assert concurrent["cpu_orders_per_s"] > 0 and ceiling["cpu_orders_per_s"] > 0
     assert concurrent["of_ceiling"] == pytest.approx(
         concurrent["orders_per_s"] / ceiling["orders_per_s"])
     for name in ("open_orders", "open_orders_changed"):
