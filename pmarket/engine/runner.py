@@ -13,8 +13,8 @@ therefore applied strictly one at a time and in order, so the log of stamped com
 replays to the same state.
 
 Per command that leaves the engine's own work, the caller's wake-up and a list slot:
-no future, no callback of its own (one future per command capped a thousand clients
-with a no-op engine ~30% lower; README, "The engine").
+no future, no callback of its own (one future per command held clients of a no-op
+engine about 30% lower; README, "Engine figures").
 
 Errors stay with their command: a command the engine rejects gets its ``rejected``
 event like any other; a submission that is not a command raises ``TypeError`` to its
