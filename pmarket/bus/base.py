@@ -56,7 +56,7 @@ from pmarket.bus.values import (
     UnknownGroup,
     next_id,
 )
-from pmarket.engine.runner import WAITING, Batch
+from pmarket.bus.waiting import WAITING, Batch
 
 __all__ = [
     "Bus",

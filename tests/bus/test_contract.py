@@ -522,7 +522,8 @@ async def test_late_reply_after_timeout_is_discarded(bus: Bus, connect: ConnectB
     engine = connect()
     with pytest.raises(RequestTimeout):
         await bus.request(b"slow", timeout=0.05)
-    (command,) = await engine.read_commands("engine-1")
+    # Sent, though perhaps after the timeout on a loaded machine: wait for it.
+    (command,) = await engine.read_commands("engine-1", block_ms=2_000)
     await engine.send_replies([Reply.to(command, b"too late")])
     async with _echoing(engine):
         assert await bus.request(b"next", timeout=5) == b"ok:next"
