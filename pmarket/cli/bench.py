@@ -98,5 +98,4 @@ def engine_tables(results, build: str) -> tuple[Table, Table]:
 def _ceiling_lines(results) -> list[str]:
     """How far concurrent users are below their ceiling (the no-op engine's figure)."""
     return [f"concurrent, {r.extra['users']:,} clients: {1 / r.extra['of_ceiling']:.2f}x "
-            f"below concurrent_ceiling (same clients and hand-off, no-op engine)"
-            for r in results if "of_ceiling" in r.extra]
+            f"below concurrent_ceiling" for r in results if "of_ceiling" in r.extra]
