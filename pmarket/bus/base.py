@@ -56,6 +56,7 @@ from pmarket.bus.values import (
     UnknownGroup,
     next_id,
 )
+from pmarket.bus.waiting import WAITING, Batch
 
 __all__ = [
     "Bus",
@@ -69,17 +70,30 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+BATCH_SPAN_S = 0.01
+"""Longest a batch of requests takes in new ones: its one deadline is that much early
+at most for the last of them."""
+
+
 @dataclass(slots=True)
 class _ReplyState:
     """The client side of ``request``: one sender task, one reply listener task.
 
-    Requests never hold a connection while they wait: each one queues its command and a
-    future; the sender appends everything queued in one write per round trip (a burst
-    of requests becomes a few batched writes), and the listener resolves the futures
-    from this instance's reply stream. Two connections serve any number of requests.
+    Requests never hold a connection while they wait: each one queues its command and
+    takes a slot in the open ``Batch`` of its command stream and timeout (one future and
+    one deadline timer for all of them); the sender appends everything queued in one
+    write per round trip (a burst of requests becomes a few batched writes, each
+    closing the batches it carries), and the listener fills the slots from this
+    instance's reply stream, waking a batch's requests together once all are answered.
+    Replies of one batch normally arrive together (the engine reads its commands in one
+    batch); a read that brings only some ``wake``s the batch, so no request waits for
+    another's reply. Two connections serve any number of requests.
     """
 
-    waiting: dict[str, asyncio.Future[bytes]] = field(default_factory=dict)
+    # correlation id -> (batch, slot) of each request waiting for its reply
+    waiting: dict[str, tuple[Batch, int]] = field(default_factory=dict)
+    # the batches new requests join, by (command stream, timeout)
+    batches: dict[tuple[str, float], Batch] = field(default_factory=dict)
     listener: asyncio.Task[None] | None = None
     # set once the listener knows where its stream ends (requests may go out)
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -158,31 +172,53 @@ class Bus(ServerLiveness, Streams):
             The reply payload.
 
         Raises:
-            RequestTimeout: no reply within ``timeout`` seconds; the command was sent and
-                may still be applied.
+            RequestTimeout: no reply within ``timeout`` seconds (counted from when its
+                batch of requests opened, at most ``BATCH_SPAN_S`` earlier); the command
+                was sent and may still be applied.
             BusUnavailable: the command could not be sent.
         """
         correlation_id = f"{self._correlation}{next(self._counter)}"
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         state = self._replies
-        waiting = state.waiting
-        try:
-            async with asyncio.timeout(timeout):
-                if not state.started.is_set() or state.listener is None \
-                        or state.listener.done():
+        if not state.started.is_set() or state.listener is None or state.listener.done():
+            try:
+                async with asyncio.timeout(timeout):
                     await self._start_reply_listener()
-                if self._closed:
-                    raise BusError("bus closed")
-                waiting[correlation_id] = future
-                headers = {REPLY_TO: self.instance, CORRELATION_ID: correlation_id}
-                state.outbox.append(
-                    (self.commands_stream(shard), (payload, headers), correlation_id))
-                self._start_sender()
-                return await future
-        except TimeoutError:
-            raise RequestTimeout(f"no reply to {correlation_id} within {timeout}s") from None
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"no reply to {correlation_id} within {timeout}s") from None
+        if self._closed:
+            raise BusError("bus closed")
+        stream = self.commands_stream(shard)
+        batch = self._request_batch(stream, timeout)
+        index = batch.add()
+        waiting = state.waiting
+        waiting[correlation_id] = (batch, index)
+        headers = {REPLY_TO: self.instance, CORRELATION_ID: correlation_id}
+        state.outbox.append((stream, (payload, headers), correlation_id))
+        self._start_sender()
+        try:
+            result = await batch.wait(index)
         finally:
-            waiting.pop(correlation_id, None)
+            if waiting.pop(correlation_id, None) is not None and not batch.finished:
+                batch.settle(index, None)  # left early: the others need not wait for it
+        if result is WAITING:
+            raise RequestTimeout(f"no reply to {correlation_id} within {timeout}s")
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _request_batch(self, stream: str, timeout: float) -> Batch:
+        """The open batch of requests for ``stream`` with ``timeout``, opened if there
+        is none (the sender closed the last one) or it is older than ``BATCH_SPAN_S``;
+        its deadline is ``timeout`` after it opened."""
+        batches = self._replies.batches
+        key = (stream, timeout)
+        batch = batches.get(key)
+        loop = asyncio.get_running_loop()
+        if batch is None or loop.time() - batch.opened > BATCH_SPAN_S:
+            batch = batches[key] = Batch(loop)
+            batch.timer = loop.call_at(batch.opened + timeout, batch.finish)
+        return batch
 
     max_send_batch = 2_000
     """Most queued requests the sender appends in one write."""
@@ -204,6 +240,7 @@ class Bus(ServerLiveness, Streams):
                 continue
             batch = state.outbox[: self.max_send_batch]
             del state.outbox[: len(batch)]
+            state.batches.clear()  # later requests wait on batches of their own
             by_stream: dict[str, list[Outgoing]] = {}
             for stream, entry, _ in batch:
                 by_stream.setdefault(stream, []).append(entry)
@@ -212,10 +249,10 @@ class Bus(ServerLiveness, Streams):
             except Exception as exc:  # each request sees why it failed
                 error = exc if isinstance(exc, BusError) else BusError(repr(exc))
                 for _, _, correlation_id in batch:
-                    future = state.waiting.pop(correlation_id, None)
-                    if future is not None and not future.done():
-                        future.set_exception(
-                            BusUnavailable(f"command could not be sent: {error}"))
+                    entry = state.waiting.pop(correlation_id, None)
+                    if entry is not None:
+                        entry[0].settle(entry[1], BusUnavailable(
+                            f"command could not be sent: {error}"))
 
     async def read_commands(
         self,
@@ -412,11 +449,12 @@ class Bus(ServerLiveness, Streams):
         if state.listener is not None:
             with contextlib.suppress(BusError):
                 await self.delete_streams(self.keys.replies(self.instance))
-        error = BusError("bus closed")
-        for future in state.waiting.values():
-            if not future.done():
-                future.set_exception(error)
+        waiting = list(state.waiting.values())
+        state.waiting.clear()
+        for batch, index in waiting:
+            batch.settle(index, BusError("bus closed"))
         state.outbox.clear()
+        state.batches.clear()
         await self._close()
 
     async def __aenter__(self) -> Self:
@@ -535,10 +573,17 @@ class Bus(ServerLiveness, Streams):
             if not messages and self._closed:
                 return
             waiting = state.waiting
+            partly: list[Batch] = []
             for message in messages:
-                future = waiting.pop(message.correlation_id, None)
-                if future is not None and not future.done():
-                    future.set_result(message.payload)
+                entry = waiting.pop(message.correlation_id, None)
+                if entry is not None:
+                    batch = entry[0]
+                    batch.settle(entry[1], message.payload)
+                    if not batch.finished and (not partly or partly[-1] is not batch):
+                        partly.append(batch)
+            for batch in partly:  # answered in part by this read: let those go now
+                if not batch.finished:
+                    batch.wake()
             if messages:
                 last = messages[-1].id
                 untrimmed += len(messages)

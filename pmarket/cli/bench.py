@@ -77,9 +77,10 @@ def engine_tables(results, build: str) -> tuple[Table, Table]:
     """The figures (with pass/fail), then the targets and the Rust engine's figures."""
     from pmarket.bench import engine as bench
 
+    caption = "\n".join([f"engine: {build}", *_ceiling_lines(results)])
     figures = bench_table("pmarket engine benchmark (whole engine: validation, ledger, "
                           "events)", "workload", "size", "orders/s", "p50 µs", "p99 µs",
-                          "MiB", "", left=("workload",), caption=f"engine: {build}")
+                          "MiB", "", left=("workload",), caption=caption)
     targets = bench_table("targets, and the Rust engine's figures for the same workloads",
                           "workload", "target", "Rust engine", left=("workload", "target"))
     listed: set[str] = set()
@@ -92,3 +93,9 @@ def engine_tables(results, build: str) -> tuple[Table, Table]:
             listed.add(r.name)
             targets.add_row(r.name, target or "", rust)
     return figures, targets
+
+
+def _ceiling_lines(results) -> list[str]:
+    """How far concurrent users are below their ceiling (the no-op engine's figure)."""
+    return [f"concurrent, {r.extra['users']:,} clients: {1 / r.extra['of_ceiling']:.2f}x "
+            f"below concurrent_ceiling" for r in results if "of_ceiling" in r.extra]

@@ -80,6 +80,7 @@ class Order:
     stp: str
     reason: str | None
     touched: bool  # listed among what the current command changed
+    view: tuple[object, ...] | None  # its last ``snapshot`` while the owner caches views
 
     def __init__(self, oid: int, user: int, market: Market, action: int, price: int,
                  slot: int, quantity: int, ts_ms: int, account: Account,
@@ -109,6 +110,7 @@ class Order:
         self.stp = "cancel_resting"
         self.reason = None
         self.touched = False
+        self.view = None
 
     @property
     def is_buy(self) -> bool:

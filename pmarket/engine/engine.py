@@ -178,7 +178,12 @@ class Engine:
         if self._t_orders:
             for o in self._t_orders:
                 o.touched = False
-                out.append(o.snapshot())
+                snap = o.snapshot()
+                out.append(snap)
+                acct = o.account
+                if acct.caches_views:  # keep its open-orders view exact (queries.py)
+                    o.view = snap
+                    acct.open_view = None
             self._t_orders = []
         if self._t_positions:
             for p in self._t_positions:

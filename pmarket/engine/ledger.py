@@ -61,6 +61,8 @@ class Account:
     positions: dict[int, Position]
     orders: dict[int, Order]  # open orders by id, in placement order
     touched: bool  # listed among what the current command changed
+    open_view: list[tuple[object, ...]] | None  # cached open orders (queries.open_orders)
+    caches_views: bool  # whether flushes keep its orders' ``view`` current
 
     def __init__(self, user: int) -> None:
         self.user = user
@@ -69,6 +71,8 @@ class Account:
         self.positions = {}
         self.orders = {}
         self.touched = False
+        self.open_view = None
+        self.caches_views = False
 
     def snapshot(self) -> tuple[object, ...]:
         """The ``balance`` event for this account's current state."""

@@ -1,7 +1,8 @@
 """Read-only views of the engine's state: books, orders, balances, the audit, and what a
 resolution made of each outcome.
 
-Queries never change state. Prices are integer units; a book in the NO view swaps the
+Queries never change the exchange's state (``open_orders`` keeps a cache of its
+answers beside it, never in snapshots). Prices are integer units; a book in the NO view swaps the
 sides of the YES book (NO bids = 1 - YES asks, NO asks = 1 - YES bids).
 
 Queries are functions of the engine; ``Engine`` exposes them as methods.
@@ -17,7 +18,7 @@ from .units import MAX_TOTAL_MONEY, SCALE
 
 if TYPE_CHECKING:
     from .engine import Engine
-    from .ledger import Event
+    from .ledger import Account, Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +143,41 @@ def positions(eng: Engine, user_id: int) -> list[tuple[object, ...]]:
 
 def open_orders(eng: Engine, user_id: int,
                 market_id: int | None = None) -> list[tuple[object, ...]]:
-    """``order`` event tuples of a user's open orders, oldest first."""
+    """``order`` event tuples of a user's open orders, oldest first.
+
+    Answered from a per-user view (``Account.open_view``), so that a trader polling
+    their orders costs a list copy rather than an event tuple per order. The first query
+    of a user turns the view on for them (``Account.caches_views``): from then on each
+    command's flush stores the event tuple it emits for their touched orders
+    (``Order.view``) and drops the view, which the next query rebuilds from those
+    tuples in ``Account.orders``'s order, building only the missing ones. Users who never
+    ask keep nothing extra. ``audit`` checks every view against fresh snapshots.
+    """
     acct = eng.accounts.get(user_id)
     if acct is None:
         return []
-    return [o.snapshot() for o in acct.orders.values()
-            if market_id is None or o.market.id == market_id]
+    view = acct.open_view
+    if view is None:
+        view = acct.open_view = _open_view(acct)
+    if market_id is None:
+        return list(view)  # a copy: the caller may change it, the cache must not
+    return [v for v in view if v[_ORDER_MARKET] == market_id]
+
+
+_ORDER_MARKET = 3
+"""Index of the market id in an ``order`` event tuple (``Order.snapshot``)."""
+
+
+def _open_view(acct: Account) -> list[tuple[object, ...]]:
+    """The account's open orders as event tuples, reusing each order's stored ``view``."""
+    acct.caches_views = True
+    out: list[tuple[object, ...]] = []
+    for o in acct.orders.values():
+        v = o.view
+        if v is None:
+            v = o.view = o.snapshot()
+        out.append(v)
+    return out
 
 
 # --- the audit -----------------------------------------------------------------------
@@ -195,6 +225,7 @@ def audit(eng: Engine) -> AuditReport:
     if t.held > MAX_TOTAL_MONEY:
         problems.append(f"the exchange holds {t.held} units, over MAX_TOTAL_MONEY")
     problems.extend(_reservation_problems(eng))
+    problems.extend(_view_problems(eng))
     markets: list[dict[str, object]] = []
     for e in eng.events.values():
         problems.extend(_audit_event(e))
@@ -210,6 +241,22 @@ def audit(eng: Engine) -> AuditReport:
             })
     return AuditReport(not problems, t.deposits, t.withdrawals, cash, collateral, t.fees,
                        t.rounding, difference, markets, problems)
+
+
+def _view_problems(eng: Engine) -> list[str]:
+    """Every cached open-orders view (``open_orders``) against fresh snapshots."""
+    problems: list[str] = []
+    for a in eng.accounts.values():
+        if not a.caches_views:
+            continue
+        fresh = [o.snapshot() for o in a.orders.values()]
+        stale = [o.id for o in a.orders.values()
+                 if o.view is not None and o.view != o.snapshot()]
+        if stale:
+            problems.append(f"user {a.user}'s stored views of orders {stale} are stale")
+        if a.open_view is not None and a.open_view != fresh:
+            problems.append(f"user {a.user}'s cached open orders differ from their orders")
+    return problems
 
 
 def _audit_event(e: Event) -> list[str]:

@@ -14,9 +14,9 @@ from .helpers import run_cli
 
 FIELDS = {"name", "size", "orders_per_s", "p50_us", "p99_us", "mib", "target", "verdict",
           "rust", "engine"}
-THROUGHPUT = {"matching_heavy", "book_building", "concurrent"}
+THROUGHPUT = {"matching_heavy", "book_building", "concurrent", "concurrent_ceiling"}
 LATENCY = {"single_order_matching", "single_order_resting", "cancel", "best_bid",
-           "best_ask", "full_book", "open_orders"}
+           "best_ask", "full_book", "open_orders", "open_orders_changed"}
 MEMORY = "memory_1m_orders"
 
 
@@ -29,11 +29,14 @@ def quick_rows() -> list[dict]:
 def test_quick_run_reports_every_workload(quick_rows: list[dict]):
     names = [row["name"] for row in quick_rows]
 
-    # Every workload that has a target or a Rust figure to compare with is measured.
-    assert set(names) == set(bench.TARGETS) | set(bench.RUST) == THROUGHPUT | LATENCY | {MEMORY}
+    # Every workload that has a target or a Rust figure to compare with is measured,
+    # and the ceiling of concurrent users beside them.
+    assert set(names) == THROUGHPUT | LATENCY | {MEMORY}
+    assert set(bench.TARGETS) | set(bench.RUST) == set(names) - {"concurrent_ceiling"}
     assert [row["size"] for row in quick_rows if row["name"] == "matching_heavy"] == [1_000,
                                                                                       10_000]
     assert names.count("concurrent") == 1
+    assert names.index("concurrent_ceiling") == names.index("concurrent") + 1
 
 
 def test_quick_run_json_has_the_documented_fields_and_verdicts(quick_rows: list[dict]):
@@ -64,9 +67,34 @@ def test_quick_run_figures_are_present_and_sane(quick_rows: list[dict]):
         else:
             assert row["mib"] is None
     concurrent = next(row for row in quick_rows if row["name"] == "concurrent")
-    assert concurrent["size"] == concurrent["users"] * 100
-    open_orders = next(row for row in quick_rows if row["name"] == "open_orders")
-    assert open_orders["open_orders_of_user"] > 0
+    ceiling = next(row for row in quick_rows if row["name"] == "concurrent_ceiling")
+    assert concurrent["size"] == concurrent["users"] * 100 == ceiling["size"]
+    assert concurrent["ceiling_orders_per_s"] == ceiling["orders_per_s"]
+    assert concurrent["cpu_orders_per_s"] > 0 and ceiling["cpu_orders_per_s"] > 0
+    assert concurrent["of_ceiling"] == pytest.approx(
+        concurrent["orders_per_s"] / ceiling["orders_per_s"])
+    for name in ("open_orders", "open_orders_changed"):
+        open_orders = next(row for row in quick_rows if row["name"] == name)
+        assert open_orders["open_orders_of_user"] > 0
+
+
+def test_concurrent_users_pass_at_the_target_or_near_their_ceiling():
+    def row(orders_per_s: float, ceiling: float) -> bench.Result:
+        return bench.Result("concurrent", 10_000, orders_per_s=orders_per_s,
+                            extra={"ceiling_orders_per_s": ceiling})
+
+    assert row(600_000, 5_000_000).verdict() == "pass"  # the target itself
+    assert row(500_000, 600_000).verdict() == "pass"  # within 1.2x of the ceiling
+    assert row(400_000, 600_000).verdict() == "fail"  # 1.5x below it
+
+
+def test_the_table_says_how_far_concurrent_users_are_below_their_ceiling(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    table = run_cli("bench", "engine", "--quick", "--only", "queries", "--only",
+                    "concurrent").stdout
+    assert "open_orders_changed" in table and "concurrent_ceiling" in table
+    assert "concurrent, 100 clients:" in table and "x below concurrent_ceiling" in table
+    assert max(len(line.rstrip()) for line in table.splitlines()) <= 80
 
 
 def test_memory_at_a_small_size_is_measured():
@@ -84,7 +112,7 @@ def test_memory_at_a_small_size_is_measured():
 def test_only_runs_the_named_workloads_and_the_table_prints(monkeypatch):
     rows = bench.run(quick=True, only={"cancel", "queries"})
     assert [r.name for r in rows] == ["cancel", "best_bid", "best_ask", "full_book",
-                                      "open_orders"]
+                                      "open_orders", "open_orders_changed"]
 
     monkeypatch.setenv("COLUMNS", "200")  # a table as wide as a terminal's, unwrapped
     table = run_cli("bench", "engine", "--quick", "--only", "cancel",

@@ -476,10 +476,44 @@ async def test_replies_reach_only_the_requesting_instance(connect: ConnectBus):
     assert a_stream != b_stream
 
 
+async def test_a_cancelled_request_leaves_the_others_of_its_batch_undisturbed(
+        bus: Bus, connect: ConnectBus):
+    # Queued together, the requests share one future (one wake-up for the batch);
+    # cancelling one cancels that future, which must not reach the others.
+    engine = connect()
+    async with _echoing(engine):
+        assert await bus.request(b"warm", timeout=5) == b"ok:warm"  # listener started
+        tasks = [asyncio.create_task(bus.request(b"%d" % i, timeout=5)) for i in range(6)]
+        await asyncio.sleep(0)  # all six wait on their batch's one future
+        tasks[2].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert [r for k, r in enumerate(results) if k != 2] == [
+        b"ok:%d" % i for i in (0, 1, 3, 4, 5)]
+
+
+async def test_a_reply_is_never_held_back_by_another_requests_missing_one(
+        bus: Bus, connect: ConnectBus):
+    engine = connect()
+    first = asyncio.create_task(bus.request(b"answered", timeout=0.5))
+    second = asyncio.create_task(bus.request(b"never answered", timeout=0.5))
+    commands = []
+    while len(commands) < 2:
+        commands += await engine.read_commands("engine-1", block_ms=100)
+    began = asyncio.get_running_loop().time()
+    await engine.send_replies([Reply.to(commands[0], b"ok")])
+
+    assert await first == b"ok"
+    assert asyncio.get_running_loop().time() - began < 0.3  # not at the shared deadline
+    with pytest.raises(RequestTimeout):
+        await second
+
+
 async def test_request_times_out_without_an_engine(bus: Bus):
     with pytest.raises(RequestTimeout):
         await bus.request(b"lonely", timeout=0.1)
-    (command,) = await bus.read_commands("engine-1")
+    (command,) = await bus.read_commands("engine-1", block_ms=2_000)  # sent, maybe late
     assert command.payload == b"lonely"
     assert command.reply_to == bus.instance
 
@@ -488,7 +522,8 @@ async def test_late_reply_after_timeout_is_discarded(bus: Bus, connect: ConnectB
     engine = connect()
     with pytest.raises(RequestTimeout):
         await bus.request(b"slow", timeout=0.05)
-    (command,) = await engine.read_commands("engine-1")
+    # Sent, though perhaps after the timeout on a loaded machine: wait for it.
+    (command,) = await engine.read_commands("engine-1", block_ms=2_000)
     await engine.send_replies([Reply.to(command, b"too late")])
     async with _echoing(engine):
         assert await bus.request(b"next", timeout=5) == b"ok:next"

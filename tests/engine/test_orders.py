@@ -392,3 +392,27 @@ def test_expirations_due_at_a_commands_time_come_first_behind_a_clock_marker(ex)
     assert own == events[marker + 1:]
     assert ex.placed(own)["status"] == "open" and ex.placed(own)["order_id"] != old
     assert command_events(ex.buy_yes(BOB, ex.mid, "0.42")) == ex.last
+
+
+def test_open_orders_view_follows_fills_cancels_replacements_and_restores(ex):
+    from pmarket.engine import Engine
+
+    first = oid(ex, ex.buy_yes(ALICE, ex.mid, "0.40"))
+    second = oid(ex, ex.buy_yes(ALICE, ex.mid, "0.41"))
+    third = oid(ex, ex.buy_yes(ALICE, ex.mid, "0.42"))
+    view = ex.engine.open_orders(ALICE)  # turns Alice's cached view on
+    view.clear()  # the caller's copy: the cache is not the caller's to change
+    assert [o[1] for o in ex.engine.open_orders(ALICE)] == [first, second, third]
+
+    ex.sell_yes(BOB, ex.mid, "0.42", qty=4)  # third partly filled: stays in place
+    ex.apply(CancelOrder(user_id=ALICE, order_id=first))
+    ex.apply(ModifyOrder(user_id=ALICE, order_id=second, price=usd("0.39")))  # to the back
+    mine = ex.engine.open_orders(ALICE)
+    assert mine == [o.snapshot() for o in ex.engine.accounts[ALICE].orders.values()]
+    assert [(o[1], o[8], o[10]) for o in mine] == [(third, usd("0.42"), 4),
+                                                 (second, usd("0.39"), 0)]
+    assert ex.engine.open_orders(ALICE, market_id=ex.mid + 1) == []
+
+    restored = Engine.restore(ex.engine.snapshot())  # caches are not state
+    assert restored.open_orders(ALICE) == mine
+    assert restored.digest() == ex.engine.digest()

@@ -225,9 +225,11 @@ def check_engine_equals_reference(eng: Engine, ref: ReferenceExchange, users) ->
     assert {o.id: o.snapshot() for o in eng.orders.values()} == \
         {o.id: o.as_event() for o in ref.open_orders()}
     by_priority = sorted(ref.open_orders(), key=lambda o: o.arrival)
-    for user in users:  # oldest first = time priority
-        assert [o[1] for o in eng.open_orders(user)] == \
-            [o.id for o in by_priority if o.user == user]
+    for user in users:  # oldest first = time priority; answered from a cached view
+        mine = [o.as_event() for o in by_priority if o.user == user]
+        assert eng.open_orders(user) == mine
+        for mid in {o[3] for o in mine}:
+            assert eng.open_orders(user, mid) == [o for o in mine if o[3] == mid]
     t = eng.treasury
     assert (t.deposits, t.withdrawals, t.rounding, t.fees) == \
         (ref.deposits, ref.withdrawals, ref.rounding, 0)
