@@ -188,6 +188,7 @@ class World:
             "EventCreate": {"title": "Limits"},
             "EventUpdate": {"title": "Limits renamed"},
             "EventResolve": {"void": True},
+            "ApiKeyCreate": {"name": "bot", "scopes": ["read"]},
         }[model]
 
     async def path(self, client, template: str) -> str:
