@@ -9,11 +9,12 @@ stops on a gap it cannot fill; reads then go to the database), the database proj
 (the worker, wherever it runs) is not stalled (``consistency.ProjectionWatch``: behind
 the stream without advancing for ``worker_stall_s``), in the embedded mode the engine
 and worker tasks are alive, the credential cache is in sync with the database
-(``sessions``: ``down`` once it refuses user credentials), and nothing acknowledged is missing from the database
-(``projection``: parked events, skipped commands). Any failure makes the status
-``degraded``; a component ``down`` also makes the answer a 503, so load balancers take
-the instance out (a ``degraded`` one does not — a stalled worker, parked events: every
-instance shares them, and taking all out would stop the trading that still works).
+(``sessions``: ``down`` once it refuses user credentials), and nothing acknowledged
+is missing from the database (``projection``: parked events, skipped commands). Any
+failure makes the status ``degraded``; a component ``down`` also makes the answer a
+503, so load balancers take the instance out (a ``degraded`` one does not — a stalled
+worker, parked events: every instance shares them, and taking all out would stop the
+trading that still works).
 
 Invariant: a component is reported ``ok`` only if it was checked in this request.
 """
