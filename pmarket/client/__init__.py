@@ -16,8 +16,9 @@ a ``ServerUnavailable`` (nobody answered).
 from pmarket.client.aio import AsyncClient
 from pmarket.client.calls import Call, OrderSpec
 from pmarket.client.errors import ApiError, ClientError, ServerUnavailable
-from pmarket.client.http import DEFAULT_URL
+from pmarket.client.http import API_KEY_ENV, DEFAULT_URL
 from pmarket.client.models import (
+    ApiKey,
     Audit,
     Auth,
     Balance,
@@ -59,8 +60,10 @@ from pmarket.client.stream import (
 from pmarket.client.sync import Client
 
 __all__ = [
+    "API_KEY_ENV",
     "DEFAULT_URL",
     "ApiError",
+    "ApiKey",
     "AsyncClient",
     "Audit",
     "Auth",
