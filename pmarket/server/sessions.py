@@ -130,6 +130,7 @@ class Sessions:
         self.stream = f"{bus.keys.prefix}:auth"
         self.users: dict[int, UserState] = {}
         self.keys: dict[str, KeyState] = {}
+        self.revoked_keys: set[int] = set()  # ids, for open WebSockets (``valid``)
         self.touched: dict[int, float] = {}  # key id -> last use (epoch s), not yet written
         self.watermark = 0
         self.last_sync = time.monotonic()
@@ -220,8 +221,7 @@ class Sessions:
         if user is not None and (not user.exists or user.disabled):
             return False
         if principal.key_id is not None:
-            return not any(k.id == principal.key_id and k.revoked
-                           for k in self.keys.values())
+            return principal.key_id not in self.revoked_keys
         return user is None or user.epoch == principal.epoch
 
     # --- loading ----------------------------------------------------------------------
@@ -280,6 +280,8 @@ class Sessions:
         known = self.keys.get(digest)
         if known is None or state.seq >= known.seq:
             self.keys[digest] = state
+            if state.revoked and state.id:
+                self.revoked_keys.add(state.id)
         else:
             known.loaded = state.loaded
 
