@@ -56,6 +56,7 @@ log = logging.getLogger("pmarket.server.sessions")
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _NEGATIVE_MAX = 10_000  # unknown key digests remembered (junk keys cost no query)
 _STREAM_TTL_MS = 24 * 3600 * 1000
+_MISSING_S = 1.0  # how long "no such user" is believed before reading again
 
 
 def is_write(method: str) -> bool:
@@ -199,7 +200,8 @@ class Sessions:
     def _user(self, user_id: int) -> UserState | None:
         self._fresh()
         user = self.users.get(user_id)
-        if user is None or self._expired(user.loaded):
+        if user is None or self._expired(user.loaded) or (
+                not user.exists and time.monotonic() - user.loaded > _MISSING_S):
             return None
         return user
 
@@ -244,8 +246,8 @@ class Sessions:
         else:
             user_id = decode_token(credential, self.jwt_secret).id
             user_row = await asyncio.to_thread(self._read_user, user_id)
-        if user_row is None:
-            self._store_user(user_id, UserState(0, True, 2**62, now, exists=False))
+        if user_row is None:  # kept briefly: the id may be taken again (SQLite)
+            self._store_user(user_id, UserState(0, True, -1, now, exists=False))
         else:
             self._store_user(user_id, UserState(user_row.session_epoch,
                                                 user_row.disabled_at is not None,
@@ -271,7 +273,7 @@ class Sessions:
         """Keep the newer of what is cached and ``state`` (by ``auth_seq``): a load that
         read the database before a poll applied a later change must not undo it."""
         known = self.users.get(user_id)
-        if known is None or state.seq >= known.seq or not known.exists:
+        if known is None or state.seq >= known.seq:
             self.users[user_id] = state
         else:
             known.loaded = state.loaded

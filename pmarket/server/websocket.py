@@ -319,7 +319,16 @@ async def _handle(msg: Any, conn: Connection, hub: Hub, replica: Replica, sessio
         conn.put(_error("too_many_channels", f"at most {limit} channels per connection"))
         return True
     if "user" in channels:
-        principal, reason = await _user_principal(msg.get("token"), sessions)
+        try:
+            principal, reason = await _user_principal(msg.get("token"), sessions)
+        except Exception as exc:  # cannot check now (an outage): say so, stay open
+            error = exc if isinstance(exc, ApiError) else outage_error(exc)
+            if error is None:
+                raise
+            if error is not exc:
+                log_outage(error.code, "WS subscribe", exc)
+            conn.put(_error(error.code, error.message))
+            return True
         if principal is None:
             conn.put(_error("unauthenticated", reason))
             conn.close()  # refuse: close after the error is sent
@@ -361,6 +370,8 @@ async def _user_principal(token: Any, sessions) -> tuple[Principal | None, str]:
     try:
         principal = await sessions.authenticate(token, "GET")
     except ApiError as exc:
+        if exc.status >= 500:  # this server cannot vouch right now: not a refusal
+            raise
         return None, exc.message
     if principal.role != "user":
         return None, "a user token is required for the user channel"

@@ -26,16 +26,26 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 async def open_user_channel(server, client, credential: str):
-    """A WebSocket subscribed to ``user`` with ``credential``, proven live by a message."""
+    """A WebSocket subscribed to ``user`` with ``credential`` (a trading one), proven
+    live by a message."""
     ws = await websockets.connect(server.ws_url())
     await ws.send(orjson.dumps({"op": "subscribe", "channels": ["user"],
                                 "token": credential}))
-    r = await client.http.post("/onramp", json={"amount": "1"},
-                               headers=client.auth(credential))
-    assert r.status_code in (200, 403), r.text  # a "read" key may not deposit
-    if r.status_code == 200:
-        await recv_until(ws, lambda m: m["type"] == "balance")
+    await prove_live(ws, client, credential)
     return ws
+
+
+async def prove_live(ws, client, credential: str) -> None:
+    """Deposit until the user channel shows a balance: the subscription (processed
+    concurrently with HTTP requests) is in place."""
+    for _ in range(50):
+        r = await client.http.post("/onramp", json={"amount": "1"},
+                                   headers=client.auth(credential))
+        assert r.status_code == 200, r.text
+        with contextlib.suppress(TimeoutError):
+            await recv_until(ws, lambda m: m["type"] == "balance", timeout=0.2)
+            return
+    raise AssertionError("the user channel never showed a balance")
 
 
 async def assert_closed_for_revocation(ws) -> None:
@@ -164,8 +174,10 @@ async def test_a_token_of_a_removed_user_is_refused(client, server):
             conn.execute(delete(User).where(User.id == uid))
 
     await asyncio.to_thread(remove)
-    r = await client.http.get("/balance", headers=client.auth(token))
-    assert r.status_code == 401
+    for path in ("/balance", "/trades"):  # the read path and FastAPI
+        r = await client.http.get(path, headers=client.auth(token))
+        assert r.status_code == 401
+    rt.sessions.users.pop(uid, None)  # SQLite may hand the id out again
 
 
 @contextlib.asynccontextmanager
@@ -235,3 +247,41 @@ async def test_a_server_that_cannot_sync_refuses_after_the_bound_and_heals(clien
 async def test_health_reports_the_credential_sync(client):
     auth = (await client.http.get("/health")).json()["components"]["auth"]
     assert auth["status"] == "ok" and "synced" in auth["detail"]
+
+
+async def test_a_database_outage_while_loading_a_credential_is_a_503_everywhere(
+        client, server, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from pmarket.server.fastpath import FastPath
+    from pmarket.server.readpath import ReadPath
+
+    market = await client.market()
+    token, uid, _ = await new_user(client, "outage")
+    sessions = server.runtime.sessions
+
+    def down(*args):
+        raise OperationalError("SELECT", {}, Exception("connection refused (test)"))
+
+    monkeypatch.setattr(sessions, "_read_user", down)
+    sessions.users.pop(uid, None)  # not cached: it must be loaded
+    answers = []
+    for fast in (True, False):
+        monkeypatch.setattr(FastPath, "enabled", fast)
+        monkeypatch.setattr(ReadPath, "enabled", fast)
+        for method, path, body in (("GET", "/balance", None), ("POST", "/orders", {
+                "market_id": market, "outcome": "yes", "side": "buy", "price": "0.01",
+                "quantity": 1})):
+            r = await client.http.request(method, path, json=body,
+                                          headers=client.auth(token))
+            answers.append((r.status_code, r.json()["error"]["code"]))
+    assert set(answers) == {(503, "database_unavailable")}
+    async with websockets.connect(server.ws_url()) as ws:
+        await ws.send(orjson.dumps({"op": "subscribe", "channels": ["user"],
+                                    "token": token}))
+        err = await recv(ws)
+        assert err["data"]["code"] == "database_unavailable"
+        monkeypatch.undo()
+        await ws.send(orjson.dumps({"op": "subscribe", "channels": ["user"],
+                                    "token": token}))  # still open, and now it works
+        await prove_live(ws, client, token)
