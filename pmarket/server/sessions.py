@@ -399,7 +399,7 @@ class Sessions:
             try:
                 if after is None:
                     after = await self.bus.last_id(self.stream)
-                messages = await self.bus.read(self.stream, after, count=100, block_ms=1000)
+                messages = await self.bus.tail("auth", self.stream, after, block_ms=1000)
             except asyncio.CancelledError:
                 raise
             except Exception:
