@@ -27,12 +27,13 @@ from pmarket.db import ApiKey, User
 from .. import views
 from ..deps import CurrentUser, RuntimeDep, SessionUser
 from ..errors import ApiError, not_found
+from ..exactjson import ExactJSONRoute
 from ..schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPage
 from ..security import api_key_digest, new_api_key
 from ..sessions import next_auth_seq
 from .common import ERRORS, PageParams, ok, page, read
 
-router = APIRouter(tags=["api keys"], responses=ERRORS)
+router = APIRouter(route_class=ExactJSONRoute, tags=["api keys"], responses=ERRORS)
 
 MAX_KEYS = 20
 KeyId = Annotated[int, Path(ge=1, le=2**62)]
