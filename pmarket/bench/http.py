@@ -62,6 +62,7 @@ class Options:
     read_connections: int = 32
     generator: str = "auto"
     server_python: str | None = None
+    api_keys: bool = False  # users act with API keys (read and trade), not tokens
 
 
 @dataclass
@@ -78,6 +79,7 @@ class Result:
     latencies_ms: list[float] = field(default_factory=list)
     ws_latencies_ms: list[float] = field(default_factory=list)
     reads: read_mix.ReadMix | None = None
+    credentials: str = "tokens"
 
     @property
     def orders_per_s(self) -> float:
@@ -93,6 +95,7 @@ class Result:
         lat, ws = self.latencies_ms, self.ws_latencies_ms
         return {
             "mode": self.mode, "users": self.users, "seconds": round(self.seconds, 2),
+            "credentials": self.credentials,
             "orders": self.orders, "placements": self.placements, "cancels": self.cancels,
             "orders_per_s": round(self.orders_per_s, 1),
             "p50_ms": self.pct(lat, 0.5), "p99_ms": self.pct(lat, 0.99),
@@ -192,7 +195,8 @@ async def _wait_ready(base: str, timeout_s: float = 60) -> None:
     raise RuntimeError("the server did not become healthy")
 
 
-async def _setup(base: str, users: int) -> tuple[int, list[str], str]:
+async def _setup(base: str, users: int, api_keys: bool = False
+                 ) -> tuple[int, list[str], str]:
     async with httpx.AsyncClient(base_url=base, timeout=60) as h:
         r = await h.post("/auth/admin/signin", json={"email": ADMIN_EMAIL,
                                                      "password": ADMIN_PASSWORD})
@@ -208,6 +212,11 @@ async def _setup(base: str, users: int) -> tuple[int, list[str], str]:
             token = r.json()["token"]
             await h.post("/onramp", json={"amount": "1000000"},
                          headers={"Authorization": f"Bearer {token}"})
+            if api_keys:  # from here on the user acts with a key
+                r = await h.post("/api-keys", json={"name": "bench", "scopes": [
+                    "read", "trade"]}, headers={"Authorization": f"Bearer {token}"})
+                r.raise_for_status()
+                return r.json()["key"]
             return token
 
         tokens = await asyncio.gather(*(one(i) for i in range(users)))
@@ -268,13 +277,14 @@ async def _watch_trades(ws_url: str, market: int, result: Result, measure: async
 
 async def run_load(base: str, options: Options, mode: str) -> Result:
     """Drive an already running server at ``base`` and return the figures."""
-    market, tokens, admin_token = await _setup(base, options.users)
+    market, tokens, admin_token = await _setup(base, options.users, options.api_keys)
     if options.reads:  # while the exchange is quiet: the same state for every build
         await read_mix.prepare(base, admin_token, tokens)
     host, port = base.removeprefix("http://").split(":")
     conns = [RawHttp(host, int(port), t) for t in tokens]
     await asyncio.gather(*(c.connect() for c in conns))
-    result = Result(mode, options.users, options.seconds)
+    result = Result(mode, options.users, options.seconds,
+                    credentials="api keys" if options.api_keys else "tokens")
     measure, stop = asyncio.Event(), asyncio.Event()
     rng = random.Random(options.seed)
     tasks = [asyncio.create_task(_trader(c, market, random.Random(rng.random()), result,

@@ -531,6 +531,15 @@ class Bus(ServerLiveness, Streams):
         if not state.started.is_set():
             raise BusUnavailable(f"replies cannot be received: {state.failure}")
 
+    async def tail(
+        self, name: str, stream: str, after_id: StreamId, *, count: int = 100,
+        block_ms: int = 1000,
+    ) -> list[Message]:
+        """A blocking read without a group for the one long-lived reader ``name`` (Redis:
+        on a connection of its own, so it never holds a pooled connection while it
+        waits; ``close`` ends it)."""
+        return await self.read(stream, after_id, count=count, block_ms=block_ms)
+
     async def _read_replies(
         self, stream: str, after_id: StreamId, count: int, block_ms: int
     ) -> list[Message]:

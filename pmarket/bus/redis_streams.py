@@ -438,6 +438,15 @@ class RedisStreamsBus(Bus):
                 await self.redis.xtrim(stream, minid=min_id, approximate=approximate)
             )
 
+    async def tail(
+        self, name: str, stream: str, after_id: StreamId, *, count: int = 100,
+        block_ms: int = 1000,
+    ) -> list[Message]:
+        reply = await self._on_own_connection(
+            f"tail:{name}", "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", stream,
+            after_id)
+        return _raw_messages(stream, reply)
+
     async def _read_replies(
         self, stream: str, after_id: StreamId, count: int, block_ms: int
     ) -> list[Message]:

@@ -43,6 +43,9 @@ def bench_http(
                                       help="Run the server processes with this Python "
                                            "(another checkout's .venv/bin/python) to "
                                            "compare builds with one benchmark."),
+    api_keys: bool = typer.Option(False, "--api-keys",
+                                  help="Traders act with API keys (read and trade) "
+                                       "instead of session tokens."),
     json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Start a server, load it with orders and cancels over loopback, then read what
@@ -57,7 +60,7 @@ def bench_http(
         result = http.run(http.Options(
             users=users, seconds=seconds, redis_url=redis_url, database_url=database_url,
             reads=reads, read_seconds=read_seconds, read_connections=connections,
-            generator=generator, server_python=server_python))
+            generator=generator, server_python=server_python, api_keys=api_keys))
     figures = result.as_dict()
     if json:
         typer.echo(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
@@ -70,7 +73,8 @@ def bench_http(
 def http_table(result, users: int) -> Table:
     figures = result.as_dict()
     rate_target, p99_target = TARGETS[result.mode]
-    table = bench_table(f"pmarket HTTP benchmark ({result.mode}, {users} users)",
+    table = bench_table(f"pmarket HTTP benchmark ({result.mode}, {users} users, "
+                        f"{result.credentials})",
                         "figure", "value", "target", left=("figure",))
 
     def ms(v):

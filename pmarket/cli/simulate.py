@@ -60,6 +60,9 @@ def simulate(
         1.0, min=0.0001, help="Multiply generated flow: load burst order counts, load user "
                               "groups and agent simulation durations (e.g. 0.1)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print one line per scenario."),
+    api_keys: bool = typer.Option(
+        False, "--api-keys", envvar="PMARKET_SIM_API_KEYS",
+        help="With --target: each user trades through an API key it creates at sign-up."),
 ) -> None:
     """Replay scenario files against the exchange and check their expectations."""
     errors = Console(stderr=True)
@@ -84,7 +87,7 @@ def simulate(
     if bad:
         raise typer.Exit(2)
     def connect():
-        return open_target(target, admin_email, admin_password)
+        return open_target(target, admin_email, admin_password, api_keys)
 
     try:
         connect().close()

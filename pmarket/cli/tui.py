@@ -22,6 +22,9 @@ def tui(
                                   help="Start a whole exchange in this process."),
     database: str = typer.Option("pmarket.db", "--database",
                                  help="SQLite file of the embedded exchange."),
+    api_key: str = typer.Option(None, "--api-key", envvar="PMARKET_API_KEY",
+                                help="Act with this API key (pmk_...) instead of signing "
+                                     "in."),
 ) -> None:
     """Open the trading terminal (keys: F1 for help)."""
     from pmarket.client import Client, ClientError
@@ -52,7 +55,7 @@ def tui(
                        "to start an exchange inside the terminal.", err=True)
             raise typer.Exit(1) from None
     try:
-        TradingApp(url).run()
+        TradingApp(url, api_key=api_key or None).run()
     finally:
         if server is not None:
             server.stop()

@@ -17,8 +17,9 @@ from pmarket.client.aio import AsyncClient
 from pmarket.client.calls import Call, OrderSpec
 from pmarket.client.deadman import AsyncDeadManSwitch, DeadManSwitch
 from pmarket.client.errors import ApiError, ClientError, ServerUnavailable
-from pmarket.client.http import DEFAULT_URL
+from pmarket.client.http import API_KEY_ENV, DEFAULT_URL
 from pmarket.client.models import (
+    ApiKey,
     Audit,
     Auth,
     Balance,
@@ -61,8 +62,10 @@ from pmarket.client.stream import (
 from pmarket.client.sync import Client
 
 __all__ = [
+    "API_KEY_ENV",
     "DEFAULT_URL",
     "ApiError",
+    "ApiKey",
     "AsyncClient",
     "AsyncDeadManSwitch",
     "Audit",

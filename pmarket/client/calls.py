@@ -136,6 +136,27 @@ def admin_signin(email: str, password: str) -> Call[m.Auth]:
                 body={"email": email, "password": password})
 
 
+def signout_all() -> Call[None]:
+    """``POST /auth/signout-all``: every token of the caller stops working."""
+    return Call("POST", "/auth/signout-all", _none)
+
+
+def create_api_key(name: str, scopes: list[str]) -> Call[m.ApiKey]:
+    """``POST /api-keys`` (``scopes``: ``["read"]`` or ``["read", "trade"]``)."""
+    return Call("POST", "/api-keys", m.parse_api_key, body={"name": name, "scopes": scopes})
+
+
+def api_keys(limit: int | None = None, offset: int | None = None) -> Call[m.Page[m.ApiKey]]:
+    """``GET /api-keys``."""
+    return Call("GET", "/api-keys", lambda d: m.parse_page(d, m.parse_api_key),
+                params=_page(limit, offset))
+
+
+def delete_api_key(key_id: int) -> Call[None]:
+    """``DELETE /api-keys/{id}``: the key stops working at once."""
+    return Call("DELETE", f"/api-keys/{key_id}", _none)
+
+
 def me() -> Call[m.User]:
     """``GET /me``."""
     return Call("GET", "/me", m.parse_user)
@@ -358,6 +379,16 @@ def users(limit: int | None = None, offset: int | None = None) -> Call[m.Page[m.
     """``GET /admin/users``."""
     return Call("GET", "/admin/users", lambda d: m.parse_page(d, m.parse_user),
                 params=_page(limit, offset))
+
+
+def disable_user(user_id: int) -> Call[m.User]:
+    """``POST /admin/users/{id}/disable``."""
+    return Call("POST", f"/admin/users/{user_id}/disable", m.parse_user)
+
+
+def enable_user(user_id: int) -> Call[m.User]:
+    """``POST /admin/users/{id}/enable``."""
+    return Call("POST", f"/admin/users/{user_id}/enable", m.parse_user)
 
 
 def audit() -> Call[m.Audit]:

@@ -7,6 +7,7 @@ Nothing from ``httpx`` leaks to callers.
 
 from __future__ import annotations
 
+import os
 from typing import Any, TypeVar
 
 import httpx
@@ -18,6 +19,18 @@ T = TypeVar("T")
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 10.0
+API_KEY_ENV = "PMARKET_API_KEY"
+URL_ENV = "PMARKET_URL"
+
+
+def env_api_key() -> str | None:
+    """The API key in ``PMARKET_API_KEY`` (``pmk_...``), or None when unset or empty."""
+    return os.environ.get(API_KEY_ENV) or None
+
+
+def env_url() -> str:
+    """The server URL in ``PMARKET_URL``, else ``DEFAULT_URL``."""
+    return os.environ.get(URL_ENV) or DEFAULT_URL
 
 
 def headers(token: str | None) -> dict[str, str]:

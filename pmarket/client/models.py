@@ -83,6 +83,24 @@ def parse_user(d: Json, role: str = "user") -> User:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as listed (``key``, its secret, only in the answer that created it)."""
+
+    id: int
+    name: str
+    scopes: list[str]
+    created_at: datetime | None
+    last_used_at: datetime | None = None
+    key: str | None = None
+
+
+def parse_api_key(d: Json) -> ApiKey:
+    """A ``{id, name, scopes, created_at[, last_used_at, key]}`` object."""
+    return ApiKey(int(d["id"]), d["name"], list(d["scopes"]), ts(d.get("created_at")),
+                  ts(d.get("last_used_at")), d.get("key"))
+
+
+@dataclass(frozen=True, slots=True)
 class Auth:
     """A signed-in session: the bearer ``token`` and who it belongs to."""
 

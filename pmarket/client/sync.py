@@ -18,7 +18,16 @@ from pmarket.client import models as m
 from pmarket.client.calls import Amount, Call, OrderSpec
 from pmarket.client.deadman import DeadManSwitch, OnFired
 from pmarket.client.errors import ApiError, ServerUnavailable
-from pmarket.client.http import DEFAULT_TIMEOUT, DEFAULT_URL, read, request_args, retry_wait
+from pmarket.client.http import (
+    API_KEY_ENV,
+    DEFAULT_TIMEOUT,
+    DEFAULT_URL,
+    env_api_key,
+    env_url,
+    read,
+    request_args,
+    retry_wait,
+)
 
 T = TypeVar("T")
 
@@ -29,6 +38,8 @@ class Client:
     Args:
         base_url: The server's URL, e.g. ``http://127.0.0.1:8000``.
         token: A bearer token to act with (signing in sets one).
+        api_key: An API key (``pmk_...``) to act with instead of a token; a key is sent
+            as a bearer token too. ``from_env`` takes it from ``PMARKET_API_KEY``.
         timeout: Seconds to wait for each request.
         transport: An ``httpx`` transport (``httpx.MockTransport`` in tests).
         rate_limit_retries: How many times a call answered 429 (or 503 with
@@ -37,16 +48,30 @@ class Client:
     """
 
     def __init__(self, base_url: str = DEFAULT_URL, token: str | None = None, *,
+                 api_key: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, rate_limit_retries: int = 0,
                  transport: httpx.BaseTransport | None = None,
                  _http: httpx.Client | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self.token = token
+        self.token = token or api_key
         self.rate_limit_retries = rate_limit_retries
         self.user: m.User | None = None
         self._owns_http = _http is None
         self._http = _http or httpx.Client(base_url=self.base_url, timeout=timeout,
                                            transport=transport)
+
+    @classmethod
+    def from_env(cls, base_url: str | None = None, **options: Any) -> Client:
+        """A client acting with the API key in ``PMARKET_API_KEY`` against
+        ``base_url`` (default: ``PMARKET_URL``, else ``DEFAULT_URL``).
+
+        Raises:
+            ValueError: ``PMARKET_API_KEY`` is not set.
+        """
+        key = env_api_key()
+        if key is None:
+            raise ValueError(f"{API_KEY_ENV} is not set")
+        return cls(base_url or env_url(), api_key=key, **options)
 
     def as_token(self, token: str | None) -> Client:
         """A client acting with ``token`` that shares this one's connections."""
@@ -101,6 +126,24 @@ class Client:
     def admin_signin(self, email: str, password: str) -> m.Auth:
         """Sign in as an admin and act as them."""
         return self._signed_in(self.call(c.admin_signin(email, password)))
+
+    def signout_all(self) -> None:
+        """End every session of this user (all their tokens, this one too)."""
+        return self.call(c.signout_all())
+
+    def create_api_key(self, name: str, scopes: list[str] | None = None) -> m.ApiKey:
+        """Create an API key (default scopes: read and trade); its secret is in
+        ``.key``, shown this once."""
+        return self.call(c.create_api_key(name, scopes or ["read", "trade"]))
+
+    def api_keys(self, limit: int | None = None, offset: int | None = None
+                 ) -> m.Page[m.ApiKey]:
+        """This user's API keys (never their secrets)."""
+        return self.call(c.api_keys(limit, offset))
+
+    def delete_api_key(self, key_id: int) -> None:
+        """Revoke an API key: it stops working at once."""
+        return self.call(c.delete_api_key(key_id))
 
     def me(self) -> m.User:
         """The account the token belongs to."""
@@ -268,6 +311,14 @@ class Client:
     def users(self, limit: int | None = None, offset: int | None = None) -> m.Page[m.User]:
         """Every user account."""
         return self.call(c.users(limit, offset))
+
+    def disable_user(self, user_id: int) -> m.User:
+        """Disable a user: their tokens and keys stop working, open orders cancelled."""
+        return self.call(c.disable_user(user_id))
+
+    def enable_user(self, user_id: int) -> m.User:
+        """Let a disabled user sign in again."""
+        return self.call(c.enable_user(user_id))
 
     def audit(self) -> m.Audit:
         """The exchange-wide money audit."""

@@ -9,6 +9,8 @@ from .migrate import current_revision, head_revision, upgrade
 from .models import (
     PROJECTED_TABLES,
     Admin,
+    ApiKey,
+    AuthSequence,
     Balance,
     Base,
     Candle,
@@ -31,6 +33,8 @@ from .types import UTCDateTime, bounded, from_ms, to_ms
 __all__ = [
     "PROJECTED_TABLES",
     "Admin",
+    "ApiKey",
+    "AuthSequence",
     "Balance",
     "Base",
     "Candle",

@@ -73,6 +73,38 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Sessions (``pmarket.server.sessions``): a token carries the epoch it was issued
+    # in; signing out everywhere (and disabling) moves the epoch on, so older tokens
+    # stop working. ``auth_seq`` orders such changes for other servers to pick up.
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
+    disabled_at: Mapped[datetime | None] = mapped_column(default=None)
+    auth_seq: Mapped[int] = mapped_column(default=0, server_default="0", index=True)
+
+
+class ApiKey(Base):
+    """A user's API key: only its keyed hash is stored (HMAC-SHA256, server secret)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    scopes: Mapped[str] = mapped_column(String(40))  # "read" or "read,trade"
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    auth_seq: Mapped[int] = mapped_column(default=0, server_default="0", index=True)
+
+
+class AuthSequence(Base):
+    """One row: the last ``auth_seq`` handed out. Taking the next value locks the row
+    until the change commits, so changes become visible in ``auth_seq`` order."""
+
+    __tablename__ = "auth_sequence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(default=0)
 
 
 class Admin(Base):

@@ -195,7 +195,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def ws_endpoint(ws: WebSocket) -> None:
         runtime.metrics.websockets.inc()
         try:
-            await websocket.serve(ws, runtime.hub, runtime.replica, settings.jwt_secret,
+            await websocket.serve(ws, runtime.hub, runtime.replica, runtime.sessions,
                                   runtime.barrier.for_replica)
         finally:
             runtime.metrics.websockets.dec()

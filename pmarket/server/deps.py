@@ -1,11 +1,14 @@
 """FastAPI dependencies: the runtime, the caller, rate limits and ownership.
 
-``CurrentUser`` / ``CurrentAdmin`` accept only a valid token of that role (401 without
-or with a bad token, 403 with a token of the other role) and charge the caller's rate
-limit (429). ``PublicLimited`` and ``AuthLimited`` charge the client address instead
-(public market data; sign-up and sign-in). ``OwnedOrder`` loads an order of the caller
-or answers 404 — also when the order exists but belongs to someone else, so its
-existence is never revealed.
+``CurrentUser`` / ``CurrentAdmin`` accept only a valid credential of that role (401
+without or with a bad, expired or revoked token or API key, 403 with a token of the
+other role or a "read" key on a write) and charge the caller's rate limit (429); the
+check itself is ``sessions.Sessions.authenticate``, shared with the fast paths and the
+WebSocket. ``SessionUser`` is a user who signed in (a token, not an API key): only
+they manage keys and sessions. ``PublicLimited`` and ``AuthLimited`` charge the client
+address instead (public market data; sign-up and sign-in). ``OwnedOrder`` loads an
+order of the caller or answers 404 — also when the order exists but belongs to someone
+else, so its existence is never revealed.
 
 Invariant: every route that touches an account depends on one of these; no handler
 reads a user id from the request body.
@@ -24,9 +27,11 @@ from pmarket.db import Order
 from .errors import ApiError, not_found
 from .ratelimit import RateLimiter
 from .runtime import Runtime
-from .security import InvalidToken, Principal, decode_token
+from .security import Principal
+from .sessions import unauthenticated
 
 _BEARER = "bearer "
+_BEARER_BYTES = b"bearer "
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -36,18 +41,32 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def _unauthenticated(message: str) -> ApiError:
-    return ApiError(401, "unauthenticated", message, {"WWW-Authenticate": "Bearer"})
-
-
-def _principal(request: Request, runtime: Runtime) -> Principal:
+async def _principal(request: Request, runtime: Runtime) -> Principal:
     header = request.headers.get("authorization", "")
     if not header[:len(_BEARER)].lower() == _BEARER:
-        raise _unauthenticated("missing bearer token")
+        raise unauthenticated("missing bearer token")
+    return await runtime.sessions.authenticate(header[len(_BEARER):].strip(),
+                                               request.method)
+
+
+async def asgi_user(scope, runtime: Runtime) -> Principal | None:
+    """The caller of an ASGI request (``fastpath``, ``readpath``) if it carries exactly
+    one good user credential for this method, else None: the request then goes to
+    FastAPI, whose dependencies give the exact error."""
+    header = None
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            if header is not None:
+                return None  # several: let FastAPI decide
+            header = value
+    if header is None or header[:7].lower() != _BEARER_BYTES:
+        return None
     try:
-        return decode_token(header[len(_BEARER):].strip(), runtime.settings.jwt_secret)
-    except InvalidToken as exc:
-        raise _unauthenticated(str(exc)) from None
+        principal = await runtime.sessions.authenticate(
+            header[7:].decode("latin-1").strip(), scope["method"])
+    except Exception:  # refused, or an outage while loading: FastAPI answers the same
+        return None
+    return principal if principal.role == "user" else None
 
 
 def _charge(runtime: Runtime, key: object, limiter: RateLimiter | None = None) -> None:
@@ -75,7 +94,7 @@ async def rate_limit_auth(request: Request, runtime: RuntimeDep) -> None:
 
 
 async def current_user(request: Request, runtime: RuntimeDep) -> Principal:
-    principal = _principal(request, runtime)
+    principal = await _principal(request, runtime)
     if principal.role != "user":
         raise ApiError(403, "forbidden", "this route needs a user token")
     _charge(runtime, ("user", principal.id))
@@ -83,7 +102,7 @@ async def current_user(request: Request, runtime: RuntimeDep) -> Principal:
 
 
 async def current_admin(request: Request, runtime: RuntimeDep) -> Principal:
-    principal = _principal(request, runtime)
+    principal = await _principal(request, runtime)
     if principal.role != "admin":
         raise ApiError(403, "forbidden", "this route needs an admin token")
     _charge(runtime, ("admin", principal.id))
@@ -91,7 +110,7 @@ async def current_admin(request: Request, runtime: RuntimeDep) -> Principal:
 
 
 async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
-    principal = _principal(request, runtime)
+    principal = await _principal(request, runtime)
     _charge(runtime, (principal.role, principal.id))
     return principal
 
@@ -99,6 +118,18 @@ async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
 CurrentUser = Annotated[Principal, Depends(current_user)]
 CurrentAdmin = Annotated[Principal, Depends(current_admin)]
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def session_user(user: CurrentUser) -> Principal:
+    """A user who signed in with a password: an API key may not create or revoke keys
+    nor end sessions (a leaked key must not be able to mint the next one)."""
+    if user.key_id is not None:
+        raise ApiError(403, "forbidden", "this route needs a signed-in user's token, "
+                       "not an API key")
+    return user
+
+
+SessionUser = Annotated[Principal, Depends(session_user)]
 PublicLimited = Depends(rate_limit_public)
 """Per-address limit of public market data (``PMARKET_PUBLIC_RATE_LIMIT_*``)."""
 AuthLimited = Depends(rate_limit_auth)

@@ -7,7 +7,8 @@ route, building the request, solving the dependency tree, the exception middlewa
 request id, body limit, metrics and access log) answers their *ordinary* case itself
 and calls the very same endpoint functions with the same arguments FastAPI would pass.
 
-Anything out of the ordinary — no or bad token, an admin token, a body that is not
+Anything out of the ordinary — no, bad or revoked credential (``deps.asgi_user``, the
+same check as FastAPI's dependencies), an admin token, a body that is not
 exactly JSON for ``OrderCreate``, an order id out of range, another content type — goes
 to FastAPI untouched (the body already read is replayed), so every error keeps FastAPI's
 exact status and shape. The rate limit is charged only once the request is known to be
@@ -22,25 +23,27 @@ Invariant: a request served here gets the same response as through FastAPI.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from .deps import _charge
+from .deps import _charge, asgi_user
 from .errors import ApiError, error_response, log_outage, outage_error
 from .exactjson import has_float
 from .routes import orders
 from .schemas import OrderCreate
-from .security import InvalidToken, decode_token
 
-_BEARER = b"bearer "
 _ORDER_PATH = re.compile(r"/orders/([1-9][0-9]{0,18})")
 _MAX_ORDER_ID = 2**62
 
 
 class FastPath:
-    """ASGI middleware serving the ordinary order placements and cancellations."""
+    """ASGI middleware serving the ordinary order placements and cancellations.
+
+    ``enabled`` (class attribute) turns it off, so tests can compare with FastAPI.
+    """
+
+    enabled = True
 
     def __init__(self, app, runtime_of):
         self.app = app
@@ -54,30 +57,13 @@ class FastPath:
                                   and "DELETE" in getattr(r, "methods", ()))
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
+        if scope["type"] == "http" and self.enabled:
             method, path = scope["method"], scope["path"]
             if method == "POST" and path == "/orders":
                 return await self._place(scope, receive, send)
             if method == "DELETE" and path.startswith("/orders/"):
                 return await self._cancel(scope, receive, send)
         return await self.app(scope, receive, send)
-
-    def _user(self, scope, runtime) -> Any:
-        """The caller if the request carries a valid user token, else None."""
-        header = None
-        for key, value in scope["headers"]:
-            if key == b"authorization":
-                if header is not None:
-                    return None  # several: let FastAPI decide
-                header = value
-        if header is None or header[:7].lower() != _BEARER:
-            return None
-        try:
-            principal = decode_token(header[7:].decode("latin-1").strip(),
-                                     runtime.settings.jwt_secret)
-        except (InvalidToken, UnicodeDecodeError):
-            return None
-        return principal if principal.role == "user" else None
 
     async def _place(self, scope, receive, send):
         runtime = self.runtime_of()
@@ -90,7 +76,7 @@ class FastPath:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        user = self._user(scope, runtime)
+        user = await asgi_user(scope, runtime)
         order = None
         if user is not None and _json_content(scope):
             try:
@@ -112,7 +98,7 @@ class FastPath:
     async def _cancel(self, scope, receive, send):
         runtime = self.runtime_of()
         match = _ORDER_PATH.fullmatch(scope["path"])
-        user = self._user(scope, runtime) if match is not None else None
+        user = await asgi_user(scope, runtime) if match is not None else None
         order_id = int(match.group(1)) if user is not None else 0
         if not 1 <= order_id <= _MAX_ORDER_ID:
             return await self.app(scope, receive, send)

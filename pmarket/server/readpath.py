@@ -11,7 +11,8 @@ endpoint functions with the arguments FastAPI would pass:
 ``/balance``, ``/positions``, ``/portfolio``, ``/orders``, ``/orders/{id}``,
 ``/events``, ``/events/{id}``, ``/markets/{id}``, ``/markets/{id}/orderbook``.
 
-Anything out of the ordinary — no, bad or admin token on a user route, a query
+Anything out of the ordinary — no, bad, revoked or admin credential on a user route
+(``deps.asgi_user``, the same check as FastAPI's dependencies), a query
 parameter it does not know or that is repeated, a value that is not plainly valid
 (out of range, percent-encoded, empty) — goes to FastAPI untouched, so every error and
 every unusual request keeps FastAPI's exact status and body. The rate limit (per user,
@@ -28,13 +29,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .deps import _charge
+from .deps import _charge, asgi_user
 from .fastpath import _error
 from .routes import account, events, markets, orders
 from .routes.common import MAX_LIMIT, Paging
-from .security import InvalidToken, decode_token
 
-_BEARER = b"bearer "
 _MAX_ID = 2**62
 _ID = re.compile(r"[1-9][0-9]{0,18}")
 _NUMBER = re.compile(r"0|[1-9][0-9]{0,9}")
@@ -175,7 +174,7 @@ class ReadPath:
             scope.setdefault("path_params", {})[_PATH_PARAM[kind]] = match.group(2)
         query = _query(scope["query_string"], route.params)
         runtime = self.runtime_of()
-        user = None if route.public or query is None else _user(scope, runtime)
+        user = None if route.public or query is None else await asgi_user(scope, runtime)
         if query is None or (user is None and not route.public):
             return await self.app(scope, receive, send)
         scope["route"] = route.route
@@ -193,20 +192,3 @@ class ReadPath:
             response = _error(exc, f"GET {path}")
         await response(scope, receive, send)
 
-
-def _user(scope, runtime) -> Any:
-    """The caller if the request carries one valid user token, else None."""
-    header = None
-    for key, value in scope["headers"]:
-        if key == b"authorization":
-            if header is not None:
-                return None  # several: let FastAPI decide
-            header = value
-    if header is None or header[:7].lower() != _BEARER:
-        return None
-    try:
-        principal = decode_token(header[7:].decode("latin-1").strip(),
-                                 runtime.settings.jwt_secret)
-    except (InvalidToken, UnicodeDecodeError):
-        return None
-    return principal if principal.role == "user" else None

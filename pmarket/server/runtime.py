@@ -44,7 +44,8 @@ from .marketdata import Replica
 from .metrics import Metrics
 from .ratelimit import RateLimiter
 from .readmodel import ReadModel
-from .security import PasswordHasher, hash_password
+from .security import PasswordHasher, api_key_secret, hash_password
+from .sessions import Sessions
 from .settings import Settings
 from .subworker import WorkerProcess
 from .supervision import Supervisor
@@ -87,6 +88,7 @@ class Runtime:
     auth_limiter: RateLimiter = None  # type: ignore[assignment]
     signin_guard: SigninGuard = None  # type: ignore[assignment]
     hasher: PasswordHasher = None  # type: ignore[assignment]
+    sessions: Sessions = None  # type: ignore[assignment]
     service: object | None = None
     worker: object | None = None
     watch: ProjectionWatch = None  # type: ignore[assignment]
@@ -125,6 +127,7 @@ class Runtime:
                                 instance=self.instance)
         self.limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)
         self._start_guards()
+        await self._start_sessions()
         await self.hasher.warm()
         if s.read_model:
             self.readmodel = ReadModel(self.bus.events_stream(s.shard))
@@ -202,6 +205,19 @@ class Runtime:
             s.ws_max_channels, s.ws_max_connections_per_address,
             RateLimiter(s.ws_subscribe_per_s, s.ws_subscribe_burst), self.public_limiter)
 
+    async def _start_sessions(self) -> None:
+        """The credential cache, its synchronisation, and the closing of revoked users'
+        WebSockets (``sessions``)."""
+        s = self.settings
+        self.sessions = Sessions(
+            self.db, self.bus, jwt_secret=s.jwt_secret,
+            key_secret=api_key_secret(s.jwt_secret, s.api_key_secret),
+            embedded=s.embedded, sync_s=s.auth_sync_s, max_stale_s=s.auth_max_stale_s,
+            cache_s=s.auth_cache_s, touch_s=s.api_key_touch_s)
+        self.sessions.on_change = lambda users: self.hub.revoke(users, self.sessions.valid)
+        await self.sessions.start()
+        self._spawn("sessions", self.sessions.run(self.stopping))
+
     def _spawn(self, name: str, coro) -> None:
         task = asyncio.create_task(coro, name=f"pmarket-{name}")
         task.add_done_callback(lambda t: self._died(name, t))
@@ -214,7 +230,7 @@ class Runtime:
     async def stop(self) -> None:
         """Stop everything started, engine last so it snapshots what was applied."""
         self.stopping.set()
-        for name in ("supervisor", "replica", "worker", "engine", "lock"):
+        for name in ("sessions", "supervisor", "replica", "worker", "engine", "lock"):
             task = self.tasks.get(name)
             if task is not None:
                 with contextlib.suppress(Exception, asyncio.CancelledError):

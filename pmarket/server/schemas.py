@@ -220,6 +220,35 @@ class MeOut(BaseModel):
     role: Literal["user", "admin"]
 
 
+ApiKeyName = text(100, 1)
+
+
+class ApiKeyCreate(In):
+    name: ApiKeyName
+    scopes: Annotated[list[Literal["read", "trade"]], Field(min_length=1, max_length=2)]
+
+
+class ApiKeyOut(BaseModel):
+    id: int
+    name: str
+    scopes: list[str]
+    created_at: str
+    last_used_at: str | None
+
+
+class ApiKeyCreated(BaseModel):
+    id: int
+    name: str
+    scopes: list[str]
+    key: str
+    created_at: str
+
+
+class ApiKeyPage(BaseModel):
+    items: list[ApiKeyOut]
+    total: int
+
+
 # --- account ------------------------------------------------------------------------
 
 
@@ -567,6 +596,8 @@ class AdminUserOut(BaseModel):
     email: str
     name: str
     created_at: str
+    disabled: bool
+    disabled_at: str | None
 
 
 class AdminUserPage(BaseModel):

@@ -107,6 +107,15 @@ class Settings:
         worker_stall_s: the database projection counts as stalled (``/health`` worker
             down, reads after writes refused at once) once it has been behind the event
             stream this long without advancing.
+        api_key_secret: HMAC key of the stored API-key hashes (``PMARKET_API_KEY_SECRET``;
+            unset: derived from the JWT secret, so rotating that one voids every key).
+        auth_sync_s: how often each server polls the database for revoked credentials
+            (the worst delay when the bus's wake-up does not arrive).
+        auth_max_stale_s: deployment: a server that could not poll for this long refuses
+            user credentials (503 ``auth_unavailable``) until it can.
+        auth_cache_s: a user's or API key's state is re-read from the database after
+            this long (catches rows removed by hand).
+        api_key_touch_s: how often the API keys' ``last_used_at`` is written (batched).
         read_model: answer balances, positions, open orders, events and markets from the
             in-memory read model (``readmodel``); ``PMARKET_READ_MODEL=0`` reads them from
             the database instead.
@@ -148,6 +157,11 @@ class Settings:
     reap_groups_after_s: float = 60.0
     worker_stall_s: float = 10.0
     read_model: bool = True
+    api_key_secret: str | None = None
+    auth_sync_s: float = 1.0
+    auth_max_stale_s: float = 10.0
+    auth_cache_s: float = 300.0
+    api_key_touch_s: float = 60.0
 
     @property
     def embedded(self) -> bool:
@@ -197,6 +211,11 @@ class Settings:
             reap_groups_after_s=_env_float("PMARKET_REAP_GROUPS_AFTER_S", 60.0),
             worker_stall_s=_env_float("PMARKET_WORKER_STALL_S", 10.0),
             read_model=env.get("PMARKET_READ_MODEL", "1") != "0",
+            api_key_secret=env.get("PMARKET_API_KEY_SECRET") or None,
+            auth_sync_s=_env_float("PMARKET_AUTH_SYNC_S", 1.0),
+            auth_max_stale_s=_env_float("PMARKET_AUTH_MAX_STALE_S", 10.0),
+            auth_cache_s=_env_float("PMARKET_AUTH_CACHE_S", 300.0),
+            api_key_touch_s=_env_float("PMARKET_API_KEY_TOUCH_S", 60.0),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         return settings.with_secret()
@@ -215,6 +234,8 @@ class Settings:
             problem = password_problem(self.admin_password, self.admin_email)
             if problem is not None:
                 raise WeakSecret(f"PMARKET_ADMIN_PASSWORD: {problem}")
+        if self.api_key_secret:
+            check_secret(self.api_key_secret, "PMARKET_API_KEY_SECRET")
         if self.jwt_secret:
             check_secret(self.jwt_secret)
             return self
@@ -235,17 +256,17 @@ class Settings:
             SECRET_FILE_SUFFIX, ".snapshots"))
 
 
-def check_secret(secret: str) -> None:
+def check_secret(secret: str, name: str = "PMARKET_JWT_SECRET") -> None:
     """Refuse a secret a stranger could guess.
 
     Raises:
         WeakSecret: shorter than ``MIN_SECRET_LENGTH`` or a known placeholder.
     """
     if secret.strip().lower() in PLACEHOLDER_SECRETS:
-        raise WeakSecret("PMARKET_JWT_SECRET is a placeholder; set a random secret "
+        raise WeakSecret(f"{name} is a placeholder; set a random secret "
                          "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
     if len(secret) < MIN_SECRET_LENGTH or len(set(secret)) < 8:
-        raise WeakSecret(f"PMARKET_JWT_SECRET must be at least {MIN_SECRET_LENGTH} "
+        raise WeakSecret(f"{name} must be at least {MIN_SECRET_LENGTH} "
                          "characters of random text")
 
 

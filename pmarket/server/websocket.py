@@ -2,9 +2,11 @@
 
 Protocol (API.md): the client sends ``{"op": "subscribe"|"unsubscribe", "channels": [...],
 "token": "<JWT>"}``; channels are ``book:{market_id}``, ``trades:{market_id}`` and
-``user`` (needs a valid user token). Every server message is
-``{"channel", "type", "sequence", "data"}``; errors are ``type: "error"`` with
-``data: {code, message}``.
+``user`` (needs a valid user token or API key, checked by ``sessions.Sessions`` like
+every HTTP request; once its user is disabled or signs out everywhere, or the key is
+revoked, the connection gets an ``unauthenticated`` error and is closed, code 1008).
+Every server message is ``{"channel", "type", "sequence", "data"}``; errors are
+``type: "error"`` with ``data: {code, message}``.
 
 ``Hub`` holds the subscriptions. The replica calls ``Hub.send`` synchronously while it
 applies a delivery, and a new ``book`` subscription's snapshot is queued synchronously
@@ -49,7 +51,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from .errors import ApiError, log_outage, outage_error
 from .marketdata import MarketState, Replica, book_view
 from .ratelimit import RateLimiter
-from .security import InvalidToken, decode_token
+from .security import Principal
 
 log = logging.getLogger("pmarket.server.websocket")
 
@@ -103,6 +105,7 @@ class Connection:
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_LIMIT)
         self.channels: set[str] = set()
         self.user_id: int | None = None
+        self.principal: Principal | None = None
         self.user_sequence = 0
         self.overflowed = False
         self.address = ""
@@ -115,6 +118,13 @@ class Connection:
             return
         try:
             self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+    def close(self) -> None:
+        """Close after what is queued (code 1008; 1013 if the queue is full)."""
+        try:
+            self.queue.put_nowait(None)
         except asyncio.QueueFull:
             self.overflowed = True
 
@@ -171,6 +181,16 @@ class Hub:
                 except asyncio.QueueFull:
                     conn.overflowed = True
 
+    def revoke(self, user_ids: set[int], still_valid) -> None:
+        """Close the ``user`` channel connections of ``user_ids`` whose credential
+        ``still_valid`` no longer accepts (called once revocations are applied)."""
+        for user_id in user_ids:
+            for conn in list(self.subscribers.get(f"user:{user_id}", ())):
+                if conn.principal is not None and not still_valid(conn.principal):
+                    conn.put(_error("unauthenticated", "the credential of the user channel "
+                                    "was revoked (signed out, disabled or key deleted)"))
+                    conn.close()
+
     def add(self, key: str, conn: Connection) -> None:
         if key.startswith("user:"):
             self.user_subscribers += 1
@@ -198,7 +218,7 @@ def _error(code: str, message: str) -> dict[str, Any]:
             "data": {"code": code, "message": message}}
 
 
-async def serve(ws: WebSocket, hub: Hub, replica: Replica, secret: str,
+async def serve(ws: WebSocket, hub: Hub, replica: Replica, sessions,
                 before_snapshot) -> None:
     """Run one WebSocket connection until the client leaves.
 
@@ -206,7 +226,7 @@ async def serve(ws: WebSocket, hub: Hub, replica: Replica, secret: str,
         ws: the accepted-to-be socket.
         hub: the subscription hub.
         replica: the books (snapshots come from here).
-        secret: the JWT secret (for the ``user`` channel).
+        sessions: the credential check (``sessions.Sessions``, for the ``user`` channel).
         before_snapshot: awaited before a snapshot (read-your-writes barrier).
     """
     address = ws.client.host if ws.client else "unknown"
@@ -223,7 +243,7 @@ async def serve(ws: WebSocket, hub: Hub, replica: Replica, secret: str,
         return
     try:
         await ws.accept()
-        await _connection(ws, address, hub, replica, secret, before_snapshot)
+        await _connection(ws, address, hub, replica, sessions, before_snapshot)
     finally:
         hub.disconnect(address)
 
@@ -239,7 +259,7 @@ async def _deny(ws: WebSocket, status: int, code: str, message: str) -> None:
         await ws.close(code=1008)
 
 
-async def _connection(ws: WebSocket, address: str, hub: Hub, replica: Replica, secret: str,
+async def _connection(ws: WebSocket, address: str, hub: Hub, replica: Replica, sessions,
                       before_snapshot) -> None:
     conn = Connection(ws)
     conn.address = address
@@ -258,7 +278,7 @@ async def _connection(ws: WebSocket, address: str, hub: Hub, replica: Replica, s
             except orjson.JSONDecodeError:
                 conn.put(_error("malformed_json", "message is not valid JSON"))
                 continue
-            if not await _handle(msg, conn, hub, replica, secret, before_snapshot):
+            if not await _handle(msg, conn, hub, replica, sessions, before_snapshot):
                 # Refused: let the sender deliver the error and close the socket.
                 with contextlib.suppress(TimeoutError, Exception):
                     await asyncio.wait_for(asyncio.shield(sender), 2.0)
@@ -275,7 +295,7 @@ async def _connection(ws: WebSocket, address: str, hub: Hub, replica: Replica, s
             await sender
 
 
-async def _handle(msg: Any, conn: Connection, hub: Hub, replica: Replica, secret: str,
+async def _handle(msg: Any, conn: Connection, hub: Hub, replica: Replica, sessions,
                   before_snapshot) -> bool:
     """Apply one client message; False to close the connection."""
     if not isinstance(msg, dict) or msg.get("op") not in ("subscribe", "unsubscribe"):
@@ -299,19 +319,26 @@ async def _handle(msg: Any, conn: Connection, hub: Hub, replica: Replica, secret
         conn.put(_error("too_many_channels", f"at most {limit} channels per connection"))
         return True
     if "user" in channels:
-        token = msg.get("token")
         try:
-            principal = decode_token(token, secret) if isinstance(token, str) else None
-        except InvalidToken as exc:
-            principal = None
-            reason = str(exc)
-        else:
-            reason = "a user token is required for the user channel"
-        if principal is None or principal.role != "user":
+            principal, reason = await _user_principal(msg.get("token"), sessions)
+        except Exception as exc:  # cannot check now (an outage): say so, stay open
+            error = exc if isinstance(exc, ApiError) else outage_error(exc)
+            if error is None:
+                raise
+            if error is not exc:
+                log_outage(error.code, "WS subscribe", exc)
+            conn.put(_error(error.code, error.message))
+            return True
+        if principal is None:
             conn.put(_error("unauthenticated", reason))
-            conn.queue.put_nowait(None)  # refuse: close after the error is sent
+            conn.close()  # refuse: close after the error is sent
             return False
+        if conn.user_id is not None and conn.user_id != principal.id:
+            conn.put(_error("invalid_channels", "this connection's user channel is "
+                            "another user's; open a new connection"))
+            return True
         conn.user_id = principal.id
+        conn.principal = principal
     if any(_MARKET_CHANNEL.match(c) for c in channels if c.startswith("book:")):
         try:
             await before_snapshot()
@@ -333,6 +360,22 @@ async def _handle(msg: Any, conn: Connection, hub: Hub, replica: Replica, secret
             break
         _subscribe(channel, conn, hub, replica)
     return True
+
+
+async def _user_principal(token: Any, sessions) -> tuple[Principal | None, str]:
+    """The user a subscription's ``token`` (a JWT or an API key) speaks for, else why
+    not — the same check as an HTTP request's (a subscription only reads)."""
+    if not isinstance(token, str):
+        return None, "a user token is required for the user channel"
+    try:
+        principal = await sessions.authenticate(token, "GET")
+    except ApiError as exc:
+        if exc.status >= 500:  # this server cannot vouch right now: not a refusal
+            raise
+        return None, exc.message
+    if principal.role != "user":
+        return None, "a user token is required for the user channel"
+    return principal, ""
 
 
 def _key(channel: str, conn: Connection) -> str:

@@ -4,7 +4,10 @@
 (``pmarket.client.Client``) over the public API (``docs/API.md``). Every scenario user
 signs up with an email unique to this run, so the same scenario can be replayed any
 number of times against one server; admin actions (events, resolution, the audit) use an
-admin token signed in once from the credentials given to the target.
+admin token signed in once from the credentials given to the target. With
+``api_keys`` each scenario user acts through an API key (scopes read and trade) it
+creates right after signing up, instead of its session token — the path bots take
+(``pmarket simulate --api-keys``).
 
 What the API does not offer (the runner notes it per step as "not available over
 HTTP", never a silent skip; self-trade prevention modes go as ``stp`` and convert as
@@ -98,6 +101,7 @@ class HttpTarget:
         admin_email: an admin account's email (events, resolution and the audit need it).
         admin_password: that account's password.
         timeout: seconds to wait for each request.
+        api_keys: each user acts with an API key it creates at sign-up, not its token.
 
     Raises:
         ApiError: if the admin credentials are refused.
@@ -109,8 +113,9 @@ class HttpTarget:
     order_reasons = False
 
     def __init__(self, url: str, admin_email: str, admin_password: str,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, api_keys: bool = False) -> None:
         self.url = url.rstrip("/")
+        self.api_keys = api_keys
         # A sign-up burst of many agents may meet the per-address limit: wait it out.
         self.api = Client(self.url, timeout=timeout, rate_limit_retries=5)
         self.run_id = uuid.uuid4().hex[:10]
@@ -172,8 +177,12 @@ class HttpTarget:
         email = f"{name}-{self.run_id}-{self._users}@sim.pmarket.test"
         client = self.api.as_token(None)
         auth = client.signup(email, name, self._password)
+        credential = auth.token
+        if self.api_keys:
+            credential = client.create_api_key(f"sim {name}", ["read", "trade"]).key or ""
+            client = self.api.as_token(credential)
         self._clients[auth.user.id] = client
-        return User(auth.user.id, name, auth.token)
+        return User(auth.user.id, name, credential)
 
     def create_event(self, title: str, outcomes: list[str], tick_size: str) -> EventInfo:
         """Create an event as admin; its market ids by outcome name.

@@ -174,13 +174,14 @@ class Unsupported(Exception):
 
 
 def open_target(url: str | None, admin_email: str | None = None,
-                admin_password: str | None = None) -> Target:
+                admin_password: str | None = None, api_keys: bool = False) -> Target:
     """The target for ``--target URL`` (None: a fresh in-process engine).
 
     Args:
         url: a running server's base URL, or None for the in-process engine.
         admin_email: an admin account's email (needed for a URL).
         admin_password: that admin's password.
+        api_keys: over HTTP, users act with API keys rather than tokens.
 
     Raises:
         TargetUnavailable: for a URL without admin credentials, with credentials the
@@ -199,7 +200,7 @@ def open_target(url: str | None, admin_email: str | None = None,
     from .http_target import HttpTarget
 
     try:
-        return HttpTarget(url, str(admin_email), str(admin_password))
+        return HttpTarget(url, str(admin_email), str(admin_password), api_keys=api_keys)
     except ServerUnavailable as exc:
         raise TargetUnavailable(f"no pmarket server answers at {url}: {exc}") from None
     except ApiError as exc:

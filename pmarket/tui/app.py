@@ -6,6 +6,10 @@ the trading modes exist only for a signed-in session — they are rebuilt from s
 every sign-in and removed at sign-out (F10), when the token is dropped too, so no screen
 ever shows (or keeps polling for) a previous account's data; every message the user
 should see goes through ``say``/``fail`` (and is kept in ``messages``).
+
+With an API key (``pmarket tui --api-key``, or ``PMARKET_API_KEY``) the terminal opens
+already signed in as the key's user (``GET /me``), without a password; a "read" key
+sees everything and is refused (403, shown) on every order. Signing out drops the key.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
-from pmarket.client import DEFAULT_URL, AsyncClient, Auth
+from pmarket.client import DEFAULT_URL, AsyncClient, Auth, ClientError
 from pmarket.tui.screens.admin import AdminScreen
 from pmarket.tui.screens.dialogs import ChoiceDialog
 from pmarket.tui.screens.events import EventsScreen
@@ -41,6 +45,7 @@ class TradingApp(App[None]):
         api: A client to use (tests pass one over a fake transport); by default one
             is made for ``url``.
         cursor_blink: Whether text fields' cursors blink (off for screenshots).
+        api_key: An API key (``pmk_...``) to act with instead of signing in.
     """
 
     CSS_PATH = Path(__file__).with_name("theme.tcss")
@@ -57,9 +62,10 @@ class TradingApp(App[None]):
     ]
 
     def __init__(self, url: str = DEFAULT_URL, api: AsyncClient | None = None, *,
-                 cursor_blink: bool = True) -> None:
+                 cursor_blink: bool = True, api_key: str | None = None) -> None:
         super().__init__()
         self.url = url
+        self.api_key = api_key
         self.cursor_blink = cursor_blink
         self.api = api or AsyncClient(url)
         self.auth: Auth | None = None
@@ -73,6 +79,20 @@ class TradingApp(App[None]):
 
     def on_mount(self) -> None:
         self.switch_mode("login")
+        if self.api_key:
+            self.run_worker(self._with_key(self.api_key), exclusive=True, group="session",
+                            exit_on_error=False)
+
+    async def _with_key(self, key: str) -> None:
+        """Act as the API key's user (the key is the bearer credential)."""
+        self.api.token = key
+        try:
+            user = await self.api.me()
+        except ClientError as exc:
+            self.api.token = None
+            self.fail(f"The API key was refused: {exc}. Sign in instead.")
+            return
+        self.signed_in(Auth(key, user))
 
     async def on_unmount(self) -> None:
         await self.api.close()

@@ -17,7 +17,7 @@ from .helpers import Traces, assert_nothing_left, run_cli, spy
 USERS, SECONDS, READ_SECONDS = 4, 1.5, 0.4
 FIELDS = {"mode", "users", "seconds", "orders", "placements", "cancels", "orders_per_s",
           "p50_ms", "p99_ms", "max_ms", "trades_seen", "ws_trade_p50_ms", "ws_trade_p99_ms",
-          "reads"}
+          "reads", "credentials"}
 READS = {"balance", "positions", "open orders", "portfolio", "events", "order book"}
 
 
@@ -69,7 +69,9 @@ def test_embedded_without_wrk_says_so(monkeypatch: pytest.MonkeyPatch, caplog):
     result = bench.run(bench.Options(users=USERS, seconds=SECONDS, warmup_s=0.5,
                                      read_seconds=READ_SECONDS))
 
-    assert_sane(orjson.loads(orjson.dumps(result.as_dict())), "embedded")
+    figures = orjson.loads(orjson.dumps(result.as_dict()))
+    assert_sane(figures, "embedded")
+    assert figures["credentials"] == "tokens"
     assert result.reads.generator == "python"
     assert "wrk is not installed" in caplog.text
     assert len(result.latencies_ms) == result.orders
@@ -87,10 +89,11 @@ def test_cli_json_on_the_deployment(monkeypatch: pytest.MonkeyPatch):
 
     out = run_cli("bench", "http", "--users", str(USERS), "--seconds", str(SECONDS),
                   "--read-seconds", str(READ_SECONDS), "--redis-url", redis_url,
-                  "--database-url", postgres_url, "--json").stdout
+                  "--database-url", postgres_url, "--api-keys", "--json").stdout
 
     figures = orjson.loads(out)
     assert_sane(figures, "deployment")
+    assert figures["credentials"] == "api keys"  # orders and reads made with keys
     assert figures["reads"]["generator"] == ("wrk" if reads.wrk_path() else "python")
     assert [db.schema is not None for db in traces.databases] == [True]
     assert [p.startswith("bench-") for p in traces.prefixes] == [True]

@@ -102,6 +102,24 @@ async def test_blocking_read_wakes_up_on_append(bus: Bus, connect: ConnectBus):
     assert loop.time() - started < 2
 
 
+async def test_tail_wakes_up_on_append_and_resumes_after_an_id(bus: Bus,
+                                                                 connect: ConnectBus):
+    producer = connect()
+    stream = bus.events_stream()
+    first = await producer.append(stream, [b"old"])
+
+    async def later() -> None:
+        await asyncio.sleep(0.05)
+        await producer.append(stream, [b"new"])
+
+    task = asyncio.create_task(later())
+    got = await bus.tail("t", stream, first[0], block_ms=5_000)
+    await task
+
+    assert [m.payload for m in got] == [b"new"]
+    assert await bus.tail("t", stream, got[-1].id, block_ms=50) == []
+
+
 async def test_blocking_read_times_out_empty(bus: Bus):
     stream = bus.events_stream()
     await bus.ensure_group(stream, "worker")

@@ -119,3 +119,38 @@ async def test_stream_keeps_a_local_book_and_sees_fills(server):
                 seen.append(await stream.recv())
     assert isinstance(seen[0], BookMessage)
     await api.close()
+
+
+def test_api_keys_sessions_and_disabling_through_the_client(server, monkeypatch):
+    admin = Client(server.url)
+    admin.admin_signin(*ADMIN)
+    mid = admin.create_event("Keys?", ["Yes"]).outcomes[0].market_id
+    ann = user(server)
+    made = ann.create_api_key("bot")
+    assert made.key and made.key.startswith("pmk_") and made.scopes == ["read", "trade"]
+    monkeypatch.setenv("PMARKET_API_KEY", made.key)
+    monkeypatch.setenv("PMARKET_URL", server.url)
+    with Client.from_env() as bot:
+        placed = bot.place_order(mid, "yes", "buy", 1, "0.10")
+        assert bot.me().id == ann.user.id
+        listed = ann.api_keys()
+        assert [k.id for k in listed] == [made.id] and listed.items[0].key is None
+        ann.delete_api_key(made.id)
+        with pytest.raises(ApiError) as err:
+            bot.balance()
+        assert err.value.status == 401
+    monkeypatch.delenv("PMARKET_API_KEY")
+    with pytest.raises(ValueError, match="PMARKET_API_KEY"):
+        Client.from_env()
+    disabled = admin.disable_user(ann.user.id)
+    assert disabled.id == ann.user.id
+    with pytest.raises(ApiError) as err:
+        ann.order(placed.order.id)
+    assert err.value.status == 401
+    admin.enable_user(ann.user.id)
+    ann.signin(ann.user.email, "a-long-password")
+    assert ann.order(placed.order.id).status == "cancelled"  # disabling cancelled it
+    ann.signout_all()
+    with pytest.raises(ApiError) as err:
+        ann.balance()
+    assert err.value.status == 401

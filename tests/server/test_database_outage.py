@@ -67,8 +67,10 @@ async def test_a_database_outage_is_a_503_on_every_route_and_heals(tmp_path):
     app = f"pmt-outage-{schema}"
     proxied = url.set(host="127.0.0.1", port=proxy.port).update_query_dict(
         {"application_name": app}).render_as_string(hide_password=False)
+    # auth_max_stale_s: this test's outage may outlast the default 10 s on a busy
+    # machine, after which user credentials are refused (tested in test_sessions.py).
     srv = await start_server("deployment", tmp_path, database_url=proxied,
-                             consistency_timeout_s=2.0)
+                             consistency_timeout_s=2.0, auth_max_stale_s=120.0)
     client = Client(srv)
     try:
         market = await client.market()

@@ -189,6 +189,7 @@ class World:
             "EventUpdate": {"title": "Limits renamed"},
             "EventResolve": {"void": True},
             "HeartbeatIn": {"timeout_s": 300},
+            "ApiKeyCreate": {"name": "bot", "scopes": ["read"]},
         }[model]
 
     async def path(self, client, template: str) -> str:

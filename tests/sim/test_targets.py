@@ -109,3 +109,29 @@ def test_http_target_speaks_decimal_strings_self_trade_modes_and_convert(http_ur
         assert target.audit().ok and target.state_digest() is None
     finally:
         target.close()
+
+
+def test_http_target_users_can_trade_through_api_keys(http_url):
+    from pathlib import Path
+
+    from pmarket.sim import load_scenario, run_scenario
+
+    from .server import ADMIN_EMAIL, ADMIN_PASSWORD
+
+    target = open_target(http_url, ADMIN_EMAIL, ADMIN_PASSWORD, api_keys=True)
+    try:
+        ann = target.signup("ann")
+        assert ann.token.startswith("pmk_")
+        market = target.create_event("Keys?", [], "0.01").markets["Yes"]
+        assert target.deposit(ann, "10").ok
+        placed = target.place(ann, OrderRequest(market, "yes", "buy", 1, "0.20"))
+        assert placed.ok and target.cancel(ann, placed.order.id).ok
+    finally:
+        target.close()
+    scenario = load_scenario(Path(__file__).parents[2] / "scenarios" / "08-cancel.yaml")
+    target = open_target(http_url, ADMIN_EMAIL, ADMIN_PASSWORD, api_keys=True)
+    try:
+        report = run_scenario(scenario, target)
+    finally:
+        target.close()
+    assert report.passed, report.failures

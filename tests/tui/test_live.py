@@ -295,3 +295,19 @@ async def test_trader_converts_no_into_yes_of_the_other_outcomes(server):
             for p in cat.positions(event_id=event.id).items}
     assert held == {red.id: (10, 3), green.id: (14, 7), blue.id: (7, 0)}
     assert cat.balance().available == Decimal("83")
+
+
+async def test_an_api_key_opens_the_terminal_signed_in_and_a_bad_one_says_so(server):
+    ann = Client(server.url)
+    ann.signup("tui-key@example.com", "Keyed Ann", "a-long-password")
+    key = ann.create_api_key("terminal", ["read"]).key
+    app = TradingApp(server.url, api_key=key)
+    async with app.run_test(size=(110, 32)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen), 100)
+        assert app.auth is not None and app.auth.user.email == "tui-key@example.com"
+        assert app.api.token == key
+    app = TradingApp(server.url, api_key="pmk_" + "x" * 43)
+    async with app.run_test(size=(110, 32)) as pilot:
+        await wait_for(pilot, lambda: any("API key was refused" in m
+                                          for _, m in app.messages), 100)
+        assert isinstance(app.screen, LoginScreen) and app.auth is None

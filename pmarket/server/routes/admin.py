@@ -8,29 +8,44 @@ checks the exchange's invariant
 ``deposits - withdrawals = user cash + collateral + fees + rounding`` and, for each
 unresolved event, that its collateral pays every possible resolution.
 
+Disabling a user (``/admin/users/{id}/disable``) refuses their tokens and keys at once
+on every server (``sessions``) and cancels their open orders; enabling lets them sign
+in again (their old tokens stay dead: disabling moved their session epoch on).
+
 Invariant: nothing here returns a password hash; ``/admin/users`` selects public columns
 only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from pmarket.db import Balance, Event, LedgerEntry, Market, Position, Trade, User
 from pmarket.db.types import to_ms
-from pmarket.engine import CreateEvent, DeleteEvent, EventStatus, ResolveEvent, UpdateEvent
+from pmarket.engine import (
+    CancelAll,
+    CreateEvent,
+    DeleteEvent,
+    EventStatus,
+    ResolveEvent,
+    UpdateEvent,
+)
 from pmarket.engine.events import EVENT, RESOLVED
 from pmarket.engine.units import SCALE, VALID_TICKS, format_money
 
 from .. import views
 from ..deps import CurrentAdmin, RuntimeDep
-from ..errors import ApiError
+from ..errors import ApiError, not_found
 from ..exactjson import ExactJSONRoute
 from ..schemas import (
+    AdminUserOut,
     AdminUserPage,
     AuditOut,
     EventCreate,
@@ -39,12 +54,18 @@ from ..schemas import (
     EventUpdate,
     ResolutionOut,
 )
+from ..sessions import next_auth_seq
 from .common import ERRORS, PageParams, ok, page, read
 from .events import read_event
+
+log = logging.getLogger("pmarket.server.admin")
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/admin", tags=["admin"], responses=ERRORS)
 
 EventId = Annotated[int, Path(ge=1, le=2**62)]
+UserId = Annotated[int, Path(ge=1, le=2**62)]
+_USER_COLUMNS = (User.id, User.email, User.name, User.created_at, User.disabled_at)
+_sweeps: set[asyncio.Task] = set()
 
 
 @router.post("/events", status_code=201, response_model=EventOut)
@@ -98,13 +119,85 @@ async def list_users(_admin: CurrentAdmin, runtime: RuntimeDep, paging: PagePara
     """Users, oldest first (public fields only)."""
     def query(conn):
         total = conn.execute(select(func.count()).select_from(User)).scalar_one()
-        rows = conn.execute(select(User.id, User.email, User.name, User.created_at)
+        rows = conn.execute(select(*_USER_COLUMNS)
                             .order_by(User.id).limit(paging.limit).offset(paging.offset)).all()
         return total, rows
 
     total, rows = await read(runtime, query, consistent=False)
-    return ok(page([{"id": r.id, "email": r.email, "name": r.name,
-                     "created_at": views.iso(r.created_at)} for r in rows], total))
+    return ok(page([_user_view(r) for r in rows], total))
+
+
+def _user_view(row) -> dict:
+    return {"id": row.id, "email": row.email, "name": row.name,
+            "created_at": views.iso(row.created_at), "disabled": row.disabled_at is not None,
+            "disabled_at": views.iso(row.disabled_at)}
+
+
+async def _set_disabled(runtime, user_id: int, disabled: bool):
+    """Write the user's new state with the next ``auth_seq`` and apply it here (404 if
+    no such user). Disabling also moves the session epoch on: enabling later does not
+    revive tokens issued before."""
+    def run():
+        with runtime.db.begin() as conn:
+            seq = next_auth_seq(conn)  # first, as everywhere: one lock order
+            row = conn.execute(select(*_USER_COLUMNS).where(User.id == user_id)
+                               .with_for_update()).first()
+            if row is None:
+                return None
+            values: dict = {"auth_seq": seq}
+            if disabled:
+                values["session_epoch"] = User.session_epoch + 1
+                values["disabled_at"] = row.disabled_at or datetime.now(UTC)
+            else:
+                values["disabled_at"] = None
+            conn.execute(update(User).where(User.id == user_id).values(**values))
+            return conn.execute(select(*_USER_COLUMNS).where(User.id == user_id)).first()
+
+    row = await asyncio.to_thread(run)
+    if row is None:
+        raise not_found(f"user {user_id}")
+    await runtime.sessions.changed()
+    return row
+
+
+async def _cancel_orders_later(runtime, user_id: int) -> None:
+    """Cancel again once every server has surely applied the disabling: an order that
+    passed another server's check just before it learnt of the change may reach the
+    engine after the first cancellation."""
+    await asyncio.sleep(runtime.settings.auth_max_stale_s)
+    if runtime.stopping.is_set():
+        return
+    try:
+        state = await asyncio.to_thread(_disabled_at, runtime, user_id)
+        if state is not None:
+            await runtime.gateway.send(CancelAll(user_id=user_id, market_id=None))
+    except Exception:
+        log.exception("second cancellation of disabled user %s's orders failed", user_id)
+
+
+def _disabled_at(runtime, user_id: int):
+    with runtime.db.connect() as conn:
+        return conn.execute(select(User.disabled_at).where(User.id == user_id)).scalar()
+
+
+@router.post("/users/{user_id}/disable", response_model=AdminUserOut)
+async def disable_user(user_id: UserId, _admin: CurrentAdmin, runtime: RuntimeDep):
+    """Disable a user: their tokens and API keys stop working at once (401), on every
+    server, and their open orders are cancelled. Disabling twice is harmless."""
+    row = await _set_disabled(runtime, user_id, True)
+    await runtime.gateway.send(CancelAll(user_id=user_id, market_id=None))
+    if not runtime.settings.embedded:
+        task = asyncio.create_task(_cancel_orders_later(runtime, user_id))
+        _sweeps.add(task)
+        task.add_done_callback(_sweeps.discard)
+    return ok(_user_view(row))
+
+
+@router.post("/users/{user_id}/enable", response_model=AdminUserOut)
+async def enable_user(user_id: UserId, _admin: CurrentAdmin, runtime: RuntimeDep):
+    """Enable a disabled user again: they may sign in (old tokens stay revoked) and
+    their API keys work again."""
+    return ok(_user_view(await _set_disabled(runtime, user_id, False)))
 
 
 def audit(conn) -> dict:

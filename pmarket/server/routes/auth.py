@@ -1,4 +1,4 @@
-"""Sign-up and sign-in of users, admin sign-in, and ``/me``.
+"""Sign-up and sign-in of users, admin sign-in, sign-out everywhere, and ``/me``.
 
 Users and admins are rows the server writes itself; a user's database id is their
 engine user id. Passwords are hashed and checked on the runtime's own bounded bcrypt
@@ -6,6 +6,11 @@ pool (``security.PasswordHasher``), never on the pool that serves database reads
 sign-in first passes the address's rate limit (``AuthLimited``) and the lockouts of
 ``throttle.SigninGuard`` (per account and per address), which refuse it before any
 bcrypt work.
+
+A user's token carries their session epoch (``sessions``): ``/auth/signout-all`` moves
+the epoch on, so every token issued before stops working at once (API keys are not
+sessions: they stay until deleted). A disabled user's correct password gets 403
+``account_disabled``, never a token.
 
 Invariant: a response carries a token and public fields only — never the password hash —
 and a wrong email and a wrong password are indistinguishable: same answer, same bcrypt
@@ -16,18 +21,19 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
-from sqlalchemy import insert, select
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pmarket.db import Admin, User
 
-from ..deps import AuthLimited, CurrentPrincipal, RuntimeDep, client_address
+from ..deps import AuthLimited, CurrentPrincipal, RuntimeDep, SessionUser, client_address
 from ..errors import ApiError, not_found
 from ..exactjson import ExactJSONRoute
 from ..passwords import password_problem
 from ..schemas import AdminAuthOut, AuthOut, MeOut, SignIn, SignUp
 from ..security import HasherBusy, create_token
+from ..sessions import next_auth_seq
 from ..throttle import retry_after
 from .common import ERRORS, ok, read
 
@@ -79,6 +85,13 @@ async def signup(body: SignUp, runtime: RuntimeDep):
               201)
 
 
+def _signin_columns(table) -> list:
+    columns = [table.id, table.email, table.name, table.password_hash]
+    if table is User:  # a user's session: its epoch, and whether it may have one
+        columns += [User.session_epoch, User.disabled_at]
+    return columns
+
+
 async def _signin(runtime, request: Request, table, role: str, email: str, password: str):
     email = email.strip().lower()
     account, address = f"{role}:{email}", client_address(request)
@@ -90,8 +103,8 @@ async def _signin(runtime, request: Request, table, role: str, email: str, passw
                        {"Retry-After": retry_after(wait)})
     try:
         row = await read(runtime, lambda conn: conn.execute(
-            select(table.id, table.email, table.name, table.password_hash)
-            .where(table.email == email)).first(), consistent=False)
+            select(*_signin_columns(table)).where(table.email == email)).first(),
+            consistent=False)
         valid = await runtime.hasher.verify(password, row.password_hash if row else None)
     except BaseException as exc:
         # Never checked (database outage, hasher busy, cancelled): not a failed guess.
@@ -109,9 +122,25 @@ async def _signin(runtime, request: Request, table, role: str, email: str, passw
 async def signin(body: SignIn, request: Request, runtime: RuntimeDep):
     """Exchange a user's email and password for a token."""
     row = await _signin(runtime, request, User, "user", body.email, body.password)
+    if row.disabled_at is not None:
+        raise ApiError(403, "account_disabled", "this account is disabled")
     token = create_token(row.id, "user", runtime.settings.jwt_secret,
-                         runtime.settings.jwt_ttl_s)
+                         runtime.settings.jwt_ttl_s, row.session_epoch)
     return ok({"token": token, "user": _public(row)})
+
+
+@router.post("/auth/signout-all", status_code=204, response_class=Response)
+async def signout_all(user: SessionUser, runtime: RuntimeDep):
+    """End every session of the caller: all their tokens (this one too) stop working at
+    once, on every server. API keys are not sessions: delete them one by one."""
+    def run() -> None:
+        with runtime.db.begin() as conn:
+            conn.execute(update(User).where(User.id == user.id).values(
+                session_epoch=User.session_epoch + 1, auth_seq=next_auth_seq(conn)))
+
+    await asyncio.to_thread(run)
+    await runtime.sessions.changed()
+    return Response(status_code=204)
 
 
 @router.post("/auth/admin/signin", response_model=AdminAuthOut, dependencies=[AuthLimited])

@@ -8,11 +8,13 @@ lease), the market-data replica is following the stream, the read model serves (
 stops on a gap it cannot fill; reads then go to the database), the database projection
 (the worker, wherever it runs) is not stalled (``consistency.ProjectionWatch``: behind
 the stream without advancing for ``worker_stall_s``), in the embedded mode the engine
-and worker tasks are alive, and nothing acknowledged is missing from the database
-(``projection``: parked events, skipped commands). Any failure makes the status
-``degraded``; a component ``down`` also makes the answer a 503, so load balancers take
-the instance out (a ``degraded`` one does not — a stalled worker, parked events: every
-instance shares them, and taking all out would stop the trading that still works).
+and worker tasks are alive, the credential cache is in sync with the database
+(``sessions``: ``down`` once it refuses user credentials), and nothing acknowledged
+is missing from the database (``projection``: parked events, skipped commands). Any
+failure makes the status ``degraded``; a component ``down`` also makes the answer a
+503, so load balancers take the instance out (a ``degraded`` one does not — a stalled
+worker, parked events: every instance shares them, and taking all out would stop the
+trading that still works).
 
 Invariant: a component is reported ``ok`` only if it was checked in this request.
 """
@@ -86,6 +88,7 @@ async def health(runtime: RuntimeDep):
         components["readmodel"] = {"status": "ok" if model.ready else "degraded",
                                    "detail": model.status()}
     components["worker"] = await _worker(runtime, bus_ok)
+    components["auth"] = runtime.sessions.health()  # revoked credentials: synced?
     healthy = all(c["status"] == "ok" for c in components.values())
     # 503 takes the instance out of a load balancer: only for what this instance cannot
     # serve without ("down"), not for data an operator must see to (parked events, which

@@ -11,7 +11,7 @@ A copied payout takes the identity the engine now gives it (the event after its 
 entry), so a redelivered resolution is never booked twice.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-04
 """
 
@@ -28,7 +28,7 @@ from pmarket.engine.units import SCALE
 log = logging.getLogger("pmarket.db.migrate")
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"  # re-chained after 0003 (sessions and API keys)
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,130 @@
+"""One credential check: the fast paths answer exactly what FastAPI's routes answer.
+
+Each request below is sent with the fast order path and the fast read path on, then
+with both off (FastAPI alone), for every kind of credential — a good token, good keys
+of both scopes, a bad, expired or revoked token, a revoked key, a disabled user's
+token, an admin token (wrong role), none, another scheme — and over the rate limit;
+status, body (ids and times aside) and the headers a client acts on must be the same,
+and the good ones must have been served by the fast path.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pmarket.server import fastpath, readpath
+from pmarket.server.fastpath import FastPath
+from pmarket.server.ratelimit import RateLimiter
+from pmarket.server.readpath import ReadPath
+from pmarket.server.security import create_token
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+HEADERS = ("retry-after", "www-authenticate", "content-type")
+VOLATILE = {"id", "created_at", "updated_at", "executed_at"}
+
+
+def normalized(value):
+    """The body without what differs between two equal requests (ids, times)."""
+    if isinstance(value, dict):
+        return {k: normalized(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [normalized(v) for v in value]
+    return value
+
+
+async def credentials(client, server) -> dict[str, str | None]:
+    admin = await client.admin()
+    token, _ = await client.user("parity")
+
+    async def key(scopes):
+        r = await client.http.post("/api-keys", headers=client.auth(token),
+                                   json={"name": "parity", "scopes": scopes})
+        return r.json()
+
+    trade, read = await key(["read", "trade"]), await key(["read"])
+    revoked_key = await key(["read", "trade"])
+    await client.http.delete(f"/api-keys/{revoked_key['id']}", headers=client.auth(token))
+    gone, _ = await client.user("parity-gone")
+    await client.http.post("/auth/signout-all", headers=client.auth(gone))
+    disabled, disabled_id = await client.user("parity-disabled")
+    await client.http.post(f"/admin/users/{disabled_id}/disable",
+                           headers=client.auth(admin))
+    secret = server.settings.jwt_secret
+    return {
+        "token": token, "trade key": trade["key"], "read key": read["key"],
+        "bad": "x.y.z", "expired": create_token(1, "user", secret, -60),
+        "revoked token": gone, "revoked key": revoked_key["key"],
+        "disabled": disabled, "admin": admin, "none": None,
+        "unknown key": "pmk_" + "A" * 43,
+    }
+
+
+async def test_fast_paths_and_fastapi_give_the_same_answers(client, server, monkeypatch):
+    market = await client.market()
+    creds = await credentials(client, server)
+    owner = creds["token"]
+    served = 0
+
+    def counting(charge):
+        def charged(*args, **kwargs):
+            nonlocal served
+            served += 1
+            return charge(*args, **kwargs)
+        return charged
+
+    monkeypatch.setattr(fastpath, "_charge", counting(fastpath._charge))
+    monkeypatch.setattr(readpath, "_charge", counting(readpath._charge))
+    order = {"market_id": market, "outcome": "yes", "side": "buy", "price": "0.02",
+             "quantity": 1}
+
+    async def send(method: str, path: str, credential: str | None, scheme="Bearer"):
+        if path == "/orders/{fresh}":  # a fresh open order of the owner each time
+            placed = await client.order(owner, market, "yes", "buy", "0.01", 1)
+            path = f"/orders/{placed['order']['id']}"
+        headers = {"Authorization": f"{scheme} {credential}"} if credential else {}
+        before = served
+        r = await client.http.request(method, path, headers=headers,
+                                      json=order if method == "POST" else None)
+        body = normalized(r.json()) if r.content else None
+        return (r.status_code, body, {h: r.headers.get(h) for h in HEADERS}), served > before
+
+    requests = [("POST", "/orders"), ("DELETE", "/orders/{fresh}"), ("GET", "/balance"),
+                ("GET", "/orders?status=open")]
+    good = {"token", "trade key"}
+    seen: dict[str, set[int]] = {}
+
+    async def compare(name, credential, scheme="Bearer", expect_served=None):
+        for method, path in requests:
+            monkeypatch.setattr(FastPath, "enabled", True)
+            monkeypatch.setattr(ReadPath, "enabled", True)
+            fast, fast_served = await send(method, path, credential, scheme)
+            monkeypatch.setattr(FastPath, "enabled", False)
+            monkeypatch.setattr(ReadPath, "enabled", False)
+            slow, slow_served = await send(method, path, credential, scheme)
+            assert not slow_served
+            assert fast == slow, (name, method, path, fast, slow)
+            seen.setdefault(name, set()).add(fast[0])
+            if expect_served is not None:
+                assert fast_served == expect_served, (name, method, path)
+
+    for name, credential in creds.items():
+        # A read key's writes go to FastAPI for the 403, its reads are served.
+        await compare(name, credential, expect_served=None if name == "read key"
+                      else name in good)
+    await compare("basic scheme", owner, scheme="Basic")
+    limited, limited_id = await client.user("parity-limited")
+
+    class LimitsOne(RateLimiter):
+        def allow(self, key, now=None):
+            return 1000.0 if key == ("user", limited_id) else 0.0
+
+    monkeypatch.setattr(server.runtime, "limiter", LimitsOne(1.0, 1))
+    await compare("over the rate limit", limited, expect_served=True)
+    assert seen["token"] == seen["trade key"] == {200, 201}
+    assert seen["read key"] == {200, 403}
+    for name in ("bad", "expired", "revoked token", "revoked key", "disabled", "none",
+                 "unknown key", "basic scheme"):
+        assert seen[name] == {401}, name
+    assert seen["admin"] == {403}
+    assert seen["over the rate limit"] == {429}
