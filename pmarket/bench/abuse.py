@@ -99,14 +99,10 @@ class Phase:
         h = sorted(self.health_ms)
         return {"reads": self.reads.as_dict() | {"path": "read mix"},
                 "health": {"probes": len(h), "failures": self.health_failures,
-                           "p50_ms": _round(read_mix.percentile(h, 0.5)),
-                           "p99_ms": _round(read_mix.percentile(h, 0.99)),
-                           "max_ms": _round(h[-1] if h else None)},
+                           "p50_ms": read_mix.round_ms(read_mix.percentile(h, 0.5)),
+                           "p99_ms": read_mix.round_ms(read_mix.percentile(h, 0.99)),
+                           "max_ms": read_mix.round_ms(h[-1] if h else None)},
                 "flood": self.flood, "recovery_s": round(self.recovery_s, 2)}
-
-
-def _round(v: float | None) -> float | None:
-    return None if v is None else round(v, 2)
 
 
 @dataclass

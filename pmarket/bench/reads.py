@@ -72,9 +72,9 @@ class PathFigures:
     path: str
     requests: int
     seconds: float
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
+    p50_ms: float | None  # None: no answer at all (only a tolerant run allows that)
+    p99_ms: float | None
+    max_ms: float | None
     errors: int = 0
     """Failed requests (timeouts, errors, non-2xx); only a tolerant run has any."""
 
@@ -84,9 +84,13 @@ class PathFigures:
 
     def as_dict(self) -> dict:
         return {"path": self.path, "requests": self.requests, "seconds": round(self.seconds, 2),
-                "req_per_s": round(self.per_s, 1), "p50_ms": round(self.p50_ms, 2),
-                "p99_ms": round(self.p99_ms, 2), "max_ms": round(self.max_ms, 2),
+                "req_per_s": round(self.per_s, 1), "p50_ms": round_ms(self.p50_ms),
+                "p99_ms": round_ms(self.p99_ms), "max_ms": round_ms(self.max_ms),
                 "errors": self.errors}
+
+
+def round_ms(ms: float | None) -> float | None:
+    return None if ms is None else round(ms, 2)
 
 
 @dataclass
@@ -244,11 +248,13 @@ async def _wrk(wrk: str, base: str, paths: list[str], tokens: list[str], seconds
     data = orjson.loads(line[len("PMARKET "):])
     failed = {k: data[k] for k in ("status", "connect", "read", "write", "timeout")
               if data[k]}
-    if (strict and failed) or not data["requests"]:
+    if strict and (failed or not data["requests"]):
         raise RuntimeError(f"GET {name} failed under load: {failed or 'no answer'} "
                            f"of {data['requests']} requests")
+    answered = data["requests"] > 0
     return PathFigures(name, name, data["requests"], data["duration_us"] / 1e6,
-                       data["p50_us"] / 1000, data["p99_us"] / 1000, data["max_us"] / 1000,
+                       *((data[k] / 1000 if answered else None)
+                         for k in ("p50_us", "p99_us", "max_us")),
                        sum(failed.values()))
 
 
@@ -301,11 +307,12 @@ async def _python(base: str, paths: list[str], tokens: list[str], seconds: float
         elapsed = time.perf_counter() - started
         await asyncio.gather(*(c.close() for c in conns))
     latencies.sort()
-    if not latencies:
+    if strict and not latencies:
         raise RuntimeError(f"GET {name}: no answer")
     return PathFigures(name, name, len(latencies), elapsed, percentile(latencies, 0.5),
-                       percentile(latencies, 0.99), latencies[-1], errors)
+                       percentile(latencies, 0.99), latencies[-1] if latencies else None,
+                       errors)
 
 
 __all__ = ["PATHS", "PathFigures", "ReadMix", "generator_for", "measure", "mix_paths",
-           "percentile", "prepare", "run_reads", "settle", "wrk_path"]
+           "percentile", "prepare", "round_ms", "run_reads", "settle", "wrk_path"]
