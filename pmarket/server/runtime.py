@@ -200,7 +200,8 @@ class Runtime:
         self.hasher = PasswordHasher(s.bcrypt_rounds, s.bcrypt_threads, s.bcrypt_max_waiting)
         self.hub.limits = WsLimits(
             s.ws_max_channels, s.ws_max_connections_per_address,
-            RateLimiter(s.ws_subscribe_per_s, s.ws_subscribe_burst), self.public_limiter)
+            RateLimiter(s.ws_subscribe_per_s, s.ws_subscribe_burst), self.public_limiter,
+            RateLimiter(s.ws_messages_per_s, s.ws_messages_burst))
 
     def _spawn(self, name: str, coro) -> None:
         task = asyncio.create_task(coro, name=f"pmarket-{name}")
