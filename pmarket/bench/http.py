@@ -193,7 +193,11 @@ async def _setup(base: str, users: int) -> tuple[int, list[str], list[str], str]
 
         def client(address: str | None = None) -> httpx.AsyncClient:
             if address not in clients:
-                transport = httpx.AsyncHTTPTransport(local_address=address)
+                # Sign-ups at the real bcrypt cost leave connections idle for seconds:
+                # drop them before the server's keep-alive timeout (5 s) closes them
+                # under a request.
+                transport = httpx.AsyncHTTPTransport(
+                    local_address=address, limits=httpx.Limits(keepalive_expiry=1.0))
                 clients[address] = httpx.AsyncClient(base_url=base, timeout=120,
                                                      transport=transport)
                 stack.push_async_callback(clients[address].aclose)
