@@ -161,13 +161,14 @@ def test_abuse_tables_fit_80_columns_and_judge_the_targets():
                         [1.0, 3.0])
     slow = abuse.Phase("signin-spread", reads.PathFigures("mix", "mix", 10, 1.0, None, None,
                                                           None, errors=32),
-                       [80.0], 2, {"mix": "signin-spread", "addresses": 20, "sent_per_s": 12.5,
+                       [80.0], 2, {"mix": "signin-spread", "addresses": 20, "clients": 20,
+                                   "sent_per_s": 12.5,
                                    "answers": {"401": 24, "429": 1000}})
     figures = abuse.Abuse("wrk", 32, 8.0, 20, 1000, 100, [quiet, slow])
     console = Console(width=80, record=True)
-    console.print(bench_http._abuse_table(figures))
-    console.print(bench_http._flood_table(figures))
+    console.print(bench_http.abuse_table(figures))
+    console.print(bench_http.flood_table(figures))
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= 80
-    assert "fail" in text and "signin-spread: 32 reads and 2 probes failed" in text
-    assert "429 1,000" in text
+    assert "fail" in text and " 32/2 " in text
+    assert "429 1.0k" in text
