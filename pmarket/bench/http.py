@@ -40,7 +40,9 @@ import httpx
 import orjson
 import websockets
 
+from . import abuse as abuse_mix
 from . import reads as read_mix
+from .rawhttp import RawHttp
 from .services import ThrowawayDatabase, delete_keys
 
 ADMIN_EMAIL = "bench-admin@example.com"
@@ -63,6 +65,14 @@ class Options:
     generator: str = "auto"
     server_python: str | None = None
     api_keys: bool = False  # users act with API keys (read and trade), not tokens
+    abuse: list[str] = field(default_factory=list)
+    """Abuse mixes to run after the read mix (``abuse.MIXES``); none: no abuse phase."""
+    abuse_seconds: float = 8.0
+    flood_clients: int = 20
+    book_levels: int = 1000
+    repeat: int = 100
+    bcrypt_rounds: int | None = None
+    """The server's bcrypt cost; None: 4 (quick sign-ups), or its default with ``abuse``."""
 
 
 @dataclass
@@ -80,16 +90,14 @@ class Result:
     ws_latencies_ms: list[float] = field(default_factory=list)
     reads: read_mix.ReadMix | None = None
     credentials: str = "tokens"
+    abuse: abuse_mix.Abuse | None = None
 
     @property
     def orders_per_s(self) -> float:
         return self.orders / self.seconds if self.seconds else 0.0
 
     def pct(self, values: list[float], q: float) -> float | None:
-        if not values:
-            return None
-        ordered = sorted(values)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return read_mix.percentile(sorted(values), q)
 
     def as_dict(self) -> dict:
         lat, ws = self.latencies_ms, self.ws_latencies_ms
@@ -102,42 +110,8 @@ class Result:
             "max_ms": max(lat) if lat else None, "trades_seen": self.trades_seen,
             "ws_trade_p50_ms": self.pct(ws, 0.5), "ws_trade_p99_ms": self.pct(ws, 0.99),
             "reads": self.reads.as_dict() if self.reads is not None else None,
+            "abuse": self.abuse.as_dict() if self.abuse is not None else None,
         }
-
-
-class RawHttp:
-    """One keep-alive HTTP/1.1 connection speaking just enough of the protocol."""
-
-    def __init__(self, host: str, port: int, token: str):
-        self.host, self.port = host, port
-        self.auth = f"Authorization: Bearer {token}\r\n".encode()
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def connect(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-
-    async def request(self, method: str, path: str, body: bytes | None = None
-                      ) -> tuple[int, bytes]:
-        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n".encode() + self.auth
-        if body is not None:
-            head += (b"Content-Type: application/json\r\nContent-Length: "
-                     + str(len(body)).encode() + b"\r\n")
-        self.writer.write(head + b"\r\n" + (body or b""))
-        headers = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(headers[9:12])
-        length = 0
-        for line in headers.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        data = await self.reader.readexactly(length) if length else b""
-        return status, data
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            with contextlib.suppress(Exception):
-                await self.writer.wait_closed()
 
 
 def _free_port() -> int:
@@ -150,18 +124,36 @@ def _cli(*args: str, python: str | None = None) -> list[str]:
     return [python or sys.executable, "-c", "from pmarket.cli import main; main()", *args]
 
 
+def server_env(options: Options) -> dict[str, str]:
+    """The server's environment: the per-user and public market-data limits lifted (the
+    read mix's connections all come from one address); without abuse mixes the sign-up
+    limits and bcrypt cost too (quick set-up), with them those stay at their defaults —
+    the floods must meet what a real server has."""
+    env = {**os.environ, "PMARKET_JWT_SECRET": secrets.token_urlsafe(48),
+           "PMARKET_ADMIN_EMAIL": ADMIN_EMAIL, "PMARKET_ADMIN_PASSWORD": ADMIN_PASSWORD,
+           "PMARKET_RATE_LIMIT_PER_S": "1000000", "PMARKET_RATE_LIMIT_BURST": "1000000",
+           "PMARKET_LOG_REQUESTS": "0",
+           "PMARKET_PUBLIC_RATE_LIMIT_PER_S": "1000000",
+           "PMARKET_PUBLIC_RATE_LIMIT_BURST": "1000000"}
+    for name in ("AUTH_RATE_LIMIT_PER_S", "AUTH_RATE_LIMIT_BURST", "BCRYPT_ROUNDS",
+                 "BCRYPT_THREADS", "BCRYPT_MAX_WAITING", "SIGNIN_FREE_FAILURES",
+                 "SIGNIN_ADDRESS_FREE_FAILURES", "SIGNIN_LOCKOUT_S", "SIGNIN_LOCKOUT_MAX_S",
+                 "WS_MAX_CHANNELS", "WS_MAX_CONNECTIONS_PER_IP", "WS_SUBSCRIBE_PER_S",
+                 "WS_SUBSCRIBE_BURST"):
+        env.pop(f"PMARKET_{name}", None)  # the defaults, not this shell's settings
+    if not options.abuse:
+        env |= {"PMARKET_AUTH_RATE_LIMIT_PER_S": "1000000",
+                "PMARKET_AUTH_RATE_LIMIT_BURST": "1000000", "PMARKET_BCRYPT_ROUNDS": "4"}
+    if options.bcrypt_rounds is not None:
+        env["PMARKET_BCRYPT_ROUNDS"] = str(options.bcrypt_rounds)
+    return env
+
+
 def start_processes(options: Options, workdir: Path, port: int, database_url: str,
                     redis_prefix: str) -> list[subprocess.Popen]:
     """``pmarket serve`` (and, for a deployment, ``engine`` and ``worker``) on
     ``database_url`` and, for a deployment, the Redis keys under ``redis_prefix``."""
-    env = {**os.environ, "PMARKET_JWT_SECRET": secrets.token_urlsafe(48),
-           "PMARKET_ADMIN_EMAIL": ADMIN_EMAIL, "PMARKET_ADMIN_PASSWORD": ADMIN_PASSWORD,
-           "PMARKET_BCRYPT_ROUNDS": "4", "PMARKET_RATE_LIMIT_PER_S": "1000000",
-           "PMARKET_RATE_LIMIT_BURST": "1000000", "PMARKET_LOG_REQUESTS": "0",
-           # The read mix comes from one address: lift the per-address limits too.
-           "PMARKET_PUBLIC_RATE_LIMIT_PER_S": "1000000",
-           "PMARKET_PUBLIC_RATE_LIMIT_BURST": "1000000",
-           "PMARKET_AUTH_RATE_LIMIT_PER_S": "1000000", "PMARKET_AUTH_RATE_LIMIT_BURST": "1000000"}
+    env = server_env(options)
     env.pop("PMARKET_REDIS_URL", None)
     env["PMARKET_DATABASE_URL"] = database_url
     procs = []
@@ -196,19 +188,42 @@ async def _wait_ready(base: str, timeout_s: float = 60) -> None:
 
 
 async def _setup(base: str, users: int, api_keys: bool = False
-                 ) -> tuple[int, list[str], str]:
-    async with httpx.AsyncClient(base_url=base, timeout=60) as h:
+                 ) -> tuple[int, list[str], list[str], str]:
+    """The bench market and ``users`` funded traders (signed up from a few addresses,
+    ``abuse.setup_address``, within the default per-address sign-up limit): the market,
+    their credentials (tokens, or API keys with ``api_keys``) and e-mails, and the
+    admin's token."""
+    async with contextlib.AsyncExitStack() as stack:
+        clients: dict[str, httpx.AsyncClient] = {}
+
+        def client(address: str | None = None) -> httpx.AsyncClient:
+            if address not in clients:
+                # Sign-ups at the real bcrypt cost leave connections idle for seconds:
+                # drop them before the server's keep-alive timeout (5 s) closes them
+                # under a request.
+                transport = httpx.AsyncHTTPTransport(
+                    local_address=address, limits=httpx.Limits(keepalive_expiry=1.0))
+                clients[address] = httpx.AsyncClient(base_url=base, timeout=120,
+                                                     transport=transport)
+                stack.push_async_callback(clients[address].aclose)
+            return clients[address]
+
+        h = client()
         r = await h.post("/auth/admin/signin", json={"email": ADMIN_EMAIL,
                                                      "password": ADMIN_PASSWORD})
         admin_token = r.json()["token"]
         admin = {"Authorization": f"Bearer {admin_token}"}
         r = await h.post("/admin/events", json={"title": "Bench market"}, headers=admin)
         market = r.json()["outcomes"][0]["market_id"]
+        emails = [f"bench-{i}-{uuid.uuid4().hex[:6]}@example.com" for i in range(users)]
+
+        hashing = asyncio.Semaphore(8)  # within the server's bcrypt queue (32 waiting)
 
         async def one(i: int) -> str:
-            r = await h.post("/auth/signup", json={
-                "email": f"bench-{i}-{uuid.uuid4().hex[:6]}@example.com", "name": f"b{i}",
-                "password": "bench password"})
+            async with hashing:
+                r = await client(abuse_mix.setup_address(i)).post("/auth/signup", json={
+                    "email": emails[i], "name": f"b{i}", "password": "bench password"})
+            r.raise_for_status()
             token = r.json()["token"]
             await h.post("/onramp", json={"amount": "1000000"},
                          headers={"Authorization": f"Bearer {token}"})
@@ -220,7 +235,7 @@ async def _setup(base: str, users: int, api_keys: bool = False
             return token
 
         tokens = await asyncio.gather(*(one(i) for i in range(users)))
-    return market, list(tokens), admin_token
+    return market, list(tokens), emails, admin_token
 
 
 async def _trader(conn: RawHttp, market: int, rng: random.Random, result: Result,
@@ -277,9 +292,12 @@ async def _watch_trades(ws_url: str, market: int, result: Result, measure: async
 
 async def run_load(base: str, options: Options, mode: str) -> Result:
     """Drive an already running server at ``base`` and return the figures."""
-    market, tokens, admin_token = await _setup(base, options.users, options.api_keys)
-    if options.reads:  # while the exchange is quiet: the same state for every build
-        await read_mix.prepare(base, admin_token, tokens)
+    market, tokens, emails, admin_token = await _setup(base, options.users,
+                                                        options.api_keys)
+    deep = await abuse_mix.deep_book(base, admin_token, options.book_levels) \
+        if options.abuse else None
+    if options.reads or options.abuse:  # while the exchange is quiet: the same state
+        await read_mix.prepare(base, admin_token, tokens)  # for every build
     host, port = base.removeprefix("http://").split(":")
     conns = [RawHttp(host, int(port), t) for t in tokens]
     await asyncio.gather(*(c.connect() for c in conns))
@@ -303,12 +321,20 @@ async def run_load(base: str, options: Options, mode: str) -> Result:
         task.result()  # re-raise a failed trader
     await asyncio.gather(*tasks, return_exceptions=True)
     await asyncio.gather(*(c.close() for c in conns))
-    if options.reads:
+    if options.reads or options.abuse:
         await read_mix.settle(base, tokens[0])
+    if options.reads:
         result.reads = await read_mix.run_reads(
             base, tokens, market, seconds=options.read_seconds,
             connections=options.read_connections, generator=options.generator,
             warmup_s=min(1.0, options.read_seconds))
+    if options.abuse:
+        result.abuse = await abuse_mix.run_abuse(
+            base, tokens, emails, market, deep, await abuse_mix.book_markets(base),
+            mixes=options.abuse, seconds=options.abuse_seconds,
+            connections=options.read_connections, generator=options.generator,
+            clients=options.flood_clients, repeat=options.repeat,
+            book_levels=options.book_levels, warmup_s=min(1.0, options.abuse_seconds))
     return result
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 import httpx
 import orjson
 
+from .rawhttp import RawHttp
+
 log = logging.getLogger("pmarket.bench")
 
 PATHS = (
@@ -43,12 +45,13 @@ EVENTS = 20
 
 _LUA = """
 local tokens = {%(tokens)s}
-local path = "%(path)s"
-local n = #tokens
+local paths = {%(paths)s}
+local n, m = #tokens, #paths
 local i = 0
 request = function()
   i = i + 1
-  return wrk.format("GET", path, {["Authorization"] = "Bearer " .. tokens[(i %% n) + 1]})
+  return wrk.format("GET", paths[(i %% m) + 1],
+                    {["Authorization"] = "Bearer " .. tokens[(i %% n) + 1]})
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -69,9 +72,11 @@ class PathFigures:
     path: str
     requests: int
     seconds: float
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
+    p50_ms: float | None  # None: no answer at all (only a tolerant run allows that)
+    p99_ms: float | None
+    max_ms: float | None
+    errors: int = 0
+    """Failed requests (timeouts, errors, non-2xx); only a tolerant run has any."""
 
     @property
     def per_s(self) -> float:
@@ -79,8 +84,13 @@ class PathFigures:
 
     def as_dict(self) -> dict:
         return {"path": self.path, "requests": self.requests, "seconds": round(self.seconds, 2),
-                "req_per_s": round(self.per_s, 1), "p50_ms": round(self.p50_ms, 2),
-                "p99_ms": round(self.p99_ms, 2), "max_ms": round(self.max_ms, 2)}
+                "req_per_s": round(self.per_s, 1), "p50_ms": round_ms(self.p50_ms),
+                "p99_ms": round_ms(self.p99_ms), "max_ms": round_ms(self.max_ms),
+                "errors": self.errors}
+
+
+def round_ms(ms: float | None) -> float | None:
+    return None if ms is None else round(ms, 2)
 
 
 @dataclass
@@ -153,6 +163,30 @@ async def settle(base: str, token: str, timeout_s: float = 180.0) -> float:
     raise RuntimeError(f"the projection did not catch up within {timeout_s:g} s")
 
 
+def generator_for(generator: str) -> str | None:
+    """The wrk executable to use for ``generator`` ("wrk", "python" or "auto"), or None
+    for the Python generator (said loudly: its figures are not comparable with wrk's).
+
+    Raises:
+        RuntimeError: "wrk" was asked for and is not installed.
+    """
+    wrk = wrk_path()
+    if generator == "wrk" and wrk is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    if wrk is not None and generator != "python":
+        return wrk
+    log.warning("bench http: %s — the read mix runs on the Python load generator, which "
+                "takes CPU from the server on this machine: its figures are lower than "
+                "wrk's and not comparable with them",
+                "wrk is not installed" if wrk is None else "--generator python")
+    return None
+
+
+def mix_paths(market: int) -> list[str]:
+    """Every path of ``PATHS``, for ``market``'s order book."""
+    return [template.format(market=market) for _, template in PATHS]
+
+
 async def run_reads(base: str, tokens: list[str], market: int, *, seconds: float,
                     connections: int = 32, generator: str = "auto",
                     warmup_s: float = 1.0) -> ReadMix:
@@ -167,80 +201,103 @@ async def run_reads(base: str, tokens: list[str], market: int, *, seconds: float
         generator: "wrk", "python" or "auto" (wrk when installed).
         warmup_s: unmeasured load before each path.
     """
-    wrk = wrk_path()
-    if generator == "wrk" and wrk is None:
-        raise RuntimeError("wrk is not installed (apt-get install wrk)")
-    use_wrk = wrk is not None and generator != "python"
-    if not use_wrk:
-        log.warning("bench http: %s — the read mix runs on the Python load generator, which "
-                    "takes CPU from the server on this machine: its figures are lower than "
-                    "wrk's and not comparable with them",
-                    "wrk is not installed" if wrk is None else "--generator python")
-    mix = ReadMix("wrk" if use_wrk else "python", connections, len(tokens), seconds)
-    for name, template in PATHS:
-        path = template.format(market=market)
-        if use_wrk:
-            if warmup_s > 0:
-                await _wrk(wrk, base, path, tokens, warmup_s, connections)
-            figures = await _wrk(wrk, base, path, tokens, seconds, connections)
-        else:
-            if warmup_s > 0:
-                await _python(base, path, tokens, warmup_s, connections)
-            figures = await _python(base, path, tokens, seconds, connections)
+    wrk = generator_for(generator)
+    mix = ReadMix("wrk" if wrk else "python", connections, len(tokens), seconds)
+    for (name, _), path in zip(PATHS, mix_paths(market), strict=True):
+        if warmup_s > 0:
+            await measure(wrk, base, [path], tokens, warmup_s, connections)
+        figures = await measure(wrk, base, [path], tokens, seconds, connections)
         figures.name = name
         mix.paths.append(figures)
     return mix
 
 
-async def _wrk(wrk: str, base: str, path: str, tokens: list[str], seconds: float,
-               connections: int) -> PathFigures:
+async def measure(wrk: str | None, base: str, paths: list[str], tokens: list[str],
+                  seconds: float, connections: int, *, strict: bool = True) -> PathFigures:
+    """GET ``paths`` in turn for ``seconds`` over ``connections`` keep-alive connections,
+    each request with the next token; on wrk when given, else the Python generator.
+
+    ``strict``: any failed request (timeout, error, non-2xx) raises; otherwise failures
+    are counted in ``errors`` (a server under attack may drop or time out requests, and
+    that is a figure, not a reason to stop).
+    """
+    if wrk is not None:
+        return await _wrk(wrk, base, paths, tokens, seconds, connections, strict)
+    return await _python(base, paths, tokens, seconds, connections, strict)
+
+
+async def _wrk(wrk: str, base: str, paths: list[str], tokens: list[str], seconds: float,
+               connections: int, strict: bool) -> PathFigures:
     """One wrk run (one thread: it needs far less than a core at these rates; whole
     seconds: wrk takes no fractions)."""
-    script = _LUA % {"tokens": ", ".join(f'"{t}"' for t in tokens), "path": path}
+    script = _LUA % {"tokens": ", ".join(f'"{t}"' for t in tokens),
+                     "paths": ", ".join(f'"{p}"' for p in paths)}
+    name = " + ".join(paths)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="pmarket-bench-") as f:
         f.write(script)
         f.flush()
         proc = await asyncio.create_subprocess_exec(
             wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-            "-s", f.name, base + path, stdout=asyncio.subprocess.PIPE,
+            "-s", f.name, base + paths[0], stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), seconds + 30)
     line = next((x for x in out.decode().splitlines() if x.startswith("PMARKET ")), None)
     if proc.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed on {path} (exit {proc.returncode}): "
+        raise RuntimeError(f"wrk failed on {name} (exit {proc.returncode}): "
                            f"{(err or out).decode()[-500:]}")
     data = orjson.loads(line[len("PMARKET "):])
     failed = {k: data[k] for k in ("status", "connect", "read", "write", "timeout")
               if data[k]}
-    if failed or not data["requests"]:
-        raise RuntimeError(f"GET {path} failed under load: {failed or 'no answer'} "
+    if strict and (failed or not data["requests"]):
+        raise RuntimeError(f"GET {name} failed under load: {failed or 'no answer'} "
                            f"of {data['requests']} requests")
-    return PathFigures(path, path, data["requests"], data["duration_us"] / 1e6,
-                       data["p50_us"] / 1000, data["p99_us"] / 1000, data["max_us"] / 1000)
+    answered = data["requests"] > 0
+    return PathFigures(name, name, data["requests"], data["duration_us"] / 1e6,
+                       *((data[k] / 1000 if answered else None)
+                         for k in ("p50_us", "p99_us", "max_us")),
+                       sum(failed.values()))
 
 
-async def _python(base: str, path: str, tokens: list[str], seconds: float,
-                  connections: int) -> PathFigures:
+def percentile(ordered: list[float], q: float) -> float | None:
+    """The ``q`` quantile of sorted ``ordered`` (nearest rank below), None if empty."""
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _python(base: str, paths: list[str], tokens: list[str], seconds: float,
+                  connections: int, strict: bool) -> PathFigures:
     """The fallback generator: raw HTTP/1.1 over asyncio streams."""
-    from .http import RawHttp  # the order load's client (same module family)
-
     host, port = base.removeprefix("http://").split(":")
     conns = [RawHttp(host, int(port), tokens[i % len(tokens)]) for i in range(connections)]
     await asyncio.gather(*(c.connect() for c in conns))
     auths = [f"Authorization: Bearer {t}\r\n".encode() for t in tokens]
     latencies: list[float] = []
-    counter = 0
+    counter = errors = 0
     stop = time.perf_counter() + seconds
+    name = " + ".join(paths)
 
     async def loop(conn: RawHttp) -> None:
-        nonlocal counter
+        nonlocal counter, errors
         while time.perf_counter() < stop:
             counter += 1
             conn.auth = auths[counter % len(auths)]
+            path = paths[counter % len(paths)]
             start = time.perf_counter()
-            status, body = await conn.request("GET", path)
+            try:
+                status, body = await conn.request("GET", path)
+            except (OSError, asyncio.IncompleteReadError):
+                if strict:
+                    raise
+                errors += 1  # dropped by the server: count it, reconnect
+                await conn.close()
+                await conn.connect()
+                continue
             if status != 200:
-                raise RuntimeError(f"GET {path} answered {status}: {body[:200]!r}")
+                if strict:
+                    raise RuntimeError(f"GET {path} answered {status}: {body[:200]!r}")
+                errors += 1
+                continue
             latencies.append((time.perf_counter() - start) * 1000)
 
     started = time.perf_counter()
@@ -250,12 +307,12 @@ async def _python(base: str, path: str, tokens: list[str], seconds: float,
         elapsed = time.perf_counter() - started
         await asyncio.gather(*(c.close() for c in conns))
     latencies.sort()
+    if strict and not latencies:
+        raise RuntimeError(f"GET {name}: no answer")
+    return PathFigures(name, name, len(latencies), elapsed, percentile(latencies, 0.5),
+                       percentile(latencies, 0.99), latencies[-1] if latencies else None,
+                       errors)
 
-    def pct(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
 
-    return PathFigures(path, path, len(latencies), elapsed, pct(0.5), pct(0.99),
-                       latencies[-1])
-
-
-__all__ = ["PATHS", "PathFigures", "ReadMix", "prepare", "run_reads", "settle", "wrk_path"]
+__all__ = ["PATHS", "PathFigures", "ReadMix", "generator_for", "measure", "mix_paths",
+           "percentile", "prepare", "round_ms", "run_reads", "settle", "wrk_path"]

@@ -1,5 +1,5 @@
 """``pmarket bench http``: orders/s and latency of a live server under many users, then
-the read mix (what traders read) per path."""
+the read mix (what traders read) per path, then what other users see during floods."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pmarket.cli.bench import bench_app, bench_table
+from pmarket.cli.bench import bench_app, bench_table, verdict
 from pmarket.cli.preflight import require
 
 TARGETS = {"embedded": (3000, 50.0), "deployment": (2000, 100.0)}
@@ -16,6 +16,8 @@ WS_TARGET_MS = 20.0
 READ_TARGETS = {"balance": (4000, 30.0), "positions": (4000, 30.0),
                 "open orders": (4000, 30.0), "portfolio": (4000, 30.0), "events": (3000, None)}
 """Embedded, this machine class, 32 connections (issue 12); the order book: no slower."""
+ABUSE_TARGET_MS = 50.0
+"""Issue 12: other users' read p99 and /health during a flood."""
 
 
 @bench_app.command("http")
@@ -46,21 +48,41 @@ def bench_http(
     api_keys: bool = typer.Option(False, "--api-keys",
                                   help="Traders act with API keys (read and trade) "
                                        "instead of session tokens."),
+    abuse: str = typer.Option("all", "--abuse",
+                              help="Abuse mixes after the read mix, comma-separated: "
+                                   "signin, signin-spread, ws, ws-spread, or all."),
+    no_abuse: bool = typer.Option(False, "--no-abuse", help="Run no abuse mix."),
+    abuse_seconds: float = typer.Option(8.0, "--abuse-seconds",
+                                        help="Measured duration of each abuse phase."),
+    flood_clients: int = typer.Option(20, "--flood-clients",
+                                      help="Concurrent clients of each flood."),
+    book_levels: int = typer.Option(1000, "--book-levels",
+                                    help="Price levels per side of the deep book the "
+                                         "WebSocket flood subscribes to."),
     json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Start a server, load it with orders and cancels over loopback, then read what
     traders read, path by path; print the figures."""
+    from pmarket.bench import abuse as abuse_mix
     from pmarket.bench import http
 
     if generator not in ("auto", "wrk", "python"):
         raise typer.BadParameter("--generator must be wrk, python or auto")
+    try:
+        mixes = [] if no_abuse else abuse_mix.parse_mixes(abuse)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--abuse") from None
+    if not 1 <= book_levels <= 4999:
+        raise typer.BadParameter("must be 1..4999", param_hint="--book-levels")
     require(redis_url=redis_url, database_url=database_url)
     console = Console(stderr=True)
     with console.status("benchmarking HTTP"):
         result = http.run(http.Options(
             users=users, seconds=seconds, redis_url=redis_url, database_url=database_url,
             reads=reads, read_seconds=read_seconds, read_connections=connections,
-            generator=generator, server_python=server_python, api_keys=api_keys))
+            generator=generator, server_python=server_python, api_keys=api_keys,
+            abuse=mixes, abuse_seconds=abuse_seconds, flood_clients=flood_clients,
+            book_levels=book_levels))
     figures = result.as_dict()
     if json:
         typer.echo(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
@@ -68,6 +90,9 @@ def bench_http(
     Console().print(http_table(result, users))
     if result.reads is not None:
         Console().print(reads_table(result))
+    if result.abuse is not None:
+        Console().print(abuse_table(result.abuse))
+        Console().print(flood_table(result.abuse))
 
 
 def http_table(result, users: int) -> Table:
@@ -106,3 +131,65 @@ def reads_table(result) -> Table:
         table.caption = ("Python load generator (wrk not installed): it shares the CPU with "
                          "the server, so these figures understate it")
     return table
+
+
+def abuse_table(abuse) -> Table:
+    """Other users' reads and /health in each phase, beside the target."""
+    table = bench_table(f"other users during abuse ({abuse.generator}, {abuse.connections} "
+                        f"connections, read mix, {abuse.seconds:g} s a phase)",
+                        "phase", "reads/s", "p50 ms", "p99 ms", "health p50", "p99", "max",
+                        "", left=("phase",),
+                        caption=f"target during a flood: read p99 and /health ≤ "
+                                f"{ABUSE_TARGET_MS:.0f} ms, no read or probe lost")
+    for phase in abuse.phases:
+        d = phase.as_dict()
+        reads, health = d["reads"], d["health"]
+        worst = [reads["p99_ms"], health["p99_ms"], health["max_ms"]]
+        ok = None if phase.name == "quiet" else (
+            None not in worst and max(worst) <= ABUSE_TARGET_MS and not reads["errors"]
+            and not health["failures"])
+        table.add_row(phase.name, f"{reads['req_per_s']:,.0f}", _ms(reads["p50_ms"]),
+                      _ms(reads["p99_ms"]), _ms(health["p50_ms"]), _ms(health["p99_ms"]),
+                      _ms(health["max_ms"]), verdict(ok))
+    return table
+
+
+ANSWER_LABELS = {"rate_limited": "limited", "snapshot": "snap", "connections": "conn",
+                 "refused 429": "refused"}
+
+
+def flood_table(abuse) -> Table:
+    """What each flood sent, how the server answered, and the reads and /health probes
+    lost (failed or timed out) meanwhile."""
+    table = bench_table(f"the floods ({abuse.clients} clients; deep book {abuse.book_levels} "
+                        f"levels a side, named {abuse.repeat}x a frame)",
+                        "flood", "addr", "sent/s", "lost", "answers",
+                        left=("flood", "answers"),
+                        caption="sent: sign-ins, or WebSocket rounds (subscribe, unsubscribe, "
+                                "marker); lost: reads / probes")
+    for phase in abuse.phases:
+        if phase.flood is None:
+            continue
+        f = phase.flood
+        answers = ", ".join(f"{ANSWER_LABELS.get(k, k)} {_short(v)}"
+                            for k, v in f["answers"].items()
+                            if not (k == "connections" and v == f["clients"]))  # reconnects
+        lost = f"{_short(phase.reads.errors)}/{_short(phase.health_failures)}"
+        table.add_row(phase.name, str(f["addresses"]), _short(round(f["sent_per_s"])), lost,
+                      answers)
+    return table
+
+
+def _short(n: int) -> str:
+    """999 / 1.2k / 12k / 1.2M: counts in a few characters."""
+    if n < 1000:
+        return str(n)
+    if n < 10_000:
+        return f"{n / 1000:.1f}k"
+    if n < 1_000_000:
+        return f"{n / 1000:.0f}k"
+    return f"{n / 1_000_000:.1f}M"
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.1f}" if v < 1000 else f"{v:,.0f}"

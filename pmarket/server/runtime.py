@@ -203,7 +203,8 @@ class Runtime:
         self.hasher = PasswordHasher(s.bcrypt_rounds, s.bcrypt_threads, s.bcrypt_max_waiting)
         self.hub.limits = WsLimits(
             s.ws_max_channels, s.ws_max_connections_per_address,
-            RateLimiter(s.ws_subscribe_per_s, s.ws_subscribe_burst), self.public_limiter)
+            RateLimiter(s.ws_subscribe_per_s, s.ws_subscribe_burst), self.public_limiter,
+            RateLimiter(s.ws_messages_per_s, s.ws_messages_burst))
 
     async def _start_sessions(self) -> None:
         """The credential cache, its synchronisation, and the closing of revoked users'

@@ -86,6 +86,9 @@ class Settings:
         ws_max_connections_per_address: open WebSocket connections per client address.
         ws_subscribe_per_s: channels per second an address may subscribe to.
         ws_subscribe_burst: channels an address may subscribe to at once.
+        ws_messages_per_s: WebSocket frames per second an address may send; beyond
+            that its connections are read no further until a frame is due again.
+        ws_messages_burst: frames an address may send at once.
         max_body_bytes: largest request body accepted (413 above it).
         max_user_balance: the most cash (units) one account may hold after a deposit; a
             deposit past it is refused (409 ``balance_limit``); 0: no per-account limit.
@@ -145,6 +148,8 @@ class Settings:
     ws_max_connections_per_address: int = 50
     ws_subscribe_per_s: float = 20.0
     ws_subscribe_burst: int = 400
+    ws_messages_per_s: float = 50.0
+    ws_messages_burst: int = 200
     max_body_bytes: int = 64 * 1024
     max_user_balance: int = 10_000_000 * units.SCALE
     request_timeout_s: float = 10.0
@@ -201,6 +206,8 @@ class Settings:
             ws_max_connections_per_address=_env_int("PMARKET_WS_MAX_CONNECTIONS_PER_IP", 50),
             ws_subscribe_per_s=_env_float("PMARKET_WS_SUBSCRIBE_PER_S", 20.0),
             ws_subscribe_burst=_env_int("PMARKET_WS_SUBSCRIBE_BURST", 400),
+            ws_messages_per_s=_env_float("PMARKET_WS_MESSAGES_PER_S", 50.0),
+            ws_messages_burst=_env_int("PMARKET_WS_MESSAGES_BURST", 200),
             max_body_bytes=_env_int("PMARKET_MAX_BODY_BYTES", 64 * 1024),
             max_user_balance=_env_money("PMARKET_MAX_USER_BALANCE", 10_000_000 * units.SCALE),
             bcrypt_rounds=_env_int("PMARKET_BCRYPT_ROUNDS", 12),

@@ -8,8 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from pmarket.bench import abuse, reads
 from pmarket.bench import http as bench
-from pmarket.bench import reads
+from pmarket.cli import bench_http
 from tests.services import postgres_url_or_skip, redis_url_or_skip
 
 from .helpers import Traces, assert_nothing_left, run_cli, spy
@@ -17,7 +18,7 @@ from .helpers import Traces, assert_nothing_left, run_cli, spy
 USERS, SECONDS, READ_SECONDS = 4, 1.5, 0.4
 FIELDS = {"mode", "users", "seconds", "orders", "placements", "cancels", "orders_per_s",
           "p50_ms", "p99_ms", "max_ms", "trades_seen", "ws_trade_p50_ms", "ws_trade_p99_ms",
-          "reads", "credentials"}
+          "reads", "credentials", "abuse"}
 READS = {"balance", "positions", "open orders", "portfolio", "events", "order book"}
 
 
@@ -72,6 +73,7 @@ def test_embedded_without_wrk_says_so(monkeypatch: pytest.MonkeyPatch, caplog):
     figures = orjson.loads(orjson.dumps(result.as_dict()))
     assert_sane(figures, "embedded")
     assert figures["credentials"] == "tokens"
+    assert figures["abuse"] is None
     assert result.reads.generator == "python"
     assert "wrk is not installed" in caplog.text
     assert len(result.latencies_ms) == result.orders
@@ -89,13 +91,86 @@ def test_cli_json_on_the_deployment(monkeypatch: pytest.MonkeyPatch):
 
     out = run_cli("bench", "http", "--users", str(USERS), "--seconds", str(SECONDS),
                   "--read-seconds", str(READ_SECONDS), "--redis-url", redis_url,
-                  "--database-url", postgres_url, "--api-keys", "--json").stdout
+                  "--database-url", postgres_url, "--api-keys", "--no-abuse", "--json").stdout
 
     figures = orjson.loads(out)
     assert_sane(figures, "deployment")
     assert figures["credentials"] == "api keys"  # orders and reads made with keys
+    assert figures["abuse"] is None
     assert figures["reads"]["generator"] == ("wrk" if reads.wrk_path() else "python")
     assert [db.schema is not None for db in traces.databases] == [True]
     assert [p.startswith("bench-") for p in traces.prefixes] == [True]
     assert_nothing_left(traces, redis_url, postgres_url)
     assert workdirs and not any(w.exists() for w in workdirs)
+
+
+def test_cli_abuse_mixes_report_other_users_reads_and_health(monkeypatch: pytest.MonkeyPatch):
+    """Two floods at tiny sizes on the embedded server with its real limits: a phase
+    per mix beside the quiet one, each with the read mix, /health probes and what the
+    flood got back; nothing left behind (the floods' processes included, conftest)."""
+    monkeypatch.delenv("PMARKET_REDIS_URL", raising=False)
+    traces, workdirs = spy_http(monkeypatch)
+
+    out = run_cli("bench", "http", "--users", str(USERS), "--seconds", "0.5", "--no-reads",
+                  "--abuse", "signin-spread,ws", "--abuse-seconds", "1", "--flood-clients",
+                  "3", "--book-levels", "20", "--json").stdout
+
+    figures = orjson.loads(out)
+    assert figures["reads"] is None
+    mixes = figures["abuse"]
+    assert (mixes["clients"], mixes["book_levels"], mixes["connections"]) == (3, 20, 32)
+    assert list(mixes["phases"]) == ["quiet", "signin-spread", "ws"]
+    for name, phase in mixes["phases"].items():
+        r, h = phase["reads"], phase["health"]
+        assert r["requests"] > 0 and r["errors"] == 0, name
+        assert 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"], name
+        assert h["probes"] > 0 and h["failures"] == 0, name
+        assert 0 < h["p50_ms"] <= h["p99_ms"] <= h["max_ms"], name
+    assert mixes["phases"]["quiet"]["flood"] is None
+    signin, ws = mixes["phases"]["signin-spread"]["flood"], mixes["phases"]["ws"]["flood"]
+    assert (signin["clients"], signin["addresses"], ws["addresses"]) == (3, 3, 1)
+    # Every sign-in was answered as a wrong password or refused; never a success.
+    assert signin["sent"] > 0 and set(signin["answers"]) <= {"401", "429", "503"}
+    assert sum(signin["answers"].values()) <= signin["sent"]
+    assert ws["answers"]["connections"] == 3 and ws["answers"]["snapshot"] > 0
+    assert [db.directory is not None for db in traces.databases] == [True]
+    assert_nothing_left(traces, None, None)
+    assert workdirs and not any(w.exists() for w in workdirs)
+
+
+def test_abuse_mix_names():
+    assert abuse.parse_mixes("all") == list(abuse.MIXES)
+    assert abuse.parse_mixes("ws, signin,ws") == ["ws", "signin"]
+    with pytest.raises(ValueError, match="unknown abuse mix sigin"):
+        abuse.parse_mixes("sigin")
+    assert abuse.flood_addresses("signin", 20) == ["127.0.2.1"]
+    assert len(set(abuse.flood_addresses("ws-spread", 20))) == 20
+
+
+def test_cli_refuses_an_unknown_mix_before_running():
+    from typer.testing import CliRunner
+
+    from pmarket.cli import load_commands
+
+    result = CliRunner().invoke(load_commands(), ["bench", "http", "--abuse", "signin,dos"])
+    assert result.exit_code == 2 and "unknown abuse mix dos" in result.output
+
+
+def test_abuse_tables_fit_80_columns_and_judge_the_targets():
+    from rich.console import Console
+
+    quiet = abuse.Phase("quiet", reads.PathFigures("mix", "mix", 900, 1.0, 2.0, 9.0, 12.0),
+                        [1.0, 3.0])
+    slow = abuse.Phase("signin-spread", reads.PathFigures("mix", "mix", 10, 1.0, None, None,
+                                                          None, errors=32),
+                       [80.0], 2, {"mix": "signin-spread", "addresses": 20, "clients": 20,
+                                   "sent_per_s": 12.5,
+                                   "answers": {"401": 24, "429": 1000}})
+    figures = abuse.Abuse("wrk", 32, 8.0, 20, 1000, 100, [quiet, slow])
+    console = Console(width=80, record=True)
+    console.print(bench_http.abuse_table(figures))
+    console.print(bench_http.flood_table(figures))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "fail" in text and " 32/2 " in text
+    assert "429 1.0k" in text

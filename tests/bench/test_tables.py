@@ -12,12 +12,12 @@ from types import SimpleNamespace
 from rich.console import Console
 from rich.table import Table
 
+from pmarket.bench import abuse, faults, http, reads
 from pmarket.bench import engine as bench_engine
-from pmarket.bench import faults, http, reads
 from pmarket.bench import services as bench_services
 from pmarket.cli.bench import engine_tables
 from pmarket.cli.bench_faults import fault_tables
-from pmarket.cli.bench_http import http_table, reads_table
+from pmarket.cli.bench_http import abuse_table, flood_table, http_table, reads_table
 from pmarket.cli.bench_readmodel import readmodel_table
 from pmarket.cli.bench_services import services_table
 
@@ -70,6 +70,25 @@ def test_http_tables_fit():
                          latencies_ms=[1_234.5], ws_latencies_ms=[123.4], reads=mix)
     assert_fits(http_table(result, 64))
     assert_fits(reads_table(result))
+
+
+def test_abuse_tables_fit():
+    floods = {
+        "signin": {"401": 1_234, "429": 1_234_567, "dropped": 12},
+        "signin-spread": {"401": 1_234, "429": 1_234_567, "503": 12_345},
+        "ws": {"closed": 1_234, "connections": 1_234, "rate_limited": 1_234_567,
+               "snapshot": 123_456},
+        "ws-spread": {"connections": 20, "rate_limited": 1_234_567, "snapshot": 123_456}}
+    phases = [abuse.Phase("quiet", reads.PathFigures("m", "m", 1_234_567, 8.0, 1.2, 12.3,
+                                                     123.4), [1.5, 12.3, 1_234.5])]
+    phases += [abuse.Phase(name, reads.PathFigures("m", "m", 12, 8.0, 1_234.5, 12_345.6,
+                                                   12_345.6, errors=1_234), [12_345.6], 12,
+                           {"addresses": 20, "clients": 20, "sent_per_s": 123_456.7,
+                            "answers": answers})
+               for name, answers in floods.items()]
+    figures = abuse.Abuse("python", 32, 8.0, 20, 4_999, 100, phases)
+    assert_fits(abuse_table(figures))
+    assert_fits(flood_table(figures))
 
 
 def test_fault_tables_fit():

@@ -111,6 +111,7 @@ async def start_server(kind: str, directory: Path, **overrides: Any) -> Server:
                 public_rate_limit_burst=10_000, auth_rate_limit_per_s=10_000.0,
                 auth_rate_limit_burst=10_000, ws_subscribe_per_s=10_000.0,
                 ws_subscribe_burst=10_000, ws_max_connections_per_address=10_000,
+                ws_messages_per_s=10_000.0, ws_messages_burst=10_000,
                 snapshot_dir=str(directory / "snapshots"))
     base.update(overrides)
     extra: list[asyncio.Task] = []

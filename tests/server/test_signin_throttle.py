@@ -7,12 +7,14 @@ same statuses in the same order, the same bcrypt cost.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import uuid
 
 import pytest
 import pytest_asyncio
 
-from pmarket.server.security import HasherBusy, PasswordHasher, hash_password
+from pmarket.server.security import HASHER_NICE, HasherBusy, PasswordHasher, hash_password
 from pmarket.server.throttle import FailureThrottle, SigninGuard
 
 from .harness import Client, start_server
@@ -77,6 +79,25 @@ async def test_hasher_refuses_calls_beyond_its_queue_at_once():
         with pytest.raises(HasherBusy):
             await hasher.hash("another password")
         assert (await first).startswith("$2b$04$")
+    finally:
+        hasher.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="a thread has a CPU priority of its own on Linux only")
+async def test_hashing_threads_yield_the_cpu_to_the_event_loop():
+    """A sign-in flood keeps the hashing threads busy: they run at a lower priority
+    than the server's own threads, so the event loop serving everyone comes first."""
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    hasher = PasswordHasher(rounds=4, threads=2)
+    try:
+        loop = asyncio.get_running_loop()
+        niceness = await asyncio.gather(*(
+            loop.run_in_executor(hasher._pool, os.getpriority, os.PRIO_PROCESS, 0)
+            for _ in range(4)))
+        assert set(niceness) == {min(19, mine + HASHER_NICE)}
+        assert os.getpriority(os.PRIO_PROCESS, 0) == mine  # this thread is left alone
+        assert await asyncio.to_thread(os.getpriority, os.PRIO_PROCESS, 0) == mine
     finally:
         hasher.close()
 

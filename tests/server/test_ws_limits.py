@@ -134,3 +134,58 @@ async def test_subscriptions_are_rate_limited_per_address(slow_subscriber):
     async with websockets.connect(slow_subscriber.server.ws_url()) as ws:
         await subscribe(ws, f"trades:{markets[0]}")          # the address, not the socket
         assert (await recv(ws))["data"]["code"] == "rate_limited"
+
+
+class FakeSocket:
+    """The two ends of a WebSocket as ``websocket._connection`` uses them: frames the
+    client sent (``incoming``, read by the server in order) and what came back."""
+
+    def __init__(self) -> None:
+        self.incoming: asyncio.Queue[dict] = asyncio.Queue()
+        self.sent: list[dict] = []
+
+    def client_sends(self, *frames: bytes) -> None:
+        for frame in frames:
+            self.incoming.put_nowait({"type": "websocket.receive", "bytes": frame})
+
+    async def receive(self) -> dict:
+        return await self.incoming.get()
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(orjson.loads(text))
+
+    async def close(self, code: int = 1000) -> None:
+        pass
+
+
+async def until(predicate, limit: int = 1_000) -> None:
+    for _ in range(limit):
+        if predicate():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("never happened")
+
+
+async def test_frames_beyond_an_addresses_budget_are_left_unread(monkeypatch):
+    """A client that keeps sending after its budget (junk, unsubscriptions, ignored
+    ``rate_limited`` answers) is not read further, so it costs nothing, and stays
+    connected; another address is served meanwhile."""
+    hub = ws_module.Hub(ws_module.WsLimits(messages=ws_module.RateLimiter(1e-6, 3)))
+    flooder, other = FakeSocket(), FakeSocket()
+    junk = b'{"op": "nonsense"}'
+    flooder.client_sends(*[junk] * 5)
+    tasks = [asyncio.create_task(ws_module._connection(sock, address, hub, None, "", None))
+             for sock, address in ((flooder, "10.0.0.1"), (other, "10.0.0.2"))]
+    try:
+        await until(lambda: len(flooder.sent) == 3)
+        await asyncio.sleep(0.05)
+        assert [m["data"]["code"] for m in flooder.sent] == ["invalid_op"] * 3
+        assert flooder.incoming.qsize() == 1  # the 4th frame waits for a token, the 5th unread
+        assert not any(t.done() for t in tasks)
+        other.client_sends(junk)
+        await until(lambda: len(other.sent) == 1)
+        assert len(flooder.sent) == 3
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

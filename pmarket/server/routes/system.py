@@ -49,14 +49,55 @@ def _component(ok: bool, detail: str, **extra) -> dict:
 @router.get("/health", response_model=HealthOut,
             responses={503: {"model": HealthOut, "description": "a component is down"}})
 async def health(runtime: RuntimeDep):
-    """Status of the engine, the database, the bus and the market-data feed."""
-    db_ok, db_detail = await runtime.check_database()
+    """Status of the engine, the database, the bus and the market-data feed.
+
+    The checks run concurrently (the bus-dependent ones after the bus check): each waits
+    for a thread, a round trip or the event loop's next turn, and on a busy server a
+    chain of seven such waits took 50-100 ms where the longest alone takes a few."""
+    (db_ok, db_detail), (bus, engine, worker), projection = await asyncio.gather(
+        runtime.check_database(), _bus_checks(runtime),
+        # Parked events and skipped commands: acknowledged, yet missing from the database.
+        projection_health(runtime.db, runtime.bus, runtime.replica.stream))
+    replica = runtime.replica
+    marketdata_ok = replica.running and runtime.component_alive("replica") is not False
+    marketdata_detail = f"applied up to seq {replica.last_seq}" + (
+        "" if marketdata_ok else f"; not following the event stream: {replica.status}")
+    components = {
+        "engine": engine,
+        "database": _component(db_ok, db_detail),
+        "bus": bus,
+        "marketdata": _component(marketdata_ok, marketdata_detail),
+        "projection": projection,
+    }
+    if runtime.readmodel is not None:  # not serving: reads go to the database (slower)
+        model = runtime.readmodel
+        components["readmodel"] = {"status": "ok" if model.ready else "degraded",
+                                   "detail": model.status()}
+    components["worker"] = worker
+    components["auth"] = runtime.sessions.health()  # revoked credentials: synced?
+    healthy = all(c["status"] == "ok" for c in components.values())
+    # 503 takes the instance out of a load balancer: only for what this instance cannot
+    # serve without ("down"), not for data an operator must see to (parked events, which
+    # every instance shares).
+    down = any(c["status"] == "down" for c in components.values())
+    return JSON({"status": "ok" if healthy else "degraded", "components": components},
+                status_code=503 if down else 200)
+
+
+async def _bus_checks(runtime) -> tuple[dict, dict, dict]:
+    """The bus, then (concurrently) the engine and the worker, which need it."""
     try:
         head = await asyncio.wait_for(runtime.bus.last_id(runtime.replica.stream),
                                       CHECK_TIMEOUT_S)
         bus_ok, bus_detail = True, f"event stream at {head}"
     except Exception as exc:
         bus_ok, bus_detail = False, f"{type(exc).__name__}: {exc}"[:200]
+    engine, worker = await asyncio.gather(_engine(runtime, bus_ok), _worker(runtime, bus_ok))
+    return _component(bus_ok, bus_detail), engine, worker
+
+
+async def _engine(runtime, bus_ok: bool) -> dict:
+    """The engine answers a harmless command (``Expire``) over the bus."""
     engine_ok, engine_detail, rtt_ms = False, "bus down", None
     if bus_ok and runtime.component_alive("engine") is not False:
         start = time.perf_counter()
@@ -68,34 +109,9 @@ async def health(runtime: RuntimeDep):
             engine_detail = f"no answer within {CHECK_TIMEOUT_S}s ({type(exc).__name__})"
     elif bus_ok:
         engine_detail = "the embedded engine task stopped"
-    replica = runtime.replica
-    marketdata_ok = replica.running and runtime.component_alive("replica") is not False
-    marketdata_detail = f"applied up to seq {replica.last_seq}" + (
-        "" if marketdata_ok else f"; not following the event stream: {replica.status}")
-    components = {
-        "engine": _component(engine_ok, engine_detail, round_trip_ms=rtt_ms,
-                             embedded=runtime.settings.embedded,
-                             build=await _engine_build(runtime) if bus_ok else "unknown"),
-        "database": _component(db_ok, db_detail),
-        "bus": _component(bus_ok, bus_detail),
-        "marketdata": _component(marketdata_ok, marketdata_detail),
-    }
-    # Parked events and skipped commands: acknowledged, yet missing from the database.
-    components["projection"] = await projection_health(runtime.db, runtime.bus,
-                                                       runtime.replica.stream)
-    if runtime.readmodel is not None:  # not serving: reads go to the database (slower)
-        model = runtime.readmodel
-        components["readmodel"] = {"status": "ok" if model.ready else "degraded",
-                                   "detail": model.status()}
-    components["worker"] = await _worker(runtime, bus_ok)
-    components["auth"] = runtime.sessions.health()  # revoked credentials: synced?
-    healthy = all(c["status"] == "ok" for c in components.values())
-    # 503 takes the instance out of a load balancer: only for what this instance cannot
-    # serve without ("down"), not for data an operator must see to (parked events, which
-    # every instance shares).
-    down = any(c["status"] == "down" for c in components.values())
-    return JSON({"status": "ok" if healthy else "degraded", "components": components},
-                status_code=503 if down else 200)
+    return _component(engine_ok, engine_detail, round_trip_ms=rtt_ms,
+                      embedded=runtime.settings.embedded,
+                      build=await _engine_build(runtime) if bus_ok else "unknown")
 
 
 async def _engine_build(runtime) -> str:

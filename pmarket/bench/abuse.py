@@ -1,0 +1,425 @@
+"""The abuse mixes of ``pmarket bench http``: what other users see while someone attacks.
+
+Each phase runs the read mix — every path of ``reads.PATHS`` in turn, the users' tokens
+rotating, over the read mix's connections (wrk when installed) — and probes ``GET
+/health`` 20 times a second, while a flood runs in a child process of its own (so its CPU
+is not the prober's). The ``quiet`` phase has no flood: the baseline. The floods:
+
+- ``signin``: ``clients`` keep-alive connections from one address send wrong-password
+  sign-ins back to back, to existing accounts and to unknown e-mails in turn;
+  ``signin-spread``: the same from ``clients`` addresses (one each).
+- ``ws``: ``clients`` WebSocket connections from one address each send, as fast as the
+  server answers, a frame subscribing the deep book (named ``repeat`` times, as the
+  issue's attack did) and every other book, one unsubscribing them, and a marker frame
+  (an unknown op) whose error answer ends the round; ``ws-spread``: from ``clients``
+  addresses. A refused or closed connection is opened again.
+
+Addresses: every 127.x.y.z address is this machine (Linux), so one host plays clients
+at many addresses. The setup's sign-ups come from 127.0.1.* (``SETUP_ADDRESSES``), the
+floods from 127.0.2.*, the legitimate readers from 127.0.0.1.
+
+The server runs with its real defaults for everything the floods meet (bcrypt cost and
+pool, sign-in lockouts, the per-address auth limit, the WebSocket limits); only the
+per-user and public market-data limits are lifted, as for the read mix, because its 32
+connections come from one address where real readers come from many (``http.server_env``).
+
+Invariant: a flood stops by itself (``MAX_FLOOD_S``) even if the benchmark dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+import orjson
+import websockets
+
+from . import reads as read_mix
+from .rawhttp import RawHttp
+
+MIXES = ("signin", "signin-spread", "ws", "ws-spread")
+HEALTH_INTERVAL_S = 0.05
+MAX_FLOOD_S = 600.0
+"""A flood stops by itself after this long, whatever the benchmark does."""
+MAKER_ADDRESS = "127.0.3.1"
+SETUP_USERS_PER_ADDRESS = 16
+"""Sign-ups per setup address (within the default per-address auth burst of 20)."""
+UNKNOWN_EMAILS = 8
+KNOWN_EMAILS = 8
+RECOVERY_S = 120.0
+"""How long a phase waits for the server to answer /health quickly again after a flood."""
+
+
+def setup_address(i: int) -> str:
+    """The address the ``i``-th setup sign-up comes from."""
+    return f"127.0.1.{1 + i // SETUP_USERS_PER_ADDRESS}"
+
+
+def flood_addresses(mix: str, clients: int) -> list[str]:
+    """One address for a mix, or one per client for a ``-spread`` mix."""
+    if mix.endswith("-spread"):
+        return [f"127.0.2.{1 + i}" for i in range(clients)]
+    return ["127.0.2.1"]
+
+
+def parse_mixes(text: str) -> list[str]:
+    """``signin,ws`` -> the mixes, in the order given; ``all``: every mix.
+
+    Raises:
+        ValueError: an unknown mix name.
+    """
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["all"]:
+        return list(MIXES)
+    unknown = [n for n in names if n not in MIXES]
+    if unknown:
+        raise ValueError(f"unknown abuse mix {', '.join(unknown)}: choose from "
+                         f"{', '.join(MIXES)} or all")
+    return list(dict.fromkeys(names))
+
+
+@dataclass
+class Phase:
+    """One phase's figures: the read mix and /health while the flood (if any) ran."""
+
+    name: str
+    reads: read_mix.PathFigures
+    health_ms: list[float] = field(default_factory=list)
+    health_failures: int = 0
+    flood: dict | None = None
+    recovery_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        h = sorted(self.health_ms)
+        return {"reads": self.reads.as_dict() | {"path": "read mix"},
+                "health": {"probes": len(h), "failures": self.health_failures,
+                           "p50_ms": read_mix.round_ms(read_mix.percentile(h, 0.5)),
+                           "p99_ms": read_mix.round_ms(read_mix.percentile(h, 0.99)),
+                           "max_ms": read_mix.round_ms(h[-1] if h else None)},
+                "flood": self.flood, "recovery_s": round(self.recovery_s, 2)}
+
+
+@dataclass
+class Abuse:
+    """Every phase of the abuse mixes."""
+
+    generator: str
+    connections: int
+    seconds: float
+    clients: int
+    book_levels: int
+    repeat: int
+    phases: list[Phase] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"generator": self.generator, "connections": self.connections,
+                "seconds": self.seconds, "clients": self.clients,
+                "book_levels": self.book_levels, "repeat": self.repeat,
+                "phases": {p.name: p.as_dict() for p in self.phases}}
+
+
+async def deep_book(base: str, admin_token: str, levels: int) -> int:
+    """A market at tick 0.0001 with ``levels`` bids (0.0001, 0.0002, ...) and ``levels``
+    asks (0.9999, 0.9998, ...), one share each, from a market maker of its own; its id."""
+    if not 1 <= levels <= 4999:
+        raise ValueError("book levels must be 1..4999 (tick 0.0001, bids below 0.50)")
+    async with httpx.AsyncClient(base_url=base, timeout=60, transport=httpx.AsyncHTTPTransport(
+            local_address=MAKER_ADDRESS)) as h:
+        r = await h.post("/admin/events", headers={"Authorization": f"Bearer {admin_token}"},
+                         json={"title": "Bench deep book", "tick_size": "0.0001"})
+        r.raise_for_status()
+        market = r.json()["outcomes"][0]["market_id"]
+        r = await h.post("/auth/signup", json={"email": "bench-maker@example.com",
+                                               "name": "maker", "password": "bench password"})
+        r.raise_for_status()
+        h.headers["Authorization"] = f"Bearer {r.json()['token']}"
+        (await h.post("/onramp", json={"amount": str(levels)})).raise_for_status()
+        orders = [{"market_id": market, "outcome": outcome, "side": "buy",
+                   "price": f"{k / 10_000:.4f}", "quantity": 1}
+                  for k in range(1, levels + 1) for outcome in ("yes", "no")]
+        for start in range(0, len(orders), 20):
+            r = await h.post("/orders/batch", json={"orders": orders[start:start + 20]})
+            r.raise_for_status()
+            failed = [x["error"] for x in r.json()["results"] if "error" in x]
+            if failed:
+                raise RuntimeError(f"the deep book's orders were refused: {failed[0]}")
+    return market
+
+
+async def book_markets(base: str) -> list[int]:
+    """Every listed market (the WebSocket flood subscribes to all their books)."""
+    async with httpx.AsyncClient(base_url=base, timeout=60) as h:
+        r = await h.get("/events", params={"limit": 500})
+        r.raise_for_status()
+        return [o["market_id"] for e in r.json()["items"] for o in e["outcomes"]]
+
+
+async def run_abuse(base: str, tokens: list[str], emails: list[str], market: int,
+                    deep_market: int, channels: list[int], *, mixes: list[str],
+                    seconds: float, connections: int, generator: str, clients: int,
+                    repeat: int, book_levels: int, warmup_s: float = 1.0) -> Abuse:
+    """The quiet phase, then each of ``mixes`` (see the module docstring).
+
+    Args:
+        base: the server's URL.
+        tokens: the legitimate readers' tokens.
+        emails: existing accounts' e-mails (sign-in flood targets).
+        market: the market whose order book the read mix reads.
+        deep_market: the deep book the WebSocket flood subscribes to.
+        channels: every market whose book the WebSocket flood subscribes to besides.
+        seconds: measured duration of each phase.
+        connections: the read mix's connections.
+        generator: "wrk", "python" or "auto".
+        clients: flooding clients.
+        repeat: how many times a WebSocket flood frame names the deep book.
+        book_levels: the deep book's levels per side (reported).
+        warmup_s: flood before the measurement starts.
+    """
+    wrk = read_mix.generator_for(generator)
+    result = Abuse("wrk" if wrk else "python", connections, seconds, clients, book_levels,
+                   repeat)
+    paths = read_mix.mix_paths(market)
+    targets = emails[:KNOWN_EMAILS] + [f"nobody-{k}@example.com"
+                                       for k in range(UNKNOWN_EMAILS)]
+    books = [deep_market] * repeat + [m for m in channels if m != deep_market]
+    for name in ["quiet", *mixes]:
+        config = None if name == "quiet" else {
+            "mix": name, "base": base, "clients": clients,
+            "addresses": flood_addresses(name, clients), "emails": targets,
+            "channels": [f"book:{m}" for m in books]}
+        result.phases.append(await _phase(name, config, base, wrk, paths, tokens, seconds,
+                                          connections, warmup_s))
+    return result
+
+
+async def _phase(name: str, config: dict | None, base: str, wrk: str | None,
+                 paths: list[str], tokens: list[str], seconds: float, connections: int,
+                 warmup_s: float) -> Phase:
+    """One phase: start the flood, read and probe while it runs, stop it, wait until
+    the server is quick again."""
+    flood = await _start_flood(config) if config else None
+    try:
+        await asyncio.sleep(warmup_s if flood else 0)
+        stop = asyncio.Event()
+        probe = asyncio.create_task(_probe_health(base, stop))
+        try:
+            figures = await read_mix.measure(wrk, base, paths, tokens, seconds, connections,
+                                             strict=flood is None)
+        finally:
+            stop.set()
+            health_ms, failures = await probe
+        phase = Phase(name, figures, health_ms, failures)
+        if flood is not None:
+            phase.flood = await _stop_flood(flood)
+            flood = None
+    finally:
+        if flood is not None:
+            with contextlib.suppress(ProcessLookupError):
+                flood.kill()
+            await flood.wait()
+    phase.recovery_s = await _recover(base)
+    return phase
+
+
+async def _probe_health(base: str, stop: asyncio.Event) -> tuple[list[float], int]:
+    """GET /health every ``HEALTH_INTERVAL_S`` (or right after the last answer, if it
+    took longer) until ``stop``: the latencies of 200 answers, and the failures."""
+    host, port = base.removeprefix("http://").split(":")
+    conn = RawHttp(host, int(port), None)
+    latencies: list[float] = []
+    failures = 0
+    await conn.connect()
+    try:
+        while not stop.is_set():
+            start = time.perf_counter()
+            try:
+                status, _ = await conn.request("GET", "/health")
+            except (OSError, asyncio.IncompleteReadError):
+                status = 0
+                await conn.close()
+                await conn.connect()
+            elapsed = time.perf_counter() - start
+            if status == 200:
+                latencies.append(elapsed * 1000)
+            else:
+                failures += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, HEALTH_INTERVAL_S - elapsed))
+    finally:
+        await conn.close()
+    return latencies, failures
+
+
+async def _recover(base: str) -> float:
+    """Seconds until /health answers within 100 ms twice in a row (a flood's backlog
+    must not leak into the next phase).
+
+    Raises:
+        RuntimeError: it did not within ``RECOVERY_S``.
+    """
+    started = time.perf_counter()
+    quick = 0
+    async with httpx.AsyncClient(base_url=base, timeout=RECOVERY_S) as h:
+        while time.perf_counter() - started < RECOVERY_S:
+            begin = time.perf_counter()
+            with contextlib.suppress(httpx.HTTPError):
+                ok = (await h.get("/health")).status_code == 200
+                quick = quick + 1 if ok and time.perf_counter() - begin < 0.1 else 0
+            if quick >= 2:
+                return time.perf_counter() - started
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"the server did not recover within {RECOVERY_S:g} s of a flood")
+
+
+async def _start_flood(config: dict) -> asyncio.subprocess.Process:
+    """The flood in a child process; it floods until told to stop (a line on stdin)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from pmarket.bench.abuse import flood_main; flood_main()",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    proc.stdin.write(orjson.dumps(config) + b"\n")
+    await proc.stdin.drain()
+    line = await asyncio.wait_for(proc.stdout.readline(), 60)  # "flooding": it started
+    if not line.startswith(b"flooding"):
+        raise RuntimeError(f"the {config['mix']} flood did not start: {line!r}")
+    return proc
+
+
+async def _stop_flood(proc: asyncio.subprocess.Process) -> dict:
+    """Tell the flood to stop; its counts."""
+    proc.stdin.write(b"stop\n")
+    await proc.stdin.drain()
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the flood failed (exit {proc.returncode})")
+    return orjson.loads(out.splitlines()[-1])
+
+
+# The child process ---------------------------------------------------------------------
+
+
+def flood_main() -> None:
+    """Entry point of the flood's process: a JSON config line on stdin, ``flooding``
+    on stdout once running, its counts as one JSON line on stdout after ``stop``."""
+    config = orjson.loads(sys.stdin.readline())
+    try:
+        import uvloop
+        counts = uvloop.run(_flood(config))
+    except ImportError:
+        counts = asyncio.run(_flood(config))
+    sys.stdout.write(orjson.dumps(counts).decode() + "\n")
+    sys.stdout.flush()
+
+
+async def _flood(config: dict) -> dict:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def wait_for_stop() -> None:  # a daemon thread: never keeps the process alive
+        sys.stdin.readline()
+        loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=wait_for_stop, daemon=True).start()
+    loop.call_later(MAX_FLOOD_S, stop.set)
+    counts: Counter[str] = Counter()
+    client = _signin_client if config["mix"].startswith("signin") else _ws_client
+    tasks = [asyncio.create_task(client(i, config, counts, stop))
+             for i in range(config["clients"])]
+    started = time.perf_counter()
+    sys.stdout.write("flooding\n")
+    sys.stdout.flush()
+    await stop.wait()
+    elapsed = time.perf_counter() - started
+    _, pending = await asyncio.wait(tasks, timeout=1.0)
+    for task in pending:  # stuck on a stalled server: its count stays as it was
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # a client that failed fails the flood
+    sent = counts.pop("sent", 0)
+    return {"mix": config["mix"], "clients": config["clients"],
+            "addresses": len(config["addresses"]), "seconds": round(elapsed, 2),
+            "sent": sent, "sent_per_s": round(sent / elapsed, 1) if elapsed else 0.0,
+            "answers": dict(sorted(counts.items()))}
+
+
+def _address(i: int, config: dict) -> str:
+    addresses = config["addresses"]
+    return addresses[i % len(addresses)]
+
+
+async def _signin_client(i: int, config: dict, counts: Counter, stop: asyncio.Event) -> None:
+    """Wrong-password sign-ins back to back on one keep-alive connection (reopened when
+    the server closes it); counts answers by status."""
+    host, port = config["base"].removeprefix("http://").split(":")
+    emails = config["emails"]
+    conn = RawHttp(host, int(port), None, _address(i, config))
+    n = i
+    while not stop.is_set():
+        if conn.writer is None:
+            await conn.connect()
+        body = orjson.dumps({"email": emails[n % len(emails)],
+                             "password": f"wrong password {n}"})
+        n += config["clients"]
+        counts["sent"] += 1
+        try:
+            status, _ = await conn.request("POST", "/auth/signin", body)
+        except (OSError, asyncio.IncompleteReadError):
+            counts["dropped"] += 1
+            await conn.close()
+            conn.writer = None
+            continue
+        counts[str(status)] += 1
+    await conn.close()
+
+
+async def _ws_client(i: int, config: dict, counts: Counter, stop: asyncio.Event) -> None:
+    """Subscribe/unsubscribe rounds as fast as the server answers (module docstring);
+    counts rounds, snapshots, errors by code, refused and closed connections."""
+    url = config["base"].replace("http://", "ws://") + "/ws"
+    channels = config["channels"]
+    frames = [orjson.dumps({"op": "subscribe", "channels": channels}),
+              orjson.dumps({"op": "unsubscribe", "channels": list(dict.fromkeys(channels))}),
+              b'{"op":"marker"}']
+    while not stop.is_set():
+        try:
+            async with websockets.connect(url, local_addr=(_address(i, config), 0),
+                                          max_size=None, compression=None,
+                                          open_timeout=30, ping_interval=None) as ws:
+                counts["connections"] += 1
+                while not stop.is_set():
+                    counts["sent"] += 1
+                    for frame in frames:
+                        await ws.send(frame)
+                    await _ws_round(ws, counts)
+        except websockets.InvalidStatus as exc:
+            counts[f"refused {exc.response.status_code}"] += 1
+            await asyncio.sleep(0.05)
+        except (websockets.ConnectionClosed, OSError, TimeoutError):
+            counts["closed"] += 1
+            await asyncio.sleep(0.05)
+
+
+async def _ws_round(ws, counts: Counter) -> None:
+    """Read one round's answers: snapshots and errors up to the marker's ``invalid_op``."""
+    while True:
+        raw = await ws.recv()
+        head = raw[:80]
+        if '"type":"snapshot"' in head:
+            counts["snapshot"] += 1
+            continue
+        if '"type":"error"' not in head:
+            continue  # a delta of a book still subscribed
+        code = orjson.loads(raw)["data"]["code"]
+        if code == "invalid_op":
+            return
+        counts[code] += 1
+
+
+__all__ = ["MIXES", "Abuse", "Phase", "deep_book", "flood_addresses", "flood_main",
+           "parse_mixes", "run_abuse", "setup_address"]
