@@ -2,7 +2,8 @@
 
 A random engine session (hypothesis picks the actions: orders of every kind, cancels,
 modifications, expiries, splits, merges, event splits and merges, converts, closing,
-resolving and deleting events, changing fee rates, withdrawals; two events charge fees) is cut into multi-command deliveries, then
+resolving and deleting events, changing fee rates, withdrawals; two events charge fees)
+is cut into multi-command deliveries, then
 projected into a real database by the worker's ``Projector`` and folded by a
 ``ReadModel``; the model must equal a fresh seed read from that database, row for row
 (resolutions and payouts included).
