@@ -53,6 +53,15 @@ def _env_money(name: str, default: int) -> int:
     return 0 if value.strip() in ("0", "0.0") else units.parse_amount(value, name)
 
 
+def _env_fee_rate(name: str) -> int:
+    """A fee rate from the environment ("0.07") as units; unset: 0 (no fees)."""
+    value = os.environ.get(name) or "0"
+    try:
+        return units.parse_fee_rate(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the server needs to start.
@@ -226,7 +235,7 @@ class Settings:
             auth_max_stale_s=_env_float("PMARKET_AUTH_MAX_STALE_S", 10.0),
             auth_cache_s=_env_float("PMARKET_AUTH_CACHE_S", 300.0),
             api_key_touch_s=_env_float("PMARKET_API_KEY_TOUCH_S", 60.0),
-            fee_rate=units.parse_fee_rate(env.get("PMARKET_FEE_RATE") or "0"),
+            fee_rate=_env_fee_rate("PMARKET_FEE_RATE"),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         return settings.with_secret()

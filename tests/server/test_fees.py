@@ -53,7 +53,7 @@ async def test_the_default_rate_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("PMARKET_FEE_RATE", "0.07")
     assert Settings.load().fee_rate == 700
     monkeypatch.setenv("PMARKET_FEE_RATE", "0.3")
-    with pytest.raises(ValueError, match="fee_rate"):
+    with pytest.raises(ValueError, match="PMARKET_FEE_RATE: fee_rate must be from 0 to"):
         Settings.load()
 
 
