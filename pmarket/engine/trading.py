@@ -340,9 +340,10 @@ def _fee_note(fee_hold: int) -> str:
 def _take(eng: Engine, order: Order, fee_hold: int) -> None:
     """Match a crossing order, its worst-case fee held with its cash if it buys.
 
-    A buy taker's fees come out of ``fee_hold`` (already in ``reserved``); what they
-    did not use goes back to ``available`` at once: the order rests, if at all, as a
-    maker, and makers pay nothing, so no fee stays reserved between commands.
+    A buy taker's ``fee_hold`` (its worst case, which ``place`` checked is available)
+    moves to ``reserved`` and its fees come out of it; what they did not use goes back
+    to ``available`` at once: the order rests, if at all, as a maker, and makers pay
+    nothing, so no fee stays reserved between commands.
     """
     if not fee_hold:
         _match(eng, order)

@@ -45,7 +45,7 @@ from sqlalchemy import Connection, Engine, select
 from pmarket.db import Balance, Event, Market, Order, Payout, Position
 from pmarket.db.types import to_ms
 from pmarket.engine import events as ev
-from pmarket.worker.batch import Batch, MarketInfo, needs
+from pmarket.worker.batch import Batch, MarketInfo, fill_fee, needs
 from pmarket.worker.costbasis import YES, Holding, apply_fill
 from pmarket.worker.delivery import Delivery
 
@@ -306,7 +306,7 @@ class ReadModel:
                 market, price, qty, kind_, taker = e[2], e[3], e[4], e[5], e[6]
                 bid, ask = (e[8], e[10]) if taker == "buy" else (e[10], e[8])
                 apply_fill(self._holding(work, bid, market), self._holding(work, ask, market),
-                           kind_, price, qty, e[12], taker == "buy")
+                           kind_, price, qty, fill_fee(e), taker == "buy")
                 m = markets.get(market)
                 if m is not None:
                     m.volume += qty

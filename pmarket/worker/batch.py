@@ -61,6 +61,12 @@ class Needs:
     event_users: set[tuple[int, int]] = field(default_factory=set)  # (event, user)
 
 
+def fill_fee(e: tuple) -> int:
+    """The taker's fee of a ``fill`` event; 0 for one written before fees existed (still
+    in the stream at an upgrade, or parked), which is what it charged."""
+    return e[12] if len(e) > 12 else 0
+
+
 def needs(deliveries: Iterable[Delivery]) -> Needs:
     """Scan deliveries for the markets, events and positions the walk will touch."""
     out = Needs()
@@ -279,8 +285,8 @@ class Batch:
         holding.set_state(yes, no, yes_res, no_res, d.last_seq)
 
     def _fill(self, e: tuple, d: Delivery, _index: int) -> None:
-        (_, tid, market, price, qty, kind, taker_side, t_oid, t_uid, m_oid, m_uid, ts,
-         fee) = e
+        (_, tid, market, price, qty, kind, taker_side, t_oid, t_uid, m_oid, m_uid, ts) = e[:12]
+        fee = fill_fee(e)
         bounded(tid, "trade id")
         bounded(price * qty, f"value of trade {tid}")
         bounded(fee, f"fee of trade {tid}")
@@ -404,7 +410,8 @@ class Batch:
 
     def _event(self, e: tuple, d: Delivery, _index: int) -> None:
         (_, eid, status, title, description, category, slug, close_ms, tick, markets,
-         created_ms, winner, void, fee_rate) = e
+         created_ms, winner, void) = e[:13]
+        fee_rate = e[13] if len(e) > 13 else 0  # an event stored before fees existed
         created = from_ms(created_ms)
         self.events[eid] = {
             "id": bounded(eid, "event id"), "status": status, "title": title,
