@@ -236,11 +236,12 @@ def test_snapshots_carry_fee_rates_and_fees(ex):
             restored.treasury.fees) == (700, usd("0.18"), usd("0.18"))
 
 
-def test_a_snapshot_from_before_fees_restores_without_them():
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_snapshot_from_before_fees_restores_without_them(version):
     ex = Exchange()
     ex.market()
     old = ex.engine.snapshot()
-    old["version"] = 2
+    old["version"] = version
     for event in old["events"]:
         del event["fee_rate"], event["fees"]
     restored = Engine.restore(old)
