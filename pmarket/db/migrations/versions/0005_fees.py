@@ -20,16 +20,15 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("events") as batch:
-        batch.add_column(sa.Column("fee_rate", sa.BigInteger(), nullable=False,
-                                   server_default="0"))
-    with op.batch_alter_table("trades") as batch:
-        batch.add_column(sa.Column("fee", sa.BigInteger(), nullable=False,
-                                   server_default="0"))
+    # A plain ADD COLUMN on both backends: a batch would make SQLite copy the events
+    # table, which the foreign keys of the payouts that reference it forbid dropping.
+    op.add_column("events", sa.Column("fee_rate", sa.BigInteger(), nullable=False,
+                                      server_default="0"))
+    op.add_column("trades", sa.Column("fee", sa.BigInteger(), nullable=False,
+                                      server_default="0"))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("trades") as batch:
-        batch.drop_column("fee")
-    with op.batch_alter_table("events") as batch:
-        batch.drop_column("fee_rate")
+    # DROP COLUMN in place (SQLite 3.35+), for the same reason as the upgrade.
+    op.drop_column("trades", "fee")
+    op.drop_column("events", "fee_rate")
