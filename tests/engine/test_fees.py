@@ -236,7 +236,7 @@ def test_snapshots_carry_fee_rates_and_fees(ex):
             restored.treasury.fees) == (700, usd("0.18"), usd("0.18"))
 
 
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 4])
 def test_a_snapshot_from_before_fees_restores_without_them(version):
     ex = Exchange()
     ex.market()
