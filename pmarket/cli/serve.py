@@ -52,7 +52,7 @@ def serve(
     try:
         settings = Settings.load(database_url=database_url, redis_url=redis_url,
                                  bus_prefix=prefix, log_requests=access_log)
-    except WeakSecret as exc:
+    except (WeakSecret, ValueError) as exc:  # a weak secret, a PMARKET_* value out of range
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_CONFIGURATION) from None
     check_database_url(settings.database_url)

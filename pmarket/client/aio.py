@@ -327,6 +327,10 @@ class AsyncClient:
         """The exchange-wide money audit."""
         return await self.call(c.audit())
 
+    async def fees(self) -> m.Fees:
+        """The taker fees collected: the total and each event's part."""
+        return await self.call(c.fees())
+
     def stream(self, **options: Any) -> MarketStream:
         """A live WebSocket stream on ``/ws`` acting with this client's token.
 

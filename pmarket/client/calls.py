@@ -341,21 +341,25 @@ def candles(market_id: int, interval: str = "1m", start: datetime | str | None =
 def create_event(title: str, outcomes: list[str] | None = None, description: str | None = None,
                  category: str | None = None, slug: str | None = None,
                  close_time: datetime | str | None = None,
-                 tick_size: Amount | None = None) -> Call[m.Event]:
-    """``POST /admin/events`` (no outcomes: a single yes/no market)."""
+                 tick_size: Amount | None = None,
+                 fee_rate: Amount | None = None) -> Call[m.Event]:
+    """``POST /admin/events`` (no outcomes: a single yes/no market; no fee_rate: the
+    server's default)."""
     return Call("POST", "/admin/events", m.parse_event, body=_clean({
         "title": title, "description": description, "category": category, "slug": slug,
         "close_time": _iso(close_time), "outcomes": outcomes or None,
-        "tick_size": money(tick_size)}))
+        "tick_size": money(tick_size), "fee_rate": money(fee_rate)}))
 
 
 def update_event(event_id: int, title: str | None = None, description: str | None = None,
                  category: str | None = None, close_time: datetime | str | None = None,
-                 status: str | None = None) -> Call[m.Event]:
-    """``PATCH /admin/events/{id}`` (status "closed" cancels open orders)."""
+                 status: str | None = None,
+                 fee_rate: Amount | None = None) -> Call[m.Event]:
+    """``PATCH /admin/events/{id}`` (status "closed" cancels open orders; a new fee_rate
+    applies to later fills)."""
     return Call("PATCH", f"/admin/events/{event_id}", m.parse_event, body=_clean({
         "title": title, "description": description, "category": category,
-        "close_time": _iso(close_time), "status": status}))
+        "close_time": _iso(close_time), "status": status, "fee_rate": money(fee_rate)}))
 
 
 def resolve_event(event_id: int, winning_outcome_id: int | None) -> Call[m.Resolution]:
@@ -394,6 +398,11 @@ def enable_user(user_id: int) -> Call[m.User]:
 def audit() -> Call[m.Audit]:
     """``GET /admin/audit``."""
     return Call("GET", "/admin/audit", m.parse_audit)
+
+
+def fees() -> Call[m.Fees]:
+    """``GET /admin/fees``."""
+    return Call("GET", "/admin/fees", m.parse_fees)
 
 
 # --- dead-man switch ------------------------------------------------------------------

@@ -386,6 +386,7 @@ class Event:
     outcomes: list[Outcome]
     created_at: datetime | None
     resolution: EventResolution | None = None
+    fee_rate: Decimal = Decimal(0)  # what takers pay: fee_rate x quantity x p x (1 - p)
 
     def winner(self) -> Outcome | None:
         """The outcome that won, if the event resolved with one."""
@@ -397,7 +398,7 @@ def parse_event(d: Json) -> Event:
     return Event(int(d["id"]), d.get("slug") or "", d["title"], d.get("description") or "",
                  d.get("category") or "", d.get("status", "active"), ts(d.get("close_time")),
                  [parse_outcome(o) for o in d.get("outcomes", [])], ts(d.get("created_at")),
-                 parse_event_resolution(d.get("resolution")))
+                 parse_event_resolution(d.get("resolution")), dec(d.get("fee_rate", 0)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -551,6 +552,21 @@ def parse_audit(d: Json) -> Audit:
                  dec(d.get("user_cash", 0)), dec(d.get("collateral", 0)),
                  dec(d.get("fees", 0)), dec(d.get("difference", 0)),
                  [dict(m) for m in d.get("markets", [])])
+
+
+@dataclass(frozen=True, slots=True)
+class Fees:
+    """``GET /admin/fees``: taker fees collected, in total and per event (event id ->
+    amount, events that collected nothing left out)."""
+
+    total: Decimal
+    by_event: dict[int, Decimal]
+
+
+def parse_fees(d: Json) -> Fees:
+    """The ``GET /admin/fees`` object."""
+    return Fees(dec(d["total"]), {int(e["event_id"]): dec(e["amount"])
+                                  for e in d.get("by_event", [])})
 
 
 @dataclass(frozen=True, slots=True)

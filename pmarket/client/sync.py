@@ -324,6 +324,10 @@ class Client:
         """The exchange-wide money audit."""
         return self.call(c.audit())
 
+    def fees(self) -> m.Fees:
+        """The taker fees collected: the total and each event's part."""
+        return self.call(c.fees())
+
     # --- dead-man switch -----------------------------------------------------------
 
     def heartbeat(self, timeout_s: int) -> m.Heartbeat:

@@ -137,6 +137,7 @@ class Event(Base):
     tick: Mapped[int] = mapped_column(Integer)
     winning_outcome_id: Mapped[int | None]
     void: Mapped[bool] = mapped_column(Boolean, default=False)
+    fee_rate: Mapped[int] = mapped_column(default=0)  # units: 700 is 7% (takers pay it)
     payouts_total: Mapped[int | None]
     rounding: Mapped[int | None]
     resolved_at: Mapped[datetime | None]
@@ -228,6 +229,7 @@ class Trade(Base):
     maker_user_id: Mapped[int]
     executed_at: Mapped[datetime]
     seq: Mapped[int]
+    fee: Mapped[int] = mapped_column(default=0)  # what the taker paid (makers pay nothing)
 
     __table_args__ = (
         Index(None, "market_id", "executed_at"),

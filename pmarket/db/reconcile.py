@@ -3,8 +3,8 @@
 ``reconcile(engine_or_snapshot, bind)`` compares the engine's state (a live ``Engine`` or
 a snapshot dict) with the projected tables and lists every difference: cash balances,
 share holdings and reservations, open orders, the number of trades, each market's volume
-and last price, each event's status, deliveries the worker stepped over and events it
-parked.
+and last price, each event's status and fee rate, the fees each event's trades
+collected, deliveries the worker stepped over and events it parked.
 
 Invariant: it only reads. An empty list means the database matches the engine on all of
 the above; the engine is the reference (a difference is the database's to fix).
@@ -42,7 +42,7 @@ class Difference:
 
     Attributes:
         what: ``balance``, ``position``, ``open_order``, ``trades``, ``market``,
-            ``event``, ``skipped`` or ``parked``.
+            ``event``, ``fees``, ``skipped`` or ``parked``.
         key: which one (``user 3``, ``user 3 market 7``, ``order 12``...).
         engine: the engine's value (None: absent there).
         database: the database's value (None: absent there).
@@ -113,10 +113,18 @@ def reconcile(source: Engine | dict, bind: Session | Connection) -> list[Differe
         .where(Market.id.in_(list(engine_markets)) | (Market.status != "deleted")))}
     out += _compare("market", lambda k: f"market {k}", engine_markets, db_markets)
 
-    engine_events = {e.id: e.status for e in eng.events.values()}
-    db_events = dict(conn.execute(select(Event.id, Event.status).where(
-        Event.id.in_(list(engine_events)) | (Event.status != "deleted"))).all())
+    engine_events = {e.id: (e.status, e.fee_rate) for e in eng.events.values()}
+    db_events = {eid: tuple(v) for eid, *v in conn.execute(
+        select(Event.id, Event.status, Event.fee_rate).where(
+            Event.id.in_(list(engine_events)) | (Event.status != "deleted")))}
     out += _compare("event", lambda k: f"event {k}", engine_events, db_events)
+
+    engine_fees = {e.id: e.fees for e in eng.events.values() if e.fees}
+    db_fees = {eid: int(amount) for eid, amount in conn.execute(
+        select(Market.event_id, func.sum(Trade.fee)).join(Market, Market.id == Trade.market_id)
+        .where(Market.event_id.in_(list(engine_events)), Trade.fee > 0)
+        .group_by(Market.event_id))}
+    out += _compare("fees", lambda k: f"event {k}", engine_fees, db_fees)
 
     for row in conn.execute(select(SkippedDelivery)).mappings():
         out.append(Difference(

@@ -35,15 +35,15 @@ from .limits import (
     time_ms_problem,
 )
 from .timers import cancel_event_orders, close_event, forget_event, schedule_close
-from .units import SCALE, VALID_TICKS
+from .units import MAX_FEE_RATE, SCALE, VALID_TICKS
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 
 def _descriptive_problem(raw: Any, create: bool) -> tuple[str, str] | None:
-    """(reason, message) for the first of title, description, category and close time
-    that breaks the input limits (``limits``), or None. ``None`` means "unchanged" in an
+    """(reason, message) for the first of title, description, category, close time and
+    fee rate that breaks the input limits (``limits``), or None. ``None`` means "unchanged" in an
     update; a creation needs every text field as a string."""
     title = raw.title
     if create or title is not None:
@@ -67,6 +67,11 @@ def _descriptive_problem(raw: Any, create: bool) -> tuple[str, str] | None:
         problem = time_ms_problem(close_time_ms)
         if problem is not None:
             return Reason.INVALID_FIELD, f"close_time_ms {problem}"
+    fee_rate = raw.fee_rate
+    if (create or fee_rate is not None) and (
+            type(fee_rate) is not int or not 0 <= fee_rate <= MAX_FEE_RATE):
+        return (Reason.INVALID_FIELD,
+                f"fee_rate must be from 0 to {MAX_FEE_RATE} units (0 to 0.25)")
     return None
 
 
@@ -117,6 +122,7 @@ def create_event(eng: Engine, cmd: c.CreateEvent) -> None:
     event.category = cmd.category
     event.slug = cmd.slug
     event.close_time_ms = cmd.close_time_ms
+    event.fee_rate = cmd.fee_rate
     for name in names:
         eng.last_market_id += eng.id_stride
         market = Market(eng.last_market_id, event, name, tick, SCALE)
@@ -160,6 +166,8 @@ def update_event(eng: Engine, cmd: c.UpdateEvent) -> None:
         event.category = cmd.category
     if cmd.close_time_ms is not None:
         event.close_time_ms = cmd.close_time_ms
+    if cmd.fee_rate is not None:
+        event.fee_rate = cmd.fee_rate
     if status is not None and status.value != event.status:
         if status is EventStatus.CLOSED:
             close_event(eng, event, Reason.EVENT_CLOSED)

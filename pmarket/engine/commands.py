@@ -80,11 +80,15 @@ class CreateEvent(Command):
     category: str = ""
     slug: str = ""
     close_time_ms: int | None = None
+    fee_rate: int = 0  # units (700 = 7%), 0..units.MAX_FEE_RATE: takers' fee rate
 
 
 @dataclass(slots=True, kw_only=True)
 class UpdateEvent(Command):
-    """Change an event's descriptive fields and/or close (cancels open orders) or reopen it."""
+    """Change an event's descriptive fields and/or close (cancels open orders) or reopen it.
+
+    A new ``fee_rate`` applies to the fills of the commands after this one.
+    """
 
     event_id: int
     title: str | None = None
@@ -92,6 +96,7 @@ class UpdateEvent(Command):
     category: str | None = None
     close_time_ms: int | None = None
     status: EventStatus | None = None
+    fee_rate: int | None = None
 
 
 @dataclass(slots=True, kw_only=True)

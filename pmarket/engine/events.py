@@ -50,10 +50,12 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
         "client_order_id", "created_ms", "updated_ms", "reason",
     ),
     # One trade. price is YES terms; kind is transfer_yes | mint | merge | transfer_no;
-    # taker_side is "buy" when the taker was the YES bid (buy YES or sell NO).
+    # taker_side is "buy" when the taker was the YES bid (buy YES or sell NO); fee is
+    # what the taker paid (units.taker_fee; makers pay nothing).
     FILL: (
         "trade_id", "market_id", "price", "quantity", "kind", "taker_side",
         "taker_order_id", "taker_user_id", "maker_order_id", "maker_user_id", "ts_ms",
+        "fee",
     ),
     # A command (or one order of a batch) that changed nothing.
     REJECTED: ("user_id", "command", "reason", "message", "order_id", "client_order_id"),
@@ -68,10 +70,11 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
     # withdrawal, split, merge, split_event, merge_event, convert, payout.
     # amount is the signed cash change of the user; quantity the shares involved.
     LEDGER: ("user_id", "kind", "amount", "event_id", "market_id", "quantity", "ts_ms"),
-    # Full state of an event; markets is a tuple of (market_id, outcome_name).
+    # Full state of an event; markets is a tuple of (market_id, outcome_name); fee_rate
+    # in units (700 = 7%).
     EVENT: (
         "event_id", "status", "title", "description", "category", "slug", "close_time_ms",
-        "tick", "markets", "created_ms", "winning_outcome_id", "void",
+        "tick", "markets", "created_ms", "winning_outcome_id", "void", "fee_rate",
     ),
     EVENT_DELETED: ("event_id",),
     # In a batch's events: everything up to the next batch_item belongs to order `index`.

@@ -1,7 +1,7 @@
 """Accounts, positions, events and markets: the state the engine's money lives in.
 
 Money invariant (DESIGN §1), checked by ``Engine.audit``:
-    Σ account cash (available + reserved) + Σ event collateral + rounding
+    Σ account cash (available + reserved) + Σ event collateral + fees + rounding
         == Σ deposits - Σ withdrawals  (``Treasury.held``)  <= ``units.MAX_TOTAL_MONEY``.
 Shares only come into existence in fully collateralised bundles (mint, split, event
 split, convert), so every event's collateral equals what it will pay out under *any*
@@ -123,6 +123,8 @@ class Event:
     collateral: int
     winning_outcome_id: int | None
     void: bool
+    fee_rate: int  # units of SCALE (700 = 7%): what takers pay (units.taker_fee)
+    fees: int  # fees its takers paid, all of them in the treasury's fee account
 
     def __init__(self, event_id: int, title: str, tick: int, created_ms: int) -> None:
         self.id = event_id
@@ -138,6 +140,8 @@ class Event:
         self.collateral = 0
         self.winning_outcome_id = None
         self.void = False
+        self.fee_rate = 0
+        self.fees = 0
 
     @property
     def is_multi(self) -> bool:
@@ -150,7 +154,7 @@ class Event:
             "event", self.id, self.status, self.title, self.description, self.category,
             self.slug, self.close_time_ms, self.tick,
             tuple((m.id, m.name) for m in self.markets), self.created_ms,
-            self.winning_outcome_id, self.void,
+            self.winning_outcome_id, self.void, self.fee_rate,
         )
 
 

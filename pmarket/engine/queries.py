@@ -224,6 +224,10 @@ def audit(eng: Engine) -> AuditReport:
         problems.append(f"money invariant off by {difference} units")
     if t.held > MAX_TOTAL_MONEY:
         problems.append(f"the exchange holds {t.held} units, over MAX_TOTAL_MONEY")
+    event_fees = sum(e.fees for e in eng.events.values())
+    if event_fees != t.fees:
+        problems.append(f"the fee account holds {t.fees} units, the events' fees add up "
+                        f"to {event_fees}")
     problems.extend(_reservation_problems(eng))
     problems.extend(_view_problems(eng))
     markets: list[dict[str, object]] = []

@@ -23,9 +23,13 @@ from .units import SCALE
 if TYPE_CHECKING:
     from .engine import Engine
 
-SNAPSHOT_VERSION: Final = 4
-"""Version 4 added ``timers``; older snapshots (before close times and dead-man switches
-took effect) still load with every unresolved event's close time pending."""
+SNAPSHOT_VERSION: Final = 5
+"""Version 3 added client_order_id placements, 4 ``timers``, 5 each event's ``fee_rate``
+and ``fees``. Older snapshots restore without what they lacked: no placement to check a
+resend against (2), every unresolved event's close time pending (2 and 3), fee rates and
+fees 0 (2 to 4), which is what they described."""
+
+_READABLE_VERSIONS: Final = (2, 3, 4, SNAPSHOT_VERSION)
 
 
 def _order_data(o: Order) -> dict[str, object]:
@@ -45,6 +49,7 @@ def _event_data(e: Event) -> dict[str, object]:
         "description": e.description, "category": e.category, "slug": e.slug,
         "close_time_ms": e.close_time_ms, "status": e.status, "collateral": e.collateral,
         "winning_outcome_id": e.winning_outcome_id, "void": e.void,
+        "fee_rate": e.fee_rate, "fees": e.fees,
         "markets": [[m.id, m.name, m.status, m.last_price, m.volume, list(m.holders)]
                     for m in e.markets],
     }
@@ -92,7 +97,7 @@ def restore(data: dict[str, Any]) -> Engine:
     from .engine import Engine  # engine.py imports this module
 
     version = data.get("version")
-    if version not in (2, 3, SNAPSHOT_VERSION):  # 2: without placements; 3: without timers
+    if version not in _READABLE_VERSIONS:
         raise ValueError(f"unsupported snapshot version {version!r}")
     ids = data["ids"]
     eng = Engine(id_offset=ids["offset"], id_stride=ids["stride"])
@@ -131,7 +136,7 @@ def restore(data: dict[str, Any]) -> Engine:
         eng.client_orders[(user, coid)] = o
     for m in eng.markets.values():
         m.book.clear_dirty()
-    eng.timers = Timers.from_data(data["timers"] if version == SNAPSHOT_VERSION else {
+    eng.timers = Timers.from_data(data["timers"] if version >= 4 else {
         "closes": [[e.id, e.close_time_ms] for e in eng.events.values()
                    if e.close_time_ms is not None and e.status != "resolved"],
         "switches": []})
@@ -148,6 +153,8 @@ def _restore_event(eng: Engine, ed: dict[str, Any], holder_order: dict[int, list
     e.collateral = ed["collateral"]
     e.winning_outcome_id = ed["winning_outcome_id"]
     e.void = ed["void"]
+    e.fee_rate = ed.get("fee_rate", 0)
+    e.fees = ed.get("fees", 0)
     for mid, name, status, last, volume, holders in ed["markets"]:
         m = Market(mid, e, name, e.tick, SCALE)
         m.status, m.last_price, m.volume = status, last, volume

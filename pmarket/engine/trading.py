@@ -12,6 +12,11 @@ pays P, a NO seller receives 1 - P, a YES seller receives P, a NO buyer pays 1 -
 Reservations are exact: an open buy holds ``price x remaining`` cash, an open sell
 ``remaining`` shares; a fill at a better price returns the difference at once.
 
+Fees (``units.taker_fee``, at the event's ``fee_rate``) are paid by the taker of each
+fill, makers pay nothing: a crossing buy holds its worst-case fee with its cash while it
+takes and gets the unused part back when matching ends (``_take``); a sell's fee comes
+out of each fill's proceeds. Every fee goes to the treasury's fee account.
+
 This is the hot path, compiled with mypyc: handlers are functions of the engine (direct
 native calls), command fields a client controls are read untyped and validated before
 use, and enum members are bound once as module constants. The input limits
@@ -40,7 +45,14 @@ from .book import (
 from .commands import OrderType, Outcome, SelfTrade, Side, TimeInForce
 from .events import BATCH_ITEM, DUPLICATE, FILL, Reason
 from .limits import MAX_TIME_MS, TIME_RANGE, client_order_id_problem
-from .units import MAX_QUANTITY, SCALE, format_money, price_problem
+from .units import (
+    MAX_QUANTITY,
+    SCALE,
+    format_money,
+    price_problem,
+    taker_fee,
+    worst_taker_fee,
+)
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -160,13 +172,22 @@ def place(eng: Engine, cmd: c.PlaceOrder) -> Order | None:
         eng._reject(uid, "PlaceOrder", Reason.INVALID_ORDER,
                     "post_only is only for limit gtc/gtd orders", coid=coid)
         return None
+    slot = (price if yes else SCALE - price) // tick
+    book = market.book
+    is_bid = action < SELL_YES
+    crosses = slot >= book.best_ask if is_bid else slot <= book.best_bid
     acct = eng.accounts.get(uid)
     cost = 0
+    fee_hold = 0
     if buy:
         cost = price * qty
-        if acct is None or acct.available < cost:
+        rate = market.event.fee_rate
+        if rate and crosses:  # a taker: its worst-case fee is held with its cash
+            fee_hold = worst_taker_fee(rate, qty, price)
+        if acct is None or acct.available < cost + fee_hold:
             eng._reject(uid, "PlaceOrder", Reason.INSUFFICIENT_CASH,
-                        f"order needs {format_money(cost)} of cash, "
+                        f"order needs {format_money(cost + fee_hold)} of cash"
+                        f"{_fee_note(fee_hold)}, "
                         f"{format_money(acct.available if acct else 0)} available", coid=coid)
             return None
     else:
@@ -179,10 +200,6 @@ def place(eng: Engine, cmd: c.PlaceOrder) -> Order | None:
                         f"{free} held and not reserved", coid=coid)
             return None
     assert acct is not None
-    slot = (price if yes else SCALE - price) // tick
-    book = market.book
-    is_bid = action < SELL_YES
-    crosses = slot >= book.best_ask if is_bid else slot <= book.best_bid
     if post_only and crosses:
         eng._reject(uid, "PlaceOrder", Reason.POST_ONLY_WOULD_CROSS,
                     "post-only order would take liquidity", coid=coid)
@@ -229,7 +246,7 @@ def place(eng: Engine, cmd: c.PlaceOrder) -> Order | None:
             pos.no_reserved += qty
         eng._touch_position(pos)
     if crosses:
-        _match(eng, order)
+        _take(eng, order, fee_hold)
         _settle_taker(eng, order, tif)
     elif tif is _GTC:  # the common case, inlined: a new order that rests untouched
         book.rest(order)
@@ -312,11 +329,41 @@ def _fillable(order: Order) -> bool:
     return False
 
 
+def _fee_note(fee_hold: int) -> str:
+    """How much of a buy's cash need is its worst-case taker fee, for a rejection."""
+    return f" ({format_money(fee_hold)} of it the worst-case fee)" if fee_hold else ""
+
+
 # --- matching ------------------------------------------------------------------------
 
 
-def _match(eng: Engine, t: Order) -> None:
-    """Trade the taker ``t`` against the opposite side while prices cross."""
+def _take(eng: Engine, order: Order, fee_hold: int) -> None:
+    """Match a crossing order, its worst-case fee held with its cash if it buys.
+
+    A buy taker's ``fee_hold`` (its worst case, which ``place`` checked is available)
+    moves to ``reserved`` and its fees come out of it; what they did not use goes back
+    to ``available`` at once: the order rests, if at all, as a maker, and makers pay
+    nothing, so no fee stays reserved between commands.
+    """
+    if not fee_hold:
+        _match(eng, order)
+        return
+    acct = order.account
+    acct.available -= fee_hold
+    acct.reserved += fee_hold
+    unused = fee_hold - _match(eng, order)
+    acct.reserved -= unused
+    acct.available += unused
+    eng._touch_account(acct)
+
+
+def _match(eng: Engine, t: Order) -> int:
+    """Trade the taker ``t`` against the opposite side while prices cross.
+
+    Returns:
+        The taker fees ``t`` paid: a buy's from its reserved cash (``_take`` held its
+        worst case there), a sell's from the proceeds of each fill.
+    """
     market = t.market
     book = market.book
     tick = market.tick
@@ -333,6 +380,11 @@ def _match(eng: Engine, t: Order) -> None:
     collateral = 0
     stride = eng.id_stride
     mid = market.id
+    rate = market.event.fee_rate
+    fees = 0
+    t_acct = t.account
+    t_buys = t.action in (BUY_YES, BUY_NO)  # pays from its fee hold, else from proceeds
+    t_yes = t.action in (BUY_YES, SELL_YES)  # prices in YES terms, else NO terms
     while t.remaining:
         i = book.best_ask if t_bid else book.best_bid
         if (t_bid and i > t.slot) or (not t_bid and i < t.slot) or not qty[i]:
@@ -401,9 +453,17 @@ def _match(eng: Engine, t: Order) -> None:
                 level.pop_front()
                 del orders[mk.id]
                 del mk.account.orders[mk.id]
+            fee = 0
+            if rate:
+                fee = taker_fee(rate, q, price, price if t_yes else SCALE - price)
+                if t_buys:
+                    t_acct.reserved -= fee
+                else:
+                    t_acct.available -= fee
+                fees += fee
             tid = eng.last_trade_id = eng.last_trade_id + stride
             out.append((FILL, tid, mid, price, q, kind, taker_side,
-                        t.id, uid, mk.id, mk.user, now))
+                        t.id, uid, mk.id, mk.user, now, fee))
             eng._touch_order(mk)
             eng._touch_account(ba)
             eng._touch_account(aa)
@@ -422,8 +482,12 @@ def _match(eng: Engine, t: Order) -> None:
                 book.best_bid = book.next_bid(i)
     if collateral:
         market.event.collateral += collateral
+    if fees:
+        market.event.fees += fees
+        eng.treasury.fees += fees
     t.updated_ms = now
     eng._touch_market(market)
+    return fees
 
 
 def _self_trade(eng: Engine, taker: Order, maker: Order) -> bool:
@@ -566,7 +630,10 @@ def _replace(eng: Engine, order: Order, price: int, qty: int) -> None:
     slot = (price if yes else SCALE - price) // market.tick
     book = market.book
     crosses = slot >= book.best_ask if order.is_bid else slot <= book.best_bid
-    problem = _replace_problem(order, acct, pos, price, remaining, yes, crosses)
+    rate = market.event.fee_rate
+    fee_hold = worst_taker_fee(rate, remaining, price) if rate and crosses and order.is_buy \
+        else 0
+    problem = _replace_problem(order, acct, pos, price, remaining, yes, crosses, fee_hold)
     if problem is not None:
         eng._reject(order.user, "ModifyOrder", problem[0], problem[1], order_id=order.id)
         return
@@ -601,22 +668,22 @@ def _replace(eng: Engine, order: Order, price: int, qty: int) -> None:
     eng._touch_order(new)
     eng._touch_market(market)
     if crosses:
-        _match(eng, new)
+        _take(eng, new, fee_hold)
     # Only gtc/gtd orders rest, so the replacement rests like a gtc one; a gtd
     # expiry already queued for this id applies to the new object.
     _settle_taker(eng, new, _GTC)
 
 
 def _replace_problem(order: Order, acct: Account, pos: Position, price: int, remaining: int,
-                     yes: bool, crosses: bool) -> tuple[str, str] | None:
+                     yes: bool, crosses: bool, fee_hold: int) -> tuple[str, str] | None:
     """Why a re-priced or enlarged order cannot replace ``order`` (reason, message)."""
     if order.post_only and crosses:
         return Reason.POST_ONLY_WOULD_CROSS, "post-only order would take liquidity"
     if order.is_buy:
-        extra = price * remaining - order.price * order.remaining
+        extra = price * remaining - order.price * order.remaining + fee_hold
         if extra > acct.available:
             return (Reason.INSUFFICIENT_CASH, f"modification needs {format_money(extra)} more "
-                    f"of cash, {format_money(acct.available)} available")
+                    f"of cash{_fee_note(fee_hold)}, {format_money(acct.available)} available")
     else:
         free = pos.yes - pos.yes_reserved if yes else pos.no - pos.no_reserved
         if remaining - order.remaining > free:

@@ -47,6 +47,16 @@ by $1 of it, so none can grow past it either: with 10**18 < 2**63 - 1 each fits 
 PostgreSQL BIGINT column.
 """
 
+CENT: Final = 100
+"""Units per cent: fees are rounded up to whole cents."""
+
+MAX_FEE_RATE: Final = 2_500
+"""Highest fee rate (units of ``SCALE``, i.e. basis points): 0.25."""
+
+_FEE_DIVISOR: Final = SCALE * SCALE * CENT
+"""rate x quantity x p x (1 - p) in units is ``rate*q*P*(SCALE-P) / SCALE**2`` with every
+factor in units; dividing by one more ``CENT`` counts it in cents."""
+
 _SCALE_DECIMAL: Final = Decimal(SCALE)
 _INF: Final = float("inf")
 _INT_BOUND: Final = 10**MAX_DIGITS
@@ -180,6 +190,40 @@ def check_price(units: int, tick: int, shown: object = None) -> None:
         raise ValueError(f"price must be strictly between 0 and 1, got {shown}")
     if units % tick:
         raise ValueError(f"price {shown} is not on the {format_units(tick, 4)} tick grid")
+
+
+def taker_fee(rate: int, quantity: int, yes_price: int, own_price: int) -> int:
+    """The fee a taker pays on one fill: ``ceil_to_cent(rate x quantity x p x (1 - p))``.
+
+    Exact integer arithmetic with every factor in units (``rate`` too: 700 is 7%).
+    ``p x (1 - p)`` is the same for a YES price and its NO complement, so a mint, a merge
+    and a transfer at one price charge the same. The fee never exceeds the fill's value
+    in the taker's own terms (``quantity x own_price``): rounding up to a cent could
+    otherwise charge more than a sub-cent fill is worth (and more than a sell's proceeds).
+    """
+    fee = -(-rate * quantity * yes_price * (SCALE - yes_price) // _FEE_DIVISOR) * CENT
+    cap = quantity * own_price
+    return fee if fee < cap else cap
+
+
+def worst_taker_fee(rate: int, quantity: int, limit: int) -> int:
+    """The most a buy of ``quantity`` at ``limit`` (own terms) can pay in taker fees.
+
+    Fills happen at own prices up to ``limit``, where ``p x (1 - p)`` is largest at
+    ``min(limit, 1/2)``; and as each fill rounds up on its own, the worst case is one
+    share per fill: ``quantity x`` the fee of one share there, each at most ``limit``.
+    """
+    worst = limit if limit < SCALE // 2 else SCALE // 2
+    return taker_fee(rate, 1, worst, limit) * quantity
+
+
+def parse_fee_rate(value: object) -> int:
+    """Parse a fee rate (a decimal from 0 to 0.25, at most 4 places) into units."""
+    units = to_units(value, "fee_rate")
+    if not 0 <= units <= MAX_FEE_RATE:
+        raise ValueError(f"fee_rate must be from 0 to {format_units(MAX_FEE_RATE, 2)}, "
+                         f"got {value}")
+    return units
 
 
 def tick_decimals(tick: int) -> int:

@@ -45,7 +45,7 @@ from sqlalchemy import Connection, Engine, select
 from pmarket.db import Balance, Event, Market, Order, Payout, Position
 from pmarket.db.types import to_ms
 from pmarket.engine import events as ev
-from pmarket.worker.batch import Batch, MarketInfo, needs
+from pmarket.worker.batch import Batch, MarketInfo, fill_fee, needs
 from pmarket.worker.costbasis import YES, Holding, apply_fill
 from pmarket.worker.delivery import Delivery
 
@@ -84,19 +84,20 @@ def snapshot(db: Engine) -> Iterator[Connection]:
 class EventRow:
     """An event as the ``events`` table holds it (the fields the API shows)."""
 
-    __slots__ = ("category", "close_time", "created_at", "description", "id", "market_ids",
-                 "resolved_at", "slug", "status", "tick", "title", "void",
+    __slots__ = ("category", "close_time", "created_at", "description", "fee_rate", "id",
+                 "market_ids", "resolved_at", "slug", "status", "tick", "title", "void",
                  "winning_outcome_id")
 
     def __init__(self, id: int, slug: str, title: str, description: str, category: str,
                  status: str, close_time: datetime | None, tick: int, created_at: datetime,
                  winning_outcome_id: int | None = None, void: bool = False,
-                 resolved_at: datetime | None = None):
+                 resolved_at: datetime | None = None, fee_rate: int = 0):
         self.id, self.slug, self.title, self.description = id, slug, title, description
         self.category, self.status, self.close_time = category, status, close_time
         self.tick, self.created_at = tick, created_at
         self.winning_outcome_id, self.void = winning_outcome_id, bool(void)
         self.resolved_at = resolved_at
+        self.fee_rate = fee_rate
         self.market_ids: list[int] = []  # outcome order
 
 
@@ -150,7 +151,7 @@ def read_seed(conn: Connection) -> SeedState:
     for e in conn.execute(select(Event.id, Event.slug, Event.title, Event.description,
                                  Event.category, Event.status, Event.close_time, Event.tick,
                                  Event.created_at, Event.winning_outcome_id, Event.void,
-                                 Event.resolved_at)):
+                                 Event.resolved_at, Event.fee_rate)):
         state.events[e.id] = EventRow(*e)
     for uid, *paid in conn.execute(select(Payout.user_id, Payout.event_id, Payout.market_id,
                                           Payout.yes, Payout.no, Payout.amount,
@@ -305,7 +306,7 @@ class ReadModel:
                 market, price, qty, kind_, taker = e[2], e[3], e[4], e[5], e[6]
                 bid, ask = (e[8], e[10]) if taker == "buy" else (e[10], e[8])
                 apply_fill(self._holding(work, bid, market), self._holding(work, ask, market),
-                           kind_, price, qty)
+                           kind_, price, qty, fill_fee(e), taker == "buy")
                 m = markets.get(market)
                 if m is not None:
                     m.volume += qty
@@ -391,7 +392,8 @@ class ReadModel:
                            old.created_at if old is not None else r["created_at"],
                            r["winning_outcome_id"], r["void"],
                            resolved["resolved_at"] if resolved is not None
-                           else old.resolved_at if old is not None else None)
+                           else old.resolved_at if old is not None else None,
+                           r["fee_rate"])
             row.market_ids = list(batch.event_markets.get(eid, ()))
             self.events[eid] = row
         for mid, r in batch.new_markets.items():

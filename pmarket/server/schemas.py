@@ -84,6 +84,17 @@ Amount = Annotated[int, BeforeValidator(_to_units), AfterValidator(_positive_amo
 """Money in a request, as integer units."""
 Price = Annotated[int, BeforeValidator(_to_units), AfterValidator(_price_range),
                   _DECIMAL_SCHEMA]
+
+
+def _fee_rate_range(value: int) -> int:
+    if not 0 <= value <= units.MAX_FEE_RATE:
+        raise _fail(f"must be from 0 to {units.format_units(units.MAX_FEE_RATE, 2)}")
+    return value
+
+
+FeeRate = Annotated[int, BeforeValidator(_to_units), AfterValidator(_fee_rate_range),
+                    _DECIMAL_SCHEMA]
+"""A taker fee rate: a decimal from 0 to 0.25, exact to 4 places (units)."""
 """A price in a request, as integer units (grid checked by the engine)."""
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, strict=True)]
 Id = Annotated[int, Field(ge=1, le=limits.MAX_ID)]
@@ -487,6 +498,7 @@ class EventOut(BaseModel):
     created_at: str
     resolution: EventResolutionOut | None
     """None until the event is resolved."""
+    fee_rate: str
 
 
 class EventPage(BaseModel):
@@ -571,6 +583,7 @@ class EventCreate(In):
     # units like any value sent.
     tick_size: Annotated[int, BeforeValidator(_to_units), _DECIMAL_SCHEMA] = Field(
         default="0.01", validate_default=True)
+    fee_rate: FeeRate | None = None  # None: the server's PMARKET_FEE_RATE
 
 
 class EventUpdate(In):
@@ -579,6 +592,7 @@ class EventUpdate(In):
     category: Category | None = None
     close_time: UtcTime | None = None
     status: Literal["active", "closed"] | None = None
+    fee_rate: FeeRate | None = None
 
 
 class EventResolve(In):
@@ -615,6 +629,16 @@ class AuditOut(BaseModel):
     rounding: str
     difference: str
     markets: list[dict[str, Any]]
+
+
+class EventFeesOut(BaseModel):
+    event_id: int
+    amount: str
+
+
+class FeesOut(BaseModel):
+    total: str
+    by_event: list[EventFeesOut]
 
 
 class HealthOut(BaseModel):

@@ -53,6 +53,15 @@ def _env_money(name: str, default: int) -> int:
     return 0 if value.strip() in ("0", "0.0") else units.parse_amount(value, name)
 
 
+def _env_fee_rate(name: str) -> int:
+    """A fee rate from the environment ("0.07") as units; unset: 0 (no fees)."""
+    value = os.environ.get(name) or "0"
+    try:
+        return units.parse_fee_rate(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the server needs to start.
@@ -122,6 +131,8 @@ class Settings:
         read_model: answer balances, positions, open orders, events and markets from the
             in-memory read model (``readmodel``); ``PMARKET_READ_MODEL=0`` reads them from
             the database instead.
+        fee_rate: the taker fee rate (units: 700 is 7%) of an event created without one
+            (``PMARKET_FEE_RATE``, a decimal from 0 to 0.25; default 0: no fees).
     """
 
     database_url: str = ""
@@ -167,6 +178,7 @@ class Settings:
     auth_max_stale_s: float = 10.0
     auth_cache_s: float = 300.0
     api_key_touch_s: float = 60.0
+    fee_rate: int = 0
 
     @property
     def embedded(self) -> bool:
@@ -223,6 +235,7 @@ class Settings:
             auth_max_stale_s=_env_float("PMARKET_AUTH_MAX_STALE_S", 10.0),
             auth_cache_s=_env_float("PMARKET_AUTH_CACHE_S", 300.0),
             api_key_touch_s=_env_float("PMARKET_API_KEY_TOUCH_S", 60.0),
+            fee_rate=_env_fee_rate("PMARKET_FEE_RATE"),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         return settings.with_secret()

@@ -19,11 +19,16 @@ from typing import Any
 
 from pmarket.db.types import from_ms
 from pmarket.engine import queries
-from pmarket.engine.units import SCALE, format_money, format_price
+from pmarket.engine.units import SCALE, format_money, format_price, format_units
 
 TRADE_KINDS = {"transfer_yes": "transfer", "transfer_no": "transfer", "mint": "mint",
                "merge": "merge"}
 ZERO_FEE = format_money(0)
+
+
+def format_rate(rate: int) -> str:
+    """A fee rate in units as a decimal: 700 -> "0.07", 25 -> "0.0025"."""
+    return format_units(rate, 2)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -113,7 +118,8 @@ def own_trade(fill: tuple, order: tuple, role: str, tick: int) -> dict[str, Any]
         "id": fill[1], "market_id": fill[2], "order_id": order[1], "outcome": outcome,
         "side": side, "price": format_price(_own_price(fill[3], outcome), tick),
         "quantity": fill[4], "role": role, "kind": TRADE_KINDS.get(fill[5], "transfer"),
-        "fee": ZERO_FEE, "executed_at": iso_ms(fill[11]),
+        "fee": format_money(fill[12]) if role == "taker" else ZERO_FEE,
+        "executed_at": iso_ms(fill[11]),
     }
 
 
@@ -124,7 +130,8 @@ def own_trade_row(t: Any, order_id: int, outcome: str, side: str, role: str,
         "id": t.id, "market_id": t.market_id, "order_id": order_id, "outcome": outcome,
         "side": side, "price": format_price(_own_price(t.price, outcome), tick),
         "quantity": t.quantity, "role": role, "kind": TRADE_KINDS.get(t.kind, "transfer"),
-        "fee": ZERO_FEE, "executed_at": iso(t.executed_at),
+        "fee": format_money(t.fee) if role == "taker" else ZERO_FEE,
+        "executed_at": iso(t.executed_at),
     }
 
 

@@ -132,13 +132,14 @@ def _trades(f: Field, scope: str) -> Check:
         return Check("trades", scope, "count", f.integer(0), f.path, f.line)
     expected = []
     for item in f.items():
-        keys = item.keys((), ("price", "quantity", "kind"))
+        keys = item.keys((), ("price", "quantity", "kind", "fee"))
         if not keys:
-            raise item.fail("a trade needs price, quantity or kind")
+            raise item.fail("a trade needs price, quantity, kind or fee")
         expected.append(TradeExpect(
             price=keys["price"].price(1) if "price" in keys else None,
             quantity=keys["quantity"].integer(1) if "quantity" in keys else None,
-            kind=keys["kind"].choice(KINDS) if "kind" in keys else None))
+            kind=keys["kind"].choice(KINDS) if "kind" in keys else None,
+            fee=keys["fee"].money() if "fee" in keys else None))
     return Check("trades", scope, "list", tuple(expected), f.path, f.line, fmt="trades")
 
 
@@ -261,7 +262,8 @@ def _found(c: Check, facts: Facts) -> Any:
     if kind == "trades":
         if c.subject == "step":
             own = facts.step_result.trades if facts.step_result else []
-            trades = [(units.to_units(t.price), t.quantity, t.kind) for t in own]
+            trades = [(units.to_units(t.price), t.quantity, t.kind, units.to_units(t.fee))
+                      for t in own]
         else:
             trades = facts.trades_since_mark()
         return len(trades) if c.field == "count" else trades
@@ -314,12 +316,14 @@ def _trades_match(expected: Any, found: list) -> bool:
         return expected == found
     if len(expected) != len(found):
         return False
-    for want, (price, quantity, kind) in zip(expected, found, strict=True):
+    for want, (price, quantity, kind, fee) in zip(expected, found, strict=True):
         if want.price is not None and want.price != price:
             return False
         if want.quantity is not None and want.quantity != quantity:
             return False
         if want.kind is not None and want.kind != kind:
+            return False
+        if want.fee is not None and want.fee != fee:
             return False
     return True
 
@@ -357,8 +361,12 @@ def show(value: Any, fmt: str) -> str:
                 bits = [show_price(t.price) if t.price is not None else "any price",
                         f"x {t.quantity}" if t.quantity is not None else "x any",
                         t.kind or "any kind"]
+                if t.fee is not None:
+                    bits.append(f"fee {units.format_money(t.fee)}")
             else:
                 bits = [show_price(t[0]), f"x {t[1]}", t[2]]
+                if t[3]:
+                    bits.append(f"fee {units.format_money(t[3])}")
             parts.append(" ".join(bits))
         return "[" + ", ".join(parts) + "]" if parts else "no trades"
     if value is None:

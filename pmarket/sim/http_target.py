@@ -90,7 +90,7 @@ def _trade(t: m.Trade, taker_order_id: int) -> Trade:
     kind = f"transfer_{t.outcome}" if t.kind == "transfer" else t.kind
     maker = t.order_id if t.role == "maker" else None
     return Trade(t.id, t.market_id, str(yes_price), t.quantity, kind, t.side,
-                 taker_order_id, maker, _ms(t.executed_at))
+                 taker_order_id, maker, _ms(t.executed_at), str(t.fee))
 
 
 class HttpTarget:
@@ -184,14 +184,16 @@ class HttpTarget:
         self._clients[auth.user.id] = client
         return User(auth.user.id, name, credential)
 
-    def create_event(self, title: str, outcomes: list[str], tick_size: str) -> EventInfo:
+    def create_event(self, title: str, outcomes: list[str], tick_size: str,
+                     fee_rate: str = "0") -> EventInfo:
         """Create an event as admin; its market ids by outcome name.
 
         Raises:
             ValueError: if the server refuses the event.
         """
         try:
-            event = self.admin.create_event(title, outcomes or None, tick_size=tick_size)
+            event = self.admin.create_event(title, outcomes or None, tick_size=tick_size,
+                                            fee_rate=fee_rate)
         except ApiError as exc:
             raise ValueError(f"event '{title}' was refused: {exc}") from exc
         return EventInfo(event.id, title, {o.name: o.market_id for o in event.outcomes},

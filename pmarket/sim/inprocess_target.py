@@ -98,7 +98,7 @@ class InProcessTarget:
             elif kind == "fill":
                 current.trades.append(Trade(
                     ev[1], ev[2], price_text(ev[3], self._ticks[ev[2]]), ev[4], ev[5], ev[6],
-                    ev[7], ev[9], ev[11]))
+                    ev[7], ev[9], ev[11], units.format_money(ev[12])))
             elif kind == "rejected":
                 if current.error is None:
                     current.error = Rejection(ev[3], ev[4])
@@ -128,14 +128,16 @@ class InProcessTarget:
         self._users += 1
         return User(self._users, name)
 
-    def create_event(self, title: str, outcomes: list[str], tick_size: str) -> EventInfo:
+    def create_event(self, title: str, outcomes: list[str], tick_size: str,
+                     fee_rate: str = "0") -> EventInfo:
         """Create an event with one market per outcome (none: a single yes/no market).
 
         Raises:
             ValueError: if the engine refuses the event.
         """
         tick = units.parse_tick(tick_size)
-        events = self._apply(c.CreateEvent(title=title, outcomes=tuple(outcomes), tick=tick))
+        events = self._apply(c.CreateEvent(title=title, outcomes=tuple(outcomes), tick=tick,
+                                           fee_rate=units.parse_fee_rate(fee_rate)))
         created = [ev for ev in events if ev[0] == "event"]
         if not created:
             raise ValueError(f"event '{title}' was refused: {events}")

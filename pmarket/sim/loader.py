@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from ..engine.units import parse_tick
+from ..engine.units import parse_fee_rate, parse_tick
 from . import expectations
 from .reader import Field, Invalid, Problems, ScenarioError, compose
 from .scenario import (
@@ -140,7 +140,7 @@ class Loader:
     def _event(self, key: str, spec: Field) -> None:
         if "/" in key or not key.strip():
             raise spec.fail(f"event key '{key}' must be a non-empty name without '/'")
-        f = spec.keys(("title",), ("outcomes", "tick_size"))
+        f = spec.keys(("title",), ("outcomes", "tick_size", "fee_rate"))
         outcomes: tuple[str, ...] = ()
         if "outcomes" in f:
             outcomes = tuple(o.name() for o in f["outcomes"].items())
@@ -151,7 +151,9 @@ class Loader:
         tick = 100
         if "tick_size" in f:
             tick = f["tick_size"].units_of(parse_tick)
-        self.events[key] = EventSpec(key, f["title"].name(), outcomes, tick, spec.line)
+        fee_rate = f["fee_rate"].units_of(parse_fee_rate) if "fee_rate" in f else 0
+        self.events[key] = EventSpec(key, f["title"].name(), outcomes, tick, spec.line,
+                                     fee_rate)
 
     def _user(self, name: str, spec: Field) -> None:
         self._claim(name, spec)

@@ -68,7 +68,8 @@ class Recorder:
         self.orders_placed = 0
         self.orders_rejected = 0
         self.busy_ns = 0
-        self.trades: list[tuple[int, int, int, str, int]] = []  # market, price, qty, kind, ts
+        # market, price, qty, kind, ts, the taker's fee
+        self.trades: list[tuple[int, int, int, str, int, int]] = []
 
     def record(self, op: str, elapsed_ns: int, result: Result) -> None:
         """Account for one request that took ``elapsed_ns`` and returned ``result``."""
@@ -87,8 +88,8 @@ class Recorder:
                 if op in ORDER_OPS:
                     self.orders_rejected += 1
         if result.trades:
-            self.trades.extend((t.market_id, _units(t.price), t.quantity, t.kind, t.ts_ms)
-                               for t in result.trades)
+            self.trades.extend((t.market_id, _units(t.price), t.quantity, t.kind, t.ts_ms,
+                                _units(t.fee)) for t in result.trades)
 
 
 @dataclass
@@ -152,12 +153,15 @@ def build(scenario: Scenario, seed: int, target: Target, rec: Recorder,
         notes: what the target could not run as written, one line per step.
     """
     by_kind = dict.fromkeys(KINDS, 0)
-    volume = notional = 0
+    volume = notional = fees = 0
     per_market: dict[int, list[tuple[int, int, int]]] = {}
-    for market_id, price, qty, kind, ts in rec.trades:
+    market_fees: dict[int, int] = {}
+    for market_id, price, qty, kind, ts, fee in rec.trades:
         by_kind[kind] += 1
         volume += qty
         notional += price * qty
+        fees += fee
+        market_fees[market_id] = market_fees.get(market_id, 0) + fee
         per_market.setdefault(market_id, []).append((ts, price, qty))
     market_rows, marks = [], {}
     for ref, market_id in markets.items():
@@ -168,6 +172,7 @@ def build(scenario: Scenario, seed: int, target: Target, rec: Recorder,
         market_rows.append({
             "market": str(ref), "id": market_id, "status": info.status,
             "last_price": info.last_price, "volume": info.volume, "trades": len(trades),
+            "fees": units.format_money(market_fees.get(market_id, 0)),
             "best_bid": book.best_bid, "best_ask": book.best_ask,
             "bid_levels": len(book.bids), "ask_levels": len(book.asks),
             "bids": [[p, q] for p, q in book.bids[:TOP_LEVELS]],
@@ -185,7 +190,7 @@ def build(scenario: Scenario, seed: int, target: Target, rec: Recorder,
         "orders": {"placed": rec.orders_placed, "rejected": rec.orders_rejected},
         "rejections": dict(sorted(rec.rejections.items())),
         "trades": {"count": len(rec.trades), "by_kind": by_kind, "volume": volume,
-                   "notional": units.format_money(notional)},
+                   "notional": units.format_money(notional), "fees": units.format_money(fees)},
         "markets": market_rows,
         "users": user_rows,
         "audit": {"ok": audit.ok, "difference": audit.difference, "problems": audit.problems},
@@ -288,6 +293,7 @@ def render(report: Report) -> Group:
     summary.add_row("rejections", rejected)
     summary.add_row("trades", f"{trades['count']} ({kinds})")
     summary.add_row("volume", f"{trades['volume']} shares, ${trades['notional']} notional")
+    summary.add_row("fees", f"${trades['fees']} paid by takers")
     summary.add_row("invariant", Text("ok", style="green") if audit["ok"] else
                     Text("; ".join(audit["problems"]), style="red"))
     if t:

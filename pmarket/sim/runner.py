@@ -164,9 +164,9 @@ class Runner:
         """Owner and id of a named order, None if never placed (``expectations.Facts``)."""
         return self.named.get(name)
 
-    def trades_since_mark(self) -> list[tuple[int, int, str]]:
-        """(price, quantity, kind) of trades since the last checkpoint step."""
-        return [(p, q, k) for _m, p, q, k, _t in self.rec.trades[self.trade_mark:]]
+    def trades_since_mark(self) -> list[tuple[int, int, str, int]]:
+        """(price, quantity, kind, fee) of trades since the last checkpoint step."""
+        return [(p, q, k, f) for _m, p, q, k, _t, f in self.rec.trades[self.trade_mark:]]
 
     # --- the run -------------------------------------------------------------------
 
@@ -236,7 +236,8 @@ class Runner:
     def _setup(self) -> None:
         for spec in self.scenario.events:
             info = self.target.create_event(spec.title, list(spec.outcomes),
-                                            units.format_price(spec.tick, spec.tick))
+                                            units.format_price(spec.tick, spec.tick),
+                                            units.format_units(spec.fee_rate, 2))
             self.events[spec.key] = info
             for outcome, market_id in info.markets.items():
                 self.markets[MarketRef(spec.key, outcome, spec.is_multi)] = market_id

@@ -29,13 +29,15 @@ class MarketRef:
 
 @dataclass(frozen=True, slots=True)
 class EventSpec:
-    """An event created during setup: key (how steps name it), title, outcomes, tick."""
+    """An event created during setup: key (how steps name it), title, outcomes, tick,
+    and the taker fee rate (units: 700 is 7%)."""
 
     key: str
     title: str
     outcomes: tuple[str, ...]
     tick: int
     line: int
+    fee_rate: int = 0
 
     @property
     def is_multi(self) -> bool:
@@ -246,11 +248,13 @@ class Check:
 
 @dataclass(frozen=True, slots=True)
 class TradeExpect:
-    """One expected trade; a None field is not checked. Price in YES terms (units)."""
+    """One expected trade; a None field is not checked. Price in YES terms (units); fee
+    is what the taker paid (units)."""
 
     price: int | None = None
     quantity: int | None = None
     kind: str | None = None
+    fee: int | None = None
 
 
 # --- the scenario ----------------------------------------------------------------------

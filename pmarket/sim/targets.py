@@ -80,8 +80,10 @@ class Target(Protocol):
     def signup(self, name: str) -> User:
         """``POST /auth/signup``: a new user and its token."""
 
-    def create_event(self, title: str, outcomes: list[str], tick_size: str) -> EventInfo:
-        """``POST /admin/events``: one market per outcome (none: a yes/no market)."""
+    def create_event(self, title: str, outcomes: list[str], tick_size: str,
+                     fee_rate: str = "0") -> EventInfo:
+        """``POST /admin/events``: one market per outcome (none: a yes/no market), takers
+        paying ``fee_rate``."""
 
     def advance_to(self, now_ms: int) -> Result:
         """Return once the target's clock reads ``now_ms``; ``cancelled`` lists expiries."""

@@ -107,6 +107,7 @@ class Trade(NamedTuple):
     taker_order_id: int
     maker_order_id: int | None
     ts_ms: int
+    fee: str = "0"  # what the taker paid (money)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,13 @@ def money(value: Decimal | None) -> str:
     return f"{value:,.{min(digits, 4)}f}"
 
 
+def rate(value: Decimal | None) -> str:
+    """A fee rate as a percentage: 0.07 -> "7%", 0.0125 -> "1.25%", 0 -> "-"."""
+    if not value:
+        return DASH
+    return f"{value * 100:f}".rstrip("0").rstrip(".") + "%"
+
+
 def signed(value: Decimal | None) -> str:
     """Money with an explicit sign (P&L)."""
     if value is None:

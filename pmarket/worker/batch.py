@@ -61,6 +61,12 @@ class Needs:
     event_users: set[tuple[int, int]] = field(default_factory=set)  # (event, user)
 
 
+def fill_fee(e: tuple) -> int:
+    """The taker's fee of a ``fill`` event; 0 for one written before fees existed (still
+    in the stream at an upgrade, or parked), which is what it charged."""
+    return e[12] if len(e) > 12 else 0
+
+
 def needs(deliveries: Iterable[Delivery]) -> Needs:
     """Scan deliveries for the markets, events and positions the walk will touch."""
     out = Needs()
@@ -279,9 +285,11 @@ class Batch:
         holding.set_state(yes, no, yes_res, no_res, d.last_seq)
 
     def _fill(self, e: tuple, d: Delivery, _index: int) -> None:
-        (_, tid, market, price, qty, kind, taker_side, t_oid, t_uid, m_oid, m_uid, ts) = e
+        (_, tid, market, price, qty, kind, taker_side, t_oid, t_uid, m_oid, m_uid, ts) = e[:12]
+        fee = fill_fee(e)
         bounded(tid, "trade id")
         bounded(price * qty, f"value of trade {tid}")
+        bounded(fee, f"fee of trade {tid}")
         info = self.markets.get(market)
         if info is None:
             # Its volume, price and candles would have nowhere to go: the trade waits
@@ -292,12 +300,12 @@ class Batch:
             "id": tid, "market_id": market, "price": price, "quantity": qty, "kind": kind,
             "taker_side": taker_side, "taker_order_id": t_oid, "taker_user_id": t_uid,
             "maker_order_id": m_oid, "maker_user_id": m_uid, "executed_at": from_ms(ts),
-            "seq": d.last_seq,
+            "seq": d.last_seq, "fee": fee,
         })
         bid_user, ask_user = (t_uid, m_uid) if taker_side == "buy" else (m_uid, t_uid)
         bid, ask = self._holding(bid_user, market), self._holding(ask_user, market)
         settled = self._settled((bid, ask), d)
-        costbasis.apply_fill(bid, ask, kind, price, qty)
+        costbasis.apply_fill(bid, ask, kind, price, qty, fee, taker_side == "buy")
         self._restore(settled)
         stats = self._stats(market)
         stats.volume += qty
@@ -402,13 +410,15 @@ class Batch:
 
     def _event(self, e: tuple, d: Delivery, _index: int) -> None:
         (_, eid, status, title, description, category, slug, close_ms, tick, markets,
-         created_ms, winner, void) = e
+         created_ms, winner, void) = e[:13]
+        fee_rate = e[13] if len(e) > 13 else 0  # an event stored before fees existed
         created = from_ms(created_ms)
         self.events[eid] = {
             "id": bounded(eid, "event id"), "status": status, "title": title,
             "description": description or "", "category": category or "",
             "slug": slug or "", "close_time": from_ms(close_ms), "tick": tick,
-            "winning_outcome_id": winner, "void": bool(void), "created_at": created,
+            "winning_outcome_id": winner, "void": bool(void), "fee_rate": fee_rate,
+            "created_at": created,
             "updated_at": from_ms(d.ts_ms) if d.ts_ms else created, "seq": d.last_seq,
         }
         ids = []

@@ -9,6 +9,8 @@ accumulates) and the *realised P&L* of the shares that left it. The rules:
 * **Sell / dispose of** ``q`` of ``Q`` held with total cost ``C`` for ``proceeds``: the
   cost removed is ``C * q // Q`` (all of ``C`` when the side empties, so nothing is left
   behind); realised += proceeds - removed.
+* **Fees**: a taker's fee is part of the cost of what it buys, and comes off the
+  proceeds of what it sells (makers pay none).
 * **Mint** (buy YES against buy NO): each side is a buy at its own price.
   **Merge trade** (sell NO against sell YES): each side is a sale at its own price.
 * **Split** of ``q`` pairs costs ``q * $1``, divided between YES and NO by the market's
@@ -125,27 +127,37 @@ class Holding:
         }
 
 
-def apply_fill(bid: Holding, ask: Holding, kind: str, price: int, quantity: int) -> None:
+def apply_fill(bid: Holding, ask: Holding, kind: str, price: int, quantity: int,
+               fee: int = 0, taker_bid: bool = True) -> None:
     """Book one trade on the YES-bid owner's and the YES-ask owner's holdings.
 
     ``price`` is in YES terms: YES changes hands at ``price``, NO at ``SCALE - price``.
+    The taker's ``fee`` (``taker_bid``: the taker is the YES bid) is part of what its
+    shares cost when it buys, and comes off its proceeds when it sells.
     """
+    if kind not in _BUYS:
+        raise ValueError(f"unknown fill kind {kind!r}")
+    bid_buys, ask_buys = _BUYS[kind]
     yes_value = price * quantity
     no_value = (SCALE - price) * quantity
-    if kind == "transfer_yes":
-        bid.buy(YES, quantity, yes_value)
-        ask.dispose(YES, quantity, yes_value)
-    elif kind == "mint":
-        bid.buy(YES, quantity, yes_value)
-        ask.buy(NO, quantity, no_value)
-    elif kind == "merge":
-        bid.dispose(NO, quantity, no_value)
-        ask.dispose(YES, quantity, yes_value)
-    elif kind == "transfer_no":
-        bid.dispose(NO, quantity, no_value)
-        ask.buy(NO, quantity, no_value)
+    bid_fee = fee if taker_bid else 0
+    ask_fee = fee - bid_fee
+    if bid_buys:
+        bid.buy(YES, quantity, yes_value + bid_fee)
     else:
-        raise ValueError(f"unknown fill kind {kind!r}")
+        bid.dispose(NO, quantity, no_value - bid_fee)
+    if ask_buys:
+        ask.buy(NO, quantity, no_value + ask_fee)
+    else:
+        ask.dispose(YES, quantity, yes_value - ask_fee)
+
+
+_BUYS = {  # kind -> (the YES bid buys YES, the YES ask buys NO); otherwise they sell
+    "transfer_yes": (True, False),
+    "mint": (True, True),
+    "merge": (False, False),
+    "transfer_no": (False, True),
+}
 
 
 def pair_weights(last_price: int | None) -> tuple[int, int]:

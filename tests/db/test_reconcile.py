@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from pmarket.cli import load_commands
-from pmarket.db import Balance, Market, Order, Position, Trade
+from pmarket.db import Balance, Event, Market, Order, Position, Trade
 from pmarket.db.reconcile import reconcile
 from tests.dbfixtures import Database
 from tests.worker.helpers import project
@@ -57,6 +57,17 @@ def test_a_changed_holding_and_a_lost_order_are_reported(database, session):
     found = {(d.what, d.key) for d in _differences(database, session.engine)}
     assert found == {("position", f"user {user} market {market}"),
                      ("open_order", f"order {open_id}")}
+
+
+def test_a_changed_fee_and_fee_rate_are_reported(database, session):
+    project(database, session.deliveries)
+    charged = next(t for t in session.engine.events.values() if t.fees)
+    market = charged.markets[0].id
+    _tamper(database, sa.update(Trade).where(Trade.market_id == market, Trade.fee > 0)
+            .values(fee=Trade.fee + 100))
+    _tamper(database, sa.update(Event).where(Event.id == charged.id).values(fee_rate=1))
+    found = {(d.what, d.key) for d in _differences(database, session.engine)}
+    assert found == {("fees", f"event {charged.id}"), ("event", f"event {charged.id}")}
 
 
 def test_a_missing_trade_and_a_wrong_volume_are_reported(database, session):

@@ -42,14 +42,16 @@ class Exchange:
         assert audit.ok, audit.problems
         return self.last
 
-    def event(self, title="Event", outcomes=(), tick="0.01") -> tuple[int, list[int]]:
+    def event(self, title="Event", outcomes=(), tick="0.01",
+              fee_rate="0") -> tuple[int, list[int]]:
         """Create an event; its id and its market ids."""
-        ev = self.apply(CreateEvent(title=title, outcomes=tuple(outcomes), tick=usd(tick)))
+        ev = self.apply(CreateEvent(title=title, outcomes=tuple(outcomes), tick=usd(tick),
+                                    fee_rate=usd(fee_rate)))
         data = as_dict(ev[0])
         return data["event_id"], [m for m, _ in data["markets"]]
 
-    def market(self, tick="0.01") -> int:
-        return self.event(tick=tick)[1][0]
+    def market(self, tick="0.01", fee_rate="0") -> int:
+        return self.event(tick=tick, fee_rate=fee_rate)[1][0]
 
     def fund(self, user: int, dollars: str | int = 1000) -> None:
         self.apply(Deposit(user_id=user, amount=usd(dollars)))

@@ -12,6 +12,10 @@ Conventions that DESIGN leaves open (reason codes, the validation order, that an
 unfilled ioc remainder is ``cancelled`` with reason ``not_filled``, that outcome ids are
 market ids, ...) follow the engine; the logic does not.
 
+Fees are worked out in exact fractions of dollars, per fill, from the contract's formula
+(``ceil_to_cent(rate x quantity x p x (1 - p))``, never more than the fill's value in the
+taker's terms); a buy's worst-case fee is the maximum over every price up to its limit.
+
 Where the engine is known to be wrong, this model stays right; the known bugs are pinned
 by ``test_stateful_regressions.py``.
 """
@@ -19,10 +23,15 @@ by ``test_stateful_regressions.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
+from math import ceil
 
 from pmarket.engine import commands as c
 from pmarket.engine.events import Reason
 from pmarket.engine.units import MAX_AMOUNT, MAX_QUANTITY, MAX_TOTAL_MONEY, SCALE
+
+MAX_FEE_RATE = 2_500  # 0.25 in units
+CENT = Fraction(1, 100)
 
 OPEN_STATUSES = ("open", "partially_filled")
 MAX_OUTCOMES = 100
@@ -112,6 +121,8 @@ class RefEvent:
     collateral: int = 0
     winner: int | None = None
     void: bool = False
+    fee_rate: int = 0  # units: 700 is 7%
+    fees: int = 0
 
     @property
     def is_multi(self) -> bool:
@@ -166,6 +177,7 @@ class ReferenceExchange:
         self.deposits = 0
         self.withdrawals = 0
         self.rounding = 0
+        self.fees = 0
         self.last_id = {"order": 0, "trade": 0, "event": 0, "market": 0}
         self.arrivals = 0
         self.closes: dict[int, int] = {}  # event -> pending close time
@@ -193,9 +205,10 @@ class ReferenceExchange:
         return self.cash.get(user, 0) - reserved, reserved
 
     def money_held(self) -> int:
-        """All the money in the exchange, counted where it is: cash, collateral, rounding."""
+        """All the money in the exchange, counted where it is: cash, collateral, fees,
+        rounding."""
         return (sum(self.cash.values()) + sum(e.collateral for e in self.events.values())
-                + self.rounding)
+                + self.fees + self.rounding)
 
     def held(self, user: int, market: int, outcome: str) -> int:
         return self.shares.get((user, market, outcome), 0)
@@ -398,11 +411,35 @@ class ReferenceExchange:
         """Can the user reserve what ``order`` needs beyond what it already holds?"""
         if order.is_buy:
             extra = order.price * new_remaining - old_price * old_remaining
+            if self._crossing(order):  # it takes: its worst-case fee must be there too
+                extra += self._worst_fee(order, new_remaining)
             if extra > self.balance(order.user)[0]:
                 raise Rejected(Reason.INSUFFICIENT_CASH, order_id)
         elif new_remaining - old_remaining > self.free(order.user, order.market,
                                                          order.outcome):
             raise Rejected(Reason.INSUFFICIENT_SHARES, order_id)
+
+    # --- fees --------------------------------------------------------------------------
+
+    def _rate(self, order: RefOrder) -> Fraction:
+        return Fraction(self.events[order.event].fee_rate, SCALE)
+
+    @staticmethod
+    def _fee(rate: Fraction, qty: int, own_price: int) -> int:
+        """ceil_to_cent(rate x qty x p x (1 - p)) in units, at most the fill's own value."""
+        p = Fraction(own_price, SCALE)
+        dollars = ceil(rate * qty * p * (1 - p) / CENT) * CENT
+        return min(int(dollars * SCALE), qty * own_price)
+
+    def _worst_fee(self, order: RefOrder, qty: int) -> int:
+        """The most ``qty`` of a buy can pay taking: every fill a single share, each at
+        the own price up to the limit where p x (1 - p) peaks."""
+        rate = self._rate(order)
+        if not rate:
+            return 0
+        prices = range(self.markets[order.market].tick, order.price + 1,
+                       self.markets[order.market].tick)
+        return qty * max(self._fee(rate, 1, p) for p in prices)
 
     # --- matching ----------------------------------------------------------------------
 
@@ -464,6 +501,11 @@ class ReferenceExchange:
             self._move_shares(ask.user, m, "no", qty)
         kind = SETTLEMENT[(bid.outcome == "yes", ask.outcome == "yes")]
         event = self.events[self.markets[m].event]
+        own = p if taker.outcome == "yes" else SCALE - p
+        fee = self._fee(self._rate(taker), qty, own)
+        self._move_cash(taker.user, -fee)
+        event.fees += fee
+        self.fees += fee
         if kind == "mint":
             event.collateral += SCALE * qty
         elif kind == "merge":
@@ -480,7 +522,7 @@ class ReferenceExchange:
         self.markets[m].last_price = p
         self.result.fills.append((
             "fill", self._next("trade"), m, p, qty, kind, "buy" if taker.is_bid else "sell",
-            taker.id, taker.user, maker.id, maker.user, self.now))
+            taker.id, taker.user, maker.id, maker.user, self.now, fee))
 
     def _finish_taker(self, order: RefOrder, rests: bool) -> None:
         """After matching: filled, or rest what is left, or cancel it."""
@@ -721,10 +763,14 @@ class ReferenceExchange:
         def create() -> None:
             title = cmd.title.strip() if isinstance(cmd.title, str) else ""
             names = [n.strip() if isinstance(n, str) else "" for n in cmd.outcomes] or ["Yes"]
-            if not title or cmd.tick not in VALID_TICKS or not all(names) \
+            if not title:
+                raise Rejected(Reason.INVALID_EVENT)
+            _check_fee_rate(cmd.fee_rate)
+            if cmd.tick not in VALID_TICKS or not all(names) \
                     or len(set(names)) != len(names) or len(names) > MAX_OUTCOMES:
                 raise Rejected(Reason.INVALID_EVENT)
-            event = RefEvent(self._next("event"), title, cmd.tick, [])
+            event = RefEvent(self._next("event"), title, cmd.tick, [],
+                             fee_rate=cmd.fee_rate)
             for name in names:
                 market = RefMarket(self._next("market"), event.id, name, cmd.tick)
                 self.markets[market.id] = market
@@ -769,10 +815,14 @@ class ReferenceExchange:
             event = self._live_event(cmd.event_id)
             if cmd.title is not None and not cmd.title.strip():
                 raise Rejected(Reason.INVALID_EVENT)
+            if cmd.fee_rate is not None:
+                _check_fee_rate(cmd.fee_rate)
             if cmd.status not in (None, c.EventStatus.ACTIVE, c.EventStatus.CLOSED):
                 raise Rejected(Reason.INVALID_EVENT)
             if cmd.title is not None:
                 event.title = cmd.title.strip()
+            if cmd.fee_rate is not None:
+                event.fee_rate = cmd.fee_rate
             if cmd.status is not None and cmd.status.value != event.status:
                 event.status = cmd.status.value
                 for m in event.markets:
@@ -788,7 +838,7 @@ class ReferenceExchange:
     def _report_event(self, e: RefEvent) -> None:
         markets = tuple((m, self.markets[m].name) for m in e.markets)
         self.result.event_states.append(
-            (e.id, e.status, e.title, e.tick, markets, e.winner, e.void))
+            (e.id, e.status, e.title, e.tick, markets, e.winner, e.void, e.fee_rate))
 
     def _on_DeleteEvent(self, cmd: c.DeleteEvent) -> None:
         def delete() -> None:
@@ -856,6 +906,11 @@ class ReferenceExchange:
 
 def _whole(value, low: int, high: int) -> bool:
     return type(value) is int and low <= value <= high
+
+
+def _check_fee_rate(value) -> None:
+    if not _whole(value, 0, MAX_FEE_RATE):
+        raise Rejected(Reason.INVALID_FIELD)
 
 
 def _quantity(value) -> int:

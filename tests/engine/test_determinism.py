@@ -145,14 +145,15 @@ class CommandLog:
     def _opening(self) -> None:
         for user in USERS:
             self._emit(Deposit(user_id=user, amount=20_000_000))
-        for title, outcomes, tick in (("Rain?", (), 100), ("Final", ("A", "B", "C"), 10),
-                                      ("Fine?", (), 1), ("Duel", ("X", "Y"), 100)):
-            self._create_event(title, outcomes, tick)
+        for title, outcomes, tick, fee_rate in (
+                ("Rain?", (), 100, 700), ("Final", ("A", "B", "C"), 10, 0),
+                ("Fine?", (), 1, 2_500), ("Duel", ("X", "Y"), 100, 100)):
+            self._create_event(title, outcomes, tick, fee_rate)
 
-    def _create_event(self, title: str, outcomes: tuple, tick: int) -> None:
+    def _create_event(self, title: str, outcomes: tuple, tick: int, fee_rate: int = 0) -> None:
         """Create an event; if it exists, most users buy complete sets of it to trade."""
         before = set(self.scout.markets)
-        self._emit(CreateEvent(title=title, outcomes=outcomes, tick=tick))
+        self._emit(CreateEvent(title=title, outcomes=outcomes, tick=tick, fee_rate=fee_rate))
         for market in sorted(set(self.scout.markets) - before):
             for user in self.rng.sample(USERS, 4):
                 self._emit(Split(user_id=user, market_id=market, quantity=30))
@@ -244,13 +245,16 @@ class CommandLog:
     def _create(self) -> None:
         outcomes = self.rng.choice(((), (), ("A", "B"), ("A", "B", "C", "D"), ("A", "A")))
         title = self.rng.choice(("Event", "Event", " "))
-        self._create_event(title, outcomes, self.rng.choice((100, 10, 1, 100, 50)))
+        self._create_event(title, outcomes, self.rng.choice((100, 10, 1, 100, 50)),
+                           self.rng.choice((0, 0, 700, 2_500, 2_501)))
 
     def _update(self) -> None:
         status = self.rng.choice((EventStatus.CLOSED, EventStatus.ACTIVE, EventStatus.ACTIVE,
                                   EventStatus.RESOLVED, None))
         title = self.rng.choice((None, None, "Renamed", ""))
-        self._emit(UpdateEvent(event_id=self._event(), status=status, title=title))
+        fee_rate = self.rng.choice((None, None, None, 0, 300, -1))
+        self._emit(UpdateEvent(event_id=self._event(), status=status, title=title,
+                               fee_rate=fee_rate))
 
     def _resolve(self) -> None:
         event_id = self._event()
@@ -307,6 +311,8 @@ def test_the_log_exercises_every_kind_of_command_and_outcome(log, reference_run)
     fills = Counter(e[5] for e in flat if e[0] == "fill")
     assert set(fills) == {"transfer_yes", "mint", "merge", "transfer_no"}
     assert sum(fills.values()) > 150
+    fees = Counter(e[5] for e in flat if e[0] == "fill" and e[12])
+    assert set(fees) == set(fills), "every kind of trade is charged a fee somewhere"
     statuses = Counter((e[11], e[18]) for e in flat if e[0] == "order")
     for status in [("expired", "expired"), ("cancelled", "self_trade"),
                    ("cancelled", "not_filled"), ("filled", None)]:

@@ -115,7 +115,8 @@ def check_facts(events: list[tuple], res) -> None:
     assert [e[1] for e in events if e[0] == "event_deleted"] == res.deleted
     assert [e for e in events if e[0] == "clock"] == res.clock
     assert [e for e in events if e[0] == "dead_man"] == res.dead_man
-    states = [(e[1], e[2], e[3], e[8], e[9], e[11], e[12]) for e in events if e[0] == "event"]
+    states = [(e[1], e[2], e[3], e[8], e[9], e[11], e[12], e[13])
+              for e in events if e[0] == "event"]
     assert states == res.event_states
 
 
@@ -232,7 +233,7 @@ def check_engine_equals_reference(eng: Engine, ref: ReferenceExchange, users) ->
             assert eng.open_orders(user, mid) == [o for o in mine if o[3] == mid]
     t = eng.treasury
     assert (t.deposits, t.withdrawals, t.rounding, t.fees) == \
-        (ref.deposits, ref.withdrawals, ref.rounding, 0)
+        (ref.deposits, ref.withdrawals, ref.rounding, ref.fees)
     assert t.held == ref.money_held() <= MAX_TOTAL_MONEY
     assert set(eng.markets) == set(ref.markets)
     for mid, m in ref.markets.items():
@@ -252,8 +253,9 @@ def check_engine_equals_reference(eng: Engine, ref: ReferenceExchange, users) ->
     assert set(eng.events) == set(ref.events)
     for eid, e in ref.events.items():
         ee = eng.events[eid]
-        assert (ee.status, ee.collateral, ee.winning_outcome_id, ee.void, ee.title) == \
-            (e.status, e.collateral, e.winner, e.void, e.title)
+        assert (ee.status, ee.collateral, ee.winning_outcome_id, ee.void, ee.title,
+                ee.fee_rate, ee.fees) == \
+            (e.status, e.collateral, e.winner, e.void, e.title, e.fee_rate, e.fees)
         assert [m.id for m in ee.markets] == e.markets
 
 
@@ -332,10 +334,11 @@ OPENING_CLOCK = 1_000
 def opening_state() -> tuple[dict, ReferenceExchange, int]:
     """Four events (ticks 0.01, 0.001, 0.0001; single and multi-outcome), funded users
     holding shares everywhere; built once, checked once, copied into every run."""
-    setup = [
-        CreateEvent(title="Rain tomorrow?"),  # single outcome, 0.01 tick: market 1
-        CreateEvent(title="Final", outcomes=("A", "B", "C"), tick=10),  # markets 2, 3, 4
-        CreateEvent(title="Fine?", tick=1),  # single outcome, 0.0001 tick: market 5
+    setup = [  # fee rates: 7%, 1%, the most (25%), none
+        CreateEvent(title="Rain tomorrow?", fee_rate=700),  # single outcome, 0.01: market 1
+        CreateEvent(title="Final", outcomes=("A", "B", "C"), tick=10,
+                    fee_rate=100),  # markets 2, 3, 4
+        CreateEvent(title="Fine?", tick=1, fee_rate=2_500),  # single, 0.0001: market 5
         CreateEvent(title="Duel", outcomes=("X", "Y")),  # markets 6, 7
     ]
     setup += [Deposit(user_id=u, amount=STARTING_CASH) for u in USERS]
@@ -676,7 +679,7 @@ class ExchangeMachine(RuleBasedStateMachine):
     def admin(self, data) -> None:
         action = data.draw(st.sampled_from(
             ("create", "create", "rename", "close", "close", "reopen", "reopen", "resolve",
-             "delete", "close_time")), label="admin action")
+             "delete", "close_time", "fee")), label="admin action")
         if action == "create":
             self._run(self._create_event(data))
             return
@@ -684,6 +687,8 @@ class ExchangeMachine(RuleBasedStateMachine):
         if action == "rename":
             title = data.draw(st.sampled_from(("New title", "  ", "Later")), label="title")
             self._run(UpdateEvent(event_id=event_id, title=title))
+        elif action == "fee":
+            self._run(UpdateEvent(event_id=event_id, fee_rate=self._fee_rate(data)))
         elif action in ("close", "reopen"):
             status = EventStatus.CLOSED if action == "close" else EventStatus.ACTIVE
             if data.draw(st.integers(0, 9), label="bad status?") == 0:
@@ -709,12 +714,19 @@ class ExchangeMachine(RuleBasedStateMachine):
         tick = data.draw(st.sampled_from((100, 10, 1)), label="tick")
         close_ms = self._close_time(data) if data.draw(st.booleans(), label="closes?") \
             else None
-        return CreateEvent(title="E", outcomes=names, tick=tick, close_time_ms=close_ms)
+        return CreateEvent(title="E", outcomes=names, tick=tick, close_time_ms=close_ms,
+                           fee_rate=self._fee_rate(data))
 
     def _close_time(self, data) -> int:
         """A close time just past, now, or soon (within a few steps or a time jump)."""
         return max(0, self.clock + data.draw(
             st.sampled_from((-1, 0, 1, 3, 8, MIN_TIMEOUT_MS)), label="close in"))
+
+    @staticmethod
+    def _fee_rate(data) -> int:
+        """Mostly a valid rate (none, a little, Kalshi's 7%, the most), now and then not."""
+        return data.draw(st.sampled_from((0, 0, 1, 700, 700, 2_500, 2_501, -1)),
+                         label="fee rate")
 
     def _resolution(self, data, event_id: int) -> ResolveEvent:
         event = self.ref.events.get(event_id)

@@ -2,7 +2,8 @@
 
 A random engine session (hypothesis picks the actions: orders of every kind, cancels,
 modifications, expiries, splits, merges, event splits and merges, converts, closing,
-resolving and deleting events, withdrawals) is cut into multi-command deliveries, then
+resolving and deleting events, changing fee rates, withdrawals; two events charge fees)
+is cut into multi-command deliveries, then
 projected into a real database by the worker's ``Projector`` and folded by a
 ``ReadModel``; the model must equal a fresh seed read from that database, row for row
 (resolutions and payouts included).
@@ -56,9 +57,9 @@ class Session:
 
     def __init__(self) -> None:
         self.r = Recorder(step_ms=700)
-        (self.rain,) = self.r.event("Rain?", category="weather", slug="rain")
+        (self.rain,) = self.r.event("Rain?", category="weather", slug="rain", fee_rate=700)
         self.a, self.b, self.c = self.r.event("Final", ("A", "B", "C"), category="sports",
-                                              tick=10)
+                                              tick=10, fee_rate=2_500)
         (self.spare,) = self.r.event("Spare", description="may be deleted")
         self.markets = [self.rain, self.a, self.b, self.c, self.spare]
         self.orders: list[tuple[int, int]] = []
@@ -138,7 +139,8 @@ class Session:
             r.do(UpdateEvent(event_id=rng.randint(1, 3), title=f"T{seed % 7}",
                              category=rng.choice([None, "misc"]),
                              status=EventStatus.CLOSED if rng.random() < 0.3
-                             else EventStatus.ACTIVE))
+                             else EventStatus.ACTIVE,
+                             fee_rate=rng.choice([None, 0, 100, 700])))
         elif action == "resolve":
             event = rng.randint(1, 3)
             if event == 2 and rng.random() < 0.5:
@@ -173,7 +175,7 @@ def rows(state: ReadModel | SeedState) -> dict:
         "orders": {o[1]: o for o in orders},
         "events": {e.id: (e.slug, e.title, e.description, e.category, e.status,
                           e.close_time, e.tick, e.created_at, tuple(e.market_ids),
-                          e.winning_outcome_id, e.void, e.resolved_at)
+                          e.winning_outcome_id, e.void, e.resolved_at, e.fee_rate)
                    for e in state.events.values()},
         "payouts": {u: list(paid) for u, paid in state.payouts.items()},
         "markets": {m.id: (m.event_id, m.name, m.position, m.status, m.tick, m.last_price,

@@ -37,6 +37,7 @@ class FakeExchange:
         self.tokens: dict[str, tuple[str, str]] = {}
         self.cash: dict[str, Decimal] = {}
         self.holdings: dict[tuple[str, int], dict[str, int]] = {}
+        self.fees: dict[int, Decimal] = {}  # event id -> fees collected (GET /admin/fees)
         self.requests: list[str] = []
         self.orders: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
@@ -59,13 +60,15 @@ class FakeExchange:
 
     # --- state helpers -------------------------------------------------------------
 
-    def add_event(self, title: str, outcomes: list[str], category: str = "") -> dict:
+    def add_event(self, title: str, outcomes: list[str], category: str = "",
+                  fee_rate: str = "0.00") -> dict:
         """Add an event with one market per outcome."""
         eid = len(self.events) + 1
         base = sum(len(e["outcomes"]) for e in self.events)
         ev = {"id": eid, "slug": title.lower().replace(" ", "-")[:20], "title": title,
               "description": "", "category": category, "status": "active",
               "close_time": None, "created_at": T0, "resolution": None,
+              "fee_rate": fee_rate,
               "outcomes": [{"id": base + i + 1, "name": n, "market_id": base + i + 1,
                             "last_price": None, "best_bid": None, "best_ask": None,
                             "volume": 0, "result": None}
@@ -371,8 +374,13 @@ class FakeExchange:
     def _admin(self, method: str, parts: list[str], body: dict) -> httpx.Response:
         if parts == ["admin", "events"]:
             ev = self.add_event(body["title"], body.get("outcomes") or [],
-                                body.get("category", ""))
+                                body.get("category", ""), body.get("fee_rate", "0.00"))
             return httpx.Response(201, json=self._quoted(ev))
+        if parts == ["admin", "fees"]:
+            return httpx.Response(200, json={
+                "total": str(sum(self.fees.values(), Decimal(0))),
+                "by_event": [{"event_id": eid, "amount": str(amount)}
+                             for eid, amount in sorted(self.fees.items())]})
         if parts == ["admin", "audit"]:
             return httpx.Response(200, json={
                 "ok": True, "deposits": "100.00", "withdrawals": "0", "user_cash": "100.00",

@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Input, Select
 
 from pmarket.tui import TradingApp
 from pmarket.tui.screens.admin import AdminScreen, ResolveDialog
-from pmarket.tui.screens.dialogs import ConfirmDialog
+from pmarket.tui.screens.dialogs import ConfirmDialog, ReportDialog
 from pmarket.tui.screens.events import EventsScreen
 from pmarket.tui.screens.help import HelpScreen, key_name, key_rows
 from pmarket.tui.screens.login import LoginScreen
@@ -189,6 +189,34 @@ async def test_admin_resolves_an_event_after_confirming():
         await wait_for(pilot, lambda: fake.events[1]["status"] == "resolved")
         assert any("Tigers wins" in m for _, m in app.messages)
         await wait_for(pilot, lambda: str(table.get_row_at(0)[4]) == "resolved: Tigers")
+
+
+async def test_admin_creates_a_fee_charging_event_and_reads_the_fees():
+    fake = FakeExchange()
+    fake.fees = {2: Decimal("1.25"), 1: Decimal("0.18")}
+    app = TradingApp("http://fake", api=fake.client())
+    async with app.run_test(size=(100, 40)) as pilot:
+        await fill_login(pilot, "admin@x.io", "admin-password")
+        await pilot.press("ctrl+a")
+        await wait_for(pilot, lambda: isinstance(app.screen, AdminScreen))
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen.query("#fee_rate"))
+        app.screen.query_one("#title", Input).value = "Snow?"
+        app.screen.query_one("#fee_rate", Input).value = "0.3"
+        await pilot.pause()
+        assert "fee rate" in str(app.screen.query_one("#problem").render())
+        app.screen.query_one("#fee_rate", Input).value = "0.07"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(fake.events) == 3)
+        assert fake.events[2]["fee_rate"] == "0.07"
+        await wait_for(pilot, lambda: table.row_count == 3)
+        assert "7%" in [str(cell) for cell in table.get_row_at(0)]
+        await pilot.press("f")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReportDialog))
+        body = str(app.screen.body)
+        assert "1.43" in body and body.index("#2") < body.index("#1")
 
 
 async def test_help_lists_every_screens_keys():

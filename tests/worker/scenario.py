@@ -78,7 +78,8 @@ def usd(cents: int) -> int:
 def full_session() -> Recorder:
     """A session touching every event kind, every trade kind and every ledger kind."""
     r = Recorder()
-    (rain,) = r.event("Will it rain tomorrow?", category="weather", slug="rain")
+    (rain,) = r.event("Will it rain tomorrow?", category="weather", slug="rain",
+                      fee_rate=700)
     a, b, c = r.event("Who wins the 2028 final?", ("Alpha", "Beta", "Gamma"),
                       category="sports", tick=10)
     (gone,) = r.event("Deleted soon")
@@ -147,7 +148,7 @@ def random_session(orders: int, seed: int = 7, users: int = 20, markets: int = 4
     r = Recorder(step_ms=step_ms)
     ids: list[int] = []
     for k in range(markets):
-        ids += r.event(f"Market {k}", category="random")
+        ids += r.event(f"Market {k}", category="random", fee_rate=(0, 700, 100, 2_500)[k % 4])
     for user in range(1, users + 1):
         r.do(Deposit(user_id=user, amount=usd(10_000_000)))
         for mid in ids:

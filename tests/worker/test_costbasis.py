@@ -48,6 +48,18 @@ def test_each_fill_kind_books_both_sides_at_their_own_price():
     assert (ask.qty[NO], bid.qty[NO], bid.cost[NO]) == (0, 2, 11_000)
 
 
+def test_a_takers_fee_adds_to_what_it_buys_and_comes_off_what_it_sells():
+    bid, ask = Holding((1, 1)), Holding((2, 1))
+    apply_fill(bid, ask, "mint", 5000, 10, fee=1800, taker_bid=True)  # the bid takes
+    assert (bid.cost[YES], ask.cost[NO]) == (50_000 + 1800, 50_000)
+    apply_fill(bid, ask, "mint", 5000, 10, fee=1800, taker_bid=False)  # the ask takes
+    assert (bid.cost[YES], ask.cost[NO]) == (101_800, 100_000 + 1800)
+    buyer = Holding((3, 1))
+    apply_fill(buyer, bid, "transfer_yes", 6000, 20, fee=1700, taker_bid=False)
+    assert bid.pnl[YES] == 20 * 6000 - 1700 - 101_800  # the selling taker's proceeds
+    assert buyer.cost[YES] == 20 * 6000  # the maker paid nothing
+
+
 def test_split_divides_the_dollar_by_the_last_price():
     h = Holding((1, 1))
     split(h, 10, 7000)

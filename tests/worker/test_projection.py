@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from pmarket.db import Balance, Event, LedgerEntry, Market, Order, Payout, Position, Trade, from_ms
 from pmarket.db.reconcile import reconcile
 from pmarket.engine.events import as_dict
+from pmarket.worker import Delivery
 from tests.dbfixtures import Database
 
 from .helpers import dump, project, rows
@@ -32,10 +33,29 @@ def test_projecting_a_session_makes_the_database_match_the_engine(database: Data
         Position.yes_reserved, Position.no_reserved)) if y or n}
     assert held == {(p[1], p[2]): p[3:] for u in eng.accounts for p in eng.positions(u)
                     if p[3] or p[4]}
-    trades = rows(database, sa.select(Trade.id, Trade.price, Trade.quantity, Trade.kind)
-                  .order_by(Trade.id))
+    trades = rows(database, sa.select(Trade.id, Trade.price, Trade.quantity, Trade.kind,
+                                      Trade.fee).order_by(Trade.id))
     assert [tuple(t) for t in trades] == [
-        (f["trade_id"], f["price"], f["quantity"], f["kind"]) for f in _fills(r)]
+        (f["trade_id"], f["price"], f["quantity"], f["kind"], f["fee"]) for f in _fills(r)]
+    assert any(f["fee"] for f in _fills(r))
+    rates = dict(rows(database, sa.select(Event.id, Event.fee_rate)
+                      .where(Event.status != "deleted")))
+    assert rates == {e.id: e.fee_rate for e in eng.events.values()}
+
+
+def test_fills_and_events_from_before_fees_project_with_none(database: Database):
+    """At an upgrade the stream (or the parked events) may still hold fills and events
+    the engine wrote before fees existed: one field shorter, they charged nothing."""
+    r = full_session()
+    old = [Delivery(d.first_seq, d.last_seq, [_before_fees(e) for e in d.events], d.ts_ms)
+           for d in r.deliveries]
+    project(database, old)
+    assert set(rows(database, sa.select(Trade.fee).distinct())) == {(0,)}
+    assert set(rows(database, sa.select(Event.fee_rate).distinct())) == {(0,)}
+
+
+def _before_fees(e: tuple) -> tuple:
+    return e[:12] if e[0] == "fill" else e[:13] if e[0] == "event" else e
 
 
 def test_every_order_row_holds_the_last_state_the_engine_reported(database: Database):

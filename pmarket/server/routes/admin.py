@@ -5,8 +5,9 @@ The audit is computed from the database alone, so it works beside a remote engin
 rebuilds the collateral every event must hold from the trades (mints lock $1 per share
 pair, merges release it) and the ledger (splits, merges, conversions, payouts), and
 checks the exchange's invariant
-``deposits - withdrawals = user cash + collateral + fees + rounding`` and, for each
-unresolved event, that its collateral pays every possible resolution.
+``deposits - withdrawals = user cash + collateral + fees + rounding`` (fees: what the
+trades' takers paid) and, for each unresolved event, that its collateral pays every
+possible resolution. ``/admin/fees`` sums the same trade fees per event.
 
 Disabling a user (``/admin/users/{id}/disable``) refuses their tokens and keys at once
 on every server (``sessions``) and cancels their open orders; enabling lets them sign
@@ -52,6 +53,7 @@ from ..schemas import (
     EventOut,
     EventResolve,
     EventUpdate,
+    FeesOut,
     ResolutionOut,
 )
 from ..sessions import next_auth_seq
@@ -78,7 +80,8 @@ async def create_event(body: EventCreate, _admin: CurrentAdmin, runtime: Runtime
     events = await runtime.gateway.send(CreateEvent(
         title=body.title, outcomes=tuple(body.outcomes), tick=body.tick_size,
         description=body.description, category=body.category, slug=body.slug or "",
-        close_time_ms=to_ms(body.close_time)))
+        close_time_ms=to_ms(body.close_time),
+        fee_rate=runtime.settings.fee_rate if body.fee_rate is None else body.fee_rate))
     event_id = next(ev[1] for ev in events if ev[0] == EVENT)
     return ok(await read_event(runtime, event_id), 201)
 
@@ -90,7 +93,7 @@ async def update_event(event_id: EventId, body: EventUpdate, _admin: CurrentAdmi
     await runtime.gateway.send(UpdateEvent(
         event_id=event_id, title=body.title, description=body.description,
         category=body.category, close_time_ms=to_ms(body.close_time),
-        status=EventStatus(body.status) if body.status else None))
+        status=EventStatus(body.status) if body.status else None, fee_rate=body.fee_rate))
     return ok(await read_event(runtime, event_id))
 
 
@@ -252,13 +255,31 @@ def audit(conn) -> dict:
     deposits = int(ledger.get("deposit") or 0)
     withdrawals = -int(ledger.get("withdrawal") or 0)
     total_collateral = sum(collateral.values())
-    fees = 0  # the engine charges no trading fees (its fee account stays zero)
+    fees = int(conn.execute(select(func.coalesce(func.sum(Trade.fee), 0))).scalar_one())
     difference = deposits - withdrawals - (int(cash) + total_collateral + fees + rounding)
     return {"ok": difference == 0 and not problems, "deposits": format_money(deposits),
             "withdrawals": format_money(withdrawals), "user_cash": format_money(int(cash)),
             "collateral": format_money(total_collateral), "fees": format_money(fees),
             "rounding": format_money(rounding), "difference": format_money(difference),
             "markets": report}
+
+
+def fees_by_event(conn) -> dict:
+    """What takers paid in fees, overall and per event, from the projected trades."""
+    rows = conn.execute(
+        select(Market.event_id, func.sum(Trade.fee))
+        .join(Market, Market.id == Trade.market_id)
+        .where(Trade.fee > 0).group_by(Market.event_id).order_by(Market.event_id)).all()
+    by_event = [{"event_id": eid, "amount": format_money(int(amount))}
+                for eid, amount in rows]
+    return {"total": format_money(sum(int(amount) for _, amount in rows)),
+            "by_event": by_event}
+
+
+@router.get("/fees", response_model=FeesOut)
+async def get_fees(_admin: CurrentAdmin, runtime: RuntimeDep):
+    """Fees the exchange collected: the total and each event's part (taker fees only)."""
+    return ok(await read(runtime, fees_by_event))
 
 
 @router.get("/audit", response_model=AuditOut)

@@ -64,7 +64,8 @@ def event_view(runtime: Runtime, e: Any, markets: list[Any]) -> dict[str, Any]:
     return {"id": e.id, "slug": e.slug, "title": e.title, "description": e.description,
             "category": e.category, "status": e.status, "close_time": views.iso(e.close_time),
             "outcomes": outcomes, "created_at": views.iso(e.created_at),
-            "resolution": views.resolution(e)}
+            "resolution": views.resolution(e),
+            "fee_rate": views.format_rate(e.fee_rate)}
 
 
 def load_events(conn, events: list[Any]) -> dict[int, list[Any]]:

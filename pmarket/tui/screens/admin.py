@@ -1,4 +1,5 @@
-"""Admin: create events, close/reopen, resolve or void (confirmed), delete, audit, users.
+"""Admin: create events, close/reopen, resolve or void (confirmed), delete, audit, fees,
+users.
 
 Invariant: nothing irreversible happens without a confirmation naming exactly what will
 happen (which event, which winner or void); the server's answer — the payout total or
@@ -6,6 +7,8 @@ its refusal — is shown as it is.
 """
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 from rich.text import Text
 from textual import on, work
@@ -34,6 +37,7 @@ class CreateEventDialog(Dialog):
                                ("outcomes", "comma separated; empty: one yes/no market"),
                                ("category", "e.g. sports"), ("description", ""),
                                ("tick_size", "0.01 (or 0.001, 0.0001)"),
+                               ("fee_rate", "takers' fee, 0 to 0.25; empty: the default"),
                                ("slug", "optional")):
                 with Horizontal(classes="row"):
                     yield Label(name.replace("_", " ").capitalize(), classes="field")
@@ -46,7 +50,7 @@ class CreateEventDialog(Dialog):
     def _fields(self) -> tuple[dict | None, str]:
         values = {n: self.query_one(f"#{n}", Input).value.strip()
                   for n in ("title", "outcomes", "category", "description", "tick_size",
-                            "slug")}
+                            "fee_rate", "slug")}
         if not values["title"]:
             return None, "a title is required"
         outcomes = [o.strip() for o in values.pop("outcomes").split(",") if o.strip()]
@@ -56,6 +60,9 @@ class CreateEventDialog(Dialog):
         if tick and (fmt.parse_decimal(tick) is None
                      or not 0 < (fmt.parse_decimal(tick) or 0) < 1):
             return None, "tick size must be a number between 0 and 1"
+        rate = values["fee_rate"]
+        if rate and not 0 <= (fmt.parse_decimal(rate) or -1) <= Decimal("0.25"):
+            return None, "fee rate must be a number from 0 to 0.25"
         fields = {k: v for k, v in values.items() if v}
         fields["outcomes"] = outcomes or None
         return fields, ""
@@ -111,6 +118,7 @@ class AdminScreen(ApiScreen):
         Binding("V", "void", "Void"),
         Binding("delete", "delete", "Delete"),
         Binding("a", "audit", "Audit"),
+        Binding("f", "fees", "Fees"),
         Binding("u", "users", "Users"),
         Binding("r", "reload", "Refresh"),
     ]
@@ -122,7 +130,8 @@ class AdminScreen(ApiScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         table: DataTable = DataTable(id="admin-table", cursor_type="row", zebra_stripes=True)
-        table.add_columns("#", "Event", "Category", "Outcomes", "Status", "Volume", "Closes")
+        table.add_columns("#", "Event", "Category", "Outcomes", "Status", "Volume", "Fee",
+                          "Closes")
         yield table
         yield Static("", id="count", classes="status")
         yield Footer()
@@ -151,12 +160,13 @@ class AdminScreen(ApiScreen):
             status = f"{e.status}: {fmt.resolution(e)}" if e.resolution else e.status
             table.add_row(str(e.id), e.title[:40], e.category, ", ".join(
                 o.name for o in e.outcomes)[:30], Text(status, style=style),
-                f"{sum(o.volume for o in e.outcomes):,}", fmt.day(e.close_time), key=str(e.id))
+                f"{sum(o.volume for o in e.outcomes):,}", fmt.rate(e.fee_rate),
+                fmt.day(e.close_time), key=str(e.id))
         if table.row_count:
             table.move_cursor(row=min(keep, table.row_count - 1))
         self.query_one("#count", Static).update(
             f"{len(self.events)} of {page.total} events · n new · x close · o reopen · "
-            "v resolve · V void · del delete · a audit · u users")
+            "v resolve · V void · del delete · a audit · f fees · u users")
 
     def _selected(self) -> Event | None:
         table = self.query_one(DataTable)
@@ -267,6 +277,22 @@ class AdminScreen(ApiScreen):
             for mk in audit.markets[:50]:
                 text.append("  " + ", ".join(f"{k}={v}" for k, v in mk.items()) + "\n")
         self.app.push_screen(ReportDialog("Audit", text))
+
+    @work(group="report", exit_on_error=False)
+    async def action_fees(self) -> None:
+        """Show the taker fees collected, in total and per event."""
+        fees = await self.call(self.api.fees())
+        if fees is None:
+            return
+        titles = {e.id: e.title for e in self.events}
+        text = Text()
+        text.append(f"{'total':<40}{fmt.money(fees.total):>18}\n\n", style="bold")
+        for event_id, amount in sorted(fees.by_event.items(), key=lambda kv: -kv[1])[:50]:
+            name = f"#{event_id} {titles.get(event_id, '')}"[:38]
+            text.append(f"{name:<40}{fmt.money(amount):>18}\n")
+        if not fees.by_event:
+            text.append("No fees collected yet.\n", style="dim")
+        self.app.push_screen(ReportDialog("Fees", text))
 
     @work(group="report", exit_on_error=False)
     async def action_users(self) -> None:

@@ -247,8 +247,9 @@ class MarketScreen(ApiScreen):
             self._dirty = True
         elif isinstance(msg, FillMessage) and msg.trade.market_id == self.market_id:
             t = msg.trade
+            fee = f", fee ${fmt.money(t.fee)}" if t.fee else ""
             self.trading_app.say(f"Filled: {t.side} {t.quantity} {t.outcome.upper()} @ "
-                                 f"{fmt.price(t.price, self.tick)} ({t.role})")
+                                 f"{fmt.price(t.price, self.tick)} ({t.role}{fee})")
             await self._fetch_account()
         elif isinstance(msg, BalanceMessage):
             self.cash = msg.balance.available
