@@ -113,6 +113,7 @@ class WorkerProcess:
         self.restarts = 0
         self.last_exit_code: int | None = None
         self.down_since: float | None = None  # wall clock of the last death
+        self._counted: multiprocessing.process.BaseProcess | None = None  # its last death
         self._handover: list[Message] = []  # a dead child's un-acked deliveries
 
     # --- supervision --------------------------------------------------------------------
@@ -134,6 +135,7 @@ class WorkerProcess:
             self.restarts += 1
             self.last_exit_code = code
             self.down_since = time.time()
+            self._counted = self.process
             if loop.time() - started >= self.stable_s:
                 backoff = self.backoff_s
             log.error("the embedded worker process (pid %s) died with exit code %s; "
@@ -272,6 +274,10 @@ class WorkerProcess:
         alive = self.up and process is not None and process.is_alive()
         if alive:
             detail = f"embedded worker process (pid {process.pid})"
+        elif process is not None and process.exitcode is not None and \
+                process is not self._counted:
+            # dead, and not counted yet: ``run`` counts it once it has reaped it
+            detail = f"embedded worker process died (exit code {process.exitcode}); restarting"
         elif self.down_since is not None:
             since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.down_since))
             detail = (f"embedded worker process died (exit code {self.last_exit_code}) at "
