@@ -67,6 +67,8 @@ CLOSED_MEMORY = 200_000
 """How many recently closed orders the replica remembers (owner and final status)."""
 READ_BLOCK_MS = 200
 """How long one read of the event stream waits for deliveries."""
+RESYNC_CATCH_UP_S = 10.0
+"""How long a resync waits for the database to catch up with the books it replaces."""
 GAP_BACKOFF_S = 0.05
 MAX_GAP_BACKOFF_S = 5.0
 """First and longest wait before a resync after a gap (doubling while gaps persist:
@@ -370,7 +372,7 @@ class Replica:
             if not await self.bus.ensure_group(stream, group, "0"):
                 await self.bus.set_group_position(stream, group, "0-0")
             await self._ack_pending()
-            seed = await asyncio.to_thread(self.read_seed)
+            seed = await self._seed_not_older_than(self.last_seq)
             self._install(seed, resync=True)
             self.resyncs += 1
             log.warning("market data: resynchronised from the database at seq %d (resync "
@@ -380,6 +382,24 @@ class Replica:
             await self._ack_pending()  # a group of ours from before: start afresh
         await self.bus.set_group_position(stream, group, self._start_id)
         self._attached, self._resync = True, False
+
+    async def _seed_not_older_than(self, last_seq: int) -> Seed:
+        """A seed from the database once its projection has reached ``last_seq`` (what
+        the books already showed), or after ``RESYNC_CATCH_UP_S``, loudly, the one it has.
+
+        An older seed would drop the markets created since (their subscribers told that
+        the market no longer exists) while the worker is only behind."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RESYNC_CATCH_UP_S
+        seed = await asyncio.to_thread(self.read_seed)
+        while seed.last_seq < last_seq and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+            seed = await asyncio.to_thread(self.read_seed)
+        if seed.last_seq < last_seq:
+            log.warning("market data: the database is at seq %d, behind the books' %d, "
+                        "after %.0f s; resynchronising from it all the same",
+                        seed.last_seq, last_seq, RESYNC_CATCH_UP_S)
+        return seed
 
     async def _ack_pending(self) -> None:
         """Ack whatever the group still has pending: it would hold trimming back."""
