@@ -303,6 +303,17 @@ async def _connection(ws: WebSocket, address: str, hub: Hub, replica: Replica, s
             await sender
 
 
+def _say_outage(conn: Connection, exc: Exception) -> None:
+    """Answer a subscription that an outage stopped with the error the HTTP API gives
+    (503 codes); anything that is not an outage is re-raised."""
+    error = exc if isinstance(exc, ApiError) else outage_error(exc)
+    if error is None:
+        raise exc
+    if error is not exc:
+        log_outage(error.code, "WS subscribe", exc)
+    conn.put(_error(error.code, error.message))
+
+
 async def _pace(bucket: RateLimiter, address: str) -> None:
     """Take a frame token of ``address``, waiting (not reading on) until one is due."""
     while wait := bucket.allow(address):
@@ -336,12 +347,7 @@ async def _handle(msg: Any, conn: Connection, hub: Hub, replica: Replica, sessio
         try:
             principal, reason = await _user_principal(msg.get("token"), sessions)
         except Exception as exc:  # cannot check now (an outage): say so, stay open
-            error = exc if isinstance(exc, ApiError) else outage_error(exc)
-            if error is None:
-                raise
-            if error is not exc:
-                log_outage(error.code, "WS subscribe", exc)
-            conn.put(_error(error.code, error.message))
+            _say_outage(conn, exc)
             return True
         if principal is None:
             conn.put(_error("unauthenticated", reason))
@@ -357,12 +363,7 @@ async def _handle(msg: Any, conn: Connection, hub: Hub, replica: Replica, sessio
         try:
             await before_snapshot()
         except Exception as exc:  # an outage: say so, as the HTTP API would (503)
-            error = exc if isinstance(exc, ApiError) else outage_error(exc)
-            if error is None:
-                raise
-            if error is not exc:
-                log_outage(error.code, "WS subscribe", exc)
-            conn.put(_error(error.code, error.message))
+            _say_outage(conn, exc)
             return True
     bucket = hub.limits.subscriptions
     for channel in channels:
