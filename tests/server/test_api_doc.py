@@ -66,11 +66,12 @@ def test_nothing_in_the_repository_refers_outside_it():
                                text=True, check=True).stdout.split()
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout")
-    outside = re.compile(r"\.\./shared|/work/shared|shared/docs")
+    folder = "sha" "red"  # in two parts: this file names no outside folder either
+    outside = re.compile(rf"\.\./{folder}|/work/{folder}|{folder}/docs")
     offenders = []
     for name in files:
         path = ROOT / name
-        if not path.is_file() or name == "tests/server/test_api_doc.py":
+        if not path.is_file():
             continue
         try:
             text = path.read_text(encoding="utf-8")
