@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,3 +245,42 @@ class Client:
         r = await self.http.post("/orders", json=body, headers=self.auth(token))
         assert r.status_code == expect, r.text
         return r.json()
+
+
+class ServeProcess:
+    """``pmarket serve`` as a real process (embedded: SQLite in ``cwd``), to kill -9 and
+    start again; ``url`` makes it a target for ``Client``."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {**os.environ, "PMARKET_JWT_SECRET": SECRET,
+                    "PMARKET_ADMIN_EMAIL": ADMIN_EMAIL, "PMARKET_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                    "PMARKET_BCRYPT_ROUNDS": "4", "PMARKET_LOG_REQUESTS": "0"}
+        self.env.pop("PMARKET_REDIS_URL", None)
+        self.env.pop("PMARKET_DATABASE_URL", None)
+        self.cmd = [sys.executable, "-c", "from pmarket.cli import main; main()", "serve",
+                    "--port", str(port), "--log-level", "warning"]
+        self.proc: subprocess.Popen | None = None
+
+    async def start(self, timeout_s: float = 60) -> None:
+        """Start the process and wait until ``/health`` answers 200."""
+        self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                async with httpx.AsyncClient() as h:
+                    if (await h.get(f"{self.url}/health")).status_code == 200:
+                        return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+        raise AssertionError("server did not come up")
+
+    def kill(self) -> None:
+        """kill -9, and reap it."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
-import sys
-import time
-
-import httpx
 import pytest
 
-from .harness import ADMIN_EMAIL, ADMIN_PASSWORD, SECRET, Client, free_port, start_server
+from .harness import Client, ServeProcess, start_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -59,50 +51,18 @@ async def test_clean_restart_keeps_everything(tmp_path):
 
 @pytest.mark.slow
 async def test_kill_9_of_pmarket_serve_loses_nothing_acknowledged(tmp_path):
-    port = free_port()
-    env = {**os.environ, "PMARKET_JWT_SECRET": SECRET, "PMARKET_ADMIN_EMAIL": ADMIN_EMAIL,
-           "PMARKET_ADMIN_PASSWORD": ADMIN_PASSWORD, "PMARKET_BCRYPT_ROUNDS": "4",
-           "PMARKET_LOG_REQUESTS": "0"}
-    env.pop("PMARKET_REDIS_URL", None)
-    env.pop("PMARKET_DATABASE_URL", None)
-    cmd = [sys.executable, "-c", "from pmarket.cli import main; main()", "serve", "--port",
-           str(port),
-           "--log-level", "warning"]
-
-    def launch():
-        return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-
-    async def ready():
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                async with httpx.AsyncClient() as h:
-                    if (await h.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
-                        return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-        raise AssertionError("server did not come up")
-
-    class Srv:
-        url = f"http://127.0.0.1:{port}"
-
-    proc = launch()
+    server = ServeProcess(tmp_path)
     try:
-        await ready()
-        c = Client(Srv)  # type: ignore[arg-type]
+        await server.start(timeout_s=30)
+        c = Client(server)  # type: ignore[arg-type]
         market, maker, taker, resting = await _setup(c)
         await c.aclose()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        proc = launch()
-        await ready()
-        c = Client(Srv)  # type: ignore[arg-type]
+        server.kill()
+        await server.start(timeout_s=30)
+        c = Client(server)  # type: ignore[arg-type]
         try:
             await _check(c, market, maker, taker, resting)
         finally:
             await c.aclose()
     finally:
-        proc.kill()
-        proc.wait(10)
+        server.kill()

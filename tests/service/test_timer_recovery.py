@@ -10,15 +10,9 @@ deployment's engine process (``pmarket engine`` on Redis).
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 
 from pmarket.bus.redis_streams import RedisStreamsBus
@@ -26,7 +20,7 @@ from pmarket.engine import CreateEvent, Deposit, Heartbeat, Outcome, PlaceOrder,
 from pmarket.engine.events import Reason, as_dict
 from pmarket.engine.runner import now_ms
 from pmarket.worker import decode_delivery
-from tests.server.harness import ADMIN_EMAIL, ADMIN_PASSWORD, SECRET, Client, free_port
+from tests.server.harness import Client, ServeProcess
 from tests.services import redis_url_or_skip
 
 from .processes import Client as BusClient
@@ -46,38 +40,10 @@ async def sleep_until(ms: int) -> None:
 
 
 async def test_a_killed_embedded_server_fires_what_fell_due_when_it_comes_back(tmp_path):
-    port = free_port()
-    env = {**os.environ, "PMARKET_JWT_SECRET": SECRET, "PMARKET_ADMIN_EMAIL": ADMIN_EMAIL,
-           "PMARKET_ADMIN_PASSWORD": ADMIN_PASSWORD, "PMARKET_BCRYPT_ROUNDS": "4",
-           "PMARKET_LOG_REQUESTS": "0"}
-    env.pop("PMARKET_REDIS_URL", None)
-    env.pop("PMARKET_DATABASE_URL", None)
-    cmd = [sys.executable, "-c", "from pmarket.cli import main; main()", "serve", "--port",
-           str(port), "--log-level", "warning"]
-
-    def launch() -> subprocess.Popen:
-        return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-
-    async def ready() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                async with httpx.AsyncClient() as h:
-                    if (await h.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
-                        return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-        raise AssertionError("server did not come up")
-
-    class Srv:
-        url = f"http://127.0.0.1:{port}"
-
-    proc = launch()
-    c = Client(Srv)  # type: ignore[arg-type]
+    server = ServeProcess(tmp_path)
+    c = Client(server)  # type: ignore[arg-type]
     try:
-        await ready()
+        await server.start()
         staying = await c.market()
         token, _ = await c.user("maker")
         closing = await c.market(close_time=iso(now_ms() + 4_000))  # a 409 below if late
@@ -87,12 +53,10 @@ async def test_a_killed_embedded_server_fires_what_fell_due_when_it_comes_back(t
                               headers=c.auth(token))
         assert r.status_code == 200, r.text
         expires_at = datetime.fromisoformat(r.json()["expires_at"].replace("Z", "+00:00"))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        server.kill()
 
         await sleep_until(int(expires_at.timestamp() * 1000) + 200)
-        proc = launch()
-        await ready()
+        await server.start()
 
         async def cancelled() -> bool:  # reads only: no command that could fire it
             for oid in doomed:
@@ -113,8 +77,7 @@ async def test_a_killed_embedded_server_fires_what_fell_due_when_it_comes_back(t
         assert r.json()["ok"] is True
     finally:
         await c.aclose()
-        proc.kill()
-        proc.wait(10)
+        server.kill()
 
 
 async def test_a_killed_engine_process_fires_what_fell_due_when_it_comes_back(tmp_path):
