@@ -37,6 +37,7 @@ from pmarket.engine import (
     Split,
     compiled,
 )
+from pmarket.engine.events import EventState, first_order
 from pmarket.engine.runner import LocalRunner, tune_gc
 
 USERS = 100
@@ -146,8 +147,10 @@ def _exchange(markets: int = 1, users: int = USERS,
     eng = Engine()
     mids = []
     for k in range(markets):
-        ev = eng.apply(CreateEvent(title=f"Bench event {k}"))
-        mids.append(ev[0][9][0][0])
+        (created,) = eng.apply(CreateEvent(title=f"Bench event {k}"))
+        assert isinstance(created, EventState)
+        (mid, _name), = created.markets
+        mids.append(mid)
     for u in range(1, users + 1):
         eng.apply(Deposit(user_id=u, amount=RICH))
         if shares:
@@ -241,7 +244,9 @@ def _cancel_latency(n: int, seed: int) -> Result:
     eng, (mid,) = _exchange()
     ids = []
     for cmd in _building_cmds(n, mid, rng):
-        ids.append((cmd.user_id, eng.apply(cmd)[0][1]))
+        placed = first_order(eng.apply(cmd))
+        assert placed is not None
+        ids.append((cmd.user_id, placed.order_id))
     rng.shuffle(ids)
     cmds = [CancelOrder(user_id=u, order_id=o) for u, o in ids]
     samples = []
@@ -299,7 +304,9 @@ def _open_orders_changed(eng: Engine, mid: int, user: int, n: int) -> Result:
     for k in range(n):
         if k % 2 == 0:
             placed = apply(_order(user, mid, 4000 + 100 * (k // 2 % 11), 10, True, k // 2))
-            last = placed[0][1]
+            order = first_order(placed)
+            assert order is not None
+            last = order.order_id
         else:
             apply(CancelOrder(user_id=user, order_id=last))
         t0 = clock()

@@ -6,8 +6,9 @@ alone, its class being fixed by the field's type. The field list and the convert
 derived once per class from ``dataclasses.fields`` and the type hints, so a new command
 class in ``pmarket.engine.commands`` is on the wire without touching this module.
 
-Events are the engine's flat tuples; a list of them travels as an array of arrays and
-comes back as tuples again (nested arrays too), so ``decode_events(encode_events(e)) == e``.
+Events are the engine's typed records; a list of them travels as an array of their wire
+forms (``events.to_wire``: ``[kind, field, ...]``) and comes back as equal records
+(``events.from_wire``), so ``decode_events(encode_events(e)) == e``.
 
 Invariant: ``decode_command(encode_command(c)) == c`` for every command, and decoding
 either returns a well-typed command or raises ``CodecError`` — a malformed message never
@@ -27,6 +28,7 @@ import orjson
 
 from pmarket.engine import commands as engine_commands
 from pmarket.engine.commands import Command
+from pmarket.engine.events import EngineEvent, from_wire, wire_rows
 
 
 class CodecError(ValueError):
@@ -227,16 +229,17 @@ def decode_command(data: bytes) -> Command:
     return decode(obj)
 
 
-def encode_events(events: list[tuple]) -> bytes:
-    """Encode a list of engine events (flat tuples) as a JSON array of arrays."""
-    return orjson.dumps(events)
+def encode_events(events: list[EngineEvent]) -> bytes:
+    """Encode a list of engine events as a JSON array of their wire forms."""
+    return orjson.dumps(wire_rows(events))
 
 
-def decode_events(data: bytes) -> list[tuple]:
-    """Decode bytes made by ``encode_events`` back into equal tuples.
+def decode_events(data: bytes) -> list[EngineEvent]:
+    """Decode bytes made by ``encode_events`` back into equal events.
 
     Raises:
-        CodecError: not a JSON array of non-empty arrays starting with a kind string.
+        CodecError: not a JSON array of events (arrays starting with a kind string and
+            holding that kind's fields).
     """
     try:
         rows = orjson.loads(data)
@@ -244,17 +247,7 @@ def decode_events(data: bytes) -> list[tuple]:
         raise CodecError(f"events are not JSON: {exc}") from None
     if type(rows) is not list:
         raise CodecError("events must be a JSON array")
-    events = []
-    for row in rows:
-        if type(row) is not list or not row or type(row[0]) is not str:
-            raise CodecError(f"an event must be an array starting with its kind, got {row!r}")
-        events.append(_freeze(row))
-    return events
-
-
-def _freeze(items: list) -> tuple:
-    """The list as a tuple, nested lists included (events hold tuples, never lists)."""
-    for i, item in enumerate(items):
-        if type(item) is list:
-            items[i] = _freeze(item)
-    return tuple(items)
+    try:
+        return [from_wire(row) for row in rows]
+    except ValueError as exc:
+        raise CodecError(str(exc)) from None

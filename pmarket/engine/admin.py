@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from . import commands as c
 from .collateral import ledger
 from .commands import EventStatus
-from .events import EVENT_DELETED, PAYOUT, RESOLVED, Reason
+from .events import EventDeleted, Payout, Reason, Resolved
 from .ledger import Event, Market
 from .limits import (
     MAX_CATEGORY,
@@ -202,7 +202,7 @@ def delete_event(eng: Engine, cmd: c.DeleteEvent) -> None:
         for pos in market.holders.values():
             eng.accounts[pos.user].positions.pop(market.id, None)
     del eng.events[event.id]
-    eng._out.append((EVENT_DELETED, event.id))
+    eng._out.append(EventDeleted(event.id))
 
 
 def _resolve_problem(event: Event, winner: int | None, void: bool) -> str | None:
@@ -250,8 +250,8 @@ def resolve(eng: Engine, cmd: c.ResolveEvent) -> None:
                 eng._touch_account(acct)
             paid += amount
             ledger(eng, pos.user, "payout", amount, event.id, market.id, yes + no)
-            eng._out.append((PAYOUT, pos.user, event.id, market.id, yes, no, amount,
-                             eng.now_ms))
+            eng._out.append(Payout(pos.user, event.id, market.id, yes, no, amount,
+                                  eng.now_ms))
         market.status = "resolved"
     rounding = event.collateral - paid
     if rounding < 0 or (rounding and not void):
@@ -262,5 +262,5 @@ def resolve(eng: Engine, cmd: c.ResolveEvent) -> None:
     event.status = "resolved"
     event.winning_outcome_id = winner
     event.void = void
-    eng._out.append((RESOLVED, event.id, winner, event.void, paid, rounding, eng.now_ms))
+    eng._out.append(Resolved(event.id, winner, event.void, paid, rounding, eng.now_ms))
     eng._out.append(event.snapshot())

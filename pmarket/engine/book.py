@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Final
 
+from .events import OrderState
+
 if TYPE_CHECKING:
     from .ledger import Account, Market, Position
 
@@ -80,7 +82,7 @@ class Order:
     stp: str
     reason: str | None
     touched: bool  # listed among what the current command changed
-    view: tuple[object, ...] | None  # its last ``snapshot`` while the owner caches views
+    view: OrderState | None  # its last ``snapshot`` while the owner caches views
 
     def __init__(self, oid: int, user: int, market: Market, action: int, price: int,
                  slot: int, quantity: int, ts_ms: int, account: Account,
@@ -122,12 +124,12 @@ class Order:
         """Whether the order still rests (open or partially filled)."""
         return self.status == OPEN or self.status == PARTIALLY_FILLED
 
-    def snapshot(self) -> tuple[object, ...]:
+    def snapshot(self) -> OrderState:
         """The ``order`` event for this order's current state."""
         action = self.action
         market = self.market
-        return (
-            "order", self.id, self.user, market.id, market.event.id,
+        return OrderState(
+            self.id, self.user, market.id, market.event.id,
             ACTION_OUTCOME[action], ACTION_SIDE[action], self.order_type, self.price,
             self.quantity, self.filled, self.status, self.tif, self.post_only,
             self.expires_at_ms, self.client_order_id, self.created_ms, self.updated_ms,

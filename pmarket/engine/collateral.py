@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import commands as c
-from .events import LEDGER, Reason
+from .events import LedgerEntry, Reason
 from .limits import id_problem
 from .units import MAX_AMOUNT, MAX_QUANTITY, MAX_TOTAL_MONEY, SCALE, format_money
 
@@ -31,8 +31,8 @@ QuantityCommand = c.Split | c.Merge | c.SplitEvent | c.MergeEvent | c.Convert
 def ledger(eng: Engine, user_id: int, kind: str, amount: int, event_id: int | None = None,
            market_id: int | None = None, quantity: int = 0) -> None:
     """Record cash or shares crossing an account's boundary other than by a trade."""
-    eng._out.append((LEDGER, user_id, kind, amount, event_id, market_id, quantity,
-                     eng.now_ms))
+    eng._out.append(LedgerEntry(user_id, kind, amount, event_id, market_id, quantity,
+                                eng.now_ms))
 
 
 def _valid_amount(eng: Engine, cmd: AmountCommand, command: str) -> bool:

@@ -23,7 +23,16 @@ from typing import Any, Final, cast
 from . import admin, collateral, queries, snapshot, timers, trading
 from . import commands as c
 from .book import EXPIRED, Order
-from .events import CLOCK, REJECTED, Reason
+from .events import (
+    BalanceState,
+    BookLevel,
+    Clock,
+    EngineEvent,
+    OrderState,
+    PositionState,
+    Reason,
+    Rejected,
+)
 from .ledger import Account, Event, Market, Position, Treasury
 from .timers import NEVER, Timers
 
@@ -70,7 +79,7 @@ class Engine:
     last_seq: int
     timers: Timers
     _expiry: list[tuple[int, int]]
-    _out: list[tuple[object, ...]]
+    _out: list[EngineEvent]
     _t_orders: list[Order]
     _t_accounts: list[Account]
     _t_positions: list[Position]
@@ -125,20 +134,20 @@ class Engine:
 
     # --- applying commands ---------------------------------------------------------
 
-    def apply(self, cmd: c.Command) -> list[tuple[object, ...]]:
+    def apply(self, cmd: c.Command) -> list[EngineEvent]:
         """Apply one command and return the events it produced (see ``events``).
 
         Raises:
             TypeError: if ``cmd`` is not one of the engine's commands.
         """
-        out: list[tuple[object, ...]] = []
+        out: list[EngineEvent] = []
         self._out = out
         seq = cmd.seq
         if seq:
             if seq <= self.last_seq:
-                out.append((REJECTED, None, type(cmd).__name__, Reason.DUPLICATE_COMMAND,
-                            f"command {seq} was already applied (last is {self.last_seq})",
-                            None, None))
+                out.append(Rejected(None, type(cmd).__name__, Reason.DUPLICATE_COMMAND,
+                                    f"command {seq} was already applied (last is "
+                                    f"{self.last_seq})", None, None))
                 return out
             self.last_seq = seq
         ts_ms = cmd.ts_ms
@@ -150,7 +159,7 @@ class Engine:
             fired = timers.fire_due(self) if self.timers.next_due <= now else 0
             if expired or fired:
                 self._flush()
-                out.append((CLOCK, now, expired))
+                out.append(Clock(now, expired))
         kind = type(cmd)
         if kind is _PLACE:
             trading.place(self, cast(c.PlaceOrder, cmd))
@@ -165,9 +174,9 @@ class Engine:
             self._flush()
         return out
 
-    def apply_all(self, cmds: Iterable[c.Command]) -> list[tuple[object, ...]]:
+    def apply_all(self, cmds: Iterable[c.Command]) -> list[EngineEvent]:
         """Apply commands in order; all their events, concatenated."""
-        out: list[tuple[object, ...]] = []
+        out: list[EngineEvent] = []
         for cmd in cmds:
             out.extend(self.apply(cmd))
         return out
@@ -188,13 +197,13 @@ class Engine:
         if self._t_positions:
             for p in self._t_positions:
                 p.touched = False
-                out.append(("position", p.user, p.market_id, p.yes, p.no, p.yes_reserved,
-                            p.no_reserved))
+                out.append(PositionState(p.user, p.market_id, p.yes, p.no, p.yes_reserved,
+                                         p.no_reserved))
             self._t_positions = []
         if self._t_accounts:
             for a in self._t_accounts:
                 a.touched = False
-                out.append(("balance", a.user, a.available, a.reserved))
+                out.append(BalanceState(a.user, a.available, a.reserved))
             self._t_accounts = []
         if self._t_markets:
             for m in self._t_markets:
@@ -206,9 +215,9 @@ class Engine:
                 ask_qty = book.ask_qty
                 for key in book.dirty:
                     if key > 0:
-                        out.append(("book", mid, "bid", key * tick, bid_qty[key]))
+                        out.append(BookLevel(mid, "bid", key * tick, bid_qty[key]))
                     else:
-                        out.append(("book", mid, "ask", -key * tick, ask_qty[-key]))
+                        out.append(BookLevel(mid, "ask", -key * tick, ask_qty[-key]))
                 book.clear_dirty()
             self._t_markets = []
 
@@ -241,7 +250,7 @@ class Engine:
     def _reject(self, user_id: object, command: str, reason: str, message: str,
                 order_id: object = None, coid: object = None) -> None:
         """Report a command (or one order of a batch) that changes nothing."""
-        self._out.append((REJECTED, user_id, command, reason, message, order_id, coid))
+        self._out.append(Rejected(user_id, command, reason, message, order_id, coid))
 
     def _account(self, user_id: int) -> Account:
         """The user's account, opened on first use."""
@@ -314,17 +323,17 @@ class Engine:
         acct = self.accounts.get(user_id)
         return (acct.available, acct.reserved) if acct else (0, 0)
 
-    def positions(self, user_id: int) -> list[tuple[object, ...]]:
-        """``position`` event tuples of every market the user holds shares in."""
+    def positions(self, user_id: int) -> list[PositionState]:
+        """``position`` events of every market the user holds shares in."""
         return queries.positions(self, user_id)
 
     def open_orders(self, user_id: int,
-                    market_id: int | None = None) -> list[tuple[object, ...]]:
-        """``order`` event tuples of a user's open orders, oldest first."""
+                    market_id: int | None = None) -> list[OrderState]:
+        """``order`` events of a user's open orders, oldest first."""
         return queries.open_orders(self, user_id, market_id)
 
-    def order(self, order_id: int) -> tuple[object, ...] | None:
-        """An open order's ``order`` tuple (closed orders live in the database)."""
+    def order(self, order_id: int) -> OrderState | None:
+        """An open order's ``order`` event (closed orders live in the database)."""
         o = self.orders.get(order_id)
         return o.snapshot() if o else None
 

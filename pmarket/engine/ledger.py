@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .book import Book
+from .events import BalanceState, EventState, OrderState, PositionState
 
 if TYPE_CHECKING:
     from .book import Order
@@ -46,10 +47,10 @@ class Position:
         """Whether the user holds no share of this market."""
         return not (self.yes or self.no)
 
-    def snapshot(self) -> tuple[object, ...]:
+    def snapshot(self) -> PositionState:
         """The ``position`` event for this position's current state."""
-        return ("position", self.user, self.market_id, self.yes, self.no,
-                self.yes_reserved, self.no_reserved)
+        return PositionState(self.user, self.market_id, self.yes, self.no,
+                             self.yes_reserved, self.no_reserved)
 
 
 class Account:
@@ -61,7 +62,7 @@ class Account:
     positions: dict[int, Position]
     orders: dict[int, Order]  # open orders by id, in placement order
     touched: bool  # listed among what the current command changed
-    open_view: list[tuple[object, ...]] | None  # cached open orders (queries.open_orders)
+    open_view: list[OrderState] | None  # cached open orders (queries.open_orders)
     caches_views: bool  # whether flushes keep its orders' ``view`` current
 
     def __init__(self, user: int) -> None:
@@ -74,9 +75,9 @@ class Account:
         self.open_view = None
         self.caches_views = False
 
-    def snapshot(self) -> tuple[object, ...]:
+    def snapshot(self) -> BalanceState:
         """The ``balance`` event for this account's current state."""
-        return ("balance", self.user, self.available, self.reserved)
+        return BalanceState(self.user, self.available, self.reserved)
 
 
 class Market:
@@ -148,10 +149,10 @@ class Event:
         """Whether the event has several outcomes (and so several markets)."""
         return len(self.markets) > 1
 
-    def snapshot(self) -> tuple[object, ...]:
+    def snapshot(self) -> EventState:
         """The ``event`` event for this event's current state."""
-        return (
-            "event", self.id, self.status, self.title, self.description, self.category,
+        return EventState(
+            self.id, self.status, self.title, self.description, self.category,
             self.slug, self.close_time_ms, self.tick,
             tuple((m.id, m.name) for m in self.markets), self.created_ms,
             self.winning_outcome_id, self.void, self.fee_rate,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .book import BUY_NO, BUY_YES, SELL_NO, SELL_YES
+from .events import OrderState, PositionState
 from .units import MAX_TOTAL_MONEY, SCALE
 
 if TYPE_CHECKING:
@@ -132,8 +133,8 @@ def yes_payout(market_id: int, outcomes: int, winner: int | None, void: bool) ->
 # --- accounts ------------------------------------------------------------------------
 
 
-def positions(eng: Engine, user_id: int) -> list[tuple[object, ...]]:
-    """``position`` event tuples of every market the user holds shares in."""
+def positions(eng: Engine, user_id: int) -> list[PositionState]:
+    """``position`` events of every market the user holds shares in."""
     acct = eng.accounts.get(user_id)
     if acct is None:
         return []
@@ -142,15 +143,15 @@ def positions(eng: Engine, user_id: int) -> list[tuple[object, ...]]:
 
 
 def open_orders(eng: Engine, user_id: int,
-                market_id: int | None = None) -> list[tuple[object, ...]]:
-    """``order`` event tuples of a user's open orders, oldest first.
+                market_id: int | None = None) -> list[OrderState]:
+    """``order`` events of a user's open orders, oldest first.
 
     Answered from a per-user view (``Account.open_view``), so that a trader polling
-    their orders costs a list copy rather than an event tuple per order. The first query
+    their orders costs a list copy rather than an event per order. The first query
     of a user turns the view on for them (``Account.caches_views``): from then on each
-    command's flush stores the event tuple it emits for their touched orders
+    command's flush stores the event it emits for their touched orders
     (``Order.view``) and drops the view, which the next query rebuilds from those
-    tuples in ``Account.orders``'s order, building only the missing ones. Users who never
+    events in ``Account.orders``'s order, building only the missing ones. Users who never
     ask keep nothing extra. ``audit`` checks every view against fresh snapshots.
     """
     acct = eng.accounts.get(user_id)
@@ -161,17 +162,13 @@ def open_orders(eng: Engine, user_id: int,
         view = acct.open_view = _open_view(acct)
     if market_id is None:
         return list(view)  # a copy: the caller may change it, the cache must not
-    return [v for v in view if v[_ORDER_MARKET] == market_id]
+    return [v for v in view if v.market_id == market_id]
 
 
-_ORDER_MARKET = 3
-"""Index of the market id in an ``order`` event tuple (``Order.snapshot``)."""
-
-
-def _open_view(acct: Account) -> list[tuple[object, ...]]:
-    """The account's open orders as event tuples, reusing each order's stored ``view``."""
+def _open_view(acct: Account) -> list[OrderState]:
+    """The account's open orders as events, reusing each order's stored ``view``."""
     acct.caches_views = True
-    out: list[tuple[object, ...]] = []
+    out: list[OrderState] = []
     for o in acct.orders.values():
         v = o.view
         if v is None:

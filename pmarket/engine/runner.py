@@ -37,6 +37,7 @@ from typing import Protocol
 from pmarket.bus.waiting import Batch
 
 from .commands import Command
+from .events import EngineEvent
 
 
 def now_ms() -> int:
@@ -63,7 +64,7 @@ class Writable(Protocol):
     now_ms: int
     last_seq: int
 
-    def apply(self, cmd: Command) -> list[tuple[object, ...]]: ...
+    def apply(self, cmd: Command) -> list[EngineEvent]: ...
 
 
 class LocalRunner:
@@ -83,7 +84,7 @@ class LocalRunner:
     """
 
     def __init__(self, engine: Writable, clock: Callable[[], int] = now_ms,
-                 on_applied: Callable[[Command, list[tuple]], None] | None = None,
+                 on_applied: Callable[[Command, list[EngineEvent]], None] | None = None,
                  batch: int = 64):
         if batch < 1:
             raise ValueError(f"batch must be at least 1, got {batch}")
@@ -169,7 +170,7 @@ class LocalRunner:
         on_applied = self.on_applied
         ts = max(self.clock(), engine.now_ms)
         seq = engine.last_seq
-        results: list[list[tuple[object, ...]] | BaseException] = []
+        results: list[list[EngineEvent] | BaseException] = []
         for cmd in batch.items:
             seq += 1
             cmd.seq = seq
@@ -191,7 +192,7 @@ class LocalRunner:
             asyncio.get_running_loop().call_soon(self._drain)
 
     def _stop_after(self, exc: Exception, batch: Batch,
-                    results: list[list[tuple[object, ...]] | BaseException]) -> None:
+                    results: list[list[EngineEvent] | BaseException]) -> None:
         """Stop writing: the rest of ``batch`` and every later batch fail unapplied."""
         self._error = exc
         self.applied += len(results) - 1
@@ -205,7 +206,7 @@ class LocalRunner:
             self._answer(later, [RuntimeError(message) for _ in later.items])
 
     @staticmethod
-    def _answer(batch: Batch, results: list[list[tuple[object, ...]] | BaseException]
+    def _answer(batch: Batch, results: list[list[EngineEvent] | BaseException]
                 ) -> None:
         """Publish a batch's results and wake its callers (one future for all)."""
         batch.results = results

@@ -82,7 +82,7 @@ from pmarket.bus.values import CORRELATION_ID, REPLY_TO
 from . import compiled
 from .commands import Expire
 from .engine import Engine
-from .events import REJECTED
+from .events import Rejected
 from .recovery import (
     START_ID,
     decode_logged_delivery,
@@ -510,7 +510,7 @@ class EngineService:
         self.stats.dead_letters += 1
         log.error("engine %s: dead-lettered command %s: %s", self.shard, message.id, error)
         if message.reply_to:
-            rejected = (REJECTED, None, "unknown", MALFORMED_COMMAND, error, None, None)
+            rejected = Rejected(None, "unknown", MALFORMED_COMMAND, error, None, None)
             reply = Reply.to(message, encode_events([rejected]))
             await _retrying(lambda: self.bus.send_replies([reply]), None)
 

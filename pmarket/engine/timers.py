@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from . import commands as c
 from .book import CANCELLED
-from .events import DEAD_MAN, Reason
+from .events import DeadManState, Reason
 from .limits import id_problem
 from .trading import close
 
@@ -79,10 +79,10 @@ class Switch:
         self.timeout_ms = timeout_ms
         self.fired_ms = fired_ms
 
-    def event(self) -> tuple[object, ...]:
+    def event(self) -> DeadManState:
         """The ``dead_man`` event of the switch's current state."""
-        return (DEAD_MAN, self.user, self.deadline_ms or None, self.timeout_ms,
-                self.fired_ms or None)
+        return DeadManState(self.user, self.deadline_ms or None, self.timeout_ms,
+                            self.fired_ms or None)
 
 
 class Timers:
@@ -269,4 +269,4 @@ def disarm(eng: Engine, cmd: c.DisarmHeartbeat) -> None:
         return
     switch = eng.timers.switches.pop(cmd.user_id, None)
     timeout = switch.timeout_ms if switch is not None else 0
-    eng._out.append((DEAD_MAN, cmd.user_id, None, timeout, None))
+    eng._out.append(DeadManState(cmd.user_id, None, timeout, None))

@@ -43,7 +43,7 @@ from .book import (
     Order,
 )
 from .commands import OrderType, Outcome, SelfTrade, Side, TimeInForce
-from .events import BATCH_ITEM, DUPLICATE, FILL, Reason
+from .events import BatchItem, Duplicate, Fill, Reason
 from .limits import MAX_TIME_MS, TIME_RANGE, client_order_id_problem
 from .units import (
     MAX_QUANTITY,
@@ -114,7 +114,7 @@ def place(eng: Engine, cmd: c.PlaceOrder) -> Order | None:
                             f"client_order_id {coid!r} names order {prev.id}, placed with "
                             "other parameters", order_id=prev.id, coid=coid)
                 return None
-            eng._out.append((DUPLICATE, prev.id, uid, coid))
+            eng._out.append(Duplicate(prev.id, uid, coid))
             eng._touch_order(prev)
             return prev
     market = eng.markets.get(cmd.market_id)
@@ -262,7 +262,7 @@ def place_batch(eng: Engine, cmd: c.PlaceBatch) -> None:
     """Place each order of a batch on its own; a ``batch_item`` marker precedes each."""
     out = eng._out
     for index, item in enumerate(cmd.orders):
-        out.append((BATCH_ITEM, index))
+        out.append(BatchItem(index))
         if item.user_id != cmd.user_id:
             coid: object = item.client_order_id
             eng._reject(item.user_id, "PlaceOrder", Reason.INVALID_ORDER,
@@ -462,8 +462,8 @@ def _match(eng: Engine, t: Order) -> int:
                     t_acct.available -= fee
                 fees += fee
             tid = eng.last_trade_id = eng.last_trade_id + stride
-            out.append((FILL, tid, mid, price, q, kind, taker_side,
-                        t.id, uid, mk.id, mk.user, now, fee))
+            out.append(Fill(tid, mid, price, q, kind, taker_side, t.id, uid, mk.id, mk.user,
+                            now, fee))
             eng._touch_order(mk)
             eng._touch_account(ba)
             eng._touch_account(aa)

@@ -20,9 +20,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from pmarket.api import convert
 from pmarket.bus import Bus, BusUnavailable, RequestTimeout, decode_events, encode_command
 from pmarket.engine.commands import Command
-from pmarket.engine.events import REJECTED, Reason, command_events
+from pmarket.engine.events import EngineEvent, Reason, Rejected, command_events
 
 from .errors import BUS_RETRY_AFTER_S, ApiError
 
@@ -55,17 +56,12 @@ REJECTION_STATUS: dict[str, int] = {
 }
 """HTTP status of each engine rejection reason (unlisted reasons: 422)."""
 
-_REJECTED_REASON = 3  # index of the reason in a ``rejected`` event
-_REJECTED_MESSAGE = 4
-_REJECTED_ORDER = 5
-
-
-def rejection_error(event: tuple) -> ApiError:
+def rejection_error(event: Rejected) -> ApiError:
     """The API error for a ``rejected`` event."""
-    reason, message = event[_REJECTED_REASON], event[_REJECTED_MESSAGE]
+    reason, message = convert.rejection(event)
     if reason in (Reason.UNKNOWN_ORDER, Reason.NOT_OWNER):
         # Never reveal that another user's order exists.
-        order_id = event[_REJECTED_ORDER]
+        order_id = event.order_id
         return ApiError(404, "not_found", f"order {order_id} not found" if order_id
                         else "order not found")
     return ApiError(REJECTION_STATUS.get(reason, 422), reason, message)
@@ -89,7 +85,7 @@ class Gateway:
         self.on_write = on_write
         self.observe = observe
 
-    async def send_raw(self, command: Command) -> list[tuple]:
+    async def send_raw(self, command: Command) -> list[EngineEvent]:
         """Apply ``command`` and return its events, rejections included.
 
         Raises:
@@ -107,12 +103,12 @@ class Gateway:
         events = command_events(decode_events(reply))
         self.on_write()
         if self.observe is not None:
-            rejected = events[0][_REJECTED_REASON] if events and events[0][0] == REJECTED \
-                else None
+            first = events[0] if events else None
+            rejected = first.reason if isinstance(first, Rejected) else None
             self.observe(type(command).__name__, time.perf_counter() - start, rejected)
         return events
 
-    async def send(self, command: Command) -> list[tuple]:
+    async def send(self, command: Command) -> list[EngineEvent]:
         """Apply ``command``; a rejection raises its API error.
 
         Raises:
@@ -120,6 +116,6 @@ class Gateway:
         """
         events = await self.send_raw(command)
         for event in events:
-            if event[0] == REJECTED:
+            if isinstance(event, Rejected):
                 raise rejection_error(event)
         return events

@@ -44,10 +44,22 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select
 
+from pmarket.api import convert
 from pmarket.bus import Bus, UnknownGroup, parse_id
 from pmarket.bus.outage import Outage
 from pmarket.db import ConsumerPosition, Event, Market, Order
-from pmarket.engine.events import BALANCE, BOOK, EVENT, EVENT_DELETED, FILL, ORDER
+from pmarket.engine.events import (
+    BOOK,
+    EVENT,
+    EVENT_DELETED,
+    FILL,
+    ORDER,
+    BalanceState,
+    BookLevel,
+    EventState,
+    Fill,
+    OrderState,
+)
 from pmarket.engine.queries import yes_payout
 from pmarket.engine.units import SCALE
 from pmarket.worker import WORKER_GROUP, decode_delivery
@@ -438,7 +450,7 @@ class Replica:
             self.follower.apply(delivery)
         changes: dict[int, list[dict[str, Any]]] = {}
         for ev in delivery.events:
-            kind = ev[0]
+            kind = ev.kind
             if kind == BOOK:
                 self._book(ev, changes)
             elif kind == FILL:
@@ -446,10 +458,10 @@ class Replica:
             elif kind == EVENT:
                 self._event(ev)
             elif kind == ORDER:
-                if ev[11] not in OPEN_STATUSES:
-                    self._closed(ev[1], ev[2], ev[11])
+                if ev.status not in OPEN_STATUSES:
+                    self._closed(ev.order_id, ev.user_id, ev.status)
             elif kind == EVENT_DELETED:
-                for mid in self.event_markets.pop(ev[1], []):
+                for mid in self.event_markets.pop(ev.event_id, []):
                     self.markets.pop(mid, None)
         hub = self.hub
         if hub is None:
@@ -475,8 +487,8 @@ class Replica:
         """``(owner, status)`` of a recently closed order, if this replica saw it close."""
         return self.closed_orders.get(order_id)
 
-    def _book(self, ev: tuple, changes: dict[int, list[dict[str, Any]]]) -> None:
-        _, mid, side, price, qty = ev
+    def _book(self, ev: BookLevel, changes: dict[int, list[dict[str, Any]]]) -> None:
+        mid, side, price, qty = ev.market_id, ev.side, ev.price, ev.quantity
         m = self.markets.get(mid)
         if m is None:
             return
@@ -488,8 +500,8 @@ class Replica:
         changes.setdefault(mid, []).append(
             {"side": side, "price": views.price_formatter(m.tick)(price), "quantity": qty})
 
-    def _fill(self, ev: tuple) -> None:
-        mid, price = ev[2], ev[3]
+    def _fill(self, ev: Fill) -> None:
+        mid, price = ev.market_id, ev.price
         m = self.markets.get(mid)
         if m is None:
             return
@@ -499,10 +511,10 @@ class Replica:
         m.trade_sequence += 1
         channel = f"trades:{mid}"
         if self.hub is not None and self.hub.wants(channel):
-            self.hub.send(channel, "trade", m.trade_sequence, views.public_trade(ev, m.tick))
+            self.hub.send(channel, "trade", m.trade_sequence, convert.public_trade(ev, m.tick))
 
-    def _event(self, ev: tuple) -> None:
-        eid, status, tick, markets = ev[1], ev[2], ev[8], ev[9]
+    def _event(self, ev: EventState) -> None:
+        eid, status, tick, markets = ev.event_id, ev.status, ev.tick, ev.markets
         ids = self.event_markets.setdefault(eid, [])
         for mid, name in markets:
             m = self.markets.get(mid)
@@ -513,30 +525,29 @@ class Replica:
                 m.status = status
                 m.name = name
         if status == "resolved":
-            _settle(self.markets, ids, ev[11], ev[12])
+            _settle(self.markets, ids, ev.winning_outcome_id, ev.void)
 
     def _publish_user(self, delivery: Delivery) -> None:
         """Hand each subscribed user's orders, fills and balances of a delivery to the hub."""
         hub = self.hub
         if hub is None or not hub.has_users():
             return
-        orders = {ev[1]: ev for ev in delivery.events if ev[0] == ORDER}
+        orders = {ev.order_id: ev for ev in delivery.events if isinstance(ev, OrderState)}
         for ev in delivery.events:
-            kind = ev[0]
-            if kind == ORDER:
-                if hub.wants(f"user:{ev[2]}"):
-                    hub.send(f"user:{ev[2]}", "order", None,
-                             views.order_event(ev, self.tick_of(ev[3])))
-            elif kind == BALANCE:
-                if hub.wants(f"user:{ev[1]}"):
-                    hub.send(f"user:{ev[1]}", "balance", None, views.balance(ev[2], ev[3]))
-            elif kind == FILL:
-                for order_id, user_id, role in ((ev[7], ev[8], "taker"),
-                                                (ev[9], ev[10], "maker")):
+            if isinstance(ev, OrderState):
+                if hub.wants(f"user:{ev.user_id}"):
+                    hub.send(f"user:{ev.user_id}", "order", None,
+                             convert.order(ev, self.tick_of(ev.market_id)))
+            elif isinstance(ev, BalanceState):
+                if hub.wants(f"user:{ev.user_id}"):
+                    hub.send(f"user:{ev.user_id}", "balance", None, convert.balance(ev))
+            elif isinstance(ev, Fill):
+                for order_id, user_id, role in ((ev.taker_order_id, ev.taker_user_id, "taker"),
+                                                (ev.maker_order_id, ev.maker_user_id, "maker")):
                     order = orders.get(order_id)
                     if order is not None and hub.wants(f"user:{user_id}"):
-                        hub.send(f"user:{user_id}", "fill", None, views.own_trade(
-                            ev, order, role, self.tick_of(ev[2])))
+                        hub.send(f"user:{user_id}", "fill", None, convert.own_trade(
+                            ev, order, role, self.tick_of(ev.market_id)))
 
     def tick_of(self, market_id: int) -> int:
         """The tick of a market (0.0001 if the replica does not know it)."""

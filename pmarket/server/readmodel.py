@@ -45,7 +45,7 @@ from sqlalchemy import Connection, Engine, select
 from pmarket.db import Balance, Event, Market, Order, Payout, Position
 from pmarket.db.types import to_ms
 from pmarket.engine import events as ev
-from pmarket.worker.batch import Batch, MarketInfo, fill_fee, needs
+from pmarket.worker.batch import Batch, MarketInfo, needs
 from pmarket.worker.costbasis import YES, Holding, apply_fill
 from pmarket.worker.delivery import Delivery
 
@@ -121,18 +121,18 @@ class SeedState:
 
     balances: dict[int, tuple[int, int]] = field(default_factory=dict)
     positions: dict[int, dict[int, tuple]] = field(default_factory=dict)
-    orders: list[tuple] = field(default_factory=list)
+    orders: list[ev.OrderState] = field(default_factory=list)
     events: dict[int, EventRow] = field(default_factory=dict)
     markets: dict[int, MarketRow] = field(default_factory=dict)
     payouts: dict[int, list[tuple]] = field(default_factory=dict)
 
 
-def order_state(o: Any) -> tuple:
-    """An ``order`` event tuple from a ``db.Order`` row (what the engine last said)."""
-    return (ev.ORDER, o.id, o.user_id, o.market_id, o.event_id, o.outcome, o.side,
-            o.order_type, o.price, o.quantity, o.filled, o.status, o.tif, bool(o.post_only),
-            to_ms(o.expires_at), o.client_order_id, to_ms(o.created_at), to_ms(o.updated_at),
-            o.reason)
+def order_state(o: Any) -> ev.OrderState:
+    """An ``order`` event from a ``db.Order`` row (what the engine last said)."""
+    return ev.OrderState(o.id, o.user_id, o.market_id, o.event_id, o.outcome, o.side,
+                         o.order_type, o.price, o.quantity, o.filled, o.status, o.tif,
+                         bool(o.post_only), to_ms(o.expires_at), o.client_order_id,
+                         to_ms(o.created_at), to_ms(o.updated_at), o.reason)
 
 
 def read_seed(conn: Connection) -> SeedState:
@@ -183,8 +183,8 @@ class ReadModel:
         self.seeds = 0
         self.balances: dict[int, tuple[int, int]] = {}
         self.positions: dict[int, dict[int, tuple]] = {}
-        self.orders: dict[int, tuple] = {}  # open orders by id
-        self.user_orders: dict[int, dict[int, tuple]] = {}  # user -> open orders by id
+        self.orders: dict[int, ev.OrderState] = {}  # open orders by id
+        self.user_orders: dict[int, dict[int, ev.OrderState]] = {}  # user -> open orders by id
         # order id -> (state, its API object as JSON) of open orders read since their
         # last change: a listing of 50 orders then costs 50 lookups, not 50 renderings.
         self.rendered: dict[int, tuple[tuple, Any]] = {}
@@ -250,11 +250,11 @@ class ReadModel:
         log.error("read model stopped serving: %s; reads go to the database until it is "
                   "seeded again (restart, or a market-data resynchronisation)", why)
 
-    def _order(self, e: tuple) -> None:
+    def _order(self, e: ev.OrderState) -> None:
         """An ``order`` event: the order's state, kept while it is open."""
-        oid, uid = e[1], e[2]
+        oid, uid = e.order_id, e.user_id
         mine = self.user_orders.get(uid)
-        if e[11] not in OPEN_STATUSES:
+        if e.status not in OPEN_STATUSES:
             self.rendered.pop(oid, None)
             if self.orders.pop(oid, None) is not None and mine is not None:
                 mine.pop(oid, None)
@@ -262,11 +262,14 @@ class ReadModel:
                     del self.user_orders[uid]
             return
         s = _STRINGS  # one copy of each enum string, not one per decoded event
-        e = (ev.ORDER, *e[1:5], s.get(e[5], e[5]), s.get(e[6], e[6]), s.get(e[7], e[7]),
-             *e[8:11], s.get(e[11], e[11]), s.get(e[12], e[12]), *e[13:])
         old = self.orders.get(oid)
-        if old is not None and old[16] != e[16]:
-            e = (*e[:16], old[16], *e[17:])  # created_at is never rewritten (the writer)
+        # created_at is never rewritten (the writer)
+        created = old.created_ms if old is not None else e.created_ms
+        e = ev.OrderState(oid, uid, e.market_id, e.event_id, s.get(e.outcome, e.outcome),
+                          s.get(e.side, e.side), s.get(e.order_type, e.order_type), e.price,
+                          e.quantity, e.filled, s.get(e.status, e.status), s.get(e.tif, e.tif),
+                          e.post_only, e.expires_at_ms, e.client_order_id, created,
+                          e.updated_ms, e.reason)
         self.orders[oid] = e
         if mine is None:
             mine = self.user_orders[uid] = {}
@@ -291,22 +294,23 @@ class ReadModel:
         work: dict[tuple[int, int], Holding] = {}
         balances, markets = self.balances, self.markets
         for e in d.events:
-            kind = e[0]
+            kind = e.kind
             if kind == ev.ORDER:
                 self._order(e)
             elif kind == ev.BALANCE:
-                balances[e[1]] = (e[2], e[3])
+                balances[e.user_id] = (e.available, e.reserved)
             elif kind == ev.BOOK:
                 continue
             elif kind == ev.POSITION:
-                h = self._holding(work, e[1], e[2])
+                h = self._holding(work, e.user_id, e.market_id)
                 if h.seq <= d.last_seq:
-                    h.set_state(e[3], e[4], e[5], e[6], d.last_seq)
+                    h.set_state(e.yes, e.no, e.yes_reserved, e.no_reserved, d.last_seq)
             elif kind == ev.FILL:
-                market, price, qty, kind_, taker = e[2], e[3], e[4], e[5], e[6]
-                bid, ask = (e[8], e[10]) if taker == "buy" else (e[10], e[8])
+                market, price, qty, taker = e.market_id, e.price, e.quantity, e.taker_side
+                bid, ask = ((e.taker_user_id, e.maker_user_id) if taker == "buy"
+                            else (e.maker_user_id, e.taker_user_id))
                 apply_fill(self._holding(work, bid, market), self._holding(work, ask, market),
-                           kind_, price, qty, fill_fee(e), taker == "buy")
+                           e.settlement, price, qty, e.fee, taker == "buy")
                 m = markets.get(market)
                 if m is not None:
                     m.volume += qty
@@ -361,7 +365,7 @@ class ReadModel:
         batch.position_rows()  # the writer's checks, and open-interest deltas into stats
         # Nothing above changed the model: from here on the delivery is applied whole.
         for e in d.events:
-            if e[0] == ev.ORDER:
+            if e.kind == ev.ORDER:
                 self._order(e)
         for uid, row in batch.balances.items():
             self.balances[uid] = (row["available"], row["reserved"])
@@ -453,7 +457,7 @@ class ReadModel:
         return [p for p in reversed(mine) if event_id is None or p[0] == event_id]
 
     def open_orders(self, user_id: int, market_id: int | None, limit: int, offset: int
-                    ) -> tuple[int, list[tuple]]:
+                    ) -> tuple[int, list[ev.OrderState]]:
         """``(total, page)`` of a user's open orders, newest first."""
         mine = self.user_orders.get(user_id)
         if not mine:
@@ -464,10 +468,10 @@ class ReadModel:
                 return total, []
             ids = list(reversed(mine))[offset:offset + limit]
             return total, [mine[i] for i in ids]
-        chosen = [o for o in reversed(mine.values()) if o[3] == market_id]
+        chosen = [o for o in reversed(mine.values()) if o.market_id == market_id]
         return len(chosen), chosen[offset:offset + limit]
 
-    def open_order(self, order_id: int) -> tuple | None:
+    def open_order(self, order_id: int) -> ev.OrderState | None:
         """The ``order`` event of an open order, or None (closed or unknown)."""
         return self.orders.get(order_id)
 
@@ -509,10 +513,10 @@ class ReadModel:
 def _fast(events) -> bool:
     """Whether a delivery holds only what the fast fold handles."""
     for e in events:
-        kind = e[0]
+        kind = e.kind
         if kind in (ev.EVENT, ev.EVENT_DELETED, ev.RESOLVED, ev.PAYOUT):
             return False
-        if kind == ev.LEDGER and e[2] not in _CASH_LEDGER:
+        if kind == ev.LEDGER and e.entry_kind not in _CASH_LEDGER:
             return False
     return True
 

@@ -1,9 +1,12 @@
-"""The API's objects built from engine events and database rows (plain dicts).
+"""The API's objects built from database rows (plain dicts), and the formatting helpers.
 
-Engine events and database rows both hold integer units; everything leaving here holds
-decimal strings for money and prices, ISO-8601 UTC strings for times, and prices in the
-owner's terms for the owner's own orders and trades (a fill is YES-terms in the engine;
-a NO order's trade is reported at ``1 - price``).
+Engine events become API objects in ``pmarket.api.convert`` (the one conversion, shared
+with the simulator), re-exported here for the routes: ``order_event``, ``own_trade``,
+``public_trade``, ``balance``, ``iso``, ``iso_ms``. Database rows hold integer units
+too; everything leaving here holds decimal strings for money and prices, ISO-8601 UTC
+strings for times, and prices in the owner's terms for the owner's own orders and
+trades (a fill is YES-terms in the engine; a NO order's trade is reported at
+``1 - price``).
 
 Invariant: these functions only format — they never round a price or an amount (a value
 that is not a whole number of units, such as a mid price, is printed exactly).
@@ -12,45 +15,28 @@ that is not a whole number of units, such as a mid price, is printed exactly).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from pmarket.db.types import from_ms
+from pmarket.api import convert
+from pmarket.api.convert import TRADE_KINDS, ZERO_FEE, order_values, own_price
+from pmarket.api.convert import iso as iso
+from pmarket.api.convert import iso_ms as iso_ms
+from pmarket.api.convert import own_trade as own_trade
+from pmarket.api.convert import public_trade as public_trade
 from pmarket.engine import queries
 from pmarket.engine.units import SCALE, format_money, format_price, format_units
 
-TRADE_KINDS = {"transfer_yes": "transfer", "transfer_no": "transfer", "mint": "mint",
-               "merge": "merge"}
-ZERO_FEE = format_money(0)
+balance = convert.balance_values
+"""A Balance from ``(available, reserved)`` units (the read model's and the events')."""
+order_event = convert.order
+"""An Order from an engine ``order`` event."""
 
 
 def format_rate(rate: int) -> str:
     """A fee rate in units as a decimal: 700 -> "0.07", 25 -> "0.0025"."""
     return format_units(rate, 2)
-
-
-def iso(value: datetime | None) -> str | None:
-    """An aware datetime as ISO-8601 UTC (``...Z``)."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-_ISO_MS: dict[int, str | None] = {}
-
-
-def iso_ms(ms: int | None) -> str | None:
-    """Engine milliseconds as ISO-8601 UTC (memoized: a batch shares its timestamp)."""
-    if ms is None:
-        return None
-    text = _ISO_MS.get(ms)
-    if text is None:
-        if len(_ISO_MS) >= 4096:
-            _ISO_MS.clear()
-        text = _ISO_MS[ms] = iso(from_ms(ms))
-    return text
 
 
 @lru_cache(maxsize=8)
@@ -75,52 +61,12 @@ def money(units: int) -> str:
     return format_money(units)
 
 
-def balance(available: int, reserved: int) -> dict[str, str]:
-    return {"available": format_money(available), "reserved": format_money(reserved),
-            "total": format_money(available + reserved)}
-
-
-def _order(oid, cid, mid, eid, outcome, side, otype, price, qty, filled, status, tif,
-           post_only, expires, created, updated, tick) -> dict[str, Any]:
-    return {
-        "id": oid, "client_order_id": cid, "market_id": mid, "event_id": eid,
-        "outcome": outcome, "side": side, "type": otype,
-        "price": None if price is None else format_price(price, tick),
-        "quantity": qty, "filled_quantity": filled, "remaining_quantity": qty - filled,
-        "time_in_force": tif, "post_only": post_only, "expires_at": expires,
-        "status": status, "created_at": created, "updated_at": updated,
-    }
-
-
-def order_event(ev: tuple, tick: int) -> dict[str, Any]:
-    """An Order from an engine ``order`` event."""
-    (_, oid, _uid, mid, eid, outcome, side, otype, price, qty, filled, status, tif,
-     post_only, expires_ms, cid, created_ms, updated_ms, _reason) = ev
-    return _order(oid, cid, mid, eid, outcome, side, otype, price, qty, filled, status, tif,
-                  post_only, iso_ms(expires_ms), iso_ms(created_ms), iso_ms(updated_ms), tick)
-
-
 def order_row(o: Any, tick: int) -> dict[str, Any]:
     """An Order from a ``db.Order`` row."""
-    return _order(o.id, o.client_order_id, o.market_id, o.event_id, o.outcome, o.side,
-                  o.order_type, o.price, o.quantity, o.filled, o.status, o.tif, o.post_only,
-                  iso(o.expires_at), iso(o.created_at), iso(o.updated_at), tick)
-
-
-def _own_price(yes_price: int, outcome: str) -> int:
-    return yes_price if outcome == "yes" else SCALE - yes_price
-
-
-def own_trade(fill: tuple, order: tuple, role: str, tick: int) -> dict[str, Any]:
-    """A Trade (one's own fill) from a ``fill`` event and the owner's ``order`` event."""
-    outcome, side = order[5], order[6]
-    return {
-        "id": fill[1], "market_id": fill[2], "order_id": order[1], "outcome": outcome,
-        "side": side, "price": format_price(_own_price(fill[3], outcome), tick),
-        "quantity": fill[4], "role": role, "kind": TRADE_KINDS.get(fill[5], "transfer"),
-        "fee": format_money(fill[12]) if role == "taker" else ZERO_FEE,
-        "executed_at": iso_ms(fill[11]),
-    }
+    return order_values(o.id, o.client_order_id, o.market_id, o.event_id, o.outcome,
+                        o.side, o.order_type, o.price, o.quantity, o.filled, o.status, o.tif,
+                        o.post_only, iso(o.expires_at), iso(o.created_at),
+                        iso(o.updated_at), tick)
 
 
 def own_trade_row(t: Any, order_id: int, outcome: str, side: str, role: str,
@@ -128,17 +74,11 @@ def own_trade_row(t: Any, order_id: int, outcome: str, side: str, role: str,
     """A Trade from a ``db.Trade`` row and the owner's order's outcome and side."""
     return {
         "id": t.id, "market_id": t.market_id, "order_id": order_id, "outcome": outcome,
-        "side": side, "price": format_price(_own_price(t.price, outcome), tick),
+        "side": side, "price": format_price(own_price(t.price, outcome), tick),
         "quantity": t.quantity, "role": role, "kind": TRADE_KINDS.get(t.kind, "transfer"),
         "fee": format_money(t.fee) if role == "taker" else ZERO_FEE,
         "executed_at": iso(t.executed_at),
     }
-
-
-def public_trade(fill: tuple, tick: int) -> dict[str, Any]:
-    """A public trade (YES terms) from a ``fill`` event."""
-    return {"id": fill[1], "market_id": fill[2], "price": format_price(fill[3], tick),
-            "quantity": fill[4], "taker_side": fill[6], "executed_at": iso_ms(fill[11])}
 
 
 def public_trade_row(t: Any, tick: int) -> dict[str, Any]:

@@ -3,15 +3,19 @@
 The default target of ``pmarket simulate``. Requests become engine commands stamped with
 the runner's simulated time (``advance_to``), so gtd expiry happens exactly when the
 scenario's clock says, and the engine's events are read back into the API's values
-(``values``): decimal strings, error codes, orders in their owner's terms.
+(``values``): decimal strings, error codes, orders in their owner's terms, through the
+conversion the server uses (``pmarket.api.convert``), so that both targets report the
+same objects.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
+from ..api import convert
 from ..engine import Engine, units
 from ..engine import commands as c
+from ..engine import events as ev
 from ..engine.queries import market_result
 from .values import (
     Audit,
@@ -67,59 +71,67 @@ class InProcessTarget:
         self.now_ms = 0
         self._users = 0
         self._ticks: dict[int, int] = {}
-        self._orders: dict[int, tuple] = {}
+        self._orders: dict[int, ev.OrderState] = {}
 
     # --- plumbing ------------------------------------------------------------------
 
-    def _apply(self, cmd: c.Command) -> list[tuple]:
+    def _apply(self, cmd: c.Command) -> list[ev.EngineEvent]:
         cmd.ts_ms = self.now_ms
         return self.engine.apply(cmd)
 
     def _price(self, text: str | None, market_id: int) -> int | None:
         return None if text is None else _price_units(text, self._ticks.get(market_id, 1))
 
-    def _result(self, events: list[tuple]) -> Result:
+    def _result(self, events: list[ev.EngineEvent]) -> Result:
         """Read a command's events into a ``Result`` (batches: one per ``batch_item``)."""
         result = Result()
         current = result
         orders = self._orders
-        for ev in events:
-            kind = ev[0]
-            if kind == "clock":  # what came before were expirations, not this command
+        for e in events:
+            if isinstance(e, ev.OrderState):
+                orders[e.order_id] = e
+                if current.order is None:
+                    current.order = self._order_state(e)
+                if e.status == "cancelled" or e.status == "expired":
+                    current.cancelled.append(e.order_id)
+            elif isinstance(e, ev.Fill):
+                current.trades.append(self._trade(e))
+            elif isinstance(e, ev.Clock):  # what came before were expirations
                 expired = current.cancelled
                 result = current = Result()
                 current.cancelled.extend(expired)
-            elif kind == "order":
-                orders[ev[1]] = ev
-                if current.order is None:
-                    current.order = self._order_state(ev)
-                if ev[11] == "cancelled" or ev[11] == "expired":
-                    current.cancelled.append(ev[1])
-            elif kind == "fill":
-                current.trades.append(Trade(
-                    ev[1], ev[2], price_text(ev[3], self._ticks[ev[2]]), ev[4], ev[5], ev[6],
-                    ev[7], ev[9], ev[11], units.format_money(ev[12])))
-            elif kind == "rejected":
+            elif isinstance(e, ev.Rejected):
                 if current.error is None:
-                    current.error = Rejection(ev[3], ev[4])
-            elif kind == "duplicate":
+                    current.error = Rejection(*convert.rejection(e))
+            elif isinstance(e, ev.Duplicate):
                 current.duplicate = True
-            elif kind == "batch_item":
+            elif isinstance(e, ev.BatchItem):
                 current = Result()
                 result.items.append(current)
-            elif kind == "resolved":
-                current.payouts_total = units.format_money(ev[4])
+            elif isinstance(e, ev.Resolved):
+                current.payouts_total = units.format_money(e.payouts_total)
         if result.items:
             for item in result.items:
                 result.trades.extend(item.trades)
         return result
 
-    def _order_state(self, ev: tuple) -> OrderState:
-        # id, user, market, outcome, side, type, price, quantity, filled, status, tif,
-        # reason, client_order_id, expires_at_ms (see events.LAYOUTS["order"])
-        return OrderState(ev[1], ev[2], ev[3], ev[5], ev[6], ev[7],
-                          price_text(ev[8], self._ticks[ev[3]]), ev[9], ev[10], ev[11],
-                          ev[12], ev[18], ev[15], ev[14])
+    def _order_state(self, e: ev.OrderState) -> OrderState:
+        """The API's Order (``convert.order``) as the simulator's value, with what the API
+        object leaves out: the owner, why it closed and its expiry on the simulated
+        clock (the HTTP target builds the same value from the same API object)."""
+        o = convert.order(e, self._ticks[e.market_id])
+        return OrderState(o["id"], e.user_id, o["market_id"], o["outcome"], o["side"],
+                          o["type"], o["price"] or "", o["quantity"], o["filled_quantity"],
+                          o["status"], o["time_in_force"], e.reason, o["client_order_id"],
+                          e.expires_at_ms)
+
+    def _trade(self, fill: ev.Fill) -> Trade:
+        """The API's public trade (``convert.public_trade``: YES terms) as the simulator's
+        value, with the settlement, the orders and the fee the public trade leaves out."""
+        t = convert.public_trade(fill, self._ticks[fill.market_id])
+        return Trade(t["id"], t["market_id"], t["price"], t["quantity"], fill.settlement,
+                     t["taker_side"], fill.taker_order_id, fill.maker_order_id, fill.ts_ms,
+                     units.format_money(fill.fee))
 
     # --- users, events, time -------------------------------------------------------
 
@@ -138,13 +150,14 @@ class InProcessTarget:
         tick = units.parse_tick(tick_size)
         events = self._apply(c.CreateEvent(title=title, outcomes=tuple(outcomes), tick=tick,
                                            fee_rate=units.parse_fee_rate(fee_rate)))
-        created = [ev for ev in events if ev[0] == "event"]
+        created = [e for e in events if isinstance(e, ev.EventState)]
         if not created:
             raise ValueError(f"event '{title}' was refused: {events}")
-        ev = created[0]
-        for market_id, _name in ev[9]:
+        event = created[0]
+        for market_id, _name in event.markets:
             self._ticks[market_id] = tick
-        return EventInfo(ev[1], title, {name: mid for mid, name in ev[9]}, tick_size)
+        return EventInfo(event.event_id, title, {name: mid for mid, name in event.markets},
+                         tick_size)
 
     def advance_to(self, now_ms: int) -> Result:
         """Move the clock forward; gtd orders due by then expire (``cancelled`` lists them)."""
@@ -183,7 +196,7 @@ class InProcessTarget:
     def modify(self, user: User, order_id: int, price: str | None,
                quantity: int | None) -> Result:
         known = self._orders.get(order_id)
-        market_id = known[3] if known else 0
+        market_id = known.market_id if known else 0
         return self._result(self._apply(c.ModifyOrder(
             user_id=user.id, order_id=order_id, price=self._price(price, market_id),
             quantity=quantity)))
@@ -265,21 +278,22 @@ class InProcessTarget:
         return market_result(e.status, market_id, e.winning_outcome_id, bool(e.void))
 
     def balance(self, user: User) -> Balance:
-        available, reserved = self.engine.balance(user.id)
-        return Balance(units.format_money(available), units.format_money(reserved))
+        b = convert.balance_values(*self.engine.balance(user.id))
+        return Balance(b["available"], b["reserved"])
 
     def holdings(self, user: User) -> list[Holding]:
-        return [Holding(p[2], p[3], p[4], p[5], p[6]) for p in self.engine.positions(user.id)]
+        return [Holding(p.market_id, p.yes, p.no, p.yes_reserved, p.no_reserved)
+                for p in self.engine.positions(user.id)]
 
     def open_orders(self, user: User, market_id: int | None = None) -> list[OrderState]:
         return [self._order_state(ev) for ev in self.engine.open_orders(user.id, market_id)]
 
     def order(self, user: User, order_id: int) -> OrderState | None:
         """An order of ``user`` in any state (another user's order: None, as a 404)."""
-        ev = self.engine.order(order_id) or self._orders.get(order_id)
-        if ev is None or ev[2] != user.id:
+        e = self.engine.order(order_id) or self._orders.get(order_id)
+        if e is None or e.user_id != user.id:
             return None
-        return self._order_state(ev)
+        return self._order_state(e)
 
     def audit(self) -> Audit:
         report = self.engine.audit()

@@ -61,12 +61,6 @@ class Needs:
     event_users: set[tuple[int, int]] = field(default_factory=set)  # (event, user)
 
 
-def fill_fee(e: tuple) -> int:
-    """The taker's fee of a ``fill`` event; 0 for one written before fees existed (still
-    in the stream at an upgrade, or parked), which is what it charged."""
-    return e[12] if len(e) > 12 else 0
-
-
 def needs(deliveries: Iterable[Delivery]) -> Needs:
     """Scan deliveries for the markets, events and positions the walk will touch."""
     out = Needs()
@@ -75,20 +69,19 @@ def needs(deliveries: Iterable[Delivery]) -> Needs:
     return out
 
 
-def needs_of(events: Iterable[tuple], out: Needs | None = None) -> Needs:
+def needs_of(events: Iterable[ev.EngineEvent], out: Needs | None = None) -> Needs:
     """``needs`` of some events (added to ``out``)."""
     out = Needs() if out is None else out
     keys = out.position_keys
     for e in events:
-        kind = e[0]
-        if kind == ev.POSITION:
-            keys.add((e[1], e[2]))
-        elif kind == ev.FILL:
-            keys.add((e[8], e[2]))
-            keys.add((e[10], e[2]))
-            out.market_ids.add(e[2])
-        elif kind == ev.LEDGER:
-            user, lkind, market, event = e[1], e[2], e[5], e[4]
+        if isinstance(e, ev.PositionState):
+            keys.add((e.user_id, e.market_id))
+        elif isinstance(e, ev.Fill):
+            keys.add((e.taker_user_id, e.market_id))
+            keys.add((e.maker_user_id, e.market_id))
+            out.market_ids.add(e.market_id)
+        elif isinstance(e, ev.LedgerEntry):
+            user, lkind, market, event = e.user_id, e.entry_kind, e.market_id, e.event_id
             if market is not None:
                 keys.add((user, market))
                 out.market_ids.add(market)
@@ -97,12 +90,12 @@ def needs_of(events: Iterable[tuple], out: Needs | None = None) -> Needs:
             elif lkind in _EVENT_LEVEL:
                 out.event_ids.add(event)
                 out.event_users.add((event, user))
-        elif kind in (ev.RESOLVED, ev.EVENT_DELETED):
-            out.event_ids.add(e[1])
+        elif isinstance(e, (ev.Resolved, ev.EventDeleted)):
+            out.event_ids.add(e.event_id)
     return out
 
 
-def lookahead(events: Sequence[tuple], index: int) -> list[tuple] | None:
+def lookahead(events: Sequence[ev.EngineEvent], index: int) -> list[ev.EngineEvent] | None:
     """The later events of a delivery that projecting ``events[index]`` reads.
 
     Only a ``convert`` (the positions its command reports next) and a ``payout`` (its
@@ -110,17 +103,18 @@ def lookahead(events: Sequence[tuple], index: int) -> list[tuple] | None:
     these beside it, so a replay sees what the walk of its delivery saw.
     """
     e = events[index]
-    if e[0] != ev.LEDGER or len(e) < 5:
+    if not isinstance(e, ev.LedgerEntry):
         return None
-    if e[2] == "convert":
+    if e.entry_kind == "convert":
         out = []
         for later in events[index + 1:]:
-            if later[0] in _COMMAND_FACTS:
+            if later.kind in _COMMAND_FACTS:
                 break
             out.append(later)
         return out
-    if e[2] == "payout":
-        return [x for x in events[index + 1:] if x[0] == ev.RESOLVED and x[1] == e[4]][:1]
+    if e.entry_kind == "payout":
+        return [x for x in events[index + 1:]
+                if isinstance(x, ev.Resolved) and x.event_id == e.event_id][:1]
     return None
 
 
@@ -172,7 +166,7 @@ class Batch:
         self.stats: dict[int, MarketStats] = {}
         self.candles: dict[tuple[int, str, int], list[int]] = {}
         self.event_count = 0
-        self._following: Sequence[tuple] | None = None
+        self._following: Sequence[ev.EngineEvent] | None = None
         self._handlers = {
             ev.ORDER: self._order, ev.FILL: self._fill, ev.BALANCE: self._balance,
             ev.POSITION: self._position, ev.LEDGER: self._ledger, ev.EVENT: self._event,
@@ -201,8 +195,8 @@ class Batch:
             self._fold(events[index], delivery, index)
         return self
 
-    def walk_event(self, delivery: Delivery, index: int, event: tuple,
-                   following: Sequence[tuple] | None) -> Batch:
+    def walk_event(self, delivery: Delivery, index: int, event: ev.EngineEvent,
+                   following: Sequence[ev.EngineEvent] | None) -> Batch:
         """Fold one ``event`` that was the ``index``-th of ``delivery`` (a replay).
 
         ``delivery`` needs no events: ``following`` stands for the later events its
@@ -216,8 +210,8 @@ class Batch:
             self._following = None
         return self
 
-    def _fold(self, e: tuple, delivery: Delivery, index: int) -> None:
-        kind = e[0]
+    def _fold(self, e: ev.EngineEvent, delivery: Delivery, index: int) -> None:
+        kind = e.kind
         if kind in _IGNORED:
             return
         handler = self._handlers.get(kind)
@@ -226,7 +220,7 @@ class Batch:
                              f"{delivery.first_seq}..{delivery.last_seq}")
         handler(e, delivery, index)
 
-    def _after(self, d: Delivery, index: int) -> Sequence[tuple]:
+    def _after(self, d: Delivery, index: int) -> Sequence[ev.EngineEvent]:
         """The delivery's events after ``index`` (what a replay kept of them)."""
         return d.events[index + 1:] if self._following is None else self._following
 
@@ -254,39 +248,40 @@ class Batch:
             stats = self.stats[market_id] = MarketStats()
         return stats
 
-    def _order(self, e: tuple, d: Delivery, _index: int) -> None:
-        (_, oid, user, market, event, outcome, side, otype, price, qty, filled, status,
-         tif, post_only, expires_ms, coid, created_ms, updated_ms, reason) = e
+    def _order(self, e: ev.OrderState, d: Delivery, _index: int) -> None:
+        oid = e.order_id
         bounded(oid, "order id")
-        bounded(price, f"price of order {oid}")
-        bounded(qty, f"quantity of order {oid}")
-        bounded(filled, f"filled quantity of order {oid}")
+        bounded(e.price, f"price of order {oid}")
+        bounded(e.quantity, f"quantity of order {oid}")
+        bounded(e.filled, f"filled quantity of order {oid}")
         self.orders[oid] = {
-            "id": oid, "user_id": user, "market_id": market, "event_id": event,
-            "outcome": outcome, "side": side, "order_type": otype, "price": price,
-            "quantity": qty, "filled": filled, "status": status, "tif": tif,
-            "post_only": bool(post_only), "expires_at": from_ms(expires_ms),
-            "client_order_id": coid, "reason": reason, "created_at": from_ms(created_ms),
-            "updated_at": from_ms(updated_ms), "seq": d.last_seq,
+            "id": oid, "user_id": e.user_id, "market_id": e.market_id,
+            "event_id": e.event_id, "outcome": e.outcome, "side": e.side,
+            "order_type": e.order_type, "price": e.price, "quantity": e.quantity,
+            "filled": e.filled, "status": e.status, "tif": e.tif,
+            "post_only": bool(e.post_only), "expires_at": from_ms(e.expires_at_ms),
+            "client_order_id": e.client_order_id, "reason": e.reason,
+            "created_at": from_ms(e.created_ms), "updated_at": from_ms(e.updated_ms),
+            "seq": d.last_seq,
         }
 
-    def _balance(self, e: tuple, d: Delivery, _index: int) -> None:
-        _, user, available, reserved = e
-        bounded(available, f"available cash of user {user}")
-        bounded(reserved, f"reserved cash of user {user}")
-        self.balances[user] = {"user_id": bounded(user, "user id"), "available": available,
-                               "reserved": reserved, "seq": d.last_seq}
+    def _balance(self, e: ev.BalanceState, d: Delivery, _index: int) -> None:
+        user = e.user_id
+        bounded(e.available, f"available cash of user {user}")
+        bounded(e.reserved, f"reserved cash of user {user}")
+        self.balances[user] = {"user_id": bounded(user, "user id"), "available": e.available,
+                               "reserved": e.reserved, "seq": d.last_seq}
 
-    def _position(self, e: tuple, d: Delivery, _index: int) -> None:
-        _, user, market, yes, no, yes_res, no_res = e
-        holding = self._holding(user, market)
+    def _position(self, e: ev.PositionState, d: Delivery, _index: int) -> None:
+        holding = self._holding(e.user_id, e.market_id)
         if holding.seq > d.last_seq:
             return  # a late (retried) delivery never overwrites newer state
-        holding.set_state(yes, no, yes_res, no_res, d.last_seq)
+        holding.set_state(e.yes, e.no, e.yes_reserved, e.no_reserved, d.last_seq)
 
-    def _fill(self, e: tuple, d: Delivery, _index: int) -> None:
-        (_, tid, market, price, qty, kind, taker_side, t_oid, t_uid, m_oid, m_uid, ts) = e[:12]
-        fee = fill_fee(e)
+    def _fill(self, e: ev.Fill, d: Delivery, _index: int) -> None:
+        tid, market, price, qty, kind = e.trade_id, e.market_id, e.price, e.quantity, e.settlement
+        taker_side, t_uid, m_uid, ts, fee = e.taker_side, e.taker_user_id, e.maker_user_id, \
+            e.ts_ms, e.fee
         bounded(tid, "trade id")
         bounded(price * qty, f"value of trade {tid}")
         bounded(fee, f"fee of trade {tid}")
@@ -298,8 +293,9 @@ class Batch:
                              "its event must be stored before its trades")
         self.trades.append({
             "id": tid, "market_id": market, "price": price, "quantity": qty, "kind": kind,
-            "taker_side": taker_side, "taker_order_id": t_oid, "taker_user_id": t_uid,
-            "maker_order_id": m_oid, "maker_user_id": m_uid, "executed_at": from_ms(ts),
+            "taker_side": taker_side, "taker_order_id": e.taker_order_id,
+            "taker_user_id": t_uid, "maker_order_id": e.maker_order_id,
+            "maker_user_id": m_uid, "executed_at": from_ms(ts),
             "seq": d.last_seq, "fee": fee,
         })
         bid_user, ask_user = (t_uid, m_uid) if taker_side == "buy" else (m_uid, t_uid)
@@ -326,8 +322,10 @@ class Batch:
                 candle[4] += qty
                 candle[5] += 1
 
-    def _ledger(self, e: tuple, d: Delivery, index: int) -> None:
-        _, user, kind, amount, event, market, qty, ts = e
+    def _ledger(self, e: ev.LedgerEntry, d: Delivery, index: int) -> None:
+        user, kind, amount, event, market = (e.user_id, e.entry_kind, e.amount, e.event_id,
+                                             e.market_id)
+        qty, ts = e.quantity, e.ts_ms
         bounded(amount, f"{kind} amount of user {user}")
         bounded(qty, f"{kind} quantity of user {user}")
         self.ledger.append({
@@ -357,16 +355,16 @@ class Batch:
             self._payout(user, event, market, amount, self._after(d, index))
         self._restore(settled)
 
-    def _payout_row(self, e: tuple, d: Delivery, index: int) -> None:
+    def _payout_row(self, e: ev.Payout, d: Delivery, index: int) -> None:
         """A position's payout (its cash and cost basis move with its ``ledger`` entry)."""
-        _, user, event, market, yes, no, amount, ts = e
+        user = e.user_id
         self.payouts.append({
-            "user_id": bounded(user, "user id"), "event_id": bounded(event, "event id"),
-            "market_id": bounded(market, "market id"),
-            "yes": bounded(yes, f"YES paid out to user {user}"),
-            "no": bounded(no, f"NO paid out to user {user}"),
-            "amount": bounded(amount, f"payout amount of user {user}"),
-            "paid_at": from_ms(ts), "stream": self.stream, "seq": d.first_seq, "idx": index,
+            "user_id": bounded(user, "user id"), "event_id": bounded(e.event_id, "event id"),
+            "market_id": bounded(e.market_id, "market id"),
+            "yes": bounded(e.yes, f"YES paid out to user {user}"),
+            "no": bounded(e.no, f"NO paid out to user {user}"),
+            "amount": bounded(e.amount, f"payout amount of user {user}"),
+            "paid_at": from_ms(e.ts_ms), "stream": self.stream, "seq": d.first_seq, "idx": index,
         })
 
     def _markets_of(self, event_id: int) -> list[int]:
@@ -377,52 +375,52 @@ class Batch:
         return ids
 
     def _convert(self, user: int, event: int, qty: int, released: int,
-                 following: Sequence[tuple]) -> None:
+                 following: Sequence[ev.EngineEvent]) -> None:
         """Which NOs were converted is read from the command's following positions."""
         ids = self._markets_of(event)
-        after: dict[int, tuple] = {}
+        after: dict[int, ev.PositionState] = {}
         for later in following:
-            if later[0] == ev.POSITION and later[1] == user and later[2] in ids:
-                after.setdefault(later[2], later)
-            elif later[0] in _COMMAND_FACTS:
+            if (isinstance(later, ev.PositionState) and later.user_id == user
+                    and later.market_id in ids):
+                after.setdefault(later.market_id, later)
+            elif later.kind in _COMMAND_FACTS:
                 break  # the next command's facts: this command's states are behind us
         chosen, others = [], []
         for m in ids:
             holding = self._holding(user, m)
             state = after.get(m)
-            if state is not None and state[4] < holding.qty[costbasis.NO]:
+            if state is not None and state.no < holding.qty[costbasis.NO]:
                 chosen.append(holding)
             else:
                 others.append(holding)
         costbasis.convert(chosen, others, qty, released)
 
     def _payout(self, user: int, event: int, market: int, amount: int,
-                following: Sequence[tuple]) -> None:
-        resolved = next((e for e in following if e[0] == ev.RESOLVED and e[1] == event),
-                        None)
+                following: Sequence[ev.EngineEvent]) -> None:
+        resolved = next((e for e in following
+                         if isinstance(e, ev.Resolved) and e.event_id == event), None)
         if resolved is None:
             raise ValueError(f"payout in event {event} without its resolved event")
-        _, _, winner, void, _paid, _rounding, _ts = resolved
+        winner, void = resolved.winning_outcome_id, resolved.void
         ids = self._markets_of(event)
         outcomes = len(ids) if len(ids) > 1 else 2
         costbasis.payout(self._holding(user, market), amount, market == winner, bool(void),
                          outcomes)
 
-    def _event(self, e: tuple, d: Delivery, _index: int) -> None:
-        (_, eid, status, title, description, category, slug, close_ms, tick, markets,
-         created_ms, winner, void) = e[:13]
-        fee_rate = e[13] if len(e) > 13 else 0  # an event stored before fees existed
-        created = from_ms(created_ms)
+    def _event(self, e: ev.EventState, d: Delivery, _index: int) -> None:
+        eid, status, tick = e.event_id, e.status, e.tick
+        created = from_ms(e.created_ms)
         self.events[eid] = {
-            "id": bounded(eid, "event id"), "status": status, "title": title,
-            "description": description or "", "category": category or "",
-            "slug": slug or "", "close_time": from_ms(close_ms), "tick": tick,
-            "winning_outcome_id": winner, "void": bool(void), "fee_rate": fee_rate,
+            "id": bounded(eid, "event id"), "status": status, "title": e.title,
+            "description": e.description or "", "category": e.category or "",
+            "slug": e.slug or "", "close_time": from_ms(e.close_time_ms), "tick": tick,
+            "winning_outcome_id": e.winning_outcome_id, "void": bool(e.void),
+            "fee_rate": e.fee_rate,
             "created_at": created,
             "updated_at": from_ms(d.ts_ms) if d.ts_ms else created, "seq": d.last_seq,
         }
         ids = []
-        for position, (mid, name) in enumerate(markets):
+        for position, (mid, name) in enumerate(e.markets):
             ids.append(mid)
             self.new_markets[mid] = {"id": bounded(mid, "market id"), "event_id": eid,
                                      "name": name, "position": position, "status": status,
@@ -431,8 +429,8 @@ class Batch:
                 self.markets[mid] = MarketInfo(eid, None)
         self.event_markets[eid] = ids
 
-    def _event_deleted(self, e: tuple, d: Delivery, _index: int) -> None:
-        eid = e[1]
+    def _event_deleted(self, e: ev.EventDeleted, d: Delivery, _index: int) -> None:
+        eid = e.event_id
         self._markets_of(eid)  # an event the database lacks (parked) cannot be deleted
         row = self.events.get(eid)
         if row is not None:
@@ -442,12 +440,13 @@ class Batch:
                 market["status"] = "deleted"
         self.deleted_events[eid] = d.ts_ms
 
-    def _resolved(self, e: tuple, d: Delivery, _index: int) -> None:
-        _, eid, _winner, _void, paid, rounding, ts = e
+    def _resolved(self, e: ev.Resolved, d: Delivery, _index: int) -> None:
+        eid = e.event_id
         self._markets_of(eid)  # nor resolved
-        self.resolutions[eid] = {"id": eid, "payouts_total": bounded(paid, "payouts total"),
-                                 "rounding": bounded(rounding, "rounding"),
-                                 "resolved_at": from_ms(ts)}
+        self.resolutions[eid] = {"id": eid,
+                                 "payouts_total": bounded(e.payouts_total, "payouts total"),
+                                 "rounding": bounded(e.rounding, "rounding"),
+                                 "resolved_at": from_ms(e.ts_ms)}
 
     # --- results -------------------------------------------------------------------
 

@@ -23,10 +23,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from pmarket.engine.events import EVENT as _EVENT
-from pmarket.engine.events import LAYOUTS
-
-_MARKETS = LAYOUTS[_EVENT].index("markets") + 1  # position in the event tuple
+from pmarket.engine.events import EngineEvent, from_wire, wire_rows
 
 
 class DeliveryError(ValueError):
@@ -40,14 +37,14 @@ class Delivery:
     Attributes:
         first_seq: sequence number of the first command covered (>= 1).
         last_seq: sequence number of the last command covered (>= first_seq).
-        events: the commands' events, flat tuples as the engine emits them.
+        events: the commands' events, as the engine emits them (``engine.events``).
         ts_ms: the engine clock when the last command was applied (0: unknown).
         message_id: the bus entry it arrived in, if any (kept for diagnostics).
     """
 
     first_seq: int
     last_seq: int
-    events: Sequence[tuple] = field(default=(), compare=False)
+    events: Sequence[EngineEvent] = field(default=(), compare=False)
     ts_ms: int = 0
     message_id: str | None = field(default=None, compare=False)
 
@@ -60,7 +57,7 @@ class Delivery:
                 f"got {self.first_seq}..{self.last_seq}")
 
     @classmethod
-    def of_command(cls, seq: int, events: Sequence[tuple], ts_ms: int = 0) -> Delivery:
+    def of_command(cls, seq: int, events: Sequence[EngineEvent], ts_ms: int = 0) -> Delivery:
         """The delivery of one command's events."""
         return cls(seq, seq, events, ts_ms)
 
@@ -70,7 +67,7 @@ def encode_delivery(delivery: Delivery) -> bytes:
     return orjson.dumps({
         "seq": [delivery.first_seq, delivery.last_seq],
         "ts": delivery.ts_ms,
-        "events": list(delivery.events),
+        "events": wire_rows(list(delivery.events)),
     })
 
 
@@ -94,27 +91,25 @@ def decode_delivery(data: bytes, message_id: str | None = None) -> Delivery:
     return Delivery(seq[0], seq[1], [_event_row(row) for row in events], ts, message_id)
 
 
-def _event_row(row: object) -> tuple:
-    if type(row) is not list or not row or type(row[0]) is not str:
-        raise DeliveryError(f"an event must be an array starting with its kind: {row!r}")
-    if row[0] == _EVENT and len(row) > _MARKETS and type(row[_MARKETS]) is list:
-        # The only nested field: an event's (market_id, name) pairs.
-        row[_MARKETS] = tuple(tuple(m) if type(m) is list else m for m in row[_MARKETS])
-    return tuple(row)
+def _event_row(row: object) -> EngineEvent:
+    try:
+        return from_wire(row)
+    except ValueError as exc:
+        raise DeliveryError(str(exc)) from None
 
 
-def encode_events(events: Sequence[tuple]) -> str:
+def encode_events(events: Sequence[EngineEvent]) -> str:
     """Events as JSON text a database column can hold (what ``park`` stores).
 
     The standard library's encoder, not orjson: it keeps integers of any size exactly
     (a value that overflowed a column must be stored as it came) and escapes every
     control character, NUL included. Anything that is not JSON is kept as its ``repr``.
     """
-    return json.dumps([list(e) for e in events], ensure_ascii=True, default=repr)
+    return json.dumps([list(e.wire()) for e in events], ensure_ascii=True, default=repr)
 
 
-def decode_events(text: str) -> list[tuple]:
-    """Events stored by ``encode_events``, as the engine's tuples.
+def decode_events(text: str) -> list[EngineEvent]:
+    """Events stored by ``encode_events``, as the engine's events.
 
     Raises:
         DeliveryError: the text is not a JSON array of events.

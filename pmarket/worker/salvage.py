@@ -55,8 +55,6 @@ log = logging.getLogger(__name__)
 
 _parked = ParkedEvent.__table__
 
-_STATE_KINDS = frozenset({ev.ORDER, ev.BALANCE, ev.POSITION, ev.EVENT})
-
 BuildRange = Callable[[Connection, Delivery, int, int], Batch]
 """Builds the batch of events ``start .. stop - 1`` of a delivery (reads what it needs)."""
 
@@ -90,14 +88,21 @@ def superseded(events) -> set[int]:
     return out
 
 
-def _state_key(e: tuple):
-    kind = e[0] if e else None
-    if kind not in _STATE_KINDS:
+def _state_key(e: ev.EngineEvent):
+    """The key a state event replaces the value of (None: not a state event)."""
+    if isinstance(e, ev.OrderState):
+        key: tuple = (ev.ORDER, e.order_id)
+    elif isinstance(e, ev.BalanceState):
+        key = (ev.BALANCE, e.user_id)
+    elif isinstance(e, ev.PositionState):
+        key = (ev.POSITION, e.user_id, e.market_id)
+    elif isinstance(e, ev.EventState):
+        key = (ev.EVENT, e.event_id)
+    else:
         return None
     try:
-        key = (kind, e[1], e[2]) if kind == ev.POSITION else (kind, e[1])
         hash(key)
-    except (IndexError, TypeError):
+    except TypeError:
         return None
     return key
 
@@ -147,7 +152,7 @@ def park_event(conn: Connection, stream: str, consumer: str, delivery: Delivery,
         context = lookahead(events, index)
     except Exception:  # a malformed event reads nothing ahead
         context = None
-    kind = event[0] if event and isinstance(event[0], str) else "?"
+    kind = event.kind
     writer.insert_new(conn, _parked, [{
         "consumer": consumer, "stream": stream, "first_seq": delivery.first_seq,
         "last_seq": delivery.last_seq, "idx": index, "kind": kind[:32],

@@ -20,9 +20,10 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy import func, or_, select
 
+from pmarket.api import convert
 from pmarket.db import Balance, Market, Order, Payout, Position, Trade
 from pmarket.engine import Deposit, Withdraw
-from pmarket.engine.events import BALANCE
+from pmarket.engine.events import BalanceState, EngineEvent
 from pmarket.engine.units import to_units
 
 from .. import views
@@ -59,11 +60,11 @@ def mark(runtime: Runtime, market_id: int) -> tuple[int | None, bool]:
     return None, False
 
 
-def balance_from_events(events: list[tuple], user_id: int) -> dict[str, str] | None:
+def balance_from_events(events: list[EngineEvent], user_id: int) -> dict[str, str] | None:
     """The caller's balance after a command, from its reply events."""
     for ev in reversed(events):
-        if ev[0] == BALANCE and ev[1] == user_id:
-            return views.balance(ev[2], ev[3])
+        if isinstance(ev, BalanceState) and ev.user_id == user_id:
+            return convert.balance(ev)
     return None
 
 

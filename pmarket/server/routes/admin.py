@@ -38,7 +38,7 @@ from pmarket.engine import (
     ResolveEvent,
     UpdateEvent,
 )
-from pmarket.engine.events import EVENT, RESOLVED
+from pmarket.engine.events import EventState, Resolved
 from pmarket.engine.units import SCALE, VALID_TICKS, format_money
 
 from .. import views
@@ -82,7 +82,7 @@ async def create_event(body: EventCreate, _admin: CurrentAdmin, runtime: Runtime
         description=body.description, category=body.category, slug=body.slug or "",
         close_time_ms=to_ms(body.close_time),
         fee_rate=runtime.settings.fee_rate if body.fee_rate is None else body.fee_rate))
-    event_id = next(ev[1] for ev in events if ev[0] == EVENT)
+    event_id = next(ev.event_id for ev in events if isinstance(ev, EventState))
     return ok(await read_event(runtime, event_id), 201)
 
 
@@ -105,7 +105,7 @@ async def resolve_event(event_id: EventId, body: EventResolve, _admin: CurrentAd
         raise ApiError(422, "invalid_field", "give winning_outcome_id or void, not both")
     events = await runtime.gateway.send(ResolveEvent(
         event_id=event_id, winning_outcome_id=body.winning_outcome_id, void=body.void))
-    payouts = next((ev[4] for ev in events if ev[0] == RESOLVED), 0)
+    payouts = next((ev.payouts_total for ev in events if isinstance(ev, Resolved)), 0)
     return ok({"event": await read_event(runtime, event_id),
                "payouts_total": format_money(payouts)})
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from pmarket.api import convert
 from pmarket.engine import DisarmHeartbeat, Heartbeat
-from pmarket.engine.events import DEAD_MAN
+from pmarket.engine.events import DeadManState
 
-from .. import views
 from ..deps import CurrentUser, RuntimeDep
 from ..schemas import HeartbeatIn, HeartbeatOut
 from .common import ERRORS, ok
@@ -33,9 +33,8 @@ async def heartbeat(body: HeartbeatIn, user: CurrentUser, runtime: RuntimeDep):
     switch turns off. `fired_at` is set when it fired since the previous heartbeat."""
     events = await runtime.gateway.send(Heartbeat(user_id=user.id,
                                                   timeout_ms=body.timeout_s * 1000))
-    state = next(e for e in events if e[0] == DEAD_MAN)
-    return ok({"expires_at": views.iso_ms(state[2]), "timeout_s": state[3] // 1000,
-               "fired_at": views.iso_ms(state[4])})
+    state = next(e for e in events if isinstance(e, DeadManState))
+    return ok(convert.dead_man(state))
 
 
 @router.delete("/heartbeat", status_code=204, response_class=Response)

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Query
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
+from pmarket.api import convert
 from pmarket.db import Order
 from pmarket.db.types import to_ms
 from pmarket.engine import (
@@ -34,7 +35,7 @@ from pmarket.engine import (
     Side,
     TimeInForce,
 )
-from pmarket.engine.events import BATCH_ITEM, FILL, ORDER, REJECTED
+from pmarket.engine.events import BATCH_ITEM, EngineEvent, Fill, OrderState, Rejected, first_order
 
 from .. import views
 from ..deps import CurrentUser, OrderId, RuntimeDep, owned_order
@@ -74,26 +75,28 @@ def place_command(user_id: int, body: OrderCreate) -> PlaceOrder:
         client_order_id=body.client_order_id, stp=SelfTrade(body.stp))
 
 
-def order_result(runtime: Runtime, events: list[tuple]) -> dict[str, Any]:
+def order_result(runtime: Runtime, events: list[EngineEvent]) -> dict[str, Any]:
     """``{order, trades}`` of a placement or modification from its reply events."""
-    order = next(ev for ev in events if ev[0] == ORDER)
-    t = tick(runtime, order[3])
-    oid = order[1]
+    order = first_order(events)
+    if order is None:
+        raise RuntimeError(f"the engine's reply holds no order: {events!r}")
+    t = tick(runtime, order.market_id)
+    oid = order.order_id
     trades = []
     for ev in events:
-        if ev[0] == FILL:
-            if ev[7] == oid:
-                trades.append(views.own_trade(ev, order, "taker", t))
-            elif ev[9] == oid:
-                trades.append(views.own_trade(ev, order, "maker", t))
-    return {"order": views.order_event(order, t), "trades": trades}
+        if isinstance(ev, Fill):
+            if ev.taker_order_id == oid:
+                trades.append(convert.own_trade(ev, order, "taker", t))
+            elif ev.maker_order_id == oid:
+                trades.append(convert.own_trade(ev, order, "maker", t))
+    return {"order": convert.order(order, t), "trades": trades}
 
 
-def split_batch(events: list[tuple]) -> list[list[tuple]]:
+def split_batch(events: list[EngineEvent]) -> list[list[EngineEvent]]:
     """A batch reply cut into each item's events (each part follows its marker)."""
-    parts: list[list[tuple]] = []
+    parts: list[list[EngineEvent]] = []
     for ev in events:
-        if ev[0] == BATCH_ITEM:
+        if ev.kind == BATCH_ITEM:
             parts.append([])
         elif parts:
             parts[-1].append(ev)
@@ -126,10 +129,10 @@ async def place_batch(body: OrderBatch, user: CurrentUser, runtime: RuntimeDep):
     if commands:
         events = await runtime.gateway.send_raw(
             PlaceBatch(user_id=user.id, orders=tuple(c for _, c in commands)))
-        if events and events[0][0] == REJECTED:
+        if events and isinstance(events[0], Rejected):
             raise rejection_error(events[0])
         for (i, _), part in zip(commands, split_batch(events), strict=False):
-            rejected = next((ev for ev in part if ev[0] == REJECTED), None)
+            rejected = next((ev for ev in part if isinstance(ev, Rejected)), None)
             if rejected is not None:
                 err = rejection_error(rejected)
                 results[i] = {"error": {"code": err.code, "message": err.message}}
@@ -138,13 +141,13 @@ async def place_batch(body: OrderBatch, user: CurrentUser, runtime: RuntimeDep):
     return ok({"results": results})
 
 
-def open_order_view(runtime: Runtime, model: ReadModel, order: tuple) -> orjson.Fragment:
+def open_order_view(runtime: Runtime, model: ReadModel, order: OrderState) -> orjson.Fragment:
     """An open order's API object, rendered once per state of the order."""
-    cached = model.rendered.get(order[1])
+    cached = model.rendered.get(order.order_id)
     if cached is not None and cached[0] is order:
         return cached[1]
-    view = orjson.Fragment(orjson.dumps(views.order_event(order, tick(runtime, order[3]))))
-    model.rendered[order[1]] = (order, view)
+    view = orjson.Fragment(orjson.dumps(convert.order(order, tick(runtime, order.market_id))))
+    model.rendered[order.order_id] = (order, view)
     return view
 
 
@@ -182,7 +185,7 @@ async def get_order(order_id: OrderId, user: CurrentUser, runtime: RuntimeDep):
     if model is not None:
         open_order = model.open_order(order_id)
         if open_order is not None:
-            if open_order[2] != user.id:
+            if open_order.user_id != user.id:
                 raise not_found(f"order {order_id}")
             return ok(open_order_view(runtime, model, open_order))
     order = await owned_order(order_id, user.id, runtime)  # closed, or unknown here
@@ -233,13 +236,14 @@ async def cancel_order(order_id: OrderId, user: CurrentUser, runtime: RuntimeDep
         events = await runtime.gateway.send(CancelOrder(user_id=user.id, order_id=order_id))
     except ApiError as exc:
         raise await _closed_or_missing(runtime, user.id, order_id, exc) from None
-    ev = next(e for e in events if e[0] == ORDER and e[1] == order_id)
-    return ok(views.order_event(ev, tick(runtime, ev[3])))
+    ev = next(e for e in events if isinstance(e, OrderState) and e.order_id == order_id)
+    return ok(convert.order(ev, tick(runtime, ev.market_id)))
 
 
 @router.delete("/orders", response_model=CancelledOut)
 async def cancel_all(user: CurrentUser, runtime: RuntimeDep, market_id: QueryId = None):
     """Cancel every open order of the caller (optionally in one market)."""
     events = await runtime.gateway.send(CancelAll(user_id=user.id, market_id=market_id))
-    cancelled = [ev[1] for ev in events if ev[0] == ORDER and ev[11] == "cancelled"]
+    cancelled = [ev.order_id for ev in events
+                 if isinstance(ev, OrderState) and ev.status == "cancelled"]
     return ok({"cancelled": cancelled})

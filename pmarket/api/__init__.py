@@ -1,0 +1,1 @@
+"""The API's objects and the one conversion from engine events to them (``convert``)."""
