@@ -21,7 +21,7 @@ from pmarket.bus.codec import (
 )
 from pmarket.engine import commands as c
 from pmarket.engine.engine import Engine
-from pmarket.engine.events import LAYOUTS
+from pmarket.engine.events import LAYOUTS, BalanceState, EventDeleted
 
 
 def _sample(hint: Any, salt: int) -> Any:
@@ -172,11 +172,11 @@ def test_every_event_kind_round_trips():
     decoded = decode_events(encode_events(events))
 
     assert decoded == events
-    assert all(type(e) is tuple for e in decoded)
+    assert [type(e) for e in decoded] == [type(e) for e in events]
 
 
 def test_events_travel_as_an_array_of_arrays():
-    events = [("balance", 1, 500, 0), ("event_deleted", 3)]
+    events = [BalanceState(1, 500, 0), EventDeleted(3)]
 
     assert orjson.loads(encode_events(events)) == [["balance", 1, 500, 0], ["event_deleted", 3]]
     assert decode_events(encode_events([])) == []
@@ -217,5 +217,5 @@ def test_engine_fed_through_the_codec_emits_the_same_events():
         events = wired.apply(received)
         assert events == expected
         assert decode_events(encode_events(events)) == expected
-        kinds.update(e[0] for e in events)
+        kinds.update(e.kind for e in events)
     assert {"event", "fill", "order", "ledger", "resolved", "batch_item"} <= kinds

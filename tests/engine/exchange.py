@@ -13,7 +13,7 @@ from pmarket.engine import (
     Side,
     TimeInForce,
 )
-from pmarket.engine.events import as_dict, of_kind
+from pmarket.engine.events import EngineEvent, as_dict, of_kind
 from pmarket.engine.units import SCALE, to_units
 
 ALICE, BOB, CAROL = 1, 2, 3
@@ -29,11 +29,11 @@ class Exchange:
 
     def __init__(self) -> None:
         self.engine = Engine()
-        self.last: list[tuple] = []
-        self.log: list[tuple] = []  # every event so far
+        self.last: list[EngineEvent] = []
+        self.log: list[EngineEvent] = []  # every event so far
         self.now = 0
 
-    def apply(self, cmd) -> list[tuple]:
+    def apply(self, cmd) -> list[EngineEvent]:
         if not cmd.ts_ms:
             cmd.ts_ms = self.now
         self.last = self.engine.apply(cmd)
@@ -47,7 +47,8 @@ class Exchange:
         """Create an event; its id and its market ids."""
         ev = self.apply(CreateEvent(title=title, outcomes=tuple(outcomes), tick=usd(tick),
                                     fee_rate=usd(fee_rate)))
-        data = as_dict(ev[0])
+        (created,) = ev
+        data = as_dict(created)
         return data["event_id"], [m for m, _ in data["markets"]]
 
     def market(self, tick="0.01", fee_rate="0") -> int:
@@ -56,7 +57,7 @@ class Exchange:
     def fund(self, user: int, dollars: str | int = 1000) -> None:
         self.apply(Deposit(user_id=user, amount=usd(dollars)))
 
-    def order(self, user, market, side, outcome, price=None, qty=10, **kw) -> list[tuple]:
+    def order(self, user, market, side, outcome, price=None, qty=10, **kw) -> list[EngineEvent]:
         return self.apply(PlaceOrder(
             user_id=user, market_id=market, side=Side(side), outcome=Outcome(outcome),
             price=None if price is None else usd(price), quantity=qty,
@@ -94,8 +95,8 @@ class Exchange:
     def holding(self, user, market) -> tuple[int, int, int, int]:
         """(yes, no, yes_reserved, no_reserved)."""
         for p in self.engine.positions(user):
-            if p[2] == market:
-                return p[3], p[4], p[5], p[6]
+            if p.market_id == market:
+                return p.yes, p.no, p.yes_reserved, p.no_reserved
         return (0, 0, 0, 0)
 
     def levels(self, market, view="yes"):

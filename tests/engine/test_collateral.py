@@ -20,7 +20,7 @@ def ex():
 def test_deposit_and_withdrawal_cross_the_boundary_and_are_ledgered(ex):
     events = ex.apply(Withdraw(user_id=ALICE, amount=usd(30)))
     (entry,) = of_kind(events, "ledger")
-    assert (entry["kind"], entry["amount"]) == ("withdrawal", -usd(30))
+    assert (entry["entry_kind"], entry["amount"]) == ("withdrawal", -usd(30))
     audit = ex.engine.audit()
     assert (audit.deposits, audit.withdrawals, audit.user_cash) == (usd(100), usd(30), usd(70))
 
@@ -86,7 +86,7 @@ def test_convert_several_nos_pays_the_cash_difference(ex):
     ex.apply(Split(user_id=ALICE, market_id=b, quantity=2))
     ex.apply(Convert(user_id=ALICE, event_id=ex.eid, outcome_ids=(a, b), quantity=2))
     (entry,) = of_kind(ex.last, "ledger")
-    assert (entry["kind"], entry["amount"]) == ("convert", usd(2))
+    assert (entry["entry_kind"], entry["amount"]) == ("convert", usd(2))
     assert [ex.holding(ALICE, m) for m in ex.mids] == [(2, 0, 0, 0), (2, 0, 0, 0),
                                                        (2, 0, 0, 0)]
     assert ex.cash(ALICE)[0] == usd(98)

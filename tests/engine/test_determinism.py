@@ -308,20 +308,20 @@ def test_the_log_exercises_every_kind_of_command_and_outcome(log, reference_run)
         "Deposit", "Withdraw", "Split", "Merge", "SplitEvent", "MergeEvent", "Convert",
         "CreateEvent", "UpdateEvent", "ResolveEvent", "DeleteEvent"}
     flat = [e for per_cmd in events for e in per_cmd]
-    fills = Counter(e[5] for e in flat if e[0] == "fill")
+    fills = Counter(e.settlement for e in flat if e.kind == "fill")
     assert set(fills) == {"transfer_yes", "mint", "merge", "transfer_no"}
     assert sum(fills.values()) > 150
-    fees = Counter(e[5] for e in flat if e[0] == "fill" and e[12])
+    fees = Counter(e.settlement for e in flat if e.kind == "fill" and e.fee)
     assert set(fees) == set(fills), "every kind of trade is charged a fee somewhere"
-    statuses = Counter((e[11], e[18]) for e in flat if e[0] == "order")
+    statuses = Counter((e.status, e.reason) for e in flat if e.kind == "order")
     for status in [("expired", "expired"), ("cancelled", "self_trade"),
                    ("cancelled", "not_filled"), ("filled", None)]:
         assert statuses[status] > 0, status
-    reasons = Counter(e[3] for e in flat if e[0] == "rejected")
+    reasons = Counter(e.reason for e in flat if e.kind == "rejected")
     assert len(reasons) >= 15 and reasons["duplicate_command"] > 0
-    assert any(e[0] == "resolved" for e in flat)
-    assert any(e[0] == "duplicate" for e in flat)
-    assert any(e[0] == "clock" for e in flat)
+    assert any(e.kind == "resolved" for e in flat)
+    assert any(e.kind == "duplicate" for e in flat)
+    assert any(e.kind == "clock" for e in flat)
 
 
 def test_the_same_log_yields_the_same_events_and_digest(log, reference_run):

@@ -132,7 +132,7 @@ def test_every_kind_of_trade_charges_the_same_at_the_same_price(ex, taker, maker
     getattr(ex, maker)(BOB, ex.mid, own(maker), qty=7)
     getattr(ex, taker)(ALICE, ex.mid, own(taker), qty=7)
     (fill,) = ex.fills()
-    assert (fill["kind"], fill["price"]) == (kind, yes_price)
+    assert (fill["settlement"], fill["price"]) == (kind, yes_price)
     assert fill["fee"] == usd("0.11")  # 0.07 x 7 x 0.21 = 0.1029
 
 

@@ -57,7 +57,7 @@ def test_deposit_up_to_exactly_the_limit_is_accepted(ex):
 def test_deposit_one_unit_over_the_limit_is_rejected_and_changes_nothing(ex):
     before = ex.engine.digest()
     events = ex.apply(Deposit(user_id=CAROL, amount=SCALE + 1))
-    assert [e[0] for e in events] == ["rejected"]
+    assert [e.kind for e in events] == ["rejected"]
     (rejected,) = of_kind(events, "rejected")
     assert (rejected["user_id"], rejected["command"], rejected["reason"]) == \
         (CAROL, "Deposit", Reason.EXCHANGE_MONEY_LIMIT)

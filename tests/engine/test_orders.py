@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from pmarket.engine import CancelAll, CancelOrder, Engine, Expire, ModifyOrder, PlaceBatch, Split
-from pmarket.engine.events import Reason
+from pmarket.engine.events import Clock, Reason
 
 from .exchange import ALICE, BOB, CAROL, Exchange, of_kind, usd
 
@@ -208,7 +208,7 @@ def test_modify_that_cannot_be_afforded_leaves_the_order_as_it_was(ex):
     bid = oid(ex, ex.buy_yes(9, ex.mid, "0.40", qty=10))
     ex.apply(ModifyOrder(user_id=9, order_id=bid, price=usd("0.60")))
     assert ex.rejection() == Reason.INSUFFICIENT_CASH
-    assert ex.engine.open_orders(9)[0][8] == usd("0.40")
+    assert ex.engine.open_orders(9)[0].price == usd("0.40")
     assert ex.cash(9) == (usd(1), usd(4))
 
 
@@ -253,7 +253,7 @@ def test_cancel_all_cancels_only_the_users_orders_optionally_per_market(ex):
     theirs = oid(ex, ex.buy_yes(BOB, ex.mid, "0.44"))
     ex.apply(CancelAll(user_id=ALICE, market_id=ex.mid))
     assert len(of_kind(ex.last, "order")) == 2
-    assert [o[1] for o in ex.engine.open_orders(ALICE)] == [keep]
+    assert [o.order_id for o in ex.engine.open_orders(ALICE)] == [keep]
     assert ex.engine.order(theirs) is not None
     ex.apply(CancelAll(user_id=ALICE))
     assert ex.engine.open_orders(ALICE) == []
@@ -267,7 +267,7 @@ def test_cancelled_level_disappears_and_best_price_moves(ex):
     assert ex.engine.best_bid(ex.mid) == usd("0.40")
     assert {"type": "book", "market_id": ex.mid, "side": "bid", "price": usd("0.45"),
             "quantity": 0} in [__import__("pmarket").engine.as_dict(e) for e in ex.last
-                               if e[0] == "book"]
+                               if e.kind == "book"]
 
 
 def test_many_cancels_in_one_level_keep_queue_order(ex):
@@ -291,9 +291,9 @@ def test_batch_places_each_order_on_its_own(ex):
                           price=price, quantity=qty)
 
     events = ex.apply(PlaceBatch(user_id=ALICE, orders=(po(4000, 1), po(4001, 1), po(4100, 2))))
-    markers = [i for i, e in enumerate(events) if e[0] == "batch_item"]
+    markers = [i for i, e in enumerate(events) if e.kind == "batch_item"]
     assert len(markers) == 3
-    assert events[markers[1] + 1][0] == "rejected"
+    assert events[markers[1] + 1].kind == "rejected"
     assert ex.levels(ex.mid)[0] == [(usd("0.41"), 2), (usd("0.40"), 1)]
 
 
@@ -311,7 +311,7 @@ def test_repeated_client_order_id_never_creates_a_second_order(ex):
     first = oid(ex, ex.buy_yes(ALICE, ex.mid, "0.45", client_order_id="abc"))
     cash = ex.cash(ALICE)
     events = ex.buy_yes(ALICE, ex.mid, "0.45", client_order_id="abc")
-    assert events[0][0] == "duplicate" and oid(ex, events) == first
+    assert events[0].kind == "duplicate" and oid(ex, events) == first
     assert ex.cash(ALICE) == cash and len(ex.engine.open_orders(ALICE)) == 1
     # another user may use the same client id
     assert oid(ex, ex.buy_yes(BOB, ex.mid, "0.45", client_order_id="abc")) != first
@@ -386,8 +386,8 @@ def test_expirations_due_at_a_commands_time_come_first_behind_a_clock_marker(ex)
     old = oid(ex, ex.buy_yes(ALICE, ex.mid, "0.40", tif="gtd", expires_at_ms=5))
     ex.now = 10
     events = ex.buy_yes(BOB, ex.mid, "0.41")
-    marker = events.index(("clock", 10, 1))
-    assert [e[1] for e in events[:marker] if e[0] == "order"] == [old]
+    marker = events.index(Clock(10, 1))
+    assert [e.order_id for e in events[:marker] if e.kind == "order"] == [old]
     own = command_events(events)
     assert own == events[marker + 1:]
     assert ex.placed(own)["status"] == "open" and ex.placed(own)["order_id"] != old
@@ -402,14 +402,14 @@ def test_open_orders_view_follows_fills_cancels_replacements_and_restores(ex):
     third = oid(ex, ex.buy_yes(ALICE, ex.mid, "0.42"))
     view = ex.engine.open_orders(ALICE)  # turns Alice's cached view on
     view.clear()  # the caller's copy: the cache is not the caller's to change
-    assert [o[1] for o in ex.engine.open_orders(ALICE)] == [first, second, third]
+    assert [o.order_id for o in ex.engine.open_orders(ALICE)] == [first, second, third]
 
     ex.sell_yes(BOB, ex.mid, "0.42", qty=4)  # third partly filled: stays in place
     ex.apply(CancelOrder(user_id=ALICE, order_id=first))
     ex.apply(ModifyOrder(user_id=ALICE, order_id=second, price=usd("0.39")))  # to the back
     mine = ex.engine.open_orders(ALICE)
     assert mine == [o.snapshot() for o in ex.engine.accounts[ALICE].orders.values()]
-    assert [(o[1], o[8], o[10]) for o in mine] == [(third, usd("0.42"), 4),
+    assert [(o.order_id, o.price, o.filled) for o in mine] == [(third, usd("0.42"), 4),
                                                  (second, usd("0.39"), 0)]
     assert ex.engine.open_orders(ALICE, market_id=ex.mid + 1) == []
 

@@ -29,9 +29,9 @@ def ex():
 def rejected_without_change(ex, cmd_or_events) -> str:
     before = ex.engine.digest()
     events = cmd_or_events() if callable(cmd_or_events) else ex.apply(cmd_or_events)
-    assert [e[0] for e in events] == ["rejected"], events
+    assert [e.kind for e in events] == ["rejected"], events
     assert ex.engine.digest() == before
-    return events[0][3]
+    return events[0].reason
 
 
 @pytest.mark.parametrize(("price", "tick"), [("0", "0.01"), ("1", "0.01"), ("0.005", "0.01"),

@@ -11,7 +11,7 @@ from pmarket.engine import (
     UpdateEvent,
     queries,
 )
-from pmarket.engine.events import Reason, of_kind
+from pmarket.engine.events import EventDeleted, Reason, of_kind
 
 from .exchange import ALICE, BOB, CAROL, Exchange, usd
 
@@ -123,7 +123,7 @@ def test_event_that_traded_cannot_be_deleted_even_when_flat(ex):
 def test_untraded_event_is_deleted_and_its_orders_cancelled(ex):
     ex.buy_yes(ALICE, ex.single, "0.5")
     events = ex.apply(DeleteEvent(event_id=ex.single_eid))
-    assert events[-1] == ("event_deleted", ex.single_eid)
+    assert events[-1] == EventDeleted(ex.single_eid)
     assert ex.cash(ALICE) == (usd(100), 0)
     assert ex.single not in ex.engine.markets
 

@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from pmarket.engine import CreateEvent, Deposit, Engine, Withdraw
+from pmarket.engine.events import BalanceState
 from pmarket.engine.runner import LocalRunner
 
 
@@ -19,7 +20,7 @@ async def test_concurrent_submissions_are_applied_one_at_a_time_in_order():
     assert [seq for seq, _ in log] == list(range(1, 52))
     # One clock reading per drained batch: the lone first command, then the fifty.
     assert [ts for _, ts in log] == [1000] + [1001] * 50
-    assert all(events[-1][0] == "balance" for events in results)
+    assert all(events[-1].kind == "balance" for events in results)
 
 
 async def test_the_clock_never_runs_backwards_for_the_engine():
@@ -38,7 +39,7 @@ async def test_fifty_simultaneous_withdrawals_of_the_whole_balance_exactly_one_s
         await r.submit(Deposit(user_id=1, amount=500))
         results = await asyncio.gather(*(r.submit(Withdraw(user_id=1, amount=500))
                                          for _ in range(50)))
-    assert sum(1 for ev in results if ev[0][0] == "ledger") == 1
+    assert sum(1 for ev in results if ev[0].kind == "ledger") == 1
     assert engine.balance(1) == (0, 0)
 
 
@@ -58,7 +59,7 @@ async def test_a_broken_invariant_stops_the_writer_loudly():
         return_exceptions=True)
     # The same batch: the command before the failure has its events, the failing one
     # its error, the one after it was never applied.
-    assert results[0][-1] == ("balance", 1, 5, 0)
+    assert results[0][-1] == BalanceState(1, 5, 0)
     assert isinstance(results[1], AssertionError)
     assert isinstance(results[2], RuntimeError) and engine.balance(2) == (0, 0)
     with pytest.raises(RuntimeError, match="engine stopped"):
@@ -73,7 +74,7 @@ async def test_one_future_wakes_a_whole_batch_and_each_caller_gets_its_own_event
         results = await asyncio.gather(*(r.submit(Deposit(user_id=u, amount=u))
                                          for u in range(1, 21)))
     assert r.batches == 3 and r.applied == 20  # 8 + 8 + 4 commands
-    assert [events[-1] for events in results] == [("balance", u, u, 0) for u in range(1, 21)]
+    assert [events[-1] for events in results] == [BalanceState(u, u, 0) for u in range(1, 21)]
 
 
 async def test_a_cancelled_caller_leaves_the_others_of_its_batch_undisturbed():
@@ -87,9 +88,9 @@ async def test_a_cancelled_caller_leaves_the_others_of_its_batch_undisturbed():
     done = await asyncio.gather(*tasks, return_exceptions=True)
     assert isinstance(done[1], asyncio.CancelledError)
     assert [events[-1] for k, events in enumerate(done) if k != 1] == [
-        ("balance", u, 1, 0) for u in (1, 3, 4, 5)]
+        BalanceState(u, 1, 0) for u in (1, 3, 4, 5)]
     assert engine.balance(2) == (1, 0)  # sent, so applied, like a request already sent
-    assert (await runner.submit(Deposit(user_id=9, amount=1)))[-1] == ("balance", 9, 1, 0)
+    assert (await runner.submit(Deposit(user_id=9, amount=1)))[-1] == BalanceState(9, 1, 0)
 
 
 async def test_a_caller_cancelled_after_its_batch_was_applied_still_sees_the_cancellation():
@@ -110,7 +111,7 @@ async def test_something_that_is_not_a_command_fails_alone():
                                        r.submit(Deposit(user_id=2, amount=1)),
                                        return_exceptions=True)
     assert isinstance(results[1], TypeError)
-    assert [results[0][-1], results[2][-1]] == [("balance", 1, 1, 0), ("balance", 2, 1, 0)]
+    assert [results[0][-1], results[2][-1]] == [BalanceState(1, 1, 0), BalanceState(2, 1, 0)]
     assert engine.last_seq == 2
 
 
@@ -140,4 +141,4 @@ async def test_stop_applies_everything_still_queued():
     assert engine.balance(1) == (0, 0)
     await runner.stop()
     assert engine.balance(1) == (10, 0)
-    assert [events[-1][2] for events in await asyncio.gather(*tasks)] == list(range(1, 11))
+    assert [events[-1].available for events in await asyncio.gather(*tasks)] == list(range(1, 11))

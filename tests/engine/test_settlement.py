@@ -21,7 +21,8 @@ def test_buy_yes_against_sell_yes_transfers_yes_shares_and_cash(ex):
     ex.sell_yes(BOB, ex.mid, "0.60")
     ex.buy_yes(ALICE, ex.mid, "0.60")
     (fill,) = ex.fills()
-    assert (fill["kind"], fill["price"], fill["quantity"]) == ("transfer_yes", usd("0.60"), 10)
+    assert (fill["settlement"], fill["price"], fill["quantity"]) == \
+        ("transfer_yes", usd("0.60"), 10)
     assert ex.holding(ALICE, ex.mid) == (10, 0, 0, 0)
     assert ex.holding(BOB, ex.mid) == (0, 10, 0, 0)
     assert ex.cash(ALICE) == (usd(1000) - usd(6), 0)
@@ -32,7 +33,7 @@ def test_buy_yes_against_buy_no_mints_a_pair_and_locks_one_dollar(ex):
     ex.buy_no(BOB, ex.mid, "0.45")  # rests as a YES ask at 0.55
     ex.buy_yes(ALICE, ex.mid, "0.55", qty=4)
     (fill,) = ex.fills()
-    assert fill["kind"] == "mint" and fill["price"] == usd("0.55")
+    assert fill["settlement"] == "mint" and fill["price"] == usd("0.55")
     assert ex.holding(ALICE, ex.mid) == (4, 0, 0, 0)
     assert ex.holding(BOB, ex.mid) == (0, 4, 0, 0)
     assert ex.engine.audit().collateral == usd(4)
@@ -44,7 +45,7 @@ def test_sell_no_against_sell_yes_merges_the_pair_and_releases_collateral(ex):
     ex.sell_yes(BOB, ex.mid, "0.70", qty=5)
     ex.sell_no(ALICE, ex.mid, "0.30", qty=5)  # bid at 0.70
     (fill,) = ex.fills()
-    assert fill["kind"] == "merge"
+    assert fill["settlement"] == "merge"
     assert ex.holding(ALICE, ex.mid) == (10, 5, 0, 0)
     assert ex.holding(BOB, ex.mid) == (5, 10, 0, 0)
     assert ex.cash(ALICE)[0] == usd(1000) - usd(10) + usd("1.50")
@@ -57,7 +58,7 @@ def test_sell_no_against_buy_no_transfers_no_shares(ex):
     ex.sell_no(ALICE, ex.mid, "0.40")  # bid at 0.60
     ex.buy_no(BOB, ex.mid, "0.40")  # ask at 0.60
     (fill,) = ex.fills()
-    assert fill["kind"] == "transfer_no"
+    assert fill["settlement"] == "transfer_no"
     assert ex.holding(BOB, ex.mid) == (0, 10, 0, 0)
     assert ex.cash(BOB) == (usd(1000) - usd(4), 0)
     assert ex.cash(ALICE)[0] == usd(1000) - usd(10) + usd(4)

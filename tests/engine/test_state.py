@@ -3,7 +3,7 @@
 import random
 
 from pmarket.engine import Engine, Split
-from pmarket.engine.events import LAYOUTS
+from pmarket.engine.events import LAYOUTS, from_wire, to_wire
 
 from .exchange import ALICE, BOB, CAROL, Exchange, usd
 
@@ -30,10 +30,14 @@ def busy_exchange() -> Exchange:
 
 def test_every_event_matches_its_layout():
     ex = busy_exchange()
-    kinds = {event[0] for event in ex.log}
+    kinds = {event.kind for event in ex.log}
     assert {"order", "fill", "balance", "position", "book", "ledger", "event"} <= kinds
     for event in ex.log:
-        assert len(event) == len(LAYOUTS[event[0]]) + 1, event
+        row = to_wire(event)
+        assert len(row) == len(LAYOUTS[event.kind]) + 1, event
+        # each field named by its layout is the attribute of that name
+        assert [getattr(event, name) for name in LAYOUTS[event.kind]] == list(row[1:])
+        assert from_wire(list(row)) == event
 
 
 def test_restored_snapshot_has_the_same_digest_and_behaves_the_same():
@@ -63,7 +67,8 @@ def test_open_orders_and_positions_are_reported_in_owner_terms():
     ex.fund(ALICE)
     ex.buy_no(ALICE, mid, "0.30", qty=4)
     (order,) = ex.engine.open_orders(ALICE)
-    assert (order[5], order[6], order[8], order[9]) == ("no", "buy", usd("0.30"), 4)
+    assert (order.outcome, order.side, order.price, order.quantity) == ("no", "buy", usd("0.30"),
+                                                                        4)
     assert ex.levels(mid) == ([], [(usd("0.70"), 4)])
 
 

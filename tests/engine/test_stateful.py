@@ -54,7 +54,20 @@ from pmarket.engine import (
     UpdateEvent,
     Withdraw,
 )
-from pmarket.engine.events import as_dict, command_events
+from pmarket.engine.events import (
+    BalanceState,
+    BookLevel,
+    Clock,
+    EngineEvent,
+    EventDeleted,
+    EventState,
+    PositionState,
+    Rejected,
+    as_dict,
+    command_events,
+    from_wire,
+    to_wire,
+)
 from pmarket.engine.timers import MAX_TIMEOUT_MS, MIN_TIMEOUT_MS
 from pmarket.engine.units import MAX_AMOUNT, MAX_QUANTITY, MAX_TOTAL_MONEY, SCALE
 
@@ -100,63 +113,69 @@ def ref_state_keys(ref: ReferenceExchange) -> dict[tuple, object]:
     return state
 
 
-def check_facts(events: list[tuple], res) -> None:
-    """The command's facts: fills in order, rejections by reason code, ledger entries."""
-    assert [e for e in events if e[0] == "fill"] == res.fills
-    rejected = [(e[1], e[2], e[3], e[5], e[6]) for e in events if e[0] == "rejected"]
+def check_facts(events: list[EngineEvent], res) -> None:
+    """The command's facts: fills in order, rejections by reason code, ledger entries.
+
+    The reference model writes the facts it expects in their wire form (``to_wire``)."""
+    def wire(kind: str) -> list[EngineEvent]:
+        return [to_wire(e) for e in events if e.kind == kind]
+
+    assert wire("fill") == res.fills
+    rejected = [(e.user_id, e.command, e.reason, e.order_id, e.client_order_id)
+                for e in events if isinstance(e, Rejected)]
     assert rejected == res.rejections
-    assert [e for e in events if e[0] == "duplicate"] == res.duplicates
+    assert wire("duplicate") == res.duplicates
     # The order of payouts within one resolution is the engine's business.
-    ledger = sorted((e for e in events if e[0] == "ledger"), key=repr)
-    assert ledger == sorted(res.ledger, key=repr)
-    assert sorted((e for e in events if e[0] == "payout"), key=repr) == sorted(
-        res.payouts, key=repr)
-    assert [e for e in events if e[0] == "resolved"] == res.resolved
-    assert [e[1] for e in events if e[0] == "event_deleted"] == res.deleted
-    assert [e for e in events if e[0] == "clock"] == res.clock
-    assert [e for e in events if e[0] == "dead_man"] == res.dead_man
-    states = [(e[1], e[2], e[3], e[8], e[9], e[11], e[12], e[13])
-              for e in events if e[0] == "event"]
+    assert sorted(wire("ledger"), key=repr) == sorted(res.ledger, key=repr)
+    assert sorted(wire("payout"), key=repr) == sorted(res.payouts, key=repr)
+    assert wire("resolved") == res.resolved
+    assert [e.event_id for e in events if isinstance(e, EventDeleted)] == res.deleted
+    assert wire("clock") == res.clock
+    assert wire("dead_man") == res.dead_man
+    states = [(e.event_id, e.status, e.title, e.tick, e.markets, e.winning_outcome_id,
+               e.void, e.fee_rate) for e in events if isinstance(e, EventState)]
     assert states == res.event_states
 
 
-def check_order_events(events: list[tuple], ref: ReferenceExchange, res) -> None:
+def check_order_events(events: list[EngineEvent], ref: ReferenceExchange, res) -> None:
     """Every order the command changed is reported, with its final state."""
-    last = {e[1]: e for e in events if e[0] == "order"}
+    last = {e.order_id: e for e in events if e.kind == "order"}
     missing = res.touched_orders - set(last)
     assert not missing, f"no order event for changed orders {missing}"
     for oid, event in last.items():
         assert oid in ref.orders, f"event for an order the reference never made: {event}"
-        assert event == ref.orders[oid].as_event()
+        assert to_wire(event) == ref.orders[oid].as_event()
 
 
-def check_event_layout(events: list[tuple]) -> None:
+def check_event_layout(events: list[EngineEvent]) -> None:
     """What the command's time made due (if anything) comes first, closed by one clock
     marker counting the expired orders; then the command's."""
-    clock = [i for i, e in enumerate(events) if e[0] == "clock"]
+    clock = [i for i, e in enumerate(events) if e.kind == "clock"]
     assert len(clock) <= 1
     if clock:
         due = events[:clock[0]]
         assert due
-        assert all(e[0] in ("order", "position", "balance", "book", "event", "dead_man")
+        assert all(e.kind in ("order", "position", "balance", "book", "event", "dead_man")
                    for e in due)
-        assert all(e[11] in ("expired", "cancelled") for e in due if e[0] == "order")
-        assert sum(e[0] == "order" and e[11] == "expired" for e in due) == \
-            events[clock[0]][2]
-        assert all(e[2] == "closed" for e in due if e[0] == "event")
-        assert all(e[2] is None and e[4] is not None for e in due if e[0] == "dead_man")
+        assert all(e.status in ("expired", "cancelled") for e in due if e.kind == "order")
+        marker = events[clock[0]]
+        assert isinstance(marker, Clock)
+        assert sum(e.kind == "order" and e.status == "expired" for e in due) == marker.expired
+        assert all(e.status == "closed" for e in due if e.kind == "event")
+        assert all(e.expires_at_ms is None and e.fired_ms is not None
+                   for e in due if e.kind == "dead_man")
     for event in events:
         as_dict(event)  # every field named by its layout
 
 
-def check_refusals_change_nothing(cmd, events: list[tuple], res) -> None:
+def check_refusals_change_nothing(cmd, events: list[EngineEvent], res) -> None:
     """A refused command (or batch item) reports its refusal and nothing else."""
     events = command_events(events)
-    kinds = [e[0] for e in events]
+    kinds = [e.kind for e in events]
     redelivered = res.rejections[:1] == [(None, type(cmd).__name__, "duplicate_command",
                                           None, None)]
     if isinstance(cmd, PlaceBatch) and not redelivered:
-        starts = [i for i, e in enumerate(events) if e[0] == "batch_item"]
+        starts = [i for i, e in enumerate(events) if e.kind == "batch_item"]
         ends = [*starts[1:], len(events)] if starts else []
         for start, end, oid in zip(starts, ends, res.primary_orders, strict=True):
             if oid is None:
@@ -165,30 +184,31 @@ def check_refusals_change_nothing(cmd, events: list[tuple], res) -> None:
         assert kinds == ["rejected"], events
 
 
-def check_own_order_comes_first(events: list[tuple], res) -> None:
+def check_own_order_comes_first(events: list[EngineEvent], res) -> None:
     """A placement's (each batch item's) or modification's first order event is its order."""
     if not res.primary_orders:
         return
     events = command_events(events)
-    starts = [i + 1 for i, e in enumerate(events) if e[0] == "batch_item"] or [0]
+    starts = [i + 1 for i, e in enumerate(events) if e.kind == "batch_item"] or [0]
     ends = [i - 1 for i in starts[1:]] + [len(events)]
     for start, end, oid in zip(starts, ends, res.primary_orders, strict=True):
         if oid is None:
             continue
-        orders = [e[1] for e in events[start:end] if e[0] == "order"]
+        orders = [e.order_id for e in events[start:end] if e.kind == "order"]
         assert orders and orders[0] == oid, f"first order event {orders[:1]}, not {oid}"
 
 
-def check_state_events(events: list[tuple], before: dict, after: dict) -> None:
+def check_state_events(events: list[EngineEvent], before: dict, after: dict) -> None:
     """Balance, position and book events carry new full values, and none is missing."""
     last: dict[tuple, object] = {}
     for e in events:
-        if e[0] == "balance":
-            last[("balance", e[1])] = (e[2], e[3])
-        elif e[0] == "position":
-            last[("position", e[1], e[2])] = tuple(e[3:])
-        elif e[0] == "book":
-            last[("book", e[1], e[2], e[3])] = e[4]
+        if isinstance(e, BalanceState):
+            last[("balance", e.user_id)] = (e.available, e.reserved)
+        elif isinstance(e, PositionState):
+            last[("position", e.user_id, e.market_id)] = (e.yes, e.no, e.yes_reserved,
+                                                          e.no_reserved)
+        elif isinstance(e, BookLevel):
+            last[("book", e.market_id, e.side, e.price)] = e.quantity
     zero = {"balance": (0, 0), "position": (0, 0, 0, 0), "book": 0}
     for key, value in last.items():
         assert value == after.get(key, zero[key[0]]), f"{key}: event says {value}"
@@ -223,14 +243,14 @@ def check_engine_equals_reference(eng: Engine, ref: ReferenceExchange, users) ->
         assert eng.balance(user) == ref.balance(user), f"user {user}"
     assert set(eng.accounts) == ref.users
     assert engine_positions(eng) == ref.positions()
-    assert {o.id: o.snapshot() for o in eng.orders.values()} == \
+    assert {o.id: to_wire(o.snapshot()) for o in eng.orders.values()} == \
         {o.id: o.as_event() for o in ref.open_orders()}
     by_priority = sorted(ref.open_orders(), key=lambda o: o.arrival)
     for user in users:  # oldest first = time priority; answered from a cached view
-        mine = [o.as_event() for o in by_priority if o.user == user]
+        mine = [from_wire(o.as_event()) for o in by_priority if o.user == user]
         assert eng.open_orders(user) == mine
-        for mid in {o[3] for o in mine}:
-            assert eng.open_orders(user, mid) == [o for o in mine if o[3] == mid]
+        for mid in {o.market_id for o in mine}:
+            assert eng.open_orders(user, mid) == [o for o in mine if o.market_id == mid]
     t = eng.treasury
     assert (t.deposits, t.withdrawals, t.rounding, t.fees) == \
         (ref.deposits, ref.withdrawals, ref.rounding, ref.fees)

@@ -24,7 +24,7 @@ from pmarket.engine import (
     Split,
     TimeInForce,
 )
-from pmarket.engine.events import command_events, of_kind
+from pmarket.engine.events import BatchItem, Clock, EngineEvent, OrderState, command_events, of_kind
 
 ALICE, BOB, CAROL = 1, 2, 3
 MARKET = 1
@@ -86,13 +86,13 @@ def test_placement_reports_its_own_order_first_when_older_orders_expire():
     assert {o["order_id"]: o["status"] for o in of_kind(events, "order")} == \
         {1: "expired", 2: "open"}
     # The expiry is reported first, closed by a clock marker; then the placement.
-    assert events.index(("clock", 10, 1)) < events.index(order_event(events, 2))
+    assert events.index(Clock(10, 1)) < events.index(order_event(events, 2))
     own = of_kind(command_events(events), "order")
     assert [o["order_id"] for o in own] == [2]
 
 
-def order_event(events: list[tuple], order_id: int) -> tuple:
-    return next(e for e in events if e[0] == "order" and e[1] == order_id)
+def order_event(events: list[EngineEvent], order_id: int) -> OrderState:
+    return next(e for e in events if e.kind == "order" and e.order_id == order_id)
 
 
 def test_batch_sections_hold_only_their_own_orders_when_older_orders_expire():
@@ -104,5 +104,5 @@ def test_batch_sections_hold_only_their_own_orders_when_older_orders_expire():
 
     events = eng.apply(PlaceBatch(user_id=BOB, orders=(item,), ts_ms=10))
 
-    section = events[events.index(("batch_item", 0)) + 1:]
+    section = events[events.index(BatchItem(0)) + 1:]
     assert [o["order_id"] for o in of_kind(section, "order")] == [2]

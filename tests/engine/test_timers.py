@@ -21,7 +21,7 @@ from pmarket.engine import (
     Split,
     UpdateEvent,
 )
-from pmarket.engine.events import Reason, command_events
+from pmarket.engine.events import Clock, DeadManState, Reason, command_events
 from pmarket.engine.timers import MAX_TIMEOUT_MS, MIN_TIMEOUT_MS
 
 from .exchange import ALICE, BOB, Exchange, as_dict, of_kind, usd
@@ -50,7 +50,7 @@ def status(ex: Exchange, event_id: int) -> str:
 
 
 def open_ids(ex: Exchange, user: int) -> list[int]:
-    return [o[1] for o in ex.engine.open_orders(user)]
+    return [o.order_id for o in ex.engine.open_orders(user)]
 
 
 def at(ex: Exchange, ms: int, cmd) -> list[tuple]:
@@ -76,7 +76,7 @@ def test_an_event_closes_at_its_close_time_and_its_open_orders_are_cancelled(ex)
         (resting, "cancelled", Reason.EVENT_CLOSED)]
     assert of_kind(events, "event")[0]["status"] == "closed"
     assert ex.cash(ALICE) == (usd(1000), 0)
-    assert events[-1] == ("clock", START + 5_000, 0)  # the close came before the command
+    assert events[-1] == Clock(START + 5_000, 0)  # the close came before the command
 
 
 def test_nothing_trades_past_the_close_time_even_before_a_tick(ex):
@@ -146,14 +146,14 @@ def armed(ex: Exchange) -> tuple[int, list[int]]:
     _, mid = event_at(ex, None)
     ids = [ex.placed(ex.buy_yes(ALICE, mid, p))["order_id"] for p in ("0.30", "0.31")]
     events = ex.apply(Heartbeat(user_id=ALICE, timeout_ms=TIMEOUT))
-    assert events == [("dead_man", ALICE, START + TIMEOUT, TIMEOUT, None)]
+    assert events == [DeadManState(ALICE, START + TIMEOUT, TIMEOUT, None)]
     return mid, ids
 
 
 def test_a_heartbeat_in_time_keeps_the_orders(ex):
     armed(ex)
     events = at(ex, START + TIMEOUT - 1, Heartbeat(user_id=ALICE, timeout_ms=TIMEOUT))
-    assert events == [("dead_man", ALICE, START + 2 * TIMEOUT - 1, TIMEOUT, None)]
+    assert events == [DeadManState(ALICE, START + 2 * TIMEOUT - 1, TIMEOUT, None)]
     at(ex, START + 2 * TIMEOUT - 2, Expire())
     assert len(open_ids(ex, ALICE)) == 2
 
@@ -165,7 +165,7 @@ def test_a_missed_deadline_cancels_every_open_order_and_turns_the_switch_off(ex)
     cancelled = of_kind(events, "order")
     assert [(o["order_id"], o["status"], o["reason"]) for o in cancelled] == [
         (i, "cancelled", Reason.DEAD_MAN_SWITCH) for i in ids]
-    assert ("dead_man", ALICE, None, TIMEOUT, START + TIMEOUT) in events
+    assert DeadManState(ALICE, None, TIMEOUT, START + TIMEOUT) in events
     assert ex.cash(ALICE) == (usd(1000), 0)
     assert len(open_ids(ex, BOB)) == 1  # only the owner's orders
     # Off now: a later order stays, however much time passes.
@@ -190,28 +190,28 @@ def test_a_heartbeat_at_or_past_the_deadline_is_too_late_whatever_the_order(ex, 
     if not tick_first:
         ex.apply(Expire())
     assert open_ids(ex, ALICE) == []
-    assert command_events(events) == [("dead_man", ALICE, now + TIMEOUT, TIMEOUT, now)]
+    assert command_events(events) == [DeadManState(ALICE, now + TIMEOUT, TIMEOUT, now)]
     # Armed again: the orders placed since go at the new deadline.
     ex.buy_yes(ALICE, mid, "0.10")
     at(ex, now + TIMEOUT, Expire())
     assert open_ids(ex, ALICE) == []
     # The next heartbeat reports that second firing, and only that one.
     events = at(ex, now + TIMEOUT + 1, Heartbeat(user_id=ALICE, timeout_ms=TIMEOUT))
-    assert command_events(events)[0][4] == now + TIMEOUT
+    assert command_events(events)[0].fired_ms == now + TIMEOUT
     events = at(ex, now + TIMEOUT + 2, Heartbeat(user_id=ALICE, timeout_ms=TIMEOUT))
-    assert command_events(events)[0][4] is None
+    assert command_events(events)[0].fired_ms is None
 
 
 def test_a_disarmed_switch_never_cancels_anything(ex):
     mid, ids = armed(ex)
     events = at(ex, START + 1, DisarmHeartbeat(user_id=ALICE))
-    assert events == [("dead_man", ALICE, None, TIMEOUT, None)]
+    assert events == [DeadManState(ALICE, None, TIMEOUT, None)]
     later = ex.placed(ex.buy_yes(ALICE, mid, "0.20"))["order_id"]
     at(ex, START + TIMEOUT, Expire())
     at(ex, START + 10 * TIMEOUT, Expire())
     assert open_ids(ex, ALICE) == [*ids, later]
     assert ex.engine.next_due_ms() is None
-    assert ex.apply(DisarmHeartbeat(user_id=ALICE)) == [("dead_man", ALICE, None, 0, None)]
+    assert ex.apply(DisarmHeartbeat(user_id=ALICE)) == [DeadManState(ALICE, None, 0, None)]
 
 
 def test_a_rearmed_switch_keeps_only_its_own_deadline(ex):
@@ -228,8 +228,8 @@ def test_a_rearmed_switch_keeps_only_its_own_deadline(ex):
 def test_a_switch_fires_for_a_user_without_orders_or_account(ex):
     at(ex, START, Heartbeat(user_id=77, timeout_ms=MIN_TIMEOUT_MS))
     events = at(ex, START + MIN_TIMEOUT_MS, Expire())
-    assert events == [("dead_man", 77, None, MIN_TIMEOUT_MS, START + MIN_TIMEOUT_MS),
-                      ("clock", START + MIN_TIMEOUT_MS, 0)]
+    assert events == [DeadManState(77, None, MIN_TIMEOUT_MS, START + MIN_TIMEOUT_MS),
+                      Clock(START + MIN_TIMEOUT_MS, 0)]
 
 
 @pytest.mark.parametrize(("user", "timeout"), [
@@ -239,7 +239,7 @@ def test_a_switch_fires_for_a_user_without_orders_or_account(ex):
 def test_a_bad_heartbeat_is_rejected_and_changes_nothing(ex, user, timeout):
     before = ex.engine.digest()
     events = ex.apply(Heartbeat(user_id=user, timeout_ms=timeout))
-    assert [e[3] for e in events] == [Reason.INVALID_FIELD]
+    assert [e.reason for e in events] == [Reason.INVALID_FIELD]
     assert ex.engine.digest() == before
 
 

@@ -101,9 +101,9 @@ class Session:
         r = self.r
         if action == "place":
             events = r.do(self.order_command(rng, user))
-            placed = next((e for e in events if e[0] == "order"), None)
+            placed = next((e for e in events if e.kind == "order"), None)
             if placed is not None:
-                self.orders.append((placed[1], placed[2]))
+                self.orders.append((placed.order_id, placed.user_id))
         elif action == "batch":
             r.do(PlaceBatch(user_id=user, orders=tuple(
                 self.order_command(rng, user) for _ in range(rng.randint(1, 4)))))
@@ -172,7 +172,7 @@ def rows(state: ReadModel | SeedState) -> dict:
         "balances": dict(state.balances),
         "positions": {(u, m): row for u, mine in state.positions.items()
                       for m, row in mine.items()},
-        "orders": {o[1]: o for o in orders},
+        "orders": {o.order_id: o for o in orders},
         "events": {e.id: (e.slug, e.title, e.description, e.category, e.status,
                           e.close_time, e.tick, e.created_at, tuple(e.market_ids),
                           e.winning_outcome_id, e.void, e.resolved_at, e.fee_rate)

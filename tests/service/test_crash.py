@@ -31,6 +31,7 @@ from pmarket.engine import (
     Split,
     TimeInForce,
 )
+from pmarket.engine.events import LedgerEntry as LedgerEvent
 from pmarket.engine.recovery import read_snapshot, snapshot_path
 from tests.services import postgres_url_or_skip, redis_url_or_skip
 
@@ -48,7 +49,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
 USERS = range(1, 41)
 COMMANDS = 10_000
 CONCURRENCY = 64
-EVENT_MARKETS = 9  # index of `markets` in an `event` event
 
 
 def make_command(i: int, rng: random.Random, markets: list[int], orders: list[tuple]
@@ -116,8 +116,8 @@ async def test_kill_9_of_engine_and_worker_loses_and_duplicates_no_acknowledged_
                 title="Who wins?", outcomes=("A", "B", "C")), retry=False, timeout=60)
             single = await client.send("single", CreateEvent(title="Rain?"), retry=False)
             assert created and single, engine.log_tail()
-            markets = [m for ev in (created, single) for e in ev if e[0] == "event"
-                       for m, _ in e[EVENT_MARKETS]]
+            markets = [m for ev in (created, single) for e in ev if e.kind == "event"
+                       for m, _ in e.markets]
             await asyncio.gather(*(client.send(f"init{u}", Deposit(
                 user_id=u, amount=1_000_000_000 + u), retry=False) for u in USERS))
 
@@ -132,9 +132,9 @@ async def test_kill_9_of_engine_and_worker_loses_and_duplicates_no_acknowledged_
                     key, cmd, retry = make_command(i, rng, markets, orders)
                     owners[key] = cmd.user_id
                     events = await client.send(key, cmd, retry=retry)
-                    placed = [e for e in events or () if e[0] == "order"]
+                    placed = [e for e in events or () if e.kind == "order"]
                     if key.startswith("o") and placed:
-                        orders.append((cmd.user_id, placed[0][1]))
+                        orders.append((cmd.user_id, placed[0].order_id))
 
             chaos_task = asyncio.create_task(
                 chaos(rng, lambda: sent / COMMANDS, engine, worker))
@@ -183,7 +183,7 @@ async def test_kill_9_of_engine_and_worker_loses_and_duplicates_no_acknowledged_
 
         # Every answered order exists once (the client retried unanswered ones).
         for key, events in replied.items():
-            if key.startswith("o") and any(e[0] == "order" for e in events):
+            if key.startswith("o") and any(e.kind == "order" for e in events):
                 assert (owners[key], key) in final.client_orders, (key, events, context)
         assert doubled == [], context
 
@@ -198,7 +198,9 @@ async def test_kill_9_of_engine_and_worker_loses_and_duplicates_no_acknowledged_
         assert len(booked) <= len(answered) + maybe, context
         assert sum(deposits) == final.treasury.deposits, context
         split_answers = sum(1 for k, ev in replied.items()
-                            if k[0] == "s" and any(e[:3:2] == ("ledger", "split") for e in ev))
+                            if k[0] == "s" and any(
+                                isinstance(e, LedgerEvent) and e.entry_kind == "split"
+                                for e in ev))
         assert split_answers <= splits <= split_answers + sum(
             1 for k in unanswered if k[0] == "s"), context
 

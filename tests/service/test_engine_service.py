@@ -20,6 +20,7 @@ from pmarket.engine import (
     TimeInForce,
 )
 from pmarket.engine import service as service_module
+from pmarket.engine.events import BalanceState
 from pmarket.engine.recovery import (
     decode_logged_delivery,
     read_snapshot,
@@ -91,8 +92,8 @@ async def test_each_requester_gets_its_own_commands_events_as_the_reply():
     created = await h.request(CreateEvent(title="Rain?"))
     deposited = await h.request(Deposit(user_id=7, amount=500))
     await h.stop()
-    assert created[0][0] == "event"
-    assert deposited[-1] == ("balance", 7, 500, 0)
+    assert created[0].kind == "event"
+    assert deposited[-1] == BalanceState(7, 500, 0)
 
 
 async def test_deliveries_cover_contiguous_seqs_and_carry_the_stamped_commands():
@@ -133,8 +134,8 @@ async def test_an_undecodable_command_is_dead_lettered_and_answered_with_a_rejec
     reply = decode_events(await h.client.request(b'{"type": "Nonsense"}', timeout=5))
     after = await h.request(Deposit(user_id=1, amount=5))
     await h.stop()
-    assert reply[0][0] == "rejected" and reply[0][3] == "malformed_command"
-    assert after[-1] == ("balance", 1, 5, 0)
+    assert reply[0].kind == "rejected" and reply[0].reason == "malformed_command"
+    assert after[-1] == BalanceState(1, 5, 0)
     letters = await h.client.dead_letters(h.client.commands_stream(), "engine")
     assert [letter.payload for letter in letters] == [b'{"type": "Nonsense"}']
     assert "unknown command type" in letters[0].error
@@ -150,7 +151,7 @@ async def test_a_due_gtd_order_expires_without_any_other_traffic():
     placed = await h.request(PlaceOrder(
         user_id=1, market_id=1, outcome=Outcome.YES, side=Side.BUY, quantity=1,
         price=5000, tif=TimeInForce.GTD, expires_at_ms=expires))
-    order_id = placed[0][1]
+    order_id = placed[0].order_id
     for _ in range(200):
         if order_id not in service.engine.orders:
             break
@@ -274,7 +275,7 @@ def test_a_logged_delivery_still_decodes_as_a_plain_delivery_for_the_worker():
                                       ("2-0", b'{"type":"Deposit","user_id":1,"amount":2}')])
     delivery = decode_delivery(payload)
     assert (delivery.first_seq, delivery.last_seq, delivery.ts_ms) == (4, 5, 123)
-    assert list(delivery.events) == [("balance", 1, 2, 3)]
+    assert list(delivery.events) == [BalanceState(1, 2, 3)]
     assert orjson.loads(payload)["commands"][0] == ["1-0", {"type": "Expire"}]
 
 

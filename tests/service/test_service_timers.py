@@ -20,7 +20,7 @@ from pmarket.engine import (
     PlaceOrder,
     Side,
 )
-from pmarket.engine.events import Reason, as_dict
+from pmarket.engine.events import DeadManState, Reason, as_dict
 from pmarket.engine.recovery import decode_logged_delivery
 from pmarket.engine.runner import now_ms
 from pmarket.worker import decode_delivery
@@ -63,13 +63,13 @@ async def setup(h: Harness, clock: Clock) -> tuple[int, int]:
     """An event closing in a minute, an order resting in it, the owner's switch armed:
     (event id, order id)."""
     created = await h.request(CreateEvent(title="x", close_time_ms=clock() + 60_000))
-    event_id = created[0][1]
+    event_id = created[0].event_id
     market_id = as_dict(created[0])["markets"][0][0]
     await h.request(Deposit(user_id=1, amount=100_000))
     placed = await h.request(PlaceOrder(user_id=1, market_id=market_id, outcome=Outcome.YES,
                                         side=Side.BUY, quantity=1, price=5000))
     await h.request(Heartbeat(user_id=1, timeout_ms=TIMEOUT))
-    return event_id, placed[0][1]
+    return event_id, placed[0].order_id
 
 
 @pytest.mark.parametrize("what", ["dead_man", "close_time"])
@@ -85,7 +85,7 @@ async def test_a_due_timer_fires_without_any_other_traffic(what):
     await h.stop()
     closed = service.engine.events[event_id].status == "closed"
     assert closed is (what == "close_time")
-    cancelled = [e for e in await logged_events(h) if e[0] == "order" and e[1] == order_id]
+    cancelled = [e for e in await logged_events(h) if e.kind == "order" and e.order_id == order_id]
     assert cancelled[-1][18] == (Reason.DEAD_MAN_SWITCH if what == "dead_man"
                                  else Reason.EVENT_CLOSED)
     commands = await logged_commands(h)
@@ -129,13 +129,13 @@ async def test_a_heartbeat_racing_the_tick_at_the_deadline_reports_the_firing():
     replies = await asyncio.gather(*(h.request(Heartbeat(user_id=1, timeout_ms=TIMEOUT))
                                      for _ in range(5)))
     await h.stop()
-    beats = [next(e for e in reply if e[0] == "dead_man") for reply in replies]
+    beats = [next(e for e in reply if e.kind == "dead_man") for reply in replies]
     fired = [b[4] for b in beats if b[4] is not None]
     assert len(fired) == 1 and fired[0] >= deadline  # exactly one heartbeat learns it
     assert order_id not in service.engine.orders
     events = await logged_events(h)
-    assert [e[18] for e in events if e[0] == "order" and e[1] == order_id][-1] == \
+    assert [e.reason for e in events if e.kind == "order" and e.order_id == order_id][-1] == \
         Reason.DEAD_MAN_SWITCH
-    assert [e for e in events if e[0] == "dead_man" and e[2] is None] == [
-        ("dead_man", 1, None, TIMEOUT, fired[0])]  # it fired once, and is armed again
+    assert [e for e in events if e.kind == "dead_man" and e.expires_at_ms is None] == [
+        DeadManState(1, None, TIMEOUT, fired[0])]  # it fired once, and is armed again
     assert service.engine.timers.switches[1].deadline_ms == beats[-1][2]

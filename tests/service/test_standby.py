@@ -10,6 +10,7 @@ import uuid
 
 from pmarket.bus.redis_streams import RedisStreamsBus
 from pmarket.engine import Deposit
+from pmarket.engine.events import BalanceState
 from tests.service.processes import Client, Process, wait_until
 from tests.services import redis_url_or_skip
 
@@ -39,7 +40,7 @@ async def test_a_standby_engine_takes_over_when_the_writer_is_killed(tmp_path):
                                    timeout=30)
 
         assert events, second.log_tail()
-        assert events[-1] == ("balance", 1, 123, 0)  # both earlier deposits, once each
+        assert events[-1] == BalanceState(1, 123, 0)  # both earlier deposits, once each
         assert "took over the shard" in second.log_tail()
         assert second.terminate() == 0
     finally:

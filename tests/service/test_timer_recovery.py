@@ -17,7 +17,7 @@ import pytest
 
 from pmarket.bus.redis_streams import RedisStreamsBus
 from pmarket.engine import CreateEvent, Deposit, Heartbeat, Outcome, PlaceOrder, Side
-from pmarket.engine.events import Reason, as_dict
+from pmarket.engine.events import DeadManState, Reason, as_dict
 from pmarket.engine.runner import now_ms
 from pmarket.worker import decode_delivery
 from tests.server.harness import Client, ServeProcess
@@ -98,17 +98,17 @@ async def test_a_killed_engine_process_fires_what_fell_due_when_it_comes_back(tm
             created = await client.send(key, CreateEvent(title=key, close_time_ms=close_ms),
                                         retry=False)
             markets.append(as_dict(created[0])["markets"][0][0])
-        closing_event = created[0][1] - 1
+        closing_event = created[0].event_id - 1
         orders = []
         for market_id in markets:
             placed = await client.send(f"o{market_id}", PlaceOrder(
                 user_id=1, market_id=market_id, outcome=Outcome.YES, side=Side.BUY,
                 quantity=1, price=5000, client_order_id=f"o{market_id}"), retry=True)
-            assert placed[0][0] == "order" and placed[0][11] == "open", placed
-            orders.append(placed[0][1])
+            assert placed[0].kind == "order" and placed[0].status == "open", placed
+            orders.append(placed[0].order_id)
         beat = await client.send("h", Heartbeat(user_id=1, timeout_ms=TIMEOUT_S * 1000),
                                  retry=False)
-        deadline = beat[0][2]
+        deadline = beat[0].expires_at_ms
         engine.kill9()
 
         await sleep_until(deadline + 200)
@@ -120,17 +120,18 @@ async def test_a_killed_engine_process_fires_what_fell_due_when_it_comes_back(tm
             return [e for entry in entries[seen:] for e in decode_delivery(entry.payload).events]
 
         async def fired() -> bool:
-            return any(e[0] == "dead_man" and e[2] is None for e in await since_restart())
+            return any(e.kind == "dead_man" and e.expires_at_ms is None
+                       for e in await since_restart())
 
         await wait_until(fired, 60, "the timers to fire at recovery")
         events = await since_restart()
-        tick = next(e for e in events if e[0] == "clock")[1]
+        tick = next(e for e in events if e.kind == "clock").now_ms
         assert tick >= deadline
-        assert ("dead_man", 1, None, TIMEOUT_S * 1000, tick) in events
-        reasons = {e[1]: e[18] for e in events if e[0] == "order"}
+        assert DeadManState(1, None, TIMEOUT_S * 1000, tick) in events
+        reasons = {e.order_id: e.reason for e in events if e.kind == "order"}
         assert reasons == {orders[0]: Reason.EVENT_CLOSED, orders[1]: Reason.DEAD_MAN_SWITCH}
-        assert [e[2] for e in events if e[0] == "event"] == ["closed"]
-        assert [e[1] for e in events if e[0] == "event"] == [closing_event]
+        assert [e.status for e in events if e.kind == "event"] == ["closed"]
+        assert [e.event_id for e in events if e.kind == "event"] == [closing_event]
         assert engine.terminate() == 0
     finally:
         engine.ensure_stopped()

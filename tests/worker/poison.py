@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pmarket.db.types import from_ms, to_ms
+from pmarket.engine.events import EngineEvent, as_dict, from_wire
 from pmarket.worker import Delivery
 
 from .scenario import full_session
@@ -24,7 +25,6 @@ from .scenario import full_session
 POISON_ORDER = 1
 YEAR_10000_MS = to_ms(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)) + 86_400_000
 MAX_MS = to_ms(datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC))
-_EXPIRES = 14  # position of expires_at_ms in an order event
 
 
 @dataclass
@@ -48,13 +48,21 @@ class Plan:
     def poison_index(self) -> int:
         """Index (in the poisoned delivery) of order 1's last event there."""
         return max(i for i, e in enumerate(self.poisoned.events)
-                   if e[0] == "order" and e[1] == POISON_ORDER)
+                   if e.kind == "order" and e.order_id == POISON_ORDER)
+
+
+def with_fields(event: EngineEvent, **changes) -> EngineEvent:
+    """A copy of ``event`` with some fields changed (events are never changed in place)."""
+    fields = as_dict(event)
+    kind = fields.pop("type")
+    fields.update(changes)
+    return from_wire([kind, *fields.values()])
 
 
 def _poison(delivery: Delivery) -> Delivery:
     events = tuple(
-        (*e[:_EXPIRES], YEAR_10000_MS, *e[_EXPIRES + 1:])
-        if e[0] == "order" and e[1] == POISON_ORDER else e
+        with_fields(e, expires_at_ms=YEAR_10000_MS)
+        if e.kind == "order" and e.order_id == POISON_ORDER else e
         for e in delivery.events)
     return Delivery(delivery.first_seq, delivery.last_seq, events, delivery.ts_ms)
 
@@ -69,15 +77,16 @@ def poison_plan() -> Plan:
     r = full_session()
     ds = [_poison(d) for d in r.deliveries]
     start = next(i for i, d in enumerate(ds)
-                 if any(e[0] == "order" and e[1] == POISON_ORDER for e in d.events))
+                 if any(e.kind == "order" and e.order_id == POISON_ORDER for e in d.events))
     batch = ds[start:start + 7]
-    users = {e[1] for d in batch for e in d.events if e[0] == "balance"}
+    users = {e.user_id for d in batch for e in d.events if e.kind == "balance"}
     assert len(users) >= 3, users  # several users' commands share the delivery
     plan = Plan(ds[:start], merge(batch), ds[start + 7:], r.engine)
-    order_events = [e for e in plan.poisoned.events if e[0] == "order"
-                    and e[1] == POISON_ORDER]
+    order_events = [e for e in plan.poisoned.events if e.kind == "order"
+                    and e.order_id == POISON_ORDER]
     assert len(order_events) == 2 and any(
-        e[0] == "fill" and POISON_ORDER in (e[7], e[9]) for e in plan.poisoned.events)
+        e.kind == "fill" and POISON_ORDER in (e.taker_order_id, e.maker_order_id)
+        for e in plan.poisoned.events)
     return plan
 
 

@@ -66,8 +66,8 @@ class Recorder:
     def order(self, user, market, side, outcome, price, qty, **kw) -> int | None:
         events = self.do(PlaceOrder(user_id=user, market_id=market, side=Side(side),
                                     outcome=Outcome(outcome), price=price, quantity=qty, **kw))
-        placed = next((e for e in events if e[0] == "order"), None)
-        return placed[1] if placed else None
+        placed = next((e for e in events if e.kind == "order"), None)
+        return placed.order_id if placed else None
 
 
 def usd(cents: int) -> int:

@@ -16,9 +16,9 @@ def _expected(deliveries, length_ms: int) -> dict[tuple[int, int], tuple]:
     out: dict[tuple[int, int], list] = {}
     for d in deliveries:
         for e in d.events:
-            if e[0] != "fill":
+            if e.kind != "fill":
                 continue
-            market, price, qty, ts = e[2], e[3], e[4], e[11]
+            market, price, qty, ts = e.market_id, e.price, e.quantity, e.ts_ms
             key = (market, ts - ts % length_ms)
             c = out.get(key)
             if c is None:

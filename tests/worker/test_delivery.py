@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from pmarket.db import ConsumerPosition, LedgerEntry, SkippedDelivery
 from pmarket.db.reconcile import reconcile
+from pmarket.engine.events import BalanceState
 from pmarket.worker import (
     Delivery,
     DeliveryError,
@@ -132,7 +133,7 @@ def test_a_failing_batch_writes_nothing_not_even_its_position(database, session)
 
 def test_an_amount_that_would_overflow_bigint_is_refused_before_writing(database):
     projector = Projector(STREAM)
-    huge = Delivery(1, 1, (("balance", 7, 2**63, 0),))
+    huge = Delivery(1, 1, (BalanceState(7, 2**63, 0),))
     with pytest.raises(ValueError, match=r"available cash of user 7 .* does not fit a BIGINT"):
         projector.apply(database.engine, [huge])
     assert projector.position(database.engine) == 0
@@ -143,8 +144,9 @@ def test_a_skipped_delivery_is_recorded_and_applied_late_when_retried(database, 
                                                                       reference):
     deliveries = session.deliveries
     projector = Projector(STREAM)
-    deposit = next(d for d in deliveries if any(e[0] == "ledger" and e[2] == "deposit"
-                                                 and e[1] == 4 for e in d.events))
+    deposit = next(d for d in deliveries if any(
+        e.kind == "ledger" and e.entry_kind == "deposit" and e.user_id == 4
+        for e in d.events))
     k = deposit.first_seq
     projector.apply(database.engine, deliveries[:k - 1])
     with database.engine.begin() as conn:

@@ -40,7 +40,7 @@ async def test_a_parked_order_is_named_by_health_and_healed_by_a_replay(kind, tm
     real_order = batch.Batch._order
 
     def poisoned(self, e, d, index):  # a crafted poison value, at the worker's boundary
-        if e[15] == POISON_COID:
+        if e.client_order_id == POISON_COID:
             raise ValueError("crafted poison: this order cannot be stored")
         real_order(self, e, d, index)
 

@@ -194,11 +194,11 @@ class Session:
         cmd.seq, cmd.ts_ms = self.seq, self.now
         events = self.engine.apply(cmd)
         for e in events:
-            if e[0] == ev.EVENT and e[1] not in self.event_ids:
-                self.event_ids.append(e[1])
-                self.markets += [m for m, _ in e[9]]
-            elif e[0] == ev.ORDER and e[11] in ("open", "partially_filled"):
-                self.orders.append((e[1], e[2]))
+            if e.kind == ev.EVENT and e.event_id not in self.event_ids:
+                self.event_ids.append(e.event_id)
+                self.markets += [m for m, _ in e.markets]
+            elif e.kind == ev.ORDER and e.status in ("open", "partially_filled"):
+                self.orders.append((e.order_id, e.user_id))
         wire = encode_delivery(Delivery(self.seq, self.seq, tuple(events), self.now))
         self.deliveries.append(decode_delivery(wire))  # exactly what the worker reads
         return events
@@ -274,14 +274,14 @@ def draw_order(data, s: Session, user: int, market: int) -> PlaceOrder:
 
 
 def rejections(events: list[tuple]) -> list[tuple]:
-    return [e for e in events if e[0] == ev.REJECTED]
+    return [e for e in events if e.kind == ev.REJECTED]
 
 
 def check_command(cmd, events: list[tuple]) -> None:
     """A poisoned command is rejected; every rejection says why."""
     for e in rejections(events):
-        assert e[3] in REASONS, f"rejection without a known reason: {e}"
-        assert isinstance(e[4], str) and e[4], f"rejection without a message: {e}"
+        assert e.reason in REASONS, f"rejection without a known reason: {e}"
+        assert isinstance(e.message, str) and e.message, f"rejection without a message: {e}"
     if isinstance(cmd, PlaceBatch):
         for item, part in zip(cmd.orders, split_items(events), strict=True):
             if poisoned(item):
@@ -293,7 +293,7 @@ def check_command(cmd, events: list[tuple]) -> None:
 def split_items(events: list[tuple]) -> list[list[tuple]]:
     parts: list[list[tuple]] = []
     for e in ev.command_events(events):
-        if e[0] == ev.BATCH_ITEM:
+        if e.kind == ev.BATCH_ITEM:
             parts.append([])
         elif parts:
             parts[-1].append(e)
@@ -312,7 +312,7 @@ def expected(s: Session) -> dict[str, dict]:
     ledger: list[tuple] = []
     for d in s.deliveries:
         for e in d.events:
-            kind, f = e[0], ev.as_dict(e) if e[0] in ev.LAYOUTS else {}
+            kind, f = e.kind, ev.as_dict(e) if e.kind in ev.LAYOUTS else {}
             if kind == ev.ORDER:
                 orders[f["order_id"]] = (
                     f["user_id"], f["market_id"], f["price"], f["quantity"], f["filled"],
@@ -320,10 +320,10 @@ def expected(s: Session) -> dict[str, dict]:
                     f["client_order_id"], f["reason"], at(f["created_ms"]), at(f["updated_ms"]))
             elif kind == ev.FILL:
                 trades[f["trade_id"]] = (
-                    f["market_id"], f["price"], f["quantity"], f["kind"], f["taker_order_id"],
+                    f["market_id"], f["price"], f["quantity"], f["settlement"], f["taker_order_id"],
                     f["maker_order_id"], at(f["ts_ms"]))
             elif kind == ev.LEDGER:
-                ledger.append((f["user_id"], f["kind"], f["amount"], f["event_id"],
+                ledger.append((f["user_id"], f["entry_kind"], f["amount"], f["event_id"],
                                f["market_id"], f["quantity"], at(f["ts_ms"])))
             elif kind == ev.EVENT:
                 events[f["event_id"]] = (

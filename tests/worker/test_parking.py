@@ -12,13 +12,21 @@ from pmarket.db import Market
 from pmarket.db.models import ParkedEvent
 from pmarket.db.reconcile import reconcile
 from pmarket.engine import Deposit
+from pmarket.engine.events import (
+    BalanceState,
+    EventState,
+    Fill,
+    OrderState,
+    PositionState,
+    Unknown,
+)
 from pmarket.worker import Delivery, Projector, batch, parked
 from pmarket.worker.delivery import decode_events
 from pmarket.worker.salvage import superseded
 from tests.dbfixtures import Database
 
 from .helpers import dump, project, rows
-from .poison import POISON_ORDER, Plan, clamped_from_ms, merge, poison_plan
+from .poison import POISON_ORDER, Plan, clamped_from_ms, merge, poison_plan, with_fields
 from .scenario import STREAM, Recorder, full_session, random_session
 
 
@@ -77,7 +85,7 @@ def test_one_poison_event_is_parked_and_every_other_event_of_the_delivery_stored
     assert event == plan.poisoned.events[plan.poison_index]
     # The fill of the parked order, both users' cash and shares: all stored.
     trades = {t[0] for t in got["trades"]}
-    fills = {e[1] for e in plan.poisoned.events if e[0] == "fill"}
+    fills = {e.trade_id for e in plan.poisoned.events if e.kind == "fill"}
     assert fills and fills <= trades
     assert POISON_ORDER not in {o[0] for o in got["orders"]}
 
@@ -95,7 +103,7 @@ def test_the_rest_flows_and_a_replay_after_the_fix_reaches_the_reference(
     assert [(r.first_seq, r.kind) for r in _parked(database)] == [
         (plan.poisoned.first_seq, "order"),
         (next(d.first_seq for d in plan.after if any(
-            e[0] == "order" and e[1] == POISON_ORDER for e in d.events)), "order")]
+            e.kind == "order" and e.order_id == POISON_ORDER for e in d.events)), "order")]
     for table in reference:
         if table == "orders":
             assert _without_order(got[table], POISON_ORDER) == _without_order(
@@ -153,8 +161,8 @@ def test_a_bigint_overflow_and_an_unknown_kind_are_parked_with_their_reasons(
     projector = Projector(STREAM)
     project(database, plan.before)
     events = list(plan.poisoned.events)
-    events[1] = ("balance", 77, 2**63, 0)
-    events.insert(3, ("teleport", 1))
+    events[1] = BalanceState(77, 2**63, 0)
+    events.insert(3, Unknown("teleport", (1,)))
     crafted = Delivery(plan.poisoned.first_seq, plan.poisoned.last_seq, tuple(events),
                        plan.poisoned.ts_ms)
     with database.engine.begin() as conn:
@@ -167,9 +175,15 @@ def test_a_bigint_overflow_and_an_unknown_kind_are_parked_with_their_reasons(
 
 
 def test_a_superseded_state_event_that_fails_is_not_parked():
-    events = [("order", 5, "x"), ("balance", 1, 0, 0), ("order", 5, "y"),
-              ("position", 1, 2, 0, 0, 0, 0), ("position", 1, 3, 0, 0, 0, 0),
-              ("position", 1, 2, 1, 0, 0, 0), ("fill", 9), ("event", 4)]
+    def order(oid: int, status: str) -> OrderState:
+        return OrderState(oid, 1, 2, 3, "yes", "buy", "limit", 4000, 1, 0, status, "gtc",
+                          False, None, None, 0, 0, None)
+
+    events = [order(5, "open"), BalanceState(1, 0, 0), order(5, "cancelled"),
+              PositionState(1, 2, 0, 0, 0, 0), PositionState(1, 3, 0, 0, 0, 0),
+              PositionState(1, 2, 1, 0, 0, 0), Fill(9, 2, 4000, 1, "mint", "buy", 5, 1, 6, 2, 0),
+              EventState(4, "active", "E", "", "", "", None, 100, ((2, "Yes"),), 0, None,
+                         False)]
     assert superseded(events) == {0, 3}
 
 
@@ -182,13 +196,13 @@ def test_trades_of_a_parked_event_wait_behind_it_and_follow_it_on_replay(
     r.order(1, market, "buy", "yes", 4000, 5)
     r.order(2, market, "buy", "no", 6000, 5)  # a mint trade in the parked event's market
     delivery = merge(r.deliveries)
-    events = tuple((*e[:3], "\x00" + e[3], *e[4:]) if e[0] == "event" else e
+    events = tuple(with_fields(e, title="\x00" + e.title) if e.kind == "event" else e
                    for e in delivery.events)
     crafted = Delivery(delivery.first_seq, delivery.last_seq, events, delivery.ts_ms)
     real_event = batch.Batch._event
 
     def no_nul(self, e, d, index):  # PostgreSQL refuses NUL in text; do so on SQLite too
-        if "\x00" in e[3]:
+        if "\x00" in e.title:
             raise ValueError("NUL in the title")
         real_event(self, e, d, index)
 
@@ -200,7 +214,7 @@ def test_trades_of_a_parked_event_wait_behind_it_and_follow_it_on_replay(
     assert "unknown to the database" in kinds[1][1]
 
     def fixed(self, e, d, index):  # the fix: control characters are dropped from texts
-        real_event(self, (*e[:3], e[3].replace("\x00", ""), *e[4:]), d, index)
+        real_event(self, with_fields(e, title=e.title.replace("\x00", "")), d, index)
 
     monkeypatch.setattr(batch.Batch, "_event", fixed)
     assert [o.status for o in parked.replay(database.engine)] == ["stored", "stored"]

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from pmarket.db import Balance, Event, LedgerEntry, Market, Order, Payout, Position, Trade, from_ms
 from pmarket.db.reconcile import reconcile
-from pmarket.engine.events import as_dict
+from pmarket.engine.events import EngineEvent, as_dict, from_wire, to_wire
 from pmarket.worker import Delivery
 from tests.dbfixtures import Database
 
@@ -15,7 +15,7 @@ from .scenario import full_session, random_session
 
 
 def _fills(recorder):
-    return [as_dict(e) for d in recorder.deliveries for e in d.events if e[0] == "fill"]
+    return [as_dict(e) for d in recorder.deliveries for e in d.events if e.kind == "fill"]
 
 
 def test_projecting_a_session_makes_the_database_match_the_engine(database: Database):
@@ -31,12 +31,13 @@ def test_projecting_a_session_makes_the_database_match_the_engine(database: Data
     held = {(u, m): (y, n, yr, nr) for u, m, y, n, yr, nr in rows(database, sa.select(
         Position.user_id, Position.market_id, Position.yes, Position.no,
         Position.yes_reserved, Position.no_reserved)) if y or n}
-    assert held == {(p[1], p[2]): p[3:] for u in eng.accounts for p in eng.positions(u)
-                    if p[3] or p[4]}
+    assert held == {(p.user_id, p.market_id): (p.yes, p.no, p.yes_reserved, p.no_reserved)
+                    for u in eng.accounts for p in eng.positions(u) if p.yes or p.no}
     trades = rows(database, sa.select(Trade.id, Trade.price, Trade.quantity, Trade.kind,
                                       Trade.fee).order_by(Trade.id))
     assert [tuple(t) for t in trades] == [
-        (f["trade_id"], f["price"], f["quantity"], f["kind"], f["fee"]) for f in _fills(r)]
+        (f["trade_id"], f["price"], f["quantity"], f["settlement"], f["fee"])
+        for f in _fills(r)]
     assert any(f["fee"] for f in _fills(r))
     rates = dict(rows(database, sa.select(Event.id, Event.fee_rate)
                       .where(Event.status != "deleted")))
@@ -54,8 +55,12 @@ def test_fills_and_events_from_before_fees_project_with_none(database: Database)
     assert set(rows(database, sa.select(Event.fee_rate).distinct())) == {(0,)}
 
 
-def _before_fees(e: tuple) -> tuple:
-    return e[:12] if e[0] == "fill" else e[:13] if e[0] == "event" else e
+def _before_fees(e: EngineEvent) -> EngineEvent:
+    """The event as a version before fees stored it: a fill without its fee, an event
+    without its fee_rate (read back by ``from_wire``)."""
+    if e.kind == "fill":
+        return from_wire(to_wire(e)[:12])
+    return from_wire(to_wire(e)[:13]) if e.kind == "event" else e
 
 
 def test_every_order_row_holds_the_last_state_the_engine_reported(database: Database):
@@ -64,8 +69,8 @@ def test_every_order_row_holds_the_last_state_the_engine_reported(database: Data
     last = {}
     for d in r.deliveries:
         for e in d.events:
-            if e[0] == "order":
-                last[e[1]] = as_dict(e)
+            if e.kind == "order":
+                last[e.order_id] = as_dict(e)
     stored = {o.id: o for o in rows(database, sa.select(Order))}
     assert stored.keys() == last.keys()
     for oid, want in last.items():
@@ -93,10 +98,10 @@ def test_ledger_holds_each_cash_movement_once_with_its_source(database: Database
     r = full_session()
     project(database, r.deliveries)
     project(database, r.deliveries)  # everything again: duplicates
-    expected = [as_dict(e) for d in r.deliveries for e in d.events if e[0] == "ledger"]
+    expected = [as_dict(e) for d in r.deliveries for e in d.events if e.kind == "ledger"]
     stored = rows(database, sa.select(LedgerEntry).order_by(LedgerEntry.seq, LedgerEntry.idx))
     assert [(x.user_id, x.kind, x.amount, x.quantity) for x in stored] == [
-        (e["user_id"], e["kind"], e["amount"], e["quantity"]) for e in expected]
+        (e["user_id"], e["entry_kind"], e["amount"], e["quantity"]) for e in expected]
     assert {x.stream for x in stored} == {"pmarket:{main}:events"}
 
 
@@ -104,7 +109,7 @@ def test_payouts_hold_each_paid_position_once_with_its_shares(database: Database
     r = full_session()
     project(database, r.deliveries, batch=3)
     project(database, r.deliveries)  # everything again: duplicates
-    expected = [as_dict(e) for d in r.deliveries for e in d.events if e[0] == "payout"]
+    expected = [as_dict(e) for d in r.deliveries for e in d.events if e.kind == "payout"]
     assert {e["event_id"] for e in expected} == {1, 2}  # a winner, and a void
     assert any(e["yes"] and e["no"] for e in expected)
     stored = rows(database, sa.select(Payout).order_by(Payout.id))
@@ -136,8 +141,8 @@ def test_event_rows_follow_updates_resolution_and_deletion(database: Database):
     assert (rain.status, rain.winning_outcome_id, rain.void) == ("resolved", 1, False)
     assert rain.category == "weather" and rain.slug == "rain"
     assert rain.payouts_total == sum(
-        e[3] for d in r.deliveries for e in d.events if e[0] == "ledger"
-        and e[2] == "payout" and e[4] == 1)
+        e.amount for d in r.deliveries for e in d.events if e.kind == "ledger"
+        and e.entry_kind == "payout" and e.event_id == 1)
     assert (final.title, final.status, final.void, final.tick) == (
         "Who wins the final?", "resolved", True, 10)
     assert final.resolved_at is not None and final.resolved_at.tzinfo is not None
@@ -154,7 +159,7 @@ def test_event_rows_follow_updates_resolution_and_deletion(database: Database):
 def test_order_times_are_the_engine_clock_in_utc(database: Database):
     r = full_session()
     project(database, r.deliveries)
-    first = as_dict(next(e for d in r.deliveries for e in d.events if e[0] == "order"))
+    first = as_dict(next(e for d in r.deliveries for e in d.events if e.kind == "order"))
     (created,) = rows(database, sa.select(Order.created_at).where(
         Order.id == first["order_id"]))[0]
     assert created.tzinfo is not None
