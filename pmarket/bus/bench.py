@@ -17,6 +17,7 @@ from pmarket.bus.base import Bus
 from pmarket.bus.codec import encode_command, encode_events
 from pmarket.bus.values import Reply
 from pmarket.engine.commands import Outcome, PlaceOrder, Side
+from pmarket.engine.events import BalanceState, BookLevel, EngineEvent, OrderState
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +52,11 @@ def _sample_payloads() -> tuple[bytes, bytes]:
         seq=1, ts_ms=1_700_000_000_000, user_id=42, market_id=7, outcome=Outcome.YES,
         side=Side.BUY, quantity=10, price=5_700, client_order_id="bench-000001",
     )
-    events = [
-        ("order", 1, 42, 7, 3, "yes", "buy", "limit", 5_700, 10, 0, "open", "gtc", False,
-         None, "bench-000001", 1_700_000_000_000, 1_700_000_000_000, None),
-        ("balance", 42, 9_943_000, 57_000),
-        ("book", 7, "bid", 5_700, 10),
+    events: list[EngineEvent] = [
+        OrderState(1, 42, 7, 3, "yes", "buy", "limit", 5_700, 10, 0, "open", "gtc", False,
+                   None, "bench-000001", 1_700_000_000_000, 1_700_000_000_000, None),
+        BalanceState(42, 9_943_000, 57_000),
+        BookLevel(7, "bid", 5_700, 10),
     ]
     return encode_command(command), encode_events(events)
 
