@@ -54,59 +54,35 @@ CLOCK: Final = "clock"
 DEAD_MAN: Final = "dead_man"
 
 LAYOUTS: dict[str, tuple[str, ...]] = {
-    # The fields of each kind, in their wire order (``to_wire``); the classes below have
-    # the same fields under the same names.
-    # Full state of an order after the command, in its owner's terms.
+    # The fields of each kind in their wire order (``to_wire``): the attributes of its
+    # class below, which says what they mean.
     ORDER: (
         "order_id", "user_id", "market_id", "event_id", "outcome", "side", "order_type",
         "price", "quantity", "filled", "status", "tif", "post_only", "expires_at_ms",
         "client_order_id", "created_ms", "updated_ms", "reason",
     ),
-    # One trade. price is YES terms; settlement is transfer_yes | mint | merge | transfer_no;
-    # taker_side is "buy" when the taker was the YES bid (buy YES or sell NO); fee is
-    # what the taker paid (units.taker_fee; makers pay nothing).
     FILL: (
         "trade_id", "market_id", "price", "quantity", "settlement", "taker_side",
         "taker_order_id", "taker_user_id", "maker_order_id", "maker_user_id", "ts_ms",
         "fee",
     ),
-    # A command (or one order of a batch) that changed nothing.
     REJECTED: ("user_id", "command", "reason", "message", "order_id", "client_order_id"),
-    # A placement repeating a client_order_id; the existing order's state follows.
     DUPLICATE: ("order_id", "user_id", "client_order_id"),
     BALANCE: ("user_id", "available", "reserved"),
-    # Shares held (reserved included) and the part locked by open sell orders.
     POSITION: ("user_id", "market_id", "yes", "no", "yes_reserved", "no_reserved"),
-    # A YES-book level's new total quantity (0: the level is gone).
     BOOK: ("market_id", "side", "price", "quantity"),
-    # Cash or shares crossing an account's boundary other than by a trade: deposit,
-    # withdrawal, split, merge, split_event, merge_event, convert, payout.
-    # amount is the signed cash change of the user; quantity the shares involved.
     LEDGER: ("user_id", "entry_kind", "amount", "event_id", "market_id", "quantity", "ts_ms"),
-    # Full state of an event; markets is a tuple of (market_id, outcome_name); fee_rate
-    # in units (700 = 7%).
     EVENT: (
         "event_id", "status", "title", "description", "category", "slug", "close_time_ms",
         "tick", "markets", "created_ms", "winning_outcome_id", "void", "fee_rate",
     ),
     EVENT_DELETED: ("event_id",),
-    # In a batch's events: everything up to the next batch_item belongs to order `index`.
     BATCH_ITEM: ("index",),
-    # The command's time made something due before the command itself was applied: the
-    # events before this marker are what fell due (expired gtd orders, events closed at
-    # their close time, dead-man switches fired), the events after it the command's.
-    # expired counts the gtd orders expired (0 when only timers fired).
     CLOCK: ("now_ms", "expired"),
-    # A user's dead-man switch after a heartbeat, a disarm or its firing. expires_at_ms
-    # is None when it is off; fired_ms is when it fired (the firing itself, or, in a
-    # heartbeat's event, a firing since the previous heartbeat), else None.
     DEAD_MAN: ("user_id", "expires_at_ms", "timeout_ms", "fired_ms"),
     RESOLVED: (
         "event_id", "winning_outcome_id", "void", "payouts_total", "rounding", "ts_ms",
     ),
-    # What a resolution paid one position: the YES and NO shares it burned and the cash
-    # they paid (the same amount as that position's ``payout`` ledger entry, which
-    # cannot say which side the shares were on).
     PAYOUT: ("user_id", "event_id", "market_id", "yes", "no", "amount", "ts_ms"),
 }
 

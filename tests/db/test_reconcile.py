@@ -48,7 +48,8 @@ def test_a_changed_balance_is_reported(database, session):
 
 def test_a_changed_holding_and_a_lost_order_are_reported(database, session):
     project(database, session.deliveries)
-    user, market = session.engine.positions(2)[0][1:3]
+    held = session.engine.positions(2)[0]
+    user, market = held.user_id, held.market_id
     _tamper(database, sa.update(Position).where(Position.user_id == user,
                                                 Position.market_id == market)
             .values(yes=Position.yes + 5))

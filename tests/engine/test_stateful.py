@@ -266,7 +266,7 @@ def check_engine_equals_reference(eng: Engine, ref: ReferenceExchange, users) ->
                                       m.volume, open_interest)
         assert (mv.best_bid, mv.best_ask) == (eng.best_bid(mid), eng.best_ask(mid))
     for o in ref.open_orders()[:20]:
-        assert eng.order(o.id) == o.as_event()
+        assert eng.order(o.id) == from_wire(o.as_event())
     closed = [oid for oid, o in ref.orders.items() if not o.is_open]
     for oid in closed[-20:]:
         assert eng.order(oid) is None
@@ -291,7 +291,8 @@ def check_engine_invariants(eng: Engine) -> None:
     need_cash: dict[int, int] = {}
     need_shares: dict[tuple[int, int, str], int] = {}
     for o in eng.orders.values():
-        outcome, side = o.snapshot()[5:7]
+        snap = o.snapshot()
+        outcome, side = snap.outcome, snap.side
         if side == "buy":
             need_cash[o.user] = need_cash.get(o.user, 0) + o.price * o.remaining
         else:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pmarket.bus import BusError, BusUnavailable, MemoryBus
-from pmarket.engine.events import BOOK
+from pmarket.engine.events import BookLevel
 from pmarket.server.consistency import ProjectionWatch, ReadBarrier
 from pmarket.server.errors import ApiError, outage_error
 from pmarket.server.marketdata import MarketState, Replica, Seed
@@ -29,7 +29,7 @@ def _replica(hub: Hub | None = None) -> Replica:
 
 
 def _book(first: int, last: int, price: int, qty: int) -> Delivery:
-    return Delivery(first, last, events=[(BOOK, 1, "bid", price, qty)])
+    return Delivery(first, last, events=[BookLevel(1, "bid", price, qty)])
 
 
 def test_deliveries_apply_in_order_and_duplicates_are_skipped():

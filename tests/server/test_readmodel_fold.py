@@ -41,6 +41,7 @@ from pmarket.engine import (
     Withdraw,
 )
 from pmarket.engine.commands import DeleteEvent
+from pmarket.engine.events import Unknown
 from pmarket.server.readmodel import ReadModel, SeedState, read_seed, snapshot
 from pmarket.worker import Delivery, Projector
 from tests.dbfixtures import database, migrated  # noqa: F401
@@ -247,6 +248,6 @@ def test_a_gap_in_the_deliveries_stops_the_model_loudly(caplog):
 def test_a_delivery_the_fold_refuses_stops_the_model():
     model = ReadModel(STREAM)
     model.install(SeedState(), 0)
-    model.apply(Delivery(1, 1, [("mystery", 1, 2)], 0))
+    model.apply(Delivery(1, 1, [Unknown("mystery", (1, 2))], 0))
     assert not model.ready and "ValueError" in model.problem
     assert model.seq == 0

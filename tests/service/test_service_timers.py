@@ -86,7 +86,7 @@ async def test_a_due_timer_fires_without_any_other_traffic(what):
     closed = service.engine.events[event_id].status == "closed"
     assert closed is (what == "close_time")
     cancelled = [e for e in await logged_events(h) if e.kind == "order" and e.order_id == order_id]
-    assert cancelled[-1][18] == (Reason.DEAD_MAN_SWITCH if what == "dead_man"
+    assert cancelled[-1].reason == (Reason.DEAD_MAN_SWITCH if what == "dead_man"
                                  else Reason.EVENT_CLOSED)
     commands = await logged_commands(h)
     assert type(commands[-1]).__name__ == "Expire"  # logged, so a replay fires it too
@@ -130,7 +130,7 @@ async def test_a_heartbeat_racing_the_tick_at_the_deadline_reports_the_firing():
                                      for _ in range(5)))
     await h.stop()
     beats = [next(e for e in reply if e.kind == "dead_man") for reply in replies]
-    fired = [b[4] for b in beats if b[4] is not None]
+    fired = [b.fired_ms for b in beats if b.fired_ms is not None]
     assert len(fired) == 1 and fired[0] >= deadline  # exactly one heartbeat learns it
     assert order_id not in service.engine.orders
     events = await logged_events(h)
@@ -138,4 +138,4 @@ async def test_a_heartbeat_racing_the_tick_at_the_deadline_reports_the_firing():
         Reason.DEAD_MAN_SWITCH
     assert [e for e in events if e.kind == "dead_man" and e.expires_at_ms is None] == [
         DeadManState(1, None, TIMEOUT, fired[0])]  # it fired once, and is armed again
-    assert service.engine.timers.switches[1].deadline_ms == beats[-1][2]
+    assert service.engine.timers.switches[1].deadline_ms == beats[-1].expires_at_ms

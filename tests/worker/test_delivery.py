@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from pmarket.db import ConsumerPosition, LedgerEntry, SkippedDelivery
 from pmarket.db.reconcile import reconcile
 from pmarket.engine.events import BalanceState
+from pmarket.engine.events import LedgerEntry as LedgerEvent
 from pmarket.worker import (
     Delivery,
     DeliveryError,
@@ -125,7 +126,7 @@ def test_a_failing_batch_writes_nothing_not_even_its_position(database, session)
     projector = Projector(STREAM)
     projector.apply(database.engine, session.deliveries[:10])
     before = dump(database)
-    poison = Delivery(12, 12, (("ledger", 1, "teleport", 5, None, None, 0, 0),))
+    poison = Delivery(12, 12, (LedgerEvent(1, "teleport", 5, None, None, 0, 0),))
     with pytest.raises(ValueError, match="unknown ledger kind"):
         projector.apply(database.engine, [session.deliveries[10], poison])
     assert dump(database) == before
