@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 from pmarket.db.models import ConsumerPosition as CP
 from pmarket.db.models import SkippedDelivery
 from pmarket.db.types import utcnow
+from pmarket.engine.events import EngineEvent
 
 from . import salvage, writer
 from .batch import Batch, Needs, needs, needs_of
@@ -209,7 +210,7 @@ class Projector:
         plan.skipped = skipped or []
         return plan
 
-    def build_event(self, conn: Connection, delivery: Delivery, index: int, event: tuple,
+    def build_event(self, conn: Connection, delivery: Delivery, index: int, event: EngineEvent,
                     following) -> Batch:
         """The batch of one parked ``event`` replayed (see ``Batch.walk_event``)."""
         batch = self._batch(conn, needs_of([event]), replay=True)
