@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from pmarket.db.types import from_ms, to_ms
 from pmarket.engine.events import EngineEvent, as_dict, from_wire
-from pmarket.worker import Delivery
+from pmarket.runtime.eventlog import Delivery
 
 from .scenario import full_session
 

@@ -11,14 +11,8 @@ from pmarket.db import ConsumerPosition, LedgerEntry, SkippedDelivery
 from pmarket.db.reconcile import reconcile
 from pmarket.engine.events import BalanceState
 from pmarket.engine.events import LedgerEntry as LedgerEvent
-from pmarket.worker import (
-    Delivery,
-    DeliveryError,
-    Projector,
-    Reorderer,
-    decode_delivery,
-    encode_delivery,
-)
+from pmarket.runtime.eventlog import Delivery, DeliveryError, decode_delivery, encode_delivery
+from pmarket.worker import Projector, Reorderer
 from tests.dbfixtures import Database
 
 from .helpers import dump, project, rows

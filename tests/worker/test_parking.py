@@ -20,8 +20,8 @@ from pmarket.engine.events import (
     PositionState,
     Unknown,
 )
-from pmarket.worker import Delivery, Projector, batch, parked
-from pmarket.worker.delivery import decode_events
+from pmarket.runtime.eventlog import Delivery, decode_events
+from pmarket.worker import Projector, batch, parked
 from pmarket.worker.salvage import superseded
 from tests.dbfixtures import Database
 

@@ -35,9 +35,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from pmarket.bus.waiting import Batch
-
-from .commands import Command
-from .events import EngineEvent
+from pmarket.engine.commands import Command
+from pmarket.engine.events import EngineEvent
 
 
 def now_ms() -> int:

@@ -6,7 +6,7 @@ import pytest
 
 from pmarket.engine import CreateEvent, Deposit, Engine, Withdraw
 from pmarket.engine.events import BalanceState
-from pmarket.engine.runner import LocalRunner
+from pmarket.runtime.runner import LocalRunner
 
 
 async def test_concurrent_submissions_are_applied_one_at_a_time_in_order():
