@@ -36,8 +36,8 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from .. import api
 from ..client import ApiError, Client, OrderSpec
-from ..client import models as m
 from .targets import (
     Audit,
     Balance,
@@ -77,14 +77,14 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _order_state(o: m.Order, user_id: int, sim_expiry: int | None = None) -> OrderState:
+def _order_state(o: api.Order, user_id: int, sim_expiry: int | None = None) -> OrderState:
     """An API order as the simulator's ``OrderState`` (no ``reason``: the API has none)."""
     return OrderState(o.id, user_id, o.market_id, o.outcome, o.side, o.type,
                       _text(o.price) or "", o.quantity, o.filled_quantity, o.status,
                       o.time_in_force, None, o.client_order_id, sim_expiry)
 
 
-def _trade(t: m.Trade, taker_order_id: int) -> Trade:
+def _trade(t: api.Trade, taker_order_id: int) -> Trade:
     """An own fill as a simulator trade: YES-terms price, transfer_yes/transfer_no kind."""
     yes_price = t.price if t.outcome == "yes" else _ONE - t.price
     kind = f"transfer_{t.outcome}" if t.kind == "transfer" else t.kind
@@ -163,7 +163,7 @@ class HttpTarget:
                          o.post_only or None, o.client_order_id,
                          None if o.stp == "cancel_resting" else o.stp)
 
-    def _placed(self, user: User, r: m.OrderResult, sim_expiry: int | None) -> Result:
+    def _placed(self, user: User, r: api.OrderResult, sim_expiry: int | None) -> Result:
         order = _order_state(r.order, user.id, sim_expiry)
         trades = [_trade(t, r.order.id) for t in r.trades if t.role == "taker"]
         cancelled = [order.id] if order.status in ("cancelled", "expired") else []
