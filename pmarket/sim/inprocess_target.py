@@ -14,18 +14,18 @@ from ..engine import Engine, units
 from ..engine import commands as c
 from ..engine.queries import market_result
 from .values import (
-    Audit,
+    AuditCheck,
     Balance,
     BookLevels,
+    ErrorDetail,
     EventInfo,
+    Fill,
     Holding,
-    MarketInfo,
+    Market,
     OrderRequest,
     OrderState,
-    Rejection,
     Result,
-    Trade,
-    User,
+    Trader,
     price_text,
 )
 
@@ -96,12 +96,12 @@ class InProcessTarget:
                 if ev[11] == "cancelled" or ev[11] == "expired":
                     current.cancelled.append(ev[1])
             elif kind == "fill":
-                current.trades.append(Trade(
+                current.trades.append(Fill(
                     ev[1], ev[2], price_text(ev[3], self._ticks[ev[2]]), ev[4], ev[5], ev[6],
                     ev[7], ev[9], ev[11], units.format_money(ev[12])))
             elif kind == "rejected":
                 if current.error is None:
-                    current.error = Rejection(ev[3], ev[4])
+                    current.error = ErrorDetail(code=ev[3], message=ev[4])
             elif kind == "duplicate":
                 current.duplicate = True
             elif kind == "batch_item":
@@ -123,10 +123,10 @@ class InProcessTarget:
 
     # --- users, events, time -------------------------------------------------------
 
-    def signup(self, name: str) -> User:
+    def signup(self, name: str) -> Trader:
         """Create a user (in-process: the next integer id, no token)."""
         self._users += 1
-        return User(self._users, name)
+        return Trader(self._users, name)
 
     def create_event(self, title: str, outcomes: list[str], tick_size: str,
                      fee_rate: str = "0") -> EventInfo:
@@ -155,17 +155,17 @@ class InProcessTarget:
 
     # --- money ---------------------------------------------------------------------
 
-    def deposit(self, user: User, amount: str) -> Result:
+    def deposit(self, user: Trader, amount: str) -> Result:
         return self._result(self._apply(c.Deposit(user_id=user.id,
                                                   amount=_amount_units(amount))))
 
-    def withdraw(self, user: User, amount: str) -> Result:
+    def withdraw(self, user: Trader, amount: str) -> Result:
         return self._result(self._apply(c.Withdraw(user_id=user.id,
                                                    amount=_amount_units(amount))))
 
     # --- trading -------------------------------------------------------------------
 
-    def _command(self, user: User, o: OrderRequest) -> c.PlaceOrder:
+    def _command(self, user: Trader, o: OrderRequest) -> c.PlaceOrder:
         return c.PlaceOrder(
             user_id=user.id, market_id=o.market_id, outcome=_OUTCOMES[o.outcome],
             side=_SIDES[o.side], quantity=o.quantity, price=self._price(o.price, o.market_id),
@@ -173,14 +173,14 @@ class InProcessTarget:
             expires_at_ms=o.expires_at_ms, post_only=o.post_only,
             client_order_id=o.client_order_id, stp=_STPS[o.stp])
 
-    def place(self, user: User, order: OrderRequest) -> Result:
+    def place(self, user: Trader, order: OrderRequest) -> Result:
         return self._result(self._apply(self._command(user, order)))
 
-    def place_batch(self, user: User, orders: list[OrderRequest]) -> Result:
+    def place_batch(self, user: Trader, orders: list[OrderRequest]) -> Result:
         cmd = c.PlaceBatch(user_id=user.id, orders=tuple(self._command(user, o) for o in orders))
         return self._result(self._apply(cmd))
 
-    def modify(self, user: User, order_id: int, price: str | None,
+    def modify(self, user: Trader, order_id: int, price: str | None,
                quantity: int | None) -> Result:
         known = self._orders.get(order_id)
         market_id = known[3] if known else 0
@@ -188,31 +188,31 @@ class InProcessTarget:
             user_id=user.id, order_id=order_id, price=self._price(price, market_id),
             quantity=quantity)))
 
-    def cancel(self, user: User, order_id: int) -> Result:
+    def cancel(self, user: Trader, order_id: int) -> Result:
         return self._result(self._apply(c.CancelOrder(user_id=user.id, order_id=order_id)))
 
-    def cancel_all(self, user: User, market_id: int | None = None) -> Result:
+    def cancel_all(self, user: Trader, market_id: int | None = None) -> Result:
         return self._result(self._apply(c.CancelAll(user_id=user.id, market_id=market_id)))
 
     # --- collateral ----------------------------------------------------------------
 
-    def split(self, user: User, market_id: int, quantity: int) -> Result:
+    def split(self, user: Trader, market_id: int, quantity: int) -> Result:
         return self._result(self._apply(c.Split(user_id=user.id, market_id=market_id,
                                                 quantity=quantity)))
 
-    def merge(self, user: User, market_id: int, quantity: int) -> Result:
+    def merge(self, user: Trader, market_id: int, quantity: int) -> Result:
         return self._result(self._apply(c.Merge(user_id=user.id, market_id=market_id,
                                                 quantity=quantity)))
 
-    def split_event(self, user: User, event_id: int, quantity: int) -> Result:
+    def split_event(self, user: Trader, event_id: int, quantity: int) -> Result:
         return self._result(self._apply(c.SplitEvent(user_id=user.id, event_id=event_id,
                                                      quantity=quantity)))
 
-    def merge_event(self, user: User, event_id: int, quantity: int) -> Result:
+    def merge_event(self, user: Trader, event_id: int, quantity: int) -> Result:
         return self._result(self._apply(c.MergeEvent(user_id=user.id, event_id=event_id,
                                                      quantity=quantity)))
 
-    def convert(self, user: User, event_id: int, outcome_ids: list[int],
+    def convert(self, user: Trader, event_id: int, outcome_ids: list[int],
                 quantity: int) -> Result:
         return self._result(self._apply(c.Convert(
             user_id=user.id, event_id=event_id, outcome_ids=tuple(outcome_ids),
@@ -248,42 +248,47 @@ class InProcessTarget:
                           [(price_text(p, tick), q) for p, q in b.asks], show(b.best_bid),
                           show(b.best_ask), show(b.last_price))
 
-    def market(self, market_id: int) -> MarketInfo:
+    def market(self, market_id: int) -> Market:
         tick = self._ticks[market_id]
         m = self.engine.market_view(market_id)
 
         def show(p: int | None) -> str | None:
             return None if p is None else price_text(p, tick)
 
-        return MarketInfo(m.market_id, m.event_id, m.status, units.format_units(tick),
-                          show(m.last_price), show(m.best_bid), show(m.best_ask), m.volume,
-                          m.open_interest, self._market_result(m.event_id, m.market_id))
+        return Market(id=m.market_id, event_id=m.event_id, outcome_id=m.market_id,
+                      outcome_name=m.name, status=m.status,
+                      tick_size=units.format_units(tick), last_price=show(m.last_price),
+                      best_bid=show(m.best_bid), best_ask=show(m.best_ask), volume=m.volume,
+                      open_interest=m.open_interest,
+                      result=self._market_result(m.event_id, m.market_id))
 
     def _market_result(self, event_id: int, market_id: int) -> str | None:
         """The market's ``result``, from its event's resolution (as the API's)."""
         e = self.engine.events[event_id]
         return market_result(e.status, market_id, e.winning_outcome_id, bool(e.void))
 
-    def balance(self, user: User) -> Balance:
+    def balance(self, user: Trader) -> Balance:
         available, reserved = self.engine.balance(user.id)
-        return Balance(units.format_money(available), units.format_money(reserved))
+        return Balance(available=units.format_money(available),
+                       reserved=units.format_money(reserved),
+                       total=units.format_money(available + reserved))
 
-    def holdings(self, user: User) -> list[Holding]:
+    def holdings(self, user: Trader) -> list[Holding]:
         return [Holding(p[2], p[3], p[4], p[5], p[6]) for p in self.engine.positions(user.id)]
 
-    def open_orders(self, user: User, market_id: int | None = None) -> list[OrderState]:
+    def open_orders(self, user: Trader, market_id: int | None = None) -> list[OrderState]:
         return [self._order_state(ev) for ev in self.engine.open_orders(user.id, market_id)]
 
-    def order(self, user: User, order_id: int) -> OrderState | None:
+    def order(self, user: Trader, order_id: int) -> OrderState | None:
         """An order of ``user`` in any state (another user's order: None, as a 404)."""
         ev = self.engine.order(order_id) or self._orders.get(order_id)
         if ev is None or ev[2] != user.id:
             return None
         return self._order_state(ev)
 
-    def audit(self) -> Audit:
+    def audit(self) -> AuditCheck:
         report = self.engine.audit()
-        return Audit(report.ok, units.format_money(report.difference), list(report.problems))
+        return AuditCheck(report.ok, units.format_money(report.difference), list(report.problems))
 
     def state_digest(self) -> str | None:
         """A hash of the engine's whole state (identical runs give identical digests)."""
