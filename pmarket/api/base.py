@@ -80,7 +80,7 @@ class Page(Out, Generic[T]):
     total: int
 
     @classmethod
-    def model_parametrized_name(cls, params: tuple[type[Any], ...]) -> str:
+    def model_parametrized_name(cls, params: tuple[Any, ...]) -> str:
         """``Page[Order]`` is named ``OrderPage`` (in the OpenAPI document too)."""
         return f"{params[0].__name__}Page"
 

@@ -255,12 +255,12 @@ class InProcessTarget:
         def show(p: int | None) -> str | None:
             return None if p is None else price_text(p, tick)
 
-        return Market(id=m.market_id, event_id=m.event_id, outcome_id=m.market_id,
-                      outcome_name=m.name, status=m.status,
-                      tick_size=units.format_units(tick), last_price=show(m.last_price),
-                      best_bid=show(m.best_bid), best_ask=show(m.best_ask), volume=m.volume,
-                      open_interest=m.open_interest,
-                      result=self._market_result(m.event_id, m.market_id))
+        return Market.model_validate({
+            "id": m.market_id, "event_id": m.event_id, "outcome_id": m.market_id,
+            "outcome_name": m.name, "status": m.status, "tick_size": units.format_units(tick),
+            "last_price": show(m.last_price), "best_bid": show(m.best_bid),
+            "best_ask": show(m.best_ask), "volume": m.volume, "open_interest": m.open_interest,
+            "result": self._market_result(m.event_id, m.market_id)})
 
     def _market_result(self, event_id: int, market_id: int) -> str | None:
         """The market's ``result``, from its event's resolution (as the API's)."""
@@ -269,9 +269,9 @@ class InProcessTarget:
 
     def balance(self, user: Trader) -> Balance:
         available, reserved = self.engine.balance(user.id)
-        return Balance(available=units.format_money(available),
-                       reserved=units.format_money(reserved),
-                       total=units.format_money(available + reserved))
+        return Balance.model_validate({
+            "available": units.format_money(available), "reserved": units.format_money(reserved),
+            "total": units.format_money(available + reserved)})
 
     def holdings(self, user: Trader) -> list[Holding]:
         return [Holding(p[2], p[3], p[4], p[5], p[6]) for p in self.engine.positions(user.id)]
