@@ -9,7 +9,7 @@ PYTHON ?= python3
 PURE_PYTHON ?= $(PMARKET_PURE_PYTHON)
 
 # The engine core modules mypyc compiles: the one list is CORE in compiled.py.
-ENGINE_CORE := $(shell $(PYTHON) pmarket/engine/compiled.py)
+ENGINE_CORE := $(shell $(PYTHON) pmarket/runtime/compiled.py)
 
 .PHONY: run test lint bench build clean
 
@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 # Compile the engine core in place with mypyc whenever one of its sources changed. A
 # failed compile stops here, saying why and how to opt out (PURE_PYTHON=1); the engine
 # never runs compiled code built from other sources than the current ones (compiled.py).
-pmarket/engine/compiled.json: $(VENV)/.installed setup.py pmarket/engine/compiled.py $(ENGINE_CORE)
+pmarket/engine/compiled.json: $(VENV)/.installed setup.py pmarket/runtime/compiled.py $(ENGINE_CORE)
 	@echo "==> step 3/3: compiling the engine core with mypyc (1-2 min; PURE_PYTHON=1 skips it)"
 	$(TIMED) $(PY) setup.py --quiet build_ext --inplace
 

@@ -1,7 +1,7 @@
 """The mypyc build of the engine core (metadata lives in pyproject.toml).
 
 - ``pip install .`` (a wheel, as CI's and production installs are): the core modules
-  listed in ``pmarket.engine.compiled.CORE`` (the one list) are compiled with mypyc, by
+  listed in ``pmarket.runtime.compiled.CORE`` (the one list) are compiled with mypyc, by
   the mypy version pinned in pyproject.toml.
 - ``pip install -e .`` (a development checkout): nothing is compiled here; ``make
   build`` compiles in place (``python setup.py build_ext --inplace``).
@@ -12,8 +12,8 @@ A compile that fails stops the build with the reason and that opt-out: nobody ge
 slower engine without asking for it. Each step says what it does and how long it took.
 
 Every successful build writes ``pmarket/engine/compiled.json`` (the hashes of the
-sources it compiled) next to the compiled modules; at import, ``pmarket.engine``
-ignores a build whose sources have changed since (see ``pmarket/engine/compiled.py``).
+sources it compiled) next to the compiled modules; at import, ``pmarket``
+ignores a build whose sources have changed since (see ``pmarket/runtime/compiled.py``).
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ OPT_OUT = ("to install the pure-Python engine instead (same behaviour, 2-3x slow
 
 
 def _load_compiled():
-    """``pmarket/engine/compiled.py`` alone (importing ``pmarket.engine`` would activate
+    """``pmarket/runtime/compiled.py`` alone (importing ``pmarket`` would activate
     a build): it holds the list of core modules and writes the build's manifest."""
-    spec = importlib.util.spec_from_file_location("_pmarket_compiled", ENGINE / "compiled.py")
+    spec = importlib.util.spec_from_file_location(
+        "_pmarket_compiled", ROOT / "pmarket" / "runtime" / "compiled.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

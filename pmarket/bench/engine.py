@@ -35,9 +35,9 @@ from pmarket.engine import (
     PlaceOrder,
     Side,
     Split,
-    compiled,
 )
-from pmarket.engine.runner import LocalRunner, tune_gc
+from pmarket.runtime import compiled
+from pmarket.runtime.runner import LocalRunner, tune_gc
 
 USERS = 100
 RICH = 10**13  # units of cash per benchmark user: never the limiting factor

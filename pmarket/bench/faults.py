@@ -249,7 +249,7 @@ class Embedded:
     def engine_state(self):
         """Stop cleanly (the engine writes its snapshot), start again, let the worker
         store everything up to the snapshot; the engine's state."""
-        from pmarket.engine.recovery import read_snapshot, snapshot_path
+        from pmarket.runtime.recovery import read_snapshot, snapshot_path
 
         if self.server.terminate() not in CLEAN_EXITS:
             raise RuntimeError(f"serve did not stop cleanly:\n{self.server.tail()}")
@@ -292,7 +292,7 @@ class Deployment:
         import redis
 
         from pmarket.bus import StreamKeys
-        from pmarket.worker import decode_delivery
+        from pmarket.runtime.eventlog import decode_delivery
 
         client = redis.Redis.from_url(self.redis_url)
         try:
@@ -320,7 +320,7 @@ class Deployment:
     def engine_state(self):
         """Stop the engine cleanly (it writes its snapshot) and let the worker store
         everything up to it; the engine's state."""
-        from pmarket.engine.recovery import read_snapshot, snapshot_path
+        from pmarket.runtime.recovery import read_snapshot, snapshot_path
 
         if self.engine.terminate() not in CLEAN_EXITS:
             raise RuntimeError(f"the engine did not stop cleanly:\n{self.engine.tail()}")

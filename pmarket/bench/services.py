@@ -44,7 +44,7 @@ from pmarket.engine.commands import (
     Side,
     Split,
 )
-from pmarket.engine.service import EngineService
+from pmarket.runtime.service import EngineService
 
 TARGETS = {"engine": 20_000.0, "worker": 10_000.0, "latency_p99_ms": 5.0}
 USERS = 200

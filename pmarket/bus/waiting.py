@@ -19,7 +19,7 @@ class Batch:
     """Callers waiting together for their answers: one future wakes all of them.
 
     The hand-off of many clients to one writer (``Bus.request``, and ``LocalRunner`` in
-    ``pmarket.engine.runner``): each caller takes a slot (``add``) and ``await``s the
+    ``pmarket.runtime.runner``): each caller takes a slot (``add``) and ``await``s the
     batch; the writer fills the slots and ``finish``es the batch, so a caller costs a
     list slot rather than a future (and, for requests, a timer) of its own.
 

@@ -80,7 +80,7 @@ def version_line() -> str:
     """``pmarket 0.1.0, engine compiled with mypyc`` or ``... engine pure Python (why)``."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from pmarket.engine import compiled
+    from pmarket.runtime import compiled
 
     try:
         number = version("pmarket")

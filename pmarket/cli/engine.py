@@ -1,7 +1,7 @@
 """``pmarket engine``: run one shard's engine service against Redis until told to stop.
 
 SIGTERM or SIGINT stops it cleanly: the batch in hand is finished and a snapshot is
-written. A kill -9 is recovered from at the next start (see ``pmarket.engine.service``).
+written. A kill -9 is recovered from at the next start (see ``pmarket.runtime.service``).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def engine(
     until the first stops (or dies and its lease expires), then takes over.
     """
     from pmarket.bus import LeaseLost, make_bus
-    from pmarket.engine.service import EngineService
+    from pmarket.runtime.service import EngineService
 
     require_redis(redis_url)
     configure_logging(log_level)

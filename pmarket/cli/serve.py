@@ -122,7 +122,7 @@ class _StartupTraceback(logging.Filter):
 
 def _engine_build() -> str:
     """Which engine this process runs, for the line that says what is served."""
-    from pmarket.engine import compiled
+    from pmarket.runtime import compiled
 
     if compiled.mode == "compiled":
         return "engine compiled with mypyc"

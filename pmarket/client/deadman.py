@@ -27,15 +27,28 @@ import contextlib
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
 from pmarket.api import Heartbeat
 from pmarket.client import calls as c
 from pmarket.client.errors import ClientError
 
-if TYPE_CHECKING:
-    from pmarket.client.aio import AsyncClient
-    from pmarket.client.sync import Client
+T = TypeVar("T")
+
+
+class Client(Protocol):
+    """What the switch needs of a ``pmarket.client.Client``: sending a call."""
+
+    def call(self, call: c.Call[T]) -> T:
+        """Send ``call`` and return its typed result."""
+
+
+class AsyncClient(Protocol):
+    """What the switch needs of a ``pmarket.client.AsyncClient``: sending a call."""
+
+    async def call(self, call: c.Call[T]) -> T:
+        """Send ``call`` and return its typed result."""
+
 
 OnFired = Callable[[Heartbeat], object]
 

@@ -1,18 +1,13 @@
 """The matching engine: pure, deterministic, no I/O.
 
 ``Engine().apply(command) -> list[event]``; commands in ``commands``, events in
-``events``, integer money and prices in ``units``. ``runner`` is the only module here
-that touches the outside world (asyncio).
+``events``, integer money and prices in ``units``. Nothing here touches the outside
+world; the runtime (``pmarket.runtime``) runs the engine.
 
-The core may run compiled with mypyc: ``compiled.activate()`` picks the compiled
-modules or their sources before anything here imports them (``compiled.mode`` says
-which, ``compiled.reason`` why), so it must stay the first import.
+The core may run compiled with mypyc: ``pmarket.runtime.compiled.activate()``, called
+by the root package ``pmarket`` before anything can import a core module, picks the
+compiled modules or their sources (``compiled.mode`` says which).
 """
-
-# ruff: noqa: E402 - the imports below must follow compiled.activate()
-from . import compiled
-
-compiled.activate()
 
 from . import events
 from .commands import (
@@ -82,6 +77,5 @@ __all__ = [
     "UpdateEvent",
     "Withdraw",
     "as_dict",
-    "compiled",
     "events",
 ]

@@ -40,7 +40,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Engine, func, select
 
@@ -50,17 +50,32 @@ from pmarket.db import ConsumerPosition, Event, Market, Order
 from pmarket.engine.events import BALANCE, BOOK, EVENT, EVENT_DELETED, FILL, ORDER
 from pmarket.engine.queries import yes_payout
 from pmarket.engine.units import SCALE
-from pmarket.worker import WORKER_GROUP, decode_delivery
-from pmarket.worker.delivery import Delivery
+from pmarket.runtime.eventlog import Delivery, decode_delivery
+from pmarket.worker import WORKER_GROUP
 
 from . import views
 from .readmodel import snapshot
 
 if TYPE_CHECKING:
     from .readmodel import ReadModel
-    from .websocket import Hub
 
 log = logging.getLogger("pmarket.server.marketdata")
+
+
+class Hub(Protocol):
+    """Where the replica hands WebSocket messages (``websocket.Hub`` is the one)."""
+
+    def wants(self, key: str) -> bool:
+        """True if any connection listens on ``key`` (``user:{id}`` for users)."""
+
+    def has_users(self) -> bool:
+        """True if any connection listens on a user channel."""
+
+    def send(self, key: str, kind: str, sequence: int | None, data: Any) -> None:
+        """Queue a message for every subscriber of ``key``."""
+
+    def drop(self, key: str, code: str, message: str) -> None:
+        """Unsubscribe every connection from the market channel ``key``, telling why."""
 
 OPEN_STATUSES = ("open", "partially_filled")
 CLOSED_MEMORY = 200_000

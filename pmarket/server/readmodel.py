@@ -45,9 +45,9 @@ from sqlalchemy import Connection, Engine, select
 from pmarket.db import Balance, Event, Market, Order, Payout, Position
 from pmarket.db.types import to_ms
 from pmarket.engine import events as ev
+from pmarket.runtime.eventlog import Delivery
 from pmarket.worker.batch import Batch, MarketInfo, fill_fee, needs
 from pmarket.worker.costbasis import YES, Holding, apply_fill
-from pmarket.worker.delivery import Delivery
 
 log = logging.getLogger("pmarket.server.readmodel")
 

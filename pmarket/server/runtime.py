@@ -5,7 +5,8 @@ embedded exchange per database; a second one is refused before it touches anythi
 unless its creator already holds it (``Runtime.lock``); then it migrates the database,
 creates the first-start admin, opens the bus and, in the embedded mode, starts the engine
 service (snapshots beside the database, event stream journaled by
-``journal.JournaledBus``) and the worker (a supervised child process, ``subworker``);
+``pmarket.runtime.journal``) and the worker (a supervised child process,
+``pmarket.worker.process``);
 then it seeds the market-data replica and the read model (``readmodel``, unless
 ``read_model`` is off) from the database and starts following the event stream, and the
 supervisor (``supervision``: liveness mark, reaping dead servers' groups,
@@ -35,11 +36,12 @@ from sqlalchemy.exc import IntegrityError
 
 from pmarket.bus import SERVER_GROUP_PREFIX, Bus, make_bus
 from pmarket.db import Admin, make_engine, upgrade
+from pmarket.runtime.journal import open_journaled_bus
+from pmarket.worker.process import WorkerProcess
 
 from .consistency import ProjectionProgress, ProjectionWatch, ReadBarrier
 from .dblock import DatabaseLock, LockGuard, acquire_database_lock
 from .gateway import Gateway
-from .journal import open_journaled_bus
 from .marketdata import Replica
 from .metrics import Metrics
 from .ratelimit import RateLimiter
@@ -47,7 +49,6 @@ from .readmodel import ReadModel
 from .security import PasswordHasher, api_key_secret, hash_password
 from .sessions import Sessions
 from .settings import Settings
-from .subworker import WorkerProcess
 from .supervision import Supervisor
 from .throttle import FailureThrottle, SigninGuard
 from .websocket import Hub, WsLimits
@@ -168,7 +169,7 @@ class Runtime:
         self._spawn("lock", guard.run(self.stopping))
 
     async def _start_embedded(self, snapshot_dir: Path) -> None:
-        from pmarket.engine.service import EngineService
+        from pmarket.runtime.service import EngineService
         from pmarket.worker import Worker
 
         service = EngineService(self.bus, snapshot_dir=snapshot_dir, shard=self.settings.shard)
@@ -177,7 +178,7 @@ class Runtime:
         await service.ready.wait()
         consumer = f"worker-{self.instance}"
         if self.settings.worker_process:
-            # Its projection must not hold this process's GIL (see ``subworker``).
+            # Its projection must not hold this process's GIL (see ``pmarket.worker.process``).
             self.worker = WorkerProcess(self.bus, self.settings.database_url,
                                         consumer=consumer, shard=self.settings.shard,
                                         block_ms=100)

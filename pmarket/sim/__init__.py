@@ -7,12 +7,13 @@ clock (``clock``) with generated flow from ``agents``, checks its expectations
 command line over these.
 """
 
+from .connect import open_target
 from .loader import load_scenario, parse_scenario
 from .reader import Problem, ScenarioError
 from .report import Failure, Report, render
 from .runner import estimate_work, run_scenario
 from .scenario import Scenario
-from .targets import InProcessTarget, Target, TargetUnavailable, open_target
+from .targets import InProcessTarget, Target, TargetUnavailable
 
 __all__ = [
     "Failure",

@@ -16,15 +16,28 @@ Prices and money are compared as exact integer units, never as floats or strings
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ..engine import units
 from .reader import Field
 from .scenario import Action, Cancel, Check, MarketRef, Modify, Place, TradeExpect
 from .targets import OrderState, Result, Target, Trader
 
-if TYPE_CHECKING:
-    from .loader import Loader
+
+class Loader(Protocol):
+    """The names a scenario defined before the step being read (``loader.Loader``)."""
+
+    orders: dict[str, tuple[str, MarketRef, int]]
+    """Orders named by earlier steps: name -> (owner, market, tick)."""
+
+    def user(self, f: Field, group: bool = False) -> str:
+        """A defined user's name (or, with ``group``, a user group's)."""
+
+    def order(self, f: Field) -> tuple[str, MarketRef, int]:
+        """A named order placed by an earlier step: (owner, market, tick)."""
+
+    def market(self, f: Field) -> tuple[MarketRef, int]:
+        """A market reference (``event`` or ``event/outcome``) and the market's tick."""
 
 ORDER_FIELDS = ("status", "filled", "remaining", "price", "quantity", "reason")
 STATUSES = ("open", "partially_filled", "filled", "cancelled", "expired")

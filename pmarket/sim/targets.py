@@ -19,6 +19,7 @@ book's price); order prices in their owner's terms.
 
 The values a target speaks in live in ``values``; this module re-exports them and
 ``InProcessTarget``, so ``from pmarket.sim.targets import ...`` reaches every name.
+``connect.open_target`` opens the target a command line asks for.
 """
 
 from __future__ import annotations
@@ -59,7 +60,6 @@ __all__ = [
     "TargetUnavailable",
     "Trader",
     "Unsupported",
-    "open_target",
     "price_text",
 ]
 
@@ -173,38 +173,3 @@ class TargetUnavailable(Exception):
 
 class Unsupported(Exception):
     """A request the target cannot send: ``str(exc)`` says what is missing and why."""
-
-
-def open_target(url: str | None, admin_email: str | None = None,
-                admin_password: str | None = None, api_keys: bool = False) -> Target:
-    """The target for ``--target URL`` (None: a fresh in-process engine).
-
-    Args:
-        url: a running server's base URL, or None for the in-process engine.
-        admin_email: an admin account's email (needed for a URL).
-        admin_password: that admin's password.
-        api_keys: over HTTP, users act with API keys rather than tokens.
-
-    Raises:
-        TargetUnavailable: for a URL without admin credentials, with credentials the
-            server refuses, or where no server answers.
-    """
-    if url is None:
-        return InProcessTarget()
-    missing = [what for what, value in (
-        ("--admin-email (or PMARKET_ADMIN_EMAIL)", admin_email),
-        ("--admin-password (or PMARKET_ADMIN_PASSWORD)", admin_password)) if not value]
-    if missing:
-        raise TargetUnavailable(
-            f"replaying against {url} needs an admin account to create events, resolve "
-            f"them and read the audit; missing: {' and '.join(missing)}")
-    from ..client import ApiError, ServerUnavailable
-    from .http_target import HttpTarget
-
-    try:
-        return HttpTarget(url, str(admin_email), str(admin_password), api_keys=api_keys)
-    except ServerUnavailable as exc:
-        raise TargetUnavailable(f"no pmarket server answers at {url}: {exc}") from None
-    except ApiError as exc:
-        raise TargetUnavailable(
-            f"{url} refused the admin sign-in of {admin_email}: {exc.message}") from None

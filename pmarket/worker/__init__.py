@@ -11,7 +11,6 @@ for the parking policy.
 """
 
 from .batch import CANDLE_INTERVALS
-from .delivery import Delivery, DeliveryError, decode_delivery, encode_delivery
 from .loop import WORKER_GROUP, Worker, WorkerStats
 from .projector import DEFAULT_CONSUMER, ProjectionResult, Projector
 from .reorder import Reorderer
@@ -22,13 +21,9 @@ __all__ = [
     "DEFAULT_CONSUMER",
     "WORKER_GROUP",
     "ConcurrentProjection",
-    "Delivery",
-    "DeliveryError",
     "ProjectionResult",
     "Projector",
     "Reorderer",
     "Worker",
     "WorkerStats",
-    "decode_delivery",
-    "encode_delivery",
 ]

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 
 from pmarket.db.types import bounded, from_ms
 from pmarket.engine import events as ev
+from pmarket.runtime.eventlog import Delivery
 
 from . import costbasis
 from .costbasis import Holding
-from .delivery import Delivery
 
 CANDLE_INTERVALS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000, "1d": 86_400_000}
 """Candle interval names and lengths in ms; buckets start at multiples of the length."""

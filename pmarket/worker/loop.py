@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from pmarket.bus import Bus, Message
+from pmarket.runtime.eventlog import Delivery, DeliveryError, decode_delivery
 
-from .delivery import Delivery, DeliveryError, decode_delivery
 from .projector import DEFAULT_CONSUMER, ProjectionResult, Projector
 from .reorder import Reorderer
 from .salvage import describe, transient

@@ -37,9 +37,9 @@ from sqlalchemy import Connection, Engine, delete, func, select, update
 
 from pmarket.db.models import ParkedEvent, SkippedDelivery
 from pmarket.db.types import utcnow
+from pmarket.runtime.eventlog import Delivery, DeliveryError, decode_delivery, decode_events
 
 from . import writer
-from .delivery import Delivery, DeliveryError, decode_delivery, decode_events
 from .projector import DEFAULT_CONSUMER, Projector
 from .salvage import describe, transient
 

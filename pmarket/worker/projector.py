@@ -46,10 +46,10 @@ from sqlalchemy.orm import Session
 from pmarket.db.models import ConsumerPosition as CP
 from pmarket.db.models import SkippedDelivery
 from pmarket.db.types import utcnow
+from pmarket.runtime.eventlog import Delivery, DeliveryError, peek_seq
 
 from . import salvage, writer
 from .batch import Batch, Needs, needs, needs_of
-from .delivery import Delivery, DeliveryError, peek_seq
 
 DEFAULT_CONSUMER = "worker"
 

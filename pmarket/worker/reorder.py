@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .delivery import Delivery
+from pmarket.runtime.eventlog import Delivery
 
 
 class Reorderer:

@@ -46,10 +46,10 @@ from pmarket.bus import BusUnavailable
 from pmarket.db.models import ParkedEvent
 from pmarket.db.types import utcnow
 from pmarket.engine import events as ev
+from pmarket.runtime.eventlog import Delivery, encode_events
 
 from . import writer
 from .batch import Batch, lookahead
-from .delivery import Delivery, encode_events
 
 log = logging.getLogger(__name__)
 

@@ -136,7 +136,7 @@ def test_ctrl_c_is_one_line_and_status_130(tmp_path):
 
 
 def test_version_names_the_engine_that_runs(tmp_path):
-    from pmarket.engine import compiled
+    from pmarket.runtime import compiled
 
     done = run("--version", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from pmarket.client import ApiError, AsyncClient, Client, DeadManSwitch
-from pmarket.engine.runner import now_ms
+from pmarket.runtime.runner import now_ms
 from tests.client.conftest import ADMIN
 
 _n = itertools.count()

@@ -51,7 +51,7 @@ class Services:
         self._running: dict[str, tuple[asyncio.Task, asyncio.Event, Any]] = {}
 
     async def start_engine(self) -> None:
-        from pmarket.engine.service import EngineService
+        from pmarket.runtime.service import EngineService
 
         bus = self._bus()
         service = EngineService(bus, snapshot_dir=self.directory / "engine-snapshots",

@@ -164,7 +164,7 @@ async def start_services(settings: Settings, directory: Path, stop: asyncio.Even
                          ) -> list[asyncio.Task]:
     """The engine service and the worker of a deployment, each on its own bus client
     (the engine service is appended to ``services``)."""
-    from pmarket.engine.service import EngineService
+    from pmarket.runtime.service import EngineService
     from pmarket.worker import Worker
 
     await asyncio.to_thread(upgrade, settings.database_url)

@@ -14,11 +14,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pmarket.bus import BusError, BusUnavailable, MemoryBus
 from pmarket.engine.events import BOOK
+from pmarket.runtime.eventlog import Delivery, encode_delivery
 from pmarket.server.consistency import ProjectionWatch, ReadBarrier
 from pmarket.server.errors import ApiError, outage_error
 from pmarket.server.marketdata import MarketState, Replica, Seed
 from pmarket.server.websocket import Connection, Hub
-from pmarket.worker import Delivery, encode_delivery
 from tests.server.faults import until
 
 

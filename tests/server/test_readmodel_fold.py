@@ -41,8 +41,9 @@ from pmarket.engine import (
     Withdraw,
 )
 from pmarket.engine.commands import DeleteEvent
+from pmarket.runtime.eventlog import Delivery
 from pmarket.server.readmodel import ReadModel, SeedState, read_seed, snapshot
-from pmarket.worker import Delivery, Projector
+from pmarket.worker import Projector
 from tests.dbfixtures import database, migrated  # noqa: F401
 from tests.worker.scenario import STREAM, Recorder, usd
 

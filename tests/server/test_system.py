@@ -25,7 +25,7 @@ async def test_health_reports_every_component_ok(client, server):
 
 
 async def test_health_names_the_engine_build_that_runs(client):
-    from pmarket.engine import compiled
+    from pmarket.runtime import compiled
 
     engine = (await client.http.get("/health")).json()["components"]["engine"]
     assert engine["build"] == compiled.mode  # the engine runs in this process here

@@ -15,7 +15,7 @@ import orjson
 import pytest
 import websockets
 
-from pmarket.engine.runner import now_ms
+from pmarket.runtime.runner import now_ms
 
 from .test_websocket import recv_until
 

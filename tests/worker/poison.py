@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pmarket.db.types import from_ms, to_ms
-from pmarket.worker import Delivery
+from pmarket.runtime.eventlog import Delivery
 
 from .scenario import full_session
 

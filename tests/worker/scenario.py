@@ -35,7 +35,7 @@ from pmarket.engine import (
 )
 from pmarket.engine.events import as_dict
 from pmarket.engine.units import SCALE
-from pmarket.worker import Delivery
+from pmarket.runtime.eventlog import Delivery
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 STREAM = "pmarket:{main}:events"

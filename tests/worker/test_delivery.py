@@ -9,14 +9,8 @@ import sqlalchemy as sa
 
 from pmarket.db import ConsumerPosition, LedgerEntry, SkippedDelivery
 from pmarket.db.reconcile import reconcile
-from pmarket.worker import (
-    Delivery,
-    DeliveryError,
-    Projector,
-    Reorderer,
-    decode_delivery,
-    encode_delivery,
-)
+from pmarket.runtime.eventlog import Delivery, DeliveryError, decode_delivery, encode_delivery
+from pmarket.worker import Projector, Reorderer
 from tests.dbfixtures import Database
 
 from .helpers import dump, project, rows

@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from pmarket.bus import MemoryBus
 from pmarket.cli import load_commands
 from pmarket.db.models import ParkedEvent
-from pmarket.worker import Projector, batch, encode_delivery, parked, writer
+from pmarket.runtime.eventlog import encode_delivery
+from pmarket.worker import Projector, batch, parked, writer
 from pmarket.worker.loop import Worker
 from pmarket.worker.salvage import transient
 from tests.dbfixtures import Database

@@ -54,7 +54,8 @@ from pmarket.engine import (
 from pmarket.engine import events as ev
 from pmarket.engine.events import Reason
 from pmarket.engine.units import MAX_AMOUNT, MAX_QUANTITY
-from pmarket.worker import Delivery, Projector, decode_delivery, encode_delivery
+from pmarket.runtime.eventlog import Delivery, decode_delivery, encode_delivery
+from pmarket.worker import Projector
 from tests.dbfixtures import Database
 
 from .scenario import START_MS, STREAM

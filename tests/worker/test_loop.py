@@ -14,7 +14,7 @@ from pmarket.bus.memory import Faults
 from pmarket.db import SkippedDelivery
 from pmarket.db.models import ParkedEvent
 from pmarket.db.reconcile import reconcile
-from pmarket.worker import DeliveryError, encode_delivery
+from pmarket.runtime.eventlog import DeliveryError, encode_delivery
 from pmarket.worker.loop import WORKER_GROUP, Worker
 from tests.dbfixtures import Database
 from tests.services import redis_url_or_skip

@@ -12,8 +12,8 @@ from pmarket.db import Market
 from pmarket.db.models import ParkedEvent
 from pmarket.db.reconcile import reconcile
 from pmarket.engine import Deposit
-from pmarket.worker import Delivery, Projector, batch, parked
-from pmarket.worker.delivery import decode_events
+from pmarket.runtime.eventlog import Delivery, decode_events
+from pmarket.worker import Projector, batch, parked
 from pmarket.worker.salvage import superseded
 from tests.dbfixtures import Database
 

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from pmarket.db import Balance, Event, LedgerEntry, Market, Order, Payout, Position, Trade, from_ms
 from pmarket.db.reconcile import reconcile
 from pmarket.engine.events import as_dict
-from pmarket.worker import Delivery
+from pmarket.runtime.eventlog import Delivery
 from tests.dbfixtures import Database
 
 from .helpers import dump, project, rows

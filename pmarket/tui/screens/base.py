@@ -8,16 +8,35 @@ missing server into a plain sentence, shown to the user as a notification.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from textual.screen import Screen
 
-from pmarket.client import ApiError, AsyncClient, ClientError, ServerUnavailable
-
-if TYPE_CHECKING:
-    from pmarket.tui.app import TradingApp
+from pmarket.client import ApiError, AsyncClient, Auth, ClientError, ServerUnavailable
 
 T = TypeVar("T")
+
+
+class Host(Protocol):
+    """What a screen uses of the app that runs it (``app.TradingApp``)."""
+
+    url: str
+    api: AsyncClient
+    titles: dict[int, str]
+    """Event titles by id, as far as the screens have seen them."""
+
+    @property
+    def role(self) -> str | None:
+        """"user", "admin", or None before signing in."""
+
+    def say(self, message: str) -> None:
+        """Show a notice."""
+
+    def fail(self, message: str) -> None:
+        """Show an error."""
+
+    def signed_in(self, auth: Auth) -> None:
+        """Enter the exchange as ``auth``'s user."""
 
 
 def describe(error: ClientError) -> str:
@@ -35,9 +54,9 @@ class ApiScreen(Screen[Any]):
     """A screen that talks to the exchange through ``app.api``."""
 
     @property
-    def trading_app(self) -> TradingApp:
+    def trading_app(self) -> Host:
         """The running ``TradingApp``."""
-        return self.app  # type: ignore[return-value]
+        return cast(Host, self.app)
 
     @property
     def api(self) -> AsyncClient:

@@ -22,7 +22,7 @@ import time
 import pytest
 
 from pmarket.bus import Append, MemoryBus
-from pmarket.server.subworker import (
+from pmarket.worker.process import (
     _HEADER,
     EXIT_ORPHANED,
     WorkerProcess,
@@ -102,7 +102,7 @@ def _pid_gone(pid: int, timeout: float) -> bool:
 
 ORPHAN_SCRIPT = textwrap.dedent("""
     import multiprocessing, os, sys, time
-    from pmarket.server import subworker
+    from pmarket.worker import process as subworker
 
     def child(parent, use_prctl):
         if use_prctl:  # the kernel alone
@@ -144,7 +144,7 @@ def test_an_orphaned_child_does_not_survive_its_parent(how, tmp_path):
 def test_the_child_exits_at_once_when_the_server_is_gone():
     script = textwrap.dedent("""
         import asyncio, socket
-        from pmarket.server.subworker import PipeBus
+        from pmarket.worker.process import PipeBus
         here, there = socket.socketpair()
         here.close()  # the server died
         bus = PipeBus(there, "s", asyncio.Event())

@@ -1,15 +1,27 @@
-"""Deliveries: the unit the worker projects — the events of a contiguous run of commands.
+"""The event log: the one definition of what the engine service writes to its event
+stream, and of how the worker, the servers and recovery read it back.
+
+The unit is the delivery — the events of a contiguous run of commands.
 
 The engine numbers every command it applies (``seq``, contiguous per command stream),
 so a delivery says which commands it covers: ``first_seq .. last_seq``. That is what
 lets the worker tell a duplicate (already covered) from a gap (a command missing before
 it), which bus message ids alone cannot: stream ids are ordered but not contiguous.
 
-Wire format (what the engine runner appends to the event stream, one entry per
-delivery): the orjson of ``{"seq": [first, last], "ts": ms, "events": [[kind, ...], ...]}``.
-A runner may put one command or many in a delivery; a command with no events still
+Wire format (what the engine service appends to the event stream, one entry per
+delivery): the orjson of ::
+
+    {"seq": [first, last], "ts": ms, "events": [[kind, ...], ...],
+     "commands": [["<command message id>", {command}], ...]}
+
+A service may put one command or many in a delivery; a command with no events still
 needs covering (by its own delivery or by a neighbour's range), or the worker waits for
-it.
+it. ``commands`` makes the stream the engine's write-ahead log (``recovery``): the i-th
+command has ``seq = first + i`` and ``ts_ms = ts`` (one clock reading per batch); its JSON
+is the payload exactly as the requester sent it, the stamp being implied by its place.
+Readers of events (``decode_delivery``) ignore it; recovery (``decode_logged_delivery``)
+reads only it. ``encode_delivery`` writes a delivery without commands (the in-process
+runner's and the tests' deliveries, which nothing replays).
 
 Invariant: ``decode_delivery(encode_delivery(d)) == d`` (message id aside), and decoding
 either returns a well-formed delivery or raises ``DeliveryError``.
@@ -18,11 +30,13 @@ either returns a well-formed delivery or raises ``DeliveryError``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
 
+from pmarket.bus.codec import CodecError, decode_command
+from pmarket.engine.commands import Command
 from pmarket.engine.events import EVENT as _EVENT
 from pmarket.engine.events import LAYOUTS
 
@@ -139,3 +153,73 @@ def peek_seq(data: bytes) -> tuple[int, int] | None:
             and 1 <= seq[0] <= seq[1]):
         return seq[0], seq[1]
     return None
+
+
+# --- the log's commands: what recovery replays ----------------------------------------
+
+
+@dataclass(slots=True)
+class LoggedBatch:
+    """The stamped commands of one delivery, as read back from the event stream.
+
+    Attributes:
+        entry_id: the delivery's event stream id.
+        first_seq: seq of the first command.
+        ts_ms: the clock stamped on every command of the batch.
+        commands: ``(command message id, command)`` pairs, in seq order.
+    """
+
+    entry_id: str
+    first_seq: int
+    ts_ms: int
+    commands: list[tuple[str, Command]] = field(default_factory=list)
+
+
+def encode_logged_delivery(first_seq: int, last_seq: int, ts_ms: int, events_json: bytes,
+                           commands: Iterable[tuple[str, bytes]]) -> bytes:
+    """A delivery carrying its stamped commands (the format in the module docstring).
+
+    Args:
+        first_seq: seq of the first command of the batch.
+        last_seq: seq of the last one.
+        ts_ms: the time stamped on every command of the batch.
+        events_json: the batch's events, already a JSON array (spliced in, not re-encoded).
+        commands: ``(message id, command JSON as received)`` per command, in seq order.
+    """
+    return orjson.dumps({
+        "seq": [first_seq, last_seq],
+        "ts": ts_ms,
+        "events": orjson.Fragment(events_json),
+        "commands": [[mid, orjson.Fragment(payload)] for mid, payload in commands],
+    })
+
+
+def join_event_arrays(parts: Iterable[bytes]) -> bytes:
+    """Concatenate JSON arrays of events (``encode_events`` outputs) into one array."""
+    inner = [p[1:-1] for p in parts if len(p) > 2]
+    return b"[" + b",".join(inner) + b"]"
+
+
+def decode_logged_delivery(entry_id: str, payload: bytes) -> LoggedBatch:
+    """The stamped commands of a delivery appended by the engine service.
+
+    Raises:
+        DeliveryError: the entry is not a delivery with its commands.
+    """
+    try:
+        obj = orjson.loads(payload)
+        first, last = obj["seq"]
+        ts_ms = obj["ts"]
+        rows = obj["commands"]
+        batch = LoggedBatch(entry_id, first, ts_ms)
+        for offset, (message_id, command) in enumerate(rows):
+            cmd = decode_command(orjson.dumps(command))
+            cmd.seq, cmd.ts_ms = first + offset, ts_ms
+            batch.commands.append((message_id, cmd))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, CodecError) as exc:
+        raise DeliveryError(f"event stream entry {entry_id} is not a logged delivery: "
+                            f"{exc}") from None
+    if last - first + 1 != len(batch.commands):
+        raise DeliveryError(f"event stream entry {entry_id} covers seq {first}..{last} "
+                            f"but logs {len(batch.commands)} commands")
+    return batch

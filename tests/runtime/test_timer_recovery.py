@@ -18,8 +18,8 @@ import pytest
 from pmarket.bus.redis_streams import RedisStreamsBus
 from pmarket.engine import CreateEvent, Deposit, Heartbeat, Outcome, PlaceOrder, Side
 from pmarket.engine.events import Reason, as_dict
-from pmarket.engine.runner import now_ms
-from pmarket.worker import decode_delivery
+from pmarket.runtime.eventlog import decode_delivery
+from pmarket.runtime.runner import now_ms
 from tests.server.harness import Client, ServeProcess
 from tests.services import redis_url_or_skip
 

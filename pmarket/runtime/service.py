@@ -6,7 +6,7 @@ the batch's clock reading (wall time, never below the engine's clock), apply the
 in ONE atomic ``Bus.complete`` append the batch's delivery to the event stream, send each
 requester its reply (``encode_events`` of its command's events) and ack the commands.
 
-Durability and recovery (``recovery`` has the formats):
+Durability and recovery (``eventlog`` has the log's format, ``recovery`` the snapshots):
 
 * The event stream is the log: each delivery carries the batch's stamped commands with
   their command message ids. Because the delivery and the acks are one atomic write, a
@@ -78,16 +78,14 @@ from pmarket.bus import (
     encode_events,
 )
 from pmarket.bus.values import CORRELATION_ID, REPLY_TO
+from pmarket.engine.commands import Expire
+from pmarket.engine.engine import Engine
+from pmarket.engine.events import REJECTED
 
 from . import compiled
-from .commands import Expire
-from .engine import Engine
-from .events import REJECTED
+from .eventlog import decode_logged_delivery, encode_logged_delivery, join_event_arrays
 from .recovery import (
     START_ID,
-    decode_logged_delivery,
-    encode_logged_delivery,
-    join_event_arrays,
     read_snapshot,
     replay,
     snapshot_path,

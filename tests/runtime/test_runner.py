@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from pmarket.engine import CreateEvent, Deposit, Engine, Withdraw
-from pmarket.engine.runner import LocalRunner
+from pmarket.runtime.runner import LocalRunner
 
 
 async def test_concurrent_submissions_are_applied_one_at_a_time_in_order():

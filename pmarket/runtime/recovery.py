@@ -1,16 +1,9 @@
 """The engine service's durable log and snapshots: what a restart rebuilds state from.
 
-The event stream is the engine's write-ahead log. Every delivery the service appends
-(see ``pmarket.worker.delivery`` for the part the worker reads) also carries the
-stamped commands that produced it::
-
-    {"seq": [first, last], "ts": ms, "events": [...],
-     "commands": [["<command message id>", {command}], ...]}
-
-The i-th command has ``seq = first + i`` and ``ts_ms = ts`` (one clock reading per
-batch); its JSON is the payload exactly as the requester sent it, the stamp being
-implied by its place. Replaying those commands, in stream order, onto the snapshot the
-log continues from rebuilds the engine exactly (the engine is deterministic).
+The event stream is the engine's write-ahead log (``eventlog`` owns its format): every
+delivery carries the stamped commands that produced it. Replaying those commands, in
+stream order, onto the snapshot the log continues from rebuilds the engine exactly (the
+engine is deterministic).
 
 A snapshot file is ``Engine.snapshot()`` plus a ``"service"`` key naming the last event
 stream entry it covers; ``Engine.restore`` ignores the extra key, so the same file feeds
@@ -27,16 +20,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
-from pmarket.bus.codec import CodecError, decode_command
+from pmarket.engine.engine import Engine
 
-from .commands import Command
-from .engine import Engine
+from .eventlog import LoggedBatch
 
 SERVICE_KEY = "service"
 """Key of the service's own metadata inside a snapshot file."""
@@ -47,73 +38,6 @@ START_ID = "0-0"
 
 class RecoveryError(RuntimeError):
     """The snapshot and the log cannot be combined into a trustworthy state."""
-
-
-@dataclass(slots=True)
-class LoggedBatch:
-    """The stamped commands of one delivery, as read back from the event stream.
-
-    Attributes:
-        entry_id: the delivery's event stream id.
-        first_seq: seq of the first command.
-        ts_ms: the clock stamped on every command of the batch.
-        commands: ``(command message id, command)`` pairs, in seq order.
-    """
-
-    entry_id: str
-    first_seq: int
-    ts_ms: int
-    commands: list[tuple[str, Command]] = field(default_factory=list)
-
-
-def encode_logged_delivery(first_seq: int, last_seq: int, ts_ms: int, events_json: bytes,
-                           commands: Iterable[tuple[str, bytes]]) -> bytes:
-    """A delivery carrying its stamped commands (the format in the module docstring).
-
-    Args:
-        first_seq: seq of the first command of the batch.
-        last_seq: seq of the last one.
-        ts_ms: the time stamped on every command of the batch.
-        events_json: the batch's events, already a JSON array (spliced in, not re-encoded).
-        commands: ``(message id, command JSON as received)`` per command, in seq order.
-    """
-    return orjson.dumps({
-        "seq": [first_seq, last_seq],
-        "ts": ts_ms,
-        "events": orjson.Fragment(events_json),
-        "commands": [[mid, orjson.Fragment(payload)] for mid, payload in commands],
-    })
-
-
-def join_event_arrays(parts: Iterable[bytes]) -> bytes:
-    """Concatenate JSON arrays of events (``encode_events`` outputs) into one array."""
-    inner = [p[1:-1] for p in parts if len(p) > 2]
-    return b"[" + b",".join(inner) + b"]"
-
-
-def decode_logged_delivery(entry_id: str, payload: bytes) -> LoggedBatch:
-    """The stamped commands of a delivery appended by the engine service.
-
-    Raises:
-        RecoveryError: the entry is not a delivery with its commands.
-    """
-    try:
-        obj = orjson.loads(payload)
-        first, last = obj["seq"]
-        ts_ms = obj["ts"]
-        rows = obj["commands"]
-        batch = LoggedBatch(entry_id, first, ts_ms)
-        for offset, (message_id, command) in enumerate(rows):
-            cmd = decode_command(orjson.dumps(command))
-            cmd.seq, cmd.ts_ms = first + offset, ts_ms
-            batch.commands.append((message_id, cmd))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, CodecError) as exc:
-        raise RecoveryError(f"event stream entry {entry_id} is not a logged delivery: "
-                            f"{exc}") from None
-    if last - first + 1 != len(batch.commands):
-        raise RecoveryError(f"event stream entry {entry_id} covers seq {first}..{last} "
-                            f"but logs {len(batch.commands)} commands")
-    return batch
 
 
 def replay(engine: Engine, batch: LoggedBatch) -> list[str]:

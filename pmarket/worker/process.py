@@ -407,7 +407,8 @@ def child_main(sock: socket.socket, database_url: str, events_stream: str, consu
 async def _child(sock: socket.socket, database_url: str, events_stream: str, consumer: str,
                  block_ms: int) -> None:
     from pmarket.db import make_engine
-    from pmarket.worker import Worker
+
+    from .loop import Worker
 
     db = make_engine(database_url)
     stop = asyncio.Event()

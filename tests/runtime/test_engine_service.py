@@ -19,14 +19,13 @@ from pmarket.engine import (
     Side,
     TimeInForce,
 )
-from pmarket.engine import service as service_module
-from pmarket.engine.recovery import (
-    decode_logged_delivery,
+from pmarket.runtime import service as service_module
+from pmarket.runtime.eventlog import decode_delivery, decode_logged_delivery
+from pmarket.runtime.recovery import (
     read_snapshot,
     snapshot_path,
 )
-from pmarket.engine.service import SNAPSHOT_GROUP, EngineService
-from pmarket.worker import decode_delivery
+from pmarket.runtime.service import SNAPSHOT_GROUP, EngineService
 
 USERS = range(1, 9)
 
@@ -267,7 +266,7 @@ def parse(stream_id: str) -> tuple[int, int]:
 
 
 def test_a_logged_delivery_still_decodes_as_a_plain_delivery_for_the_worker():
-    from pmarket.engine.recovery import encode_logged_delivery
+    from pmarket.runtime.eventlog import encode_logged_delivery
 
     payload = encode_logged_delivery(4, 5, 123, b'[["balance",1,2,3]]',
                                      [("1-0", b'{"type":"Expire"}'),

@@ -21,9 +21,8 @@ from pmarket.engine import (
     Side,
 )
 from pmarket.engine.events import Reason, as_dict
-from pmarket.engine.recovery import decode_logged_delivery
-from pmarket.engine.runner import now_ms
-from pmarket.worker import decode_delivery
+from pmarket.runtime.eventlog import decode_delivery, decode_logged_delivery
+from pmarket.runtime.runner import now_ms
 
 from .test_engine_service import Harness
 

@@ -10,7 +10,7 @@ import uuid
 
 from pmarket.bus.redis_streams import RedisStreamsBus
 from pmarket.engine import Deposit
-from tests.service.processes import Client, Process, wait_until
+from tests.runtime.processes import Client, Process, wait_until
 from tests.services import redis_url_or_skip
 
 

@@ -3,9 +3,9 @@
 The core modules (``CORE``) can be compiled with mypyc (``setup.py``; ``make build``
 compiles them in place for a development checkout). A build writes ``compiled.json``
 next to them: the SHA-256 of every core source it was compiled from. ``activate()``,
-called by ``pmarket.engine`` before it imports any core module, uses the compiled
-modules only when they are all present and every source still matches its recorded
-hash. Otherwise it installs an import hook that loads the ``.py`` sources instead (an
+called by the root package ``pmarket`` before anything can import a core module, uses
+the compiled modules only when they are all present and every source still matches its
+recorded hash. Otherwise it installs an import hook that loads the ``.py`` sources instead (an
 extension module would otherwise win over the ``.py`` next to it), so an edited source
 is never shadowed by stale compiled code; a stale build also warns, loudly, once.
 
@@ -14,7 +14,7 @@ Environment:
     PMARKET_REQUIRE_COMPILED=1: refuse (``RuntimeError``) to run without a current
         compiled build; CI sets it so that it never tests the wrong engine.
 
-This module reads files and the environment, so it is one of the engine's shells.
+This module reads files and the environment: it is part of the runtime, not the engine.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ stays interpreted: other packages build commands with values of any type, and th
 rejects the bad ones as data."""
 
 MANIFEST = "compiled.json"
-PACKAGE_DIR = Path(__file__).resolve().parent
-PACKAGE = __name__.rpartition(".")[0]
+PACKAGE_DIR = Path(__file__).resolve().parent.parent / "engine"
+"""Where the core modules, their compiled extensions and ``compiled.json`` live."""
+PACKAGE = "pmarket.engine"
 
 mode = "pure"
 """``"compiled"`` or ``"pure"``, set by ``activate``."""

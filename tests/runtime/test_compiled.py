@@ -10,16 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from pmarket.engine import compiled
+from pmarket.runtime import compiled
 
 ROOT = Path(__file__).resolve().parents[2]
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 
 
 def copy_package(tmp_path: Path) -> Path:
-    """A copy of pmarket (the package init and the engine) to build fake builds in."""
-    (tmp_path / "pmarket").mkdir()
+    """A copy of pmarket (the package init, the build loader and the engine) to build fake
+    builds in."""
+    (tmp_path / "pmarket" / "runtime").mkdir(parents=True)
     shutil.copy(compiled.PACKAGE_DIR.parent / "__init__.py", tmp_path / "pmarket")
+    for name in ("__init__.py", "compiled.py"):
+        shutil.copy(Path(compiled.__file__).parent / name, tmp_path / "pmarket" / "runtime")
     engine = tmp_path / "pmarket" / "engine"
     shutil.copytree(compiled.PACKAGE_DIR, engine,
                     ignore=shutil.ignore_patterns("*.so", "compiled.json", "__pycache__"))
@@ -40,7 +43,7 @@ def run_python(code: str, root: Path, **env: str) -> subprocess.CompletedProcess
                           text=True, env={**environ, "PYTHONPATH": str(root), **env})
 
 
-WHICH = ("import pmarket.engine.trading as t, pmarket.engine.compiled as c; "
+WHICH = ("import pmarket.engine.trading as t, pmarket.runtime.compiled as c; "
          "print(c.mode, t.__file__.endswith('.py'))")
 
 
@@ -99,8 +102,8 @@ def test_pure_python_can_be_forced_and_compiled_required(tmp_path):
 def test_the_core_modules_are_listed_once_in_compiled_py():
     """setup.py compiles, and the Makefile rebuilds on, ``compiled.CORE`` itself."""
     makefile = (ROOT / "Makefile").read_text()
-    assert "$(shell $(PYTHON) pmarket/engine/compiled.py)" in makefile
-    listed = subprocess.run([sys.executable, str(compiled.PACKAGE_DIR / "compiled.py")],
+    assert "$(shell $(PYTHON) pmarket/runtime/compiled.py)" in makefile
+    listed = subprocess.run([sys.executable, compiled.__file__],
                             capture_output=True, text=True, check=True).stdout.split()
     assert listed == [f"pmarket/engine/{name}.py" for name in compiled.CORE]
     for path in ("Makefile", "setup.py"):

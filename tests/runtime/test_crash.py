@@ -31,7 +31,7 @@ from pmarket.engine import (
     Split,
     TimeInForce,
 )
-from pmarket.engine.recovery import read_snapshot, snapshot_path
+from pmarket.runtime.recovery import read_snapshot, snapshot_path
 from tests.services import postgres_url_or_skip, redis_url_or_skip
 
 from .processes import (

@@ -1,6 +1,6 @@
 """Durability of the embedded exchange: the in-process bus's event stream, on disk.
 
-The engine service's log is its event stream (``pmarket.engine.recovery``): a snapshot
+The engine service's log is its event stream (``pmarket.runtime.recovery``): a snapshot
 plus the deliveries after it rebuild the engine. Redis keeps that stream in a
 deployment; the embedded ``MemoryBus`` would lose it with the process. ``JournaledBus``
 is a ``MemoryBus`` that appends every entry written to the event stream to a journal

@@ -35,8 +35,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from pmarket.bus.waiting import Batch
-
-from .commands import Command
+from pmarket.engine.commands import Command
 
 
 def now_ms() -> int:
