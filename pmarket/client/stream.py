@@ -93,8 +93,8 @@ class LocalBook:
         if last is not None and view == "no":
             last = ONE - last
         return api.Book(
-            market_id=self.market_id, view="no" if view == "no" else "yes", bids=bids, asks=asks, best_bid=best_bid,
-            best_ask=best_ask,
+            market_id=self.market_id, view="no" if view == "no" else "yes", bids=bids,
+            asks=asks, best_bid=best_bid, best_ask=best_ask,
             mid=(best_bid + best_ask) / 2 if both else None,  # type: ignore[operator]
             spread=best_ask - best_bid if both else None,  # type: ignore[operator]
             last_price=last, sequence=self.sequence)
