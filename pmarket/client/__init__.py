@@ -1,10 +1,11 @@
 """Typed clients of the pmarket HTTP API and its WebSocket.
 
 ``Client`` (blocking) and ``AsyncClient`` (asyncio) have one method per endpoint of
-``API.md`` and return the small frozen dataclasses of ``models``; ``MarketStream``
-yields live messages and keeps local books. Invariant: money and prices are
-``Decimal`` end to end, and every failure is an ``ApiError`` (the server said no) or
-a ``ServerUnavailable`` (nobody answered).
+``API.md`` and return the API's objects of ``pmarket.api`` (immutable pydantic
+models, the server's own definitions); ``MarketStream`` yields live messages and
+keeps local books. Invariant: money and prices are ``Decimal`` end to end, and every
+failure is an ``ApiError`` (the server said no) or a ``ServerUnavailable`` (nobody
+answered).
 
     >>> with Client("http://127.0.0.1:8000") as api:     # doctest: +SKIP
     ...     api.signup("ann@example.com", "Ann", "a long password")
@@ -13,13 +14,11 @@ a ``ServerUnavailable`` (nobody answered).
     ...                     price="0.40")
 """
 
-from pmarket.client.aio import AsyncClient
-from pmarket.client.calls import Call, OrderSpec
-from pmarket.client.deadman import AsyncDeadManSwitch, DeadManSwitch
-from pmarket.client.errors import ApiError, ClientError, ServerUnavailable
-from pmarket.client.http import API_KEY_ENV, DEFAULT_URL
-from pmarket.client.models import (
+from pmarket.api import (
+    AdminAuth,
+    AdminUser,
     ApiKey,
+    ApiKeyCreated,
     Audit,
     Auth,
     Balance,
@@ -34,6 +33,7 @@ from pmarket.client.models import (
     Heartbeat,
     Level,
     Market,
+    Me,
     Order,
     OrderResult,
     Outcome,
@@ -48,6 +48,11 @@ from pmarket.client.models import (
     Trade,
     User,
 )
+from pmarket.client.aio import AsyncClient
+from pmarket.client.calls import Call, OrderSpec
+from pmarket.client.deadman import AsyncDeadManSwitch, DeadManSwitch
+from pmarket.client.errors import ApiError, ClientError, ServerUnavailable
+from pmarket.client.http import API_KEY_ENV, DEFAULT_URL
 from pmarket.client.stream import (
     BalanceMessage,
     BookMessage,
@@ -65,8 +70,11 @@ from pmarket.client.sync import Client
 __all__ = [
     "API_KEY_ENV",
     "DEFAULT_URL",
+    "AdminAuth",
+    "AdminUser",
     "ApiError",
     "ApiKey",
+    "ApiKeyCreated",
     "AsyncClient",
     "AsyncDeadManSwitch",
     "Audit",
@@ -94,6 +102,7 @@ __all__ = [
     "LocalBook",
     "Market",
     "MarketStream",
+    "Me",
     "Order",
     "OrderMessage",
     "OrderResult",

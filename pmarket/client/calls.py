@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from pmarket.client import models as m
+from pmarket import api
 from pmarket.client.errors import ApiError
 
 T = TypeVar("T")
@@ -96,43 +96,35 @@ class OrderSpec:
             "stp": self.stp})
 
 
-def parse_batch(d: Any) -> list[m.OrderResult | ApiError]:
+def parse_batch(d: Any) -> list[api.OrderResult | ApiError]:
     """``{results: [...]}``: each an OrderResult, or an ApiError for a refused order."""
-    out: list[m.OrderResult | ApiError] = []
-    for r in d.get("results", []):
-        if "error" in r:
-            err = r["error"]
-            out.append(ApiError(int(r.get("status", err.get("status", 0)) or 0),
-                                err.get("code", "error"), err.get("message", "")))
-        else:
-            out.append(m.parse_order_result(r))
+    out: list[api.OrderResult | ApiError] = []
+    for item in api.BatchResult.model_validate(d).results:
+        if item.error is not None:
+            out.append(ApiError(0, item.error.code, item.error.message))
+        elif item.order is not None:
+            out.append(api.OrderResult(order=item.order, trades=item.trades or []))
     return out
-
-
-def _auth(key: str, role: str) -> Callable[[Any], m.Auth]:
-    def parse(d: Any) -> m.Auth:
-        return m.Auth(d["token"], m.parse_user(d[key], role))
-    return parse
 
 
 # --- auth --------------------------------------------------------------------------
 
 
-def signup(email: str, name: str, password: str) -> Call[m.Auth]:
+def signup(email: str, name: str, password: str) -> Call[api.Auth]:
     """``POST /auth/signup``."""
-    return Call("POST", "/auth/signup", _auth("user", "user"),
+    return Call("POST", "/auth/signup", api.Auth.model_validate,
                 body={"email": email, "name": name, "password": password})
 
 
-def signin(email: str, password: str) -> Call[m.Auth]:
+def signin(email: str, password: str) -> Call[api.Auth]:
     """``POST /auth/signin``."""
-    return Call("POST", "/auth/signin", _auth("user", "user"),
+    return Call("POST", "/auth/signin", api.Auth.model_validate,
                 body={"email": email, "password": password})
 
 
-def admin_signin(email: str, password: str) -> Call[m.Auth]:
+def admin_signin(email: str, password: str) -> Call[api.AdminAuth]:
     """``POST /auth/admin/signin``."""
-    return Call("POST", "/auth/admin/signin", _auth("admin", "admin"),
+    return Call("POST", "/auth/admin/signin", api.AdminAuth.model_validate,
                 body={"email": email, "password": password})
 
 
@@ -141,14 +133,15 @@ def signout_all() -> Call[None]:
     return Call("POST", "/auth/signout-all", _none)
 
 
-def create_api_key(name: str, scopes: list[str]) -> Call[m.ApiKey]:
+def create_api_key(name: str, scopes: list[str]) -> Call[api.ApiKeyCreated]:
     """``POST /api-keys`` (``scopes``: ``["read"]`` or ``["read", "trade"]``)."""
-    return Call("POST", "/api-keys", m.parse_api_key, body={"name": name, "scopes": scopes})
+    return Call("POST", "/api-keys", api.ApiKeyCreated.model_validate,
+                body={"name": name, "scopes": scopes})
 
 
-def api_keys(limit: int | None = None, offset: int | None = None) -> Call[m.Page[m.ApiKey]]:
+def api_keys(limit: int | None = None, offset: int | None = None) -> Call[api.Page[api.ApiKey]]:
     """``GET /api-keys``."""
-    return Call("GET", "/api-keys", lambda d: m.parse_page(d, m.parse_api_key),
+    return Call("GET", "/api-keys", api.Page[api.ApiKey].model_validate,
                 params=_page(limit, offset))
 
 
@@ -157,94 +150,94 @@ def delete_api_key(key_id: int) -> Call[None]:
     return Call("DELETE", f"/api-keys/{key_id}", _none)
 
 
-def me() -> Call[m.User]:
+def me() -> Call[api.Me]:
     """``GET /me``."""
-    return Call("GET", "/me", m.parse_user)
+    return Call("GET", "/me", api.Me.model_validate)
 
 
 # --- account -----------------------------------------------------------------------
 
 
-def balance() -> Call[m.Balance]:
+def balance() -> Call[api.Balance]:
     """``GET /balance``."""
-    return Call("GET", "/balance", m.parse_balance)
+    return Call("GET", "/balance", api.Balance.model_validate)
 
 
-def onramp(amount: Amount) -> Call[m.Balance]:
+def onramp(amount: Amount) -> Call[api.Balance]:
     """``POST /onramp``."""
-    return Call("POST", "/onramp", m.parse_balance, body={"amount": money(amount)})
+    return Call("POST", "/onramp", api.Balance.model_validate, body={"amount": money(amount)})
 
 
-def offramp(amount: Amount) -> Call[m.Balance]:
+def offramp(amount: Amount) -> Call[api.Balance]:
     """``POST /offramp``."""
-    return Call("POST", "/offramp", m.parse_balance, body={"amount": money(amount)})
+    return Call("POST", "/offramp", api.Balance.model_validate, body={"amount": money(amount)})
 
 
 def positions(market_id: int | None = None, event_id: int | None = None,
               limit: int | None = None, offset: int | None = None
-              ) -> Call[m.Page[m.Position]]:
+              ) -> Call[api.Page[api.Position]]:
     """``GET /positions``."""
-    return Call("GET", "/positions", lambda d: m.parse_page(d, m.parse_position),
+    return Call("GET", "/positions", api.Page[api.Position].model_validate,
                 params=_clean({"market_id": market_id, "event_id": event_id,
                                **_page(limit, offset)}))
 
 
-def portfolio() -> Call[m.Portfolio]:
+def portfolio() -> Call[api.Portfolio]:
     """``GET /portfolio``."""
-    return Call("GET", "/portfolio", m.parse_portfolio)
+    return Call("GET", "/portfolio", api.Portfolio.model_validate)
 
 
 def orders(status: str | None = None, market_id: int | None = None,
-           limit: int | None = None, offset: int | None = None) -> Call[m.Page[m.Order]]:
+           limit: int | None = None, offset: int | None = None) -> Call[api.Page[api.Order]]:
     """``GET /orders`` (``status``: "open" or "all")."""
-    return Call("GET", "/orders", lambda d: m.parse_page(d, m.parse_order),
+    return Call("GET", "/orders", api.Page[api.Order].model_validate,
                 params=_clean({"status": status, "market_id": market_id,
                                **_page(limit, offset)}))
 
 
-def order(order_id: int) -> Call[m.Order]:
+def order(order_id: int) -> Call[api.Order]:
     """``GET /orders/{id}``."""
-    return Call("GET", f"/orders/{order_id}", m.parse_order)
+    return Call("GET", f"/orders/{order_id}", api.Order.model_validate)
 
 
 def payouts(event_id: int | None = None, limit: int | None = None,
-            offset: int | None = None) -> Call[m.Page[m.Payout]]:
+            offset: int | None = None) -> Call[api.Page[api.Payout]]:
     """``GET /payouts`` (what resolutions paid, newest first)."""
-    return Call("GET", "/payouts", lambda d: m.parse_page(d, m.parse_payout),
+    return Call("GET", "/payouts", api.Page[api.Payout].model_validate,
                 params=_clean({"event_id": event_id, **_page(limit, offset)}))
 
 
 def trades(market_id: int | None = None, limit: int | None = None,
-           offset: int | None = None) -> Call[m.Page[m.Trade]]:
+           offset: int | None = None) -> Call[api.Page[api.Trade]]:
     """``GET /trades`` (own fills)."""
-    return Call("GET", "/trades", lambda d: m.parse_page(d, m.parse_trade),
+    return Call("GET", "/trades", api.Page[api.Trade].model_validate,
                 params=_clean({"market_id": market_id, **_page(limit, offset)}))
 
 
 # --- trading -----------------------------------------------------------------------
 
 
-def place_order(spec: OrderSpec) -> Call[m.OrderResult]:
+def place_order(spec: OrderSpec) -> Call[api.OrderResult]:
     """``POST /orders``."""
-    return Call("POST", "/orders", m.parse_order_result, body=spec.to_json())
+    return Call("POST", "/orders", api.OrderResult.model_validate, body=spec.to_json())
 
 
-def place_batch(specs: list[OrderSpec]) -> Call[list[m.OrderResult | ApiError]]:
+def place_batch(specs: list[OrderSpec]) -> Call[list[api.OrderResult | ApiError]]:
     """``POST /orders/batch`` (at most 20)."""
     return Call("POST", "/orders/batch", parse_batch,
                 body={"orders": [s.to_json() for s in specs]})
 
 
 def modify_order(order_id: int, price: Amount | None = None,
-                 quantity: int | None = None) -> Call[m.OrderResult]:
+                 quantity: int | None = None) -> Call[api.OrderResult]:
     """``PATCH /orders/{id}``; ``quantity`` is the new total, filled part included."""
-    return Call("PATCH", f"/orders/{order_id}", m.parse_order_result,
+    return Call("PATCH", f"/orders/{order_id}", api.OrderResult.model_validate,
                 body=_clean({"price": money(price), "quantity": quantity}))
 
 
-def cancel_order(order_id: int) -> Call[m.Order]:
+def cancel_order(order_id: int) -> Call[api.Order]:
     """``DELETE /orders/{id}``."""
-    return Call("DELETE", f"/orders/{order_id}", m.parse_order)
+    return Call("DELETE", f"/orders/{order_id}", api.Order.model_validate)
 
 
 def cancel_all(market_id: int | None = None) -> Call[list[int]]:
@@ -253,34 +246,34 @@ def cancel_all(market_id: int | None = None) -> Call[list[int]]:
                 params=_clean({"market_id": market_id}))
 
 
-def split_market(market_id: int, quantity: int) -> Call[m.SplitResult]:
+def split_market(market_id: int, quantity: int) -> Call[api.SplitResult]:
     """``POST /markets/{id}/split``: cash into YES + NO pairs."""
-    return Call("POST", f"/markets/{market_id}/split", m.parse_split,
+    return Call("POST", f"/markets/{market_id}/split", api.SplitResult.model_validate,
                 body={"quantity": quantity})
 
 
-def merge_market(market_id: int, quantity: int) -> Call[m.SplitResult]:
+def merge_market(market_id: int, quantity: int) -> Call[api.SplitResult]:
     """``POST /markets/{id}/merge``: YES + NO pairs back into cash."""
-    return Call("POST", f"/markets/{market_id}/merge", m.parse_split,
+    return Call("POST", f"/markets/{market_id}/merge", api.SplitResult.model_validate,
                 body={"quantity": quantity})
 
 
-def split_event(event_id: int, quantity: int) -> Call[m.EventSplitResult]:
+def split_event(event_id: int, quantity: int) -> Call[api.EventSplitResult]:
     """``POST /events/{id}/split``: cash into complete sets of YES."""
-    return Call("POST", f"/events/{event_id}/split", m.parse_event_split,
+    return Call("POST", f"/events/{event_id}/split", api.EventSplitResult.model_validate,
                 body={"quantity": quantity})
 
 
-def merge_event(event_id: int, quantity: int) -> Call[m.EventSplitResult]:
+def merge_event(event_id: int, quantity: int) -> Call[api.EventSplitResult]:
     """``POST /events/{id}/merge``: complete sets of YES back into cash."""
-    return Call("POST", f"/events/{event_id}/merge", m.parse_event_split,
+    return Call("POST", f"/events/{event_id}/merge", api.EventSplitResult.model_validate,
                 body={"quantity": quantity})
 
 
 def convert(event_id: int, outcome_ids: list[int], quantity: int
-            ) -> Call[m.EventSplitResult]:
+            ) -> Call[api.EventSplitResult]:
     """``POST /events/{id}/convert``: NO of each chosen outcome into YES of the others."""
-    return Call("POST", f"/events/{event_id}/convert", m.parse_event_split,
+    return Call("POST", f"/events/{event_id}/convert", api.EventSplitResult.model_validate,
                 body={"outcome_ids": list(outcome_ids), "quantity": quantity})
 
 
@@ -288,49 +281,49 @@ def convert(event_id: int, outcome_ids: list[int], quantity: int
 
 
 def events(q: str | None = None, category: str | None = None, status: str | None = None,
-           limit: int | None = None, offset: int | None = None) -> Call[m.Page[m.Event]]:
+           limit: int | None = None, offset: int | None = None) -> Call[api.Page[api.Event]]:
     """``GET /events`` with optional search text and filters."""
-    return Call("GET", "/events", lambda d: m.parse_page(d, m.parse_event),
+    return Call("GET", "/events", api.Page[api.Event].model_validate,
                 params=_clean({"q": q or None, "category": category or None,
                                "status": status or None, **_page(limit, offset)}))
 
 
-def event(event_id: int) -> Call[m.Event]:
+def event(event_id: int) -> Call[api.Event]:
     """``GET /events/{id}``."""
-    return Call("GET", f"/events/{event_id}", m.parse_event)
+    return Call("GET", f"/events/{event_id}", api.Event.model_validate)
 
 
-def event_orderbook(event_id: int, depth: int | None = None) -> Call[m.EventBook]:
+def event_orderbook(event_id: int, depth: int | None = None) -> Call[api.EventBook]:
     """``GET /events/{id}/orderbook``."""
-    return Call("GET", f"/events/{event_id}/orderbook", m.parse_event_book,
+    return Call("GET", f"/events/{event_id}/orderbook", api.EventBook.model_validate,
                 params=_clean({"depth": depth}))
 
 
-def market(market_id: int) -> Call[m.Market]:
+def market(market_id: int) -> Call[api.Market]:
     """``GET /markets/{id}``."""
-    return Call("GET", f"/markets/{market_id}", m.parse_market)
+    return Call("GET", f"/markets/{market_id}", api.Market.model_validate)
 
 
 def orderbook(market_id: int, view: str | None = None, depth: int | None = None
-              ) -> Call[m.Book]:
+              ) -> Call[api.Book]:
     """``GET /markets/{id}/orderbook`` in the "yes" or "no" view."""
-    return Call("GET", f"/markets/{market_id}/orderbook", m.parse_book,
+    return Call("GET", f"/markets/{market_id}/orderbook", api.Book.model_validate,
                 params=_clean({"view": view, "depth": depth}))
 
 
 def market_trades(market_id: int, limit: int | None = None, offset: int | None = None
-                  ) -> Call[m.Page[m.PublicTrade]]:
+                  ) -> Call[api.Page[api.PublicTrade]]:
     """``GET /markets/{id}/trades`` (the public tape)."""
     return Call("GET", f"/markets/{market_id}/trades",
-                lambda d: m.parse_page(d, m.parse_public_trade), params=_page(limit, offset))
+                api.Page[api.PublicTrade].model_validate, params=_page(limit, offset))
 
 
 def candles(market_id: int, interval: str = "1m", start: datetime | str | None = None,
             end: datetime | str | None = None, limit: int | None = None,
-            offset: int | None = None) -> Call[m.Page[m.Candle]]:
+            offset: int | None = None) -> Call[api.Page[api.Candle]]:
     """``GET /markets/{id}/candles`` (interval 1m/5m/1h/1d)."""
     return Call("GET", f"/markets/{market_id}/candles",
-                lambda d: m.parse_page(d, m.parse_candle),
+                api.Page[api.Candle].model_validate,
                 params=_clean({"interval": interval, "start": _iso(start), "end": _iso(end),
                                **_page(limit, offset)}))
 
@@ -342,10 +335,10 @@ def create_event(title: str, outcomes: list[str] | None = None, description: str
                  category: str | None = None, slug: str | None = None,
                  close_time: datetime | str | None = None,
                  tick_size: Amount | None = None,
-                 fee_rate: Amount | None = None) -> Call[m.Event]:
+                 fee_rate: Amount | None = None) -> Call[api.Event]:
     """``POST /admin/events`` (no outcomes: a single yes/no market; no fee_rate: the
     server's default)."""
-    return Call("POST", "/admin/events", m.parse_event, body=_clean({
+    return Call("POST", "/admin/events", api.Event.model_validate, body=_clean({
         "title": title, "description": description, "category": category, "slug": slug,
         "close_time": _iso(close_time), "outcomes": outcomes or None,
         "tick_size": money(tick_size), "fee_rate": money(fee_rate)}))
@@ -354,23 +347,23 @@ def create_event(title: str, outcomes: list[str] | None = None, description: str
 def update_event(event_id: int, title: str | None = None, description: str | None = None,
                  category: str | None = None, close_time: datetime | str | None = None,
                  status: str | None = None,
-                 fee_rate: Amount | None = None) -> Call[m.Event]:
+                 fee_rate: Amount | None = None) -> Call[api.Event]:
     """``PATCH /admin/events/{id}`` (status "closed" cancels open orders; a new fee_rate
     applies to later fills)."""
-    return Call("PATCH", f"/admin/events/{event_id}", m.parse_event, body=_clean({
+    return Call("PATCH", f"/admin/events/{event_id}", api.Event.model_validate, body=_clean({
         "title": title, "description": description, "category": category,
         "close_time": _iso(close_time), "status": status, "fee_rate": money(fee_rate)}))
 
 
-def resolve_event(event_id: int, winning_outcome_id: int | None) -> Call[m.Resolution]:
+def resolve_event(event_id: int, winning_outcome_id: int | None) -> Call[api.Resolution]:
     """``POST /admin/events/{id}/resolve`` (None: a yes/no event's NO wins)."""
-    return Call("POST", f"/admin/events/{event_id}/resolve", m.parse_resolution,
+    return Call("POST", f"/admin/events/{event_id}/resolve", api.Resolution.model_validate,
                 body={"winning_outcome_id": winning_outcome_id})
 
 
-def void_event(event_id: int) -> Call[m.Resolution]:
+def void_event(event_id: int) -> Call[api.Resolution]:
     """``POST /admin/events/{id}/resolve`` with ``void: true``."""
-    return Call("POST", f"/admin/events/{event_id}/resolve", m.parse_resolution,
+    return Call("POST", f"/admin/events/{event_id}/resolve", api.Resolution.model_validate,
                 body={"void": True})
 
 
@@ -379,38 +372,38 @@ def delete_event(event_id: int) -> Call[None]:
     return Call("DELETE", f"/admin/events/{event_id}", _none)
 
 
-def users(limit: int | None = None, offset: int | None = None) -> Call[m.Page[m.User]]:
+def users(limit: int | None = None, offset: int | None = None) -> Call[api.Page[api.AdminUser]]:
     """``GET /admin/users``."""
-    return Call("GET", "/admin/users", lambda d: m.parse_page(d, m.parse_user),
+    return Call("GET", "/admin/users", api.Page[api.AdminUser].model_validate,
                 params=_page(limit, offset))
 
 
-def disable_user(user_id: int) -> Call[m.User]:
+def disable_user(user_id: int) -> Call[api.AdminUser]:
     """``POST /admin/users/{id}/disable``."""
-    return Call("POST", f"/admin/users/{user_id}/disable", m.parse_user)
+    return Call("POST", f"/admin/users/{user_id}/disable", api.AdminUser.model_validate)
 
 
-def enable_user(user_id: int) -> Call[m.User]:
+def enable_user(user_id: int) -> Call[api.AdminUser]:
     """``POST /admin/users/{id}/enable``."""
-    return Call("POST", f"/admin/users/{user_id}/enable", m.parse_user)
+    return Call("POST", f"/admin/users/{user_id}/enable", api.AdminUser.model_validate)
 
 
-def audit() -> Call[m.Audit]:
+def audit() -> Call[api.Audit]:
     """``GET /admin/audit``."""
-    return Call("GET", "/admin/audit", m.parse_audit)
+    return Call("GET", "/admin/audit", api.Audit.model_validate)
 
 
-def fees() -> Call[m.Fees]:
+def fees() -> Call[api.Fees]:
     """``GET /admin/fees``."""
-    return Call("GET", "/admin/fees", m.parse_fees)
+    return Call("GET", "/admin/fees", api.Fees.model_validate)
 
 
 # --- dead-man switch ------------------------------------------------------------------
 
 
-def heartbeat(timeout_s: int) -> Call[m.Heartbeat]:
+def heartbeat(timeout_s: int) -> Call[api.Heartbeat]:
     """``POST /heartbeat``: arm the dead-man switch for ``timeout_s`` (5 to 300)."""
-    return Call("POST", "/heartbeat", m.parse_heartbeat, body={"timeout_s": timeout_s})
+    return Call("POST", "/heartbeat", api.Heartbeat.model_validate, body={"timeout_s": timeout_s})
 
 
 def disarm_heartbeat() -> Call[None]:
@@ -421,6 +414,6 @@ def disarm_heartbeat() -> Call[None]:
 # --- system ------------------------------------------------------------------------
 
 
-def health() -> Call[m.Health]:
+def health() -> Call[api.Health]:
     """``GET /health``."""
-    return Call("GET", "/health", m.parse_health, accept=(503,))
+    return Call("GET", "/health", api.Health.model_validate, accept=(503,))

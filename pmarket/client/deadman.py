@@ -29,9 +29,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Protocol, TypeVar
 
+from pmarket.api import Heartbeat
 from pmarket.client import calls as c
 from pmarket.client.errors import ClientError
-from pmarket.client.models import Heartbeat
 
 T = TypeVar("T")
 

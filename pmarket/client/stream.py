@@ -21,7 +21,7 @@ import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from pmarket.client import models as m
+from pmarket import api
 from pmarket.client.errors import ServerUnavailable
 
 ONE = Decimal(1)
@@ -47,7 +47,7 @@ class LocalBook:
         self.sequence = 0
         self.ready = False
 
-    def apply_snapshot(self, book: m.Book, sequence: int) -> None:
+    def apply_snapshot(self, book: api.Book, sequence: int) -> None:
         """Replace the whole book with ``book`` (YES view)."""
         self.bids = {lv.price: lv.quantity for lv in book.bids if lv.quantity > 0}
         self.asks = {lv.price: lv.quantity for lv in book.asks if lv.quantity > 0}
@@ -60,7 +60,7 @@ class LocalBook:
         """Apply level changes: each sets a level's new total (0 removes it)."""
         for ch in changes:
             levels = self.bids if ch["side"] == "bid" else self.asks
-            price = m.dec(ch["price"])
+            price = api.dec(ch["price"])
             quantity = int(ch["quantity"])
             if quantity > 0:
                 levels[price] = quantity
@@ -69,19 +69,21 @@ class LocalBook:
         self.sequence = sequence
 
     def levels(self, view: str = "yes", depth: int | None = None
-               ) -> tuple[list[m.Level], list[m.Level]]:
+               ) -> tuple[list[api.Level], list[api.Level]]:
         """Bids (high→low) and asks (low→high) in ``view``'s terms."""
         if view == "no":
-            bids = [m.Level(ONE - p, q) for p, q in sorted(self.asks.items())]
-            asks = [m.Level(ONE - p, q) for p, q in sorted(self.bids.items(), reverse=True)]
+            bids = [api.Level(price=ONE - p, quantity=q) for p, q in sorted(self.asks.items())]
+            asks = [api.Level(price=ONE - p, quantity=q)
+                    for p, q in sorted(self.bids.items(), reverse=True)]
         else:
-            bids = [m.Level(p, q) for p, q in sorted(self.bids.items(), reverse=True)]
-            asks = [m.Level(p, q) for p, q in sorted(self.asks.items())]
+            bids = [api.Level(price=p, quantity=q)
+                    for p, q in sorted(self.bids.items(), reverse=True)]
+            asks = [api.Level(price=p, quantity=q) for p, q in sorted(self.asks.items())]
         if depth is not None:
             bids, asks = bids[:depth], asks[:depth]
         return bids, asks
 
-    def to_book(self, view: str = "yes", depth: int | None = None) -> m.Book:
+    def to_book(self, view: str = "yes", depth: int | None = None) -> api.Book:
         """The book as an API ``Book`` in ``view``'s terms."""
         bids, asks = self.levels(view, depth)
         best_bid = bids[0].price if bids else None
@@ -90,10 +92,12 @@ class LocalBook:
         last = self.last_price
         if last is not None and view == "no":
             last = ONE - last
-        return m.Book(self.market_id, view, bids, asks, best_bid, best_ask,
-                      (best_bid + best_ask) / 2 if both else None,  # type: ignore[operator]
-                      best_ask - best_bid if both else None,  # type: ignore[operator]
-                      last, self.sequence)
+        return api.Book(
+            market_id=self.market_id, view="no" if view == "no" else "yes", bids=bids,
+            asks=asks, best_bid=best_bid, best_ask=best_ask,
+            mid=(best_bid + best_ask) / 2 if both else None,  # type: ignore[operator]
+            spread=best_ask - best_bid if both else None,  # type: ignore[operator]
+            last_price=last, sequence=self.sequence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +117,7 @@ class TradeMessage:
 
     channel: str
     sequence: int
-    trade: m.PublicTrade
+    trade: api.PublicTrade
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +125,7 @@ class OrderMessage:
     """One of the user's orders changed."""
 
     sequence: int
-    order: m.Order
+    order: api.Order
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +133,7 @@ class FillMessage:
     """One of the user's orders filled."""
 
     sequence: int
-    trade: m.Trade
+    trade: api.Trade
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +141,7 @@ class BalanceMessage:
     """The user's balance changed."""
 
     sequence: int
-    balance: m.Balance
+    balance: api.Balance
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,18 +310,18 @@ class MarketStream:
         if channel.startswith("book:"):
             return self._book_message(channel, kind, seq, data)
         if channel.startswith("trades:") and kind == "trade":
-            trade = m.parse_public_trade(data)
+            trade = api.PublicTrade.model_validate(data)
             book = self.books.get(trade.market_id)
             if book is not None:
                 book.last_price = trade.price
             return TradeMessage(channel, seq, trade)
         if channel == "user":
             if kind == "order":
-                return OrderMessage(seq, m.parse_order(data))
+                return OrderMessage(seq, api.Order.model_validate(data))
             if kind == "fill":
-                return FillMessage(seq, m.parse_trade(data))
+                return FillMessage(seq, api.Trade.model_validate(data))
             if kind == "balance":
-                return BalanceMessage(seq, m.parse_balance(data))
+                return BalanceMessage(seq, api.Balance.model_validate(data))
         return None
 
     def _book_message(self, channel: str, kind: str | None, seq: int,
@@ -327,7 +331,7 @@ class MarketStream:
             return None  # a late message of a channel we left
         book = self.books.setdefault(market_id, LocalBook(market_id))
         if kind == "snapshot":
-            book.apply_snapshot(m.parse_book(data), seq)
+            book.apply_snapshot(api.Book.model_validate(data), seq)
             return BookMessage(channel, market_id, seq, "snapshot", book)
         if kind != "delta" or not book.ready:
             return None  # waiting for the snapshot: deltas before it are stale
@@ -336,7 +340,7 @@ class MarketStream:
             return _Resubscribe(channel)
         book.apply_changes(data.get("changes", []), seq)
         if data.get("last_price") is not None:
-            book.last_price = m.dec(data["last_price"])
+            book.last_price = api.dec(data["last_price"])
         return BookMessage(channel, market_id, seq, "delta", book)
 
 

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from pmarket import api
 from pmarket.client import calls as c
-from pmarket.client import models as m
 from pmarket.client.calls import Amount, Call, OrderSpec
 from pmarket.client.deadman import DeadManSwitch, OnFired
 from pmarket.client.errors import ApiError, ServerUnavailable
@@ -30,6 +30,7 @@ from pmarket.client.http import (
 )
 
 T = TypeVar("T")
+AuthT = TypeVar("AuthT", api.Auth, api.AdminAuth)
 
 
 class Client:
@@ -55,7 +56,7 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self.token = token or api_key
         self.rate_limit_retries = rate_limit_retries
-        self.user: m.User | None = None
+        self.user: api.User | None = None
         self._owns_http = _http is None
         self._http = _http or httpx.Client(base_url=self.base_url, timeout=timeout,
                                            transport=transport)
@@ -109,21 +110,21 @@ class Client:
             retries -= 1
             time.sleep(wait)
 
-    def _signed_in(self, auth: m.Auth) -> m.Auth:
+    def _signed_in(self, auth: AuthT) -> AuthT:
         self.token, self.user = auth.token, auth.user
         return auth
 
     # --- auth ----------------------------------------------------------------------
 
-    def signup(self, email: str, name: str, password: str) -> m.Auth:
+    def signup(self, email: str, name: str, password: str) -> api.Auth:
         """Create a user account and act as it."""
         return self._signed_in(self.call(c.signup(email, name, password)))
 
-    def signin(self, email: str, password: str) -> m.Auth:
+    def signin(self, email: str, password: str) -> api.Auth:
         """Sign in as a user and act as them."""
         return self._signed_in(self.call(c.signin(email, password)))
 
-    def admin_signin(self, email: str, password: str) -> m.Auth:
+    def admin_signin(self, email: str, password: str) -> api.AdminAuth:
         """Sign in as an admin and act as them."""
         return self._signed_in(self.call(c.admin_signin(email, password)))
 
@@ -131,13 +132,13 @@ class Client:
         """End every session of this user (all their tokens, this one too)."""
         return self.call(c.signout_all())
 
-    def create_api_key(self, name: str, scopes: list[str] | None = None) -> m.ApiKey:
+    def create_api_key(self, name: str, scopes: list[str] | None = None) -> api.ApiKeyCreated:
         """Create an API key (default scopes: read and trade); its secret is in
         ``.key``, shown this once."""
         return self.call(c.create_api_key(name, scopes or ["read", "trade"]))
 
     def api_keys(self, limit: int | None = None, offset: int | None = None
-                 ) -> m.Page[m.ApiKey]:
+                 ) -> api.Page[api.ApiKey]:
         """This user's API keys (never their secrets)."""
         return self.call(c.api_keys(limit, offset))
 
@@ -145,56 +146,56 @@ class Client:
         """Revoke an API key: it stops working at once."""
         return self.call(c.delete_api_key(key_id))
 
-    def me(self) -> m.User:
+    def me(self) -> api.Me:
         """The account the token belongs to."""
         return self.call(c.me())
 
     # --- account -------------------------------------------------------------------
 
-    def balance(self) -> m.Balance:
+    def balance(self) -> api.Balance:
         """Cash available, reserved and total."""
         return self.call(c.balance())
 
-    def onramp(self, amount: Amount) -> m.Balance:
+    def onramp(self, amount: Amount) -> api.Balance:
         """Deposit ``amount``."""
         return self.call(c.onramp(amount))
 
-    def offramp(self, amount: Amount) -> m.Balance:
+    def offramp(self, amount: Amount) -> api.Balance:
         """Withdraw ``amount`` (409 if more than available)."""
         return self.call(c.offramp(amount))
 
     def positions(self, market_id: int | None = None, event_id: int | None = None,
                   limit: int | None = None, offset: int | None = None
-                  ) -> m.Page[m.Position]:
+                  ) -> api.Page[api.Position]:
         """Shares held, with cost basis and P&L."""
         return self.call(c.positions(market_id, event_id, limit, offset))
 
-    def portfolio(self) -> m.Portfolio:
+    def portfolio(self) -> api.Portfolio:
         """Balance, positions and totals."""
         return self.call(c.portfolio())
 
     def orders(self, status: str | None = None, market_id: int | None = None,
-               limit: int | None = None, offset: int | None = None) -> m.Page[m.Order]:
+               limit: int | None = None, offset: int | None = None) -> api.Page[api.Order]:
         """Own orders (``status`` "open" or "all")."""
         return self.call(c.orders(status, market_id, limit, offset))
 
-    def order(self, order_id: int) -> m.Order:
+    def order(self, order_id: int) -> api.Order:
         """One own order (404 for anyone else's)."""
         return self.call(c.order(order_id))
 
     def payouts(self, event_id: int | None = None, limit: int | None = None,
-                offset: int | None = None) -> m.Page[m.Payout]:
+                offset: int | None = None) -> api.Page[api.Payout]:
         """What resolutions paid, position by position, newest first."""
         return self.call(c.payouts(event_id, limit, offset))
 
     def trades(self, market_id: int | None = None, limit: int | None = None,
-               offset: int | None = None) -> m.Page[m.Trade]:
+               offset: int | None = None) -> api.Page[api.Trade]:
         """Own fills."""
         return self.call(c.trades(market_id, limit, offset))
 
     # --- trading -------------------------------------------------------------------
 
-    def place(self, spec: OrderSpec) -> m.OrderResult:
+    def place(self, spec: OrderSpec) -> api.OrderResult:
         """Place the order ``spec`` describes."""
         return self.call(c.place_order(spec))
 
@@ -204,22 +205,22 @@ class Client:
                     expires_at: datetime | str | None = None,
                     post_only: bool | None = None,
                     client_order_id: str | None = None,
-                    stp: str | None = None) -> m.OrderResult:
+                    stp: str | None = None) -> api.OrderResult:
         """Place one order; see ``OrderSpec`` for the fields."""
         return self.place(OrderSpec(market_id, outcome, side, quantity, price, type,
                                     time_in_force, expires_at, post_only, client_order_id,
                                     stp))
 
-    def place_batch(self, specs: list[OrderSpec]) -> list[m.OrderResult | ApiError]:
+    def place_batch(self, specs: list[OrderSpec]) -> list[api.OrderResult | ApiError]:
         """Place up to 20 orders; each result is an OrderResult or an ApiError."""
         return self.call(c.place_batch(specs))
 
     def modify_order(self, order_id: int, price: Amount | None = None,
-                     quantity: int | None = None) -> m.OrderResult:
+                     quantity: int | None = None) -> api.OrderResult:
         """Change price and/or total quantity of an open order."""
         return self.call(c.modify_order(order_id, price, quantity))
 
-    def cancel_order(self, order_id: int) -> m.Order:
+    def cancel_order(self, order_id: int) -> api.Order:
         """Cancel one order."""
         return self.call(c.cancel_order(order_id))
 
@@ -227,24 +228,24 @@ class Client:
         """Cancel every open order (of one market); returns the ids cancelled."""
         return self.call(c.cancel_all(market_id))
 
-    def split_market(self, market_id: int, quantity: int) -> m.SplitResult:
+    def split_market(self, market_id: int, quantity: int) -> api.SplitResult:
         """Turn cash into ``quantity`` YES + NO pairs."""
         return self.call(c.split_market(market_id, quantity))
 
-    def merge_market(self, market_id: int, quantity: int) -> m.SplitResult:
+    def merge_market(self, market_id: int, quantity: int) -> api.SplitResult:
         """Turn ``quantity`` YES + NO pairs back into cash."""
         return self.call(c.merge_market(market_id, quantity))
 
-    def split_event(self, event_id: int, quantity: int) -> m.EventSplitResult:
+    def split_event(self, event_id: int, quantity: int) -> api.EventSplitResult:
         """Turn cash into ``quantity`` complete sets of YES."""
         return self.call(c.split_event(event_id, quantity))
 
-    def merge_event(self, event_id: int, quantity: int) -> m.EventSplitResult:
+    def merge_event(self, event_id: int, quantity: int) -> api.EventSplitResult:
         """Turn ``quantity`` complete sets of YES back into cash."""
         return self.call(c.merge_event(event_id, quantity))
 
     def convert(self, event_id: int, outcome_ids: list[int], quantity: int
-                ) -> m.EventSplitResult:
+                ) -> api.EventSplitResult:
         """Turn ``quantity`` NO of each of ``outcome_ids`` into as many YES of every other
         outcome of the event, plus $(k - 1) per unit for k chosen outcomes."""
         return self.call(c.convert(event_id, outcome_ids, quantity))
@@ -253,54 +254,54 @@ class Client:
 
     def events(self, q: str | None = None, category: str | None = None,
                status: str | None = None, limit: int | None = None,
-               offset: int | None = None) -> m.Page[m.Event]:
+               offset: int | None = None) -> api.Page[api.Event]:
         """Events matching the search text and filters."""
         return self.call(c.events(q, category, status, limit, offset))
 
-    def event(self, event_id: int) -> m.Event:
+    def event(self, event_id: int) -> api.Event:
         """One event."""
         return self.call(c.event(event_id))
 
-    def event_orderbook(self, event_id: int, depth: int | None = None) -> m.EventBook:
+    def event_orderbook(self, event_id: int, depth: int | None = None) -> api.EventBook:
         """Every outcome's book of one event."""
         return self.call(c.event_orderbook(event_id, depth))
 
-    def market(self, market_id: int) -> m.Market:
+    def market(self, market_id: int) -> api.Market:
         """One market."""
         return self.call(c.market(market_id))
 
     def orderbook(self, market_id: int, view: str | None = None,
-                  depth: int | None = None) -> m.Book:
+                  depth: int | None = None) -> api.Book:
         """One market's book in the "yes" or "no" view."""
         return self.call(c.orderbook(market_id, view, depth))
 
     def market_trades(self, market_id: int, limit: int | None = None,
-                      offset: int | None = None) -> m.Page[m.PublicTrade]:
+                      offset: int | None = None) -> api.Page[api.PublicTrade]:
         """One market's public trades."""
         return self.call(c.market_trades(market_id, limit, offset))
 
     def candles(self, market_id: int, interval: str = "1m",
                 start: datetime | str | None = None, end: datetime | str | None = None,
-                limit: int | None = None, offset: int | None = None) -> m.Page[m.Candle]:
+                limit: int | None = None, offset: int | None = None) -> api.Page[api.Candle]:
         """OHLCV bars of one market."""
         return self.call(c.candles(market_id, interval, start, end, limit, offset))
 
     # --- admin ---------------------------------------------------------------------
 
     def create_event(self, title: str, outcomes: list[str] | None = None, **fields: Any
-                     ) -> m.Event:
+                     ) -> api.Event:
         """Create an event (fields: description, category, slug, close_time, tick_size)."""
         return self.call(c.create_event(title, outcomes, **fields))
 
-    def update_event(self, event_id: int, **fields: Any) -> m.Event:
+    def update_event(self, event_id: int, **fields: Any) -> api.Event:
         """Edit an event (fields: title, description, category, close_time, status)."""
         return self.call(c.update_event(event_id, **fields))
 
-    def resolve_event(self, event_id: int, winning_outcome_id: int | None) -> m.Resolution:
+    def resolve_event(self, event_id: int, winning_outcome_id: int | None) -> api.Resolution:
         """Resolve an event with its winner (None: a yes/no event's NO wins)."""
         return self.call(c.resolve_event(event_id, winning_outcome_id))
 
-    def void_event(self, event_id: int) -> m.Resolution:
+    def void_event(self, event_id: int) -> api.Resolution:
         """Void an event (every outcome pays its even share)."""
         return self.call(c.void_event(event_id))
 
@@ -308,29 +309,29 @@ class Client:
         """Delete an event nothing has traded or is held in."""
         return self.call(c.delete_event(event_id))
 
-    def users(self, limit: int | None = None, offset: int | None = None) -> m.Page[m.User]:
+    def users(self, limit: int | None = None, offset: int | None = None) -> api.Page[api.AdminUser]:
         """Every user account."""
         return self.call(c.users(limit, offset))
 
-    def disable_user(self, user_id: int) -> m.User:
+    def disable_user(self, user_id: int) -> api.AdminUser:
         """Disable a user: their tokens and keys stop working, open orders cancelled."""
         return self.call(c.disable_user(user_id))
 
-    def enable_user(self, user_id: int) -> m.User:
+    def enable_user(self, user_id: int) -> api.AdminUser:
         """Let a disabled user sign in again."""
         return self.call(c.enable_user(user_id))
 
-    def audit(self) -> m.Audit:
+    def audit(self) -> api.Audit:
         """The exchange-wide money audit."""
         return self.call(c.audit())
 
-    def fees(self) -> m.Fees:
+    def fees(self) -> api.Fees:
         """The taker fees collected: the total and each event's part."""
         return self.call(c.fees())
 
     # --- dead-man switch -----------------------------------------------------------
 
-    def heartbeat(self, timeout_s: int) -> m.Heartbeat:
+    def heartbeat(self, timeout_s: int) -> api.Heartbeat:
         """Arm the dead-man switch (or keep it armed) for ``timeout_s`` (5 to 300)."""
         return self.call(c.heartbeat(timeout_s))
 
@@ -346,6 +347,6 @@ class Client:
 
     # --- system --------------------------------------------------------------------
 
-    def health(self) -> m.Health:
+    def health(self) -> api.Health:
         """Each component's health."""
         return self.call(c.health())

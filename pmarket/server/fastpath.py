@@ -27,11 +27,12 @@ import re
 import orjson
 from pydantic import ValidationError
 
+from pmarket.api import OrderCreate
+
 from .deps import _charge, asgi_user
 from .errors import ApiError, error_response, log_outage, outage_error
 from .exactjson import has_float
 from .routes import orders
-from .schemas import OrderCreate
 
 _ORDER_PATH = re.compile(r"/orders/([1-9][0-9]{0,18})")
 _MAX_ORDER_ID = 2**62

@@ -112,7 +112,8 @@ class Settings:
             refused at once (503 with Retry-After).
         log_requests: log one structured line per request.
         worker_process: embedded only — run the database worker in a child process
-            (``pmarket.worker.process``) rather than as a task of this one (``PMARKET_WORKER_PROCESS=0``).
+            (``pmarket.worker.process``) rather than as a task of this one
+            (``PMARKET_WORKER_PROCESS=0``).
         reap_groups_after_s: a server's liveness mark lives this long after its last
             renewal; another server's group on the event stream is removed once its mark
             expired and its consumers were idle this long (0: never remove any).

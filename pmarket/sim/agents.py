@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from ..engine import units
 from ..engine.units import SCALE
 from .scenario import AgentSpec, Burst
-from .targets import OrderRequest, Result, Target, User, price_text
+from .targets import OrderRequest, Result, Target, Trader, price_text
 
 Call = Callable[..., Result]
 """``call(op, method, *args) -> Result``: the runner's timed, recorded request."""
@@ -44,7 +44,7 @@ def _on_grid(price: int, tick: int) -> int:
 class Agent(ABC):
     """Base of the agents: one user, one market, its own random generator."""
 
-    def __init__(self, spec: AgentSpec, user: User, market_id: int, rng: random.Random,
+    def __init__(self, spec: AgentSpec, user: Trader, market_id: int, rng: random.Random,
                  target: Target, call: Call):
         self.spec = spec
         self.user = user
@@ -179,8 +179,8 @@ AGENTS: dict[str, type[Agent]] = {
 }
 
 
-def burst_orders(burst: Burst, count: int, users: list[User], market_id: int,
-                 rng: random.Random) -> Iterator[tuple[int, User, OrderRequest]]:
+def burst_orders(burst: Burst, count: int, users: list[Trader], market_id: int,
+                 rng: random.Random) -> Iterator[tuple[int, Trader, OrderRequest]]:
     """The orders of a load burst: ``(offset_ms, user, order)`` in sending order.
 
     Args:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from ..engine import units
 from .reader import Field
 from .scenario import Action, Cancel, Check, MarketRef, Modify, Place, TradeExpect
-from .targets import OrderState, Result, Target, User
+from .targets import OrderState, Result, Target, Trader
 
 
 class Loader(Protocol):
@@ -231,13 +231,13 @@ class Facts(Protocol):
     target: Target
     step_result: Result | None
 
-    def user(self, name: str) -> User:
+    def user(self, name: str) -> Trader:
         """The signed-up user of a scenario name."""
 
     def market_id(self, ref: MarketRef) -> int:
         """The target's id of a market reference."""
 
-    def named_order(self, name: str) -> tuple[User, int] | None:
+    def named_order(self, name: str) -> tuple[Trader, int] | None:
         """The owner and id of a named order (None if its placement was refused)."""
 
     def trades_since_mark(self) -> list[tuple[int, int, str]]:

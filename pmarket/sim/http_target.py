@@ -36,21 +36,21 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from .. import api
 from ..client import ApiError, Client, OrderSpec
-from ..client import models as m
 from .targets import (
-    Audit,
+    AuditCheck,
     Balance,
     BookLevels,
+    ErrorDetail,
     EventInfo,
+    Fill,
     Holding,
-    MarketInfo,
+    Market,
     OrderRequest,
     OrderState,
-    Rejection,
     Result,
-    Trade,
-    User,
+    Trader,
 )
 
 __all__ = ["ADMIN_ENV", "HttpTarget"]
@@ -77,19 +77,19 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _order_state(o: m.Order, user_id: int, sim_expiry: int | None = None) -> OrderState:
+def _order_state(o: api.Order, user_id: int, sim_expiry: int | None = None) -> OrderState:
     """An API order as the simulator's ``OrderState`` (no ``reason``: the API has none)."""
     return OrderState(o.id, user_id, o.market_id, o.outcome, o.side, o.type,
                       _text(o.price) or "", o.quantity, o.filled_quantity, o.status,
                       o.time_in_force, None, o.client_order_id, sim_expiry)
 
 
-def _trade(t: m.Trade, taker_order_id: int) -> Trade:
+def _trade(t: api.Trade, taker_order_id: int) -> Fill:
     """An own fill as a simulator trade: YES-terms price, transfer_yes/transfer_no kind."""
     yes_price = t.price if t.outcome == "yes" else _ONE - t.price
     kind = f"transfer_{t.outcome}" if t.kind == "transfer" else t.kind
     maker = t.order_id if t.role == "maker" else None
-    return Trade(t.id, t.market_id, str(yes_price), t.quantity, kind, t.side,
+    return Fill(t.id, t.market_id, str(yes_price), t.quantity, kind, t.side,
                  taker_order_id, maker, _ms(t.executed_at), str(t.fee))
 
 
@@ -132,7 +132,7 @@ class HttpTarget:
 
     # --- plumbing ------------------------------------------------------------------
 
-    def _as(self, user: User) -> Client:
+    def _as(self, user: Trader) -> Client:
         client = self._clients.get(user.id)
         if client is None:
             client = self._clients[user.id] = self.api.as_token(user.token)
@@ -140,7 +140,7 @@ class HttpTarget:
 
     @staticmethod
     def _refused(exc: ApiError) -> Result:
-        return Result(error=Rejection(exc.code, exc.message))
+        return Result(error=ErrorDetail(code=exc.code, message=exc.message))
 
     @staticmethod
     def _order_refused(exc: ApiError) -> Result:
@@ -148,7 +148,7 @@ class HttpTarget:
         code = _ORDER_CODES.get(exc.code, exc.code)
         message = exc.message if code == exc.code else \
             f"{exc.message} (HTTP {exc.status} {exc.code})"
-        return Result(error=Rejection(code, message))
+        return Result(error=ErrorDetail(code=code, message=message))
 
     def _wall_expiry(self, sim_expires_ms: int | None) -> str | None:
         """A simulated expiry as ISO-8601 wall time, the same distance from now."""
@@ -163,7 +163,7 @@ class HttpTarget:
                          o.post_only or None, o.client_order_id,
                          None if o.stp == "cancel_resting" else o.stp)
 
-    def _placed(self, user: User, r: m.OrderResult, sim_expiry: int | None) -> Result:
+    def _placed(self, user: Trader, r: api.OrderResult, sim_expiry: int | None) -> Result:
         order = _order_state(r.order, user.id, sim_expiry)
         trades = [_trade(t, r.order.id) for t in r.trades if t.role == "taker"]
         cancelled = [order.id] if order.status in ("cancelled", "expired") else []
@@ -171,7 +171,7 @@ class HttpTarget:
 
     # --- users, events, time -------------------------------------------------------
 
-    def signup(self, name: str) -> User:
+    def signup(self, name: str) -> Trader:
         """Sign up ``name`` with an email unique to this run; the user carries its token."""
         self._users += 1
         email = f"{name}-{self.run_id}-{self._users}@sim.pmarket.test"
@@ -182,7 +182,7 @@ class HttpTarget:
             credential = client.create_api_key(f"sim {name}", ["read", "trade"]).key or ""
             client = self.api.as_token(credential)
         self._clients[auth.user.id] = client
-        return User(auth.user.id, name, credential)
+        return Trader(auth.user.id, name, credential)
 
     def create_event(self, title: str, outcomes: list[str], tick_size: str,
                      fee_rate: str = "0") -> EventInfo:
@@ -212,14 +212,14 @@ class HttpTarget:
 
     # --- money ---------------------------------------------------------------------
 
-    def deposit(self, user: User, amount: str) -> Result:
+    def deposit(self, user: Trader, amount: str) -> Result:
         try:
             self._as(user).onramp(amount)
         except ApiError as exc:
             return self._refused(exc)
         return Result()
 
-    def withdraw(self, user: User, amount: str) -> Result:
+    def withdraw(self, user: Trader, amount: str) -> Result:
         try:
             self._as(user).offramp(amount)
         except ApiError as exc:
@@ -228,7 +228,7 @@ class HttpTarget:
 
     # --- trading -------------------------------------------------------------------
 
-    def place(self, user: User, order: OrderRequest) -> Result:
+    def place(self, user: Trader, order: OrderRequest) -> Result:
         spec = self._spec(order)
         try:
             placed = self._as(user).place(spec)
@@ -236,7 +236,7 @@ class HttpTarget:
             return self._refused(exc)
         return self._placed(user, placed, order.expires_at_ms)
 
-    def place_batch(self, user: User, orders: list[OrderRequest]) -> Result:
+    def place_batch(self, user: Trader, orders: list[OrderRequest]) -> Result:
         specs = [self._spec(o) for o in orders]
         try:
             answers = self._as(user).place_batch(specs)
@@ -252,7 +252,7 @@ class HttpTarget:
             result.trades.extend(item.trades)
         return result
 
-    def modify(self, user: User, order_id: int, price: str | None,
+    def modify(self, user: Trader, order_id: int, price: str | None,
                quantity: int | None) -> Result:
         try:
             modified = self._as(user).modify_order(order_id, price, quantity)
@@ -260,14 +260,14 @@ class HttpTarget:
             return self._order_refused(exc)
         return self._placed(user, modified, None)
 
-    def cancel(self, user: User, order_id: int) -> Result:
+    def cancel(self, user: Trader, order_id: int) -> Result:
         try:
             order = self._as(user).cancel_order(order_id)
         except ApiError as exc:
             return self._order_refused(exc)
         return Result(order=_order_state(order, user.id), cancelled=[order.id])
 
-    def cancel_all(self, user: User, market_id: int | None = None) -> Result:
+    def cancel_all(self, user: Trader, market_id: int | None = None) -> Result:
         try:
             return Result(cancelled=self._as(user).cancel_all(market_id))
         except ApiError as exc:
@@ -275,19 +275,19 @@ class HttpTarget:
 
     # --- collateral ----------------------------------------------------------------
 
-    def split(self, user: User, market_id: int, quantity: int) -> Result:
+    def split(self, user: Trader, market_id: int, quantity: int) -> Result:
         return self._collateral(lambda: self._as(user).split_market(market_id, quantity))
 
-    def merge(self, user: User, market_id: int, quantity: int) -> Result:
+    def merge(self, user: Trader, market_id: int, quantity: int) -> Result:
         return self._collateral(lambda: self._as(user).merge_market(market_id, quantity))
 
-    def split_event(self, user: User, event_id: int, quantity: int) -> Result:
+    def split_event(self, user: Trader, event_id: int, quantity: int) -> Result:
         return self._collateral(lambda: self._as(user).split_event(event_id, quantity))
 
-    def merge_event(self, user: User, event_id: int, quantity: int) -> Result:
+    def merge_event(self, user: Trader, event_id: int, quantity: int) -> Result:
         return self._collateral(lambda: self._as(user).merge_event(event_id, quantity))
 
-    def convert(self, user: User, event_id: int, outcome_ids: list[int],
+    def convert(self, user: Trader, event_id: int, outcome_ids: list[int],
                 quantity: int) -> Result:
         return self._collateral(
             lambda: self._as(user).convert(event_id, outcome_ids, quantity))
@@ -339,17 +339,13 @@ class HttpTarget:
                           [(str(lv.price), lv.quantity) for lv in b.asks],
                           _text(b.best_bid), _text(b.best_ask), _text(b.last_price))
 
-    def market(self, market_id: int) -> MarketInfo:
-        mk = self.api.market(market_id)
-        return MarketInfo(mk.id, mk.event_id, mk.status, str(mk.tick_size),
-                          _text(mk.last_price), _text(mk.best_bid), _text(mk.best_ask),
-                          mk.volume, mk.open_interest, mk.result)
+    def market(self, market_id: int) -> Market:
+        return self.api.market(market_id)
 
-    def balance(self, user: User) -> Balance:
-        b = self._as(user).balance()
-        return Balance(str(b.available), str(b.reserved))
+    def balance(self, user: Trader) -> Balance:
+        return self._as(user).balance()
 
-    def holdings(self, user: User) -> list[Holding]:
+    def holdings(self, user: Trader) -> list[Holding]:
         client, out, offset = self._as(user), [], 0
         while True:
             page = client.positions(limit=_PAGE, offset=offset)
@@ -359,7 +355,7 @@ class HttpTarget:
             if not page.items or offset >= page.total:
                 return out
 
-    def open_orders(self, user: User, market_id: int | None = None) -> list[OrderState]:
+    def open_orders(self, user: Trader, market_id: int | None = None) -> list[OrderState]:
         client, found, offset = self._as(user), [], 0
         while True:
             page = client.orders("open", market_id, limit=_PAGE, offset=offset)
@@ -369,7 +365,7 @@ class HttpTarget:
                 break
         return [_order_state(o, user.id) for o in sorted(found, key=lambda o: o.id)]
 
-    def order(self, user: User, order_id: int) -> OrderState | None:
+    def order(self, user: Trader, order_id: int) -> OrderState | None:
         """``GET /orders/{id}``: None on a 404 (unknown, or another user's)."""
         try:
             return _order_state(self._as(user).order(order_id), user.id)
@@ -378,13 +374,13 @@ class HttpTarget:
                 return None
             raise
 
-    def audit(self) -> Audit:
+    def audit(self) -> AuditCheck:
         a = self.admin.audit()
         problems = [] if a.ok else [
             f"deposits {a.deposits} - withdrawals {a.withdrawals} != user cash "
             f"{a.user_cash} + collateral {a.collateral} + fees {a.fees} "
             f"(difference {a.difference})"]
-        return Audit(a.ok, str(a.difference), problems)
+        return AuditCheck(a.ok, str(a.difference), problems)
 
     def state_digest(self) -> str | None:
         """None: the API exposes no digest of the whole exchange state."""

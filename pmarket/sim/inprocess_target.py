@@ -18,18 +18,18 @@ from ..engine import commands as c
 from ..engine import events as ev
 from ..engine.queries import market_result
 from .values import (
-    Audit,
+    AuditCheck,
     Balance,
     BookLevels,
+    ErrorDetail,
     EventInfo,
+    Fill,
     Holding,
-    MarketInfo,
+    Market,
     OrderRequest,
     OrderState,
-    Rejection,
     Result,
-    Trade,
-    User,
+    Trader,
     price_text,
 )
 
@@ -102,7 +102,8 @@ class InProcessTarget:
                 current.cancelled.extend(expired)
             elif isinstance(e, ev.Rejected):
                 if current.error is None:
-                    current.error = Rejection(*convert.rejection(e))
+                    code, message = convert.rejection(e)
+                    current.error = ErrorDetail(code=code, message=message)
             elif isinstance(e, ev.Duplicate):
                 current.duplicate = True
             elif isinstance(e, ev.BatchItem):
@@ -125,20 +126,20 @@ class InProcessTarget:
                           o["status"], o["time_in_force"], e.reason, o["client_order_id"],
                           e.expires_at_ms)
 
-    def _trade(self, fill: ev.Fill) -> Trade:
+    def _trade(self, fill: ev.Fill) -> Fill:
         """The API's public trade (``convert.public_trade``: YES terms) as the simulator's
         value, with the settlement, the orders and the fee the public trade leaves out."""
         t = convert.public_trade(fill, self._ticks[fill.market_id])
-        return Trade(t["id"], t["market_id"], t["price"], t["quantity"], fill.settlement,
-                     t["taker_side"], fill.taker_order_id, fill.maker_order_id, fill.ts_ms,
-                     units.format_money(fill.fee))
+        return Fill(t["id"], t["market_id"], t["price"], t["quantity"], fill.settlement,
+                    t["taker_side"], fill.taker_order_id, fill.maker_order_id, fill.ts_ms,
+                    units.format_money(fill.fee))
 
     # --- users, events, time -------------------------------------------------------
 
-    def signup(self, name: str) -> User:
+    def signup(self, name: str) -> Trader:
         """Create a user (in-process: the next integer id, no token)."""
         self._users += 1
-        return User(self._users, name)
+        return Trader(self._users, name)
 
     def create_event(self, title: str, outcomes: list[str], tick_size: str,
                      fee_rate: str = "0") -> EventInfo:
@@ -168,17 +169,17 @@ class InProcessTarget:
 
     # --- money ---------------------------------------------------------------------
 
-    def deposit(self, user: User, amount: str) -> Result:
+    def deposit(self, user: Trader, amount: str) -> Result:
         return self._result(self._apply(c.Deposit(user_id=user.id,
                                                   amount=_amount_units(amount))))
 
-    def withdraw(self, user: User, amount: str) -> Result:
+    def withdraw(self, user: Trader, amount: str) -> Result:
         return self._result(self._apply(c.Withdraw(user_id=user.id,
                                                    amount=_amount_units(amount))))
 
     # --- trading -------------------------------------------------------------------
 
-    def _command(self, user: User, o: OrderRequest) -> c.PlaceOrder:
+    def _command(self, user: Trader, o: OrderRequest) -> c.PlaceOrder:
         return c.PlaceOrder(
             user_id=user.id, market_id=o.market_id, outcome=_OUTCOMES[o.outcome],
             side=_SIDES[o.side], quantity=o.quantity, price=self._price(o.price, o.market_id),
@@ -186,14 +187,14 @@ class InProcessTarget:
             expires_at_ms=o.expires_at_ms, post_only=o.post_only,
             client_order_id=o.client_order_id, stp=_STPS[o.stp])
 
-    def place(self, user: User, order: OrderRequest) -> Result:
+    def place(self, user: Trader, order: OrderRequest) -> Result:
         return self._result(self._apply(self._command(user, order)))
 
-    def place_batch(self, user: User, orders: list[OrderRequest]) -> Result:
+    def place_batch(self, user: Trader, orders: list[OrderRequest]) -> Result:
         cmd = c.PlaceBatch(user_id=user.id, orders=tuple(self._command(user, o) for o in orders))
         return self._result(self._apply(cmd))
 
-    def modify(self, user: User, order_id: int, price: str | None,
+    def modify(self, user: Trader, order_id: int, price: str | None,
                quantity: int | None) -> Result:
         known = self._orders.get(order_id)
         market_id = known.market_id if known else 0
@@ -201,31 +202,31 @@ class InProcessTarget:
             user_id=user.id, order_id=order_id, price=self._price(price, market_id),
             quantity=quantity)))
 
-    def cancel(self, user: User, order_id: int) -> Result:
+    def cancel(self, user: Trader, order_id: int) -> Result:
         return self._result(self._apply(c.CancelOrder(user_id=user.id, order_id=order_id)))
 
-    def cancel_all(self, user: User, market_id: int | None = None) -> Result:
+    def cancel_all(self, user: Trader, market_id: int | None = None) -> Result:
         return self._result(self._apply(c.CancelAll(user_id=user.id, market_id=market_id)))
 
     # --- collateral ----------------------------------------------------------------
 
-    def split(self, user: User, market_id: int, quantity: int) -> Result:
+    def split(self, user: Trader, market_id: int, quantity: int) -> Result:
         return self._result(self._apply(c.Split(user_id=user.id, market_id=market_id,
                                                 quantity=quantity)))
 
-    def merge(self, user: User, market_id: int, quantity: int) -> Result:
+    def merge(self, user: Trader, market_id: int, quantity: int) -> Result:
         return self._result(self._apply(c.Merge(user_id=user.id, market_id=market_id,
                                                 quantity=quantity)))
 
-    def split_event(self, user: User, event_id: int, quantity: int) -> Result:
+    def split_event(self, user: Trader, event_id: int, quantity: int) -> Result:
         return self._result(self._apply(c.SplitEvent(user_id=user.id, event_id=event_id,
                                                      quantity=quantity)))
 
-    def merge_event(self, user: User, event_id: int, quantity: int) -> Result:
+    def merge_event(self, user: Trader, event_id: int, quantity: int) -> Result:
         return self._result(self._apply(c.MergeEvent(user_id=user.id, event_id=event_id,
                                                      quantity=quantity)))
 
-    def convert(self, user: User, event_id: int, outcome_ids: list[int],
+    def convert(self, user: Trader, event_id: int, outcome_ids: list[int],
                 quantity: int) -> Result:
         return self._result(self._apply(c.Convert(
             user_id=user.id, event_id=event_id, outcome_ids=tuple(outcome_ids),
@@ -261,43 +262,45 @@ class InProcessTarget:
                           [(price_text(p, tick), q) for p, q in b.asks], show(b.best_bid),
                           show(b.best_ask), show(b.last_price))
 
-    def market(self, market_id: int) -> MarketInfo:
+    def market(self, market_id: int) -> Market:
         tick = self._ticks[market_id]
         m = self.engine.market_view(market_id)
 
         def show(p: int | None) -> str | None:
             return None if p is None else price_text(p, tick)
 
-        return MarketInfo(m.market_id, m.event_id, m.status, units.format_units(tick),
-                          show(m.last_price), show(m.best_bid), show(m.best_ask), m.volume,
-                          m.open_interest, self._market_result(m.event_id, m.market_id))
+        return Market.model_validate({
+            "id": m.market_id, "event_id": m.event_id, "outcome_id": m.market_id,
+            "outcome_name": m.name, "status": m.status, "tick_size": units.format_units(tick),
+            "last_price": show(m.last_price), "best_bid": show(m.best_bid),
+            "best_ask": show(m.best_ask), "volume": m.volume, "open_interest": m.open_interest,
+            "result": self._market_result(m.event_id, m.market_id)})
 
     def _market_result(self, event_id: int, market_id: int) -> str | None:
         """The market's ``result``, from its event's resolution (as the API's)."""
         e = self.engine.events[event_id]
         return market_result(e.status, market_id, e.winning_outcome_id, bool(e.void))
 
-    def balance(self, user: User) -> Balance:
-        b = convert.balance_values(*self.engine.balance(user.id))
-        return Balance(b["available"], b["reserved"])
+    def balance(self, user: Trader) -> Balance:
+        return Balance.model_validate(convert.balance_values(*self.engine.balance(user.id)))
 
-    def holdings(self, user: User) -> list[Holding]:
+    def holdings(self, user: Trader) -> list[Holding]:
         return [Holding(p.market_id, p.yes, p.no, p.yes_reserved, p.no_reserved)
                 for p in self.engine.positions(user.id)]
 
-    def open_orders(self, user: User, market_id: int | None = None) -> list[OrderState]:
+    def open_orders(self, user: Trader, market_id: int | None = None) -> list[OrderState]:
         return [self._order_state(ev) for ev in self.engine.open_orders(user.id, market_id)]
 
-    def order(self, user: User, order_id: int) -> OrderState | None:
+    def order(self, user: Trader, order_id: int) -> OrderState | None:
         """An order of ``user`` in any state (another user's order: None, as a 404)."""
         e = self.engine.order(order_id) or self._orders.get(order_id)
         if e is None or e.user_id != user.id:
             return None
         return self._order_state(e)
 
-    def audit(self) -> Audit:
+    def audit(self) -> AuditCheck:
         report = self.engine.audit()
-        return Audit(report.ok, units.format_money(report.difference), list(report.problems))
+        return AuditCheck(report.ok, units.format_money(report.difference), list(report.problems))
 
     def state_digest(self) -> str | None:
         """A hash of the engine's whole state (identical runs give identical digests)."""

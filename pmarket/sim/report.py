@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -26,7 +27,7 @@ from ..engine import units
 from ..engine.units import SCALE
 from .expectations import show_price
 from .scenario import MarketRef, Scenario
-from .targets import Result, Target, User
+from .targets import Result, Target, Trader
 
 KINDS = ("transfer_yes", "mint", "merge", "transfer_no")
 ORDER_OPS = ("place", "place_batch")
@@ -54,8 +55,13 @@ class Failure:
 
 
 @lru_cache(maxsize=65_536)
-def _units(text: str) -> int:
+def _units(text: str | Decimal) -> int:
     return units.to_units(text)
+
+
+def _text(value: Decimal | None) -> str | None:
+    """A price of an API object as its decimal string (None stays None)."""
+    return None if value is None else str(value)
 
 
 class Recorder:
@@ -134,7 +140,7 @@ def percentile(sorted_values: list[int], pct: float) -> int:
 
 
 def build(scenario: Scenario, seed: int, target: Target, rec: Recorder,
-          users: dict[str, User], net_deposits: dict[str, int],
+          users: dict[str, Trader], net_deposits: dict[str, int],
           markets: dict[MarketRef, int], failures: list[Failure], sim_ms: int,
           wall_ns: int, notes: list[str] | None = None) -> Report:
     """Assemble the report of a finished run from the recording and the target's state.
@@ -167,11 +173,12 @@ def build(scenario: Scenario, seed: int, target: Target, rec: Recorder,
     for ref, market_id in markets.items():
         info = target.market(market_id)
         book = target.book(market_id, "yes")
-        marks[market_id] = _mark(info.status, book.best_bid, book.best_ask, info.last_price)
+        marks[market_id] = _mark(info.status, book.best_bid, book.best_ask,
+                                 _text(info.last_price))
         trades = per_market.get(market_id, [])
         market_rows.append({
             "market": str(ref), "id": market_id, "status": info.status,
-            "last_price": info.last_price, "volume": info.volume, "trades": len(trades),
+            "last_price": _text(info.last_price), "volume": info.volume, "trades": len(trades),
             "fees": units.format_money(market_fees.get(market_id, 0)),
             "best_bid": book.best_bid, "best_ask": book.best_ask,
             "bid_levels": len(book.bids), "ask_levels": len(book.asks),
@@ -211,7 +218,7 @@ def _mark(status: str, bid: str | None, ask: str | None, last: str | None) -> in
     return SCALE // 2
 
 
-def _user_row(name: str, user: User, target: Target, deposited: int, marks: dict[int, int],
+def _user_row(name: str, user: Trader, target: Target, deposited: int, marks: dict[int, int],
               labels: dict[int, str]) -> dict[str, Any]:
     bal = target.balance(user)
     cash = _units(bal.available) + _units(bal.reserved)
@@ -222,7 +229,8 @@ def _user_row(name: str, user: User, target: Target, deposited: int, marks: dict
             mark = marks.get(h.market_id, SCALE // 2)
             value += h.yes * mark + h.no * (SCALE - mark)
             holdings[labels.get(h.market_id, str(h.market_id))] = {"yes": h.yes, "no": h.no}
-    return {"user": name, "id": user.id, "available": bal.available, "reserved": bal.reserved,
+    return {"user": name, "id": user.id, "available": str(bal.available),
+            "reserved": str(bal.reserved),
             "holdings": holdings, "deposited": units.format_money(deposited),
             "value": units.format_money(value), "pnl": units.format_money(value - deposited)}
 

@@ -49,14 +49,14 @@ from .scenario import (
     Step,
 )
 from .targets import (
+    ErrorDetail,
     EventInfo,
     InProcessTarget,
     OrderRequest,
-    Rejection,
     Result,
     Target,
+    Trader,
     Unsupported,
-    User,
 )
 
 __all__ = ["estimate_work", "run_scenario"]
@@ -130,12 +130,12 @@ class Runner:
         self.progress = progress or (lambda n: None)
         self.clock = SimClock()
         self.rec = Recorder()
-        self.users: dict[str, User] = {}
+        self.users: dict[str, Trader] = {}
         self.net_deposits: dict[str, int] = {}
         self.events: dict[str, EventInfo] = {}
         self.markets: dict[MarketRef, int] = {}
         self.deleted: set[MarketRef] = set()
-        self.named: dict[str, tuple[User, int]] = {}
+        self.named: dict[str, tuple[Trader, int]] = {}
         self.order_ticks: dict[str, int] = {}
         self.failures: list[Failure] = []
         self.step_result: Result | None = None
@@ -148,11 +148,11 @@ class Runner:
         self.groups = _scaled_groups(scenario, scale)
         self.members = {m for group in self.groups.values() for m in group}
         self.dropped = {m for group in scenario.groups.values() for m in group} - self.members
-        self.gtd: list[tuple[int, int, User]] = []  # (simulated expiry, order id, owner)
+        self.gtd: list[tuple[int, int, Trader]] = []  # (simulated expiry, order id, owner)
 
     # --- facts for expectations ----------------------------------------------------
 
-    def user(self, name: str) -> User:
+    def user(self, name: str) -> Trader:
         """The signed-up user of a scenario name (``expectations.Facts``)."""
         return self.users[name]
 
@@ -160,7 +160,7 @@ class Runner:
         """The target's id of a market reference (``expectations.Facts``)."""
         return self.markets[ref]
 
-    def named_order(self, name: str) -> tuple[User, int] | None:
+    def named_order(self, name: str) -> tuple[Trader, int] | None:
         """Owner and id of a named order, None if never placed (``expectations.Facts``)."""
         return self.named.get(name)
 
@@ -198,7 +198,7 @@ class Runner:
         where = self.step.label if self.step else "setup"
         self.notes.append(f"{where}: not available over {self.target.name}: {text}")
 
-    def _track_gtd(self, user: User, request, result: Result) -> None:
+    def _track_gtd(self, user: Trader, request, result: Result) -> None:
         """Remember gtd orders left resting, to notice expiries the target cannot make."""
         pairs = zip(request, result.items, strict=False) if isinstance(request, list) \
             else [(request, result)]
@@ -367,7 +367,7 @@ class Runner:
         return OrderRequest(self.markets[o.market], o.outcome, o.side, o.quantity, price,
                             o.order_type, o.tif, expires, o.post_only, o.client_order_id, o.stp)
 
-    def _name(self, spec: OrderSpec, user: User, result: Result) -> None:
+    def _name(self, spec: OrderSpec, user: Trader, result: Result) -> None:
         if spec.name is not None and result.order is not None:
             self.named[spec.name] = (user, result.order.id)
             self.order_ticks[spec.name] = spec.tick
@@ -375,8 +375,9 @@ class Runner:
     def _on_order(self, action: Modify | Cancel) -> Result:
         known = self.named.get(action.order)
         if known is None:
-            return Result(error=Rejection(
-                "unknown_order", f"the order named '{action.order}' was never placed"))
+            return Result(error=ErrorDetail(
+                code="unknown_order",
+                message=f"the order named '{action.order}' was never placed"))
         owner, order_id = known
         user = self.users[action.user] if action.user else owner
         if isinstance(action, Cancel):
@@ -411,7 +412,7 @@ class Runner:
     def _members(self, name: str) -> tuple[str, ...]:
         return self.groups.get(name, (name,))
 
-    def _fan_out(self, name: str, send: Callable[[User], Result]) -> Result:
+    def _fan_out(self, name: str, send: Callable[[Trader], Result]) -> Result:
         return self._fan_out_names(name, lambda member: send(self.users[member]))
 
     def _fan_out_names(self, name: str, send: Callable[[str], Result]) -> Result:

@@ -28,38 +28,38 @@ from typing import Protocol
 
 from .inprocess_target import InProcessTarget
 from .values import (
-    Audit,
+    AuditCheck,
     Balance,
     BookLevels,
+    ErrorDetail,
     EventInfo,
+    Fill,
     Holding,
-    MarketInfo,
+    Market,
     OrderRequest,
     OrderState,
-    Rejection,
     Result,
-    Trade,
-    User,
+    Trader,
     price_text,
 )
 
 __all__ = [
-    "Audit",
+    "AuditCheck",
     "Balance",
     "BookLevels",
+    "ErrorDetail",
     "EventInfo",
+    "Fill",
     "Holding",
     "InProcessTarget",
-    "MarketInfo",
+    "Market",
     "OrderRequest",
     "OrderState",
-    "Rejection",
     "Result",
     "Target",
     "TargetUnavailable",
-    "Trade",
+    "Trader",
     "Unsupported",
-    "User",
     "price_text",
 ]
 
@@ -77,7 +77,7 @@ class Target(Protocol):
     order_reasons: bool
     """Whether ``OrderState.reason`` says why a closed order stopped."""
 
-    def signup(self, name: str) -> User:
+    def signup(self, name: str) -> Trader:
         """``POST /auth/signup``: a new user and its token."""
 
     def create_event(self, title: str, outcomes: list[str], tick_size: str,
@@ -88,41 +88,41 @@ class Target(Protocol):
     def advance_to(self, now_ms: int) -> Result:
         """Return once the target's clock reads ``now_ms``; ``cancelled`` lists expiries."""
 
-    def deposit(self, user: User, amount: str) -> Result:
+    def deposit(self, user: Trader, amount: str) -> Result:
         """``POST /onramp``."""
 
-    def withdraw(self, user: User, amount: str) -> Result:
+    def withdraw(self, user: Trader, amount: str) -> Result:
         """``POST /offramp``."""
 
-    def place(self, user: User, order: OrderRequest) -> Result:
+    def place(self, user: Trader, order: OrderRequest) -> Result:
         """``POST /orders``: the order's state and the trades it made."""
 
-    def place_batch(self, user: User, orders: list[OrderRequest]) -> Result:
+    def place_batch(self, user: Trader, orders: list[OrderRequest]) -> Result:
         """``POST /orders/batch``: one item per order, in request order."""
 
-    def modify(self, user: User, order_id: int, price: str | None,
+    def modify(self, user: Trader, order_id: int, price: str | None,
                quantity: int | None) -> Result:
         """``PATCH /orders/{id}`` (``quantity`` is the new total, filled included)."""
 
-    def cancel(self, user: User, order_id: int) -> Result:
+    def cancel(self, user: Trader, order_id: int) -> Result:
         """``DELETE /orders/{id}``."""
 
-    def cancel_all(self, user: User, market_id: int | None = None) -> Result:
+    def cancel_all(self, user: Trader, market_id: int | None = None) -> Result:
         """``DELETE /orders``: ``cancelled`` lists the ids."""
 
-    def split(self, user: User, market_id: int, quantity: int) -> Result:
+    def split(self, user: Trader, market_id: int, quantity: int) -> Result:
         """``POST /markets/{id}/split``."""
 
-    def merge(self, user: User, market_id: int, quantity: int) -> Result:
+    def merge(self, user: Trader, market_id: int, quantity: int) -> Result:
         """``POST /markets/{id}/merge``."""
 
-    def split_event(self, user: User, event_id: int, quantity: int) -> Result:
+    def split_event(self, user: Trader, event_id: int, quantity: int) -> Result:
         """``POST /events/{id}/split``."""
 
-    def merge_event(self, user: User, event_id: int, quantity: int) -> Result:
+    def merge_event(self, user: Trader, event_id: int, quantity: int) -> Result:
         """``POST /events/{id}/merge``."""
 
-    def convert(self, user: User, event_id: int, outcome_ids: list[int],
+    def convert(self, user: Trader, event_id: int, outcome_ids: list[int],
                 quantity: int) -> Result:
         """NO of each listed outcome into YES of every other outcome."""
 
@@ -142,22 +142,22 @@ class Target(Protocol):
              ) -> BookLevels:
         """``GET /markets/{id}/orderbook``."""
 
-    def market(self, market_id: int) -> MarketInfo:
+    def market(self, market_id: int) -> Market:
         """``GET /markets/{id}``."""
 
-    def balance(self, user: User) -> Balance:
+    def balance(self, user: Trader) -> Balance:
         """``GET /balance``."""
 
-    def holdings(self, user: User) -> list[Holding]:
+    def holdings(self, user: Trader) -> list[Holding]:
         """``GET /positions``."""
 
-    def open_orders(self, user: User, market_id: int | None = None) -> list[OrderState]:
+    def open_orders(self, user: Trader, market_id: int | None = None) -> list[OrderState]:
         """``GET /orders?status=open``, oldest first."""
 
-    def order(self, user: User, order_id: int) -> OrderState | None:
+    def order(self, user: Trader, order_id: int) -> OrderState | None:
         """``GET /orders/{id}`` in any state (None where the API answers 404)."""
 
-    def audit(self) -> Audit:
+    def audit(self) -> AuditCheck:
         """``GET /admin/audit``."""
 
     def state_digest(self) -> str | None:

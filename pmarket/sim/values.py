@@ -1,10 +1,15 @@
-"""The values a simulator target speaks in: the public API's objects, as plain data.
+"""The values a simulator target speaks in: the public API's objects, and the
+simulator's own plain data.
 
-Money and prices are decimal strings ("0.57", "125.4000") as in ``docs/API.md``,
-quantities and ids integers; a refused request is a ``Rejection`` (the API's error code
-and message) inside a ``Result``, never an exception. Trade prices are in YES terms (the
-canonical book's price), order prices in their owner's terms. Both targets
-(``inprocess_target`` and ``http_target``) and the runner build and read these.
+The API's objects come from ``pmarket.api`` (``Balance``, ``Market``, ``ErrorDetail``: a
+refused request's code and message inside a ``Result``, never an exception). The rest
+is the simulator's: what a run needs beyond the API (``Trader`` with its credential,
+``OrderState`` with its owner and why it closed, ``Fill`` with both order ids) or less
+than it (``BookLevels`` and ``Holding``, which the engine alone can answer), as plain
+data built once per order of a load run. There, money and prices are decimal strings
+("0.57", "125.4000") as in ``docs/API.md``, quantities and ids integers; fill prices
+are in YES terms (the canonical book's price), order prices in their owner's terms. Both
+targets (``inprocess_target`` and ``http_target``) and the runner build and read these.
 """
 
 from __future__ import annotations
@@ -13,27 +18,28 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
 
+from ..api import Balance, ErrorDetail, Market
 from ..engine import units
 
 __all__ = [
-    "Audit",
+    "AuditCheck",
     "Balance",
     "BookLevels",
+    "ErrorDetail",
     "EventInfo",
+    "Fill",
     "Holding",
-    "MarketInfo",
+    "Market",
     "OrderRequest",
     "OrderState",
-    "Rejection",
     "Result",
-    "Trade",
-    "User",
+    "Trader",
     "price_text",
 ]
 
 
 @dataclass(frozen=True, slots=True)
-class User:
+class Trader:
     """A signed-up user; ``token`` authenticates its requests (None in-process)."""
 
     id: int
@@ -95,8 +101,9 @@ class OrderState(NamedTuple):
         return self.quantity - self.filled_quantity
 
 
-class Trade(NamedTuple):
-    """One trade; ``price`` in YES terms, ``kind`` transfer_yes|mint|merge|transfer_no."""
+class Fill(NamedTuple):
+    """One trade as the engine made it (the API's own trades are ``pmarket.api.Trade``):
+    ``price`` in YES terms, ``kind`` transfer_yes|mint|merge|transfer_no, both order ids."""
 
     id: int
     market_id: int
@@ -108,14 +115,6 @@ class Trade(NamedTuple):
     maker_order_id: int | None
     ts_ms: int
     fee: str = "0"  # what the taker paid (money)
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """A refused request: the API's error code and its human sentence."""
-
-    code: str
-    message: str
 
 
 @dataclass(slots=True)
@@ -132,9 +131,9 @@ class Result:
         payouts_total: money paid out by a resolution (decimal string).
     """
 
-    error: Rejection | None = None
+    error: ErrorDetail | None = None
     order: OrderState | None = None
-    trades: list[Trade] = field(default_factory=list)
+    trades: list[Fill] = field(default_factory=list)
     cancelled: list[int] = field(default_factory=list)
     items: list[Result] = field(default_factory=list)
     duplicate: bool = False
@@ -143,14 +142,6 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-@dataclass(frozen=True, slots=True)
-class Balance:
-    """``GET /balance``: cash available and reserved by open buys."""
-
-    available: str
-    reserved: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,25 +169,9 @@ class BookLevels:
 
 
 @dataclass(frozen=True, slots=True)
-class MarketInfo:
-    """``GET /markets/{id}`` (prices in YES terms)."""
-
-    id: int
-    event_id: int
-    status: str
-    tick_size: str
-    last_price: str | None
-    best_bid: str | None
-    best_ask: str | None
-    volume: int
-    open_interest: int
-    result: str | None = None
-    """None while the event is open; "yes", "no" or "void" once it is resolved."""
-
-
-@dataclass(frozen=True, slots=True)
-class Audit:
-    """``GET /admin/audit``: whether the money invariant holds, and what is wrong if not."""
+class AuditCheck:
+    """The simulator's verdict on ``GET /admin/audit``: whether the money invariant holds,
+    and what is wrong if not (``problems``, in words)."""
 
     ok: bool
     difference: str

@@ -20,7 +20,7 @@ from typing import ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
-from pmarket.client import DEFAULT_URL, AsyncClient, Auth, ClientError
+from pmarket.client import DEFAULT_URL, AdminAuth, AsyncClient, Auth, ClientError
 from pmarket.tui.screens.admin import AdminScreen
 from pmarket.tui.screens.dialogs import ChoiceDialog
 from pmarket.tui.screens.events import EventsScreen
@@ -68,14 +68,14 @@ class TradingApp(App[None]):
         self.api_key = api_key
         self.cursor_blink = cursor_blink
         self.api = api or AsyncClient(url)
-        self.auth: Auth | None = None
+        self.auth: Auth | AdminAuth | None = None
         self.titles: dict[int, str] = {}
         self.messages: list[tuple[str, str]] = []
 
     @property
     def role(self) -> str | None:
         """"user", "admin", or None before signing in."""
-        return self.auth.user.role if self.auth else None
+        return self.auth.role if self.auth else None
 
     def on_mount(self) -> None:
         self.switch_mode("login")
@@ -92,7 +92,8 @@ class TradingApp(App[None]):
             self.api.token = None
             self.fail(f"The API key was refused: {exc}. Sign in instead.")
             return
-        self.signed_in(Auth(key, user))
+        self.signed_in(AdminAuth(token=key, admin=user) if user.role == "admin"
+                       else Auth(token=key, user=user))
 
     async def on_unmount(self) -> None:
         await self.api.close()
@@ -107,21 +108,21 @@ class TradingApp(App[None]):
         self.messages.append(("error", message))
         self.notify(message, severity="error", timeout=8)
 
-    def signed_in(self, auth: Auth) -> None:
+    def signed_in(self, auth: Auth | AdminAuth) -> None:
         """Start a fresh session for ``auth``: rebuild the trading modes and enter."""
         self.auth = auth
         self.titles.clear()
         self.run_worker(self._enter(auth), exclusive=True, group="session",
                         exit_on_error=False)
 
-    async def _enter(self, auth: Auth) -> None:
+    async def _enter(self, auth: Auth | AdminAuth) -> None:
         for mode in SESSION_MODES:
             if mode in self._modes:
                 await self.remove_mode(mode)
-        for mode, screen in (ADMIN_MODES if auth.user.role == "admin" else USER_MODES).items():
+        for mode, screen in (ADMIN_MODES if auth.role == "admin" else USER_MODES).items():
             self.add_mode(mode, screen)
-        self.sub_title = f"{auth.user.name} ({auth.user.role})"
-        await self.switch_mode("admin" if auth.user.role == "admin" else "events")
+        self.sub_title = f"{auth.user.name} ({auth.role})"
+        await self.switch_mode("admin" if auth.role == "admin" else "events")
         self.say(f"Signed in as {auth.user.name} ({auth.user.email}).")
 
     def action_goto(self, mode: str) -> None:

@@ -84,7 +84,7 @@ def test_admin_signin_reads_the_admin_object_and_marks_the_role():
     api, _ = client_for({("POST", "/auth/admin/signin"): (200, {
         "token": "A", "admin": {"id": 9, "email": "root@x.io", "name": "Root"}})})
     auth = api.admin_signin("root@x.io", "pw")
-    assert auth.user.role == "admin" and api.token == "A"
+    assert auth.role == "admin" and auth.user == auth.admin and api.token == "A"
 
 
 def test_place_order_sends_prices_as_decimal_strings_and_omits_unset_fields():

@@ -1,7 +1,7 @@
 """Input limits at the HTTP edge: every field of every request model, every parameter.
 
 The walkers need no list of fields: request models are found from the OpenAPI
-document's request bodies (and every ``In`` model of ``pmarket.server.schemas`` must be
+document's request bodies (and every ``In`` model of ``pmarket.api`` must be
 one of them), their fields from each model's own JSON schema, the query and path
 parameters from the OpenAPI document. So a field or parameter added tomorrow is fuzzed
 too. For each one they send what the input limits refuse — NUL, other C0/C1 control
@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 import pytest
 
+from pmarket import api
 from pmarket.engine import CreateEvent, Outcome, PlaceOrder, Side, TimeInForce
-from pmarket.server import schemas
 from pmarket.server.errors import ApiError
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -209,8 +209,8 @@ async def test_every_field_of_every_request_model_refuses_what_the_limits_refuse
     openapi = (await client.http.get("/openapi.json")).json()
     defs = openapi["components"]["schemas"]
     models = request_models(openapi)
-    declared = {cls.__name__ for cls in vars(schemas).values()
-                if isinstance(cls, type) and issubclass(cls, schemas.In) and cls is not schemas.In}
+    declared = {cls.__name__ for cls in vars(api).values()
+                if isinstance(cls, type) and issubclass(cls, api.In) and cls is not api.In}
     assert declared <= set(models), f"request models without a route: {declared - set(models)}"
     world = await World().build(client)
     sent = 0

@@ -17,11 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from pmarket.server import schemas
+from pmarket import api
+from pmarket.api import fields
 
 FIRST = datetime(1970, 1, 1, tzinfo=UTC)
 LAST = datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)
-TIME = TypeAdapter(schemas.UtcTime)
+TIME = TypeAdapter(fields.UtcTime)
 OFFSETS = st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
 
 
@@ -51,9 +52,9 @@ def test_a_time_is_accepted_exactly_when_its_utc_instant_is_in_1970_to_9999(loca
 
 
 TEXT_TYPES = {
-    "title": (schemas.Title, 500), "description": (schemas.Text, 10_000),
-    "category": (schemas.Category, 100), "outcome": (schemas.OutcomeName, 200),
-    "name": (schemas.Name, 200), "search": (schemas.SearchText, 200),
+    "title": (fields.Title, 500), "description": (fields.Text, 10_000),
+    "category": (fields.Category, 100), "outcome": (fields.OutcomeName, 200),
+    "name": (fields.Name, 200), "search": (fields.SearchText, 200),
 }
 ANY_TEXT = st.one_of(st.text(st.characters(exclude_categories=()), max_size=8),
                      st.builds(lambda c, n: c * n, st.characters(exclude_categories=("Cs",)),
@@ -74,6 +75,6 @@ def test_a_text_is_accepted_exactly_when_it_is_storable_and_fits(field, text):
 @given(text=st.text(st.characters(exclude_categories=()), max_size=70))
 def test_a_client_order_id_is_accepted_exactly_when_it_is_1_to_64_printable_ascii(text):
     ok = 1 <= len(text) <= 64 and all(" " <= ch <= "~" for ch in text)
-    assert accepts(TypeAdapter(schemas.OrderCreate), {
+    assert accepts(TypeAdapter(api.OrderCreate), {
         "market_id": 1, "outcome": "yes", "side": "buy", "price": "0.5", "quantity": 1,
         "client_order_id": text}) == ok

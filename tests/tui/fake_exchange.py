@@ -1,11 +1,12 @@
 """A tiny in-memory stand-in for the pmarket server, spoken to over ``httpx.MockTransport``.
 
-It answers the endpoints the terminal uses with the shapes of API.md and deterministic
-data (fixed ids and timestamps), so screen tests and snapshots are reproducible. It does
-not match orders: resting orders only build the book, and an ioc/fok order (which could
-only fill by matching) comes back cancelled. It does check what the server checks before
-matching: a buy needs the cash, a sell needs free shares (``hold``). The end-to-end
-tests use the real embedded server instead.
+It answers the endpoints the terminal uses with the API's own objects (``pmarket.api``:
+every answer is built through its model, so the fake cannot drift from the contract) and
+deterministic data (fixed ids and timestamps), so screen tests and snapshots are
+reproducible. It does not match orders: resting orders only build the book, and an
+ioc/fok order (which could only fill by matching) comes back cancelled. It does check
+what the server checks before matching: a buy needs the cash, a sell needs free shares
+(``hold``). The end-to-end tests use the real embedded server instead.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from pmarket import api
 from pmarket.client import AsyncClient
 
 T0 = "2024-05-01T12:00:00Z"
@@ -24,7 +26,12 @@ ONE = Decimal(1)
 
 
 def _err(status: int, code: str, message: str) -> httpx.Response:
-    return httpx.Response(status, json={"error": {"code": code, "message": message}})
+    return _ok(api.Error, {"error": {"code": code, "message": message}}, status)
+
+
+def _ok(model: type[api.Out], body: dict, status: int = 200) -> httpx.Response:
+    """An answer of ``model``'s shape (the fake's data checked against it)."""
+    return httpx.Response(status, json=model.model_validate(body).to_json())
 
 
 class FakeExchange:
@@ -218,7 +225,7 @@ class FakeExchange:
         who = self.tokens.get(request.headers.get("authorization", "")[7:])
         parts = path.strip("/").split("/")
         if path == "/health":
-            return httpx.Response(200, json={"status": "ok", "components": {
+            return _ok(api.Health, {"status": "ok", "components": {
                 "engine": "ok", "database": "ok", "bus": "ok"}})
         if path == "/auth/signup":
             if body["email"] in self.users:
@@ -240,9 +247,9 @@ class FakeExchange:
                      if q in e["title"].lower()
                      and params.get("category", e["category"]) == e["category"]
                      and params.get("status", e["status"]) == e["status"]]
-            return httpx.Response(200, json={"items": items, "total": len(items)})
+            return _ok(api.Page[api.Event], {"items": items, "total": len(items)})
         if parts[0] == "events" and len(parts) == 2:
-            return httpx.Response(200, json=self._quoted(self.events[int(parts[1]) - 1]))
+            return _ok(api.Event, self._quoted(self.events[int(parts[1]) - 1]))
         if parts[0] == "markets":
             return self._market(int(parts[1]), parts[2] if len(parts) > 2 else "", params)
         if who is None:
@@ -260,24 +267,24 @@ class FakeExchange:
         token = f"tok-{role}-{user['id']}"
         self.tokens[token] = (role, user["email"])
         key = "admin" if role == "admin" else "user"
-        return httpx.Response(status, json={"token": token, key: {
-            "id": user["id"], "email": user["email"], "name": user["name"]}})
+        return _ok(api.AdminAuth if role == "admin" else api.Auth, {"token": token, key: {
+            "id": user["id"], "email": user["email"], "name": user["name"]}}, status)
 
     def _market(self, market_id: int, what: str, params: dict) -> httpx.Response:
         ev = self._event_of(market_id)
         if what == "orderbook":
-            return httpx.Response(200, json=self.book(market_id, params.get("view", "yes")))
+            return _ok(api.Book, self.book(market_id, params.get("view", "yes")))
         if what == "trades":
             items = [t for t in self.trades if t["market_id"] == market_id]
-            return httpx.Response(200, json={"items": items[::-1], "total": len(items)})
+            return _ok(api.Page[api.PublicTrade], {"items": items[::-1], "total": len(items)})
         if what == "candles":
             items = [{"start": t["executed_at"], "open": t["price"], "high": t["price"],
                       "low": t["price"], "close": t["price"], "volume": t["quantity"]}
                      for t in self.trades if t["market_id"] == market_id]
-            return httpx.Response(200, json={"items": items, "total": len(items)})
+            return _ok(api.Page[api.Candle], {"items": items, "total": len(items)})
         outcome = next(o for o in ev["outcomes"] if o["market_id"] == market_id)
         book = self.book(market_id)
-        return httpx.Response(200, json={
+        return _ok(api.Market, {
             "id": market_id, "event_id": ev["id"], "outcome_id": outcome["id"],
             "outcome_name": outcome["name"], "status": ev["status"], "tick_size": "0.01",
             "last_price": book["last_price"], "best_bid": book["best_bid"],
@@ -296,7 +303,7 @@ class FakeExchange:
     def _account(self, method: str, parts: list[str], body: dict, params: dict,
                  email: str) -> httpx.Response:
         if parts == ["balance"]:
-            return httpx.Response(200, json=self._balance(email))
+            return _ok(api.Balance, self._balance(email))
         if parts in (["onramp"], ["offramp"]):
             amount = Decimal(str(body["amount"]))
             if parts == ["offramp"]:
@@ -304,14 +311,14 @@ class FakeExchange:
                     return _err(409, "insufficient_balance", "Not enough available cash.")
                 amount = -amount
             self.cash[email] = self.cash.get(email, Decimal(0)) + amount
-            return httpx.Response(200, json=self._balance(email))
+            return _ok(api.Balance, self._balance(email))
         if parts == ["positions"]:
             mid = params.get("market_id")
             items = self._positions(email, int(mid) if mid else None)
-            return httpx.Response(200, json={"items": items, "total": len(items)})
+            return _ok(api.Page[api.Position], {"items": items, "total": len(items)})
         if parts == ["portfolio"]:
             bal = self._balance(email)
-            return httpx.Response(200, json={"balance": bal,
+            return _ok(api.Portfolio, {"balance": bal,
                                              "positions": self._positions(email),
                                              "positions_value": "0", "total_value":
                                              bal["total"], "pnl": "0"})
@@ -320,13 +327,13 @@ class FakeExchange:
             mine = [p for owner, p in reversed(self.payouts) if owner == email
                     and (eid is None or p["event_id"] == int(eid))]
             offset, limit = int(params.get("offset", 0)), int(params.get("limit", 50))
-            return httpx.Response(200, json={"items": mine[offset:offset + limit],
-                                             "total": len(mine)})
+            return _ok(api.Page[api.Payout], {"items": mine[offset:offset + limit],
+                                              "total": len(mine)})
         if parts == ["orders"] and method == "GET":
             mine = [self._public(o) for o in self.orders if o["owner"] == email
                     and (params.get("status") == "all" or o["status"] == "open")
                     and str(o["market_id"]) == params.get("market_id", str(o["market_id"]))]
-            return httpx.Response(200, json={"items": mine, "total": len(mine)})
+            return _ok(api.Page[api.Order], {"items": mine, "total": len(mine)})
         if parts == ["orders"] and method == "POST":
             return self._place(body, email)
         if parts == ["orders"] and method == "DELETE":
@@ -335,7 +342,7 @@ class FakeExchange:
                 if o["owner"] == email and o["status"] == "open":
                     o["status"] = "cancelled"
                     ids.append(o["id"])
-            return httpx.Response(200, json={"cancelled": ids})
+            return _ok(api.Cancelled, {"cancelled": ids})
         if parts[0] == "orders":
             order = next((o for o in self.orders if o["id"] == int(parts[1])
                           and o["owner"] == email), None)
@@ -347,8 +354,8 @@ class FakeExchange:
                 order["price"] = str(body.get("price", order["price"]))
                 order["quantity"] = body.get("quantity", order["quantity"])
                 order["remaining_quantity"] = order["quantity"] - order["filled_quantity"]
-                return httpx.Response(200, json={"order": self._public(order), "trades": []})
-            return httpx.Response(200, json=self._public(order))
+                return _ok(api.OrderResult, {"order": self._public(order), "trades": []})
+            return _ok(api.Order, self._public(order))
         return _err(404, "not_found", "No such route.")
 
     def _place(self, body: dict, email: str) -> httpx.Response:
@@ -369,35 +376,37 @@ class FakeExchange:
         order["time_in_force"] = body.get("time_in_force", "gtc")
         if order["time_in_force"] in ("ioc", "fok"):
             order["status"] = "cancelled"  # the fake never matches
-        return httpx.Response(201, json={"order": self._public(order), "trades": []})
+        return _ok(api.OrderResult, {"order": self._public(order), "trades": []}, 201)
 
     def _admin(self, method: str, parts: list[str], body: dict) -> httpx.Response:
         if parts == ["admin", "events"]:
             ev = self.add_event(body["title"], body.get("outcomes") or [],
                                 body.get("category", ""), body.get("fee_rate", "0.00"))
-            return httpx.Response(201, json=self._quoted(ev))
+            return _ok(api.Event, self._quoted(ev), 201)
         if parts == ["admin", "fees"]:
-            return httpx.Response(200, json={
+            return _ok(api.Fees, {
                 "total": str(sum(self.fees.values(), Decimal(0))),
                 "by_event": [{"event_id": eid, "amount": str(amount)}
                              for eid, amount in sorted(self.fees.items())]})
         if parts == ["admin", "audit"]:
-            return httpx.Response(200, json={
+            return _ok(api.Audit, {
                 "ok": True, "deposits": "100.00", "withdrawals": "0", "user_cash": "100.00",
-                "collateral": "0", "fees": "0", "difference": "0", "markets": []})
+                "collateral": "0", "fees": "0", "rounding": "0", "difference": "0",
+                "markets": []})
         if parts == ["admin", "users"]:
-            items = [{k: v for k, v in u.items() if k != "password"} | {"created_at": T0}
+            items = [{k: v for k, v in u.items() if k != "password"}
+                     | {"created_at": T0, "disabled": False, "disabled_at": None}
                      for u in self.users.values()]
-            return httpx.Response(200, json={"items": items, "total": len(items)})
+            return _ok(api.Page[api.AdminUser], {"items": items, "total": len(items)})
         ev = self.events[int(parts[2]) - 1]
         if len(parts) == 4 and parts[3] == "resolve":
             if ev["status"] == "resolved":
                 return _err(409, "already_resolved", "The event is already resolved.")
             paid = self.resolve(ev["id"], body.get("winning_outcome_id"),
                                 bool(body.get("void")))
-            return httpx.Response(200, json={"event": self._quoted(ev),
-                                             "payouts_total": f"{paid:.4f}"})
+            return _ok(api.Resolution, {"event": self._quoted(ev),
+                                        "payouts_total": f"{paid:.4f}"})
         if method == "PATCH":
             ev.update({k: v for k, v in body.items() if v is not None})
-            return httpx.Response(200, json=self._quoted(ev))
+            return _ok(api.Event, self._quoted(ev))
         return _err(404, "not_found", "No such route.")

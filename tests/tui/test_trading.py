@@ -24,8 +24,11 @@ def priced(draw):
 
 
 def position(yes: int = 0, no: int = 0, yes_reserved: int = 0, no_reserved: int = 0):
-    return Position(1, 1, 1, "Rain", yes, no, yes_reserved, no_reserved, None, None, None,
-                    Decimal(0), Decimal(0), Decimal(0))
+    return Position(market_id=1, event_id=1, outcome_id=1, outcome_name="Rain",
+                    yes_quantity=yes, no_quantity=no, yes_reserved=yes_reserved,
+                    no_reserved=no_reserved, avg_cost_yes=None, avg_cost_no=None,
+                    mark_price=None, value=Decimal(0), unrealized_pnl=Decimal(0),
+                    realized_pnl=Decimal(0))
 
 
 @given(priced(), st.integers(-50, 50))

@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy import func, or_, select
 
+from pmarket import api
 from pmarket.api import convert
 from pmarket.db import Balance, Market, Order, Payout, Position, Trade
 from pmarket.engine import Deposit, Withdraw
@@ -31,14 +32,6 @@ from ..deps import CurrentUser, RuntimeDep
 from ..exactjson import ExactJSONRoute
 from ..readmodel import ReadModel, serving
 from ..runtime import Runtime
-from ..schemas import (
-    AmountIn,
-    BalanceOut,
-    PayoutPage,
-    PortfolioOut,
-    PositionPage,
-    TradePage,
-)
 from .common import ERRORS, PageParams, QueryId, ok, page, read, tick
 
 router = APIRouter(route_class=ExactJSONRoute, tags=["account"], responses=ERRORS)
@@ -117,14 +110,14 @@ async def _money_command(runtime: Runtime, command) -> Any:
     return ok(balance_from_events(events, command.user_id) or views.balance(0, 0))
 
 
-@router.get("/balance", response_model=BalanceOut)
+@router.get("/balance", response_model=api.Balance)
 async def get_balance(user: CurrentUser, runtime: RuntimeDep):
     """Cash available, reserved by open buy orders, and their total."""
     return ok(await read_balance(runtime, user.id))
 
 
-@router.post("/onramp", response_model=BalanceOut)
-async def onramp(body: AmountIn, user: CurrentUser, runtime: RuntimeDep):
+@router.post("/onramp", response_model=api.Balance)
+async def onramp(body: api.AmountIn, user: CurrentUser, runtime: RuntimeDep):
     """Deposit cash (409 `balance_limit` past the per-account limit,
     `PMARKET_MAX_USER_BALANCE`; 422 `exchange_money_limit` if the exchange would then
     hold more than its overflow guard of $100 trillion)."""
@@ -133,13 +126,13 @@ async def onramp(body: AmountIn, user: CurrentUser, runtime: RuntimeDep):
         max_balance=runtime.settings.max_user_balance))
 
 
-@router.post("/offramp", response_model=BalanceOut)
-async def offramp(body: AmountIn, user: CurrentUser, runtime: RuntimeDep):
+@router.post("/offramp", response_model=api.Balance)
+async def offramp(body: api.AmountIn, user: CurrentUser, runtime: RuntimeDep):
     """Withdraw cash (409 if more than available)."""
     return await _money_command(runtime, Withdraw(user_id=user.id, amount=body.amount))
 
 
-@router.get("/positions", response_model=PositionPage)
+@router.get("/positions", response_model=api.Page[api.Position])
 async def positions(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
                     market_id: QueryId = None, event_id: QueryId = None):
     """Shares held per market, with cost basis, mark and P&L."""
@@ -148,7 +141,7 @@ async def positions(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
     return ok(page([views.public(p) for p in chosen], len(items)))
 
 
-@router.get("/portfolio", response_model=PortfolioOut)
+@router.get("/portfolio", response_model=api.Portfolio)
 async def portfolio(user: CurrentUser, runtime: RuntimeDep):
     """Balance, positions and their value and P&L."""
     model = await serving(runtime)
@@ -166,7 +159,7 @@ async def portfolio(user: CurrentUser, runtime: RuntimeDep):
                "pnl": views.money(pnl)})
 
 
-@router.get("/payouts", response_model=PayoutPage)
+@router.get("/payouts", response_model=api.Page[api.Payout])
 async def payouts(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
                   event_id: QueryId = None):
     """What resolutions paid the caller, position by position, newest first."""
@@ -193,7 +186,7 @@ async def payouts(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
                                  views.iso(p.paid_at)) for p, name in rows], total))
 
 
-@router.get("/trades", response_model=TradePage)
+@router.get("/trades", response_model=api.Page[api.Trade])
 async def my_trades(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
                     market_id: QueryId = None):
     """The caller's own fills, newest first, in their own terms."""

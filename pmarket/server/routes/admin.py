@@ -28,6 +28,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from sqlalchemy import func, select, update
 
+from pmarket import api
 from pmarket.db import Balance, Event, LedgerEntry, Market, Position, Trade, User
 from pmarket.db.types import to_ms
 from pmarket.engine import (
@@ -45,17 +46,6 @@ from .. import views
 from ..deps import CurrentAdmin, RuntimeDep
 from ..errors import ApiError, not_found
 from ..exactjson import ExactJSONRoute
-from ..schemas import (
-    AdminUserOut,
-    AdminUserPage,
-    AuditOut,
-    EventCreate,
-    EventOut,
-    EventResolve,
-    EventUpdate,
-    FeesOut,
-    ResolutionOut,
-)
 from ..sessions import next_auth_seq
 from .common import ERRORS, PageParams, ok, page, read
 from .events import read_event
@@ -70,8 +60,8 @@ _USER_COLUMNS = (User.id, User.email, User.name, User.created_at, User.disabled_
 _sweeps: set[asyncio.Task] = set()
 
 
-@router.post("/events", status_code=201, response_model=EventOut)
-async def create_event(body: EventCreate, _admin: CurrentAdmin, runtime: RuntimeDep):
+@router.post("/events", status_code=201, response_model=api.Event)
+async def create_event(body: api.EventCreate, _admin: CurrentAdmin, runtime: RuntimeDep):
     """Create an event: one market per outcome, or a single yes/no market."""
     if body.tick_size not in VALID_TICKS:
         raise ApiError(422, "invalid_field", "tick_size must be 0.01, 0.001 or 0.0001")
@@ -86,8 +76,8 @@ async def create_event(body: EventCreate, _admin: CurrentAdmin, runtime: Runtime
     return ok(await read_event(runtime, event_id), 201)
 
 
-@router.patch("/events/{event_id}", response_model=EventOut)
-async def update_event(event_id: EventId, body: EventUpdate, _admin: CurrentAdmin,
+@router.patch("/events/{event_id}", response_model=api.Event)
+async def update_event(event_id: EventId, body: api.EventUpdate, _admin: CurrentAdmin,
                        runtime: RuntimeDep):
     """Edit an event or close/reopen it (closing cancels its open orders)."""
     await runtime.gateway.send(UpdateEvent(
@@ -97,8 +87,8 @@ async def update_event(event_id: EventId, body: EventUpdate, _admin: CurrentAdmi
     return ok(await read_event(runtime, event_id))
 
 
-@router.post("/events/{event_id}/resolve", response_model=ResolutionOut)
-async def resolve_event(event_id: EventId, body: EventResolve, _admin: CurrentAdmin,
+@router.post("/events/{event_id}/resolve", response_model=api.Resolution)
+async def resolve_event(event_id: EventId, body: api.EventResolve, _admin: CurrentAdmin,
                         runtime: RuntimeDep):
     """Resolve with a winner (null: a single-outcome event's NO wins) or void it."""
     if body.void and body.winning_outcome_id is not None:
@@ -117,7 +107,7 @@ async def delete_event(event_id: EventId, _admin: CurrentAdmin, runtime: Runtime
     return Response(status_code=204)
 
 
-@router.get("/users", response_model=AdminUserPage)
+@router.get("/users", response_model=api.Page[api.AdminUser])
 async def list_users(_admin: CurrentAdmin, runtime: RuntimeDep, paging: PageParams):
     """Users, oldest first (public fields only)."""
     def query(conn):
@@ -183,7 +173,7 @@ def _disabled_at(runtime, user_id: int):
         return conn.execute(select(User.disabled_at).where(User.id == user_id)).scalar()
 
 
-@router.post("/users/{user_id}/disable", response_model=AdminUserOut)
+@router.post("/users/{user_id}/disable", response_model=api.AdminUser)
 async def disable_user(user_id: UserId, _admin: CurrentAdmin, runtime: RuntimeDep):
     """Disable a user: their tokens and API keys stop working at once (401), on every
     server, and their open orders are cancelled. Disabling twice is harmless."""
@@ -196,7 +186,7 @@ async def disable_user(user_id: UserId, _admin: CurrentAdmin, runtime: RuntimeDe
     return ok(_user_view(row))
 
 
-@router.post("/users/{user_id}/enable", response_model=AdminUserOut)
+@router.post("/users/{user_id}/enable", response_model=api.AdminUser)
 async def enable_user(user_id: UserId, _admin: CurrentAdmin, runtime: RuntimeDep):
     """Enable a disabled user again: they may sign in (old tokens stay revoked) and
     their API keys work again."""
@@ -276,13 +266,13 @@ def fees_by_event(conn) -> dict:
             "by_event": by_event}
 
 
-@router.get("/fees", response_model=FeesOut)
+@router.get("/fees", response_model=api.Fees)
 async def get_fees(_admin: CurrentAdmin, runtime: RuntimeDep):
     """Fees the exchange collected: the total and each event's part (taker fees only)."""
     return ok(await read(runtime, fees_by_event))
 
 
-@router.get("/audit", response_model=AuditOut)
+@router.get("/audit", response_model=api.Audit)
 async def get_audit(_admin: CurrentAdmin, runtime: RuntimeDep):
     """Does every unit of money deposited sit somewhere it should?"""
     return ok(await read(runtime, audit))

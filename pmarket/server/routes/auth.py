@@ -25,13 +25,13 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from pmarket import api
 from pmarket.db import Admin, User
 
 from ..deps import AuthLimited, CurrentPrincipal, RuntimeDep, SessionUser, client_address
 from ..errors import ApiError, not_found
 from ..exactjson import ExactJSONRoute
 from ..passwords import password_problem
-from ..schemas import AdminAuthOut, AuthOut, MeOut, SignIn, SignUp
 from ..security import HasherBusy, create_token
 from ..sessions import next_auth_seq
 from ..throttle import retry_after
@@ -51,9 +51,9 @@ def _public(row) -> dict:
     return {"id": row.id, "email": row.email, "name": row.name}
 
 
-@router.post("/auth/signup", status_code=201, response_model=AuthOut,
+@router.post("/auth/signup", status_code=201, response_model=api.Auth,
              dependencies=[AuthLimited])
-async def signup(body: SignUp, runtime: RuntimeDep):
+async def signup(body: api.SignUp, runtime: RuntimeDep):
     """Create a user account and return a token for it (422 ``weak_password`` says why a
     password is refused: shorter than 10, common, a run, or containing the e-mail's
     name)."""
@@ -118,8 +118,8 @@ async def _signin(runtime, request: Request, table, role: str, email: str, passw
     return row
 
 
-@router.post("/auth/signin", response_model=AuthOut, dependencies=[AuthLimited])
-async def signin(body: SignIn, request: Request, runtime: RuntimeDep):
+@router.post("/auth/signin", response_model=api.Auth, dependencies=[AuthLimited])
+async def signin(body: api.SignIn, request: Request, runtime: RuntimeDep):
     """Exchange a user's email and password for a token."""
     row = await _signin(runtime, request, User, "user", body.email, body.password)
     if row.disabled_at is not None:
@@ -143,8 +143,8 @@ async def signout_all(user: SessionUser, runtime: RuntimeDep):
     return Response(status_code=204)
 
 
-@router.post("/auth/admin/signin", response_model=AdminAuthOut, dependencies=[AuthLimited])
-async def admin_signin(body: SignIn, request: Request, runtime: RuntimeDep):
+@router.post("/auth/admin/signin", response_model=api.AdminAuth, dependencies=[AuthLimited])
+async def admin_signin(body: api.SignIn, request: Request, runtime: RuntimeDep):
     """Exchange an admin's email and password for an admin token."""
     row = await _signin(runtime, request, Admin, "admin", body.email, body.password)
     token = create_token(row.id, "admin", runtime.settings.jwt_secret,
@@ -152,7 +152,7 @@ async def admin_signin(body: SignIn, request: Request, runtime: RuntimeDep):
     return ok({"token": token, "admin": _public(row)})
 
 
-@router.get("/me", response_model=MeOut)
+@router.get("/me", response_model=api.Me)
 async def me(principal: CurrentPrincipal, runtime: RuntimeDep):
     """Who the token belongs to."""
     table = User if principal.role == "user" else Admin

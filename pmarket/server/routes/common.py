@@ -15,16 +15,17 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Query
 from sqlalchemy.orm import Session
 
+from pmarket import api
+
 from ..errors import JSON
 from ..runtime import Runtime
-from ..schemas import ErrorOut
 
 T = TypeVar("T")
 
 MAX_LIMIT = 500
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
+    code: {"model": api.Error} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
 """Documented error responses of every route (503: an outage, with ``Retry-After``)."""
 
 

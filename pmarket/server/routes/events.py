@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from sqlalchemy import func, select
 
+from pmarket import api
+from pmarket.api.fields import Category, SearchText
 from pmarket.db import Event, Market, title_search
 from pmarket.engine import Convert, MergeEvent, SplitEvent
 
@@ -26,16 +28,6 @@ from ..exactjson import ExactJSONRoute
 from ..marketdata import book_view
 from ..readmodel import serving
 from ..runtime import Runtime
-from ..schemas import (
-    Category,
-    ConvertIn,
-    EventBookOut,
-    EventOut,
-    EventPage,
-    EventSplitOut,
-    QuantityIn,
-    SearchText,
-)
 from .account import balance_from_events, read_positions
 from .common import ERRORS, PageParams, ok, page, read
 
@@ -99,7 +91,7 @@ async def read_event(runtime: Runtime, event_id: int) -> dict[str, Any]:
     return event_view(runtime, e, markets)
 
 
-@router.get("/events", response_model=EventPage,
+@router.get("/events", response_model=api.Page[api.Event],
             dependencies=[PublicLimited])
 async def list_events(runtime: RuntimeDep, paging: PageParams,
                       q: Annotated[SearchText | None, Query()] = None,
@@ -130,14 +122,14 @@ async def list_events(runtime: RuntimeDep, paging: PageParams,
     return ok(page([event_view(runtime, e, markets[e.id]) for e in events], total))
 
 
-@router.get("/events/{event_id}", response_model=EventOut,
+@router.get("/events/{event_id}", response_model=api.Event,
             dependencies=[PublicLimited])
 async def get_event(event_id: EventId, runtime: RuntimeDep):
     """One event with its outcomes."""
     return ok(await read_event(runtime, event_id))
 
 
-@router.get("/events/{event_id}/orderbook", response_model=EventBookOut,
+@router.get("/events/{event_id}/orderbook", response_model=api.EventBook,
             dependencies=[PublicLimited])
 async def event_book(event_id: EventId, runtime: RuntimeDep,
                      depth: Annotated[int | None, Query(ge=1, le=1000)] = None):
@@ -170,24 +162,24 @@ async def _event_collateral(runtime: Runtime, command, user_id: int, event_id: i
     return ok({"balance": balance, "positions": [views.public(p) for p in positions]})
 
 
-@router.post("/events/{event_id}/split", response_model=EventSplitOut)
-async def split_event(event_id: EventId, body: QuantityIn, user: CurrentUser,
+@router.post("/events/{event_id}/split", response_model=api.EventSplitResult)
+async def split_event(event_id: EventId, body: api.QuantityIn, user: CurrentUser,
                       runtime: RuntimeDep):
     """$1 per unit into one YES of every outcome (409 on a single-outcome event)."""
     return await _event_collateral(runtime, SplitEvent(
         user_id=user.id, event_id=event_id, quantity=body.quantity), user.id, event_id)
 
 
-@router.post("/events/{event_id}/merge", response_model=EventSplitOut)
-async def merge_event(event_id: EventId, body: QuantityIn, user: CurrentUser,
+@router.post("/events/{event_id}/merge", response_model=api.EventSplitResult)
+async def merge_event(event_id: EventId, body: api.QuantityIn, user: CurrentUser,
                       runtime: RuntimeDep):
     """One YES of every outcome back into $1 per unit (409 on a single-outcome event)."""
     return await _event_collateral(runtime, MergeEvent(
         user_id=user.id, event_id=event_id, quantity=body.quantity), user.id, event_id)
 
 
-@router.post("/events/{event_id}/convert", response_model=EventSplitOut)
-async def convert_event(event_id: EventId, body: ConvertIn, user: CurrentUser,
+@router.post("/events/{event_id}/convert", response_model=api.EventSplitResult)
+async def convert_event(event_id: EventId, body: api.ConvertIn, user: CurrentUser,
                         runtime: RuntimeDep):
     """NO of each chosen outcome into YES of every other outcome, plus $(k - 1) per unit
     for k chosen outcomes (409 on a single-outcome event or without the free NO shares;

@@ -15,19 +15,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from pmarket import api
 from pmarket.api import convert
 from pmarket.engine import DisarmHeartbeat, Heartbeat
 from pmarket.engine.events import DeadManState
 
 from ..deps import CurrentUser, RuntimeDep
-from ..schemas import HeartbeatIn, HeartbeatOut
 from .common import ERRORS, ok
 
 router = APIRouter(tags=["dead-man switch"], responses=ERRORS)
 
 
-@router.post("/heartbeat", response_model=HeartbeatOut)
-async def heartbeat(body: HeartbeatIn, user: CurrentUser, runtime: RuntimeDep):
+@router.post("/heartbeat", response_model=api.Heartbeat)
+async def heartbeat(body: api.HeartbeatIn, user: CurrentUser, runtime: RuntimeDep):
     """Arm the dead-man switch, or keep it armed: unless another heartbeat arrives
     within `timeout_s` (5 to 300), every open order of the caller is cancelled and the
     switch turns off. `fired_at` is set when it fired since the previous heartbeat."""

@@ -22,13 +22,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from sqlalchemy import func, insert, select, update
 
+from pmarket import api
 from pmarket.db import ApiKey, User
 
 from .. import views
 from ..deps import CurrentUser, RuntimeDep, SessionUser
 from ..errors import ApiError, not_found
 from ..exactjson import ExactJSONRoute
-from ..schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPage
 from ..security import api_key_digest, new_api_key
 from ..sessions import next_auth_seq
 from .common import ERRORS, PageParams, ok, page, read
@@ -48,8 +48,8 @@ def _scopes(requested: list[str]) -> list[str]:
     return ["read", "trade"] if "trade" in chosen else ["read"]
 
 
-@router.post("/api-keys", status_code=201, response_model=ApiKeyCreated)
-async def create_key(body: ApiKeyCreate, user: SessionUser, runtime: RuntimeDep):
+@router.post("/api-keys", status_code=201, response_model=api.ApiKeyCreated)
+async def create_key(body: api.ApiKeyCreate, user: SessionUser, runtime: RuntimeDep):
     """Create a key; its secret (``key``) is in this answer only (409 past 20 keys)."""
     scopes = _scopes(body.scopes)
     key = new_api_key()
@@ -77,7 +77,7 @@ async def create_key(body: ApiKeyCreate, user: SessionUser, runtime: RuntimeDep)
                "created_at": views.iso(now)}, 201)
 
 
-@router.get("/api-keys", response_model=ApiKeyPage)
+@router.get("/api-keys", response_model=api.Page[api.ApiKey])
 async def list_keys(user: CurrentUser, runtime: RuntimeDep, paging: PageParams):
     """The caller's keys that are not revoked, oldest first (never their secret)."""
     def query(conn):

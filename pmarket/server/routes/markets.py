@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from sqlalchemy import func, select
 
+from pmarket import api
+from pmarket.api.fields import UtcTime
 from pmarket.db import Candle, Event, Market, Trade
 from pmarket.engine import Merge, Split
 from pmarket.engine.units import format_units
@@ -28,15 +30,6 @@ from ..exactjson import ExactJSONRoute
 from ..marketdata import book_view
 from ..readmodel import serving
 from ..runtime import Runtime
-from ..schemas import (
-    BookOut,
-    CandlePage,
-    MarketOut,
-    PublicTradePage,
-    QuantityIn,
-    SplitOut,
-    UtcTime,
-)
 from .account import balance_from_events, read_positions
 from .common import ERRORS, PageParams, ok, page, read, tick
 
@@ -55,7 +48,7 @@ async def replica_market(runtime: Runtime, market_id: int):
     return m
 
 
-@router.get("/markets/{market_id}", response_model=MarketOut,
+@router.get("/markets/{market_id}", response_model=api.Market,
             dependencies=[PublicLimited])
 async def get_market(market_id: MarketId, runtime: RuntimeDep):
     """A market's status, tick, prices, volume, open interest and result."""
@@ -85,7 +78,7 @@ async def get_market(market_id: MarketId, runtime: RuntimeDep):
     })
 
 
-@router.get("/markets/{market_id}/orderbook", response_model=BookOut,
+@router.get("/markets/{market_id}/orderbook", response_model=api.Book,
             dependencies=[PublicLimited])
 async def market_book(market_id: MarketId, runtime: RuntimeDep, depth: Depth = None,
                       view: Literal["yes", "no"] = "yes"):
@@ -94,7 +87,7 @@ async def market_book(market_id: MarketId, runtime: RuntimeDep, depth: Depth = N
     return ok(book_view(m, view, depth))
 
 
-@router.get("/markets/{market_id}/trades", response_model=PublicTradePage,
+@router.get("/markets/{market_id}/trades", response_model=api.Page[api.PublicTrade],
             dependencies=[PublicLimited])
 async def market_trades(market_id: MarketId, runtime: RuntimeDep, paging: PageParams):
     """The market's trades, newest first, prices in YES terms."""
@@ -114,7 +107,7 @@ async def market_trades(market_id: MarketId, runtime: RuntimeDep, paging: PagePa
     return ok(page([views.public_trade_row(r, t) for r in rows], total))
 
 
-@router.get("/markets/{market_id}/candles", response_model=CandlePage,
+@router.get("/markets/{market_id}/candles", response_model=api.Page[api.Candle],
             dependencies=[PublicLimited])
 async def market_candles(market_id: MarketId, runtime: RuntimeDep, paging: PageParams,
                          interval: Literal["1m", "5m", "1h", "1d"] = "1m",
@@ -151,16 +144,16 @@ async def _collateral(runtime: Runtime, command, user_id: int, market_id: int):
                "position": views.public(positions[0]) if positions else None})
 
 
-@router.post("/markets/{market_id}/split", response_model=SplitOut)
-async def split(market_id: MarketId, body: QuantityIn, user: CurrentUser,
+@router.post("/markets/{market_id}/split", response_model=api.SplitResult)
+async def split(market_id: MarketId, body: api.QuantityIn, user: CurrentUser,
                 runtime: RuntimeDep):
     """Turn $1 per unit into one YES and one NO of the market."""
     return await _collateral(runtime, Split(user_id=user.id, market_id=market_id,
                                             quantity=body.quantity), user.id, market_id)
 
 
-@router.post("/markets/{market_id}/merge", response_model=SplitOut)
-async def merge(market_id: MarketId, body: QuantityIn, user: CurrentUser,
+@router.post("/markets/{market_id}/merge", response_model=api.SplitResult)
+async def merge(market_id: MarketId, body: api.QuantityIn, user: CurrentUser,
                 runtime: RuntimeDep):
     """Turn one YES and one NO of the market back into $1 per unit."""
     return await _collateral(runtime, Merge(user_id=user.id, market_id=market_id,

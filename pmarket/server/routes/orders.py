@@ -20,6 +20,7 @@ from fastapi import APIRouter, Query
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
+from pmarket import api
 from pmarket.api import convert
 from pmarket.db import Order
 from pmarket.db.types import to_ms
@@ -44,16 +45,6 @@ from ..exactjson import ExactJSONRoute
 from ..gateway import rejection_error
 from ..readmodel import ReadModel, serving
 from ..runtime import Runtime
-from ..schemas import (
-    BatchOut,
-    CancelledOut,
-    OrderBatch,
-    OrderCreate,
-    OrderModify,
-    OrderOut,
-    OrderPage,
-    OrderResult,
-)
 from .common import ERRORS, PageParams, QueryId, ok, page, read, tick
 
 router = APIRouter(route_class=ExactJSONRoute, tags=["orders"], responses=ERRORS)
@@ -61,7 +52,7 @@ router = APIRouter(route_class=ExactJSONRoute, tags=["orders"], responses=ERRORS
 OPEN = ("open", "partially_filled")
 
 
-def place_command(user_id: int, body: OrderCreate) -> PlaceOrder:
+def place_command(user_id: int, body: api.OrderCreate) -> PlaceOrder:
     """The engine command for an order request (422 for an inconsistent request)."""
     if body.type == "limit" and body.price is None:
         raise ApiError(422, "invalid_field", "price: a limit order needs a price")
@@ -103,15 +94,15 @@ def split_batch(events: list[EngineEvent]) -> list[list[EngineEvent]]:
     return parts
 
 
-@router.post("/orders", status_code=201, response_model=OrderResult)
-async def place_order(body: OrderCreate, user: CurrentUser, runtime: RuntimeDep):
+@router.post("/orders", status_code=201, response_model=api.OrderResult)
+async def place_order(body: api.OrderCreate, user: CurrentUser, runtime: RuntimeDep):
     """Place an order; an ioc/fok/market remainder comes back cancelled, still 201."""
     events = await runtime.gateway.send(place_command(user.id, body))
     return ok(order_result(runtime, events), 201)
 
 
-@router.post("/orders/batch", response_model=BatchOut)
-async def place_batch(body: OrderBatch, user: CurrentUser, runtime: RuntimeDep):
+@router.post("/orders/batch", response_model=api.BatchResult)
+async def place_batch(body: api.OrderBatch, user: CurrentUser, runtime: RuntimeDep):
     """Place up to 20 orders; each result (order or error) in request order. An invalid
     or rejected item gets its own error and the others still go through; only a
     malformed envelope (no ``orders`` list, more than 20 items) fails the request."""
@@ -119,7 +110,7 @@ async def place_batch(body: OrderBatch, user: CurrentUser, runtime: RuntimeDep):
     commands = []
     for i, raw in enumerate(body.orders):
         try:
-            item = OrderCreate.model_validate(raw)
+            item = api.OrderCreate.model_validate(raw)
             commands.append((i, place_command(user.id, item)))
         except ValidationError as exc:
             results[i] = {"error": {"code": "invalid_field",
@@ -151,7 +142,7 @@ def open_order_view(runtime: Runtime, model: ReadModel, order: OrderState) -> or
     return view
 
 
-@router.get("/orders", response_model=OrderPage)
+@router.get("/orders", response_model=api.Page[api.Order])
 async def list_orders(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
                       status: Annotated[Literal["open", "all"], Query()] = "all",
                       market_id: QueryId = None):
@@ -178,7 +169,7 @@ async def list_orders(user: CurrentUser, runtime: RuntimeDep, paging: PageParams
     return ok(page([views.order_row(o, tick(runtime, o.market_id)) for o in rows], total))
 
 
-@router.get("/orders/{order_id}", response_model=OrderOut)
+@router.get("/orders/{order_id}", response_model=api.Order)
 async def get_order(order_id: OrderId, user: CurrentUser, runtime: RuntimeDep):
     """One of the caller's orders (404 if it is not theirs)."""
     model = await serving(runtime)
@@ -213,8 +204,8 @@ async def _closed_or_missing(runtime: Runtime, user_id: int, order_id: int,
     return ApiError(409, "order_not_open", f"order {order.id} is {order.status}")
 
 
-@router.patch("/orders/{order_id}", response_model=OrderResult)
-async def modify_order(order_id: OrderId, body: OrderModify, user: CurrentUser,
+@router.patch("/orders/{order_id}", response_model=api.OrderResult)
+async def modify_order(order_id: OrderId, body: api.OrderModify, user: CurrentUser,
                        runtime: RuntimeDep):
     """Change an open order's price and/or total quantity (filled part included)."""
     if body.price is None and body.quantity is None:
@@ -227,7 +218,7 @@ async def modify_order(order_id: OrderId, body: OrderModify, user: CurrentUser,
     return ok(order_result(runtime, events))
 
 
-@router.delete("/orders/{order_id}", response_model=OrderOut)
+@router.delete("/orders/{order_id}", response_model=api.Order)
 async def cancel_order(order_id: OrderId, user: CurrentUser, runtime: RuntimeDep):
     """Cancel one of the caller's open orders (409 if it is no longer open)."""
     # Straight to the engine (the authority on open orders); the database is only
@@ -240,7 +231,7 @@ async def cancel_order(order_id: OrderId, user: CurrentUser, runtime: RuntimeDep
     return ok(convert.order(ev, tick(runtime, ev.market_id)))
 
 
-@router.delete("/orders", response_model=CancelledOut)
+@router.delete("/orders", response_model=api.Cancelled)
 async def cancel_all(user: CurrentUser, runtime: RuntimeDep, market_id: QueryId = None):
     """Cancel every open order of the caller (optionally in one market)."""
     events = await runtime.gateway.send(CancelAll(user_id=user.id, market_id=market_id))

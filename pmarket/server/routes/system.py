@@ -27,6 +27,7 @@ import time
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from pmarket import api
 from pmarket.bus import encode_command
 from pmarket.engine import Expire
 from pmarket.worker import WORKER_GROUP
@@ -35,7 +36,6 @@ from pmarket.worker.parked import projection_health
 from ..deps import RuntimeDep
 from ..errors import JSON
 from ..exactjson import ExactJSONRoute
-from ..schemas import HealthOut
 
 router = APIRouter(route_class=ExactJSONRoute, tags=["system"])
 
@@ -46,8 +46,8 @@ def _component(ok: bool, detail: str, **extra) -> dict:
     return {"status": "ok" if ok else "down", "detail": detail, **extra}
 
 
-@router.get("/health", response_model=HealthOut,
-            responses={503: {"model": HealthOut, "description": "a component is down"}})
+@router.get("/health", response_model=api.Health,
+            responses={503: {"model": api.Health, "description": "a component is down"}})
 async def health(runtime: RuntimeDep):
     """Status of the engine, the database, the bus and the market-data feed.
 

@@ -287,7 +287,7 @@ class AdminScreen(ApiScreen):
         titles = {e.id: e.title for e in self.events}
         text = Text()
         text.append(f"{'total':<40}{fmt.money(fees.total):>18}\n\n", style="bold")
-        for event_id, amount in sorted(fees.by_event.items(), key=lambda kv: -kv[1])[:50]:
+        for event_id, amount in sorted(fees.amounts().items(), key=lambda kv: -kv[1])[:50]:
             name = f"#{event_id} {titles.get(event_id, '')}"[:38]
             text.append(f"{name:<40}{fmt.money(amount):>18}\n")
         if not fees.by_event:

@@ -34,9 +34,10 @@ def with_trade(candles: list[Candle], trade: PublicTrade, interval: str) -> list
     p, q = trade.price, trade.quantity
     if candles and candles[-1].start is not None and candles[-1].start >= start:
         last = candles[-1]
-        return [*candles[:-1], Candle(last.start, last.open, max(last.high, p),
-                                      min(last.low, p), p, last.volume + q)]
-    return [*candles, Candle(start, p, p, p, p, q)]
+        return [*candles[:-1], last.model_copy(update={
+            "high": max(last.high, p), "low": min(last.low, p), "close": p,
+            "volume": last.volume + q})]
+    return [*candles, Candle(start=start, open=p, high=p, low=p, close=p, volume=q)]
 
 
 class CandleChart(Static):
