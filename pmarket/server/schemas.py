@@ -644,6 +644,9 @@ class FeesOut(BaseModel):
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     components: dict[str, Any]
+    # the background checks' interval, timeout and the age beyond which a result is
+    # stale (reported down): seconds (server/health.py)
+    checks: dict[str, float]
 
 
 # --- dead-man switch -----------------------------------------------------------------
