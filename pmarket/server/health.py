@@ -13,6 +13,11 @@ server is. Before, the request ran the checks itself: a thread for each database
 the engine's round trip and the bus, each waiting a full turn behind the queue of
 requests, made ``/health`` 50-100 ms on a server saturated by reads that answered in 3.
 
+The engine's round trip writes a command to the log, so it runs only while ``/health``
+is being asked (a request in the last ``DEMAND_S``, 30 s): an exchange nobody probes logs
+nothing, and the first request after a quiet spell waits for a fresh round trip (at most
+``timeout_s``), as every request did before. The others read only, and run always.
+
 What needs no waiting is still read in the request: the market-data replica, the read
 model, the embedded engine and worker tasks (or the worker process), the credential
 cache (``sessions``).
@@ -44,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -63,6 +69,9 @@ GRACE_S = 1.0
 """How much older than ``interval_s + timeout_s`` a result may be before it is stale
 (the event loop's delays on a saturated server are well below it)."""
 
+DEMAND_S = 30.0
+"""An on-demand probe keeps running this long after the last ``/health`` request."""
+
 Check = Callable[[], Awaitable[dict[str, Any]]]
 
 
@@ -75,10 +84,15 @@ class Probe:
         failure: the status of an attempt that raised or timed out (``down`` for what
             this instance cannot serve without, ``degraded`` for what every instance
             shares).
+        on_demand: run only while ``/health`` is asked (a request within ``DEMAND_S``):
+            for a check that writes — the engine's round trip puts a command in the
+            log — so that an exchange nobody probes logs nothing. The first request
+            after a quiet spell waits for a fresh attempt.
     """
 
     check: Check
     failure: str = "down"
+    on_demand: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +129,10 @@ class HealthMonitor:
         self.clock = clock
         self.results: dict[str, Result] = {}
         self.running_since: dict[str, float] = {}  # the attempt in flight, per probe
-        self._settled = asyncio.Event()  # every probe has a result
+        self.asked_at = -math.inf  # the last /health request
+        self.started_at = clock()
+        self._parked: dict[str, asyncio.Event] = {}  # on-demand probes nobody asked for
+        self._waiters: dict[str, list[asyncio.Future]] = {}  # for a probe's next result
 
     @property
     def bounds(self) -> dict[str, float]:
@@ -138,11 +155,17 @@ class HealthMonitor:
 
     async def _loop(self, name: str, probe: Probe, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            if probe.on_demand and self.clock() - self.asked_at > DEMAND_S:
+                wake = self._parked[name] = asyncio.Event()
+                await _first_of(wake.wait(), stop.wait())
+                self._parked.pop(name, None)
+                continue
             result = await self._attempt(name, probe)
             self._note(name, self.results.get(name), result)
             self.results[name] = result
-            if len(self.results) == len(self.probes):
-                self._settled.set()
+            for waiter in self._waiters.pop(name, []):
+                if not waiter.done():
+                    waiter.set_result(None)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval_s)
 
@@ -171,13 +194,28 @@ class HealthMonitor:
         elif status != was:
             log.info("health: %s is ok again", name)
 
-    async def settled(self) -> None:
-        """Wait until every probe has a result (only the server's first moments wait),
-        at most ``timeout_s + GRACE_S``; a probe still without one reports ``down``."""
-        if self._settled.is_set():
-            return  # no suspension: /health stays one turn of the event loop
+    async def ready(self) -> None:
+        """Note a ``/health`` request, and wait (at most ``timeout_s + GRACE_S``) only for
+        the probes without a result yet — the server's first moments — and the
+        on-demand probes parked since the last request more than ``DEMAND_S`` ago,
+        which it wakes. Otherwise it returns without suspending: ``/health`` stays one
+        turn of the event loop."""
+        now = self.asked_at = self.clock()
+        starting = now - self.started_at <= self.timeout_s + GRACE_S
+        waiting = [name for name in self.probes
+                   if name in self._parked or (starting and name not in self.results)]
+        if not waiting:
+            return
+        loop = asyncio.get_running_loop()
+        futures = []
+        for name in waiting:
+            futures.append(loop.create_future())
+            self._waiters.setdefault(name, []).append(futures[-1])
+            wake = self._parked.get(name)
+            if wake is not None:
+                wake.set()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._settled.wait(), self.timeout_s + GRACE_S)
+            await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s + GRACE_S)
 
     def component(self, name: str) -> dict[str, Any]:
         """The latest result of ``name`` with its age, or ``down`` when it is stale or
@@ -201,6 +239,16 @@ class HealthMonitor:
                           f"{pending}; it said {last['status']}: {last['detail']}"}
 
 
+async def _first_of(*waits: Awaitable[Any]) -> None:
+    """Wait until the first of ``waits`` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
 def _component(ok: bool, detail: str, **extra: Any) -> dict[str, Any]:
     return {"status": "ok" if ok else "down", "detail": detail, **extra}
 
@@ -221,7 +269,7 @@ def probes(runtime: Runtime) -> dict[str, Probe]:
         return await projection_health(runtime.db, runtime.bus, runtime.replica.stream)
 
     return {"database": Probe(database), "bus": Probe(bus),
-            "engine": Probe(lambda: _engine(runtime)),
+            "engine": Probe(lambda: _engine(runtime), on_demand=True),
             "worker": Probe(lambda: _projection(runtime), failure="degraded"),
             "projection": Probe(projection)}
 

@@ -8,6 +8,7 @@ import contextlib
 
 import pytest
 
+from pmarket.server import health
 from pmarket.server.health import GRACE_S, HealthMonitor, Probe
 
 
@@ -51,7 +52,7 @@ async def test_probes_run_concurrently():
     monitor = HealthMonitor({"a": Probe(waits_for("a", "b")), "b": Probe(waits_for("b", "c")),
                              "c": Probe(waits_for("c", "a"))}, interval_s=0.05, timeout_s=5)
     async with running(monitor):
-        await asyncio.wait_for(monitor.settled(), 10)
+        await asyncio.wait_for(monitor.ready(), 10)
         assert [monitor.component(n)["status"] for n in "abc"] == ["ok", "ok", "ok"]
 
 
@@ -84,7 +85,7 @@ async def test_an_attempt_past_the_timeout_fails_and_the_others_go_on():
     monitor = HealthMonitor({"hangs": Probe(hangs), "shared": Probe(hangs, failure="degraded"),
                              "fine": Probe(ok())}, interval_s=0.02, timeout_s=0.3)
     async with running(monitor):
-        await asyncio.wait_for(monitor.settled(), 10)
+        await asyncio.wait_for(monitor.ready(), 10)
         assert monitor.component("hangs") | {"age_ms": 0, "check_ms": 0} == {
             "status": "down", "detail": "no answer within 0.3 s", "age_ms": 0, "check_ms": 0}
         assert monitor.component("shared")["status"] == "degraded"
@@ -98,7 +99,7 @@ async def test_an_exception_is_a_failure_that_names_it():
 
     monitor = HealthMonitor({"db": Probe(breaks)}, interval_s=0.02, timeout_s=1)
     async with running(monitor):
-        await asyncio.wait_for(monitor.settled(), 10)
+        await asyncio.wait_for(monitor.ready(), 10)
         component = monitor.component("db")
         assert component["status"] == "down"
         assert component["detail"] == ("ConnectionRefusedError: the database refused the "
@@ -126,7 +127,7 @@ async def test_a_stuck_checker_is_reported_stale_never_ok():
                             interval_s=0.05, timeout_s=0.2)
     try:
         async with running(monitor):
-            await asyncio.wait_for(monitor.settled(), 10)
+            await asyncio.wait_for(monitor.ready(), 10)
             assert monitor.component("bus")["status"] == "ok"
             await until(lambda: calls >= 2, what="the second attempt")
             seen_ok_at = []
@@ -163,14 +164,14 @@ async def test_a_probe_without_a_result_is_down():
         assert component["detail"].startswith("not checked yet; an attempt has been running")
 
 
-async def test_settled_does_not_suspend_once_every_probe_answered():
+async def test_ready_does_not_suspend_once_every_probe_answered():
     """/health must cost one turn of the event loop: once settled, awaiting it returns
     without suspending."""
     monitor = HealthMonitor({"a": Probe(ok()), "b": Probe(ok())}, interval_s=0.05,
                             timeout_s=1)
     async with running(monitor):
-        await asyncio.wait_for(monitor.settled(), 10)
-        waiting = monitor.settled()
+        await asyncio.wait_for(monitor.ready(), 10)
+        waiting = monitor.ready()
         with pytest.raises(StopIteration):
             waiting.send(None)
 
@@ -180,3 +181,33 @@ async def test_settled_does_not_suspend_once_every_probe_answered():
 def test_a_bound_not_above_zero_is_refused(interval, timeout):
     with pytest.raises(ValueError, match="above 0 s"):
         HealthMonitor({}, interval_s=interval, timeout_s=timeout)
+
+
+async def test_an_on_demand_probe_runs_only_while_health_is_asked(monkeypatch):
+    """The engine's probe writes to the log: parked while nobody asks, woken (and
+    waited for) by a request, parked again ``DEMAND_S`` after the last one."""
+    monkeypatch.setattr(health, "DEMAND_S", 0.3)
+    calls = 0
+
+    async def writes():
+        nonlocal calls
+        calls += 1
+        return {"status": "ok", "detail": f"round trip {calls}"}
+
+    monitor = HealthMonitor({"engine": Probe(writes, on_demand=True), "db": Probe(ok())},
+                            interval_s=0.02, timeout_s=1)
+    async with running(monitor):
+        await until(lambda: "db" in monitor.results, what="the read-only probe")
+        await asyncio.sleep(0.2)
+        assert calls == 0  # nobody asked
+        await asyncio.wait_for(monitor.ready(), 10)  # wakes it and waits for the result
+        assert calls >= 1 and monitor.component("engine")["status"] == "ok"
+        await until(lambda: calls >= 5, what="attempts while asked")
+        await asyncio.sleep(0.6)  # DEMAND_S passes without a request: parked again
+        parked_at = calls
+        await asyncio.sleep(0.3)
+        assert calls == parked_at
+        assert "engine" in monitor._parked
+        await asyncio.wait_for(monitor.ready(), 10)  # the first request after a quiet spell
+        assert calls == parked_at + 1
+        assert monitor.component("engine")["age_ms"] < 1000

@@ -28,7 +28,7 @@ async def health(runtime: RuntimeDep):
 
     The latest result of each background check, with its age (``age_ms``); one older
     than ``checks.max_age_s`` is reported ``down`` (stale), never ``ok``."""
-    await runtime.health.settled()  # waits only in the server's first moments
+    await runtime.health.ready()  # waits only at first, and after a quiet spell
     body, status = checks.report(runtime)
     return JSON(body, status_code=status)
 
