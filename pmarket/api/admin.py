@@ -127,6 +127,9 @@ class Health(Out):
 
     status: Literal["ok", "degraded"]
     components: dict[str, Any]
+    checks: dict[str, float] = {}
+    """The background checks' ``interval_s``, ``timeout_s`` and ``max_age_s`` (beyond
+    it a result is stale and reported down), in seconds (``server/health.py``)."""
 
     @property
     def ok(self) -> bool:

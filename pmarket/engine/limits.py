@@ -1,7 +1,7 @@
 """Input limits: the one place that says what pmarket accepts and therefore can store.
 
 Everything a client controls passes these rules twice: at the HTTP edge
-(``pmarket.server.schemas``, a 422 ``invalid_field``) and again in the engine's command
+(``pmarket.api.fields``, a 422 ``invalid_field``) and again in the engine's command
 handlers (a ``rejected`` event with reason ``invalid_field``), because commands also
 arrive without the HTTP layer (Redis, the simulator, embedded callers). The rules are
 chosen so that every value that passes can be stored by every database backend

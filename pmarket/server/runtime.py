@@ -10,9 +10,10 @@ service (snapshots beside the database, event stream journaled by
 then it seeds the market-data replica and the read model (``readmodel``, unless
 ``read_model`` is off) from the database and starts following the event stream, and the
 supervisor (``supervision``: liveness mark, reaping dead servers' groups,
-watching the projection). ``Runtime.stop`` reverses it: the engine finishes its batch and
-writes a snapshot, the worker and the replica stop, this server's consumer group is
-deleted, the lock is released.
+watching the projection) and ``/health``'s background checks (``health``).
+``Runtime.stop`` reverses it: the engine finishes its batch and writes a snapshot, the
+worker and the replica stop, this server's consumer group is deleted, the lock is
+released.
 
 A deployment server starts while Redis is down (nothing in ``start`` waits for it): it
 serves degraded — ``/health`` 503, writes 503 with ``Retry-After`` — and heals when
@@ -42,6 +43,7 @@ from pmarket.worker.process import WorkerProcess
 from .consistency import ProjectionProgress, ProjectionWatch, ReadBarrier
 from .dblock import DatabaseLock, LockGuard, acquire_database_lock
 from .gateway import Gateway
+from .health import HealthMonitor, probes
 from .marketdata import Replica
 from .metrics import Metrics
 from .ratelimit import RateLimiter
@@ -94,6 +96,7 @@ class Runtime:
     worker: object | None = None
     watch: ProjectionWatch = None  # type: ignore[assignment]
     supervisor: Supervisor = None  # type: ignore[assignment]
+    health: HealthMonitor = None  # type: ignore[assignment]
     lock: DatabaseLock | None = None  # embedded: this database's lock (``dblock``)
     lock_guard: LockGuard | None = None
     tasks: dict[str, asyncio.Task] = field(default_factory=dict)
@@ -149,6 +152,9 @@ class Runtime:
         self.supervisor = Supervisor(self.bus, self.replica.stream, self.watch,
                                      reap_after_s=s.reap_groups_after_s)
         self._spawn("supervisor", self.supervisor.run(self.stopping))
+        self.health = HealthMonitor(probes(self), interval_s=s.health_interval_s,
+                                    timeout_s=s.health_timeout_s)
+        self._spawn("health", self.health.run(self.stopping))
 
     async def _hold_database_lock(self) -> None:
         """Take the database's lock (unless handed one) and keep it held while we run.
@@ -232,7 +238,7 @@ class Runtime:
     async def stop(self) -> None:
         """Stop everything started, engine last so it snapshots what was applied."""
         self.stopping.set()
-        for name in ("sessions", "supervisor", "replica", "worker", "engine", "lock"):
+        for name in ("health", "sessions", "supervisor", "replica", "worker", "engine", "lock"):
             task = self.tasks.get(name)
             if task is not None:
                 with contextlib.suppress(Exception, asyncio.CancelledError):

@@ -45,6 +45,20 @@ def _env_float(name: str, default: float) -> float:
     return float(value) if value else default
 
 
+def _env_seconds(name: str, default: float) -> float:
+    """A duration above 0 from the environment (a clear error otherwise)."""
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"{name} must be a number of seconds above 0, not {value!r}")
+    return seconds
+
+
 def _env_money(name: str, default: int) -> int:
     """Dollars from the environment ("10000000", "0" for none) as units."""
     value = os.environ.get(name)
@@ -120,6 +134,11 @@ class Settings:
         worker_stall_s: the database projection counts as stalled (``/health`` worker
             down, reads after writes refused at once) once it has been behind the event
             stream this long without advancing.
+        health_interval_s: rest between two attempts of each of ``/health``'s background
+            checks (``health``).
+        health_timeout_s: longest attempt of a ``/health`` check: a dependency that dies
+            or stalls shows within ``health_interval_s + health_timeout_s``, and a
+            result older than that plus 1 s is reported stale (``down``).
         api_key_secret: HMAC key of the stored API-key hashes (``PMARKET_API_KEY_SECRET``;
             unset: derived from the JWT secret, so rotating that one voids every key).
         auth_sync_s: how often each server polls the database for revoked credentials
@@ -173,6 +192,8 @@ class Settings:
     worker_process: bool = True
     reap_groups_after_s: float = 60.0
     worker_stall_s: float = 10.0
+    health_interval_s: float = 1.0
+    health_timeout_s: float = 2.0
     read_model: bool = True
     api_key_secret: str | None = None
     auth_sync_s: float = 1.0
@@ -230,6 +251,8 @@ class Settings:
             worker_process=env.get("PMARKET_WORKER_PROCESS", "1") != "0",
             reap_groups_after_s=_env_float("PMARKET_REAP_GROUPS_AFTER_S", 60.0),
             worker_stall_s=_env_float("PMARKET_WORKER_STALL_S", 10.0),
+            health_interval_s=_env_seconds("PMARKET_HEALTH_INTERVAL_S", 1.0),
+            health_timeout_s=_env_seconds("PMARKET_HEALTH_TIMEOUT_S", 2.0),
             read_model=env.get("PMARKET_READ_MODEL", "1") != "0",
             api_key_secret=env.get("PMARKET_API_KEY_SECRET") or None,
             auth_sync_s=_env_float("PMARKET_AUTH_SYNC_S", 1.0),

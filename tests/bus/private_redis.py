@@ -89,6 +89,17 @@ class PrivateRedis:
             os.kill(process.pid, signal.SIGKILL)
             process.wait(10)
 
+    def pause(self) -> None:
+        """SIGSTOP the server: connections stay open and nothing is answered (a stalled
+        Redis, not a dead one)."""
+        assert self.process is not None, "not running"
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused server."""
+        assert self.process is not None, "not running"
+        os.kill(self.process.pid, signal.SIGCONT)
+
     def client(self) -> redis.Redis:
         """A plain client of this server (close it after use)."""
         return redis.Redis(port=self.port, socket_connect_timeout=1)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from pmarket.server.routes import system
-
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+CHECKED = ("engine", "database", "bus", "projection", "worker")  # in the background
 
 
 async def test_health_reports_every_component_ok(client, server):
@@ -16,11 +18,19 @@ async def test_health_reports_every_component_ok(client, server):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "ok"
-    for name in ("engine", "database", "bus", "marketdata", "worker"):
-        assert body["components"][name]["status"] == "ok"
+    for name in ("engine", "database", "bus", "marketdata", "worker", "projection",
+                 "readmodel", "auth"):
+        assert body["components"][name]["status"] == "ok", name
     if server.kind == "embedded":  # a child process by default (PMARKET_WORKER_PROCESS)
         assert body["components"]["worker"]["detail"].startswith(
             "embedded worker process (pid ")
+    bounds = body["checks"]
+    assert bounds == {"interval_s": 1.0, "timeout_s": 2.0, "max_age_s": 4.0}
+    for name in CHECKED:  # each says how old its result is, within the bound
+        component = body["components"][name]
+        assert 0 <= component["age_ms"] <= bounds["max_age_s"] * 1000, name
+        assert component["check_ms"] >= 0, name
+    assert body["components"]["engine"]["round_trip_ms"] > 0
     assert r.headers["x-request-id"]
 
 
@@ -32,30 +42,35 @@ async def test_health_names_the_engine_build_that_runs(client):
     assert engine["build"] in ("compiled", "pure")
 
 
-async def test_health_runs_its_checks_concurrently(client, server, monkeypatch):
-    """On a busy server each check waits for a thread or the event loop's next turn:
-    run one after another they added up to 50-100 ms. Here the database check finishes
-    only once the projection check has started, and the engine's only once the
-    database's has: run in sequence, /health would wait for its checks' timeouts."""
+async def test_health_answers_without_waiting_for_its_checks(client, server, monkeypatch):
+    """While the database check hangs, /health answers at once from the latest results,
+    each with its age; the hung check's age grows (and past ``max_age_s`` it would be
+    reported stale, see test_health.py)."""
     runtime = server.runtime
-    started = {name: asyncio.Event() for name in ("database", "projection", "engine")}
+    hanging = asyncio.Event()
+    release = asyncio.Event()
+    real = runtime.check_database
 
-    def after(name, first, real):
-        async def check(*args, **kwargs):
-            started[name].set()
-            await asyncio.wait_for(started[first].wait(), 5)
-            return await real(*args, **kwargs)
-        return check
+    async def hangs():
+        hanging.set()
+        await release.wait()
+        return await real()
 
-    monkeypatch.setattr(runtime, "check_database",
-                        after("database", "projection", runtime.check_database))
-    monkeypatch.setattr(system, "projection_health",
-                        after("projection", "engine", system.projection_health))
-    monkeypatch.setattr(system, "_engine", after("engine", "database", system._engine))
-    r = await client.http.get("/health")
-    assert r.status_code == 200, r.text
-    assert all(e.is_set() for e in started.values())
-    assert {c["status"] for c in r.json()["components"].values()} == {"ok"}
+    monkeypatch.setattr(runtime, "check_database", hangs)
+    try:
+        await asyncio.wait_for(hanging.wait(), 10)
+        first = (await client.http.get("/health")).json()["components"]["database"]
+        await asyncio.sleep(0.3)
+        started = time.perf_counter()
+        r = await client.http.get("/health")
+        answered_s = time.perf_counter() - started
+        database = r.json()["components"]["database"]
+        # The attempt waits for ``release`` until its 2 s timeout: the answer did not.
+        assert answered_s < 1.5, answered_s
+        if database["status"] == "ok":  # the attempt has not timed out yet
+            assert database["age_ms"] >= first["age_ms"] + 250
+    finally:
+        release.set()
 
 
 async def test_metrics_count_requests_orders_and_trades(client):
