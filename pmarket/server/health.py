@@ -53,15 +53,20 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from pmarket.bus import encode_command
+from sqlalchemy import Engine
+
+from pmarket.bus import Bus, encode_command
 from pmarket.engine import Expire
 from pmarket.worker import WORKER_GROUP
 from pmarket.worker.parked import projection_health
 
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from .consistency import ProjectionWatch
+from .marketdata import Replica
+from .readmodel import ReadModel
+from .sessions import Sessions
+from .settings import Settings
 
 log = logging.getLogger("pmarket.server.health")
 
@@ -73,6 +78,29 @@ DEMAND_S = 30.0
 """An on-demand probe keeps running this long after the last ``/health`` request."""
 
 Check = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class Runtime(Protocol):
+    """What the checks and the report read of the server's running parts
+    (``runtime.Runtime`` is the one)."""
+
+    settings: Settings
+    db: Engine
+    bus: Bus
+    replica: Replica
+    readmodel: ReadModel | None
+    sessions: Sessions
+    watch: ProjectionWatch
+    health: HealthMonitor
+
+    async def check_database(self) -> tuple[bool, str]:
+        """Whether the database answers, and its detail."""
+
+    def component_alive(self, name: str) -> bool | None:
+        """Whether this process's own component task is alive (None: it has none)."""
+
+    def worker_health(self) -> dict | None:
+        """This instance's own (embedded) worker's state, or None in a deployment."""
 
 
 @dataclass(frozen=True, slots=True)
