@@ -71,7 +71,7 @@ def test_an_edited_source_makes_the_build_stale_and_names_the_file(tmp_path):
 def test_a_build_without_manifest_or_with_a_missing_module_is_not_used(tmp_path):
     engine = copy_package(tmp_path)
     fake_build(engine)
-    (engine / f"book{SUFFIX}").unlink()
+    (engine / f"model{SUFFIX}").unlink()
     assert "incomplete" in compiled.check(engine)[1]
     fake_build(engine)
     (engine / compiled.MANIFEST).unlink()
