@@ -117,18 +117,8 @@ def package(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
-STILL_MOVING = [
-    ["pmarket.engine.book", "pmarket.engine.ledger"],
-    ["pmarket.engine.admin", "pmarket.engine.collateral", "pmarket.engine.engine",
-     "pmarket.engine.queries", "pmarket.engine.snapshot", "pmarket.engine.timers",
-     "pmarket.engine.trading"],
-]
-"""The engine's cycles closed only by type annotations, not yet undone (docs/ARCHITECTURE.md,
-"Still moving"). Exact: a new cycle fails, and so does undoing one without removing it."""
-
-
 def test_no_import_cycles():
-    assert sorted(cycles(graph())) == sorted(STILL_MOVING)
+    assert cycles(graph()) == []
 
 
 def layer_violations(edges: dict[str, set[str]]) -> list[str]:

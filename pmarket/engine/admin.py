@@ -17,13 +17,12 @@ reason ``invalid_field``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import commands as c
 from .collateral import ledger
 from .commands import EventStatus
 from .events import EventDeleted, Payout, Reason, Resolved
-from .ledger import Event, Market
 from .limits import (
     MAX_CATEGORY,
     MAX_DESCRIPTION,
@@ -34,11 +33,10 @@ from .limits import (
     text_problem,
     time_ms_problem,
 )
+from .model import Event, Market
+from .state import State
 from .timers import cancel_event_orders, close_event, forget_event, schedule_close
 from .units import MAX_FEE_RATE, SCALE, VALID_TICKS
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 
 def _descriptive_problem(raw: Any, create: bool) -> tuple[str, str] | None:
@@ -106,7 +104,7 @@ def _create_problem(raw: Any) -> tuple[str, str] | None:
     return _outcomes_problem(raw.outcomes)
 
 
-def create_event(eng: Engine, cmd: c.CreateEvent) -> None:
+def create_event(eng: State, cmd: c.CreateEvent) -> None:
     """Create an event and one market per outcome (no outcomes: a single "Yes" market)."""
     raw: Any = cmd  # fields an operator controls: read unchecked, validated first
     found = _create_problem(raw)
@@ -133,7 +131,7 @@ def create_event(eng: Engine, cmd: c.CreateEvent) -> None:
     eng._out.append(event.snapshot())
 
 
-def _event_or_reject(eng: Engine, event_id: int, command: str) -> Event | None:
+def _event_or_reject(eng: State, event_id: int, command: str) -> Event | None:
     event = eng.events.get(event_id)
     if event is None:
         eng._reject(None, command, Reason.UNKNOWN_EVENT, f"event {event_id} does not exist")
@@ -144,7 +142,7 @@ def _event_or_reject(eng: Engine, event_id: int, command: str) -> Event | None:
     return event
 
 
-def update_event(eng: Engine, cmd: c.UpdateEvent) -> None:
+def update_event(eng: State, cmd: c.UpdateEvent) -> None:
     """Change an event's descriptive fields; close (cancelling its orders) or reopen it."""
     event = _event_or_reject(eng, cmd.event_id, "UpdateEvent")
     if event is None:
@@ -180,7 +178,7 @@ def update_event(eng: Engine, cmd: c.UpdateEvent) -> None:
     eng._out.append(event.snapshot())
 
 
-def delete_event(eng: Engine, cmd: c.DeleteEvent) -> None:
+def delete_event(eng: State, cmd: c.DeleteEvent) -> None:
     """Delete an event nobody traded or holds shares in (its open orders are cancelled)."""
     event = eng.events.get(cmd.event_id)
     if event is None:
@@ -216,7 +214,7 @@ def _resolve_problem(event: Event, winner: int | None, void: bool) -> str | None
     return None
 
 
-def resolve(eng: Engine, cmd: c.ResolveEvent) -> None:
+def resolve(eng: State, cmd: c.ResolveEvent) -> None:
     """Cancel the event's open orders, pay every share what it is worth and burn it."""
     event = _event_or_reject(eng, cmd.event_id, "ResolveEvent")
     if event is None:

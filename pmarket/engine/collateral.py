@@ -13,29 +13,27 @@ controls are read untyped and validated before use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import commands as c
 from .events import LedgerEntry, Reason
 from .limits import id_problem
+from .model import Event, Market, Position
+from .state import State
 from .units import MAX_AMOUNT, MAX_QUANTITY, MAX_TOTAL_MONEY, SCALE, format_money
-
-if TYPE_CHECKING:
-    from .engine import Engine
-    from .ledger import Event, Market, Position
 
 AmountCommand = c.Deposit | c.Withdraw
 QuantityCommand = c.Split | c.Merge | c.SplitEvent | c.MergeEvent | c.Convert
 
 
-def ledger(eng: Engine, user_id: int, kind: str, amount: int, event_id: int | None = None,
+def ledger(eng: State, user_id: int, kind: str, amount: int, event_id: int | None = None,
            market_id: int | None = None, quantity: int = 0) -> None:
     """Record cash or shares crossing an account's boundary other than by a trade."""
     eng._out.append(LedgerEntry(user_id, kind, amount, event_id, market_id, quantity,
                                 eng.now_ms))
 
 
-def _valid_amount(eng: Engine, cmd: AmountCommand, command: str) -> bool:
+def _valid_amount(eng: State, cmd: AmountCommand, command: str) -> bool:
     raw: Any = cmd
     amount: object = raw.amount
     if type(amount) is not int or not 0 < amount <= MAX_AMOUNT:
@@ -46,7 +44,7 @@ def _valid_amount(eng: Engine, cmd: AmountCommand, command: str) -> bool:
     return True
 
 
-def _valid_quantity(eng: Engine, cmd: QuantityCommand, command: str) -> bool:
+def _valid_quantity(eng: State, cmd: QuantityCommand, command: str) -> bool:
     raw: Any = cmd
     qty: object = raw.quantity
     if type(qty) is not int or not 0 < qty <= MAX_QUANTITY:
@@ -59,7 +57,7 @@ def _valid_quantity(eng: Engine, cmd: QuantityCommand, command: str) -> bool:
 # --- the boundary --------------------------------------------------------------------
 
 
-def deposit(eng: Engine, cmd: c.Deposit) -> None:
+def deposit(eng: State, cmd: c.Deposit) -> None:
     """Credit cash from outside the exchange, as long as the user then holds at most the
     command's ``max_balance`` (the per-account limit) and the exchange as a whole at most
     ``MAX_TOTAL_MONEY`` (an overflow guard: no amount in it can outgrow a BIGINT)."""
@@ -89,7 +87,7 @@ def deposit(eng: Engine, cmd: c.Deposit) -> None:
     eng._touch_account(acct)
 
 
-def withdraw(eng: Engine, cmd: c.Withdraw) -> None:
+def withdraw(eng: State, cmd: c.Withdraw) -> None:
     """Pay available cash out of the exchange."""
     if not _valid_amount(eng, cmd, "Withdraw"):
         return
@@ -109,7 +107,7 @@ def withdraw(eng: Engine, cmd: c.Withdraw) -> None:
 # --- market level --------------------------------------------------------------------
 
 
-def _tradable_market(eng: Engine, cmd: c.Split | c.Merge, command: str) -> Market | None:
+def _tradable_market(eng: State, cmd: c.Split | c.Merge, command: str) -> Market | None:
     market = eng.markets.get(cmd.market_id)
     if market is None:
         eng._reject(cmd.user_id, command, Reason.UNKNOWN_MARKET,
@@ -122,7 +120,7 @@ def _tradable_market(eng: Engine, cmd: c.Split | c.Merge, command: str) -> Marke
     return market
 
 
-def split(eng: Engine, cmd: c.Split) -> None:
+def split(eng: State, cmd: c.Split) -> None:
     """$1 per pair -> one YES and one NO of a market."""
     market = _tradable_market(eng, cmd, "Split")
     if market is None or not _valid_quantity(eng, cmd, "Split"):
@@ -141,7 +139,7 @@ def split(eng: Engine, cmd: c.Split) -> None:
     eng._touch_position(pos)
 
 
-def merge(eng: Engine, cmd: c.Merge) -> None:
+def merge(eng: State, cmd: c.Merge) -> None:
     """One YES and one NO of a market -> $1 per pair."""
     market = _tradable_market(eng, cmd, "Merge")
     if market is None or not _valid_quantity(eng, cmd, "Merge"):
@@ -163,7 +161,7 @@ def merge(eng: Engine, cmd: c.Merge) -> None:
     eng._touch_position(pos)
 
 
-def _has_cash(eng: Engine, cmd: c.Split | c.SplitEvent, command: str, cost: int) -> bool:
+def _has_cash(eng: State, cmd: c.Split | c.SplitEvent, command: str, cost: int) -> bool:
     acct = eng.accounts.get(cmd.user_id)
     available = acct.available if acct else 0
     if available < cost:
@@ -176,7 +174,7 @@ def _has_cash(eng: Engine, cmd: c.Split | c.SplitEvent, command: str, cost: int)
 # --- event level ---------------------------------------------------------------------
 
 
-def _multi_event(eng: Engine, cmd: c.SplitEvent | c.MergeEvent | c.Convert,
+def _multi_event(eng: State, cmd: c.SplitEvent | c.MergeEvent | c.Convert,
                  command: str) -> Event | None:
     event = eng.events.get(cmd.event_id)
     if event is None:
@@ -197,7 +195,7 @@ def _multi_event(eng: Engine, cmd: c.SplitEvent | c.MergeEvent | c.Convert,
     return event
 
 
-def split_event(eng: Engine, cmd: c.SplitEvent) -> None:
+def split_event(eng: State, cmd: c.SplitEvent) -> None:
     """$1 per set -> one YES of every outcome of an event."""
     event = _multi_event(eng, cmd, "SplitEvent")
     if event is None:
@@ -226,7 +224,7 @@ def _all_free(found: list[Position | None], q: int, yes: bool) -> list[Position]
     return held
 
 
-def merge_event(eng: Engine, cmd: c.MergeEvent) -> None:
+def merge_event(eng: State, cmd: c.MergeEvent) -> None:
     """One YES of every outcome of an event -> $1 per set."""
     event = _multi_event(eng, cmd, "MergeEvent")
     if event is None:
@@ -248,7 +246,7 @@ def merge_event(eng: Engine, cmd: c.MergeEvent) -> None:
     eng._touch_account(acct)
 
 
-def convert(eng: Engine, cmd: c.Convert) -> None:
+def convert(eng: State, cmd: c.Convert) -> None:
     """NO of each chosen outcome -> YES of every other outcome, plus $(k - 1)."""
     event = _multi_event(eng, cmd, "Convert")
     if event is None:

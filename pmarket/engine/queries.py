@@ -11,15 +11,11 @@ Queries are functions of the engine; ``Engine`` exposes them as methods.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from .book import BUY_NO, BUY_YES, SELL_NO, SELL_YES
 from .events import OrderState, PositionState
+from .model import BUY_NO, BUY_YES, SELL_NO, SELL_YES, Account, Event
+from .state import State
 from .units import MAX_TOTAL_MONEY, SCALE
-
-if TYPE_CHECKING:
-    from .engine import Engine
-    from .ledger import Account, Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +65,7 @@ class AuditReport:
     problems: list[str] = field(default_factory=list)
 
 
-def book(eng: Engine, market_id: int, view: str = "yes", depth: int | None = None) -> BookView:
+def book(eng: State, market_id: int, view: str = "yes", depth: int | None = None) -> BookView:
     """Aggregated levels of a market's book in the YES or the NO view."""
     m = eng.markets[market_id]
     tick = m.tick
@@ -88,11 +84,11 @@ def book(eng: Engine, market_id: int, view: str = "yes", depth: int | None = Non
     return BookView(market_id, view, bids, asks, bb, ba, None, None, last)
 
 
-def market_view(eng: Engine, market_id: int) -> MarketView:
+def market_view(eng: State, market_id: int) -> MarketView:
     """A market's trading state (prices in YES terms)."""
     m = eng.markets[market_id]
     return MarketView(m.id, m.event.id, m.name, m.status, m.tick, m.last_price,
-                      eng.best_bid(m.id), eng.best_ask(m.id), m.volume,
+                      m.best_bid(), m.best_ask(), m.volume,
                       sum(p.yes for p in m.holders.values()))
 
 
@@ -133,7 +129,7 @@ def yes_payout(market_id: int, outcomes: int, winner: int | None, void: bool) ->
 # --- accounts ------------------------------------------------------------------------
 
 
-def positions(eng: Engine, user_id: int) -> list[PositionState]:
+def positions(eng: State, user_id: int) -> list[PositionState]:
     """``position`` events of every market the user holds shares in."""
     acct = eng.accounts.get(user_id)
     if acct is None:
@@ -142,7 +138,7 @@ def positions(eng: Engine, user_id: int) -> list[PositionState]:
             if p.yes or p.no or p.market_id in eng.markets]
 
 
-def open_orders(eng: Engine, user_id: int,
+def open_orders(eng: State, user_id: int,
                 market_id: int | None = None) -> list[OrderState]:
     """``order`` events of a user's open orders, oldest first.
 
@@ -180,7 +176,7 @@ def _open_view(acct: Account) -> list[OrderState]:
 # --- the audit -----------------------------------------------------------------------
 
 
-def _reservation_problems(eng: Engine) -> list[str]:
+def _reservation_problems(eng: State) -> list[str]:
     """Every account's reserved cash and shares against what its open orders need."""
     problems: list[str] = []
     need_cash: dict[int, int] = {}
@@ -210,7 +206,7 @@ def _reservation_problems(eng: Engine) -> list[str]:
     return problems
 
 
-def audit(eng: Engine) -> AuditReport:
+def audit(eng: State) -> AuditReport:
     """Check the money invariant and every internal invariant; never raises."""
     t = eng.treasury
     problems: list[str] = []
@@ -244,7 +240,7 @@ def audit(eng: Engine) -> AuditReport:
                        t.rounding, difference, markets, problems)
 
 
-def _view_problems(eng: Engine) -> list[str]:
+def _view_problems(eng: State) -> list[str]:
     """Every cached open-orders view (``open_orders``) against fresh snapshots."""
     problems: list[str] = []
     for a in eng.accounts.values():

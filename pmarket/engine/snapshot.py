@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import orjson
 
-from .book import Order
-from .ledger import Account, Event, Market, Position
-from .timers import Timers
+from .model import Account, Event, Market, Order, Position, Timers
+from .state import State
 from .units import SCALE
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 SNAPSHOT_VERSION: Final = 5
 """Version 3 added client_order_id placements, 4 ``timers``, 5 each event's ``fee_rate``
@@ -55,7 +51,7 @@ def _event_data(e: Event) -> dict[str, object]:
     }
 
 
-def snapshot(eng: Engine) -> dict[str, Any]:
+def snapshot(eng: State) -> dict[str, Any]:
     """The complete state as JSON-ready plain data."""
     t = eng.treasury
     return {
@@ -83,24 +79,24 @@ def snapshot(eng: Engine) -> dict[str, Any]:
     }
 
 
-def digest(eng: Engine) -> str:
+def digest(eng: State) -> str:
     """SHA-256 of the snapshot: equal digests mean equal state."""
     return hashlib.sha256(orjson.dumps(snapshot(eng))).hexdigest()
 
 
-def restore(data: dict[str, Any]) -> Engine:
-    """A new engine in exactly the state ``data`` (from ``snapshot``) describes.
+def restore(eng: State, data: dict[str, Any]) -> None:
+    """Put a new engine (``Engine.restore`` makes it) in exactly the state ``data``
+    (from ``snapshot``) describes.
 
     Raises:
         ValueError: if the snapshot has another format version.
     """
-    from .engine import Engine  # engine.py imports this module
-
     version = data.get("version")
     if version not in _READABLE_VERSIONS:
         raise ValueError(f"unsupported snapshot version {version!r}")
     ids = data["ids"]
-    eng = Engine(id_offset=ids["offset"], id_stride=ids["stride"])
+    eng.id_offset = ids["offset"]
+    eng.id_stride = ids["stride"]
     eng.last_order_id = ids["order"]
     eng.last_trade_id = ids["trade"]
     eng.last_event_id = ids["event"]
@@ -140,10 +136,9 @@ def restore(data: dict[str, Any]) -> Engine:
         "closes": [[e.id, e.close_time_ms] for e in eng.events.values()
                    if e.close_time_ms is not None and e.status != "resolved"],
         "switches": []})
-    return eng
 
 
-def _restore_event(eng: Engine, ed: dict[str, Any], holder_order: dict[int, list[int]]) -> None:
+def _restore_event(eng: State, ed: dict[str, Any], holder_order: dict[int, list[int]]) -> None:
     e = Event(ed["id"], ed["title"], ed["tick"], ed["created_ms"])
     e.description = ed["description"]
     e.category = ed["category"]
@@ -164,7 +159,7 @@ def _restore_event(eng: Engine, ed: dict[str, Any], holder_order: dict[int, list
     eng.events[e.id] = e
 
 
-def order_from(eng: Engine, od: dict[str, Any]) -> Order:
+def order_from(eng: State, od: dict[str, Any]) -> Order:
     """An order as ``_order_data`` stored it, tied to its market, account and position."""
     market = eng.markets[od["market"]]
     yes = od["action"] in (0, 2)

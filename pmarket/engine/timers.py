@@ -33,25 +33,14 @@ and ``next_due`` is the earliest entry's time (``NEVER`` when there is none).
 from __future__ import annotations
 
 import heapq
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from . import commands as c
-from .book import CANCELLED
 from .events import DeadManState, Reason
 from .limits import id_problem
+from .model import CANCELLED, CLOSE, DEAD_MAN_SWITCH, NEVER, Event, Switch
+from .state import State
 from .trading import close
-
-if TYPE_CHECKING:
-    from .engine import Engine
-    from .ledger import Event
-
-NEVER: Final = 2**63 - 1
-"""``next_due`` when nothing is scheduled."""
-
-CLOSE: Final = 0
-"""Heap entry kind: an event's close time (key: event id)."""
-DEAD_MAN_SWITCH: Final = 1
-"""Heap entry kind: a dead-man switch's deadline (key: user id)."""
 
 MIN_TIMEOUT_MS: Final = 5_000
 """Shortest dead-man timeout (the API's ``timeout_s`` is 5 to 300)."""
@@ -59,77 +48,10 @@ MAX_TIMEOUT_MS: Final = 300_000
 """Longest dead-man timeout."""
 
 
-class Switch:
-    """A user's dead-man switch.
-
-    Attributes:
-        deadline_ms: when it fires; 0 once it has fired (off until the next heartbeat).
-        timeout_ms: the timeout of the last heartbeat.
-        fired_ms: when it last fired since the last heartbeat, else 0.
-    """
-
-    user: int
-    deadline_ms: int
-    timeout_ms: int
-    fired_ms: int
-
-    def __init__(self, user: int, deadline_ms: int, timeout_ms: int, fired_ms: int) -> None:
-        self.user = user
-        self.deadline_ms = deadline_ms
-        self.timeout_ms = timeout_ms
-        self.fired_ms = fired_ms
-
-    def event(self) -> DeadManState:
-        """The ``dead_man`` event of the switch's current state."""
-        return DeadManState(self.user, self.deadline_ms or None, self.timeout_ms,
-                            self.fired_ms or None)
-
-
-class Timers:
-    """The engine's pending close times and dead-man switches (see the module docstring)."""
-
-    closes: dict[int, int]
-    switches: dict[int, Switch]
-    heap: list[tuple[int, int, int]]
-    next_due: int
-
-    def __init__(self) -> None:
-        self.closes = {}
-        self.switches = {}
-        self.heap = []
-        self.next_due = NEVER
-
-    def push(self, due_ms: int, kind: int, key: int) -> None:
-        heapq.heappush(self.heap, (due_ms, kind, key))
-        if due_ms < self.next_due:
-            self.next_due = due_ms
-
-    def data(self) -> dict[str, Any]:
-        """The timers as JSON-ready plain data (part of ``Engine.snapshot``)."""
-        return {
-            "closes": [[event_id, due] for event_id, due in self.closes.items()],
-            "switches": [[s.user, s.deadline_ms, s.timeout_ms, s.fired_ms]
-                         for s in self.switches.values()],
-        }
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any]) -> Timers:
-        """Timers as ``data`` described them, their heap rebuilt."""
-        t = cls()
-        for event_id, due in data["closes"]:
-            t.closes[event_id] = due
-            t.push(due, CLOSE, event_id)
-        for user, deadline, timeout, fired in data["switches"]:
-            t.switches[user] = Switch(user, deadline, timeout, fired)
-            if deadline:
-                t.push(deadline, DEAD_MAN_SWITCH, user)
-        return t
-
-
 # --- firing ----------------------------------------------------------------------------
 
 
-def fire_due(eng: Engine) -> int:
+def fire_due(eng: State) -> int:
     """Fire every timer due by the engine's clock; how many fired."""
     t = eng.timers
     heap = t.heap
@@ -154,7 +76,7 @@ def fire_due(eng: Engine) -> int:
     return fired
 
 
-def close_event(eng: Engine, event: Event, reason: str) -> None:
+def close_event(eng: State, event: Event, reason: str) -> None:
     """Close an event's markets and cancel their open orders; the caller reports the
     event. One function for an operator's close (``admin``) and a close time's."""
     event.status = "closed"
@@ -163,14 +85,14 @@ def close_event(eng: Engine, event: Event, reason: str) -> None:
     cancel_event_orders(eng, event, reason)
 
 
-def cancel_event_orders(eng: Engine, event: Event, reason: str) -> None:
+def cancel_event_orders(eng: State, event: Event, reason: str) -> None:
     """Cancel every open order in the event's markets, oldest first."""
     ids = {m.id for m in event.markets}
     for order in [o for o in eng.orders.values() if o.market.id in ids]:
         close(eng, order, CANCELLED, reason)
 
 
-def _fire_switch(eng: Engine, switch: Switch) -> None:
+def _fire_switch(eng: State, switch: Switch) -> None:
     acct = eng.accounts.get(switch.user)
     if acct is not None:
         for order in list(acct.orders.values()):
@@ -183,7 +105,7 @@ def _fire_switch(eng: Engine, switch: Switch) -> None:
 # --- close times -------------------------------------------------------------------------
 
 
-def schedule_close(eng: Engine, event: Event) -> None:
+def schedule_close(eng: State, event: Event) -> None:
     """(Re)schedule an event's close after its close time was set.
 
     A close time at or before the engine's clock closes an active event at once; a
@@ -202,12 +124,12 @@ def schedule_close(eng: Engine, event: Event) -> None:
         close_event(eng, event, Reason.EVENT_CLOSED)
 
 
-def forget_event(eng: Engine, event_id: int) -> None:
+def forget_event(eng: State, event_id: int) -> None:
     """Drop an event's pending close (it was resolved or deleted)."""
     eng.timers.closes.pop(event_id, None)
 
 
-def next_due(eng: Engine) -> int:
+def next_due(eng: State) -> int:
     """When the earliest live timer falls due (``NEVER``: none), dropping stale entries
     from the top of the heap first, so the runtime never ticks for a timer that was
     moved (each heartbeat leaves its predecessor's entry behind) or removed."""
@@ -230,7 +152,7 @@ def next_due(eng: Engine) -> int:
 # --- dead-man switch commands --------------------------------------------------------------
 
 
-def _user_problem(eng: Engine, raw: Any, command: str) -> bool:
+def _user_problem(eng: State, raw: Any, command: str) -> bool:
     """Reject (and say True) if the command's user id is not one a client may name."""
     problem = id_problem(raw.user_id)
     if problem is not None:
@@ -239,7 +161,7 @@ def _user_problem(eng: Engine, raw: Any, command: str) -> bool:
     return False
 
 
-def heartbeat(eng: Engine, cmd: c.Heartbeat) -> None:
+def heartbeat(eng: State, cmd: c.Heartbeat) -> None:
     """Arm the user's switch until now + timeout (see ``commands.Heartbeat``)."""
     raw: Any = cmd  # values a client controls: checked before use
     if _user_problem(eng, raw, "Heartbeat"):
@@ -262,7 +184,7 @@ def heartbeat(eng: Engine, cmd: c.Heartbeat) -> None:
     t.push(deadline, DEAD_MAN_SWITCH, cmd.user_id)
 
 
-def disarm(eng: Engine, cmd: c.DisarmHeartbeat) -> None:
+def disarm(eng: State, cmd: c.DisarmHeartbeat) -> None:
     """Remove the user's switch: nothing of theirs is cancelled by it any more."""
     raw: Any = cmd
     if _user_problem(eng, raw, "DisarmHeartbeat"):

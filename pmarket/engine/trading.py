@@ -28,10 +28,13 @@ from __future__ import annotations
 
 import heapq
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from . import commands as c
-from .book import (
+from .commands import OrderType, Outcome, SelfTrade, Side, TimeInForce
+from .events import BatchItem, Duplicate, Fill, Reason
+from .limits import MAX_TIME_MS, TIME_RANGE, client_order_id_problem
+from .model import (
     BUY_NO,
     BUY_YES,
     CANCELLED,
@@ -40,11 +43,11 @@ from .book import (
     PARTIALLY_FILLED,
     SELL_NO,
     SELL_YES,
+    Account,
     Order,
+    Position,
 )
-from .commands import OrderType, Outcome, SelfTrade, Side, TimeInForce
-from .events import BatchItem, Duplicate, Fill, Reason
-from .limits import MAX_TIME_MS, TIME_RANGE, client_order_id_problem
+from .state import State
 from .units import (
     MAX_QUANTITY,
     SCALE,
@@ -53,10 +56,6 @@ from .units import (
     taker_fee,
     worst_taker_fee,
 )
-
-if TYPE_CHECKING:
-    from .engine import Engine
-    from .ledger import Account, Position
 
 _GTC: Final = TimeInForce.GTC
 _GTD: Final = TimeInForce.GTD
@@ -87,7 +86,7 @@ def _value(field: object) -> object:
     return field.value if isinstance(field, Enum) else field
 
 
-def place(eng: Engine, cmd: c.PlaceOrder) -> Order | None:
+def place(eng: State, cmd: c.PlaceOrder) -> Order | None:
     """Validate, reserve, match and rest (or cancel) one new order.
 
     Returns:
@@ -258,7 +257,7 @@ def place(eng: Engine, cmd: c.PlaceOrder) -> Order | None:
     return order
 
 
-def place_batch(eng: Engine, cmd: c.PlaceBatch) -> None:
+def place_batch(eng: State, cmd: c.PlaceBatch) -> None:
     """Place each order of a batch on its own; a ``batch_item`` marker precedes each."""
     out = eng._out
     for index, item in enumerate(cmd.orders):
@@ -273,7 +272,7 @@ def place_batch(eng: Engine, cmd: c.PlaceBatch) -> None:
         eng._flush()
 
 
-def _settle_taker(eng: Engine, order: Order, tif: TimeInForce) -> None:
+def _settle_taker(eng: State, order: Order, tif: TimeInForce) -> None:
     """After matching: rest what is left, or cancel it (ioc, fok, market, self-trade)."""
     if not order.remaining:
         order.status = FILLED
@@ -337,7 +336,7 @@ def _fee_note(fee_hold: int) -> str:
 # --- matching ------------------------------------------------------------------------
 
 
-def _take(eng: Engine, order: Order, fee_hold: int) -> None:
+def _take(eng: State, order: Order, fee_hold: int) -> None:
     """Match a crossing order, its worst-case fee held with its cash if it buys.
 
     A buy taker's ``fee_hold`` (its worst case, which ``place`` checked is available)
@@ -357,7 +356,7 @@ def _take(eng: Engine, order: Order, fee_hold: int) -> None:
     eng._touch_account(acct)
 
 
-def _match(eng: Engine, t: Order) -> int:
+def _match(eng: State, t: Order) -> int:
     """Trade the taker ``t`` against the opposite side while prices cross.
 
     Returns:
@@ -490,7 +489,7 @@ def _match(eng: Engine, t: Order) -> int:
     return fees
 
 
-def _self_trade(eng: Engine, taker: Order, maker: Order) -> bool:
+def _self_trade(eng: State, taker: Order, maker: Order) -> bool:
     """Apply the taker's self-trade prevention; True if the taker must stop."""
     mode = taker.stp
     if mode != "cancel_taker":
@@ -504,7 +503,7 @@ def _self_trade(eng: Engine, taker: Order, maker: Order) -> bool:
 # --- modify, cancel, expire ----------------------------------------------------------
 
 
-def _owned_open_order(eng: Engine, user_id: int, order_id: int, command: str) -> Order | None:
+def _owned_open_order(eng: State, user_id: int, order_id: int, command: str) -> Order | None:
     order = eng.orders.get(order_id)
     if order is None or order.user != user_id:
         # Another user's order is reported exactly like a missing one.
@@ -514,14 +513,14 @@ def _owned_open_order(eng: Engine, user_id: int, order_id: int, command: str) ->
     return order
 
 
-def cancel(eng: Engine, cmd: c.CancelOrder) -> None:
+def cancel(eng: State, cmd: c.CancelOrder) -> None:
     """Cancel one open order of the user."""
     order = _owned_open_order(eng, cmd.user_id, cmd.order_id, "CancelOrder")
     if order is not None:
         close(eng, order, CANCELLED, Reason.USER)
 
 
-def cancel_all(eng: Engine, cmd: c.CancelAll) -> None:
+def cancel_all(eng: State, cmd: c.CancelAll) -> None:
     """Cancel every open order of the user, optionally only those of one market."""
     acct = eng.accounts.get(cmd.user_id)
     if acct is None:
@@ -531,7 +530,7 @@ def cancel_all(eng: Engine, cmd: c.CancelAll) -> None:
         close(eng, order, CANCELLED, Reason.USER)
 
 
-def close(eng: Engine, order: Order, status: str, reason: str) -> None:
+def close(eng: State, order: Order, status: str, reason: str) -> None:
     """Take an open order out of the book, release its reservation, mark it done."""
     market = order.market
     market.book.remove(order)
@@ -545,7 +544,7 @@ def close(eng: Engine, order: Order, status: str, reason: str) -> None:
     eng._touch_order(order)
 
 
-def _release(eng: Engine, order: Order) -> None:
+def _release(eng: State, order: Order) -> None:
     """Return what the order's remaining quantity has reserved."""
     left = order.remaining
     action = order.action
@@ -565,7 +564,7 @@ def _release(eng: Engine, order: Order) -> None:
         eng._touch_position(pos)
 
 
-def modify(eng: Engine, cmd: c.ModifyOrder) -> None:
+def modify(eng: State, cmd: c.ModifyOrder) -> None:
     """Change an open order's price and/or total quantity (see ``ModifyOrder``)."""
     order = _owned_open_order(eng, cmd.user_id, cmd.order_id, "ModifyOrder")
     if order is None:
@@ -599,7 +598,7 @@ def modify(eng: Engine, cmd: c.ModifyOrder) -> None:
         _replace(eng, order, price, qty)
 
 
-def _reduce(eng: Engine, order: Order, by: int) -> None:
+def _reduce(eng: State, order: Order, by: int) -> None:
     """Lower an order's quantity in place: it keeps its time priority."""
     order.market.book.reduce(order, by)
     order.quantity -= by
@@ -621,7 +620,7 @@ def _reduce(eng: Engine, order: Order, by: int) -> None:
     eng._touch_market(order.market)
 
 
-def _replace(eng: Engine, order: Order, price: int, qty: int) -> None:
+def _replace(eng: State, order: Order, price: int, qty: int) -> None:
     """Re-price or enlarge an order: it goes to the back of the queue and may trade."""
     acct, pos, market = order.account, order.position, order.market
     assert pos is not None

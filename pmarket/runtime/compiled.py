@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-CORE = ("limits", "units", "events", "book", "ledger", "engine", "trading", "collateral",
+CORE = ("limits", "units", "events", "model", "state", "engine", "trading", "collateral",
         "admin", "timers", "queries", "snapshot")
 """Core modules compiled by mypyc: the one list (``setup.py`` compiles these, the Makefile
 rebuilds when one of them changes, ``pmarket --version`` names the build). ``commands``

@@ -5,7 +5,7 @@ are the same classes. A pydantic model anywhere else in the package, or a class 
 like one of the API's objects in a layer that speaks the API (server, client, simulator,
 terminal, benchmarks, commands), would be a second definition that can drift from the
 first: both fail here. The engine's state and the database's tables are not the API and
-keep their own names (``engine.ledger.Position``, ``db.Order``).
+keep their own names (``engine.model.Position``, ``db.Order``).
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def test_an_edited_source_makes_the_build_stale_and_names_the_file(tmp_path):
 def test_a_build_without_manifest_or_with_a_missing_module_is_not_used(tmp_path):
     engine = copy_package(tmp_path)
     fake_build(engine)
-    (engine / f"book{SUFFIX}").unlink()
+    (engine / f"model{SUFFIX}").unlink()
     assert "incomplete" in compiled.check(engine)[1]
     fake_build(engine)
     (engine / compiled.MANIFEST).unlink()
@@ -81,12 +81,12 @@ def test_a_build_without_manifest_or_with_a_missing_module_is_not_used(tmp_path)
 def test_a_stale_build_runs_the_sources_and_warns(tmp_path):
     engine = copy_package(tmp_path)
     fake_build(engine)
-    with (engine / "book.py").open("a") as f:
+    with (engine / "model.py").open("a") as f:
         f.write("\n# an edit\n")
     result = run_python(WHICH, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["pure", "True"]
-    assert "compiled build is stale (book.py changed" in result.stderr
+    assert "compiled build is stale (model.py changed" in result.stderr
 
 
 def test_pure_python_can_be_forced_and_compiled_required(tmp_path):

@@ -164,7 +164,11 @@ async def test_a_stuck_check_is_reported_stale_never_ok(tmp_path, monkeypatch):
         assert component["detail"].startswith("stale: last checked "), component
         assert "an attempt has been running for" in component["detail"]
         assert "; it said ok: event stream at " in component["detail"]
-        assert r.json()["components"]["database"]["status"] == "ok"  # the others go on
+        # The others go on being checked: fresh results (whatever a loaded machine made
+        # of them within their own timeouts), never stale.
+        database = r.json()["components"]["database"]
+        assert database["age_ms"] <= max_age_ms, database
+        assert not database["detail"].startswith("stale"), database
 
         release.set()
         await _seen(client, lambda code, b: code == 200, "a fresh bus result")

@@ -1,5 +1,12 @@
-"""The canonical YES order book of one market, and the orders resting in it.
+"""The engine's state objects: orders and the book they rest in, accounts and
+positions, markets and events, the treasury, and the timers' data.
 
+They form one module because they point at one another (an order knows its market,
+account and position; a market holds its book of orders). The functions that change
+them live by concern beside it (``trading``, ``collateral``, ``admin``, ``timers``);
+``state.State`` holds them all.
+
+**The book.** The canonical YES order book of one market, and the orders resting in it.
 Layout (measured fastest in docs/PERFORMANCE.md): one slot per tick on each side, each
 slot a ``Level`` (a list of orders in time priority read from a moving head) plus a
 running total of the live quantity at that price, and the best bid/ask tracked
@@ -7,9 +14,17 @@ incrementally. Prices here are *tick indexes* (YES price = index x tick). Cancel
 O(1): the order is marked dead and stays in its level until matching reaches it, or
 until the level is compacted.
 
-Invariants: ``bid_qty[i]`` / ``ask_qty[i]`` equal the remaining quantity of the live
-orders in slot ``i``; ``best_bid`` is the highest slot with live quantity (0 if none),
-``best_ask`` the lowest (``n`` if none); the book is never crossed between commands.
+Book invariants: ``bid_qty[i]`` / ``ask_qty[i]`` equal the remaining quantity of the
+live orders in slot ``i``; ``best_bid`` is the highest slot with live quantity (0 if
+none), ``best_ask`` the lowest (``n`` if none); the book is never crossed between
+commands.
+
+**The money.** Money invariant (DESIGN §1), checked by ``Engine.audit``:
+    Σ account cash (available + reserved) + Σ event collateral + fees + rounding
+        == Σ deposits - Σ withdrawals  (``Treasury.held``)  <= ``units.MAX_TOTAL_MONEY``.
+Shares only come into existence in fully collateralised bundles (mint, split, event
+split, convert), so every event's collateral equals what it will pay out under *any*
+resolution.
 
 Compiled with mypyc (see setup.py): classes here are native, with fixed, typed
 attributes.
@@ -17,13 +32,11 @@ attributes.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final
 
-from .events import OrderState
-
-if TYPE_CHECKING:
-    from .ledger import Account, Market, Position
+from .events import BalanceState, DeadManState, EventState, OrderState, PositionState
 
 # Order actions, i.e. what the owner does, and where it sits on the YES book.
 BUY_YES: Final = 0  # bid
@@ -339,3 +352,253 @@ class Book:
             if level is not None:
                 found.extend(level.live())
         return iter(found)
+
+
+# --- accounts, positions, markets, events: where the money lives -----------------
+
+
+class Position:
+    """A user's shares of one market: held (reserved included) and locked by sells."""
+
+    user: int
+    market_id: int
+    yes: int
+    no: int
+    yes_reserved: int
+    no_reserved: int
+    touched: bool  # listed among what the current command changed
+
+    def __init__(self, user: int, market_id: int) -> None:
+        self.user = user
+        self.market_id = market_id
+        self.yes = 0
+        self.no = 0
+        self.yes_reserved = 0
+        self.no_reserved = 0
+        self.touched = False
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether the user holds no share of this market."""
+        return not (self.yes or self.no)
+
+    def snapshot(self) -> PositionState:
+        """The ``position`` event for this position's current state."""
+        return PositionState(self.user, self.market_id, self.yes, self.no,
+                             self.yes_reserved, self.no_reserved)
+
+
+class Account:
+    """A user's cash and positions, and the index of their open orders."""
+
+    user: int
+    available: int
+    reserved: int
+    positions: dict[int, Position]
+    orders: dict[int, Order]  # open orders by id, in placement order
+    touched: bool  # listed among what the current command changed
+    open_view: list[OrderState] | None  # cached open orders (queries.open_orders)
+    caches_views: bool  # whether flushes keep its orders' ``view`` current
+
+    def __init__(self, user: int) -> None:
+        self.user = user
+        self.available = 0
+        self.reserved = 0
+        self.positions = {}
+        self.orders = {}
+        self.touched = False
+        self.open_view = None
+        self.caches_views = False
+
+    def snapshot(self) -> BalanceState:
+        """The ``balance`` event for this account's current state."""
+        return BalanceState(self.user, self.available, self.reserved)
+
+
+class Market:
+    """One binary market (one outcome of an event) with its canonical YES book."""
+
+    id: int
+    event: Event
+    name: str
+    tick: int
+    status: str
+    book: Book
+    last_price: int | None
+    volume: int  # shares traded
+    holders: dict[int, Position]  # by user, in the order they first held
+    touched: bool  # listed among what the current command changed
+
+    def __init__(self, market_id: int, event: Event, name: str, tick: int,
+                 scale: int) -> None:
+        self.id = market_id
+        self.event = event
+        self.name = name
+        self.tick = tick
+        self.status = "active"
+        self.book = Book(scale // tick)
+        self.last_price = None
+        self.volume = 0
+        self.holders = {}
+        self.touched = False
+
+    def best_bid(self) -> int | None:
+        """Best YES bid in units, or None."""
+        best = self.book.best_bid
+        return best * self.tick if best else None
+
+    def best_ask(self) -> int | None:
+        """Best YES ask in units, or None."""
+        b = self.book
+        return b.best_ask * self.tick if b.best_ask < b.n else None
+
+
+class Event:
+    """A question with one market per outcome, and the collateral backing its shares."""
+
+    id: int
+    title: str
+    tick: int
+    created_ms: int
+    description: str
+    category: str
+    slug: str
+    close_time_ms: int | None
+    status: str
+    markets: list[Market]
+    collateral: int
+    winning_outcome_id: int | None
+    void: bool
+    fee_rate: int  # units of SCALE (700 = 7%): what takers pay (units.taker_fee)
+    fees: int  # fees its takers paid, all of them in the treasury's fee account
+
+    def __init__(self, event_id: int, title: str, tick: int, created_ms: int) -> None:
+        self.id = event_id
+        self.title = title
+        self.tick = tick
+        self.created_ms = created_ms
+        self.description = ""
+        self.category = ""
+        self.slug = ""
+        self.close_time_ms = None
+        self.status = "active"
+        self.markets = []
+        self.collateral = 0
+        self.winning_outcome_id = None
+        self.void = False
+        self.fee_rate = 0
+        self.fees = 0
+
+    @property
+    def is_multi(self) -> bool:
+        """Whether the event has several outcomes (and so several markets)."""
+        return len(self.markets) > 1
+
+    def snapshot(self) -> EventState:
+        """The ``event`` event for this event's current state."""
+        return EventState(
+            self.id, self.status, self.title, self.description, self.category,
+            self.slug, self.close_time_ms, self.tick,
+            tuple((m.id, m.name) for m in self.markets), self.created_ms,
+            self.winning_outcome_id, self.void, self.fee_rate,
+        )
+
+
+class Treasury:
+    """Money that crossed the exchange's boundary, and what the exchange itself keeps."""
+
+    deposits: int
+    withdrawals: int
+    fees: int
+    rounding: int
+
+    def __init__(self) -> None:
+        self.deposits = 0
+        self.withdrawals = 0
+        self.fees = 0
+        self.rounding = 0
+
+    @property
+    def held(self) -> int:
+        """Money the exchange holds: Σ deposits - Σ withdrawals, which the money
+        invariant equates with all cash + all collateral + fees + rounding. Kept by the
+        two running totals (O(1)), so snapshots and the digest carry it with them;
+        deposits keep it at most ``units.MAX_TOTAL_MONEY``."""
+        return self.deposits - self.withdrawals
+
+
+# --- timers: pending close times and dead-man switches (``timers``) -------------
+
+NEVER: Final = 2**63 - 1
+"""``next_due`` when nothing is scheduled."""
+
+CLOSE: Final = 0
+"""Heap entry kind: an event's close time (key: event id)."""
+DEAD_MAN_SWITCH: Final = 1
+"""Heap entry kind: a dead-man switch's deadline (key: user id)."""
+
+class Switch:
+    """A user's dead-man switch.
+
+    Attributes:
+        deadline_ms: when it fires; 0 once it has fired (off until the next heartbeat).
+        timeout_ms: the timeout of the last heartbeat.
+        fired_ms: when it last fired since the last heartbeat, else 0.
+    """
+
+    user: int
+    deadline_ms: int
+    timeout_ms: int
+    fired_ms: int
+
+    def __init__(self, user: int, deadline_ms: int, timeout_ms: int, fired_ms: int) -> None:
+        self.user = user
+        self.deadline_ms = deadline_ms
+        self.timeout_ms = timeout_ms
+        self.fired_ms = fired_ms
+
+    def event(self) -> DeadManState:
+        """The ``dead_man`` event of the switch's current state."""
+        return DeadManState(self.user, self.deadline_ms or None, self.timeout_ms,
+                            self.fired_ms or None)
+
+
+class Timers:
+    """The engine's pending close times and dead-man switches (their rules: ``timers``)."""
+
+    closes: dict[int, int]
+    switches: dict[int, Switch]
+    heap: list[tuple[int, int, int]]
+    next_due: int
+
+    def __init__(self) -> None:
+        self.closes = {}
+        self.switches = {}
+        self.heap = []
+        self.next_due = NEVER
+
+    def push(self, due_ms: int, kind: int, key: int) -> None:
+        heapq.heappush(self.heap, (due_ms, kind, key))
+        if due_ms < self.next_due:
+            self.next_due = due_ms
+
+    def data(self) -> dict[str, Any]:
+        """The timers as JSON-ready plain data (part of ``Engine.snapshot``)."""
+        return {
+            "closes": [[event_id, due] for event_id, due in self.closes.items()],
+            "switches": [[s.user, s.deadline_ms, s.timeout_ms, s.fired_ms]
+                         for s in self.switches.values()],
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Timers:
+        """Timers as ``data`` described them, their heap rebuilt."""
+        t = cls()
+        for event_id, due in data["closes"]:
+            t.closes[event_id] = due
+            t.push(due, CLOSE, event_id)
+        for user, deadline, timeout, fired in data["switches"]:
+            t.switches[user] = Switch(user, deadline, timeout, fired)
+            if deadline:
+                t.push(deadline, DEAD_MAN_SWITCH, user)
+        return t
