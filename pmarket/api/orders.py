@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, WithJsonSchema
+from pydantic import ConfigDict, Field, WithJsonSchema
 
 from .accounts import Balance, Position
 from .base import Dec, Out, Time
@@ -136,7 +136,11 @@ class Error(Out):
 
 
 class BatchItem(Out):
-    """One order of a batch: what it did, or why it was refused."""
+    """One order of a batch: what it did (``order`` and ``trades``), or why it was
+    refused (``error`` alone): the fields an item does not carry are absent, so none is
+    required."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=False)
 
     order: Order | None = None
     trades: list[Trade] | None = None

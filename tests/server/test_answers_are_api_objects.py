@@ -4,12 +4,15 @@ The hot routes build plain dicts instead of models (``views``, the read model, t
 fast paths); here each answer is read into its model and written back, and must come out
 the same JSON: no field missing, none extra (a private helper key, a renamed field), no
 value the model would read differently (a float for a price, a time without its zone).
+Each answer is also checked against its model's JSON schema as the OpenAPI document
+publishes it (serialization mode), so a field the document requires is never missing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import jsonschema_rs
 import pytest
 
 from pmarket import api
@@ -22,6 +25,12 @@ def exactly(model: type[api.Out], body: Any, sparse: bool = False) -> None:
     fine, as in a batch item that has an order or an error)."""
     again = model.model_validate(body).model_dump(mode="json", exclude_unset=sparse)
     assert again == body, f"{model.__name__}: {body}"
+    published = model.model_json_schema(mode="serialization")
+    try:
+        jsonschema_rs.validate(published, body)
+    except jsonschema_rs.ValidationError as exc:
+        raise AssertionError(
+            f"{model.__name__} against its published schema: {exc}: {body}") from None
 
 
 async def test_every_answer_reads_and_writes_back_as_its_api_object(client):
