@@ -18,6 +18,7 @@ Invariant: these functions only format — they never round a price or an amount
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from pmarket.engine.events import BalanceState, DeadManState, Fill, OrderState, Rejected
@@ -37,8 +38,10 @@ ZERO_FEE = format_money(0)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@lru_cache(maxsize=8192)
 def iso(value: datetime | None) -> str | None:
-    """An aware datetime as ISO-8601 UTC (``...Z``)."""
+    """An aware datetime as ISO-8601 UTC (``...Z``); memoized: the read model's rows
+    (an event's creation and close times, say) are formatted again on every read."""
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

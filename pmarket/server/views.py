@@ -34,8 +34,10 @@ order_event = convert.order
 """An Order from an engine ``order`` event."""
 
 
+@lru_cache(maxsize=256)
 def format_rate(rate: int) -> str:
-    """A fee rate in units as a decimal: 700 -> "0.07", 25 -> "0.0025"."""
+    """A fee rate in units as a decimal: 700 -> "0.07", 25 -> "0.0025" (memoized: a
+    handful of rates, formatted on every event read)."""
     return format_units(rate, 2)
 
 
@@ -89,10 +91,16 @@ def public_trade_row(t: Any, tick: int) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=65_536)  # positions are read far more often than they change
-def _avg(cost: int, qty: int) -> str | None:
+def avg_cost(cost: int, qty: int) -> str | None:
+    """The average cost of ``qty`` shares that cost ``cost`` units in all, in dollars to
+    the unit (4 decimals), halves rounded to even; None without shares. Integers only."""
     if not qty:
         return None
-    return str((Decimal(cost) / qty / SCALE).quantize(Decimal("0.0001")))
+    units, rest = divmod(abs(cost), qty)
+    if 2 * rest > qty or (2 * rest == qty and units % 2):
+        units += 1
+    text = format_money(units)
+    return "-" + text if cost < 0 else text  # "-0.0000" as Decimal wrote it
 
 
 def position(p: Any, event_id: int, name: str, mark: int | None,
@@ -119,7 +127,7 @@ def position_values(market_id: int, row: tuple, event_id: int, name: str,
         "market_id": market_id, "event_id": event_id, "outcome_id": market_id,
         "outcome_name": name, "yes_quantity": yes, "no_quantity": no,
         "yes_reserved": yes_res, "no_reserved": no_res,
-        "avg_cost_yes": _avg(yes_cost, yes), "avg_cost_no": _avg(no_cost, no),
+        "avg_cost_yes": avg_cost(yes_cost, yes), "avg_cost_no": avg_cost(no_cost, no),
         "mark_price": None if mark is None else format_money(mark),
         "value": format_money(value), "unrealized_pnl": format_money(value - cost),
         "realized_pnl": format_money(yes_pnl + no_pnl), "settled": settled,
@@ -160,4 +168,4 @@ def payout(market_id: int, event_id: int, name: str, yes: int, no: int, amount: 
 
 def public(obj: dict[str, Any]) -> dict[str, Any]:
     """Drop the private (``_``-prefixed) helper keys of a view."""
-    return {k: v for k, v in obj.items() if not k.startswith("_")}
+    return {k: v for k, v in obj.items() if k[0] != "_"}
