@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -53,6 +53,8 @@ from pmarket.worker.costbasis import YES, Holding, apply_fill
 log = logging.getLogger("pmarket.server.readmodel")
 
 OPEN_STATUSES = ("open", "partially_filled")
+MEMO_ANSWERS = 256
+"""At most this many memoized public answers (``ReadModel.memo``) at one state."""
 
 _FAST_IGNORED = frozenset({ev.BOOK, ev.REJECTED, ev.DUPLICATE, ev.BATCH_ITEM, ev.CLOCK,
                            ev.DEAD_MAN})
@@ -194,6 +196,21 @@ class ReadModel:
         # user -> (event_id, market_id, yes, no, amount, paid_at) paid, oldest first
         self.payouts: dict[int, list[tuple]] = {}
         self._listed: dict[tuple[str | None, str | None], list[int]] = {}
+        self._memo: dict[tuple, Any] = {}
+        self._memo_at: tuple[int, int] = (0, 0)  # (seeds, seq) the memo was built at
+
+    def memo(self, key: tuple, build: Callable[[], Any]) -> Any:
+        """A public answer (the same for every reader) built from this state, kept
+        until the state moves on: the next delivery or seed clears it. ``key`` names
+        the answer and anything else it was built from (the replica's sequence, for
+        prices). Answers must not be changed by whoever gets them."""
+        at = (self.seeds, self.seq)
+        if at != self._memo_at or len(self._memo) >= MEMO_ANSWERS:
+            self._memo, self._memo_at = {}, at
+        value = self._memo.get(key)
+        if value is None:
+            value = self._memo[key] = build()
+        return value
 
     # --- seeding (``marketdata.Replica`` calls these) ----------------------------------
 

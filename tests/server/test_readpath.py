@@ -81,3 +81,30 @@ async def test_same_answers_as_fastapi_and_ordinary_reads_served(server, client,
                           and (name == "user" or not user_route))
                 assert fast_served == expect, (path, name, method)
     assert served > 0
+
+
+async def test_a_memoized_event_list_follows_every_change_at_once(client):
+    """``GET /events`` is built once per state (``ReadModel.memo``): read again and
+    again it is the same, and the read right after a change (a new order, an edited
+    event, a new event) already shows it."""
+    event = await client.event(["Up", "Down"], category="memo-cat")
+    market = event["outcomes"][0]["market_id"]
+    token, _ = await client.user("memo")
+
+    async def listed() -> dict:
+        r = await client.http.get("/events", params={"category": "memo-cat"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    first = await listed()
+    assert await listed() == first
+    assert first["items"][0]["outcomes"][0]["best_bid"] is None
+    await client.order(token, market, "yes", "buy", "0.40", 1)
+    assert (await listed())["items"][0]["outcomes"][0]["best_bid"] == "0.40"
+    r = await client.http.patch(f"/admin/events/{event['id']}", json={"title": "Renamed"},
+                                headers=client.auth(await client.admin()))
+    assert r.status_code == 200, r.text
+    assert (await listed())["items"][0]["title"] == "Renamed"
+    await client.event(["A", "B"], category="memo-cat", title="Newer")
+    now = await listed()
+    assert now["total"] == 2 and now["items"][0]["title"] == "Newer"

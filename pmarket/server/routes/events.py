@@ -100,10 +100,15 @@ async def list_events(runtime: RuntimeDep, paging: PageParams,
     """Events, newest first; ``q`` searches titles."""
     model = None if q else await serving(runtime)
     if model is not None:
-        ids = model.list_events(category, status)
-        chosen = [model.events[i] for i in ids[paging.offset:paging.offset + paging.limit]]
-        return ok(page([event_view(runtime, e, model.event_markets(e)) for e in chosen],
-                       len(ids)))
+        def build() -> dict[str, Any]:
+            ids = model.list_events(category, status)
+            chosen = [model.events[i] for i in ids[paging.offset:paging.offset + paging.limit]]
+            return page([event_view(runtime, e, model.event_markets(e)) for e in chosen],
+                        len(ids))
+
+        # The same page for every reader until the next delivery changes the state.
+        return ok(model.memo(("events", runtime.replica.last_seq, category, status,
+                              paging.offset, paging.limit), build))
 
     def query(conn):
         stmt = select(Event).where(Event.status != "deleted")
