@@ -103,8 +103,13 @@ def avg_cost(cost: int, qty: int) -> str | None:
     return "-" + text if cost < 0 else text  # "-0.0000" as Decimal wrote it
 
 
+Valued = tuple[dict[str, Any], int, int]
+"""A Position as the API shows it, with its value and its total P&L in units (what a
+portfolio adds up)."""
+
+
 def position(p: Any, event_id: int, name: str, mark: int | None,
-             settled: bool = False) -> dict[str, Any]:
+             settled: bool = False) -> Valued:
     """A Position from a ``db.Position`` row; ``mark`` is the YES mark price (units)."""
     return position_values(p.market_id, (p.yes, p.no, p.yes_reserved, p.no_reserved,
                                          p.yes_cost, p.no_cost, p.yes_realized_pnl,
@@ -112,7 +117,7 @@ def position(p: Any, event_id: int, name: str, mark: int | None,
 
 
 def position_values(market_id: int, row: tuple, event_id: int, name: str,
-                    mark: int | None, settled: bool = False) -> dict[str, Any]:
+                    mark: int | None, settled: bool = False) -> Valued:
     """A Position from a position's values ``(yes, no, yes_reserved, no_reserved,
     yes_cost, no_cost, yes_realized_pnl, no_realized_pnl, ...)`` — the column order of
     ``db.Position`` and of the read model's rows. A ``settled`` position's mark is what
@@ -123,7 +128,7 @@ def position_values(market_id: int, row: tuple, event_id: int, name: str,
         value = cost  # nothing to mark against: carry at cost
     else:
         value = yes * mark + no * (SCALE - mark)
-    return {
+    view = {
         "market_id": market_id, "event_id": event_id, "outcome_id": market_id,
         "outcome_name": name, "yes_quantity": yes, "no_quantity": no,
         "yes_reserved": yes_res, "no_reserved": no_res,
@@ -131,8 +136,8 @@ def position_values(market_id: int, row: tuple, event_id: int, name: str,
         "mark_price": None if mark is None else format_money(mark),
         "value": format_money(value), "unrealized_pnl": format_money(value - cost),
         "realized_pnl": format_money(yes_pnl + no_pnl), "settled": settled,
-        "_value": value, "_pnl": value - cost + yes_pnl + no_pnl,
     }
+    return view, value, value - cost + yes_pnl + no_pnl
 
 
 # --- resolution ----------------------------------------------------------------------
@@ -165,7 +170,3 @@ def payout(market_id: int, event_id: int, name: str, yes: int, no: int, amount: 
             "yes_quantity": yes, "no_quantity": no, "amount": format_money(amount),
             "paid_at": paid_at}
 
-
-def public(obj: dict[str, Any]) -> dict[str, Any]:
-    """Drop the private (``_``-prefixed) helper keys of a view."""
-    return {k: v for k, v in obj.items() if k[0] != "_"}

@@ -73,8 +73,8 @@ async def read_balance(runtime: Runtime, user_id: int) -> dict[str, str]:
 
 async def read_positions(runtime: Runtime, user_id: int, *, market_id: int | None = None,
                          event_id: int | None = None, include_empty: bool = False
-                         ) -> list[dict[str, Any]]:
-    """The user's positions as API objects (with private ``_value``/``_pnl`` keys)."""
+                         ) -> list[views.Valued]:
+    """The user's positions as API objects, each with its value and P&L."""
     model = await serving(runtime)
     if model is not None:
         return memory_positions(runtime, model, user_id, market_id=market_id,
@@ -99,7 +99,7 @@ async def read_positions(runtime: Runtime, user_id: int, *, market_id: int | Non
 
 
 def memory_positions(runtime: Runtime, model: ReadModel, user_id: int, **filters: Any
-                     ) -> list[dict[str, Any]]:
+                     ) -> list[views.Valued]:
     """``read_positions`` from the read model (synchronous: one consistent state)."""
     return [views.position_values(mid, row, m.event_id, m.name, *mark(runtime, mid))
             for mid, row, m in model.user_positions(user_id, **filters)]
@@ -138,7 +138,7 @@ async def positions(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
     """Shares held per market, with cost basis, mark and P&L."""
     items = await read_positions(runtime, user.id, market_id=market_id, event_id=event_id)
     chosen = items[paging.offset:paging.offset + paging.limit]
-    return ok(page([views.public(p) for p in chosen], len(items)))
+    return ok(page([view for view, _, _ in chosen], len(items)))
 
 
 @router.get("/portfolio", response_model=api.Portfolio)
@@ -151,10 +151,10 @@ async def portfolio(user: CurrentUser, runtime: RuntimeDep):
     else:
         balance = await read_balance(runtime, user.id)
         items = await read_positions(runtime, user.id)
-    value = sum(p["_value"] for p in items)
-    pnl = sum(p["_pnl"] for p in items)
+    value = sum(worth for _, worth, _ in items)
+    pnl = sum(gain for _, _, gain in items)
     total = to_units(balance["total"]) + value
-    return ok({"balance": balance, "positions": [views.public(p) for p in items],
+    return ok({"balance": balance, "positions": [view for view, _, _ in items],
                "positions_value": views.money(value), "total_value": views.money(total),
                "pnl": views.money(pnl)})
 

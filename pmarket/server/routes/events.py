@@ -164,7 +164,7 @@ async def _event_collateral(runtime: Runtime, command, user_id: int, event_id: i
     events = await runtime.gateway.send(command)
     positions = await read_positions(runtime, user_id, event_id=event_id, include_empty=True)
     balance = balance_from_events(events, user_id) or views.balance(0, 0)
-    return ok({"balance": balance, "positions": [views.public(p) for p in positions]})
+    return ok({"balance": balance, "positions": [view for view, _, _ in positions]})
 
 
 @router.post("/events/{event_id}/split", response_model=api.EventSplitResult)

@@ -141,7 +141,7 @@ async def _collateral(runtime: Runtime, command, user_id: int, market_id: int):
                                      include_empty=True)
     balance = balance_from_events(events, user_id) or views.balance(0, 0)
     return ok({"balance": balance,
-               "position": views.public(positions[0]) if positions else None})
+               "position": positions[0][0] if positions else None})
 
 
 @router.post("/markets/{market_id}/split", response_model=api.SplitResult)
