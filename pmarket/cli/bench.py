@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import orjson
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 from pmarket.cli import app
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 bench_app = typer.Typer(help="Benchmarks: figures for the engine, the services and HTTP.",
                         no_args_is_help=True)
@@ -19,6 +21,8 @@ def bench_table(title: str, *columns: str, left: tuple[str, ...] = (),
                 caption: str | None = None) -> Table:
     """A benchmark table that reads in an 80-column terminal: light rules, no outer
     padding, figures right-aligned and never wrapped (``left`` columns are text)."""
+    from rich import box
+    from rich.table import Table
     table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False,
                   pad_edge=False, title_justify="left", caption_justify="left")
     for column in columns:
@@ -57,6 +61,8 @@ def bench_engine(
                                    "queries, memory_1m_orders."),
 ) -> None:
     """The engine alone: matching, book building, concurrency, latency, queries, memory."""
+    from rich.console import Console
+
     from pmarket.bench import engine as bench
 
     console = Console(stderr=True)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import orjson
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from pmarket.cli.bench import bench_app, bench_table
 from pmarket.cli.preflight import require
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 @bench_app.command("faults")
@@ -34,6 +37,8 @@ def bench_faults(
 ) -> None:
     """Kill -9 under concurrent order load, restart, and prove nothing acknowledged is
     missing or doubled (exit status 1 if anything is)."""
+    from rich.console import Console
+
     from pmarket.bench import faults
 
     if mode not in ("embedded", "deployment"):
@@ -56,6 +61,7 @@ def bench_faults(
 
 
 def _print(result) -> None:
+    from rich.console import Console
     for table in fault_tables(result):
         Console().print(table)
     for problem in result.problems:

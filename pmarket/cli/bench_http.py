@@ -3,13 +3,16 @@ the read mix (what traders read) per path, then what other users see during floo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import orjson
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from pmarket.cli.bench import bench_app, bench_table, verdict
 from pmarket.cli.preflight import require
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 TARGETS = {"embedded": (3000, 50.0), "deployment": (2000, 100.0)}
 WS_TARGET_MS = 20.0
@@ -63,6 +66,8 @@ def bench_http(
 ) -> None:
     """Start a server, load it with orders and cancels over loopback, then read what
     traders read, path by path; print the figures."""
+    from rich.console import Console
+
     from pmarket.bench import abuse as abuse_mix
     from pmarket.bench import http
 

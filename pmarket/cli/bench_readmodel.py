@@ -3,12 +3,15 @@ order, and its seeding time."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import orjson
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from pmarket.cli.bench import bench_app, bench_table
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 @bench_app.command("readmodel")
@@ -23,6 +26,8 @@ def bench_readmodel(
     json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Fill a throwaway database, seed the read model from it, print what it costs."""
+    from rich.console import Console
+
     from pmarket.bench import readmodel
 
     with Console(stderr=True).status("filling a database and seeding the read model"):

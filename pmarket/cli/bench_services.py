@@ -3,13 +3,16 @@ Redis and the database (see ``pmarket.bench.services``)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import orjson
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from pmarket.cli.bench import bench_app, bench_table, verdict
 from pmarket.cli.engine import REDIS_DEFAULT
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def _num(value: float | None, digits: int = 0) -> str:
@@ -30,6 +33,8 @@ def bench_services(
     json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Commands/s into the engine, events/s into the database, p50/p99 command→reply."""
+    from rich.console import Console
+
     from pmarket.bench import services as bench
 
     console = Console(stderr=True)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import orjson
 import typer
-from rich.console import Console
 
 from pmarket.cli import app
 from pmarket.cli.failures import describe, first_line
@@ -74,6 +73,8 @@ def reconcile(
     limit: int = typer.Option(50, help="Print at most this many differences."),
 ) -> None:
     """Compare an engine snapshot with the database; exit 1 if anything differs."""
+    from rich.console import Console
+
     from pmarket.db import make_engine
     from pmarket.db.reconcile import reconcile as run_reconcile
     from pmarket.engine import Engine

@@ -16,25 +16,7 @@ from pathlib import Path
 
 import orjson
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
-from ..sim import (
-    ScenarioError,
-    TargetUnavailable,
-    estimate_work,
-    load_scenario,
-    open_target,
-    render,
-    run_scenario,
-)
 from . import app
 
 LONG_RUN = 2_000
@@ -65,6 +47,28 @@ def simulate(
         help="With --target: each user trades through an API key it creates at sign-up."),
 ) -> None:
     """Replay scenario files against the exchange and check their expectations."""
+    # Imported here, not at the top: every command loads this module, and the simulator
+    # (the client and the API's models) and rich are most of a second of start-up.
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from ..sim import (
+        ScenarioError,
+        TargetUnavailable,
+        estimate_work,
+        load_scenario,
+        open_target,
+        render,
+        run_scenario,
+    )
+
     errors = Console(stderr=True)
     console = errors if as_json else Console()  # stdout holds the JSON alone then
     if output is not None and any(_same_file(output, path) for path in files):

@@ -11,7 +11,11 @@ from __future__ import annotations
 import typer
 
 from pmarket.cli import app
-from pmarket.client import DEFAULT_URL
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+"""The client's ``DEFAULT_URL`` (``pmarket.client.http``; tests/cli/test_outputs.py checks
+they agree), not imported: every command loads this module, and ``pmarket.client`` loads
+the API's models, most of a second of start-up."""
 
 
 @app.command("tui")

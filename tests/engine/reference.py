@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cache
 from math import ceil
 
 from pmarket.engine import commands as c
@@ -437,9 +438,8 @@ class ReferenceExchange:
         rate = self._rate(order)
         if not rate:
             return 0
-        prices = range(self.markets[order.market].tick, order.price + 1,
-                       self.markets[order.market].tick)
-        return qty * max(self._fee(rate, 1, p) for p in prices)
+        return qty * _worst_single_share_fee(rate, self.markets[order.market].tick,
+                                             order.price)
 
     # --- matching ----------------------------------------------------------------------
 
@@ -906,6 +906,17 @@ class ReferenceExchange:
 
 def _whole(value, low: int, high: int) -> bool:
     return type(value) is int and low <= value <= high
+
+
+@cache
+def _worst_single_share_fee(rate: Fraction, tick: int, limit: int) -> int:
+    """The largest fee of one share at any own price from ``tick`` up to ``limit``.
+
+    Remembered: a pure function of its arguments, and the maximum over up to 10,000
+    prices in exact fractions is most of what the state machine's runs would otherwise
+    spend in this model (a buy at 0.50 on a 0.0001 tick)."""
+    prices = range(tick, limit + 1, tick)
+    return max(ReferenceExchange._fee(rate, 1, p) for p in prices)
 
 
 def _check_fee_rate(value) -> None:
