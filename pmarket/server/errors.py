@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -47,6 +47,12 @@ class JSON(JSONResponse):
 
     def render(self, content) -> bytes:
         return orjson.dumps(content)
+
+
+class EncodedJSON(Response):
+    """A JSON response whose body is already encoded (a cached page)."""
+
+    media_type = "application/json"
 
 
 class ApiError(Exception):

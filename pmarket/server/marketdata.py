@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
 from sqlalchemy import Engine, func, select
 
 from pmarket.api import convert
@@ -92,6 +93,8 @@ class Hub(Protocol):
 OPEN_STATUSES = ("open", "partially_filled")
 CLOSED_MEMORY = 200_000
 """How many recently closed orders the replica remembers (owner and final status)."""
+BOOK_PAGES = 1024
+"""At most this many encoded book pages are kept between two changes of the books."""
 READ_BLOCK_MS = 200
 """How long one read of the event stream waits for deliveries."""
 RESYNC_CATCH_UP_S = 10.0
@@ -228,6 +231,20 @@ class Replica:
         # order id -> (owner, status) of orders seen closing, newest CLOSED_MEMORY kept:
         # answers "is this closed order the caller's?" without waiting for the database.
         self.closed_orders: dict[int, tuple[int, str]] = {}
+        # (market, view, depth) -> the encoded ``book_view``, until the books change
+        self._pages: dict[tuple[int, str, int | None], bytes] = {}
+
+    def book_page(self, m: MarketState, view: str = "yes", depth: int | None = None) -> bytes:
+        """``book_view`` of ``m`` (one of these books) encoded as JSON, built once per
+        state of the books: the next delivery or seed clears every page. A book is read
+        far more often than it moves, and a deep one costs milliseconds to build."""
+        key = (m.id, view, depth)
+        page = self._pages.get(key)
+        if page is None:
+            if len(self._pages) >= BOOK_PAGES:
+                self._pages = {}
+            page = self._pages[key] = orjson.dumps(book_view(m, view, depth))
+        return page
 
     # --- seeding ----------------------------------------------------------------------
 
@@ -288,6 +305,7 @@ class Replica:
                 m.trade_sequence = prev.trade_sequence + int(resync)
         self.markets = seed.markets
         self.event_markets = seed.event_markets
+        self._pages = {}
         self.seed_seq = self.last_seq = seed.last_seq
         self._start_id = seed.start_id
         self.last_id = parse_id(seed.start_id)
@@ -461,6 +479,8 @@ class Replica:
         if delivery.first_seq > self.last_seq + 1:
             return False
         self.last_seq = delivery.last_seq
+        if self._pages:
+            self._pages = {}
         if self.follower is not None:
             self.follower.apply(delivery)
         changes: dict[int, list[dict[str, Any]]] = {}

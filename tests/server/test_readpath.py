@@ -8,9 +8,11 @@ out-of-range values, other methods) must reach FastAPI.
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from pmarket.server import readpath
+from pmarket.server.marketdata import book_view
 from pmarket.server.readpath import ReadPath
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -108,3 +110,41 @@ async def test_a_memoized_event_list_follows_every_change_at_once(client):
     await client.event(["A", "B"], category="memo-cat", title="Newer")
     now = await listed()
     assert now["total"] == 2 and now["items"][0]["title"] == "Newer"
+
+
+async def test_a_cached_book_page_follows_every_change_at_once(server, client):
+    """``GET /markets/{id}/orderbook`` is encoded once per state of the books
+    (``Replica.book_page``): read again it is the same bytes, and the read right after
+    an order, a cancellation or a trade (new last price) shows it, in both views and at
+    every depth — byte for byte what the books give built afresh."""
+    market = await client.market()
+    maker, _ = await client.user("page-maker")
+    taker, _ = await client.user("page-taker")
+    replica = server.runtime.replica
+
+    async def pages() -> list[bytes]:
+        out = []
+        for params in ({}, {"view": "no"}, {"depth": "1"}, {"view": "no", "depth": "2"}):
+            r = await client.http.get(f"/markets/{market}/orderbook", params=params)
+            assert r.status_code == 200, r.text
+            assert r.headers["content-type"] == "application/json"
+            fresh = book_view(replica.markets[market], params.get("view", "yes"),
+                              int(params["depth"]) if "depth" in params else None)
+            assert r.content == orjson.dumps(fresh), params
+            out.append(r.content)
+        return out
+
+    empty = await pages()
+    assert await pages() == empty
+    order = (await client.order(maker, market, "yes", "buy", "0.40", 5))["order"]["id"]
+    await client.order(maker, market, "yes", "buy", "0.30", 5)
+    two = await pages()
+    assert orjson.loads(two[0])["bids"] == [{"price": "0.40", "quantity": 5},
+                                            {"price": "0.30", "quantity": 5}]
+    assert len(orjson.loads(two[2])["bids"]) == 1
+    await client.order(taker, market, "no", "buy", "0.60", 2)
+    traded = orjson.loads((await pages())[0])
+    assert traded["last_price"] == "0.40" and traded["bids"][0]["quantity"] == 3
+    r = await client.http.delete(f"/orders/{order}", headers=client.auth(maker))
+    assert r.status_code == 200, r.text
+    assert orjson.loads((await pages())[1])["asks"] == [{"price": "0.70", "quantity": 5}]

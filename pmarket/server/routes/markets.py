@@ -25,9 +25,8 @@ from pmarket.engine.units import format_units
 
 from .. import views
 from ..deps import CurrentUser, PublicLimited, RuntimeDep
-from ..errors import not_found
+from ..errors import EncodedJSON, not_found
 from ..exactjson import ExactJSONRoute
-from ..marketdata import book_view
 from ..readmodel import serving
 from ..runtime import Runtime
 from .account import balance_from_events, read_positions
@@ -84,7 +83,7 @@ async def market_book(market_id: MarketId, runtime: RuntimeDep, depth: Depth = N
                       view: Literal["yes", "no"] = "yes"):
     """The book, aggregated by price level, in YES or NO terms."""
     m = await replica_market(runtime, market_id)
-    return ok(book_view(m, view, depth))
+    return EncodedJSON(runtime.replica.book_page(m, view, depth))
 
 
 @router.get("/markets/{market_id}/trades", response_model=api.Page[api.PublicTrade],
