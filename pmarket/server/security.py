@@ -224,6 +224,16 @@ def decode_token(token: str, secret: str) -> Principal:
     return principal
 
 
+def token_expiry(token: str, secret: str) -> float:
+    """When a token ``decode_token`` accepts expires (seconds since the epoch).
+
+    Raises:
+        InvalidToken: as ``decode_token``.
+    """
+    known = _VERIFIED.get((token, secret))
+    return known[1] if known is not None else _verify(token, secret)[1]
+
+
 def _verify(token: str, secret: str) -> tuple[Principal, float]:
     try:
         header = jwt.get_unverified_header(token)

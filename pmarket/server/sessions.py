@@ -49,7 +49,7 @@ from pmarket.bus import Append, Bus
 from pmarket.db import ApiKey, AuthSequence, User
 
 from .errors import ApiError
-from .security import InvalidToken, Principal, api_key_digest, decode_token
+from .security import InvalidToken, Principal, api_key_digest, decode_token, token_expiry
 
 log = logging.getLogger("pmarket.server.sessions")
 
@@ -162,6 +162,14 @@ class Sessions:
             await self._load(credential)
         raise ApiError(503, "auth_unavailable", "credentials cannot be checked right now",
                        {"Retry-After": "1"})
+
+    def expires_at(self, credential: str) -> float | None:
+        """When ``credential`` (one ``authenticate`` accepted) stops working by itself:
+        a token at its expiry (seconds since the epoch); an API key never (None), it
+        works until deleted."""
+        if credential.startswith("pmk_"):
+            return None
+        return token_expiry(credential, self.jwt_secret)
 
     def check(self, credential: str, method: str) -> Principal | None:
         """``authenticate`` from the cache alone: None when something must be loaded."""

@@ -4,7 +4,8 @@ Protocol (API.md): the client sends ``{"op": "subscribe"|"unsubscribe", "channel
 "token": "<JWT>"}``; channels are ``book:{market_id}``, ``trades:{market_id}`` and
 ``user`` (needs a valid user token or API key, checked by ``sessions.Sessions`` like
 every HTTP request; once its user is disabled or signs out everywhere, or the key is
-revoked, the connection gets an ``unauthenticated`` error and is closed, code 1008).
+revoked, or when the token it subscribed with expires, the connection gets an
+``unauthenticated`` error and is closed, code 1008).
 Every server message is ``{"channel", "type", "sequence", "data"}``; errors are
 ``type: "error"`` with ``data: {code, message}``.
 
@@ -46,6 +47,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +118,24 @@ class Connection:
         self.user_sequence = 0
         self.overflowed = False
         self.address = ""
+        self._expiry: asyncio.TimerHandle | None = None
+
+    def expire_at(self, when: float | None) -> None:
+        """Close the connection (as a revocation does) when the credential of its
+        ``user`` channel expires: at ``when`` (seconds since the epoch); None: never
+        (an API key), or the connection ended. A later subscription resets it."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if when is not None:
+            self._expiry = asyncio.get_running_loop().call_later(
+                max(0.0, when - time.time()), self._expired)
+
+    def _expired(self) -> None:
+        self._expiry = None
+        self.put(_error("unauthenticated", "the token of the user channel has expired; "
+                        "connect again with a fresh one"))
+        self.close()
 
     def put(self, message: dict[str, Any]) -> None:
         self.put_raw(orjson.dumps(message))
@@ -296,6 +316,7 @@ async def _connection(ws: WebSocket, address: str, hub: Hub, replica: Replica, s
     except WebSocketDisconnect:
         pass
     finally:
+        conn.expire_at(None)
         for key in list(conn.channels):
             hub.remove(key, conn)
         sender.cancel()
@@ -359,6 +380,7 @@ async def _handle(msg: Any, conn: Connection, hub: Hub, replica: Replica, sessio
             return True
         conn.user_id = principal.id
         conn.principal = principal
+        conn.expire_at(sessions.expires_at(msg["token"]))
     if any(_MARKET_CHANNEL.match(c) for c in channels if c.startswith("book:")):
         try:
             await before_snapshot()

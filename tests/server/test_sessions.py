@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 import websockets
 
+from pmarket.server.security import create_token, decode_token
 from tests.bus.private_redis import PrivateRedis
 
 from .faults import TcpProxy
@@ -110,6 +111,34 @@ async def test_signout_all_revokes_every_token_on_every_path_and_the_websocket(c
     # The order survives a sign-out (it is not a disabling): the new session cancels it.
     r = await client.http.delete(f"/orders/{order}", headers=client.auth(fresh))
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
+
+
+async def test_an_open_user_channel_ends_when_its_token_expires(client, server):
+    """A token is good until its expiry, on an open WebSocket too: the user channel
+    subscribed with it gets ``unauthenticated`` and the connection closes then, as on a
+    revocation. A fresh subscription on the connection carries the fresh token's
+    expiry instead."""
+    long_lived, uid = await client.user("expiring")
+    secret = server.settings.jwt_secret
+    epoch = decode_token(long_lived, secret).epoch
+    short = create_token(uid, "user", secret, ttl_s=2, epoch=epoch)
+    ws = await open_user_channel(server, client, short)
+    try:
+        started = time.monotonic()
+        await assert_closed_for_revocation(ws)
+        assert time.monotonic() - started < 4
+    finally:
+        await ws.close()
+    # Renewed in time: the later token's expiry counts, not the first one's.
+    ws = await open_user_channel(server, client, create_token(uid, "user", secret, ttl_s=3,
+                                                              epoch=epoch))
+    try:
+        await ws.send(orjson.dumps({"op": "subscribe", "channels": ["user"],
+                                    "token": long_lived}))
+        await asyncio.sleep(3.5)
+        await prove_live(ws, client, long_lived)
+    finally:
+        await ws.close()
 
 
 async def test_disable_refuses_tokens_and_keys_cancels_orders_and_enable_restores(client,
