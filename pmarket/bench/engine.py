@@ -337,15 +337,25 @@ class NullEngine:
 def _concurrent(users: int, per_user: int, seed: int) -> list[Result]:
     """``users`` coroutines each awaiting ``per_user`` orders through the runner, and
     the same clients against ``NullEngine`` behind the same runner (the ceiling), one
-    right after the other so that both see the same machine."""
+    right after the other so that both see the same machine.
+
+    Beside them, the engine alone applying the same orders (``engine_orders_per_s``)
+    and what the engine's work and the hand-off's together allow when nothing else
+    costs anything (``expected_orders_per_s``: one over the sum of the two costs per
+    order). Clients awaiting each order run on the same core as the engine, so a
+    measured figure near the expected one says the hand-off adds only its own cost,
+    and how much of what remains is the engine's work."""
     real, real_cpu = _clients(users, per_user, seed, null=False)
     ceiling, ceiling_cpu = _clients(users, per_user, seed, null=True)
+    engine_alone = _engine_alone(users, per_user, seed)
     loop = "uvloop" if _loop_factory() else "asyncio"
     size = users * per_user
     return [
         Result("concurrent", size, orders_per_s=real, extra={
             "users": users, "loop": loop, "ceiling_orders_per_s": ceiling,
-            "of_ceiling": real / ceiling, "cpu_orders_per_s": real_cpu}),
+            "of_ceiling": real / ceiling, "cpu_orders_per_s": real_cpu,
+            "engine_orders_per_s": engine_alone,
+            "expected_orders_per_s": 1 / (1 / engine_alone + 1 / ceiling)}),
         Result("concurrent_ceiling", size, orders_per_s=ceiling,
                extra={"users": users, "loop": loop, "cpu_orders_per_s": ceiling_cpu}),
     ]
@@ -359,17 +369,44 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def _clients(users: int, per_user: int, seed: int, null: bool) -> tuple[float, float]:
-    """Orders/s of ``users`` clients awaiting their orders one at a time: per second
-    of wall time, and per second of this process's CPU time (what a machine shared
-    with other work disturbs less)."""
+def _clients_plans(users: int, per_user: int, seed: int
+                   ) -> tuple[Engine, list[list[PlaceOrder]]]:
+    """The concurrent workload's exchange and each client's orders."""
     rng = random.Random(seed)
     eng, (mid,) = _exchange(users=users, shares=100_000)
-    plans = [
+    return eng, [
         [_order(u, mid, rng.randint(45, 55) * 100, rng.randint(10, 200), rng.random() < 0.5, k)
          for k in range(per_user)]
         for u in range(1, users + 1)
     ]
+
+
+def _engine_alone(users: int, per_user: int, seed: int) -> float:
+    """Orders/s of the engine applying the concurrent workload's orders itself, in the
+    order the runner gets them from clients that each await one order at a time
+    (round robin), with the collector tuned as in the clients' run."""
+    eng, plans = _clients_plans(users, per_user, seed)
+    orders = [plan[k] for k in range(per_user) for plan in plans]
+    apply = eng.apply
+    gc.collect()
+    thresholds = gc.get_threshold()
+    try:
+        tune_gc()
+        t0 = time.perf_counter_ns()
+        for cmd in orders:
+            apply(cmd)
+        elapsed = time.perf_counter_ns() - t0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+    return len(orders) / elapsed * 1e9
+
+
+def _clients(users: int, per_user: int, seed: int, null: bool) -> tuple[float, float]:
+    """Orders/s of ``users`` clients awaiting their orders one at a time: per second
+    of wall time, and per second of this process's CPU time (what a machine shared
+    with other work disturbs less)."""
+    eng, plans = _clients_plans(users, per_user, seed)
     target = NullEngine() if null else eng
 
     async def client(runner: LocalRunner, cmds: list[PlaceOrder]) -> None:

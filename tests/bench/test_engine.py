@@ -73,6 +73,11 @@ def test_quick_run_figures_are_present_and_sane(quick_rows: list[dict]):
     assert concurrent["cpu_orders_per_s"] > 0 and ceiling["cpu_orders_per_s"] > 0
     assert concurrent["of_ceiling"] == pytest.approx(
         concurrent["orders_per_s"] / ceiling["orders_per_s"])
+    # The engine alone on the same orders, and both costs together: one over their sum.
+    engine = concurrent["engine_orders_per_s"]
+    assert engine > 0
+    assert 1 / concurrent["expected_orders_per_s"] == pytest.approx(
+        1 / engine + 1 / ceiling["orders_per_s"])
     for name in ("open_orders", "open_orders_changed"):
         open_orders = next(row for row in quick_rows if row["name"] == name)
         assert open_orders["open_orders_of_user"] > 0
@@ -94,6 +99,7 @@ def test_the_table_says_how_far_concurrent_users_are_below_their_ceiling(monkeyp
                     "concurrent").stdout
     assert "open_orders_changed" in table and "concurrent_ceiling" in table
     assert "concurrent, 100 clients:" in table and "x below concurrent_ceiling" in table
+    assert "engine alone " in table and "engine + hand-off " in table
     assert max(len(line.rstrip()) for line in table.splitlines()) <= 80
 
 
