@@ -122,8 +122,9 @@ class Connection:
 
     def expire_at(self, when: float | None) -> None:
         """Close the connection (as a revocation does) when the credential of its
-        ``user`` channel expires: at ``when`` (seconds since the epoch); None: never
-        (an API key), or the connection ended. A later subscription resets it."""
+        ``user`` channel expires, if still subscribed then: at ``when`` (seconds since
+        the epoch); None: never (an API key), or the connection ended. A later
+        subscription resets it."""
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
@@ -133,6 +134,8 @@ class Connection:
 
     def _expired(self) -> None:
         self._expiry = None
+        if f"user:{self.user_id}" not in self.channels:
+            return  # unsubscribed since: the public channels need no credential
         self.put(_error("unauthenticated", "the token of the user channel has expired; "
                         "connect again with a fresh one"))
         self.close()

@@ -117,7 +117,8 @@ async def test_an_open_user_channel_ends_when_its_token_expires(client, server):
     """A token is good until its expiry, on an open WebSocket too: the user channel
     subscribed with it gets ``unauthenticated`` and the connection closes then, as on a
     revocation. A fresh subscription on the connection carries the fresh token's
-    expiry instead."""
+    expiry instead; a connection that unsubscribed ``user`` keeps its public
+    channels."""
     long_lived, uid = await client.user("expiring")
     secret = server.settings.jwt_secret
     epoch = decode_token(long_lived, secret).epoch
@@ -137,6 +138,20 @@ async def test_an_open_user_channel_ends_when_its_token_expires(client, server):
                                     "token": long_lived}))
         await asyncio.sleep(3.5)
         await prove_live(ws, client, long_lived)
+    finally:
+        await ws.close()
+    # Unsubscribed from ``user`` before the expiry: the public channels stay open.
+    market = await client.market()
+    ws = await open_user_channel(server, client, create_token(uid, "user", secret, ttl_s=2,
+                                                              epoch=epoch))
+    try:
+        await ws.send(orjson.dumps({"op": "unsubscribe", "channels": ["user"]}))
+        await ws.send(orjson.dumps({"op": "subscribe", "channels": [f"book:{market}"]}))
+        await recv_until(ws, lambda m: m["type"] == "snapshot")
+        await asyncio.sleep(2.5)
+        await client.order(long_lived, market, "yes", "buy", "0.10", 1)
+        delta = await recv_until(ws, lambda m: m["type"] != "balance")
+        assert delta["type"] == "delta", delta
     finally:
         await ws.close()
 
