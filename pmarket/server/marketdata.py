@@ -94,7 +94,10 @@ OPEN_STATUSES = ("open", "partially_filled")
 CLOSED_MEMORY = 200_000
 """How many recently closed orders the replica remembers (owner and final status)."""
 BOOK_PAGES = 1024
-"""At most this many encoded book pages are kept between two changes of the books."""
+BOOK_PAGE_BYTES = 16 * 2**20
+"""At most this many encoded book pages, of at most this many bytes in all, are kept
+between two changes of the books (a deep book's page is tens of kilobytes, and every
+depth is a page of its own)."""
 READ_BLOCK_MS = 200
 """How long one read of the event stream waits for deliveries."""
 RESYNC_CATCH_UP_S = 10.0
@@ -233,6 +236,7 @@ class Replica:
         self.closed_orders: dict[int, tuple[int, str]] = {}
         # (market, view, depth) -> the encoded ``book_view``, until the books change
         self._pages: dict[tuple[int, str, int | None], bytes] = {}
+        self._page_bytes = 0
 
     def book_page(self, m: MarketState, view: str = "yes", depth: int | None = None) -> bytes:
         """``book_view`` of ``m`` (one of these books) encoded as JSON, built once per
@@ -241,9 +245,12 @@ class Replica:
         key = (m.id, view, depth)
         page = self._pages.get(key)
         if page is None:
-            if len(self._pages) >= BOOK_PAGES:
-                self._pages = {}
-            page = self._pages[key] = orjson.dumps(book_view(m, view, depth))
+            page = orjson.dumps(book_view(m, view, depth))
+            if (len(self._pages) >= BOOK_PAGES
+                    or self._page_bytes + len(page) > BOOK_PAGE_BYTES):
+                self._pages, self._page_bytes = {}, 0
+            self._pages[key] = page
+            self._page_bytes += len(page)
         return page
 
     # --- seeding ----------------------------------------------------------------------
@@ -305,7 +312,7 @@ class Replica:
                 m.trade_sequence = prev.trade_sequence + int(resync)
         self.markets = seed.markets
         self.event_markets = seed.event_markets
-        self._pages = {}
+        self._pages, self._page_bytes = {}, 0
         self.seed_seq = self.last_seq = seed.last_seq
         self._start_id = seed.start_id
         self.last_id = parse_id(seed.start_id)
@@ -480,7 +487,7 @@ class Replica:
             return False
         self.last_seq = delivery.last_seq
         if self._pages:
-            self._pages = {}
+            self._pages, self._page_bytes = {}, 0
         if self.follower is not None:
             self.follower.apply(delivery)
         changes: dict[int, list[dict[str, Any]]] = {}
