@@ -37,6 +37,7 @@ replica that cannot guarantee it says so (``running`` False) instead of serving.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -159,14 +160,16 @@ class Seed:
 def book_view(m: MarketState, view: str = "yes", depth: int | None = None) -> dict[str, Any]:
     """The API's Book object of a market, in the YES or NO view."""
     fmt = views.price_formatter(m.tick)
-    bids = sorted(m.bids.items(), reverse=True)
-    asks = sorted(m.asks.items())
+    if depth is None:
+        bids = sorted(m.bids.items(), reverse=True)
+        asks = sorted(m.asks.items())
+    else:  # the best ``depth`` levels without sorting a deep book whole
+        bids = heapq.nlargest(depth, m.bids.items())
+        asks = heapq.nsmallest(depth, m.asks.items())
     last = m.last_price
     if view == "no":
         bids, asks = ([(SCALE - p, q) for p, q in asks], [(SCALE - p, q) for p, q in bids])
         last = None if last is None else SCALE - last
-    if depth is not None:
-        bids, asks = bids[:depth], asks[:depth]
     best_bid = bids[0][0] if bids else None
     best_ask = asks[0][0] if asks else None
     both = best_bid is not None and best_ask is not None
@@ -234,18 +237,22 @@ class Replica:
         # order id -> (owner, status) of orders seen closing, newest CLOSED_MEMORY kept:
         # answers "is this closed order the caller's?" without waiting for the database.
         self.closed_orders: dict[int, tuple[int, str]] = {}
-        # (market, view, depth) -> the encoded ``book_view``, until the books change
-        self._pages: dict[tuple[int, str, int | None], bytes] = {}
+        # what a page answers (its key) -> the encoded answer, until the books change
+        self._pages: dict[tuple, bytes] = {}
         self._page_bytes = 0
 
     def book_page(self, m: MarketState, view: str = "yes", depth: int | None = None) -> bytes:
-        """``book_view`` of ``m`` (one of these books) encoded as JSON, built once per
-        state of the books: the next delivery or seed clears every page. A book is read
-        far more often than it moves, and a deep one costs milliseconds to build."""
-        key = (m.id, view, depth)
+        """``book_view`` of ``m`` (one of these books) encoded as JSON (see ``page``)."""
+        return self.page(("book", m.id, view, depth), lambda: book_view(m, view, depth))
+
+    def page(self, key: tuple, build: Callable[[], Any]) -> bytes:
+        """``build()`` encoded as JSON, built once per state of the books: the next
+        delivery or seed clears every page. ``key`` names what ``build`` answers from
+        the books alone. A book is read far more often than it moves, and a deep one
+        costs milliseconds to build."""
         page = self._pages.get(key)
         if page is None:
-            page = orjson.dumps(book_view(m, view, depth))
+            page = orjson.dumps(build())
             if (len(self._pages) >= BOOK_PAGES
                     or self._page_bytes + len(page) > BOOK_PAGE_BYTES):
                 self._pages, self._page_bytes = {}, 0

@@ -252,31 +252,3 @@ async def test_reads_wait_for_nothing_while_market_data_is_down():
         assert (caught.value.status, caught.value.code) == (503, code)
         assert "Retry-After" in caught.value.headers
 
-
-def test_book_pages_are_dropped_by_each_delivery_and_a_seed_and_stay_bounded(monkeypatch):
-    """``Replica.book_page``: the same bytes while the books stand still, a fresh page
-    after any delivery or seed, and never more than the page and byte bounds kept."""
-    from pmarket.server import marketdata
-
-    replica = _replica()
-    m = replica.markets[1]
-    for i in range(200):
-        m.bids[100 + i] = i + 1
-    page = replica.book_page(m)
-    assert page == orjson.dumps(marketdata.book_view(m))
-    assert replica.book_page(m) is page  # built once
-    assert replica.apply(_book(11, 11, 4000, 3))
-    assert orjson.loads(replica.book_page(m))["bids"][0] == {"price": "0.40", "quantity": 3}
-    replica._install(Seed({1: MarketState(1, 1, "m", 100, "active")}, {1: [1]}, 11, "6-0"))
-    assert orjson.loads(replica.book_page(replica.markets[1]))["bids"] == []
-    m = replica.markets[1]
-    for i in range(200):
-        m.bids[100 + i] = i + 1
-    monkeypatch.setattr(marketdata, "BOOK_PAGE_BYTES", 20_000)
-    monkeypatch.setattr(marketdata, "BOOK_PAGES", 50)
-    for depth in range(1, 201):
-        for view in ("yes", "no"):
-            assert replica.book_page(m, view, depth) == orjson.dumps(
-                marketdata.book_view(m, view, depth))
-            assert replica._page_bytes == sum(map(len, replica._pages.values())) <= 20_000
-            assert len(replica._pages) <= 50

@@ -14,6 +14,7 @@ import pytest
 from pmarket.server import readpath
 from pmarket.server.marketdata import book_view
 from pmarket.server.readpath import ReadPath
+from pmarket.server.routes import events
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -113,10 +114,11 @@ async def test_a_memoized_event_list_follows_every_change_at_once(client):
 
 
 async def test_a_cached_book_page_follows_every_change_at_once(server, client):
-    """``GET /markets/{id}/orderbook`` is encoded once per state of the books
-    (``Replica.book_page``): read again it is the same bytes, and the read right after
-    an order, a cancellation or a trade (new last price) shows it, in both views and at
-    every depth — byte for byte what the books give built afresh."""
+    """``GET /markets/{id}/orderbook`` and ``GET /events/{id}/orderbook`` are encoded
+    once per state of the books (``Replica.page``): read again they are the same bytes,
+    and the read right after an order, a cancellation or a trade (new last price) shows
+    it, in both views and at every depth — byte for byte what the books give built
+    afresh."""
     market = await client.market()
     maker, _ = await client.user("page-maker")
     taker, _ = await client.user("page-taker")
@@ -132,6 +134,15 @@ async def test_a_cached_book_page_follows_every_change_at_once(server, client):
                               int(params["depth"]) if "depth" in params else None)
             assert r.content == orjson.dumps(fresh), params
             out.append(r.content)
+        event_id = replica.markets[market].event_id
+        for depth in (None, 1):
+            r = await client.http.get(f"/events/{event_id}/orderbook",
+                                      params={} if depth is None else {"depth": depth})
+            assert r.status_code == 200, r.text
+            assert r.content == orjson.dumps(events._event_book(
+                replica, event_id, replica.event_markets[event_id], depth)), depth
+            assert orjson.loads(r.content)["outcomes"][0]["book"] == orjson.loads(
+                out[0 if depth is None else 2])
         return out
 
     empty = await pages()

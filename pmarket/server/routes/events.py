@@ -23,9 +23,9 @@ from pmarket.engine import Convert, MergeEvent, SplitEvent
 
 from .. import views
 from ..deps import CurrentUser, PublicLimited, RuntimeDep
-from ..errors import not_found
+from ..errors import EncodedJSON, not_found
 from ..exactjson import ExactJSONRoute
-from ..marketdata import book_view
+from ..marketdata import Replica, book_view
 from ..readmodel import serving
 from ..runtime import Runtime
 from .account import balance_from_events, read_positions
@@ -144,6 +144,11 @@ async def event_book(event_id: EventId, runtime: RuntimeDep,
     ids = replica.event_markets.get(event_id)
     if not ids:
         raise not_found(f"event {event_id}")
+    return EncodedJSON(replica.page(("event book", event_id, depth),
+                                    lambda: _event_book(replica, event_id, ids, depth)))
+
+
+def _event_book(replica: Replica, event_id: int, ids: list[int], depth: int | None) -> dict:
     outcomes, probabilities = [], []
     for mid in ids:
         m = replica.markets[mid]
@@ -156,8 +161,7 @@ async def event_book(event_id: EventId, runtime: RuntimeDep,
             probabilities.append(2 * m.last_price)
     ticks = [replica.markets[mid].tick for mid in ids]
     implied = views.half_units(sum(probabilities), max(ticks)) if probabilities else None
-    return ok({"event_id": event_id, "outcomes": outcomes,
-               "implied_probability_sum": implied})
+    return {"event_id": event_id, "outcomes": outcomes, "implied_probability_sum": implied}
 
 
 async def _event_collateral(runtime: Runtime, command, user_id: int, event_id: int):
