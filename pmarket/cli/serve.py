@@ -91,6 +91,11 @@ def serve(
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn stops cleanly on Ctrl+C, then raises it again: a server stopped so
+        # exits 0. Interrupted before it started, it is an interruption (130).
+        if not server.started:
+            raise
     finally:
         sock.close()
         if lock is not None:

@@ -15,9 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
+from tests.server.harness import free_port
 from tests.services import postgres_url_or_skip
 
 PMARKET = str(Path(sys.executable).parent / "pmarket")
@@ -146,6 +148,35 @@ def test_ctrl_c_is_one_line_and_status_130(tmp_path):
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["error: interrupted"], err
+
+
+def test_ctrl_c_stops_a_server_cleanly_with_status_0(tmp_path):
+    """A server is meant to be stopped with Ctrl+C: it shuts down, says nothing of an
+    interruption, and exits 0 (uvicorn raises the signal again once it has stopped)."""
+    port = free_port()
+    env = {**_env(), "PMARKET_BCRYPT_ROUNDS": "4"}
+    proc = subprocess.Popen([PMARKET, "serve", "--port", str(port), "--log-level", "warning"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the server did not come up")
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "interrupted" not in err, err
 
 
 def test_version_names_the_engine_that_runs(tmp_path):
