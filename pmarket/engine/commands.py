@@ -149,6 +149,9 @@ class PlaceOrder(Command):
     ``price`` is the limit price, or for a market order its optional protective worst
     price (default: the worst price on the grid). ``expires_at_ms`` is required for
     ``gtd``. A repeated ``client_order_id`` of the same user never creates a second order.
+    ``max_open_orders``: the most open orders the user may have when this one arrives
+    (it is refused at that many); 0 means no limit. The server stamps its configured
+    limit here, so the limit in force is part of the command log.
     """
 
     user_id: int
@@ -163,6 +166,7 @@ class PlaceOrder(Command):
     post_only: bool = False
     client_order_id: str | None = None
     stp: SelfTrade = SelfTrade.CANCEL_RESTING
+    max_open_orders: int = 0
 
 
 @dataclass(slots=True, kw_only=True)

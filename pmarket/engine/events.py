@@ -109,6 +109,8 @@ class Reason:
     EXCHANGE_MONEY_LIMIT: Final = "exchange_money_limit"
     # a deposit that would take the user's cash past the limit the command carries
     BALANCE_LIMIT: Final = "balance_limit"
+    # a placement while the user already has the open orders its command allows
+    OPEN_ORDER_LIMIT: Final = "open_order_limit"
     INVALID_ORDER: Final = "invalid_order"
     INVALID_EVENT: Final = "invalid_event"
     INVALID_EXPIRY: Final = "invalid_expiry"

@@ -125,6 +125,19 @@ def place(eng: State, cmd: c.PlaceOrder) -> Order | None:
         eng._reject(uid, "PlaceOrder", Reason.MARKET_NOT_ACTIVE,
                     f"market {market.id} is {market.status}", coid=coid)
         return None
+    limit_in: object = raw.max_open_orders
+    if type(limit_in) is not int or limit_in < 0:
+        eng._reject(uid, "PlaceOrder", Reason.INVALID_FIELD,
+                    f"max_open_orders must be a non-negative integer, got {limit_in!r}",
+                    coid=coid)
+        return None
+    if limit_in:
+        acct = eng.accounts.get(uid)
+        if acct is not None and len(acct.orders) >= limit_in:
+            eng._reject(uid, "PlaceOrder", Reason.OPEN_ORDER_LIMIT,
+                        f"{len(acct.orders)} open orders already, at most {limit_in} per "
+                        "account: cancel some first", coid=coid)
+            return None
     qty_in: object = raw.quantity
     if type(qty_in) is not int or not 0 < qty_in <= MAX_QUANTITY:
         eng._reject(uid, "PlaceOrder", Reason.INVALID_QUANTITY,

@@ -48,6 +48,7 @@ REJECTION_STATUS: dict[str, int] = {
     Reason.INVALID_QUANTITY: 422,
     Reason.INVALID_AMOUNT: 422,
     Reason.BALANCE_LIMIT: 409,  # a deposit past the account's limit (max_user_balance)
+    Reason.OPEN_ORDER_LIMIT: 409,  # a placement past the account's limit (max_open_orders)
     Reason.EXCHANGE_MONEY_LIMIT: 422,  # a deposit past the exchange-wide MAX_TOTAL_MONEY
     Reason.INVALID_ORDER: 422,
     Reason.INVALID_EVENT: 422,

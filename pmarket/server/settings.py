@@ -59,6 +59,16 @@ def _env_seconds(name: str, default: float) -> float:
     return seconds
 
 
+def _env_count(name: str, default: int) -> int:
+    """A whole number of at least 0 from the environment (a clear error otherwise)."""
+    value = os.environ.get(name)
+    if not value:
+        return default
+    if not value.strip().isdigit():
+        raise ValueError(f"{name} must be a whole number of at least 0, not {value!r}")
+    return int(value)
+
+
 def _env_money(name: str, default: int) -> int:
     """Dollars from the environment ("10000000", "0" for none) as units."""
     value = os.environ.get(name)
@@ -117,6 +127,9 @@ class Settings:
             deposit past it is refused (409 ``balance_limit``); 0: no per-account limit.
             The exchange-wide ``units.MAX_TOTAL_MONEY`` stays as an overflow guard far
             above it, so one account cannot starve everyone else's deposits.
+        max_open_orders: the most open orders one account may have; a placement at
+            that many is refused (409 ``open_order_limit``); 0: no limit. Bounds what one
+            account holds in memory and what one cancel-all must undo.
         request_timeout_s: how long a request waits for the engine's reply.
         consistency_timeout_s: how long a read waits for the projection of earlier writes.
         bcrypt_rounds: bcrypt work factor of new password hashes.
@@ -183,6 +196,7 @@ class Settings:
     ws_messages_burst: int = 200
     max_body_bytes: int = 64 * 1024
     max_user_balance: int = 10_000_000 * units.SCALE
+    max_open_orders: int = 10_000
     request_timeout_s: float = 10.0
     consistency_timeout_s: float = 5.0
     bcrypt_rounds: int = 12
@@ -244,6 +258,7 @@ class Settings:
             ws_messages_burst=_env_int("PMARKET_WS_MESSAGES_BURST", 200),
             max_body_bytes=_env_int("PMARKET_MAX_BODY_BYTES", 64 * 1024),
             max_user_balance=_env_money("PMARKET_MAX_USER_BALANCE", 10_000_000 * units.SCALE),
+            max_open_orders=_env_count("PMARKET_MAX_OPEN_ORDERS", 10_000),
             bcrypt_rounds=_env_int("PMARKET_BCRYPT_ROUNDS", 12),
             bcrypt_threads=_env_int("PMARKET_BCRYPT_THREADS", 1),
             bcrypt_max_waiting=_env_int("PMARKET_BCRYPT_MAX_WAITING", 32),

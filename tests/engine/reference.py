@@ -374,6 +374,9 @@ class ReferenceExchange:
             raise Rejected(Reason.UNKNOWN_MARKET)
         if market.status != "active":
             raise Rejected(Reason.MARKET_NOT_ACTIVE)
+        if cmd.max_open_orders and sum(
+                o.user == cmd.user_id for o in self.open_orders()) >= cmd.max_open_orders:
+            raise Rejected(Reason.OPEN_ORDER_LIMIT)
         if not _whole(cmd.quantity, 1, MAX_QUANTITY):
             raise Rejected(Reason.INVALID_QUANTITY)
         is_market = cmd.order_type is c.OrderType.MARKET

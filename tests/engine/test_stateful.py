@@ -521,12 +521,15 @@ class ExchangeMachine(RuleBasedStateMachine):
         coid = None
         if data.draw(st.integers(0, 2), label="coid?") == 0:
             coid = f"c{data.draw(st.integers(0, 9), label='coid')}"
+        # The per-account open-order limit the server stamps: none, at, just above, 1.
+        held = sum(o.user == user for o in self.ref.open_orders())
+        limit = data.draw(st.sampled_from((0, 0, 0, held, held + 1, 1)), label="max open")
         return PlaceOrder(
             user_id=user, market_id=market, outcome=outcome, side=side,
             quantity=self._quantity(data), price=price,
             order_type=OrderType.MARKET if is_market else OrderType.LIMIT, tif=tif,
             expires_at_ms=expires, post_only=data.draw(st.integers(0, 4), label="po") == 0,
-            client_order_id=coid, stp=stp)
+            client_order_id=coid, stp=stp, max_open_orders=limit)
 
     # --- rules: trading ----------------------------------------------------------------
 

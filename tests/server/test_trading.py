@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -219,3 +220,29 @@ async def test_batch_items_carry_their_own_self_trade_mode(client):
         "orders": [{**item, "stp": "nope"}]})
     assert r.status_code == 200
     assert r.json()["results"][0]["error"]["code"] == "invalid_field"
+
+
+async def test_an_account_holds_at_most_the_open_orders_the_server_allows(server, client,
+                                                                         monkeypatch):
+    """``PMARKET_MAX_OPEN_ORDERS``: a placement at the limit is 409 ``open_order_limit``
+    (a batch item gets it as its error, the others stand), and a cancellation makes
+    room again. Bounds what one account holds and what one cancel-all undoes."""
+    monkeypatch.setattr(server.runtime, "settings",
+                        replace(server.runtime.settings, max_open_orders=3))
+    market = await client.market()
+    token, _ = await client.user("capped")
+    first = (await client.order(token, market, "yes", "buy", "0.10", 1))["order"]["id"]
+    r = await client.http.post("/orders/batch", headers=client.auth(token), json={"orders": [
+        {"market_id": market, "outcome": "yes", "side": "buy", "price": p, "quantity": 1}
+        for p in ("0.11", "0.12", "0.13")]})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [("order" in x) for x in results] == [True, True, False]
+    assert results[2]["error"]["code"] == "open_order_limit"
+    r = await client.http.post("/orders", headers=client.auth(token), json={
+        "market_id": market, "outcome": "yes", "side": "buy", "price": "0.14", "quantity": 1})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "open_order_limit", r.text
+    assert "at most 3" in r.json()["error"]["message"]
+    assert (await client.http.delete(f"/orders/{first}", headers=client.auth(token))
+            ).status_code == 200
+    await client.order(token, market, "yes", "buy", "0.14", 1)

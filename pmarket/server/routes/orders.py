@@ -52,8 +52,9 @@ router = APIRouter(route_class=ExactJSONRoute, tags=["orders"], responses=ERRORS
 OPEN = ("open", "partially_filled")
 
 
-def place_command(user_id: int, body: api.OrderCreate) -> PlaceOrder:
-    """The engine command for an order request (422 for an inconsistent request)."""
+def place_command(user_id: int, body: api.OrderCreate, max_open_orders: int) -> PlaceOrder:
+    """The engine command for an order request (422 for an inconsistent request), with
+    the per-account open-order limit in force (``Settings.max_open_orders``)."""
     if body.type == "limit" and body.price is None:
         raise ApiError(422, "invalid_field", "price: a limit order needs a price")
     if body.time_in_force == "gtd" and body.expires_at is None:
@@ -63,7 +64,8 @@ def place_command(user_id: int, body: api.OrderCreate) -> PlaceOrder:
         side=Side(body.side), quantity=body.quantity, price=body.price,
         order_type=OrderType(body.type), tif=TimeInForce(body.time_in_force),
         expires_at_ms=to_ms(body.expires_at), post_only=body.post_only,
-        client_order_id=body.client_order_id, stp=SelfTrade(body.stp))
+        client_order_id=body.client_order_id, stp=SelfTrade(body.stp),
+        max_open_orders=max_open_orders)
 
 
 def order_result(runtime: Runtime, events: list[EngineEvent]) -> dict[str, Any]:
@@ -97,7 +99,8 @@ def split_batch(events: list[EngineEvent]) -> list[list[EngineEvent]]:
 @router.post("/orders", status_code=201, response_model=api.OrderResult)
 async def place_order(body: api.OrderCreate, user: CurrentUser, runtime: RuntimeDep):
     """Place an order; an ioc/fok/market remainder comes back cancelled, still 201."""
-    events = await runtime.gateway.send(place_command(user.id, body))
+    events = await runtime.gateway.send(place_command(user.id, body,
+                                                      runtime.settings.max_open_orders))
     return ok(order_result(runtime, events), 201)
 
 
@@ -111,7 +114,8 @@ async def place_batch(body: api.OrderBatch, user: CurrentUser, runtime: RuntimeD
     for i, raw in enumerate(body.orders):
         try:
             item = api.OrderCreate.model_validate(raw)
-            commands.append((i, place_command(user.id, item)))
+            commands.append((i, place_command(user.id, item,
+                                              runtime.settings.max_open_orders)))
         except ValidationError as exc:
             results[i] = {"error": {"code": "invalid_field",
                                     "message": validation_message(exc.errors())}}
