@@ -15,11 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.server.harness import free_port
+from tests.server.harness import free_port, wait_healthy
 from tests.services import postgres_url_or_skip
 
 PMARKET = str(Path(sys.executable).parent / "pmarket")
@@ -159,16 +158,7 @@ def test_ctrl_c_stops_a_server_cleanly_with_status_0(tmp_path):
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError("the server did not come up")
+        wait_healthy(port, proc)
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=60)
     finally:

@@ -32,6 +32,7 @@ from pmarket.server.dblock import (
     acquire_database_lock,
 )
 from pmarket.server.runtime import Runtime
+from tests.server.harness import free_port, wait_healthy
 from tests.services import postgres_url_or_skip
 
 from .processes import PMARKET, fresh_schema
@@ -47,27 +48,6 @@ def _env(tmp_path) -> dict:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the first server exited"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("the server did not become healthy")
-
-
 def _refused(args: list[str], env: dict, cwd) -> subprocess.CompletedProcess:
     started = time.monotonic()
     done = subprocess.run([PMARKET, *args], env=env, cwd=cwd, capture_output=True,
@@ -79,14 +59,14 @@ def _refused(args: list[str], env: dict, cwd) -> subprocess.CompletedProcess:
 def test_a_second_embedded_exchange_on_a_database_is_refused_with_one_line(tmp_path):
     env = _env(tmp_path)
     db = tmp_path / "exchange.db"
-    port = _free_port()
+    port = free_port()
     first = subprocess.Popen([PMARKET, "serve", "--port", str(port), "--database-url",
                               f"sqlite:///{db}", "--log-level", "warning"], env=env,
                              cwd=tmp_path, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        _wait_healthy(port, first)
-        for args in (["serve", "--port", str(_free_port()), "--database-url",
+        wait_healthy(port, first)
+        for args in (["serve", "--port", str(free_port()), "--database-url",
                       f"sqlite:///{db}"],
                      ["tui", "--embedded", "--database", str(db)]):
             done = _refused(args, env, tmp_path)
@@ -106,7 +86,7 @@ def test_a_second_embedded_exchange_on_a_database_is_refused_with_one_line(tmp_p
                                   f"sqlite:///{db}", "--log-level", "warning"], env=env,
                                  cwd=tmp_path, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
-        _wait_healthy(port, first)
+        wait_healthy(port, first)
     finally:
         with_group_killed(first)
 

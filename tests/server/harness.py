@@ -44,6 +44,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Wait until the server process ``proc`` on ``port`` answers ``/health`` 200
+    (fails at once if the process exits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the server exited"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the server did not become healthy")
+
+
 def postgres_schema_url() -> tuple[str, str]:
     """A fresh PostgreSQL schema and a URL whose search_path selects it."""
     base = postgres_url_or_skip()
