@@ -388,8 +388,11 @@ async def test_a_replica_resync_reseeds_the_read_model(tmp_path):
         token, _ = session.users[0]
         market = session.markets[0]
         late = (await client.order(token, market, "yes", "buy", "0.11", 1))["order"]["id"]
+        replica = srv.runtime.replica
         deadline = time.monotonic() + 20
-        while srv.runtime.replica.resyncs < 1 or not model.ready:
+        # ``resyncs`` counts a seed installed; the replica follows the stream (and reads
+        # are served) once it has also moved its group past that seed.
+        while replica.resyncs < 1 or not replica.running or not model.ready:
             assert time.monotonic() < deadline, "no resync"
             await asyncio.sleep(0.05)
         assert model.seeds == 2
