@@ -13,7 +13,14 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from pmarket.engine.limits import MAX_DIGITS
-from pmarket.engine.units import MAX_QUANTITY, decimal_text_problem
+from pmarket.engine.units import (
+    MAX_QUANTITY,
+    SCALE,
+    decimal_text_problem,
+    taker_fee,
+    to_units,
+    worst_taker_fee,
+)
 
 ONE = Decimal(1)
 DASH = "—"
@@ -164,6 +171,28 @@ def estimate(side: str, price_value: Decimal, quantity: int) -> Estimate:
     if side == "buy":
         return Estimate(notional, Decimal(quantity))
     return Estimate(Decimal(0), notional)
+
+
+def fee_bound(side: str, price_value: Decimal, quantity: int, fee_rate: Decimal) -> Decimal:
+    """The most an order can pay in taker fees if it takes (makers pay none), at the
+    event's ``fee_rate``: the engine's own rule, ``ceil_to_cent(rate x q x p x (1 - p))``
+    per fill, at its worst.
+
+    A fill rounds up on its own, so the worst case is one share per fill, each where
+    ``p x (1 - p)`` is largest among the prices the order can fill at: a buy fills at
+    its price or better (lower), a sell at its price or better (higher), and the product
+    peaks at 1/2. For a buy this is exactly what the engine holds with its cash while it
+    takes (``units.worst_taker_fee``); a sell's fee comes out of its proceeds.
+    """
+    if not fee_rate or quantity < 1:
+        return Decimal(0)
+    rate = to_units(fee_rate, "fee_rate")
+    limit = to_units(price_value, "price")
+    if side == "buy":
+        units = worst_taker_fee(rate, quantity, limit)
+    else:  # the fill's own price, the fee's cap, is at most 1
+        units = taker_fee(rate, 1, max(limit, SCALE // 2), SCALE) * quantity
+    return Decimal(units) / SCALE
 
 
 def to_view(yes_price: Decimal | None, view: str) -> Decimal | None:

@@ -246,3 +246,30 @@ async def test_in_the_no_view_a_hit_without_no_offers_buying_yes():
         await wait_for(pilot, lambda: isinstance(app.screen, OrderTicket))
         assert app.screen.query_one("#outcome", RadioSet).pressed_button.name == "yes"
         assert ticket_fields(app)["price"] == "0.45"
+
+
+async def test_the_ticket_bounds_the_taker_fee_of_the_markets_event():
+    """Market 1's event charges takers 7%: 10 shares at 0.40 pay at most
+    ceil_to_cent(0.07 x 0.40 x 0.60) = 0.02 each if they take; without a fee the ticket
+    says nothing about fees."""
+    fake = FakeExchange()
+    fake.events[0]["fee_rate"] = "0.07"
+    app = TradingApp("http://fake", api=fake.client())
+    async with app.run_test(size=(100, 30)) as pilot:
+        market = await trader(pilot, fake)
+        await wait_for(pilot, lambda: market.fee_rate == D("0.07"))
+        await pilot.press("b")                       # buy 10 YES at the best bid, 0.40
+        await wait_for(pilot, lambda: isinstance(app.screen, OrderTicket))
+        summary = str(app.screen.query_one("#summary").render())
+        assert ("taker fee 7%: at most 0.20 if it takes (held with the cash while it "
+                "takes, the unused part back at once); resting pays none") in summary
+        await pilot.press("ctrl+o")                  # sell 10 NO at 0.60: from proceeds
+        summary = str(app.screen.query_one("#summary").render())
+        assert "taker fee 7%: at most 0.20 if it takes (out of the proceeds)" in summary
+        await pilot.press("escape")
+        fake.events[0]["fee_rate"] = "0.00"
+        await pilot.press("r")                       # reload: the fee is gone
+        await wait_for(pilot, lambda: market.fee_rate == 0)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, OrderTicket))
+        assert "fee" not in str(app.screen.query_one("#summary").render())

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pmarket.client import Position
+from pmarket.engine import units
 from pmarket.engine.units import MAX_QUANTITY
 from pmarket.tui import format as fmt
 from pmarket.tui.trading import plan_hit, plan_lift
@@ -156,3 +157,48 @@ def test_the_hit_choice_reads_as_the_trader_sees_it():
                         "10.00 you have available")
     assert a.label(Decimal("0.01")) == "Sell 15 YES @ 0.40"
     assert a.detail == "the 15 YES you hold free; proceeds 6.00"
+
+
+@st.composite
+def fills(draw):
+    """An order (side, tick, price, quantity, fee rate) and fills it could get: a
+    partition of its quantity, each part at a price on the grid it accepts (a buy at
+    its price or lower, a sell at its price or higher)."""
+    tick, price = draw(priced())
+    side = draw(st.sampled_from(["buy", "sell"]))
+    quantity = draw(st.integers(1, 300))
+    rate = draw(st.integers(0, 2500)) * Decimal("0.0001")
+    steps = int(1 / tick)
+    limit = int(price / tick)
+    grid = st.integers(1, limit) if side == "buy" else st.integers(limit, steps - 1)
+    parts, left = [], quantity
+    while left:
+        q = draw(st.integers(1, left))
+        parts.append((q, draw(grid) * tick))
+        left -= q
+    return side, tick, price, quantity, rate, parts
+
+
+def _charged(rate: Decimal, parts: list[tuple[int, Decimal]]) -> Decimal:
+    """What the engine charges a taker for these fills (``units.taker_fee`` per fill)."""
+    r = units.to_units(rate, "fee_rate")
+    total = sum(units.taker_fee(r, q, units.to_units(p, "price"), units.to_units(p, "price"))
+                for q, p in parts)
+    return Decimal(total) / units.SCALE
+
+
+@given(fills())
+def test_the_tickets_fee_bound_holds_for_any_fills_and_is_reached(order):
+    """No way of filling an order charges more than the ticket says, a buy's bound is
+    what the engine holds with its cash, and one share per fill at the price where
+    p x (1 - p) peaks (a price the order accepts) charges exactly the bound."""
+    side, tick, price, quantity, rate, parts = order
+    bound = fmt.fee_bound(side, price, quantity, rate)
+    assert _charged(rate, parts) <= bound
+    half = Decimal("0.5")
+    worst = min(price, half) if side == "buy" else max(price, half)
+    assert _charged(rate, [(1, worst)] * quantity) == bound
+    if side == "buy":
+        held = units.worst_taker_fee(units.to_units(rate, "fee_rate"), quantity,
+                                     units.to_units(price, "price"))
+        assert bound == Decimal(held) / units.SCALE

@@ -99,6 +99,8 @@ class MarketScreen(ApiScreen):
         self.market_id = market_id
         self.title_text = title or f"market {market_id}"
         self.market: Market | None = None
+        self.fee_rate = Decimal(0)
+        """The event's taker fee rate, for the order ticket (fetched with the market)."""
         self.book = LocalBook(market_id)
         self.view = "yes"
         self.interval = "1m"
@@ -158,6 +160,10 @@ class MarketScreen(ApiScreen):
         self.follow()
 
     async def _fetch_all(self) -> None:
+        if self.market is not None:
+            event = await self.call(self.api.event(self.market.event_id))
+            if event is not None:
+                self.fee_rate = event.fee_rate
         book = await self.call(self.api.orderbook(self.market_id, view="yes"))
         if book is not None:
             self.book.apply_snapshot(book, book.sequence)
@@ -356,7 +362,7 @@ class MarketScreen(ApiScreen):
             self.trading_app.fail("Trading needs a user account (admins cannot trade).")
             return
         ticket = OrderTicket(self.market, self.title_text, self._books(),  # type: ignore[arg-type]
-                             preset)
+                             preset, self.fee_rate)
         self.app.push_screen(ticket, self._placed)
 
     def _placed(self, result: OrderResult | None) -> None:

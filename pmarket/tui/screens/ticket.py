@@ -69,6 +69,8 @@ class OrderTicket(Dialog):
         title: The event and outcome, shown as the heading.
         books: The market's book in each view ("yes"/"no"), for estimates.
         preset: Initial field values.
+        fee_rate: The event's taker fee rate (the summary bounds what a taking order
+            pays; 0: no fee line).
     """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"),
@@ -80,9 +82,10 @@ class OrderTicket(Dialog):
                         key_display="↓")]
 
     def __init__(self, market: Market, title: str, books: dict[str, Book | None],
-                 preset: TicketPreset) -> None:
+                 preset: TicketPreset, fee_rate: Decimal = Decimal(0)) -> None:
         super().__init__()
         self.market = market
+        self.fee_rate = fee_rate
         self.title_text = title
         self.books = books
         self.preset = preset
@@ -214,7 +217,23 @@ class OrderTicket(Dialog):
                         f"{fmt.money(est.max_payout - est.cost)}")
             else:
                 line = f"{head}\nproceeds {fmt.money(est.max_payout)}"
-        summary.update(f"{line}\n{self._book_line(spec)}")
+        summary.update(f"{line}{self._fee_line(spec)}\n{self._book_line(spec)}")
+
+    def _fee_line(self, spec: OrderSpec) -> str:
+        """The most ``spec`` pays in taker fees if it takes, or nothing without a fee.
+
+        A market order without a price is bounded at the worst price on the grid, where
+        the engine holds a market buy's fee too."""
+        if not self.fee_rate:
+            return ""
+        tick = self.market.tick_size
+        limit = (Decimal(spec.price) if spec.price is not None
+                 else fmt.ONE - tick if spec.side == "buy" else tick)
+        bound = fmt.fee_bound(spec.side, limit, spec.quantity, self.fee_rate)
+        how = ("held with the cash while it takes, the unused part back at once"
+               if spec.side == "buy" else "out of the proceeds")
+        return (f"\ntaker fee {fmt.rate(self.fee_rate)}: at most {fmt.money(bound)} if it "
+                f"takes ({how}); resting pays none")
 
     def _book_line(self, spec: OrderSpec) -> str:
         """Where ``spec`` rests on the YES book and the same order in the other outcome."""
