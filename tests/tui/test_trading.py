@@ -161,7 +161,7 @@ def test_the_hit_choice_reads_as_the_trader_sees_it():
 
 @st.composite
 def fills(draw):
-    """An order (side, tick, price, quantity, fee rate) and fills it could get: a
+    """An order (side, price, quantity, fee rate) and fills it could get: a
     partition of its quantity, each part at a price on the grid it accepts (a buy at
     its price or lower, a sell at its price or higher)."""
     tick, price = draw(priced())
@@ -176,7 +176,7 @@ def fills(draw):
         q = draw(st.integers(1, left))
         parts.append((q, draw(grid) * tick))
         left -= q
-    return side, tick, price, quantity, rate, parts
+    return side, price, quantity, rate, parts
 
 
 def _charged(rate: Decimal, parts: list[tuple[int, Decimal]]) -> Decimal:
@@ -192,7 +192,7 @@ def test_the_tickets_fee_bound_holds_for_any_fills_and_is_reached(order):
     """No way of filling an order charges more than the ticket says, a buy's bound is
     what the engine holds with its cash, and one share per fill at the price where
     p x (1 - p) peaks (a price the order accepts) charges exactly the bound."""
-    side, tick, price, quantity, rate, parts = order
+    side, price, quantity, rate, parts = order
     bound = fmt.fee_bound(side, price, quantity, rate)
     assert _charged(rate, parts) <= bound
     half = Decimal("0.5")
