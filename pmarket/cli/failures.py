@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 EXIT_FAILED = 1
 EXIT_BAD_CONFIGURATION = 2
+EXIT_DATABASE_IN_USE = 3  # another process writes the database (server.dblock)
 EXIT_INTERRUPTED = 130
 
 DATABASE_URL_EXAMPLES = ("postgresql+psycopg://USER@HOST:5432/DB or sqlite:///path/pmarket.db; "

@@ -18,11 +18,15 @@ import typer
 
 from pmarket import cli
 from pmarket.cli import app
-from pmarket.cli.failures import EXIT_BAD_CONFIGURATION, EXIT_FAILED, describe
+from pmarket.cli.failures import (
+    EXIT_BAD_CONFIGURATION,
+    EXIT_DATABASE_IN_USE,
+    EXIT_FAILED,
+    describe,
+)
 from pmarket.cli.preflight import check_database_url, require, require_redis
 
 EXIT_STARTUP_FAILED = EXIT_FAILED
-EXIT_DATABASE_IN_USE = 3
 EXIT_PORT_UNAVAILABLE = 4
 
 

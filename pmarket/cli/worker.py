@@ -1,9 +1,13 @@
 """``pmarket worker``: project one shard's events into the database; ``dlq`` handles
 what it could not store.
 
-The worker migrates the database first (``pmarket db upgrade``), then runs until
-SIGTERM or SIGINT; a kill -9 loses nothing (it resumes from the position committed with
-its rows).
+The worker first takes its lock on the database (``pmarket.server.dblock``: shared with
+the workers of other shards, exclusive for its shard, excluding an embedded exchange):
+a second worker of the shard, or one started beside an embedded exchange, exits with
+status 3 naming the holder, before anything is written. It then migrates the database
+(``pmarket db upgrade``), takes over whatever deliveries a stopped worker left pending,
+and runs until SIGTERM or SIGINT; a kill -9 loses nothing (it resumes from the position
+committed with its rows).
 
 ``pmarket worker dlq list|replay|clear`` works on the database's parked events and
 skipped commands (``pmarket.worker.parked``) and, when a Redis URL is given (option or
@@ -70,26 +74,44 @@ def worker(
     if ctx.invoked_subcommand is not None:
         return
     from pmarket.bus import make_bus
+    from pmarket.cli.failures import EXIT_DATABASE_IN_USE
     from pmarket.db import default_database_url, make_engine, upgrade
+    from pmarket.server.dblock import DatabaseLocked, LockGuard, acquire_database_lock
     from pmarket.worker import Worker
 
     url = database_url or default_database_url()
     require(redis_url=redis_url or REDIS_DEFAULT, database_url=url)
     configure_logging(log_level)
-    upgrade(url)
-    db = make_engine(url)
+    try:
+        lock = acquire_database_lock(url, worker_shard=shard)
+    except DatabaseLocked as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_DATABASE_IN_USE) from None
+    try:
+        upgrade(url)
+        db = make_engine(url)
 
-    async def main(stop: asyncio.Event) -> None:
-        bus = make_bus(redis_url or REDIS_DEFAULT, prefix=prefix, shard=shard)
-        try:
-            work = Worker(bus, db, consumer=consumer, batch_size=batch_size)
-            await work.run(stop)
-            logging.getLogger(__name__).info("worker %s stopped: %s", consumer, work.stats)
-        finally:
-            await bus.close()
-            db.dispose()
+        async def main(stop: asyncio.Event) -> None:
+            def lost(reason: str) -> None:  # two workers must never split one stream
+                logging.getLogger(__name__).critical("stopping the worker: %s", reason)
+                stop.set()
 
-    run_until_signal(main)
+            guard = asyncio.create_task(LockGuard(lock, url, lost).run(stop))
+            bus = make_bus(redis_url or REDIS_DEFAULT, prefix=prefix, shard=shard)
+            try:
+                work = Worker(bus, db, consumer=consumer, batch_size=batch_size, sole=True)
+                await work.run(stop)
+                logging.getLogger(__name__).info("worker %s stopped: %s", consumer,
+                                                 work.stats)
+            finally:
+                stop.set()
+                await guard
+                await bus.close()
+                db.dispose()
+
+        run_until_signal(main)
+    finally:
+        lock.release()
 
 
 _DB_OPTION = typer.Option(None, "--database-url", help=DATABASE_URL_HELP)

@@ -1,25 +1,37 @@
-"""One writer per database in the embedded mode: a lock taken before anything else.
+"""One writer per database: a lock taken before anything else.
 
 An embedded ``pmarket serve`` (or ``pmarket tui --embedded``) runs the engine of its
-database; two of them on one database would both run an engine and corrupt it (duplicate
-order ids, lost deposits, phantom orders). ``acquire_database_lock`` is the first thing
-an embedded start does — before migrations, the journal and recovery — and refuses with
+database, and a deployment's ``pmarket worker`` projects its shard's events into it; two
+embedded exchanges on one database, an embedded exchange beside a deployment's worker,
+or two workers of one shard would each write it as if alone (duplicate order ids, lost
+deposits, phantom orders; two workers in one consumer group split the deliveries, and
+each steps over the other's as a hole). ``acquire_database_lock`` is the first thing
+such a process does — before migrations, the journal and recovery — and refuses with
 ``DatabaseLocked`` (its message names the holder: pid, host, since when, command line)
-when another process holds it:
+when another process holds what it needs:
 
-* SQLite: ``fcntl.flock`` on ``<database>.lock`` beside the file, which holds the
-  holder's description (JSON). The lock belongs to the open file, so the OS releases it
-  the moment the holder dies, kill -9 included; the file stays (unlinking a lock file
-  races with a process about to lock it). The descriptor is close-on-exec: spawned
-  children (the worker process) never inherit it, so an orphan cannot hold it.
-* PostgreSQL: a session advisory lock (``pg_try_advisory_lock``) on a dedicated
-  connection, keyed by the database and schema; PostgreSQL releases it when that session
-  ends (the holder died, or its connection was cut). The holder is found through
-  ``pg_stat_activity`` (its ``application_name`` names the pid and host).
+* an embedded exchange holds the database's lock **exclusively**;
+* a worker holds it **shared** (the workers of a deployment's shards share a database)
+  and its shard's worker lock exclusively.
+
+So an embedded exchange and a deployment's worker exclude each other, and a second
+worker of a shard is refused while shards' workers coexist. The locks:
+
+* SQLite: ``fcntl.flock`` on ``<database>.lock`` (and ``<database>.worker-<shard>.lock``)
+  beside the file, which holds the exclusive holder's description (JSON). The lock
+  belongs to the open file, so the OS releases it the moment the holder dies, kill -9
+  included; the file stays (unlinking a lock file races with a process about to lock
+  it). The descriptor is close-on-exec: spawned children (the worker process) never
+  inherit it, so an orphan cannot hold it.
+* PostgreSQL: session advisory locks (``pg_try_advisory_lock`` /
+  ``pg_try_advisory_lock_shared``) on a dedicated connection, keyed by the database and
+  schema (and the shard); PostgreSQL releases them when that session ends (the holder
+  died, or its connection was cut). The holder is found through ``pg_stat_activity``
+  (its ``application_name`` names the pid and host).
 * An in-memory SQLite database cannot be shared: no lock.
 
-Invariant: while ``DatabaseLock.held()`` is true, no other process has started an
-embedded exchange on the same database.
+Invariant: while ``DatabaseLock.held()`` is true, no other process runs an embedded
+exchange on the same database, nor (for a worker's lock) another worker of its shard.
 """
 
 from __future__ import annotations
@@ -74,18 +86,39 @@ class Holder:
 
 
 class DatabaseLocked(RuntimeError):
-    """Another process runs an embedded exchange on this database.
+    """Another process holds what this one needs on the database (module docstring).
 
     Attributes:
         database: the database, as shown to the operator.
         holder: who holds it.
     """
 
-    def __init__(self, database: str, holder: Holder):
+    def __init__(self, database: str, holder: Holder, held_as: str = ""):
         self.database = database
         self.holder = holder
-        super().__init__(f"database {database} is in use by {holder.describe()}; stop that "
-                         "process first (or start on another database)")
+        super().__init__(f"database {database} is in use by {holder.describe()}"
+                         f"{f' ({held_as})' if held_as else ''}; stop that process first "
+                         "(or start on another database)")
+
+
+EMBEDDED = "embedded"
+"""The scope of the database's own lock (exclusive: an embedded exchange; shared: the
+workers of a deployment)."""
+
+
+def worker_scope(shard: str) -> str:
+    """The scope of the lock of a shard's worker (exclusive)."""
+    return f"worker-{shard}"
+
+
+def _held_as(scope: str, shared: bool) -> str:
+    """What the holder of a lock we could not take is, in the operator's words."""
+    if scope != EMBEDDED:
+        return f"the {scope.removeprefix('worker-')} shard's worker"
+    # We wanted it shared (a worker): an embedded exchange holds it. We wanted it
+    # exclusively (an embedded start): an embedded exchange or a deployment's worker.
+    return ("an embedded exchange" if shared
+            else "an embedded exchange, or a deployment's worker")
 
 
 def describe_self() -> Holder:
@@ -105,9 +138,15 @@ def _command_line() -> str:
 
 class DatabaseLock:
     """A held lock; ``release`` (idempotent) gives it back. Build with
-    ``acquire_database_lock``."""
+    ``acquire_database_lock``.
+
+    Attributes:
+        database: the database, as shown to the operator.
+        worker_shard: the shard whose worker holds it, or None for an embedded exchange.
+    """
 
     database: str = ""
+    worker_shard: str | None = None
 
     def held(self) -> bool:
         """Whether this process still holds the lock (checked, not remembered)."""
@@ -124,11 +163,15 @@ class DatabaseLock:
 
 
 class FileLock(DatabaseLock):
-    """``flock`` on ``<database>.lock``."""
+    """``flock`` on ``<database>.lock`` (scope ``EMBEDDED``) or ``<database>.<scope>.lock``,
+    exclusive or shared; an exclusive holder writes its description into the file."""
 
-    def __init__(self, database: Path):
+    def __init__(self, database: Path, scope: str = EMBEDDED, shared: bool = False):
         self.database = str(database)
-        self.path = database.with_name(database.name + LOCK_SUFFIX)
+        self.scope = scope
+        self.shared = shared
+        infix = "" if scope == EMBEDDED else f".{scope}"
+        self.path = database.with_name(database.name + infix + LOCK_SUFFIX)
         self.fd: int | None = None
 
     def acquire(self) -> FileLock:
@@ -136,18 +179,20 @@ class FileLock(DatabaseLock):
         # O_CLOEXEC: a spawned child must never hold the lock of its parent.
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise DatabaseLocked(self.database, holder) from None
+            raise DatabaseLocked(self.database, holder,
+                                 _held_as(self.scope, self.shared)) from None
         except BaseException:
             os.close(fd)
             raise
-        me = describe_self()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps({"pid": me.pid, "host": me.host, "since": me.since,
-                                   "command": me.command}) + "\n").encode(), 0)
+        if not self.shared:
+            me = describe_self()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps({"pid": me.pid, "host": me.host, "since": me.since,
+                                       "command": me.command}) + "\n").encode(), 0)
         self.fd = fd
         return self
 
@@ -164,13 +209,42 @@ class FileLock(DatabaseLock):
     def release(self) -> None:
         if self.fd is not None:
             fd, self.fd = self.fd, None
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)  # no stale description for the next reader
+            if not self.shared:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)  # no stale description for the next reader
             os.close(fd)  # closing the last descriptor releases the flock
 
 
+class FileLocks(DatabaseLock):
+    """Several ``FileLock`` held together (a worker's: the database's shared, its
+    shard's exclusive), taken in order and all given back if one cannot be taken."""
+
+    def __init__(self, locks: list[FileLock]):
+        self.locks = locks
+        self.database = locks[0].database
+
+    def acquire(self) -> FileLocks:
+        taken: list[FileLock] = []
+        try:
+            for lock in self.locks:
+                taken.append(lock.acquire())
+        except BaseException:
+            for lock in taken:
+                lock.release()
+            raise
+        return self
+
+    def held(self) -> bool:
+        return all(lock.held() for lock in self.locks)
+
+    def release(self) -> None:
+        for lock in reversed(self.locks):
+            lock.release()
+
+
 def _read_holder(fd: int) -> Holder:
-    """The description the holder wrote (it may not have yet: a start in progress)."""
+    """The description the holder wrote (it may not have yet: a start in progress; a
+    shared holder writes none)."""
     try:
         data = json.loads(os.pread(fd, 4096, 0) or b"{}")
     except (OSError, ValueError):
@@ -187,14 +261,26 @@ def _str(value: object) -> str | None:
 
 
 class AdvisoryLock(DatabaseLock):
-    """A PostgreSQL session advisory lock on a connection of its own."""
+    """PostgreSQL session advisory locks on a connection of their own.
 
-    def __init__(self, url: sa.URL):
+    Args:
+        url: the database.
+        claims: ``(scope, shared)`` pairs, taken in order; all or none are held.
+    """
+
+    def __init__(self, url: sa.URL, claims: tuple[tuple[str, bool], ...] = ((EMBEDDED,
+                                                                            False),)):
         self.url = url
+        self.claims = claims
         self.database = url.render_as_string(hide_password=True)
         self.engine: sa.Engine | None = None
         self.conn: sa.Connection | None = None
-        self.key: int | None = None
+        self.keys: list[int] = []
+
+    @property
+    def key(self) -> int | None:
+        """The first claim's key (the database's own lock)."""
+        return self.keys[0] if self.keys else None
 
     def acquire(self) -> AdvisoryLock:
         me = describe_self()
@@ -206,40 +292,46 @@ class AdvisoryLock(DatabaseLock):
             db, schema = conn.execute(sa.text(
                 "SELECT current_database(), current_schema()")).one()
             self.database = f"{self.database} (schema {schema})"
-            self.key = advisory_key(db, schema)
-            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"),
-                               {"k": self.key}).scalar()
-            conn.commit()  # the lock is the session's; no transaction stays open
-            if not got:
-                holder = _advisory_holder(conn, self.key)
-                conn.close()
-                raise DatabaseLocked(self.database, holder)
+            keys = []
+            for scope, shared in self.claims:
+                key = advisory_key(db, schema, scope)
+                function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+                got = conn.execute(sa.text(f"SELECT {function}(:k)"), {"k": key}).scalar()
+                conn.commit()  # the lock is the session's; no transaction stays open
+                if not got:
+                    holder = _advisory_holder(conn, key)
+                    conn.close()  # ends the session: what it took so far goes with it
+                    raise DatabaseLocked(self.database, holder, _held_as(scope, shared))
+                keys.append(key)
         except BaseException:
             self.engine.dispose()
             self.engine = None
             raise
         self.conn = conn
+        self.keys = keys
         return self
 
     def held(self) -> bool:
-        """Asks PostgreSQL whether our session still holds the lock."""
+        """Asks PostgreSQL whether our session still holds every lock."""
         if self.conn is None:
             return False
         try:
-            found = self.conn.execute(sa.text(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                "AND pid = pg_backend_pid() AND " + _KEY_MATCH),
-                {"k": self.key}).scalar()
-            self.conn.commit()
+            for key in self.keys:
+                found = self.conn.execute(sa.text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND pid = pg_backend_pid() AND " + _KEY_MATCH), {"k": key}).scalar()
+                self.conn.commit()
+                if not found:
+                    return False
         except sa.exc.SQLAlchemyError:
             return False
-        return bool(found)
+        return True
 
     def release(self) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
             with contextlib.suppress(sa.exc.SQLAlchemyError):
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                conn.execute(sa.text("SELECT pg_advisory_unlock_all()"))
                 conn.commit()
             with contextlib.suppress(sa.exc.SQLAlchemyError):
                 conn.close()
@@ -248,9 +340,11 @@ class AdvisoryLock(DatabaseLock):
             self.engine = None
 
 
-def advisory_key(database: str, schema: str) -> int:
-    """The signed 64-bit advisory lock key of a database and schema."""
-    digest = hashlib.sha256(f"pmarket-embedded\0{database}\0{schema}".encode()).digest()
+def advisory_key(database: str, schema: str, scope: str = EMBEDDED) -> int:
+    """The signed 64-bit advisory lock key of a database, schema and scope."""
+    name = (f"pmarket-embedded\0{database}\0{schema}" if scope == EMBEDDED
+            else f"pmarket-{scope}\0{database}\0{schema}")
+    digest = hashlib.sha256(name.encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -272,8 +366,9 @@ def _advisory_holder(conn: sa.Connection, key: int) -> Holder:
                   command=None if (name or "").startswith(APPLICATION_PREFIX) else name)
 
 
-def acquire_database_lock(database_url: str) -> DatabaseLock:
-    """Take the embedded-mode lock of ``database_url`` (see the module docstring).
+def acquire_database_lock(database_url: str, worker_shard: str | None = None) -> DatabaseLock:
+    """Take the lock an embedded exchange (``worker_shard`` None) or a deployment's
+    worker of ``worker_shard`` needs on ``database_url`` (see the module docstring).
 
     Raises:
         DatabaseLocked: another process holds it.
@@ -281,19 +376,27 @@ def acquire_database_lock(database_url: str) -> DatabaseLock:
     """
     url = normalize_url(make_url(database_url))
     backend = url.get_backend_name()
+    claims = (((EMBEDDED, False),) if worker_shard is None
+              else ((EMBEDDED, True), (worker_scope(worker_shard), False)))
+    lock: DatabaseLock
     if backend == "sqlite":
         if not url.database or url.database == ":memory:" or url.database.startswith(
                 "file::memory:"):
-            return DatabaseLock()
-        return FileLock(Path(url.database).resolve()).acquire()
-    if backend == "postgresql":
-        return AdvisoryLock(url).acquire()
-    raise ValueError(f"no embedded-mode lock for {backend} databases")
-
+            lock = DatabaseLock()
+        else:
+            path = Path(url.database).resolve()
+            files = [FileLock(path, scope, shared) for scope, shared in claims]
+            lock = files[0].acquire() if len(files) == 1 else FileLocks(files).acquire()
+    elif backend == "postgresql":
+        lock = AdvisoryLock(url, claims).acquire()
+    else:
+        raise ValueError(f"no database lock for {backend} databases")
+    lock.worker_shard = worker_shard
+    return lock
 
 
 class LockGuard:
-    """Keeps an embedded exchange's lock held for as long as it runs.
+    """Keeps a lock (an embedded exchange's, a worker's) held for as long as it runs.
 
     Every ``interval_s`` it checks that the lock is still held (a PostgreSQL session can
     be cut, a lock file deleted by hand). A lost lock is taken again at once; if another
@@ -326,7 +429,8 @@ class LockGuard:
                       self.lock.database)
             self.lock.release()
             try:
-                self.lock = await asyncio.to_thread(acquire_database_lock, self.database_url)
+                self.lock = await asyncio.to_thread(acquire_database_lock, self.database_url,
+                                                    self.lock.worker_shard)
             except DatabaseLocked as exc:
                 log.critical("another process holds the database now: %s", exc)
                 self.on_lost(str(exc))

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from pmarket.bus import Bus, Message
+from pmarket.bus import Bus, Message, UnknownGroup
 from pmarket.runtime.eventlog import Delivery, DeliveryError, decode_delivery
 
 from .projector import DEFAULT_CONSUMER, ProjectionResult, Projector
@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 WORKER_GROUP = DEFAULT_CONSUMER
 """Consumer group (and projection consumer name) of the database worker."""
+
+TAKE_OVER_CHUNK = 10_000
+"""Pending deliveries a sole worker takes over per round trip at its start."""
 
 
 @dataclass(slots=True)
@@ -82,6 +85,11 @@ class Worker:
         gap_timeout_s: how long a hole may block held deliveries before it is skipped.
         reclaim_idle_ms: messages pending this long with any consumer are taken over.
         max_deliveries: a message delivered more often than this is parked whole.
+        sole: this is the shard's only worker (``pmarket worker`` holds the shard's
+            worker lock, ``pmarket.server.dblock``): at its first step it takes over at
+            once every delivery pending in the group — a dead worker's, whatever its
+            name — instead of after ``reclaim_idle_ms``, which is longer than
+            ``gap_timeout_s``: waiting, it would step over them as a hole.
         clock: monotonic seconds (injected in tests).
     """
 
@@ -90,7 +98,7 @@ class Worker:
                  max_attempts: int = 3, backoff_s: float = 0.05, max_backoff_s: float = 2.0,
                  reorder_limit: int = 10_000, gap_timeout_s: float = 30.0,
                  reclaim_idle_ms: int = 60_000, max_deliveries: int = 50,
-                 clock: Callable[[], float] = time.monotonic):
+                 sole: bool = False, clock: Callable[[], float] = time.monotonic):
         self.bus = bus
         self.db = db
         self.consumer = consumer
@@ -106,6 +114,7 @@ class Worker:
         self.gap_timeout_s = gap_timeout_s
         self.reclaim_idle_ms = reclaim_idle_ms
         self.max_deliveries = max_deliveries
+        self.sole = sole
         self.clock = clock
         self.stats = WorkerStats()
         self._messages: dict[int, list[Message]] = {}  # held deliveries' messages
@@ -132,11 +141,14 @@ class Worker:
 
     async def step(self) -> int:
         """Read one batch and project it; returns how many messages it read."""
+        messages: list[Message] = []
         if self._position is None:
             self._position = await asyncio.to_thread(self.projector.position, self.db)
-        messages = await self.bus.read_events(WORKER_GROUP, self.consumer,
-                                              count=self.batch_size, block_ms=self.block_ms,
-                                              shard=self.shard)
+            if self.sole:
+                messages = await self._take_over_pending()
+        messages += await self.bus.read_events(WORKER_GROUP, self.consumer,
+                                               count=self.batch_size, block_ms=self.block_ms,
+                                               shard=self.shard)
         if self.clock() - self._last_reclaim >= self.reclaim_idle_ms / 1000:
             self._last_reclaim = self.clock()
             messages += await self.bus.reclaim(
@@ -163,6 +175,24 @@ class Worker:
         await self._drain_buffer()
         self.stats.batches += 1
         return len(messages)
+
+    async def _take_over_pending(self) -> list[Message]:
+        """Every delivery pending in the group, taken over now (see ``sole``)."""
+        taken: list[Message] = []
+        while True:
+            try:
+                chunk = await self.bus.reclaim(self.stream, WORKER_GROUP, self.consumer,
+                                               min_idle_ms=0, count=TAKE_OVER_CHUNK)
+            except UnknownGroup:  # the first start on this stream: nothing is pending
+                return []
+            taken += chunk
+            if len(chunk) < TAKE_OVER_CHUNK:
+                break
+        if taken:
+            log.warning("worker %s: took over %d deliveries left pending in the group "
+                        "(a worker that stopped before storing them)", self.consumer,
+                        len(taken))
+        return taken
 
     # --- projecting ---------------------------------------------------------------------
 

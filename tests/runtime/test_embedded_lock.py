@@ -251,3 +251,101 @@ def test_an_in_memory_database_needs_no_lock():
     lock = acquire_database_lock("sqlite://")
     assert lock.held()
     lock.release()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared_database(request, tmp_path):
+    """A database URL that several lock holders can point at."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'x.db'}"
+        return
+    with fresh_schema(postgres_url_or_skip()) as url:
+        yield url
+
+
+def test_workers_and_an_embedded_exchange_exclude_each_other(shared_database):
+    """A deployment's shards' workers share a database; a second worker of a shard and
+    an embedded exchange beside a worker are refused, naming what holds it; an embedded
+    exchange refuses every worker; a refused attempt keeps nothing."""
+    url = shared_database
+    main = acquire_database_lock(url, worker_shard="main")
+    other = acquire_database_lock(url, worker_shard="b")  # another shard's worker
+    try:
+        assert main.held() and other.held() and main.worker_shard == "main"
+        with pytest.raises(DatabaseLocked, match="the main shard's worker") as refused:
+            acquire_database_lock(url, worker_shard="main")
+        assert f"pid {os.getpid()}" in str(refused.value)
+        with pytest.raises(DatabaseLocked,
+                           match="an embedded exchange, or a deployment's worker"):
+            acquire_database_lock(url)
+    finally:
+        main.release()
+        other.release()
+    embedded = acquire_database_lock(url)  # the refused attempts left nothing held
+    try:
+        with pytest.raises(DatabaseLocked, match=r"\(an embedded exchange\)"):
+            acquire_database_lock(url, worker_shard="main")
+    finally:
+        embedded.release()
+    again = acquire_database_lock(url, worker_shard="main")
+    assert again.held()
+    again.release()
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_a_second_worker_or_an_embedded_exchange_beside_a_worker_is_refused(tmp_path):
+    """Real processes: while ``pmarket worker`` runs, a second one on its shard and an
+    embedded ``pmarket serve`` on its database exit with status 3 naming it, before
+    writing anything; after a kill -9 of the first, a new worker starts."""
+    from tests.services import redis_url_or_skip
+
+    redis_url, base = redis_url_or_skip(), postgres_url_or_skip()
+    env = _env(tmp_path)
+    with fresh_schema(base) as url:
+        args = ["worker", "--redis-url", redis_url, "--prefix",
+                f"pmtest:{os.urandom(6).hex()}", "--database-url", url]
+        first = subprocess.Popen([PMARKET, *args], env=env, cwd=tmp_path,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while True:  # until the first worker holds its lock
+                try:
+                    acquire_database_lock(url, worker_shard="main").release()
+                except DatabaseLocked:
+                    break
+                assert first.poll() is None, first.stderr.read().decode()
+                assert time.monotonic() < deadline, "the worker never took its lock"
+                time.sleep(0.1)
+            second = _refused(args, env, tmp_path)
+            assert second.returncode == 3, second.stderr
+            assert f"in use by pid {first.pid} " in second.stderr
+            assert "the main shard's worker" in second.stderr
+            embedded = _refused(["serve", "--port", str(free_port()), "--database-url", url],
+                                env, tmp_path)
+            assert embedded.returncode == 3, embedded.stderr
+            assert f"in use by pid {first.pid} " in embedded.stderr
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            after = subprocess.Popen([PMARKET, *args], env=env, cwd=tmp_path,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL)
+            try:
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        acquire_database_lock(url, worker_shard="main").release()
+                    except DatabaseLocked as exc:
+                        assert f"pid {after.pid} " in str(exc)
+                        break
+                    assert after.poll() is None, after.stderr.read().decode()
+                    assert time.monotonic() < deadline, "the new worker never took the lock"
+                    time.sleep(0.1)
+            finally:
+                after.terminate()
+                after.wait(30)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()

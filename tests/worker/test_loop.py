@@ -218,3 +218,30 @@ async def test_entries_delivered_too_often_are_parked_whole_and_replay_in_order(
     await _run_until(worker, session.seq)
     assert _clean(database, session) == []
     await bus.close()
+
+
+@pytest.mark.parametrize("sole", [True, False])
+async def test_a_sole_worker_takes_over_a_dead_workers_deliveries_at_once(bus, database,
+                                                                         session, sole):
+    """A worker read deliveries and died before storing them: they stay pending under
+    its name. The shard's only worker (it holds the lock) takes them over at its first
+    step, so nothing is stepped over; a worker that is not alone waits for the reclaim
+    idle time, longer than the gap timeout, and skips them as a hole."""
+    await _publish(bus, session.deliveries[:3])
+    dead = await bus.read_events(WORKER_GROUP, "worker-dead", count=3)
+    assert len(dead) == 3
+    await _publish(bus, session.deliveries[3:])
+    clock = FakeClock()
+    worker = Worker(bus, database.engine, consumer="worker-new", block_ms=10,
+                    gap_timeout_s=30, reclaim_idle_ms=60_000, sole=sole, clock=clock)
+    for _ in range(20):
+        await worker.step()
+    if sole:
+        assert worker.projector.position(database.engine) == session.seq
+        assert _clean(database, session) == []
+        assert await _pending(bus) == 0
+    else:
+        assert worker.projector.position(database.engine) == 0  # held behind the hole
+        clock.now += 31
+        await worker.step()
+        assert worker.stats.skipped_holes == 1
