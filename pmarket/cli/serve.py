@@ -48,7 +48,12 @@ def serve(
     import uvicorn
 
     from pmarket.server import Settings, WeakSecret, create_app
-    from pmarket.server.dblock import DatabaseLock, DatabaseLocked, acquire_database_lock
+    from pmarket.server.dblock import (
+        DatabaseLock,
+        DatabaseLocked,
+        ForeignDatabase,
+        acquire_database_lock,
+    )
     from pmarket.server.listener import PortUnavailable, bind_listener
 
     logging.basicConfig(level=log_level.upper(),
@@ -100,12 +105,20 @@ def serve(
         # exits 0. Interrupted before it started, it is an interruption (130).
         if not server.started:
             raise
+    except SystemExit:
+        # uvicorn exits (its status 3) when the lifespan fails: said below, in our words
+        # and with our status, unless it had started.
+        if server.started:
+            raise
     finally:
         sock.close()
         if lock is not None:
             lock.release()
     if not server.started:  # the lifespan failed: the runtime could not start
         error = getattr(application.state, "startup_error", None)
+        if isinstance(error, ForeignDatabase):
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(EXIT_DATABASE_IN_USE)
         if error is not None and (cli.debug or describe(error) is not None):
             raise error  # said in one or two lines (or, with --debug, its traceback)
         if error is not None or quiet.dropped:  # a bug: its traceback after all

@@ -94,11 +94,12 @@ class DatabaseLocked(RuntimeError):
     """
 
     def __init__(self, database: str, holder: Holder, held_as: str = ""):
+        """``held_as``: what the holder is, when its description does not say."""
         self.database = database
         self.holder = holder
-        super().__init__(f"database {database} is in use by {holder.describe()}"
-                         f"{f' ({held_as})' if held_as else ''}; stop that process first "
-                         "(or start on another database)")
+        what = f" ({held_as})" if held_as else ""
+        super().__init__(f"database {database} is in use by {holder.describe()}{what}; "
+                         "stop that process first (or start on another database)")
 
 
 EMBEDDED = "embedded"
@@ -111,10 +112,13 @@ def worker_scope(shard: str) -> str:
     return f"worker-{shard}"
 
 
-def _held_as(scope: str, shared: bool) -> str:
-    """What the holder of a lock we could not take is, in the operator's words."""
+def _held_as(scope: str, shared: bool, holder: Holder) -> str:
+    """What the holder of a lock we could not take is, in the operator's words ("" when
+    its own description, an embedded exchange's command line, says it)."""
     if scope != EMBEDDED:
         return f"the {scope.removeprefix('worker-')} shard's worker"
+    if holder.command:
+        return ""
     # We wanted it shared (a worker): an embedded exchange holds it. We wanted it
     # exclusively (an embedded start): an embedded exchange or a deployment's worker.
     return ("an embedded exchange" if shared
@@ -184,7 +188,7 @@ class FileLock(DatabaseLock):
             holder = _read_holder(fd)
             os.close(fd)
             raise DatabaseLocked(self.database, holder,
-                                 _held_as(self.scope, self.shared)) from None
+                                 _held_as(self.scope, self.shared, holder)) from None
         except BaseException:
             os.close(fd)
             raise
@@ -301,7 +305,7 @@ class AdvisoryLock(DatabaseLock):
                 if not got:
                     holder = _advisory_holder(conn, key)
                     conn.close()  # ends the session: what it took so far goes with it
-                    raise DatabaseLocked(self.database, holder, _held_as(scope, shared))
+                    raise DatabaseLocked(self.database, holder, _held_as(scope, shared, holder))
                 keys.append(key)
         except BaseException:
             self.engine.dispose()
@@ -393,6 +397,44 @@ def acquire_database_lock(database_url: str, worker_shard: str | None = None) ->
         raise ValueError(f"no database lock for {backend} databases")
     lock.worker_shard = worker_shard
     return lock
+
+
+class ForeignDatabase(RuntimeError):
+    """The database holds another exchange's projection (or more than this one's log):
+    an embedded exchange must not write it (module docstring of ``check_projection``)."""
+
+
+def check_projection(db: sa.Engine, stream: str, last_seq: int, log_path: str) -> None:
+    """Refuse a database an embedded exchange's engine did not write alone.
+
+    The lock excludes a running deployment worker, not one that is stopped: an embedded
+    exchange started on a deployment's database then (or after its own journal was lost,
+    or with another ``PMARKET_SNAPSHOT_DIR``) would recover an engine that does not know
+    the database's orders and reuse their ids. The database says so: its worker positions
+    (``consumer_positions``) name the streams projected into it and how far. An embedded
+    exchange's worker projects only its own stream, and only what its engine logged.
+
+    Raises:
+        ForeignDatabase: another stream was projected here, or this stream past
+            ``last_seq`` (the engine's recovered log).
+    """
+    with db.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT stream, last_seq FROM consumer_positions WHERE last_seq > 0 "
+            "ORDER BY stream")).all()
+    for other, seq in rows:
+        if other != stream:
+            raise ForeignDatabase(
+                f"database holds the projection of another exchange's event stream "
+                f"{other!r} (up to command {seq}), not this embedded exchange's "
+                f"{stream!r}: it belongs to a deployment (or another PMARKET_REDIS_PREFIX); "
+                "start the embedded exchange on its own database")
+        if seq > last_seq:
+            raise ForeignDatabase(
+                f"database holds commands up to {seq} of {stream!r}, but this "
+                f"exchange's engine log ends at {last_seq} ({log_path}: missing, or not "
+                "this database's — check PMARKET_SNAPSHOT_DIR); starting would reuse "
+                "the ids of what the database holds")
 
 
 class LockGuard:

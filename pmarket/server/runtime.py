@@ -41,7 +41,13 @@ from pmarket.runtime.journal import open_journaled_bus
 from pmarket.worker.process import WorkerProcess
 
 from .consistency import ProjectionProgress, ProjectionWatch, ReadBarrier
-from .dblock import DatabaseLock, LockGuard, acquire_database_lock
+from .dblock import (
+    DatabaseLock,
+    ForeignDatabase,
+    LockGuard,
+    acquire_database_lock,
+    check_projection,
+)
 from .gateway import Gateway
 from .health import HealthMonitor, probes
 from .marketdata import Replica
@@ -182,6 +188,13 @@ class Runtime:
         self.service = service
         self._spawn("engine", service.run(self.stopping))
         await service.ready.wait()
+        try:
+            await asyncio.to_thread(check_projection, self.db,
+                                    self.bus.events_stream(self.settings.shard),
+                                    service.engine.last_seq, str(snapshot_dir))
+        except ForeignDatabase:
+            self.stopping.set()  # the engine writes nothing more; nothing was projected
+            raise
         consumer = f"worker-{self.instance}"
         if self.settings.worker_process:
             # Its projection must not hold this process's GIL (see ``pmarket.worker.process``).

@@ -23,13 +23,16 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from pmarket.db import upgrade
 from pmarket.server import Settings
 from pmarket.server.dblock import (
     AdvisoryLock,
     DatabaseLocked,
     FileLock,
+    ForeignDatabase,
     LockGuard,
     acquire_database_lock,
+    check_projection,
 )
 from pmarket.server.runtime import Runtime
 from tests.server.harness import free_port, wait_healthy
@@ -283,7 +286,7 @@ def test_workers_and_an_embedded_exchange_exclude_each_other(shared_database):
         other.release()
     embedded = acquire_database_lock(url)  # the refused attempts left nothing held
     try:
-        with pytest.raises(DatabaseLocked, match=r"\(an embedded exchange\)"):
+        with pytest.raises(DatabaseLocked, match=f"in use by pid {os.getpid()} "):
             acquire_database_lock(url, worker_shard="main")
     finally:
         embedded.release()
@@ -349,3 +352,60 @@ def test_a_second_worker_or_an_embedded_exchange_beside_a_worker_is_refused(tmp_
             if first.poll() is None:
                 first.kill()
                 first.wait()
+
+
+def _positions(url: str, *rows: tuple[str, int]) -> None:
+    """A migrated database whose worker positions are ``rows`` (stream, last seq)."""
+    upgrade(url)
+    db = sa.create_engine(url)
+    with db.begin() as conn:
+        for stream, seq in rows:
+            conn.execute(sa.text("INSERT INTO consumer_positions (consumer, stream, "
+                                 "last_seq, updated_at) VALUES ('worker', :s, :q, "
+                                 "CURRENT_TIMESTAMP)"), {"s": stream, "q": seq})
+    db.dispose()
+
+
+OWN = "pmarket:{main}:events"
+
+
+def test_check_projection_refuses_another_stream_or_a_database_ahead_of_the_log(tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    _positions(url, (OWN, 7), ("other:{main}:events", 0))
+    db = sa.create_engine(url)
+    try:
+        check_projection(db, OWN, 7, "snaps")  # the log holds what was projected
+        check_projection(db, OWN, 9, "snaps")
+        with pytest.raises(ForeignDatabase, match=r"commands up to 7 of .* ends at 6 \(snaps"):
+            check_projection(db, OWN, 6, "snaps")
+        with db.begin() as conn:
+            conn.execute(sa.text("UPDATE consumer_positions SET last_seq = 3 "
+                                 "WHERE stream = :s"), {"s": "other:{main}:events"})
+        with pytest.raises(ForeignDatabase, match=re.escape(
+                "another exchange's event stream 'other:{main}:events' (up to command 3")):
+            check_projection(db, OWN, 7, "snaps")
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("rows", [[("deploy:{main}:events", 40)], [(OWN, 40)]],
+                         ids=["a deployment's database", "its journal lost"])
+def test_an_embedded_exchange_refuses_a_database_its_engine_did_not_write(tmp_path, rows):
+    """A deployment's database (its worker stopped, so no lock excludes the start), or
+    one whose projection is ahead of the engine's log: ``pmarket serve`` exits 3 with one
+    line, and nothing is projected into it."""
+    url = f"sqlite:///{tmp_path / 'exchange.db'}"
+    _positions(url, *rows)
+    done = _refused(["serve", "--port", str(free_port()), "--database-url", url],
+                    _env(tmp_path), tmp_path)
+    assert done.returncode == 3, done.stderr
+    (line,) = [x for x in done.stderr.strip().splitlines() if x.startswith("error:")] or [
+        done.stderr]
+    assert "starting would reuse" in line or "belongs to a deployment" in line, line
+    assert "Traceback" not in done.stderr
+    db = sa.create_engine(url)
+    with db.connect() as conn:
+        assert sorted(conn.execute(sa.text(
+            "SELECT stream, last_seq FROM consumer_positions")).all()) == sorted(rows)
+        assert conn.execute(sa.text("SELECT count(*) FROM orders")).scalar() == 0
+    db.dispose()
