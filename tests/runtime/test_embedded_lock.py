@@ -295,6 +295,28 @@ def test_workers_and_an_embedded_exchange_exclude_each_other(shared_database):
     again.release()
 
 
+def _until_locks_held(url: str, worker: subprocess.Popen) -> None:
+    """Wait until ``worker`` holds both its advisory locks (looked up, not contended:
+    trying to take them would refuse the worker starting meanwhile)."""
+    db = sa.create_engine(url)
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            with db.connect() as conn:
+                held = conn.execute(sa.text(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a "
+                    "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                    "AND a.application_name LIKE :name"),
+                    {"name": f"pmarket-lock pid={worker.pid} %"}).scalar()
+            if held == 2:
+                return
+            assert worker.poll() is None, worker.stderr.read().decode()
+            assert time.monotonic() < deadline, "the worker never took its locks"
+            time.sleep(0.1)
+    finally:
+        db.dispose()
+
+
 @pytest.mark.redis
 @pytest.mark.postgres
 def test_a_second_worker_or_an_embedded_exchange_beside_a_worker_is_refused(tmp_path):
@@ -312,15 +334,7 @@ def test_a_second_worker_or_an_embedded_exchange_beside_a_worker_is_refused(tmp_
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                  stdin=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 60
-            while True:  # until the first worker holds its lock
-                try:
-                    acquire_database_lock(url, worker_shard="main").release()
-                except DatabaseLocked:
-                    break
-                assert first.poll() is None, first.stderr.read().decode()
-                assert time.monotonic() < deadline, "the worker never took its lock"
-                time.sleep(0.1)
+            _until_locks_held(url, first)
             second = _refused(args, env, tmp_path)
             assert second.returncode == 3, second.stderr
             assert f"in use by pid {first.pid} " in second.stderr
@@ -335,16 +349,7 @@ def test_a_second_worker_or_an_embedded_exchange_beside_a_worker_is_refused(tmp_
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL)
             try:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        acquire_database_lock(url, worker_shard="main").release()
-                    except DatabaseLocked as exc:
-                        assert f"pid {after.pid} " in str(exc)
-                        break
-                    assert after.poll() is None, after.stderr.read().decode()
-                    assert time.monotonic() < deadline, "the new worker never took the lock"
-                    time.sleep(0.1)
+                _until_locks_held(url, after)
             finally:
                 after.terminate()
                 after.wait(30)
