@@ -229,8 +229,11 @@ async def run_abuse(base: str, tokens: list[str], emails: list[str], market: int
             "addresses": flood_addresses(name, clients), "emails": targets,
             "channels": [f"book:{m}" for m in books]}
         if name == "cancel-all":
+            # The accounts' first cancel-alls spread over the measured seconds.
             config |= {"clients": cancel_all_accounts, "addresses": [CANCEL_ALL_ADDRESS],
-                       "market": flood_market, "orders": cancel_all_orders}
+                       "market": flood_market, "orders": cancel_all_orders,
+                       "first_s": [warmup_s + (i + 0.5) * seconds / cancel_all_accounts
+                                   for i in range(cancel_all_accounts)]}
         result.phases.append(await _phase(name, config, base, wrk, paths, tokens, seconds,
                                           connections, warmup_s))
     return result
@@ -516,6 +519,8 @@ class CancelAllTrader:
         self.cancel_ms.append(elapsed_ms)
 
     async def run(self, counts: Counter, stop: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):  # staggered: cancel-alls all along
+            await asyncio.wait_for(stop.wait(), self.config["first_s"][self.i])
         while not stop.is_set():
             await self.cancel_all(counts)
             await self.fill(counts, stop)
