@@ -488,7 +488,7 @@ class CancelAllTrader:
                 {"market_id": self.market, "outcome": "yes", "side": "buy",
                  "price": f"0.{1 + (self.batches * BATCH + k) % 40:02d}", "quantity": 1}
                 for k in range(n)]})
-            status, data = await self.conn.request("POST", "/orders/batch", body)
+            status, data = await self._request(counts, "POST", "/orders/batch", body)
             counts["sent"] += 1
             counts[str(status)] += 1
             if status != 200:
@@ -506,7 +506,7 @@ class CancelAllTrader:
 
     async def cancel_all(self, counts: Counter) -> None:
         started = time.perf_counter()
-        status, data = await self.conn.request("DELETE", "/orders")
+        status, data = await self._request(counts, "DELETE", "/orders")
         elapsed_ms = (time.perf_counter() - started) * 1000
         counts["sent"] += 1
         counts[str(status)] += 1
@@ -517,6 +517,18 @@ class CancelAllTrader:
         counts["cancel-all"] += 1
         counts["cancelled"] += cancelled
         self.cancel_ms.append(elapsed_ms)
+
+    async def _request(self, counts: Counter, method: str, path: str,
+                       body: bytes | None = None) -> tuple[int, bytes]:
+        """A request; once more on a new connection if the server had closed this one
+        (an idle keep-alive connection is closed after 5 s)."""
+        try:
+            return await self.conn.request(method, path, body)
+        except (OSError, asyncio.IncompleteReadError):
+            counts["reconnects"] += 1
+            await self.conn.close()
+            await self.conn.connect()
+            return await self.conn.request(method, path, body)
 
     async def run(self, counts: Counter, stop: asyncio.Event) -> None:
         with contextlib.suppress(TimeoutError):  # staggered: cancel-alls all along
@@ -530,7 +542,7 @@ class CancelAllTrader:
         if self.conn is None:
             return
         try:
-            await self.conn.request("DELETE", "/orders")
+            await self._request(Counter(), "DELETE", "/orders")
         finally:
             await self.conn.close()
 
