@@ -5,7 +5,8 @@ events of that command alone (``command_events``: what the command's time made d
 before it — other users' expired or cancelled orders, a closed event — reaches everyone
 through the event stream, never as this caller's answer), counts the write for
 read-your-writes (``consistency``) and turns a ``rejected`` event into the HTTP error the
-API promises (``REJECTION_STATUS``).
+API promises (``REJECTION_STATUS``). A big reply (a cancel-all of thousands of orders) is
+decoded in slices (``runtime.slicing``), other requests running between them.
 
 Invariant: the engine is the single writer, so every check that guards money (enough
 cash, enough shares, market active...) happens there, atomically with the change; the
@@ -21,9 +22,10 @@ import time
 from collections.abc import Callable
 
 from pmarket.api import convert
-from pmarket.bus import Bus, BusUnavailable, RequestTimeout, decode_events, encode_command
+from pmarket.bus import Bus, BusUnavailable, RequestTimeout, encode_command
 from pmarket.engine.commands import Command
 from pmarket.engine.events import EngineEvent, Reason, Rejected, command_events
+from pmarket.runtime.slicing import Slicer, decode_events_sliced
 
 from .errors import BUS_RETRY_AFTER_S, ApiError
 
@@ -101,7 +103,8 @@ class Gateway:
         except BusUnavailable:
             raise ApiError(503, "unavailable", "the engine is unreachable; retry in a moment",
                            {"Retry-After": str(BUS_RETRY_AFTER_S)}) from None
-        events = command_events(decode_events(reply))
+        # A big reply (a cancel-all of 10,000 orders: 1.3 MB) is decoded in slices.
+        events = command_events(await decode_events_sliced(reply, Slicer()))
         self.on_write()
         if self.observe is not None:
             first = events[0] if events else None
