@@ -171,7 +171,8 @@ def abuse_table(abuse) -> Table:
 
 
 ANSWER_LABELS = {"rate_limited": "limited", "snapshot": "snap", "connections": "conn",
-                 "refused 429": "refused"}
+                 "refused 429": "refused", "cancel-all": "cancel-alls",
+                 "reconnects": "reconn"}
 
 
 def flood_table(abuse) -> Table:
@@ -181,9 +182,8 @@ def flood_table(abuse) -> Table:
                         f"levels a side, named {abuse.repeat}x a frame)",
                         "flood", "addr", "sent/s", "lost", "answers",
                         left=("flood", "answers"),
-                        caption="sent: sign-ins, WebSocket rounds (subscribe, unsubscribe, "
-                                "marker), or order batches and cancel-alls; lost: reads / "
-                                "probes")
+                        caption="sent: sign-ins, WebSocket rounds or order requests; lost: "
+                                "reads / probes")
     for phase in abuse.phases:
         if phase.flood is None:
             continue
