@@ -57,6 +57,8 @@ CANCEL_ALL_ORDERS = 10_000
 default open-order limit)."""
 BATCH = 20
 """Orders per ``POST /orders/batch`` (the API's most)."""
+FILLERS = 4
+"""Batches a cancel-all trader keeps in flight while it fills its book."""
 FLOOD_START_S = 300.0
 """How long a flood may take to start (the cancel-all accounts fill their books first)."""
 UNKNOWN_EMAILS = 8
@@ -439,7 +441,8 @@ async def _signin_client(i: int, config: dict, counts: Counter, stop: asyncio.Ev
 
 class CancelAllTrader:
     """One account of the cancel-all flood: fills its book with batches of bids up to
-    ``orders`` open orders (or the server's open-order limit), cancels them all, again.
+    ``orders`` open orders (or the server's open-order limit; ``FILLERS`` connections
+    sending batches at once), cancels them all, again.
 
     Counts requests (``sent``), answers by status, orders placed (``placed``),
     cancel-alls and the orders they cancelled; ``cancel_ms`` the cancel-alls' latencies.
@@ -454,6 +457,9 @@ class CancelAllTrader:
         self.batches = 0
         self.cancel_ms: list[float] = []
         self.conn: RawHttp | None = None
+        self.fillers: list[RawHttp] = []  # batches in flight at once: a fast refill
+        self.sending = 0  # orders in batches sent but not answered yet
+        self.full = False  # the server's open-order limit refused an order
 
     async def start(self) -> None:
         """Sign up and fund the account, then fill its book (not counted)."""
@@ -472,7 +478,8 @@ class CancelAllTrader:
         finally:
             await signup.close()
         self.conn = RawHttp(host, int(port), token, address)
-        await self.conn.connect()
+        self.fillers = [RawHttp(host, int(port), token, address) for _ in range(FILLERS)]
+        await asyncio.gather(*(c.connect() for c in [self.conn, *self.fillers]))
         status, data = await self.conn.request("POST", "/onramp",
                                                orjson.dumps({"amount": "1000000"}))
         if status != 200:
@@ -480,15 +487,27 @@ class CancelAllTrader:
         await self.fill(Counter(), None)
 
     async def fill(self, counts: Counter, stop: asyncio.Event | None) -> None:
-        """Place batches of bids until ``orders`` are open (or the limit says no)."""
-        while self.open < self.orders and (stop is None or not stop.is_set()):
-            n = min(BATCH, self.orders - self.open)
+        """Place batches of bids, ``FILLERS`` at a time, until ``orders`` are open (or
+        the server's limit says no)."""
+        self.full = False
+        await asyncio.gather(*(self._filler(conn, counts, stop) for conn in self.fillers))
+
+    async def _filler(self, conn: RawHttp, counts: Counter, stop: asyncio.Event | None
+                      ) -> None:
+        while (not self.full and self.open + self.sending < self.orders
+               and (stop is None or not stop.is_set())):
+            n = min(BATCH, self.orders - self.open - self.sending)
             self.batches += 1
             body = orjson.dumps({"orders": [
                 {"market_id": self.market, "outcome": "yes", "side": "buy",
                  "price": f"0.{1 + (self.batches * BATCH + k) % 40:02d}", "quantity": 1}
                 for k in range(n)]})
-            status, data = await self._request(counts, "POST", "/orders/batch", body)
+            self.sending += n
+            try:
+                status, data = await self._request(counts, "POST", "/orders/batch", body,
+                                                   conn)
+            finally:
+                self.sending -= n
             counts["sent"] += 1
             counts[str(status)] += 1
             if status != 200:
@@ -502,7 +521,7 @@ class CancelAllTrader:
             if errors - {"open_order_limit"}:
                 raise RuntimeError(f"cancel-all flood orders refused: {sorted(errors)}")
             if errors:
-                return  # the server's limit is below ``orders``: full
+                self.full = True  # the server's limit is below ``orders``
 
     async def cancel_all(self, counts: Counter) -> None:
         started = time.perf_counter()
@@ -519,16 +538,18 @@ class CancelAllTrader:
         self.cancel_ms.append(elapsed_ms)
 
     async def _request(self, counts: Counter, method: str, path: str,
-                       body: bytes | None = None) -> tuple[int, bytes]:
+                       body: bytes | None = None, conn: RawHttp | None = None
+                       ) -> tuple[int, bytes]:
         """A request; once more on a new connection if the server had closed this one
         (an idle keep-alive connection is closed after 5 s)."""
+        conn = conn or self.conn
         try:
-            return await self.conn.request(method, path, body)
+            return await conn.request(method, path, body)
         except (OSError, asyncio.IncompleteReadError):
             counts["reconnects"] += 1
-            await self.conn.close()
-            await self.conn.connect()
-            return await self.conn.request(method, path, body)
+            await conn.close()
+            await conn.connect()
+            return await conn.request(method, path, body)
 
     async def run(self, counts: Counter, stop: asyncio.Event) -> None:
         with contextlib.suppress(TimeoutError):  # staggered: cancel-alls all along
@@ -544,7 +565,8 @@ class CancelAllTrader:
         try:
             await self._request(Counter(), "DELETE", "/orders")
         finally:
-            await self.conn.close()
+            for conn in [self.conn, *self.fillers]:
+                await conn.close()
 
 
 async def _ws_client(i: int, config: dict, counts: Counter, stop: asyncio.Event) -> None:
