@@ -19,7 +19,7 @@ mid-way may have been, as with a 504 — ``client_order_id`` makes a retry safe)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from pmarket.api import convert
 from pmarket.bus import Bus, BusUnavailable, RequestTimeout, encode_command
@@ -78,15 +78,20 @@ class Gateway:
         timeout_s: how long to wait for a reply.
         on_write: called after every reply (read-your-writes bookkeeping).
         observe: called with (command name, seconds, rejected reason or None) for metrics.
+        before_send: awaited before a command is sent (``marketdata.Replica.unhurried``:
+            while the replica decodes and folds a big delivery in slices, new commands
+            wait for it to finish, so the fold is not starved by the work they bring).
     """
 
     def __init__(self, bus: Bus, *, timeout_s: float = 10.0,
                  on_write: Callable[[], None] = lambda: None,
-                 observe: Callable[[str, float, str | None], None] | None = None):
+                 observe: Callable[[str, float, str | None], None] | None = None,
+                 before_send: Callable[[], Awaitable[None]] | None = None):
         self.bus = bus
         self.timeout_s = timeout_s
         self.on_write = on_write
         self.observe = observe
+        self.before_send = before_send
 
     async def send_raw(self, command: Command) -> list[EngineEvent]:
         """Apply ``command`` and return its events, rejections included.
@@ -95,6 +100,8 @@ class Gateway:
             ApiError: 504 when no reply came in time, 503 when the bus is down.
         """
         start = time.perf_counter()
+        if self.before_send is not None:
+            await self.before_send()
         try:
             reply = await self.bus.request(encode_command(command), timeout=self.timeout_s)
         except RequestTimeout:

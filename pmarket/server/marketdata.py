@@ -245,6 +245,9 @@ class Replica:
         self._folding = False  # a delivery is half-folded: readers wait (``settled``)
         self._settled = asyncio.Event()
         self._settled.set()
+        self._working = False  # a big delivery is being decoded or folded in slices
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.held = 0  # deliveries whose fold held readers (it paused at least once)
 
     def book_page(self, m: MarketState, view: str = "yes", depth: int | None = None) -> bytes:
@@ -417,17 +420,22 @@ class Replica:
                 await slicer.pause()
             paused = slicer.pauses
             try:
-                if len(message.payload) >= SLICED_BYTES:
-                    delivery = await decode_delivery_sliced(message.payload, message.id,
-                                                            slicer)
-                else:
-                    delivery = decode_delivery(message.payload, message.id)
-            except ValueError as exc:
-                log.error("market data: undecodable delivery %s: %s", message.id, exc)
-                continue
-            if not await self.apply_sliced(delivery, slicer):
-                raise _Gap(f"delivery {message.id} covers commands {delivery.first_seq}.."
-                           f"{delivery.last_seq}, but the replica is at {self.last_seq}")
+                try:
+                    if len(message.payload) >= SLICED_BYTES:
+                        self._busy()
+                        delivery = await decode_delivery_sliced(message.payload,
+                                                                message.id, slicer)
+                    else:
+                        delivery = decode_delivery(message.payload, message.id)
+                except ValueError as exc:
+                    log.error("market data: undecodable delivery %s: %s", message.id, exc)
+                    continue
+                if not await self.apply_sliced(delivery, slicer):
+                    raise _Gap(f"delivery {message.id} covers commands "
+                               f"{delivery.first_seq}..{delivery.last_seq}, but the "
+                               f"replica is at {self.last_seq}")
+            finally:
+                self._not_busy()
             self.last_id = max(self.last_id, parse_id(message.id))
             if slicer.pauses != paused:  # it took slices: its readers go now
                 self._signal_progress()
@@ -554,7 +562,26 @@ class Replica:
         while self._folding:
             await self._settled.wait()
 
+    async def unhurried(self) -> None:
+        """Return at once, or when the big delivery being decoded or folded in slices
+        is applied (the gateway awaits it before sending a command: the work new
+        commands bring would otherwise take most of the loop's turns from the fold,
+        which every read waits for)."""
+        while self._working:
+            await self._idle.wait()
+
+    def _busy(self) -> None:
+        if not self._working:
+            self._working = True
+            self._idle.clear()
+
+    def _not_busy(self) -> None:
+        if self._working:
+            self._working = False
+            self._idle.set()
+
     def _hold_readers(self) -> None:
+        self._busy()
         if not self._folding:
             self._folding = True
             self.held += 1
