@@ -22,6 +22,7 @@ import websockets
 from pmarket.runtime import slicing
 from pmarket.runtime.runner import now_ms
 from pmarket.runtime.slicing import Slicer
+from pmarket.server import marketdata, readmodel
 from pmarket.server.readmodel import serving
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -281,3 +282,40 @@ async def test_an_event_closing_on_many_orders_takes_the_same_sliced_path(
     assert pauses >= n // slicing.CHUNK and ticks >= pauses
     assert before in reader.seen and after in reader.seen
     assert reader.seen <= {before, after}, f"read half-folded: {reader.seen}"
+
+
+async def test_commands_wait_while_a_big_delivery_is_folded(server, client, clock,
+                                                           monkeypatch, every_checkpoint):
+    """A write arriving while the replica folds a big delivery in slices is sent to the
+    engine once the fold is done (the work it brings would take the fold's turns)."""
+    n = 1000
+    token, _ = await client.user(cash="1000")
+    other, _ = await client.user(cash="10")
+    market = await client.market()
+    await fill(client, token, market, n)
+    r = await client.http.post("/heartbeat", json={"timeout_s": 5},
+                               headers=client.auth(token))
+    assert r.status_code == 200, r.text
+    runtime = server.runtime
+    replica = runtime.replica
+    sent_while_working = []
+    request = runtime.gateway.bus.request
+
+    async def spy(*args, **kwargs):
+        sent_while_working.append(replica._working)
+        return await request(*args, **kwargs)
+
+    monkeypatch.setattr(runtime.gateway.bus, "request", spy)
+    # Checkpoints every 8 events: the fold outlasts the request's way to the gateway.
+    monkeypatch.setattr(marketdata, "CHUNK", 8)
+    monkeypatch.setattr(readmodel, "CHUNK", 8)
+    with Spy(replica, monkeypatch, n) as folds:
+        clock.offset += 6_000  # the dead-man switch fires on the next tick
+        while not replica.folding:
+            await asyncio.sleep(0)
+        r = await client.http.post("/onramp", json={"amount": "1"},
+                                   headers=client.auth(other))
+        assert r.status_code == 200, r.text
+        while not folds.folds:
+            await asyncio.sleep(0.01)
+    assert sent_while_working and not any(sent_while_working)
