@@ -43,13 +43,24 @@ import websockets
 from . import reads as read_mix
 from .rawhttp import RawHttp
 
-MIXES = ("signin", "signin-spread", "ws", "ws-spread")
+MIXES = ("signin", "signin-spread", "ws", "ws-spread", "cancel-all")
 HEALTH_INTERVAL_S = 0.05
 MAX_FLOOD_S = 600.0
 """A flood stops by itself after this long, whatever the benchmark does."""
 MAKER_ADDRESS = "127.0.3.1"
 SETUP_USERS_PER_ADDRESS = 16
 """Sign-ups per setup address (within the default per-address auth burst of 20)."""
+CANCEL_ALL_ADDRESS = "127.0.4.1"
+CANCEL_ALL_ACCOUNTS = 3
+CANCEL_ALL_ORDERS = 10_000
+"""Open orders each cancel-all account keeps placing and cancelling (the server's
+default open-order limit)."""
+BATCH = 20
+"""Orders per ``POST /orders/batch`` (the API's most)."""
+FILLERS = 4
+"""Batches a cancel-all trader keeps in flight while it fills its book."""
+FLOOD_START_S = 300.0
+"""How long a flood may take to start (the cancel-all accounts fill their books first)."""
 UNKNOWN_EMAILS = 8
 KNOWN_EMAILS = 8
 RECOVERY_S = 120.0
@@ -116,11 +127,15 @@ class Abuse:
     book_levels: int
     repeat: int
     phases: list[Phase] = field(default_factory=list)
+    cancel_all_accounts: int = CANCEL_ALL_ACCOUNTS
+    cancel_all_orders: int = CANCEL_ALL_ORDERS
 
     def as_dict(self) -> dict:
         return {"generator": self.generator, "connections": self.connections,
                 "seconds": self.seconds, "clients": self.clients,
                 "book_levels": self.book_levels, "repeat": self.repeat,
+                "cancel_all_accounts": self.cancel_all_accounts,
+                "cancel_all_orders": self.cancel_all_orders,
                 "phases": {p.name: p.as_dict() for p in self.phases}}
 
 
@@ -152,6 +167,16 @@ async def deep_book(base: str, admin_token: str, levels: int) -> int:
     return market
 
 
+async def cancel_all_market(base: str, admin_token: str) -> int:
+    """A market of its own for the cancel-all flood's orders (bids only, so nothing
+    trades, and the read mix's books stay as they were)."""
+    async with httpx.AsyncClient(base_url=base, timeout=60) as h:
+        r = await h.post("/admin/events", headers={"Authorization": f"Bearer {admin_token}"},
+                         json={"title": "Bench cancel-all"})
+        r.raise_for_status()
+        return r.json()["outcomes"][0]["market_id"]
+
+
 async def book_markets(base: str) -> list[int]:
     """Every listed market (the WebSocket flood subscribes to all their books)."""
     async with httpx.AsyncClient(base_url=base, timeout=60) as h:
@@ -163,7 +188,10 @@ async def book_markets(base: str) -> list[int]:
 async def run_abuse(base: str, tokens: list[str], emails: list[str], market: int,
                     deep_market: int, channels: list[int], *, mixes: list[str],
                     seconds: float, connections: int, generator: str, clients: int,
-                    repeat: int, book_levels: int, warmup_s: float = 1.0) -> Abuse:
+                    repeat: int, book_levels: int, warmup_s: float = 1.0,
+                    admin_token: str | None = None,
+                    cancel_all_accounts: int = CANCEL_ALL_ACCOUNTS,
+                    cancel_all_orders: int = CANCEL_ALL_ORDERS) -> Abuse:
     """The quiet phase, then each of ``mixes`` (see the module docstring).
 
     Args:
@@ -180,19 +208,34 @@ async def run_abuse(base: str, tokens: list[str], emails: list[str], market: int
         repeat: how many times a WebSocket flood frame names the deep book.
         book_levels: the deep book's levels per side (reported).
         warmup_s: flood before the measurement starts.
+        admin_token: an admin's token (the cancel-all flood's market).
+        cancel_all_accounts: traders of the cancel-all flood.
+        cancel_all_orders: open orders each of them places and cancels.
     """
     wrk = read_mix.generator_for(generator)
     result = Abuse("wrk" if wrk else "python", connections, seconds, clients, book_levels,
-                   repeat)
+                   repeat, cancel_all_accounts=cancel_all_accounts,
+                   cancel_all_orders=cancel_all_orders)
     paths = read_mix.mix_paths(market)
     targets = emails[:KNOWN_EMAILS] + [f"nobody-{k}@example.com"
                                        for k in range(UNKNOWN_EMAILS)]
     books = [deep_market] * repeat + [m for m in channels if m != deep_market]
+    flood_market = None
+    if "cancel-all" in mixes:
+        if admin_token is None:
+            raise ValueError("the cancel-all mix needs an admin token (its market)")
+        flood_market = await cancel_all_market(base, admin_token)
     for name in ["quiet", *mixes]:
         config = None if name == "quiet" else {
             "mix": name, "base": base, "clients": clients,
             "addresses": flood_addresses(name, clients), "emails": targets,
             "channels": [f"book:{m}" for m in books]}
+        if name == "cancel-all":
+            # The accounts' first cancel-alls spread over the measured seconds.
+            config |= {"clients": cancel_all_accounts, "addresses": [CANCEL_ALL_ADDRESS],
+                       "market": flood_market, "orders": cancel_all_orders,
+                       "first_s": [warmup_s + (i + 0.5) * seconds / cancel_all_accounts
+                                   for i in range(cancel_all_accounts)]}
         result.phases.append(await _phase(name, config, base, wrk, paths, tokens, seconds,
                                           connections, warmup_s))
     return result
@@ -284,7 +327,8 @@ async def _start_flood(config: dict) -> asyncio.subprocess.Process:
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     proc.stdin.write(orjson.dumps(config) + b"\n")
     await proc.stdin.drain()
-    line = await asyncio.wait_for(proc.stdout.readline(), 60)  # "flooding": it started
+    # "flooding": it started (the cancel-all flood fills its books first)
+    line = await asyncio.wait_for(proc.stdout.readline(), FLOOD_START_S)
     if not line.startswith(b"flooding"):
         raise RuntimeError(f"the {config['mix']} flood did not start: {line!r}")
     return proc
@@ -327,25 +371,42 @@ async def _flood(config: dict) -> dict:
     threading.Thread(target=wait_for_stop, daemon=True).start()
     loop.call_later(MAX_FLOOD_S, stop.set)
     counts: Counter[str] = Counter()
-    client = _signin_client if config["mix"].startswith("signin") else _ws_client
-    tasks = [asyncio.create_task(client(i, config, counts, stop))
-             for i in range(config["clients"])]
+    extra: dict = {}
+    if config["mix"] == "cancel-all":
+        traders = [CancelAllTrader(i, config) for i in range(config["clients"])]
+        await asyncio.gather(*(t.start() for t in traders))  # books full, then flood
+        tasks = [asyncio.create_task(t.run(counts, stop)) for t in traders]
+    else:
+        traders = []
+        client = _signin_client if config["mix"].startswith("signin") else _ws_client
+        tasks = [asyncio.create_task(client(i, config, counts, stop))
+                 for i in range(config["clients"])]
     started = time.perf_counter()
     sys.stdout.write("flooding\n")
     sys.stdout.flush()
     await stop.wait()
     elapsed = time.perf_counter() - started
-    _, pending = await asyncio.wait(tasks, timeout=1.0)
+    # A cancel-all trader finishes its request (a whole refill may take a while).
+    _, pending = await asyncio.wait(tasks, timeout=30.0 if traders else 1.0)
     for task in pending:  # stuck on a stalled server: its count stays as it was
         task.cancel()
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task  # a client that failed fails the flood
+    if traders:
+        extra = {"cancel_all_ms": _latencies([ms for t in traders for ms in t.cancel_ms])}
+        await asyncio.gather(*(t.finish() for t in traders))  # leave no order behind
     sent = counts.pop("sent", 0)
     return {"mix": config["mix"], "clients": config["clients"],
             "addresses": len(config["addresses"]), "seconds": round(elapsed, 2),
             "sent": sent, "sent_per_s": round(sent / elapsed, 1) if elapsed else 0.0,
-            "answers": dict(sorted(counts.items()))}
+            "answers": dict(sorted(counts.items()))} | extra
+
+
+def _latencies(ms: list[float]) -> dict:
+    ms = sorted(ms)
+    return {"count": len(ms), "p50_ms": read_mix.round_ms(read_mix.percentile(ms, 0.5)),
+            "max_ms": read_mix.round_ms(ms[-1] if ms else None)}
 
 
 def _address(i: int, config: dict) -> str:
@@ -376,6 +437,136 @@ async def _signin_client(i: int, config: dict, counts: Counter, stop: asyncio.Ev
             continue
         counts[str(status)] += 1
     await conn.close()
+
+
+class CancelAllTrader:
+    """One account of the cancel-all flood: fills its book with batches of bids up to
+    ``orders`` open orders (or the server's open-order limit; ``FILLERS`` connections
+    sending batches at once), cancels them all, again.
+
+    Counts requests (``sent``), answers by status, orders placed (``placed``),
+    cancel-alls and the orders they cancelled; ``cancel_ms`` the cancel-alls' latencies.
+    """
+
+    def __init__(self, i: int, config: dict):
+        self.i = i
+        self.config = config
+        self.market = config["market"]
+        self.orders = config["orders"]
+        self.open = 0
+        self.batches = 0
+        self.cancel_ms: list[float] = []
+        self.conn: RawHttp | None = None
+        self.fillers: list[RawHttp] = []  # batches in flight at once: a fast refill
+        self.sending = 0  # orders in batches sent but not answered yet
+        self.full = False  # the server's open-order limit refused an order
+
+    async def start(self) -> None:
+        """Sign up and fund the account, then fill its book (not counted)."""
+        host, port = self.config["base"].removeprefix("http://").split(":")
+        address = _address(self.i, self.config)
+        signup = RawHttp(host, int(port), None, address)
+        await signup.connect()
+        try:
+            email = f"bench-cancel-all-{self.i}-{time.time_ns()}@example.com"
+            status, data = await signup.request("POST", "/auth/signup", orjson.dumps(
+                {"email": email, "name": f"cancel-all {self.i}",
+                 "password": "bench password"}))
+            if status != 201:
+                raise RuntimeError(f"cancel-all sign-up answered {status}: {data[:200]!r}")
+            token = orjson.loads(data)["token"]
+        finally:
+            await signup.close()
+        self.conn = RawHttp(host, int(port), token, address)
+        self.fillers = [RawHttp(host, int(port), token, address) for _ in range(FILLERS)]
+        await asyncio.gather(*(c.connect() for c in [self.conn, *self.fillers]))
+        status, data = await self.conn.request("POST", "/onramp",
+                                               orjson.dumps({"amount": "1000000"}))
+        if status != 200:
+            raise RuntimeError(f"cancel-all deposit answered {status}: {data[:200]!r}")
+        await self.fill(Counter(), None)
+
+    async def fill(self, counts: Counter, stop: asyncio.Event | None) -> None:
+        """Place batches of bids, ``FILLERS`` at a time, until ``orders`` are open (or
+        the server's limit says no)."""
+        self.full = False
+        await asyncio.gather(*(self._filler(conn, counts, stop) for conn in self.fillers))
+
+    async def _filler(self, conn: RawHttp, counts: Counter, stop: asyncio.Event | None
+                      ) -> None:
+        while (not self.full and self.open + self.sending < self.orders
+               and (stop is None or not stop.is_set())):
+            n = min(BATCH, self.orders - self.open - self.sending)
+            self.batches += 1
+            body = orjson.dumps({"orders": [
+                {"market_id": self.market, "outcome": "yes", "side": "buy",
+                 "price": f"0.{1 + (self.batches * BATCH + k) % 40:02d}", "quantity": 1}
+                for k in range(n)]})
+            self.sending += n
+            try:
+                status, data = await self._request(counts, "POST", "/orders/batch", body,
+                                                   conn)
+            finally:
+                self.sending -= n
+            counts["sent"] += 1
+            counts[str(status)] += 1
+            if status != 200:
+                raise RuntimeError(f"a cancel-all flood batch answered {status}: "
+                                   f"{data[:200]!r}")
+            results = orjson.loads(data)["results"]
+            placed = sum(1 for r in results if "order" in r)
+            self.open += placed
+            counts["placed"] += placed
+            errors = {r["error"]["code"] for r in results if "error" in r}
+            if errors - {"open_order_limit"}:
+                raise RuntimeError(f"cancel-all flood orders refused: {sorted(errors)}")
+            if errors:
+                self.full = True  # the server's limit is below ``orders``
+
+    async def cancel_all(self, counts: Counter) -> None:
+        started = time.perf_counter()
+        status, data = await self._request(counts, "DELETE", "/orders")
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        counts["sent"] += 1
+        counts[str(status)] += 1
+        if status != 200:
+            raise RuntimeError(f"a cancel-all answered {status}: {data[:200]!r}")
+        cancelled = len(orjson.loads(data)["cancelled"])
+        self.open -= cancelled
+        counts["cancel-all"] += 1
+        counts["cancelled"] += cancelled
+        self.cancel_ms.append(elapsed_ms)
+
+    async def _request(self, counts: Counter, method: str, path: str,
+                       body: bytes | None = None, conn: RawHttp | None = None
+                       ) -> tuple[int, bytes]:
+        """A request; once more on a new connection if the server had closed this one
+        (an idle keep-alive connection is closed after 5 s)."""
+        conn = conn or self.conn
+        try:
+            return await conn.request(method, path, body)
+        except (OSError, asyncio.IncompleteReadError):
+            counts["reconnects"] += 1
+            await conn.close()
+            await conn.connect()
+            return await conn.request(method, path, body)
+
+    async def run(self, counts: Counter, stop: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):  # staggered: cancel-alls all along
+            await asyncio.wait_for(stop.wait(), self.config["first_s"][self.i])
+        while not stop.is_set():
+            await self.cancel_all(counts)
+            await self.fill(counts, stop)
+
+    async def finish(self) -> None:
+        """Cancel what is left and close the connection."""
+        if self.conn is None:
+            return
+        try:
+            await self._request(Counter(), "DELETE", "/orders")
+        finally:
+            for conn in [self.conn, *self.fillers]:
+                await conn.close()
 
 
 async def _ws_client(i: int, config: dict, counts: Counter, stop: asyncio.Event) -> None:
@@ -421,5 +612,5 @@ async def _ws_round(ws, counts: Counter) -> None:
         counts[code] += 1
 
 
-__all__ = ["MIXES", "Abuse", "Phase", "deep_book", "flood_addresses", "flood_main",
-           "parse_mixes", "run_abuse", "setup_address"]
+__all__ = ["MIXES", "Abuse", "CancelAllTrader", "Phase", "cancel_all_market", "deep_book",
+           "flood_addresses", "flood_main", "parse_mixes", "run_abuse", "setup_address"]

@@ -71,6 +71,8 @@ class Options:
     flood_clients: int = 20
     book_levels: int = 1000
     repeat: int = 100
+    cancel_all_accounts: int = abuse_mix.CANCEL_ALL_ACCOUNTS
+    cancel_all_orders: int = abuse_mix.CANCEL_ALL_ORDERS
     bcrypt_rounds: int | None = None
     """The server's bcrypt cost; None: 4 (quick sign-ups), or its default with ``abuse``."""
 
@@ -334,7 +336,9 @@ async def run_load(base: str, options: Options, mode: str) -> Result:
             mixes=options.abuse, seconds=options.abuse_seconds,
             connections=options.read_connections, generator=options.generator,
             clients=options.flood_clients, repeat=options.repeat,
-            book_levels=options.book_levels, warmup_s=min(1.0, options.abuse_seconds))
+            book_levels=options.book_levels, warmup_s=min(1.0, options.abuse_seconds),
+            admin_token=admin_token, cancel_all_accounts=options.cancel_all_accounts,
+            cancel_all_orders=options.cancel_all_orders)
     return result
 
 

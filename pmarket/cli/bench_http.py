@@ -53,7 +53,8 @@ def bench_http(
                                        "instead of session tokens."),
     abuse: str = typer.Option("all", "--abuse",
                               help="Abuse mixes after the read mix, comma-separated: "
-                                   "signin, signin-spread, ws, ws-spread, or all."),
+                                   "signin, signin-spread, ws, ws-spread, cancel-all, "
+                                   "or all."),
     no_abuse: bool = typer.Option(False, "--no-abuse", help="Run no abuse mix."),
     abuse_seconds: float = typer.Option(8.0, "--abuse-seconds",
                                         help="Measured duration of each abuse phase."),
@@ -62,6 +63,12 @@ def bench_http(
     book_levels: int = typer.Option(1000, "--book-levels",
                                     help="Price levels per side of the deep book the "
                                          "WebSocket flood subscribes to."),
+    cancel_all_accounts: int = typer.Option(3, "--cancel-all-accounts",
+                                            help="Traders of the cancel-all flood."),
+    cancel_all_orders: int = typer.Option(10_000, "--cancel-all-orders",
+                                          help="Open orders each cancel-all trader places "
+                                               "(in batches) and cancels, again and again "
+                                               "(the server's limit: 10,000)."),
     json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Start a server, load it with orders and cancels over loopback, then read what
@@ -79,6 +86,9 @@ def bench_http(
         raise typer.BadParameter(str(exc), param_hint="--abuse") from None
     if not 1 <= book_levels <= 4999:
         raise typer.BadParameter("must be 1..4999", param_hint="--book-levels")
+    if cancel_all_accounts < 1 or cancel_all_orders < 1:
+        raise typer.BadParameter("must be at least 1",
+                                 param_hint="--cancel-all-accounts/--cancel-all-orders")
     require(redis_url=redis_url, database_url=database_url)
     console = Console(stderr=True)
     with console.status("benchmarking HTTP"):
@@ -87,7 +97,8 @@ def bench_http(
             reads=reads, read_seconds=read_seconds, read_connections=connections,
             generator=generator, server_python=server_python, api_keys=api_keys,
             abuse=mixes, abuse_seconds=abuse_seconds, flood_clients=flood_clients,
-            book_levels=book_levels))
+            book_levels=book_levels, cancel_all_accounts=cancel_all_accounts,
+            cancel_all_orders=cancel_all_orders))
     figures = result.as_dict()
     if json:
         typer.echo(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
@@ -160,7 +171,8 @@ def abuse_table(abuse) -> Table:
 
 
 ANSWER_LABELS = {"rate_limited": "limited", "snapshot": "snap", "connections": "conn",
-                 "refused 429": "refused"}
+                 "refused 429": "refused", "cancel-all": "cancel-alls",
+                 "reconnects": "reconn"}
 
 
 def flood_table(abuse) -> Table:
@@ -170,8 +182,8 @@ def flood_table(abuse) -> Table:
                         f"levels a side, named {abuse.repeat}x a frame)",
                         "flood", "addr", "sent/s", "lost", "answers",
                         left=("flood", "answers"),
-                        caption="sent: sign-ins, or WebSocket rounds (subscribe, unsubscribe, "
-                                "marker); lost: reads / probes")
+                        caption="sent: sign-ins, WebSocket rounds or order requests; lost: "
+                                "reads / probes")
     for phase in abuse.phases:
         if phase.flood is None:
             continue

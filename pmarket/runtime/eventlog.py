@@ -39,6 +39,8 @@ from pmarket.bus.codec import CodecError, decode_command
 from pmarket.engine.commands import Command
 from pmarket.engine.events import EngineEvent, from_wire, wire_rows
 
+from .slicing import Slicer, wire_events
+
 
 class DeliveryError(ValueError):
     """A payload is not a valid delivery."""
@@ -103,6 +105,33 @@ def decode_delivery(data: bytes, message_id: str | None = None) -> Delivery:
     if type(events) is not list or type(ts) is not int:
         raise DeliveryError("a delivery needs events: [...] and an integer ts")
     return Delivery(seq[0], seq[1], [_event_row(row) for row in events], ts, message_id)
+
+
+async def decode_delivery_sliced(data: bytes, message_id: str | None, slicer: Slicer
+                                 ) -> Delivery:
+    """``decode_delivery``, yielding to the event loop between chunks of events when
+    ``slicer`` (a ``runtime.slicing.Slicer``) says its slice is due: a delivery of
+    10,000 events is not decoded in one pass.
+
+    Raises:
+        DeliveryError: as ``decode_delivery``.
+    """
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise DeliveryError(f"delivery is not JSON: {exc}") from None
+    if type(obj) is not dict:
+        raise DeliveryError("a delivery must be a JSON object")
+    seq, rows, ts = obj.get("seq"), obj.get("events"), obj.get("ts", 0)
+    if type(seq) is not list or len(seq) != 2:
+        raise DeliveryError("a delivery needs seq: [first, last]")
+    if type(rows) is not list or type(ts) is not int:
+        raise DeliveryError("a delivery needs events: [...] and an integer ts")
+    try:
+        events = await wire_events(rows, slicer)
+    except ValueError as exc:
+        raise DeliveryError(str(exc)) from None
+    return Delivery(seq[0], seq[1], events, ts, message_id)
 
 
 def _event_row(row: object) -> EngineEvent:

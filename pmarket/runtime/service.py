@@ -92,6 +92,7 @@ from .recovery import (
     write_snapshot,
 )
 from .runner import now_ms, tune_gc
+from .slicing import SLICED_EVENTS, Slicer, encode_events_sliced
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ class EngineService:
         self.events = bus.events_stream(shard)
         self.engine = Engine()
         self.stats = ServiceStats()
+        self.slicer = Slicer()  # long batches and big commands' events in slices
         self.last_event_id = START_ID  # newest log entry reflected in self.engine
         self.ready = asyncio.Event()  # set once recovery is done
         self._covered: set[str] = set()  # command ids in replayed deliveries
@@ -241,12 +243,12 @@ class EngineService:
         elif len(messages) < self.batch_size:
             # The backlog is drained: publish and read the next batch in one round trip
             # (a blocking read; this is the path of every request at moderate rates).
-            publish = self._apply(messages, read_next=True)
+            publish = await self._apply(messages, read_next=True)
             await self._drain()
             await publish()
         else:
             # Full batches: publish this one while reading and applying the next.
-            publish = self._apply(messages)
+            publish = await self._apply(messages)
             await self._drain()
             self._publishing = asyncio.create_task(publish())
         return len(messages)
@@ -260,18 +262,26 @@ class EngineService:
 
     async def process(self, messages: list[Message]) -> None:
         """Apply a batch of command messages and publish its results atomically."""
-        publish = self._apply(messages)
+        publish = await self._apply(messages)
         await self._drain()
         await publish()
 
-    def _apply(self, messages: list[Message], read_next: bool = False
-               ) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def _apply(self, messages: list[Message], read_next: bool = False
+                     ) -> Callable[[], Coroutine[Any, Any, None]]:
         """Apply a batch in memory; returns what publishes it (one atomic ``complete``;
         with ``read_next`` also reading the next batch into ``_next``, in one round trip).
 
         The returned publication must run before anything else is published or
         snapshotted: the batch is applied in memory and must reach the log first.
+
+        A long batch yields to the event loop between two commands once a slice has run
+        its budget, and a command with thousands of events (a cancel-all) is encoded in
+        slices (``slicing``): in the embedded exchange the server's requests share this
+        loop. Nothing else applies, publishes or snapshots meanwhile (this service does
+        all three, in order); one command's ``Engine.apply`` stays one step.
         """
+        slicer = self.slicer
+        slicer.restart()
         engine = self.engine
         apply = engine.apply
         ts = max(self.clock(), engine.now_ms)
@@ -299,9 +309,15 @@ class EngineService:
             except CodecError as exc:
                 dead.append((message, f"undecodable command: {exc}"))
                 continue
+            if slicer.due():
+                await slicer.pause()
             cmd.seq = engine.last_seq + 1
             cmd.ts_ms = ts
-            events_json = encode_events(apply(cmd))
+            events = apply(cmd)
+            if len(events) >= SLICED_EVENTS:
+                events_json = await encode_events_sliced(events, slicer)
+            else:
+                events_json = encode_events(events)
             parts.append(events_json)
             logged.append((message.id, payload))
             done.append(message)

@@ -27,6 +27,10 @@ A read is never served stale. When it cannot be made consistent it answers 503 w
   stream, ``unavailable`` for database reads that wait for writes while it is not (the
   event stream is unreachable: nothing can say how far the writes got).
 
+A big delivery is folded in slices (``marketdata.Replica.apply_sliced``); the replica's
+position moves past it only once it is folded whole, and ``for_replica`` also waits
+while one is half-folded, so no read sees part of a delivery.
+
 Invariant: a read started after a write's response was sent sees that write's effects,
 across users and connections of the same server process (other processes see them
 within the projection lag), or it is refused with a 503.
@@ -189,7 +193,8 @@ class ReadBarrier:
         self.written += 1
 
     async def for_replica(self) -> None:
-        """Wait until the replica reflects every write answered so far.
+        """Wait until the replica reflects every write answered so far, and no delivery
+        is half-folded (``Replica.settled``: a big one is folded in slices).
 
         Raises:
             ApiError: 503 when the replica is not following the stream or does not catch
@@ -200,15 +205,17 @@ class ReadBarrier:
             raise _unavailable("marketdata_unavailable", "market data is not available "
                                f"right now ({replica.status}); retry in a moment", 1)
         generation = self.written
-        if generation <= self._replica_ok:
-            return
-        head = await self.bus.last_id(replica.stream)
-        if not await replica.wait_for_id(head, self.timeout_s):
-            log.warning("market data replica is behind the event stream (%s)", head)
-            raise _unavailable("marketdata_behind", "market data has not caught up with "
-                               f"this server's writes within {self.timeout_s:g} s; retry "
-                               "in a moment", 1)
-        self._replica_ok = max(self._replica_ok, generation)
+        if generation > self._replica_ok:
+            head = await self.bus.last_id(replica.stream)
+            if not await replica.wait_for_id(head, self.timeout_s):
+                log.warning("market data replica is behind the event stream (%s)", head)
+                raise _unavailable("marketdata_behind", "market data has not caught up "
+                                   f"with this server's writes within {self.timeout_s:g} s;"
+                                   " retry in a moment", 1)
+            self._replica_ok = max(self._replica_ok, generation)
+        # Last, with no await after it: the caller reads a state with no delivery in it
+        # by halves.
+        await replica.settled()
 
     async def for_database(self) -> None:
         """Wait until the database reflects every write answered so far.

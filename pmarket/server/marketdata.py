@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -64,7 +64,8 @@ from pmarket.engine.events import (
 )
 from pmarket.engine.queries import yes_payout
 from pmarket.engine.units import SCALE
-from pmarket.runtime.eventlog import Delivery, decode_delivery
+from pmarket.runtime.eventlog import Delivery, decode_delivery, decode_delivery_sliced
+from pmarket.runtime.slicing import CHUNK, SLICED_BYTES, Slicer, drive
 from pmarket.worker import WORKER_GROUP
 
 from . import views
@@ -240,6 +241,14 @@ class Replica:
         # what a page answers (its key) -> the encoded answer, until the books change
         self._pages: dict[tuple, bytes] = {}
         self._page_bytes = 0
+        self.slicer = Slicer()  # big deliveries in slices (``apply_sliced``)
+        self._folding = False  # a delivery is half-folded: readers wait (``settled``)
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self._working = False  # a big delivery is being decoded or folded in slices
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.held = 0  # deliveries whose fold held readers (it paused at least once)
 
     def book_page(self, m: MarketState, view: str = "yes", depth: int | None = None) -> bytes:
         """``book_view`` of ``m`` (one of these books) encoded as JSON (see ``page``)."""
@@ -375,7 +384,7 @@ class Replica:
                 lost.recovered()
                 self.running, self.status = True, "following the event stream"
                 try:
-                    applied = self._apply_messages(messages)
+                    applied = await self._apply_messages(messages)
                 except _Gap as gap:
                     log.error("market data: %s; resynchronising from the database in "
                               "%.2f s", gap, gap_backoff)
@@ -396,22 +405,48 @@ class Replica:
             self._attached = False
             self._resync = True
 
-    def _apply_messages(self, messages: list) -> list[str]:
-        """Apply a batch of stream messages; the ids to ack. Raises ``_Gap``."""
+    async def _apply_messages(self, messages: list) -> list[str]:
+        """Apply a batch of stream messages in order; the ids to ack. Raises ``_Gap``.
+
+        Big deliveries are decoded and folded in slices (``apply_sliced``), and a batch
+        of many small ones pauses between two deliveries once a slice has run its
+        budget: other requests run meanwhile. Readers waiting for a delivery are woken
+        as soon as it is applied whole, not at the end of the batch."""
+        slicer = self.slicer
+        slicer.restart()
         for message in messages:
+            if slicer.due():
+                self._signal_progress()  # what is applied so far is whole: readable
+                await slicer.pause()
+            paused = slicer.pauses
             try:
-                delivery = decode_delivery(message.payload, message.id)
-            except ValueError as exc:
-                log.error("market data: undecodable delivery %s: %s", message.id, exc)
-                continue
-            if not self.apply(delivery):
-                raise _Gap(f"delivery {message.id} covers commands {delivery.first_seq}.."
-                           f"{delivery.last_seq}, but the replica is at {self.last_seq}")
+                try:
+                    if len(message.payload) >= SLICED_BYTES:
+                        self._busy()
+                        delivery = await decode_delivery_sliced(message.payload,
+                                                                message.id, slicer)
+                    else:
+                        delivery = decode_delivery(message.payload, message.id)
+                except ValueError as exc:
+                    log.error("market data: undecodable delivery %s: %s", message.id, exc)
+                    continue
+                if not await self.apply_sliced(delivery, slicer):
+                    raise _Gap(f"delivery {message.id} covers commands "
+                               f"{delivery.first_seq}..{delivery.last_seq}, but the "
+                               f"replica is at {self.last_seq}")
+            finally:
+                self._not_busy()
             self.last_id = max(self.last_id, parse_id(message.id))
+            if slicer.pauses != paused:  # it took slices: its readers go now
+                self._signal_progress()
         if messages:
-            self._progress.set()
-            self._progress = asyncio.Event()
+            self._signal_progress()
         return [m.id for m in messages]
+
+    def _signal_progress(self) -> None:
+        """Wake whoever waits for the replica to reach an id (``wait_for_id``)."""
+        self._progress.set()
+        self._progress = asyncio.Event()
 
     async def wait_tried(self, timeout_s: float) -> bool:
         """Wait until the first read of the stream was attempted; whether it was."""
@@ -487,34 +522,114 @@ class Replica:
             False, changing nothing, if the delivery starts past ``last_seq + 1``:
             deliveries before it are missing and the replica must resynchronise.
         """
+        admitted = self._admit(delivery)
+        if admitted is not None:
+            return admitted
+        drive(self._fold(delivery))
+        drive(self._publish_user(delivery))
+        return True
+
+    async def apply_sliced(self, delivery: Delivery, slicer: Slicer) -> bool:
+        """``apply``, in slices of ``slicer``'s budget: other tasks run between them.
+
+        While the delivery is half-folded every reader is held (``settled``, awaited by
+        ``ReadBarrier.for_replica``): nobody reads a book, balance or order list with
+        part of a delivery in it, and nobody subscribes to a book between its snapshot
+        and its delta. The gate closes only if the fold actually pauses, so a delivery
+        that fits in a slice is applied exactly as by ``apply``. The ``user`` channel's
+        messages (each order converted for the owner's WebSocket) are queued after the
+        fold, still in slices and before the next delivery: readers need not wait for
+        them.
+        """
+        admitted = self._admit(delivery)
+        if admitted is not None:
+            return admitted
+        try:
+            await slicer.run(self._fold(delivery), self._hold_readers)
+        finally:
+            self._release_readers()
+        await slicer.run(self._publish_user(delivery))
+        return True
+
+    @property
+    def folding(self) -> bool:
+        """A delivery is half-folded right now: readers must wait (``settled``)."""
+        return self._folding
+
+    async def settled(self) -> None:
+        """Return at once, or when the delivery being folded is folded whole (then
+        nothing is half-applied until the caller next awaits)."""
+        while self._folding:
+            await self._settled.wait()
+
+    async def unhurried(self) -> None:
+        """Return at once, or when the big delivery being decoded or folded in slices
+        is applied (the gateway awaits it before sending a command: the work new
+        commands bring would otherwise take most of the loop's turns from the fold,
+        which every read waits for)."""
+        while self._working:
+            await self._idle.wait()
+
+    def _busy(self) -> None:
+        if not self._working:
+            self._working = True
+            self._idle.clear()
+
+    def _not_busy(self) -> None:
+        if self._working:
+            self._working = False
+            self._idle.set()
+
+    def _hold_readers(self) -> None:
+        self._busy()
+        if not self._folding:
+            self._folding = True
+            self.held += 1
+            self._settled.clear()
+
+    def _release_readers(self) -> None:
+        if self._folding:
+            self._folding = False
+            self._settled.set()
+
+    def _admit(self, delivery: Delivery) -> bool | None:
+        """None if ``delivery`` is next and must be folded; else what ``apply`` returns."""
         self.deliveries += 1
         if delivery.last_seq <= self.last_seq:
             return True  # in the seed already, or a duplicate delivery
         if delivery.first_seq > self.last_seq + 1:
             return False
-        self.last_seq = delivery.last_seq
+        return None
+
+    def _fold(self, delivery: Delivery) -> Iterator[None]:
+        """Fold an admitted delivery: books, read model, closed orders, then the book
+        deltas; a generator yielding at checkpoints (see ``apply_sliced``)."""
         if self._pages:
             self._pages, self._page_bytes = {}, 0
         if self.follower is not None:
-            self.follower.apply(delivery)
+            yield from self.follower.fold_steps(delivery)
         changes: dict[int, list[dict[str, Any]]] = {}
-        for ev in delivery.events:
-            kind = ev.kind
-            if kind == BOOK:
-                self._book(ev, changes)
-            elif kind == FILL:
-                self._fill(ev)
-            elif kind == EVENT:
-                self._event(ev)
-            elif kind == ORDER:
-                if ev.status not in OPEN_STATUSES:
-                    self._closed(ev.order_id, ev.user_id, ev.status)
-            elif kind == EVENT_DELETED:
-                for mid in self.event_markets.pop(ev.event_id, []):
-                    self.markets.pop(mid, None)
+        events = delivery.events
+        for start in range(0, len(events), CHUNK):
+            yield
+            for ev in events[start:start + CHUNK]:
+                kind = ev.kind
+                if kind == BOOK:
+                    self._book(ev, changes)
+                elif kind == FILL:
+                    self._fill(ev)
+                elif kind == EVENT:
+                    self._event(ev)
+                elif kind == ORDER:
+                    if ev.status not in OPEN_STATUSES:
+                        self._closed(ev.order_id, ev.user_id, ev.status)
+                elif kind == EVENT_DELETED:
+                    for mid in self.event_markets.pop(ev.event_id, []):
+                        self.markets.pop(mid, None)
+        self.last_seq = delivery.last_seq
         hub = self.hub
         if hub is None:
-            return True
+            return
         for mid, levels in changes.items():
             m = self.markets.get(mid)
             if m is not None:
@@ -522,8 +637,6 @@ class Replica:
                 channel = f"book:{mid}"
                 if hub.wants(channel):
                     hub.send(channel, "delta", m.sequence, {"market_id": mid, "changes": levels})
-        self._publish_user(delivery)
-        return True
 
     def _closed(self, order_id: int, user_id: int, status: str) -> None:
         closed = self.closed_orders
@@ -576,27 +689,32 @@ class Replica:
         if status == "resolved":
             _settle(self.markets, ids, ev.winning_outcome_id, ev.void)
 
-    def _publish_user(self, delivery: Delivery) -> None:
-        """Hand each subscribed user's orders, fills and balances of a delivery to the hub."""
+    def _publish_user(self, delivery: Delivery) -> Iterator[None]:
+        """Hand each subscribed user's orders, fills and balances of a delivery to the
+        hub; a generator yielding at checkpoints."""
         hub = self.hub
         if hub is None or not hub.has_users():
             return
         orders = {ev.order_id: ev for ev in delivery.events if isinstance(ev, OrderState)}
-        for ev in delivery.events:
-            if isinstance(ev, OrderState):
-                if hub.wants(f"user:{ev.user_id}"):
-                    hub.send(f"user:{ev.user_id}", "order", None,
-                             convert.order(ev, self.tick_of(ev.market_id)))
-            elif isinstance(ev, BalanceState):
-                if hub.wants(f"user:{ev.user_id}"):
-                    hub.send(f"user:{ev.user_id}", "balance", None, convert.balance(ev))
-            elif isinstance(ev, Fill):
-                for order_id, user_id, role in ((ev.taker_order_id, ev.taker_user_id, "taker"),
-                                                (ev.maker_order_id, ev.maker_user_id, "maker")):
-                    order = orders.get(order_id)
-                    if order is not None and hub.wants(f"user:{user_id}"):
-                        hub.send(f"user:{user_id}", "fill", None, convert.own_trade(
-                            ev, order, role, self.tick_of(ev.market_id)))
+        events = delivery.events
+        for start in range(0, len(events), CHUNK):
+            yield
+            for ev in events[start:start + CHUNK]:
+                if isinstance(ev, OrderState):
+                    if hub.wants(f"user:{ev.user_id}"):
+                        hub.send(f"user:{ev.user_id}", "order", None,
+                                 convert.order(ev, self.tick_of(ev.market_id)))
+                elif isinstance(ev, BalanceState):
+                    if hub.wants(f"user:{ev.user_id}"):
+                        hub.send(f"user:{ev.user_id}", "balance", None, convert.balance(ev))
+                elif isinstance(ev, Fill):
+                    for order_id, user_id, role in (
+                            (ev.taker_order_id, ev.taker_user_id, "taker"),
+                            (ev.maker_order_id, ev.maker_user_id, "maker")):
+                        order = orders.get(order_id)
+                        if order is not None and hub.wants(f"user:{user_id}"):
+                            hub.send(f"user:{user_id}", "fill", None, convert.own_trade(
+                                ev, order, role, self.tick_of(ev.market_id)))
 
     def tick_of(self, market_id: int) -> int:
         """The tick of a market (0.0001 if the replica does not know it)."""

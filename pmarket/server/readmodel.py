@@ -47,6 +47,7 @@ from pmarket.db import Balance, Event, Market, Order, Payout, Position
 from pmarket.db.types import to_ms
 from pmarket.engine import events as ev
 from pmarket.runtime.eventlog import Delivery
+from pmarket.runtime.slicing import CHUNK, drive
 from pmarket.worker.batch import Batch, MarketInfo, needs
 from pmarket.worker.costbasis import YES, Holding, apply_fill
 
@@ -246,6 +247,13 @@ class ReadModel:
 
     def apply(self, delivery: Delivery) -> None:
         """Fold one delivery (skipped if already held; a gap stops the model)."""
+        drive(self.fold_steps(delivery))
+
+    def fold_steps(self, delivery: Delivery) -> Iterator[None]:
+        """``apply`` as a generator that yields at checkpoints, every ``CHUNK`` events
+        or so, for a caller that folds a big delivery in slices
+        (``marketdata.Replica.apply_sliced``). Between two checkpoints the model is
+        half-folded: whoever drives it must keep readers away until it is exhausted."""
         if not self.ready or delivery.last_seq <= self.seq:
             return
         if delivery.first_seq != self.seq + 1:
@@ -254,9 +262,9 @@ class ReadModel:
             return
         try:
             if _fast(delivery.events):
-                self._fold_fast(delivery)
+                yield from self._fold_fast(delivery)
             else:
-                self._fold_batch(delivery)
+                yield from self._fold_batch(delivery)
         except Exception as exc:
             self._stop(f"commands {delivery.first_seq}..{delivery.last_seq} could not be "
                        f"folded ({type(exc).__name__}: {exc})"[:300])
@@ -307,35 +315,48 @@ class ReadModel:
             h = work[key] = Holding(key, row)
         return h
 
-    def _fold_fast(self, d: Delivery) -> None:
+    def _fold_fast(self, d: Delivery) -> Iterator[None]:
         """Orders, fills, positions, balances: ``Batch``'s rules without its rows."""
         work: dict[tuple[int, int], Holding] = {}
         balances, markets = self.balances, self.markets
-        for e in d.events:
-            kind = e.kind
-            if kind == ev.ORDER:
-                self._order(e)
-            elif kind == ev.BALANCE:
-                balances[e.user_id] = (e.available, e.reserved)
-            elif kind == ev.BOOK:
-                continue
-            elif kind == ev.POSITION:
-                h = self._holding(work, e.user_id, e.market_id)
-                if h.seq <= d.last_seq:
-                    h.set_state(e.yes, e.no, e.yes_reserved, e.no_reserved, d.last_seq)
-            elif kind == ev.FILL:
-                market, price, qty, taker = e.market_id, e.price, e.quantity, e.taker_side
-                bid, ask = ((e.taker_user_id, e.maker_user_id) if taker == "buy"
-                            else (e.maker_user_id, e.taker_user_id))
-                apply_fill(self._holding(work, bid, market), self._holding(work, ask, market),
-                           e.settlement, price, qty, e.fee, taker == "buy")
-                m = markets.get(market)
-                if m is not None:
-                    m.volume += qty
-                    m.last_price = price
-            elif kind not in _FAST_IGNORED and kind != ev.LEDGER:
-                raise ValueError(f"unknown event kind {kind!r}")
-        self._store(work.values())
+        events = d.events
+        for start in range(0, len(events), CHUNK):
+            if start:
+                yield
+            for e in events[start:start + CHUNK]:
+                kind = e.kind
+                if kind == ev.ORDER:
+                    self._order(e)
+                elif kind == ev.BALANCE:
+                    balances[e.user_id] = (e.available, e.reserved)
+                elif kind == ev.BOOK:
+                    continue
+                elif kind == ev.POSITION:
+                    h = self._holding(work, e.user_id, e.market_id)
+                    if h.seq <= d.last_seq:
+                        h.set_state(e.yes, e.no, e.yes_reserved, e.no_reserved, d.last_seq)
+                elif kind == ev.FILL:
+                    market, price, qty, taker = (e.market_id, e.price, e.quantity,
+                                                 e.taker_side)
+                    bid, ask = ((e.taker_user_id, e.maker_user_id) if taker == "buy"
+                                else (e.maker_user_id, e.taker_user_id))
+                    apply_fill(self._holding(work, bid, market),
+                               self._holding(work, ask, market),
+                               e.settlement, price, qty, e.fee, taker == "buy")
+                    m = markets.get(market)
+                    if m is not None:
+                        m.volume += qty
+                        m.last_price = price
+                elif kind not in _FAST_IGNORED and kind != ev.LEDGER:
+                    raise ValueError(f"unknown event kind {kind!r}")
+        yield from self._store_steps(list(work.values()))
+
+    def _store_steps(self, holdings: list[Holding]) -> Iterator[None]:
+        """``_store`` in chunks, a checkpoint between two."""
+        for start in range(0, len(holdings), CHUNK):
+            if start:
+                yield
+            self._store(holdings[start:start + CHUNK])
 
     def _store(self, holdings) -> None:
         """Write folded holdings back as rows; open interest moves with YES held."""
@@ -355,7 +376,7 @@ class ReadModel:
             if delta and m is not None:
                 m.open_interest += delta
 
-    def _fold_batch(self, d: Delivery) -> None:
+    def _fold_batch(self, d: Delivery) -> Iterator[None]:
         """Any other delivery: ``Batch.walk`` on rows loaded as the projector loads them."""
         wanted = needs([d])
         markets: dict[int, MarketInfo] = {}
@@ -379,21 +400,29 @@ class ReadModel:
             row = self.positions.get(uid, {}).get(mid)
             if row is not None:
                 holdings[(uid, mid)] = Holding((uid, mid), row)
-        batch = Batch(self.stream, holdings, markets, event_markets).walk([d])
+        batch = Batch(self.stream, holdings, markets, event_markets)
+        events = d.events
+        # Walking in consecutive ranges writes what walking the delivery whole does.
+        for start in range(0, len(events), CHUNK):
+            yield
+            batch.walk_range(d, start, min(start + CHUNK, len(events)))
         batch.position_rows()  # the writer's checks, and open-interest deltas into stats
         # Nothing above changed the model: from here on the delivery is applied whole.
-        for e in d.events:
-            if e.kind == ev.ORDER:
-                self._order(e)
+        for start in range(0, len(events), CHUNK):
+            yield
+            for e in events[start:start + CHUNK]:
+                if e.kind == ev.ORDER:
+                    self._order(e)
         for uid, row in batch.balances.items():
             self.balances[uid] = (row["available"], row["reserved"])
         self._events(batch)
         for p in batch.payouts:
             self.payouts.setdefault(p["user_id"], []).append(
                 (p["event_id"], p["market_id"], p["yes"], p["no"], p["amount"], p["paid_at"]))
-        for h in batch.holdings.values():
+        folded = list(batch.holdings.values())
+        for h in folded:
             h.yes_before = h.qty[YES]  # open interest came with ``stats``
-        self._store(batch.holdings.values())
+        yield from self._store_steps(folded)
         for mid, s in batch.stats.items():
             m = self.markets.get(mid)
             if m is not None:

@@ -150,7 +150,8 @@ class Runtime:
                                    self.watch)
         self.gateway = Gateway(self.bus, timeout_s=s.request_timeout_s,
                                on_write=self.barrier.note_write,
-                               observe=self.metrics.observe_command)
+                               observe=self.metrics.observe_command,
+                               before_send=self.replica.unhurried)
         self._spawn("replica", self.replica.run(self.stopping, consumer=self.instance))
         # Serve once the replica follows the stream, unless the bus is down (then at once,
         # degraded: it heals by itself).

@@ -138,8 +138,47 @@ def test_cli_abuse_mixes_report_other_users_reads_and_health(monkeypatch: pytest
     assert workdirs and not any(w.exists() for w in workdirs)
 
 
+def test_cli_cancel_all_mix_reports_other_users_reads_and_health(
+        monkeypatch: pytest.MonkeyPatch):
+    """The cancel-all flood at a tiny size on the embedded server: its accounts fill
+    their books with batches and cancel all, again, during the phase; other users'
+    reads and /health are measured meanwhile; nothing is left behind."""
+    monkeypatch.delenv("PMARKET_REDIS_URL", raising=False)
+    traces, workdirs = spy_http(monkeypatch)
+
+    out = run_cli("bench", "http", "--users", str(USERS), "--seconds", "0.5", "--no-reads",
+                  "--abuse", "cancel-all", "--abuse-seconds", "1.5",
+                  "--cancel-all-accounts", "2", "--cancel-all-orders", "60", "--json").stdout
+
+    figures = orjson.loads(out)
+    mixes = figures["abuse"]
+    assert (mixes["cancel_all_accounts"], mixes["cancel_all_orders"]) == (2, 60)
+    assert list(mixes["phases"]) == ["quiet", "cancel-all"]
+    for name, phase in mixes["phases"].items():
+        r, h = phase["reads"], phase["health"]
+        assert r["requests"] > 0 and r["errors"] == 0, name
+        assert 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"], name
+        assert h["probes"] > 0 and h["failures"] == 0, name
+    flood = mixes["phases"]["cancel-all"]["flood"]
+    assert (flood["clients"], flood["addresses"]) == (2, 1)
+    answers = flood["answers"]
+    # Each account cancelled its full book at least once (the first cancel-alls are
+    # spread over the phase), and filled it again with batches of 20.
+    assert answers["cancel-all"] >= 2 and answers["cancelled"] >= 2 * 60
+    assert answers["placed"] > 0
+    assert set(answers) <= {"200", "cancel-all", "cancelled", "placed", "reconnects"}
+    assert answers["200"] == flood["sent"]  # every batch and cancel-all answered 200
+    latency = flood["cancel_all_ms"]
+    assert latency["count"] == answers["cancel-all"]
+    assert 0 < latency["p50_ms"] <= latency["max_ms"]
+    assert [db.directory is not None for db in traces.databases] == [True]
+    assert_nothing_left(traces, None, None)
+    assert workdirs and not any(w.exists() for w in workdirs)
+
+
 def test_abuse_mix_names():
     assert abuse.parse_mixes("all") == list(abuse.MIXES)
+    assert "cancel-all" in abuse.MIXES
     assert abuse.parse_mixes("ws, signin,ws") == ["ws", "signin"]
     with pytest.raises(ValueError, match="unknown abuse mix sigin"):
         abuse.parse_mixes("sigin")

@@ -78,7 +78,9 @@ def test_abuse_tables_fit():
         "signin-spread": {"401": 1_234, "429": 1_234_567, "503": 12_345},
         "ws": {"closed": 1_234, "connections": 1_234, "rate_limited": 1_234_567,
                "snapshot": 123_456},
-        "ws-spread": {"connections": 20, "rate_limited": 1_234_567, "snapshot": 123_456}}
+        "ws-spread": {"connections": 20, "rate_limited": 1_234_567, "snapshot": 123_456},
+        "cancel-all": {"200": 123_456, "cancel-all": 1_234, "cancelled": 12_345_678,
+                       "placed": 12_345_678, "reconnects": 12}}
     phases = [abuse.Phase("quiet", reads.PathFigures("m", "m", 1_234_567, 8.0, 1.2, 12.3,
                                                      123.4), [1.5, 12.3, 1_234.5])]
     phases += [abuse.Phase(name, reads.PathFigures("m", "m", 12, 8.0, 1_234.5, 12_345.6,

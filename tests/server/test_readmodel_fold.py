@@ -43,6 +43,7 @@ from pmarket.engine import (
 from pmarket.engine.commands import DeleteEvent
 from pmarket.engine.events import Unknown
 from pmarket.runtime.eventlog import Delivery
+from pmarket.server import readmodel
 from pmarket.server.readmodel import ReadModel, SeedState, read_seed, snapshot
 from pmarket.worker import Projector
 from tests.dbfixtures import database, migrated  # noqa: F401
@@ -252,3 +253,31 @@ def test_a_delivery_the_fold_refuses_stops_the_model():
     model.apply(Delivery(1, 1, [Unknown("mystery", (1, 2))], 0))
     assert not model.ready and "ValueError" in model.problem
     assert model.seq == 0
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(actions=st.lists(st.tuples(st.sampled_from(ACTIONS), st.integers(0, 2**31)),
+                        min_size=1, max_size=80),
+       sizes=st.lists(st.integers(1, 6), min_size=1, max_size=5),
+       chunk=st.integers(1, 5))
+def test_folding_in_slices_equals_folding_whole(monkeypatch, actions, sizes, chunk):
+    """A delivery folded in chunks of a few events (``fold_steps``, as a big delivery
+    is folded in slices; the fast path and ``Batch.walk``'s alike) ends in the rows of
+    the delivery folded in one pass."""
+    session = Session()
+    for action, seed in actions:
+        session.act(action, seed)
+    deliveries = grouped(session.r.deliveries, sizes)
+    whole, sliced = ReadModel(STREAM), ReadModel(STREAM)
+    whole.install(SeedState(), 0)
+    sliced.install(SeedState(), 0)
+    for d in deliveries:
+        whole.apply(d)
+    with monkeypatch.context() as m:
+        m.setattr(readmodel, "CHUNK", chunk)
+        checkpoints = sum(sum(1 for _ in sliced.fold_steps(d)) for d in deliveries)
+    assert sliced.ready and whole.ready, (sliced.problem, whole.problem)
+    assert sliced.seq == whole.seq == session.r.seq
+    assert rows(sliced) == rows(whole)
+    assert checkpoints >= sum(len(d.events) for d in deliveries) // chunk - len(deliveries)
