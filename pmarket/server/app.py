@@ -26,6 +26,7 @@ from fastapi import FastAPI, WebSocket
 from fastapi_offline import FastAPIOffline
 
 from . import errors, websocket
+from .clientaddr import ClientAddress, parse_trusted_proxies
 from .errors import JSON, error_body
 from .fastpath import FastPath
 from .readpath import ReadPath
@@ -207,4 +208,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContext, runtime_of=lambda: runtime,
                        max_body_bytes=settings.max_body_bytes,
                        log_requests=settings.log_requests)
+    # Outermost: the client address every limit and log line uses (``clientaddr``).
+    app.add_middleware(ClientAddress,
+                       trusted=parse_trusted_proxies(settings.trusted_proxies))
     return app

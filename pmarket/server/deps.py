@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from pmarket.db import Order
 
+from .clientaddr import scope_address
 from .errors import ApiError, not_found
 from .ratelimit import RateLimiter
 from .runtime import Runtime
@@ -79,8 +80,9 @@ def _charge(runtime: Runtime, key: object, limiter: RateLimiter | None = None) -
 
 
 def client_address(request: Request) -> str:
-    """The client's address (uvicorn puts a trusted proxy's X-Forwarded-For there)."""
-    return request.client.host if request.client else "unknown"
+    """The client's address: the TCP peer, or what a trusted proxy forwarded
+    (``clientaddr``)."""
+    return scope_address(request.scope)
 
 
 async def rate_limit_public(request: Request, runtime: RuntimeDep) -> None:
