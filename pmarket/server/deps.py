@@ -46,7 +46,7 @@ async def _principal(request: Request, runtime: Runtime) -> Principal:
     header = request.headers.get("authorization", "")
     if not header[:len(_BEARER)].lower() == _BEARER:
         raise unauthenticated("missing bearer token")
-    return await runtime.sessions.authenticate(header[len(_BEARER):].strip(),
+    return await runtime.sessions.authenticate(header[len(_BEARER):].strip(" \t"),
                                                request.method)
 
 
@@ -64,7 +64,7 @@ async def asgi_user(scope, runtime: Runtime) -> Principal | None:
         return None
     try:
         principal = await runtime.sessions.authenticate(
-            header[7:].decode("latin-1").strip(), scope["method"])
+            header[7:].decode("latin-1").strip(" \t"), scope["method"])
     except Exception:  # refused, or an outage while loading: FastAPI answers the same
         return None
     return principal if principal.role == "user" else None

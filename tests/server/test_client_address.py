@@ -62,7 +62,7 @@ def test_behind_trusted_proxies_the_client_is_the_rightmost_untrusted_hop():
 
 def test_a_bad_trusted_proxies_setting_stops_the_server(monkeypatch):
     monkeypatch.setenv("PMARKET_TRUSTED_PROXIES", "10.0.0.1, proxy.example")
-    with pytest.raises(ValueError, match="proxy.example"):
+    with pytest.raises(ValueError, match=r"proxy\.example"):
         Settings.load(jwt_secret=SECRET)
     monkeypatch.setenv("PMARKET_TRUSTED_PROXIES", " 10.0.0.1 , 192.168.0.0/16,::1")
     assert Settings.load(jwt_secret=SECRET).trusted_proxies == (
