@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Request
 from sqlalchemy import select
 
 from pmarket.db import Order
 
 from .clientaddr import scope_address
 from .errors import ApiError, not_found
+from .params import PathId
 from .ratelimit import RateLimiter
 from .runtime import Runtime
 from .security import Principal
@@ -137,7 +138,7 @@ PublicLimited = Depends(rate_limit_public)
 AuthLimited = Depends(rate_limit_auth)
 """Per-address limit of sign-ups and sign-ins (``PMARKET_AUTH_RATE_LIMIT_*``)."""
 
-OrderId = Annotated[int, Path(ge=1, le=2**62)]
+OrderId = PathId
 
 
 async def owned_order(order_id: int, user_id: int, runtime: Runtime) -> Any:
