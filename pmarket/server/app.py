@@ -76,7 +76,7 @@ class RequestContext:
         rid = request_id.encode()[:64]
         status = 500
         length = _header(scope, b"content-length")
-        if length and length.isdigit() and int(length) > self.max_body:
+        if length and length.isascii() and length.isdigit() and int(length) > self.max_body:
             await _send_error(send, 413, "payload_too_large",
                               f"request body exceeds {self.max_body} bytes", rid)
             return self._record(scope, 413, start, request_id)

@@ -170,3 +170,38 @@ async def test_the_websocket_refuses_what_http_refuses_in_the_same_words(client,
             assert answer["data"]["message"] == r.json()["error"]["message"], name
     r = await client.http.get("/balance", headers={"Authorization": b"Bearer __4.e30.sig"})
     assert "malformed token" in r.json()["error"]["message"]
+
+
+async def test_the_fast_paths_refuse_wrong_typed_values_as_fastapi_does(client, monkeypatch):
+    """The fast order path validates with the same request model, the fast read path
+    leaves anything but plain digits to FastAPI: wrong-typed values get FastAPI's own
+    422 on both, never an order in market 1."""
+    market = await client.market()
+    token, _ = await client.user("parity-types")
+    order = {"market_id": market, "outcome": "yes", "side": "buy", "price": "0.02",
+             "quantity": 1}
+    bodies = [{**order, "market_id": True}, {**order, "market_id": f" {market}"},
+              {**order, "market_id": float(market)}, {**order, "post_only": "yes"},
+              {**order, "post_only": 1},
+              {**order, "time_in_force": "gtd", "expires_at": 99999999999},
+              {**order, "time_in_force": "gtd", "expires_at": "99999999999"},
+              {**order, "time_in_force": "gtd", "expires_at": 123456789012345.67}]
+    reads = [f"/orders?market_id=%2B{market}", "/orders?limit=%2B5", "/orders/%2B1",
+             f"/markets/%2B{market}", "/positions?offset=%201"]
+    for fast in (True, False):
+        monkeypatch.setattr(FastPath, "enabled", fast)
+        monkeypatch.setattr(ReadPath, "enabled", fast)
+        answers = []
+        for body in bodies:
+            r = await client.http.post("/orders", json=body, headers=client.auth(token))
+            answers.append((r.status_code, r.json()))
+        for path in reads:
+            r = await client.http.get(path, headers=client.auth(token))
+            answers.append((r.status_code, r.json()))
+        assert all(status == 422 for status, _ in answers), answers
+        if fast:
+            fast_answers = answers
+        else:
+            assert answers == fast_answers
+    r = await client.http.get("/orders", headers=client.auth(token))
+    assert r.json()["items"] == []  # nothing was placed
