@@ -26,7 +26,7 @@ from fastapi import FastAPI, WebSocket
 from fastapi_offline import FastAPIOffline
 
 from . import errors, websocket
-from .clientaddr import ClientAddress, parse_trusted_proxies
+from .clientaddr import ClientAddress, parse_trusted_proxies, scope_address
 from .errors import JSON, error_body
 from .fastpath import FastPath
 from .readpath import ReadPath
@@ -139,6 +139,7 @@ class RequestContext:
             access_log.info(orjson.dumps({
                 "request_id": request_id, "method": scope["method"], "path": scope["path"],
                 "route": template, "status": status, "ms": round(elapsed * 1000, 3),
+                "client": scope_address(scope),  # the address the limits counted
             }).decode())
 
 

@@ -175,3 +175,21 @@ async def test_the_terminal_s_embedded_exchange_ignores_forwarded_for(tmp_path, 
         assert counts[429] >= 6, counts
     finally:
         server.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_access_log_names_the_address_the_limits_count(tmp_path, caplog):
+    import json
+    import logging
+
+    server = await start_server("embedded", tmp_path, log_requests=True,
+                                trusted_proxies=("10.9.0.0/16",))
+    try:
+        with caplog.at_level(logging.INFO, logger="pmarket.server.access"):
+            async with httpx.AsyncClient(base_url=server.url) as http:
+                await http.get("/events", headers={"X-Forwarded-For": "6.6.6.6"})
+        lines = [json.loads(r.getMessage()) for r in caplog.records
+                 if r.name == "pmarket.server.access"]
+        assert lines and all(line["client"] == "127.0.0.1" for line in lines), lines
+    finally:
+        await server.stop()
