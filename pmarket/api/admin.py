@@ -17,6 +17,7 @@ from .fields import (
     MAX_OUTCOMES,
     Category,
     FeeRate,
+    Flag,
     Id,
     In,
     OutcomeName,
@@ -60,7 +61,7 @@ class EventResolve(In):
     void."""
 
     winning_outcome_id: Id | None = None
-    void: bool = False
+    void: Flag = False
 
 
 class Resolution(Out):

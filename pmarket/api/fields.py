@@ -13,6 +13,7 @@ Request bodies (``In``) refuse unknown fields, so no client can set a field it s
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -93,7 +94,31 @@ FeeRate = Annotated[int, BeforeValidator(to_units), AfterValidator(_fee_rate_ran
                     _DECIMAL_SCHEMA]
 """A taker fee rate: a decimal from 0 to 0.25, exact to 4 places (units)."""
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, strict=True)]
-Id = Annotated[int, Field(ge=1, le=limits.MAX_ID)]
+Id = Annotated[int, Field(ge=1, le=limits.MAX_ID, strict=True)]
+"""An id in a request body: a JSON integer (not a boolean, a string or a decimal)."""
+Flag = Annotated[bool, Field(strict=True)]
+"""A boolean in a request body: JSON ``true`` or ``false`` only (not 1, "yes", "true")."""
+
+_MAX_DIGITS = 30
+
+
+def plain_digits(value: Any) -> Any:
+    """A path or query integer as written in a URL: ASCII digits only — no sign, space,
+    decimal point, underscore or another script's digits ("+1", " 1", "1_0" and
+    U+0661 are refused, where ``int()`` would read them). Non-strings (a default, a
+    value from Python) and the empty string are left to the integer type."""
+    if not isinstance(value, str) or value == "":
+        return value
+    if not (value.isascii() and value.isdigit()):
+        raise _fail("must be a whole number written in ASCII digits 0-9 (no sign, "
+                    "space or decimal point)")
+    if len(value) > _MAX_DIGITS:
+        raise _fail(f"must be at most {_MAX_DIGITS} digits long")
+    return int(value)
+
+
+PlainDigits = BeforeValidator(plain_digits)
+"""``plain_digits`` as a validator, for path and query parameters (``server.params``)."""
 
 
 def _text_rule(max_chars: int) -> AfterValidator:
@@ -138,8 +163,42 @@ def _utc_time(value: datetime) -> datetime:
     return value
 
 
-UtcTime = Annotated[datetime, AfterValidator(_utc_time)]
-"""A timestamp in a request or a query: zone required, 1970-01-01 .. 9999-12-31 UTC."""
+_ISO_DATETIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]{1,9})?)?"
+    r"([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)")
+_TIME_RULE = "must be an ISO 8601 date-time string with a time zone (e.g. 2030-01-01T00:00:00Z)"
+
+
+def _iso_text(value: Any) -> Any:
+    """Only an ISO 8601 string with a zone (or, from Python, an aware ``datetime``):
+    pydantic alone would read a number — 1, "99999999999", 1.5e14 — as Unix seconds or
+    milliseconds (the unit flipping at 2e10)."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise _fail(f"{_TIME_RULE}, not a JSON {_json_type(value)}")
+    if _ISO_DATETIME.fullmatch(value) is None:
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9:.,]+", value):
+            raise _fail("give a time zone (e.g. 2030-01-01T00:00:00Z)")
+        raise _fail(_TIME_RULE)
+    return value
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float | Decimal):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, dict) else type(value).__name__
+
+
+UtcTime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_utc_time)]
+"""A timestamp in a request or a query: an ISO 8601 string with a zone, 1970-01-01 ..
+9999-12-31 UTC (no Unix numbers)."""
 Email = Annotated[text(limits.MAX_EMAIL, 3), Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
                   AfterValidator(_email)]
 SignInEmail = Annotated[text(limits.MAX_EMAIL), AfterValidator(_email)]

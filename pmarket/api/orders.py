@@ -14,7 +14,17 @@ from pydantic import ConfigDict, Field, WithJsonSchema
 
 from .accounts import Balance, Position
 from .base import Dec, Out, Time
-from .fields import MAX_BATCH, MAX_OUTCOMES, ClientOrderId, Id, In, Price, Quantity, UtcTime
+from .fields import (
+    MAX_BATCH,
+    MAX_OUTCOMES,
+    ClientOrderId,
+    Flag,
+    Id,
+    In,
+    Price,
+    Quantity,
+    UtcTime,
+)
 
 Outcome = Literal["yes", "no"]
 Side = Literal["buy", "sell"]
@@ -35,7 +45,7 @@ class OrderCreate(In):
     quantity: Quantity
     time_in_force: TimeInForce = "gtc"
     expires_at: UtcTime | None = None
-    post_only: bool = False
+    post_only: Flag = False
     client_order_id: ClientOrderId | None = None
     """At most 64 printable ASCII characters (U+0020-U+007E)."""
     stp: Literal["cancel_resting", "cancel_taker", "cancel_both"] = "cancel_resting"

@@ -48,6 +48,7 @@ def serve(
     import uvicorn
 
     from pmarket.server import Settings, WeakSecret, create_app
+    from pmarket.server.clientaddr import UVICORN_OPTIONS
     from pmarket.server.dblock import (
         DatabaseLock,
         DatabaseLocked,
@@ -96,7 +97,8 @@ def serve(
                             http="httptools", ws="websockets-sansio",
                             ws_per_message_deflate=False,  # CPU per message
                             log_level=log_level.lower(), access_log=False,
-                            timeout_graceful_shutdown=10)
+                            timeout_graceful_shutdown=10,
+                            **UVICORN_OPTIONS)  # X-Forwarded-For: PMARKET_TRUSTED_PROXIES
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])

@@ -26,6 +26,7 @@ from fastapi import FastAPI, WebSocket
 from fastapi_offline import FastAPIOffline
 
 from . import errors, websocket
+from .clientaddr import ClientAddress, parse_trusted_proxies, scope_address
 from .errors import JSON, error_body
 from .fastpath import FastPath
 from .readpath import ReadPath
@@ -75,7 +76,7 @@ class RequestContext:
         rid = request_id.encode()[:64]
         status = 500
         length = _header(scope, b"content-length")
-        if length and length.isdigit() and int(length) > self.max_body:
+        if length and length.isascii() and length.isdigit() and int(length) > self.max_body:
             await _send_error(send, 413, "payload_too_large",
                               f"request body exceeds {self.max_body} bytes", rid)
             return self._record(scope, 413, start, request_id)
@@ -138,6 +139,7 @@ class RequestContext:
             access_log.info(orjson.dumps({
                 "request_id": request_id, "method": scope["method"], "path": scope["path"],
                 "route": template, "status": status, "ms": round(elapsed * 1000, 3),
+                "client": scope_address(scope),  # the address the limits counted
             }).decode())
 
 
@@ -207,4 +209,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContext, runtime_of=lambda: runtime,
                        max_body_bytes=settings.max_body_bytes,
                        log_requests=settings.log_requests)
+    # Outermost: the client address every limit and log line uses (``clientaddr``).
+    app.add_middleware(ClientAddress,
+                       trusted=parse_trusted_proxies(settings.trusted_proxies))
     return app

@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Request
 from sqlalchemy import select
 
 from pmarket.db import Order
 
+from .clientaddr import scope_address
 from .errors import ApiError, not_found
+from .params import PathId
 from .ratelimit import RateLimiter
 from .runtime import Runtime
 from .security import Principal
@@ -45,7 +47,7 @@ async def _principal(request: Request, runtime: Runtime) -> Principal:
     header = request.headers.get("authorization", "")
     if not header[:len(_BEARER)].lower() == _BEARER:
         raise unauthenticated("missing bearer token")
-    return await runtime.sessions.authenticate(header[len(_BEARER):].strip(),
+    return await runtime.sessions.authenticate(header[len(_BEARER):].strip(" \t"),
                                                request.method)
 
 
@@ -63,7 +65,7 @@ async def asgi_user(scope, runtime: Runtime) -> Principal | None:
         return None
     try:
         principal = await runtime.sessions.authenticate(
-            header[7:].decode("latin-1").strip(), scope["method"])
+            header[7:].decode("latin-1").strip(" \t"), scope["method"])
     except Exception:  # refused, or an outage while loading: FastAPI answers the same
         return None
     return principal if principal.role == "user" else None
@@ -79,8 +81,9 @@ def _charge(runtime: Runtime, key: object, limiter: RateLimiter | None = None) -
 
 
 def client_address(request: Request) -> str:
-    """The client's address (uvicorn puts a trusted proxy's X-Forwarded-For there)."""
-    return request.client.host if request.client else "unknown"
+    """The client's address: the TCP peer, or what a trusted proxy forwarded
+    (``clientaddr``)."""
+    return scope_address(request.scope)
 
 
 async def rate_limit_public(request: Request, runtime: RuntimeDep) -> None:
@@ -135,7 +138,7 @@ PublicLimited = Depends(rate_limit_public)
 AuthLimited = Depends(rate_limit_auth)
 """Per-address limit of sign-ups and sign-ins (``PMARKET_AUTH_RATE_LIMIT_*``)."""
 
-OrderId = Annotated[int, Path(ge=1, le=2**62)]
+OrderId = PathId
 
 
 async def owned_order(order_id: int, user_id: int, runtime: Runtime) -> Any:

@@ -116,13 +116,75 @@ def outage_error(exc: BaseException) -> ApiError | None:
     return None
 
 
-def validation_message(errors: Sequence[Any]) -> str:
-    """One sentence from pydantic's error list: ``field: what is wrong; ...``."""
+_JSON_TYPES = {
+    "model_type": "must be a JSON object", "model_attributes_type": "must be a JSON object",
+    "dict_type": "must be a JSON object", "list_type": "must be a JSON array",
+    "string_type": "must be a JSON string",
+    "int_type": "must be a JSON integer (not a string, boolean or decimal)",
+    "int_parsing": "must be a JSON integer (not a string, boolean or decimal)",
+    "int_from_float": "must be a JSON integer (not a string, boolean or decimal)",
+    "bool_type": "must be JSON true or false", "bool_parsing": "must be JSON true or false",
+    "missing": "is required", "extra_forbidden": "is not a field of this request",
+}
+
+
+def _phrase(err: dict) -> str:
+    """What is wrong with one value, in the API's terms (JSON types, not Python's or
+    pydantic's: no "instance of OrderCreate", no "valid dictionary")."""
+    kind, ctx = err.get("type", ""), err.get("ctx") or {}
+    loc = err.get("loc") or ()
+    if kind in ("int_type", "int_parsing", "int_from_float") and loc and \
+            loc[0] in ("query", "path"):
+        return "must be a whole number written in ASCII digits 0-9"
+    if kind in _JSON_TYPES:
+        return _JSON_TYPES[kind]
+    if kind in ("literal_error", "enum"):
+        return f"must be {ctx.get('expected', 'one of the documented values')}"
+    bounds = {"greater_than_equal": ("at least", "ge"), "less_than_equal": ("at most", "le"),
+              "greater_than": ("greater than", "gt"), "less_than": ("less than", "lt")}
+    if kind in bounds and bounds[kind][1] in ctx:
+        return f"must be {bounds[kind][0]} {ctx[bounds[kind][1]]}"
+    if kind == "string_too_short":
+        n = ctx.get("min_length", 1)
+        return "must not be empty" if n == 1 else f"must be at least {n} characters long"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters long"
+    if kind == "too_short":
+        n = ctx.get("min_length", 1)
+        return f"must have at least {n} item{'s' if n != 1 else ''}"
+    if kind == "too_long":
+        return f"must have at most {ctx.get('max_length')} items"
+    if kind == "string_pattern_mismatch":
+        return f"must match the pattern {ctx.get('pattern')}"
+    if kind.startswith(("datetime_", "date_", "timezone_")):
+        return "must be an ISO 8601 date-time string with a time zone " \
+               "(e.g. 2030-01-01T00:00:00Z)"
+    message = str(err.get("msg", "invalid"))
+    return message.removeprefix("Value error, ")
+
+
+def validation_message(errors: Sequence[Any], root: str = "body") -> str:
+    """One sentence from pydantic's error list: ``field: what is wrong; ...`` (``root``
+    names a value with no field: the body, or a batch's item)."""
     parts = []
     for err in errors[:5]:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        where = ".".join(str(p) for p in err.get("loc", ())
+                         if p not in ("body", "query", "path")) or root
+        parts.append(f"{where}: {_phrase(err)}")
     return "; ".join(parts) or "invalid request"
+
+
+def json_content_type(content_type: str | None) -> bool:
+    """Whether FastAPI reads a body of this ``Content-Type`` as JSON (none given, or
+    ``application/json`` or ``application/*+json``, any parameters)."""
+    if not content_type:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                           and media.endswith("+json"))
+
+
+NOT_JSON = "the request body must be JSON, sent with Content-Type: application/json"
 
 
 def install(app: FastAPI) -> None:
@@ -137,7 +199,13 @@ def install(app: FastAPI) -> None:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             return error_response(400, "malformed_json", "request body is not valid JSON")
-        return error_response(422, "invalid_field", validation_message(exc.errors()))
+        content_type = _request.headers.get("content-type")
+        if not json_content_type(content_type) and any(
+                (e.get("loc") or ("",))[0] == "body" for e in errors):
+            # FastAPI does not parse it at all: say so, not what the bytes are missing.
+            return error_response(422, "invalid_field",
+                                  f"{NOT_JSON} (not {content_type[:100]!r})")
+        return error_response(422, "invalid_field", validation_message(errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSON:

@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from .clientaddr import scope_address
 from .deps import _charge, asgi_user
 from .fastpath import _error
 from .routes import account, events, markets, orders
@@ -180,8 +181,7 @@ class ReadPath:
         scope["route"] = route.route
         try:
             if route.public:
-                client = scope.get("client")
-                _charge(runtime, client[0] if client else "unknown", runtime.public_limiter)
+                _charge(runtime, scope_address(scope), runtime.public_limiter)
             else:
                 _charge(runtime, ("user", user.id))
             if path_id is None:

@@ -1,9 +1,12 @@
 """Passwords and tokens: bcrypt hashes and HS256 JWTs with a pinned algorithm.
 
 Invariant: a token is accepted only if it is an HS256 JWT signed with this server's
-secret, unexpired, and carries a subject and a known role; anything else (``alg: none``,
-another algorithm, a wrong signature, a past ``exp``, missing claims) raises
-``InvalidToken``. Password hashes never leave this module's callers' database rows.
+secret whose every claim has exactly the type and range this server issues
+(``check_claims``: an ASCII-digit subject within a positive BIGINT, a known role,
+integer times, no unknown claim) and is unexpired; anything else (``alg: none``,
+another algorithm, a wrong signature, a past ``exp``, a malformed or missing claim,
+garbage) raises ``InvalidToken`` with a sentence saying which, never PyJWT's text.
+Password hashes never leave this module's callers' database rows.
 """
 
 from __future__ import annotations
@@ -234,28 +237,84 @@ def token_expiry(token: str, secret: str) -> float:
     return known[1] if known is not None else _verify(token, secret)[1]
 
 
+MAX_SUBJECT = 2**63 - 1
+"""The largest user id a token may name (a positive BIGINT)."""
+MAX_TIMESTAMP_S = 253_402_300_799
+"""9999-12-31T23:59:59Z: the latest ``exp``/``iat`` (the API's timestamp range)."""
+MAX_EPOCH = 2**62
+CLOCK_SKEW_S = 60
+"""How far in the future a token's ``iat`` may be (another server's clock)."""
+CLAIMS = frozenset({"sub", "role", "exp", "iat", "ep"})
+"""Every claim ``create_token`` writes: a token carrying any other is refused."""
+_DIGITS = re.compile(r"[1-9][0-9]{0,18}")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_MAX_TOKEN_CHARS = 4096
+# PyJWT checks signature and header only; every claim is ours to check (below), exactly.
+_DECODE_OPTIONS = {"verify_signature": True, "verify_exp": False, "verify_nbf": False,
+                   "verify_iat": False, "verify_aud": False, "verify_iss": False,
+                   "verify_sub": False, "verify_jti": False, "require": []}
+
+
+def _timestamp(claims: dict, name: str) -> int:
+    value = claims[name]
+    if type(value) is not int or not 0 <= value <= MAX_TIMESTAMP_S:
+        raise InvalidToken(f"token claim {name!r} must be an integer number of seconds "
+                           "from 1970 to 9999")
+    return value
+
+
+def check_claims(claims: object, now: float | None = None) -> tuple[Principal, float]:
+    """The principal and expiry of a token's verified claims, each checked for its exact
+    type and range: ``sub`` a string of ASCII digits naming 1 .. 2^63 - 1 (no sign,
+    space or leading zero), ``role`` one of ``ROLES``, ``exp`` (required) and ``iat``
+    integers within the API's timestamp range (``exp`` in the future, ``iat`` not more
+    than ``CLOCK_SKEW_S`` ahead), ``ep`` an integer 0 .. 2^62; no other claim.
+
+    Raises:
+        InvalidToken: the first claim that breaks its rule (named), or expired.
+    """
+    if not isinstance(claims, dict):
+        raise InvalidToken("malformed token: its claims are not a JSON object")
+    unknown = sorted(str(k)[:40] for k in claims if k not in CLAIMS)
+    if unknown:
+        raise InvalidToken(f"token carries a claim this server does not issue: {unknown[0]!r}")
+    for name in ("sub", "role", "exp"):
+        if name not in claims:
+            raise InvalidToken(f"token has no {name!r} claim")
+    subject, role = claims["sub"], claims["role"]
+    if not isinstance(subject, str) or _DIGITS.fullmatch(subject) is None or \
+            int(subject) > MAX_SUBJECT:
+        raise InvalidToken("token claim 'sub' must be a user id: ASCII digits, "
+                           f"1 to {MAX_SUBJECT}")
+    if not isinstance(role, str) or role not in ROLES:
+        raise InvalidToken(f"token claim 'role' must be one of {', '.join(ROLES)}")
+    exp = _timestamp(claims, "exp")
+    now = time.time() if now is None else now
+    if "iat" in claims and _timestamp(claims, "iat") > now + CLOCK_SKEW_S:
+        raise InvalidToken("token claim 'iat' lies in the future")
+    epoch = claims.get("ep", 0)
+    if type(epoch) is not int or not 0 <= epoch <= MAX_EPOCH:
+        raise InvalidToken(f"token claim 'ep' must be an integer from 0 to {MAX_EPOCH}")
+    if exp <= now:
+        raise InvalidToken("token has expired")
+    return Principal(int(subject), role, epoch), float(exp)
+
+
 def _verify(token: str, secret: str) -> tuple[Principal, float]:
+    if len(token) > _MAX_TOKEN_CHARS or _TOKEN.fullmatch(token) is None:
+        raise InvalidToken("malformed token: expected a JWT (three base64url parts "
+                           "separated by dots) or an API key (pmk_...)")
     try:
         header = jwt.get_unverified_header(token)
         if header.get("alg") != ALGORITHM:
-            raise InvalidToken(f"token algorithm {header.get('alg')!r} is not accepted")
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM],
-                            options={"require": ["exp", "sub", "role"]})
-    except jwt.ExpiredSignatureError:
-        raise InvalidToken("token has expired") from None
-    except jwt.PyJWTError as exc:
-        raise InvalidToken(f"token is not valid: {exc}") from None
-    role, subject = claims.get("role"), claims.get("sub")
-    if role not in ROLES or not isinstance(subject, str) or not subject.isdigit():
-        raise InvalidToken("token claims are malformed")
-    epoch = claims.get("ep", 0)
-    try:
-        exp = float(claims["exp"])
-    except (TypeError, ValueError):
-        raise InvalidToken("token claims are malformed") from None
-    if type(epoch) is not int or not 0 <= epoch < 2**62:
-        raise InvalidToken("token claims are malformed")
-    return Principal(int(subject), role, epoch), exp
+            raise InvalidToken(f"token algorithm {str(header.get('alg'))[:20]!r} is not "
+                               "accepted")
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options=_DECODE_OPTIONS)
+    except jwt.InvalidSignatureError:
+        raise InvalidToken("token signature is not valid") from None
+    except jwt.PyJWTError:
+        raise InvalidToken("malformed token: it does not decode as a signed JWT") from None
+    return check_claims(claims)
 
 
 API_KEY_PREFIX = "pmk_"

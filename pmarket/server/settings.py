@@ -21,6 +21,7 @@ from pmarket.db import default_database_url
 from pmarket.engine import units
 from pmarket.engine.limits import account_problem
 
+from .clientaddr import parse_trusted_proxies
 from .passwords import password_problem
 
 PLACEHOLDER_SECRETS = frozenset({
@@ -166,6 +167,10 @@ class Settings:
             the database instead.
         fee_rate: the taker fee rate (units: 700 is 7%) of an event created without one
             (``PMARKET_FEE_RATE``, a decimal from 0 to 0.25; default 0: no fees).
+        trusted_proxies: reverse proxies (addresses or CIDR networks) whose
+            ``X-Forwarded-For`` names the client (``PMARKET_TRUSTED_PROXIES``); empty
+            (the default): the client is the connection's peer and forwarded headers
+            are ignored (``clientaddr``).
     """
 
     database_url: str = ""
@@ -215,6 +220,7 @@ class Settings:
     auth_cache_s: float = 300.0
     api_key_touch_s: float = 60.0
     fee_rate: int = 0
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def embedded(self) -> bool:
@@ -275,6 +281,8 @@ class Settings:
             auth_cache_s=_env_float("PMARKET_AUTH_CACHE_S", 300.0),
             api_key_touch_s=_env_float("PMARKET_API_KEY_TOUCH_S", 60.0),
             fee_rate=_env_fee_rate("PMARKET_FEE_RATE"),
+            trusted_proxies=tuple(str(n) for n in parse_trusted_proxies(
+                env.get("PMARKET_TRUSTED_PROXIES"))),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         return settings.with_secret()

@@ -54,6 +54,7 @@ from typing import Any
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 
+from .clientaddr import scope_address
 from .errors import ApiError, log_outage, outage_error
 from .marketdata import MarketState, Replica, book_view
 from .ratelimit import RateLimiter
@@ -259,7 +260,7 @@ async def serve(ws: WebSocket, hub: Hub, replica: Replica, sessions,
         sessions: the credential check (``sessions.Sessions``, for the ``user`` channel).
         before_snapshot: awaited before a snapshot (read-your-writes barrier).
     """
-    address = ws.client.host if ws.client else "unknown"
+    address = scope_address(ws.scope)  # the peer, or a trusted proxy's client
     connects = hub.limits.connects
     wait = connects.allow(address) if connects is not None else 0.0
     if wait:

@@ -94,6 +94,7 @@ class EmbeddedServer:
         import uvicorn
 
         from pmarket.server import Settings, create_app
+        from pmarket.server.clientaddr import UVICORN_OPTIONS
 
         settings = Settings.load(
             database_url=url, redis_url=None,
@@ -104,7 +105,7 @@ class EmbeddedServer:
         app.state.runtime.lock = self._lock  # released by the runtime's stop (and ours)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port,
                                 log_level="warning", access_log=False, ws="websockets-sansio",
-                                lifespan="on")
+                                lifespan="on", **UVICORN_OPTIONS)
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._server = server

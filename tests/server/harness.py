@@ -31,6 +31,7 @@ import uvicorn
 from pmarket.bus import make_bus
 from pmarket.db import make_engine, upgrade
 from pmarket.server import Settings, create_app
+from pmarket.server.clientaddr import UVICORN_OPTIONS
 from tests.services import postgres_url_or_skip, redis_url_or_skip
 
 SECRET = "test-secret-" + "x9Qz3kLm" * 5
@@ -159,7 +160,7 @@ async def start_server(kind: str, directory: Path, **overrides: Any) -> Server:
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                             loop="none", http="httptools", ws="websockets-sansio",
-                            lifespan="on")
+                            lifespan="on", **UVICORN_OPTIONS)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(600):

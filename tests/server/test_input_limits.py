@@ -46,6 +46,20 @@ RAW = "__raw_json__:"  # a value spliced into the JSON text as it is (no JSON en
 BAD_DECIMALS = {"exponent 1e999999": "1e999999", "exponent 1e400000": "1e400000",
                 "41 characters": "1" * 41, "NaN": "NaN", "JSON number 1e400": RAW + "1e400"}
 BAD_INTS = {"2**63": 2**63, "10**30": 10**30}
+# Ids and integers are JSON integers only, booleans JSON true/false only, timestamps ISO
+# 8601 strings with a zone only (docs/API-ADDITIONS.md, "Input limits").
+WRONG_INTS = {"true": True, "false": False, 'string "1"': "1", 'string " 1"': " 1",
+              "1.0": RAW + "1.0", "1.5": 1.5, "1e0": RAW + "1e0", "array": [1],
+              "object": {"id": 1}}
+WRONG_BOOLS = {'string "yes"': "yes", 'string "true"': "true", "1": 1, "0": 0,
+               "null": None, "array": [True]}
+WRONG_TIMES = {"number 1": 1, 'string "99999999999"': "99999999999",
+               "123456789012345.67": 123456789012345.67, "true": True,
+               "date only": "2030-01-01", "object": {"t": 1}}
+WRONG_PATH_IDS = {"+1": "+1", "leading space": "%201", "Arabic-Indic one": "%D9%A1",
+                  "1.0": "1.0", "1_0": "1_0", "0x1": "0x1", "-1": "-1"}
+WRONG_QUERY_INTS = {"+1": "+1", "leading space": " 1", "Arabic-Indic one": "\u0661",
+                    "1.0": "1.0", "1_0": "1_0", "-1": "-1", "true": "true"}
 PASSWORD = "tangerine orbit lantern"
 
 
@@ -127,7 +141,7 @@ def field_cases(schema: dict, defs: dict, base: Any, where: tuple) -> list[tuple
     if {"string", "number"} <= types:
         return [(where, label, value) for label, value in BAD_DECIMALS.items()]
     if schema.get("type") == "string" and schema.get("format") == "date-time":
-        return [(where, label, value) for label, value in BAD_TIMES.items()]
+        return [(where, label, value) for label, value in {**BAD_TIMES, **WRONG_TIMES}.items()]
     if schema.get("type") == "string" and "enum" not in schema and "const" not in schema:
         assert "maxLength" in schema, f"text field {where} has no maximum length"
         text = base if isinstance(base, str) and base else "ab"
@@ -135,8 +149,10 @@ def field_cases(schema: dict, defs: dict, base: Any, where: tuple) -> list[tuple
                  for label, char in POISON.items()]
         return [*cases, (where, "one past the maximum length", "x" * (schema["maxLength"] + 1))]
     if schema.get("type") == "integer":
-        return [(where, label, value) for label, value in BAD_INTS.items()]
-    return []  # booleans and enumerations: the schema itself admits nothing else
+        return [(where, label, value) for label, value in {**BAD_INTS, **WRONG_INTS}.items()]
+    if schema.get("type") == "boolean":
+        return [(where, label, value) for label, value in WRONG_BOOLS.items()]
+    return []  # enumerations: the schema itself admits nothing else
 
 
 def with_value(base: Any, where: tuple, value: Any) -> Any:
@@ -214,6 +230,7 @@ async def test_every_field_of_every_request_model_refuses_what_the_limits_refuse
     assert declared <= set(models), f"request models without a route: {declared - set(models)}"
     world = await World().build(client)
     sent = 0
+    fuzzed: set[tuple[str, str, str]] = set()
     for model, operations in models.items():
         base = world.base(model)
         cases = field_cases(defs[model], defs, base, ())
@@ -225,6 +242,7 @@ async def test_every_field_of_every_request_model_refuses_what_the_limits_refuse
             assert r.status_code < 500 and r.status_code not in (400, 422), \
                 f"{model} base body is not valid at {method} {template}: {r.text}"
             for where, label, value in cases:
+                fuzzed.add((model, str(where[-1]), label))
                 path = await world.path(client, template)
                 r = await send(client, method, path, with_value(base, where, value), token)
                 assert_refused(r, where, f"{method} {template} {where} = {label}")
@@ -233,13 +251,23 @@ async def test_every_field_of_every_request_model_refuses_what_the_limits_refuse
                 r = await send(client, method, path, {**base, key: 1}, token)
                 assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_field"
     assert sent > 100
+    for expected in (("OrderCreate", "market_id", "true"), ("OrderCreate", "market_id",
+                                                             'string " 1"'),
+                     ("OrderCreate", "post_only", 'string "yes"'),
+                     ("OrderCreate", "expires_at", 'string "99999999999"'),
+                     ("EventCreate", "close_time", "number 1"),
+                     ("EventUpdate", "close_time", "123456789012345.67"),
+                     ("EventResolve", "void", "1"), ("EventResolve", "winning_outcome_id", "1.0"),
+                     ("ConvertIn", "0", "true"), ("HeartbeatIn", "timeout_s", 'string "1"')):
+        assert expected in fuzzed, f"{expected} was not fuzzed"
 
 
 def parameter_cases(param: dict) -> list[tuple[str, Any]]:
     """(label, bad value) for a query or path parameter."""
     schema = _resolve(param["schema"], {})
     if schema.get("type") == "integer":
-        return list(BAD_INTS.items())
+        plain = WRONG_PATH_IDS if param["in"] == "path" else WRONG_QUERY_INTS
+        return [*BAD_INTS.items(), *plain.items()]
     if param["in"] != "query" or schema.get("type") != "string":
         return []
     if schema.get("format") == "date-time":
@@ -273,7 +301,9 @@ async def test_every_query_and_path_parameter_refuses_what_the_limits_refuse(cli
                     assert_invalid_field(r, name, f"{method.upper()} {template} {name}={label}")
                     checked.add((template, name))
     for expected in (("/markets/{market_id}/candles", "start"), ("/events", "q"),
-                     ("/events", "category"), ("/orders/{order_id}", "order_id")):
+                     ("/events", "category"), ("/orders/{order_id}", "order_id"),
+                     ("/admin/users/{user_id}/disable", "user_id"), ("/orders", "market_id"),
+                     ("/api-keys/{key_id}", "key_id"), ("/positions", "limit")):
         assert expected in checked, f"{expected} was not fuzzed"
 
 

@@ -243,6 +243,7 @@ async def test_a_database_outage_during_sign_in_locks_nobody_out(monkeypatch):
 
     class Request:
         client = None
+        scope: dict = {}  # no client: "unknown" (clientaddr.scope_address)
 
     monkeypatch.setattr(auth, "read", broken_read)
     for _ in range(5):

@@ -23,9 +23,8 @@ import asyncio
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Response
 from sqlalchemy import func, select, update
 
 from pmarket import api
@@ -46,6 +45,7 @@ from .. import views
 from ..deps import CurrentAdmin, RuntimeDep
 from ..errors import ApiError, not_found
 from ..exactjson import ExactJSONRoute
+from ..params import PathId
 from ..sessions import next_auth_seq
 from .common import ERRORS, PageParams, ok, page, read
 from .events import read_event
@@ -54,8 +54,8 @@ log = logging.getLogger("pmarket.server.admin")
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/admin", tags=["admin"], responses=ERRORS)
 
-EventId = Annotated[int, Path(ge=1, le=2**62)]
-UserId = Annotated[int, Path(ge=1, le=2**62)]
+EventId = PathId
+UserId = PathId
 _USER_COLUMNS = (User.id, User.email, User.name, User.created_at, User.disabled_at)
 _sweeps: set[asyncio.Task] = set()
 

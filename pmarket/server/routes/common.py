@@ -12,17 +12,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Query
+from fastapi import Depends
 from sqlalchemy.orm import Session
 
 from pmarket import api
 
 from ..errors import JSON
+from ..params import MAX_LIMIT, Limit, Offset, QueryId
 from ..runtime import Runtime
+
+__all__ = ["MAX_LIMIT", "QueryId"]  # re-exported for the route modules
 
 T = TypeVar("T")
 
-MAX_LIMIT = 500
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": api.Error} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
@@ -35,13 +37,11 @@ class Paging:
     offset: int
 
 
-async def paging(limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
-           offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> Paging:
+async def paging(limit: Limit = 50, offset: Offset = 0) -> Paging:
     return Paging(limit, offset)
 
 
 PageParams = Annotated[Paging, Depends(paging)]
-QueryId = Annotated[int | None, Query(ge=1, le=2**62)]
 
 
 async def read(runtime: Runtime, query: Callable[[Session], T], *,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 
 from pmarket import api
@@ -26,6 +26,7 @@ from ..deps import CurrentUser, PublicLimited, RuntimeDep
 from ..errors import EncodedJSON, not_found
 from ..exactjson import ExactJSONRoute
 from ..marketdata import Replica, book_view
+from ..params import Depth, PathId
 from ..readmodel import serving
 from ..runtime import Runtime
 from .account import balance_from_events, read_positions
@@ -33,7 +34,7 @@ from .common import ERRORS, PageParams, ok, page, read
 
 router = APIRouter(route_class=ExactJSONRoute, tags=["events"], responses=ERRORS)
 
-EventId = Annotated[int, Path(ge=1, le=2**62)]
+EventId = PathId
 
 
 def event_view(runtime: Runtime, e: Any, markets: list[Any]) -> dict[str, Any]:
@@ -137,7 +138,7 @@ async def get_event(event_id: EventId, runtime: RuntimeDep):
 @router.get("/events/{event_id}/orderbook", response_model=api.EventBook,
             dependencies=[PublicLimited])
 async def event_book(event_id: EventId, runtime: RuntimeDep,
-                     depth: Annotated[int | None, Query(ge=1, le=1000)] = None):
+                     depth: Depth = None):
     """Every outcome's YES book, and the sum of their implied probabilities."""
     await runtime.barrier.for_replica()
     replica = runtime.replica

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Response
 from sqlalchemy import func, insert, select, update
 
 from pmarket import api
@@ -29,6 +28,7 @@ from .. import views
 from ..deps import CurrentUser, RuntimeDep, SessionUser
 from ..errors import ApiError, not_found
 from ..exactjson import ExactJSONRoute
+from ..params import PathId
 from ..security import api_key_digest, new_api_key
 from ..sessions import next_auth_seq
 from .common import ERRORS, PageParams, ok, page, read
@@ -36,7 +36,7 @@ from .common import ERRORS, PageParams, ok, page, read
 router = APIRouter(route_class=ExactJSONRoute, tags=["api keys"], responses=ERRORS)
 
 MAX_KEYS = 20
-KeyId = Annotated[int, Path(ge=1, le=2**62)]
+KeyId = PathId
 
 
 def _scopes(requested: list[str]) -> list[str]:

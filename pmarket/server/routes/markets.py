@@ -12,9 +12,9 @@ two views always describe the same orders.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter
 from sqlalchemy import func, select
 
 from pmarket import api
@@ -27,6 +27,7 @@ from .. import views
 from ..deps import CurrentUser, PublicLimited, RuntimeDep
 from ..errors import EncodedJSON, not_found
 from ..exactjson import ExactJSONRoute
+from ..params import Depth, PathId
 from ..readmodel import serving
 from ..runtime import Runtime
 from .account import balance_from_events, read_positions
@@ -34,8 +35,7 @@ from .common import ERRORS, PageParams, ok, page, read, tick
 
 router = APIRouter(route_class=ExactJSONRoute, tags=["markets"], responses=ERRORS)
 
-MarketId = Annotated[int, Path(ge=1, le=2**62)]
-Depth = Annotated[int | None, Query(ge=1, le=1000)]
+MarketId = PathId
 
 
 async def replica_market(runtime: Runtime, market_id: int):

@@ -118,7 +118,7 @@ async def place_batch(body: api.OrderBatch, user: CurrentUser, runtime: RuntimeD
                                               runtime.settings.max_open_orders)))
         except ValidationError as exc:
             results[i] = {"error": {"code": "invalid_field",
-                                    "message": validation_message(exc.errors())}}
+                                    "message": validation_message(exc.errors(), "order")}}
         except ApiError as exc:
             results[i] = {"error": {"code": exc.code, "message": exc.message}}
     if commands:
