@@ -71,6 +71,8 @@ class Options:
     flood_clients: int = 20
     book_levels: int = 1000
     repeat: int = 100
+    history_orders: int = 200_000
+    """Closed orders of the account the ``history`` abuse mix pages."""
     bcrypt_rounds: int | None = None
     """The server's bcrypt cost; None: 4 (quick sign-ups), or its default with ``abuse``."""
 
@@ -296,6 +298,8 @@ async def run_load(base: str, options: Options, mode: str) -> Result:
                                                         options.api_keys)
     deep = await abuse_mix.deep_book(base, admin_token, options.book_levels) \
         if options.abuse else None
+    history = await abuse_mix.history_account(base, admin_token, options.history_orders) \
+        if "history" in options.abuse else None
     if options.reads or options.abuse:  # while the exchange is quiet: the same state
         await read_mix.prepare(base, admin_token, tokens)  # for every build
     host, port = base.removeprefix("http://").split(":")
@@ -334,7 +338,8 @@ async def run_load(base: str, options: Options, mode: str) -> Result:
             mixes=options.abuse, seconds=options.abuse_seconds,
             connections=options.read_connections, generator=options.generator,
             clients=options.flood_clients, repeat=options.repeat,
-            book_levels=options.book_levels, warmup_s=min(1.0, options.abuse_seconds))
+            book_levels=options.book_levels, warmup_s=min(1.0, options.abuse_seconds),
+            history=history)
     return result
 
 

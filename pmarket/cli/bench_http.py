@@ -53,7 +53,8 @@ def bench_http(
                                        "instead of session tokens."),
     abuse: str = typer.Option("all", "--abuse",
                               help="Abuse mixes after the read mix, comma-separated: "
-                                   "signin, signin-spread, ws, ws-spread, or all."),
+                                   "signin, signin-spread, ws, ws-spread, history, or "
+                                   "all."),
     no_abuse: bool = typer.Option(False, "--no-abuse", help="Run no abuse mix."),
     abuse_seconds: float = typer.Option(8.0, "--abuse-seconds",
                                         help="Measured duration of each abuse phase."),
@@ -62,6 +63,9 @@ def bench_http(
     book_levels: int = typer.Option(1000, "--book-levels",
                                     help="Price levels per side of the deep book the "
                                          "WebSocket flood subscribes to."),
+    history_orders: int = typer.Option(200_000, "--history-orders",
+                                       help="Orders in the history the history mix "
+                                            "pages (about half of them traded)."),
     json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Start a server, load it with orders and cancels over loopback, then read what
@@ -77,6 +81,8 @@ def bench_http(
         mixes = [] if no_abuse else abuse_mix.parse_mixes(abuse)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--abuse") from None
+    if history_orders < 40:
+        raise typer.BadParameter("must be 40 or more", param_hint="--history-orders")
     if not 1 <= book_levels <= 4999:
         raise typer.BadParameter("must be 1..4999", param_hint="--book-levels")
     require(redis_url=redis_url, database_url=database_url)
@@ -87,7 +93,7 @@ def bench_http(
             reads=reads, read_seconds=read_seconds, read_connections=connections,
             generator=generator, server_python=server_python, api_keys=api_keys,
             abuse=mixes, abuse_seconds=abuse_seconds, flood_clients=flood_clients,
-            book_levels=book_levels))
+            book_levels=book_levels, history_orders=history_orders))
     figures = result.as_dict()
     if json:
         typer.echo(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
@@ -179,6 +185,8 @@ def flood_table(abuse) -> Table:
         answers = ", ".join(f"{ANSWER_LABELS.get(k, k)} {_short(v)}"
                             for k, v in f["answers"].items()
                             if not (k == "connections" and v == f["clients"]))  # reconnects
+        if "latency_ms" in f:  # the history mix: what one of its deep pages took
+            answers += f", page p50 {_ms(f['latency_ms']['p50'])} ms"
         lost = f"{_short(phase.reads.errors)}/{_short(phase.health_failures)}"
         table.add_row(phase.name, str(f["addresses"]), _short(round(f["sent_per_s"])), lost,
                       answers)
