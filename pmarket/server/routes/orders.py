@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Query
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from pmarket import api
 from pmarket.api import convert
@@ -45,11 +45,17 @@ from ..exactjson import ExactJSONRoute
 from ..gateway import rejection_error
 from ..readmodel import ReadModel, serving
 from ..runtime import Runtime
-from .common import ERRORS, PageParams, QueryId, ok, page, read, tick
+from . import lists
+from .common import ERRORS, PageParams, QueryId, ok, page, tick
 
 router = APIRouter(route_class=ExactJSONRoute, tags=["orders"], responses=ERRORS)
 
 OPEN = ("open", "partially_filled")
+ORDER_COLUMNS = (Order.id, Order.client_order_id, Order.market_id, Order.event_id,
+                 Order.outcome, Order.side, Order.order_type, Order.price, Order.quantity,
+                 Order.filled, Order.status, Order.tif, Order.post_only, Order.expires_at,
+                 Order.created_at, Order.updated_at)
+"""What an Order's API object is made of (``views.order_row``)."""
 
 
 def place_command(user_id: int, body: api.OrderCreate, max_open_orders: int) -> PlaceOrder:
@@ -158,19 +164,25 @@ async def list_orders(user: CurrentUser, runtime: RuntimeDep, paging: PageParams
                                               paging.offset)
             return ok(page([open_order_view(runtime, model, o) for o in chosen], total))
 
-    def query(conn):
-        q = select(Order).where(Order.user_id == user.id)
-        if status == "open":
-            q = q.where(Order.status.in_(OPEN))
-        if market_id is not None:
-            q = q.where(Order.market_id == market_id)
-        total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
-        rows = conn.execute(q.order_by(Order.id.desc()).limit(paging.limit)
-                            .offset(paging.offset)).scalars().all()
-        return total, rows
+    where = [Order.user_id == user.id]
+    if status == "open":
+        where.append(Order.status.in_(OPEN))
+    if market_id is not None:
+        where.append(Order.market_id == market_id)
 
-    total, rows = await read(runtime, query)
-    return ok(page([views.order_row(o, tick(runtime, o.market_id)) for o in rows], total))
+    def ordered(descending: bool):
+        return select(Order.id).where(*where).order_by(
+            Order.id.desc() if descending else Order.id)
+
+    def query(conn):
+        total = lists.count(conn, select(Order.id).where(*where))
+        ids = lists.page_keys(conn, total, paging, ordered)
+        rows = conn.execute(select(*ORDER_COLUMNS).where(Order.id.in_(ids))).all() \
+            if ids else []
+        return page([views.order_row(o, tick(runtime, o.market_id))
+                     for o in lists.in_order(rows, ids, lambda o: o.id)], total)
+
+    return ok(await lists.read_list(runtime, user.id, query))
 
 
 @router.get("/orders/{order_id}", response_model=api.Order)
