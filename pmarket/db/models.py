@@ -296,7 +296,7 @@ class Payout(Base):
     __table_args__ = (
         UniqueConstraint("stream", "seq", "idx"),
         Index(None, "user_id", "id"),
-        Index(None, "user_id", "event_id"),
+        Index(None, "user_id", "event_id", "id"),  # one event's, newest first (0006)
     )
 
 

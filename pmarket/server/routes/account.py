@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from sqlalchemy import or_, select, union_all
+from sqlalchemy import or_, select
 
 from pmarket import api
 from pmarket.api import convert
@@ -165,6 +165,24 @@ async def portfolio(user: CurrentUser, runtime: RuntimeDep):
                "pnl": views.money(pnl)})
 
 
+def user_payouts(user_id: int, event_id: int | None) -> lists.Listing:
+    """What resolutions paid a user, newest first (the database path)."""
+    arms = (select(Payout.id).where(Payout.user_id == user_id, *(
+        () if event_id is None else (Payout.event_id == event_id,))),)
+    return lists.Listing(arms, lists.merged(arms))
+
+
+def own_trades(user_id: int, market_id: int | None) -> lists.Listing:
+    """A user's trades newest first: two index-ordered arms instead of one OR (which
+    sorts every trade of the user): the trades they took, and those they made (a
+    trade of theirs on both sides counted once, as the taker's)."""
+    market = () if market_id is None else (Trade.market_id == market_id,)
+    taken = select(Trade.id).where(Trade.taker_user_id == user_id, *market)
+    made = select(Trade.id).where(Trade.maker_user_id == user_id,
+                                  Trade.taker_user_id != user_id, *market)
+    return lists.Listing((taken, made), lists.merged((taken, made)))
+
+
 @router.get("/payouts", response_model=api.Page[api.Payout])
 async def payouts(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
                   event_id: QueryId = None):
@@ -177,17 +195,10 @@ async def payouts(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
                                      views.iso(at))
                         for eid, mid, yes, no, amount, at in chosen], len(mine)))
 
-    where = [Payout.user_id == user.id]
-    if event_id is not None:
-        where.append(Payout.event_id == event_id)
-
-    def ordered(descending: bool):
-        return select(Payout.id).where(*where).order_by(
-            Payout.id.desc() if descending else Payout.id)
+    listing = user_payouts(user.id, event_id)
 
     def query(conn):
-        total = lists.count(conn, select(Payout.id).where(*where))
-        ids = lists.page_keys(conn, total, paging, ordered)
+        total, ids = listing.page(conn, paging)
         rows = conn.execute(
             select(Payout.id, Payout.market_id, Payout.event_id, Payout.yes, Payout.no,
                    Payout.amount, Payout.paid_at, Market.name)
@@ -195,7 +206,7 @@ async def payouts(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
         ).all() if ids else []
         return page([views.payout(p.market_id, p.event_id, p.name, p.yes, p.no, p.amount,
                                   views.iso(p.paid_at))
-                     for p in lists.in_order(rows, ids, lambda p: p.id)], total)
+                     for p in lists.paced(lists.in_order(rows, ids, lambda p: p.id))], total)
 
     return ok(await lists.read_list(runtime, user.id, query))
 
@@ -205,21 +216,10 @@ async def my_trades(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
                     market_id: QueryId = None):
     """The caller's own fills, newest first, in their own terms."""
     uid = user.id
-    market = () if market_id is None else (Trade.market_id == market_id,)
-    # Two index-ordered arms instead of one OR (which sorts every trade of the user):
-    # the trades the user took, and those they made (a trade of theirs on both sides
-    # counted once, as the taker's).
-    taken = select(Trade.id).where(Trade.taker_user_id == uid, *market)
-    made = select(Trade.id).where(Trade.maker_user_id == uid, Trade.taker_user_id != uid,
-                                  *market)
-
-    def ordered(descending: bool):
-        both = union_all(taken, made).subquery()
-        return select(both.c.id).order_by(both.c.id.desc() if descending else both.c.id)
+    listing = own_trades(uid, market_id)
 
     def query(conn):
-        total = lists.count(conn, taken, made)
-        ids = lists.page_keys(conn, total, paging, ordered)
+        total, ids = listing.page(conn, paging)
         trades = conn.execute(select(*TRADE_COLUMNS).where(Trade.id.in_(ids))).all() \
             if ids else []
         trades = lists.in_order(trades, ids, lambda t: t.id)
@@ -228,7 +228,7 @@ async def my_trades(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
         orders = {o.id: o for o in conn.execute(
             select(Order.id, Order.outcome, Order.side).where(Order.id.in_(order_ids)))}
         items = []
-        for t in trades:
+        for t in lists.paced(trades):
             taker = t.taker_user_id == uid
             oid = t.taker_order_id if taker else t.maker_order_id
             o = orders.get(oid)

@@ -24,12 +24,14 @@ test_lists.py``); every query is served by an index (``EXPLAIN`` checked there t
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, union_all
 from sqlalchemy.engine import Connection
 
 from ..runtime import Runtime
@@ -39,6 +41,8 @@ T = TypeVar("T")
 
 LIST_THREADS = 2
 """Threads running database list reads (apart from every other database read)."""
+PACE = 25
+"""Rows a list thread renders between two hand-overs of the GIL (``paced``)."""
 
 _pool = ThreadPoolExecutor(max_workers=LIST_THREADS, thread_name_prefix="pmarket-lists")
 _locks: weakref.WeakValueDictionary[Any, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -69,13 +73,15 @@ def count(conn: Connection, *selects: Select) -> int:
 
 
 def page_keys(conn: Connection, total: int, paging: Paging,
-              ordered: Callable[[bool], Any], *, newest_first: bool = True) -> list[Any]:
+              ordered: Callable[[bool, int, str], Any], *,
+              newest_first: bool = True) -> list[Any]:
     """The keys of one page, in the list's order.
 
     Args:
         total: the list's length (``count``).
-        ordered: ``ordered(descending)`` is the key-only select of the list's rows in
-            descending or ascending key order (unlimited); it is limited and offset here.
+        ordered: ``ordered(descending, depth, dialect)`` is the key-only select of the
+            list's rows in descending or ascending key order, of which the first
+            ``depth`` are needed (``merged``); it is limited and offset here.
         newest_first: the list is in descending key order.
     """
     if paging.offset >= total:
@@ -84,11 +90,62 @@ def page_keys(conn: Connection, total: int, paging: Paging,
     forward = paging.offset + limit / 2 <= total / 2
     offset = paging.offset if forward else total - paging.offset - limit
     descending = newest_first == forward
-    keys = list(conn.execute(ordered(descending).limit(limit).offset(offset)).scalars())
+    stmt = ordered(descending, offset + limit, conn.dialect.name)
+    keys = list(conn.execute(stmt.limit(limit).offset(offset)).scalars())
     return keys if forward else keys[::-1]
+
+
+def merged(arms: Sequence[Select]) -> Callable[[bool, int, str], Any]:
+    """``ordered`` for a list made of disjoint key-only ``arms``, each walked in key
+    order from its own index and merged (never one query sorting them all).
+
+    SQLite merges a ``UNION ALL`` of index-ordered arms by itself; PostgreSQL sorts one
+    unless each arm is ordered and limited on its own (then it merges them: Merge
+    Append), so there each arm is cut at ``depth`` (offset + limit), no further than the
+    page needs.
+    """
+    def ordered(descending: bool, depth: int, dialect: str):
+        if len(arms) == 1:
+            key = arms[0].selected_columns[0]
+            return arms[0].order_by(key.desc() if descending else key)
+        parts = arms
+        if dialect == "postgresql":
+            parts = [a.order_by(a.selected_columns[0].desc() if descending
+                                else a.selected_columns[0]).limit(depth) for a in arms]
+        both = union_all(*parts).subquery()
+        key = both.c[0]
+        return select(key).order_by(key.desc() if descending else key)
+
+    return ordered
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One list's queries: the key-only selects whose rows it counts (disjoint), and
+    ``ordered``, its keys in order (see ``page_keys``, ``merged``)."""
+
+    counted: tuple[Select, ...]
+    ordered: Callable[[bool, int, str], Any]
+    newest_first: bool = True
+
+    def page(self, conn: Connection, paging: Paging) -> tuple[int, list[Any]]:
+        """The list's exact length and the keys of the page ``paging`` names."""
+        total = count(conn, *self.counted)
+        return total, page_keys(conn, total, paging, self.ordered,
+                                newest_first=self.newest_first)
 
 
 def in_order(rows: Sequence[Any], keys: list[Any], key: Callable[[Any], Any]) -> list[Any]:
     """``rows`` (fetched by key, in any order) in the order of ``keys``."""
     by_key = {key(r): r for r in rows}
     return [by_key[k] for k in keys if k in by_key]
+
+
+def paced(items: Iterable[T]) -> Iterator[T]:
+    """``items``, handing the GIL over every ``PACE`` of them: rendering a page of 500
+    rows in a thread would otherwise keep the event loop waiting up to a switch
+    interval (5 ms) each time it needs the GIL back."""
+    for n, item in enumerate(items):
+        if n and n % PACE == 0:
+            time.sleep(0)  # releases the GIL; a waiting event loop takes it at once
+        yield item

@@ -12,6 +12,7 @@ two views always describe the same orders.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -87,27 +88,40 @@ async def market_book(market_id: MarketId, runtime: RuntimeDep, depth: Depth = N
     return EncodedJSON(runtime.replica.book_page(m, view, depth))
 
 
+def public_trades(market_id: int) -> lists.Listing:
+    """A market's trades, newest first."""
+    arms = (select(Trade.id).where(Trade.market_id == market_id),)
+    return lists.Listing(arms, lists.merged(arms))
+
+
+def market_candles_listing(market_id: int, interval: str, start: datetime | None,
+                           end: datetime | None) -> lists.Listing:
+    """A market's candles of one interval, oldest first, from ``start`` to ``end``."""
+    where = [Candle.market_id == market_id, Candle.interval == interval]
+    if start is not None:
+        where.append(Candle.start >= start)
+    if end is not None:
+        where.append(Candle.start < end)
+    arms = (select(Candle.start).where(*where),)
+    return lists.Listing(arms, lists.merged(arms), newest_first=False)
+
+
 @router.get("/markets/{market_id}/trades", response_model=api.Page[api.PublicTrade],
             dependencies=[PublicLimited])
 async def market_trades(market_id: MarketId, runtime: RuntimeDep, paging: PageParams):
     """The market's trades, newest first, prices in YES terms."""
-    where = (Trade.market_id == market_id,)
-
-    def ordered(descending: bool):
-        return select(Trade.id).where(*where).order_by(
-            Trade.id.desc() if descending else Trade.id)
+    listing = public_trades(market_id)
 
     def query(conn):
         exists = conn.execute(select(Market.id).where(Market.id == market_id)).first()
         if exists is None:
             return None
-        total = lists.count(conn, select(Trade.id).where(*where))
-        ids = lists.page_keys(conn, total, paging, ordered)
+        total, ids = listing.page(conn, paging)
         rows = conn.execute(select(*TRADE_COLUMNS).where(Trade.id.in_(ids))).all() \
             if ids else []
         t = tick(runtime, market_id)
         return page([views.public_trade_row(r, t)
-                     for r in lists.in_order(rows, ids, lambda r: r.id)], total)
+                     for r in lists.paced(lists.in_order(rows, ids, lambda r: r.id))], total)
 
     answer = await lists.read_list(runtime, ("market", market_id), query)
     if answer is None:
@@ -122,30 +136,23 @@ async def market_candles(market_id: MarketId, runtime: RuntimeDep, paging: PageP
                          start: UtcTime | None = None, end: UtcTime | None = None):
     """OHLC (YES terms) and volume per interval, oldest first."""
 
-    where = [Candle.market_id == market_id, Candle.interval == interval]
-    if start is not None:
-        where.append(Candle.start >= start)
-    if end is not None:
-        where.append(Candle.start < end)
-
-    def ordered(descending: bool):
-        return select(Candle.start).where(*where).order_by(
-            Candle.start.desc() if descending else Candle.start)
+    listing = market_candles_listing(market_id, interval, start, end)
 
     def query(conn):
         exists = conn.execute(select(Market.id).where(Market.id == market_id)).first()
         if exists is None:
             return None
-        total = lists.count(conn, select(Candle.start).where(*where))
-        starts = lists.page_keys(conn, total, paging, ordered, newest_first=False)
+        total, starts = listing.page(conn, paging)
         rows = conn.execute(
             select(Candle.start, Candle.open, Candle.high, Candle.low, Candle.close,
-                   Candle.volume).where(*where, Candle.start.in_(starts))).all() \
+                   Candle.volume).where(Candle.market_id == market_id,
+                                        Candle.interval == interval,
+                                        Candle.start.in_(starts))).all() \
             if starts else []
         fmt = views.price_formatter(tick(runtime, market_id))
         return page([{"start": views.iso(c.start), "open": fmt(c.open), "high": fmt(c.high),
                       "low": fmt(c.low), "close": fmt(c.close), "volume": c.volume}
-                     for c in lists.in_order(rows, starts, lambda c: c.start)], total)
+                     for c in lists.paced(lists.in_order(rows, starts, lambda c: c.start))], total)
 
     answer = await lists.read_list(runtime, ("market", market_id), query)
     if answer is None:

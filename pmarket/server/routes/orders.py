@@ -152,6 +152,18 @@ def open_order_view(runtime: Runtime, model: ReadModel, order: OrderState) -> or
     return view
 
 
+def history(user_id: int, status: str, market_id: int | None) -> lists.Listing:
+    """A user's orders newest first (``status`` "open": only those still working, one
+    index-ordered arm per working status)."""
+    market = () if market_id is None else (Order.market_id == market_id,)
+    if status != "open":
+        arms = (select(Order.id).where(Order.user_id == user_id, *market),)
+    else:
+        arms = tuple(select(Order.id).where(Order.user_id == user_id, Order.status == s,
+                                            *market) for s in OPEN)
+    return lists.Listing(arms, lists.merged(arms))
+
+
 @router.get("/orders", response_model=api.Page[api.Order])
 async def list_orders(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
                       status: Annotated[Literal["open", "all"], Query()] = "all",
@@ -164,23 +176,14 @@ async def list_orders(user: CurrentUser, runtime: RuntimeDep, paging: PageParams
                                               paging.offset)
             return ok(page([open_order_view(runtime, model, o) for o in chosen], total))
 
-    where = [Order.user_id == user.id]
-    if status == "open":
-        where.append(Order.status.in_(OPEN))
-    if market_id is not None:
-        where.append(Order.market_id == market_id)
-
-    def ordered(descending: bool):
-        return select(Order.id).where(*where).order_by(
-            Order.id.desc() if descending else Order.id)
+    listing = history(user.id, status, market_id)
 
     def query(conn):
-        total = lists.count(conn, select(Order.id).where(*where))
-        ids = lists.page_keys(conn, total, paging, ordered)
+        total, ids = listing.page(conn, paging)
         rows = conn.execute(select(*ORDER_COLUMNS).where(Order.id.in_(ids))).all() \
             if ids else []
         return page([views.order_row(o, tick(runtime, o.market_id))
-                     for o in lists.in_order(rows, ids, lambda o: o.id)], total)
+                     for o in lists.paced(lists.in_order(rows, ids, lambda o: o.id))], total)
 
     return ok(await lists.read_list(runtime, user.id, query))
 
