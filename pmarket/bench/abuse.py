@@ -17,7 +17,8 @@ is not the prober's). The ``quiet`` phase has no flood: the baseline. The floods
   long history (``history_account``: ``--history-orders`` orders, about half of them
   traded) at random deep offsets, 500 items a page, back to back: ``GET
   /orders?status=all``, ``GET /trades`` and its market's ``GET /markets/{id}/trades`` in
-  turn. Its figures add the flood's own latency (``latency_ms``: what one deep page costs).
+  turn. Its figures add the history's size (``history``: orders, trades) and the flood's
+  own latency (``latency_ms``: what one deep page took, waiting included).
 
 Addresses: every 127.x.y.z address is this machine (Linux), so one host plays clients
 at many addresses. The setup's sign-ups come from 127.0.1.* (``SETUP_ADDRESSES``), the
@@ -421,6 +422,8 @@ async def _flood(config: dict) -> dict:
                "addresses": len(config["addresses"]), "seconds": round(elapsed, 2),
                "sent": sent, "sent_per_s": round(sent / elapsed, 1) if elapsed else 0.0,
                "answers": dict(sorted(counts.items()))}
+    if config["mix"] == "history":
+        figures["history"] = {"orders": config["orders"], "trades": config["trades"]}
     if latencies:
         latencies.sort()
         figures["latency_ms"] = {
