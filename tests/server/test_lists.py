@@ -123,3 +123,31 @@ async def test_one_list_read_in_flight_per_user():
     assert got == ["ann", "ann", "ann", "bob"]
     assert most["ann"] == 1  # ann's three never overlapped one another
     assert most["all"] == 2  # bob's ran beside one of them
+
+
+async def test_a_cancelled_list_read_keeps_its_users_turn_until_its_query_ends():
+    """A client that went away does not free its user's turn while its query still
+    runs: sending and disconnecting again and again never runs two queries at once."""
+    runtime = SimpleNamespace(db=SimpleNamespace(connect=contextlib.nullcontext))
+    started, release, overlap = threading.Event(), threading.Event(), []
+    running = []
+
+    def slow(_conn):
+        running.append(1)
+        overlap.append(len(running))
+        started.set()
+        release.wait(5)
+        running.pop()
+        return "slow"
+
+    first = asyncio.create_task(lists.read_list(runtime, "eve", slow, consistent=False))
+    await asyncio.to_thread(started.wait, 5)
+    first.cancel()
+    second = asyncio.create_task(lists.read_list(runtime, "eve", slow, consistent=False))
+    await asyncio.sleep(0.1)
+    assert overlap == [1] and not second.done()  # waits for the first query to end
+    release.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    assert first.cancelled()
+    assert await second == "slow" and overlap == [1, 1]

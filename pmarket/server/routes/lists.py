@@ -13,12 +13,15 @@ A list page is three index-served steps, never a sort of the whole history:
 
 The work runs on a small pool of its own (``LIST_THREADS``), never on the default
 executor that the read barrier, credential look-ups and health checks share, and one
-user has at most one list read in flight (``per_user``): a client paging deep offsets
-back to back waits behind its own requests, not other users.
+user has at most one list read in flight (``read_list``), until its query ends even if
+the client went away: a client paging deep offsets back to back waits behind its own
+requests, not other users. Rendering hands the GIL to the event loop every ``PACE``
+rows (``paced``).
 
 Invariant: ``total`` is exact (a count of the same filtered rows) and the pages, over
-all offsets, are exactly the filtered rows in the list's order (``tests/server/
-test_lists.py``); every query is served by an index (``EXPLAIN`` checked there too).
+all offsets, are exactly the filtered rows in the list's order; every query is served
+by an index in the list's order (``tests/db/test_lists.py``: hypothesis, and the plans
+on SQLite and PostgreSQL; ``tests/server/test_lists.py``: over HTTP).
 """
 
 from __future__ import annotations
@@ -63,7 +66,15 @@ async def read_list(runtime: Runtime, key: Any, query: Callable[[Connection], T]
             with runtime.db.connect() as conn:
                 return query(conn)
 
-        return await asyncio.get_running_loop().run_in_executor(_pool, run)
+        running = asyncio.get_running_loop().run_in_executor(_pool, run)
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            # The client went away: its query runs on regardless, so its user's turn
+            # ends when the query does (else a client that sends and disconnects, again
+            # and again, would run as many queries as the pool has threads).
+            await asyncio.wait([running])
+            raise
 
 
 def count(conn: Connection, *selects: Select) -> int:
