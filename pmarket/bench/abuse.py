@@ -13,6 +13,16 @@ is not the prober's). The ``quiet`` phase has no flood: the baseline. The floods
   issue's attack did) and every other book, one unsubscribing them, and a marker frame
   (an unknown op) whose error answer ends the round; ``ws-spread``: from ``clients``
   addresses. A refused or closed connection is opened again.
+- ``cancel-all``: ``cancel_all_accounts`` traders each fill their book with batches of
+  bids up to ``cancel_all_orders`` open orders, cancel them all with one ``DELETE
+  /orders`` and fill it again, back to back (``CancelAllTrader``); the first cancel-alls
+  spread over the measured seconds. Its figures add the cancel-alls' latency.
+- ``history``: ``clients`` keep-alive connections from one address page one account's
+  long history (``history_account``: ``--history-orders`` orders, about half of them
+  traded) at random deep offsets, 500 items a page, back to back: ``GET
+  /orders?status=all``, ``GET /trades`` and its market's ``GET /markets/{id}/trades`` in
+  turn. Its figures add the history's size (``history``: orders, trades) and the flood's
+  own latency (``latency_ms``: what one deep page took, waiting included).
 
 Addresses: every 127.x.y.z address is this machine (Linux), so one host plays clients
 at many addresses. The setup's sign-ups come from 127.0.1.* (``SETUP_ADDRESSES``), the
@@ -30,6 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import random
 import sys
 import threading
 import time
@@ -43,11 +55,14 @@ import websockets
 from . import reads as read_mix
 from .rawhttp import RawHttp
 
-MIXES = ("signin", "signin-spread", "ws", "ws-spread", "cancel-all")
+MIXES = ("signin", "signin-spread", "ws", "ws-spread", "cancel-all", "history")
 HEALTH_INTERVAL_S = 0.05
 MAX_FLOOD_S = 600.0
 """A flood stops by itself after this long, whatever the benchmark does."""
 MAKER_ADDRESS = "127.0.3.1"
+HISTORY_ADDRESS = "127.0.3.2"
+HISTORY_BATCHES = 4
+"""Concurrent order batches while the history account's orders are placed."""
 SETUP_USERS_PER_ADDRESS = 16
 """Sign-ups per setup address (within the default per-address auth burst of 20)."""
 CANCEL_ALL_ADDRESS = "127.0.4.1"
@@ -177,6 +192,61 @@ async def cancel_all_market(base: str, admin_token: str) -> int:
         return r.json()["outcomes"][0]["market_id"]
 
 
+@dataclass
+class History:
+    """The account whose history the ``history`` flood pages."""
+
+    token: str
+    market: int
+    orders: int
+    trades: int
+
+
+async def history_account(base: str, admin_token: str, orders: int) -> History:
+    """An account with ``orders`` closed orders in a market of its own, about half of
+    them traded: batches of 20 ioc buys of YES at 0.50, crossing a maker's 20 buys of
+    NO at 0.50, alternate with batches of 20 ioc buys at 0.01 that cancel at once."""
+    async with httpx.AsyncClient(base_url=base, timeout=120, transport=httpx.AsyncHTTPTransport(
+            local_address=HISTORY_ADDRESS)) as h:
+        r = await h.post("/admin/events", headers={"Authorization": f"Bearer {admin_token}"},
+                         json={"title": "Bench history"})
+        r.raise_for_status()
+        market = r.json()["outcomes"][0]["market_id"]
+        tokens = []
+        for who in ("history", "history-maker"):
+            r = await h.post("/auth/signup", json={"email": f"bench-{who}@example.com",
+                                                   "name": who, "password": "bench password"})
+            r.raise_for_status()
+            tokens.append({"Authorization": f"Bearer {r.json()['token']}"})
+            (await h.post("/onramp", json={"amount": str(orders + 100)},
+                          headers=tokens[-1])).raise_for_status()
+        trader, maker = tokens
+
+        def batch(outcome: str, price: str, tif: str) -> dict:
+            return {"orders": [{"market_id": market, "outcome": outcome, "side": "buy",
+                                "price": price, "quantity": 1, "time_in_force": tif}] * 20}
+
+        async def place(headers: dict, body: dict) -> None:
+            r = await h.post("/orders/batch", json=body, headers=headers)
+            r.raise_for_status()
+            failed = [x["error"] for x in r.json()["results"] if "error" in x]
+            if failed:
+                raise RuntimeError(f"the history's orders were refused: {failed[0]}")
+
+        async def loop(rounds: int) -> None:
+            for _ in range(rounds):
+                await place(maker, batch("no", "0.50", "gtc"))
+                await place(trader, batch("yes", "0.50", "ioc"))
+                await place(trader, batch("yes", "0.01", "ioc"))
+
+        rounds = max(1, orders // 40)
+        await asyncio.gather(*(loop(rounds // HISTORY_BATCHES + (k < rounds % HISTORY_BATCHES))
+                               for k in range(HISTORY_BATCHES)))
+        placed = (await h.get("/orders", params={"limit": 1}, headers=trader)).json()["total"]
+        traded = (await h.get("/trades", params={"limit": 1}, headers=trader)).json()["total"]
+    return History(trader["Authorization"].removeprefix("Bearer "), market, placed, traded)
+
+
 async def book_markets(base: str) -> list[int]:
     """Every listed market (the WebSocket flood subscribes to all their books)."""
     async with httpx.AsyncClient(base_url=base, timeout=60) as h:
@@ -191,7 +261,8 @@ async def run_abuse(base: str, tokens: list[str], emails: list[str], market: int
                     repeat: int, book_levels: int, warmup_s: float = 1.0,
                     admin_token: str | None = None,
                     cancel_all_accounts: int = CANCEL_ALL_ACCOUNTS,
-                    cancel_all_orders: int = CANCEL_ALL_ORDERS) -> Abuse:
+                    cancel_all_orders: int = CANCEL_ALL_ORDERS,
+                    history: History | None = None) -> Abuse:
     """The quiet phase, then each of ``mixes`` (see the module docstring).
 
     Args:
@@ -211,7 +282,10 @@ async def run_abuse(base: str, tokens: list[str], emails: list[str], market: int
         admin_token: an admin's token (the cancel-all flood's market).
         cancel_all_accounts: traders of the cancel-all flood.
         cancel_all_orders: open orders each of them places and cancels.
+        history: the account the ``history`` flood pages (``history_account``).
     """
+    if "history" in mixes and history is None:
+        raise ValueError("the history mix needs the account it pages (history_account)")
     wrk = read_mix.generator_for(generator)
     result = Abuse("wrk" if wrk else "python", connections, seconds, clients, book_levels,
                    repeat, cancel_all_accounts=cancel_all_accounts,
@@ -236,6 +310,9 @@ async def run_abuse(base: str, tokens: list[str], emails: list[str], market: int
                        "market": flood_market, "orders": cancel_all_orders,
                        "first_s": [warmup_s + (i + 0.5) * seconds / cancel_all_accounts
                                    for i in range(cancel_all_accounts)]}
+        if name == "history" and history is not None:
+            config |= {"token": history.token, "market": history.market,
+                       "orders": history.orders, "trades": history.trades}
         result.phases.append(await _phase(name, config, base, wrk, paths, tokens, seconds,
                                           connections, warmup_s))
     return result
@@ -372,13 +449,16 @@ async def _flood(config: dict) -> dict:
     loop.call_later(MAX_FLOOD_S, stop.set)
     counts: Counter[str] = Counter()
     extra: dict = {}
+    latencies: list[float] = []
     if config["mix"] == "cancel-all":
         traders = [CancelAllTrader(i, config) for i in range(config["clients"])]
         await asyncio.gather(*(t.start() for t in traders))  # books full, then flood
         tasks = [asyncio.create_task(t.run(counts, stop)) for t in traders]
     else:
         traders = []
-        client = _signin_client if config["mix"].startswith("signin") else _ws_client
+        client = _signin_client if config["mix"].startswith("signin") else (
+            functools.partial(_history_client, latencies=latencies)
+            if config["mix"] == "history" else _ws_client)
         tasks = [asyncio.create_task(client(i, config, counts, stop))
                  for i in range(config["clients"])]
     started = time.perf_counter()
@@ -397,10 +477,19 @@ async def _flood(config: dict) -> dict:
         extra = {"cancel_all_ms": _latencies([ms for t in traders for ms in t.cancel_ms])}
         await asyncio.gather(*(t.finish() for t in traders))  # leave no order behind
     sent = counts.pop("sent", 0)
-    return {"mix": config["mix"], "clients": config["clients"],
-            "addresses": len(config["addresses"]), "seconds": round(elapsed, 2),
-            "sent": sent, "sent_per_s": round(sent / elapsed, 1) if elapsed else 0.0,
-            "answers": dict(sorted(counts.items()))} | extra
+    figures = {"mix": config["mix"], "clients": config["clients"],
+               "addresses": len(config["addresses"]), "seconds": round(elapsed, 2),
+               "sent": sent, "sent_per_s": round(sent / elapsed, 1) if elapsed else 0.0,
+               "answers": dict(sorted(counts.items()))} | extra
+    if config["mix"] == "history":
+        figures["history"] = {"orders": config["orders"], "trades": config["trades"]}
+    if latencies:
+        latencies.sort()
+        figures["latency_ms"] = {
+            "p50": read_mix.round_ms(read_mix.percentile(latencies, 0.5)),
+            "p99": read_mix.round_ms(read_mix.percentile(latencies, 0.99)),
+            "max": read_mix.round_ms(latencies[-1])}
+    return figures
 
 
 def _latencies(ms: list[float]) -> dict:
@@ -569,6 +658,36 @@ class CancelAllTrader:
                 await conn.close()
 
 
+async def _history_client(i: int, config: dict, counts: Counter, stop: asyncio.Event, *,
+                          latencies: list[float]) -> None:
+    """Deep pages of one account's history back to back on one keep-alive connection
+    (module docstring); counts answers by status, keeps each request's latency."""
+    host, port = config["base"].removeprefix("http://").split(":")
+    conn = RawHttp(host, int(port), config["token"], _address(i, config))
+    rng = random.Random(i)
+    n = i
+    while not stop.is_set():
+        if conn.writer is None:
+            await conn.connect()
+        kind = n % 3
+        n += 1
+        deep = rng.randint(0, max(0, (config["orders"] if kind == 0 else config["trades"])))
+        path = (f"/orders?status=all&limit=500&offset={deep}", f"/trades?limit=500&offset={deep}",
+                f"/markets/{config['market']}/trades?limit=500&offset={deep}")[kind]
+        counts["sent"] += 1
+        start = time.perf_counter()
+        try:
+            status, _ = await conn.request("GET", path)
+        except (OSError, asyncio.IncompleteReadError):
+            counts["dropped"] += 1
+            await conn.close()
+            conn.writer = None
+            continue
+        latencies.append((time.perf_counter() - start) * 1000)
+        counts[str(status)] += 1
+    await conn.close()
+
+
 async def _ws_client(i: int, config: dict, counts: Counter, stop: asyncio.Event) -> None:
     """Subscribe/unsubscribe rounds as fast as the server answers (module docstring);
     counts rounds, snapshots, errors by code, refused and closed connections."""
@@ -612,5 +731,6 @@ async def _ws_round(ws, counts: Counter) -> None:
         counts[code] += 1
 
 
-__all__ = ["MIXES", "Abuse", "CancelAllTrader", "Phase", "cancel_all_market", "deep_book",
-           "flood_addresses", "flood_main", "parse_mixes", "run_abuse", "setup_address"]
+__all__ = ["MIXES", "Abuse", "CancelAllTrader", "History", "Phase", "cancel_all_market",
+           "deep_book", "flood_addresses", "flood_main", "history_account", "parse_mixes",
+           "run_abuse", "setup_address"]

@@ -73,6 +73,8 @@ class Options:
     repeat: int = 100
     cancel_all_accounts: int = abuse_mix.CANCEL_ALL_ACCOUNTS
     cancel_all_orders: int = abuse_mix.CANCEL_ALL_ORDERS
+    history_orders: int = 200_000
+    """Closed orders of the account the ``history`` abuse mix pages."""
     bcrypt_rounds: int | None = None
     """The server's bcrypt cost; None: 4 (quick sign-ups), or its default with ``abuse``."""
 
@@ -298,6 +300,8 @@ async def run_load(base: str, options: Options, mode: str) -> Result:
                                                         options.api_keys)
     deep = await abuse_mix.deep_book(base, admin_token, options.book_levels) \
         if options.abuse else None
+    history = await abuse_mix.history_account(base, admin_token, options.history_orders) \
+        if "history" in options.abuse else None
     if options.reads or options.abuse:  # while the exchange is quiet: the same state
         await read_mix.prepare(base, admin_token, tokens)  # for every build
     host, port = base.removeprefix("http://").split(":")
@@ -338,7 +342,7 @@ async def run_load(base: str, options: Options, mode: str) -> Result:
             clients=options.flood_clients, repeat=options.repeat,
             book_levels=options.book_levels, warmup_s=min(1.0, options.abuse_seconds),
             admin_token=admin_token, cancel_all_accounts=options.cancel_all_accounts,
-            cancel_all_orders=options.cancel_all_orders)
+            cancel_all_orders=options.cancel_all_orders, history=history)
     return result
 
 

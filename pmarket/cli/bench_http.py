@@ -54,7 +54,7 @@ def bench_http(
     abuse: str = typer.Option("all", "--abuse",
                               help="Abuse mixes after the read mix, comma-separated: "
                                    "signin, signin-spread, ws, ws-spread, cancel-all, "
-                                   "or all."),
+                                   "history, or all."),
     no_abuse: bool = typer.Option(False, "--no-abuse", help="Run no abuse mix."),
     abuse_seconds: float = typer.Option(8.0, "--abuse-seconds",
                                         help="Measured duration of each abuse phase."),
@@ -69,6 +69,9 @@ def bench_http(
                                           help="Open orders each cancel-all trader places "
                                                "(in batches) and cancels, again and again "
                                                "(the server's limit: 10,000)."),
+    history_orders: int = typer.Option(200_000, "--history-orders",
+                                       help="Orders in the history the history mix "
+                                            "pages (about half of them traded)."),
     json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Start a server, load it with orders and cancels over loopback, then read what
@@ -84,6 +87,8 @@ def bench_http(
         mixes = [] if no_abuse else abuse_mix.parse_mixes(abuse)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--abuse") from None
+    if history_orders < 40:
+        raise typer.BadParameter("must be 40 or more", param_hint="--history-orders")
     if not 1 <= book_levels <= 4999:
         raise typer.BadParameter("must be 1..4999", param_hint="--book-levels")
     if cancel_all_accounts < 1 or cancel_all_orders < 1:
@@ -98,7 +103,7 @@ def bench_http(
             generator=generator, server_python=server_python, api_keys=api_keys,
             abuse=mixes, abuse_seconds=abuse_seconds, flood_clients=flood_clients,
             book_levels=book_levels, cancel_all_accounts=cancel_all_accounts,
-            cancel_all_orders=cancel_all_orders))
+            cancel_all_orders=cancel_all_orders, history_orders=history_orders))
     figures = result.as_dict()
     if json:
         typer.echo(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
@@ -191,6 +196,8 @@ def flood_table(abuse) -> Table:
         answers = ", ".join(f"{ANSWER_LABELS.get(k, k)} {_short(v)}"
                             for k, v in f["answers"].items()
                             if not (k == "connections" and v == f["clients"]))  # reconnects
+        if "latency_ms" in f:  # the history mix: what one of its deep pages took
+            answers += f", page p50 {_ms(f['latency_ms']['p50'])} ms"
         lost = f"{_short(phase.reads.errors)}/{_short(phase.health_failures)}"
         table.add_row(phase.name, str(f["addresses"]), _short(round(f["sent_per_s"])), lost,
                       answers)

@@ -205,6 +205,7 @@ class Order(Base):
     seq: Mapped[int] = mapped_column(default=0)
 
     __table_args__ = (
+        Index(None, "user_id", "id"),  # a user's history, newest first (0006)
         Index(None, "user_id", "status", "id"),
         Index(None, "user_id", "market_id", "id"),
         Index(None, "market_id", "status"),
@@ -235,7 +236,9 @@ class Trade(Base):
         Index(None, "market_id", "executed_at"),
         Index(None, "market_id", "id"),
         Index(None, "taker_user_id", "id"),
-        Index(None, "maker_user_id", "id"),
+        # A user's trades: the taker arm, and the maker arm without the trades it also
+        # took (``taker_user_id`` in the index: the arm never reads the table) (0006).
+        Index(None, "maker_user_id", "id", "taker_user_id"),
     )
 
 
@@ -293,7 +296,7 @@ class Payout(Base):
     __table_args__ = (
         UniqueConstraint("stream", "seq", "idx"),
         Index(None, "user_id", "id"),
-        Index(None, "user_id", "event_id"),
+        Index(None, "user_id", "event_id", "id"),  # one event's, newest first (0006)
     )
 
 

@@ -176,9 +176,34 @@ def test_cli_cancel_all_mix_reports_other_users_reads_and_health(
     assert workdirs and not any(w.exists() for w in workdirs)
 
 
+def test_cli_history_mix_pages_a_long_history_deep(monkeypatch: pytest.MonkeyPatch):
+    """The history flood pages one account's history at deep offsets while the read mix
+    and /health probes run: every page answered (200), its own latency and the history's
+    size reported."""
+    monkeypatch.delenv("PMARKET_REDIS_URL", raising=False)
+    traces, workdirs = spy_http(monkeypatch)
+
+    out = run_cli("bench", "http", "--users", str(USERS), "--seconds", "0.5", "--no-reads",
+                  "--abuse", "history", "--abuse-seconds", "1", "--flood-clients", "2",
+                  "--history-orders", "80", "--json").stdout
+
+    phases = orjson.loads(out)["abuse"]["phases"]
+    assert list(phases) == ["quiet", "history"]
+    r, h, flood = (phases["history"][k] for k in ("reads", "health", "flood"))
+    assert r["requests"] > 0 and r["errors"] == 0 and h["failures"] == 0
+    assert (flood["mix"], flood["clients"], flood["addresses"]) == ("history", 2, 1)
+    assert flood["sent"] > 0 and set(flood["answers"]) == {"200"}
+    # 80 orders asked: 40 ioc buys that crossed the maker's bids, 40 that cancelled
+    assert flood["history"] == {"orders": 80, "trades": 40}
+    assert 0 < flood["latency_ms"]["p50"] <= flood["latency_ms"]["p99"] \
+        <= flood["latency_ms"]["max"]
+    assert_nothing_left(traces, None, None)
+    assert workdirs and not any(w.exists() for w in workdirs)
+
+
 def test_abuse_mix_names():
     assert abuse.parse_mixes("all") == list(abuse.MIXES)
-    assert "cancel-all" in abuse.MIXES
+    assert "cancel-all" in abuse.MIXES and "history" in abuse.MIXES
     assert abuse.parse_mixes("ws, signin,ws") == ["ws", "signin"]
     with pytest.raises(ValueError, match="unknown abuse mix sigin"):
         abuse.parse_mixes("sigin")

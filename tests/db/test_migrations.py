@@ -176,3 +176,32 @@ def test_upgrading_to_payouts_copies_the_resolutions_already_paid(database: Data
 def test_the_sides_of_a_ledger_payout_are_told_apart_exactly(amount, quantity, won, void,
                                                              outcomes, expected):
     assert payouts_migration.sides(amount, quantity, won, void, outcomes) == expected
+
+
+def _indexes(engine, table: str) -> dict[str, list[str]]:
+    return {ix["name"]: ix["column_names"] for ix in sa.inspect(engine).get_indexes(table)}
+
+
+def test_list_indexes_upgrade_and_downgrade(database: Database):
+    """0006 adds the indexes the database lists walk (orders of a user newest first,
+    a user's made trades with their taker, a user's payouts of one event by id) and a
+    downgrade gives back exactly the indexes of 0005; upgrading again restores them."""
+    new = {"orders": ("ix_orders_user_id_id", ["user_id", "id"]),
+           "trades": ("ix_trades_maker_user_id_id_taker_user_id",
+                      ["maker_user_id", "id", "taker_user_id"]),
+           "payouts": ("ix_payouts_user_id_event_id_id", ["user_id", "event_id", "id"])}
+    old = {"trades": ("ix_trades_maker_user_id_id", ["maker_user_id", "id"]),
+           "payouts": ("ix_payouts_user_id_event_id", ["user_id", "event_id"])}
+    before = {t: _indexes(database.engine, t) for t in new}
+    for table, (name, columns) in new.items():
+        assert before[table][name] == columns
+    for table, (name, _) in old.items():
+        assert name not in before[table]
+    with database.engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0005")
+    for table, (name, _) in new.items():
+        assert name not in _indexes(database.engine, table)
+    for table, (name, columns) in old.items():
+        assert _indexes(database.engine, table)[name] == columns
+    assert upgrade(database.url) == head_revision()
+    assert {t: _indexes(database.engine, t) for t in new} == before

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 
 from pmarket import api
 from pmarket.api import convert
@@ -32,9 +32,15 @@ from ..deps import CurrentUser, RuntimeDep
 from ..exactjson import ExactJSONRoute
 from ..readmodel import ReadModel, serving
 from ..runtime import Runtime
+from . import lists
 from .common import ERRORS, PageParams, QueryId, ok, page, read, tick
 
 router = APIRouter(route_class=ExactJSONRoute, tags=["account"], responses=ERRORS)
+
+TRADE_COLUMNS = (Trade.id, Trade.market_id, Trade.price, Trade.quantity, Trade.kind,
+                 Trade.taker_side, Trade.taker_order_id, Trade.taker_user_id,
+                 Trade.maker_order_id, Trade.maker_user_id, Trade.executed_at, Trade.fee)
+"""What a trade's API objects are made of (``views.own_trade_row``, ``public_trade_row``)."""
 
 
 def mark(runtime: Runtime, market_id: int) -> tuple[int | None, bool]:
@@ -159,6 +165,24 @@ async def portfolio(user: CurrentUser, runtime: RuntimeDep):
                "pnl": views.money(pnl)})
 
 
+def user_payouts(user_id: int, event_id: int | None) -> lists.Listing:
+    """What resolutions paid a user, newest first (the database path)."""
+    arms = (select(Payout.id).where(Payout.user_id == user_id, *(
+        () if event_id is None else (Payout.event_id == event_id,))),)
+    return lists.Listing(arms, lists.merged(arms))
+
+
+def own_trades(user_id: int, market_id: int | None) -> lists.Listing:
+    """A user's trades newest first: two index-ordered arms instead of one OR (which
+    sorts every trade of the user): the trades they took, and those they made (a
+    trade of theirs on both sides counted once, as the taker's)."""
+    market = () if market_id is None else (Trade.market_id == market_id,)
+    taken = select(Trade.id).where(Trade.taker_user_id == user_id, *market)
+    made = select(Trade.id).where(Trade.maker_user_id == user_id,
+                                  Trade.taker_user_id != user_id, *market)
+    return lists.Listing((taken, made), lists.merged((taken, made)))
+
+
 @router.get("/payouts", response_model=api.Page[api.Payout])
 async def payouts(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
                   event_id: QueryId = None):
@@ -171,19 +195,20 @@ async def payouts(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
                                      views.iso(at))
                         for eid, mid, yes, no, amount, at in chosen], len(mine)))
 
-    def query(conn):
-        q = select(Payout, Market.name).join(Market, Market.id == Payout.market_id) \
-            .where(Payout.user_id == user.id)
-        if event_id is not None:
-            q = q.where(Payout.event_id == event_id)
-        total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
-        rows = conn.execute(q.order_by(Payout.id.desc()).limit(paging.limit)
-                            .offset(paging.offset)).all()
-        return total, rows
+    listing = user_payouts(user.id, event_id)
 
-    total, rows = await read(runtime, query)
-    return ok(page([views.payout(p.market_id, p.event_id, name, p.yes, p.no, p.amount,
-                                 views.iso(p.paid_at)) for p, name in rows], total))
+    def query(conn):
+        total, ids = listing.page(conn, paging)
+        rows = conn.execute(
+            select(Payout.id, Payout.market_id, Payout.event_id, Payout.yes, Payout.no,
+                   Payout.amount, Payout.paid_at, Market.name)
+            .join(Market, Market.id == Payout.market_id).where(Payout.id.in_(ids))
+        ).all() if ids else []
+        return page([views.payout(p.market_id, p.event_id, p.name, p.yes, p.no, p.amount,
+                                  views.iso(p.paid_at))
+                     for p in lists.paced(lists.in_order(rows, ids, lambda p: p.id))], total)
+
+    return ok(await lists.read_list(runtime, user.id, query))
 
 
 @router.get("/trades", response_model=api.Page[api.Trade])
@@ -191,30 +216,27 @@ async def my_trades(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
                     market_id: QueryId = None):
     """The caller's own fills, newest first, in their own terms."""
     uid = user.id
+    listing = own_trades(uid, market_id)
 
     def query(conn):
-        mine = or_(Trade.taker_user_id == uid, Trade.maker_user_id == uid)
-        q = select(Trade).where(mine)
-        if market_id is not None:
-            q = q.where(Trade.market_id == market_id)
-        total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
-        trades = conn.execute(q.order_by(Trade.id.desc()).limit(paging.limit)
-                              .offset(paging.offset)).scalars().all()
+        total, ids = listing.page(conn, paging)
+        trades = conn.execute(select(*TRADE_COLUMNS).where(Trade.id.in_(ids))).all() \
+            if ids else []
+        trades = lists.in_order(trades, ids, lambda t: t.id)
         order_ids = {t.taker_order_id if t.taker_user_id == uid else t.maker_order_id
                      for t in trades}
         orders = {o.id: o for o in conn.execute(
             select(Order.id, Order.outcome, Order.side).where(Order.id.in_(order_ids)))}
-        return total, trades, orders
+        items = []
+        for t in lists.paced(trades):
+            taker = t.taker_user_id == uid
+            oid = t.taker_order_id if taker else t.maker_order_id
+            o = orders.get(oid)
+            if o is None:
+                continue
+            items.append(views.own_trade_row(t, oid, o.outcome, o.side,
+                                             "taker" if taker else "maker",
+                                             tick(runtime, t.market_id)))
+        return page(items, total)
 
-    total, trades, orders = await read(runtime, query)
-    items = []
-    for t in trades:
-        taker = t.taker_user_id == uid
-        oid = t.taker_order_id if taker else t.maker_order_id
-        o = orders.get(oid)
-        if o is None:
-            continue
-        items.append(views.own_trade_row(t, oid, o.outcome, o.side,
-                                         "taker" if taker else "maker",
-                                         tick(runtime, t.market_id)))
-    return ok(page(items, total))
+    return ok(await lists.read_list(runtime, uid, query))

@@ -12,10 +12,11 @@ two views always describe the same orders.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from pmarket import api
 from pmarket.api.fields import UtcTime
@@ -30,7 +31,8 @@ from ..exactjson import ExactJSONRoute
 from ..params import Depth, PathId
 from ..readmodel import serving
 from ..runtime import Runtime
-from .account import balance_from_events, read_positions
+from . import lists
+from .account import TRADE_COLUMNS, balance_from_events, read_positions
 from .common import ERRORS, PageParams, ok, page, read, tick
 
 router = APIRouter(route_class=ExactJSONRoute, tags=["markets"], responses=ERRORS)
@@ -86,24 +88,45 @@ async def market_book(market_id: MarketId, runtime: RuntimeDep, depth: Depth = N
     return EncodedJSON(runtime.replica.book_page(m, view, depth))
 
 
+def public_trades(market_id: int) -> lists.Listing:
+    """A market's trades, newest first."""
+    arms = (select(Trade.id).where(Trade.market_id == market_id),)
+    return lists.Listing(arms, lists.merged(arms))
+
+
+def market_candles_listing(market_id: int, interval: str, start: datetime | None,
+                           end: datetime | None) -> lists.Listing:
+    """A market's candles of one interval, oldest first, from ``start`` to ``end``."""
+    where = [Candle.market_id == market_id, Candle.interval == interval]
+    if start is not None:
+        where.append(Candle.start >= start)
+    if end is not None:
+        where.append(Candle.start < end)
+    arms = (select(Candle.start).where(*where),)
+    return lists.Listing(arms, lists.merged(arms), newest_first=False)
+
+
 @router.get("/markets/{market_id}/trades", response_model=api.Page[api.PublicTrade],
             dependencies=[PublicLimited])
 async def market_trades(market_id: MarketId, runtime: RuntimeDep, paging: PageParams):
     """The market's trades, newest first, prices in YES terms."""
-    def query(conn):
-        total = conn.execute(select(func.count()).select_from(Trade)
-                             .where(Trade.market_id == market_id)).scalar_one()
-        rows = conn.execute(select(Trade).where(Trade.market_id == market_id)
-                            .order_by(Trade.id.desc()).limit(paging.limit)
-                            .offset(paging.offset)).scalars().all()
-        exists = conn.execute(select(Market.id).where(Market.id == market_id)).first()
-        return total, rows, exists
+    listing = public_trades(market_id)
 
-    total, rows, exists = await read(runtime, query)
-    if exists is None:
+    def query(conn):
+        exists = conn.execute(select(Market.id).where(Market.id == market_id)).first()
+        if exists is None:
+            return None
+        total, ids = listing.page(conn, paging)
+        rows = conn.execute(select(*TRADE_COLUMNS).where(Trade.id.in_(ids))).all() \
+            if ids else []
+        t = tick(runtime, market_id)
+        return page([views.public_trade_row(r, t)
+                     for r in lists.paced(lists.in_order(rows, ids, lambda r: r.id))], total)
+
+    answer = await lists.read_list(runtime, ("market", market_id), query)
+    if answer is None:
         raise not_found(f"market {market_id}")
-    t = tick(runtime, market_id)
-    return ok(page([views.public_trade_row(r, t) for r in rows], total))
+    return ok(answer)
 
 
 @router.get("/markets/{market_id}/candles", response_model=api.Page[api.Candle],
@@ -113,25 +136,28 @@ async def market_candles(market_id: MarketId, runtime: RuntimeDep, paging: PageP
                          start: UtcTime | None = None, end: UtcTime | None = None):
     """OHLC (YES terms) and volume per interval, oldest first."""
 
-    def query(conn):
-        q = select(Candle).where(Candle.market_id == market_id, Candle.interval == interval)
-        if start is not None:
-            q = q.where(Candle.start >= start)
-        if end is not None:
-            q = q.where(Candle.start < end)
-        total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
-        rows = conn.execute(q.order_by(Candle.start).limit(paging.limit)
-                            .offset(paging.offset)).scalars().all()
-        exists = conn.execute(select(Market.id).where(Market.id == market_id)).first()
-        return total, rows, exists
+    listing = market_candles_listing(market_id, interval, start, end)
 
-    total, rows, exists = await read(runtime, query)
-    if exists is None:
+    def query(conn):
+        exists = conn.execute(select(Market.id).where(Market.id == market_id)).first()
+        if exists is None:
+            return None
+        total, starts = listing.page(conn, paging)
+        rows = conn.execute(
+            select(Candle.start, Candle.open, Candle.high, Candle.low, Candle.close,
+                   Candle.volume).where(Candle.market_id == market_id,
+                                        Candle.interval == interval,
+                                        Candle.start.in_(starts))).all() \
+            if starts else []
+        fmt = views.price_formatter(tick(runtime, market_id))
+        return page([{"start": views.iso(c.start), "open": fmt(c.open), "high": fmt(c.high),
+                      "low": fmt(c.low), "close": fmt(c.close), "volume": c.volume}
+                     for c in lists.paced(lists.in_order(rows, starts, lambda c: c.start))], total)
+
+    answer = await lists.read_list(runtime, ("market", market_id), query)
+    if answer is None:
         raise not_found(f"market {market_id}")
-    fmt = views.price_formatter(tick(runtime, market_id))
-    return ok(page([{"start": views.iso(c.start), "open": fmt(c.open), "high": fmt(c.high),
-                     "low": fmt(c.low), "close": fmt(c.close), "volume": c.volume}
-                    for c in rows], total))
+    return ok(answer)
 
 
 async def _collateral(runtime: Runtime, command, user_id: int, market_id: int):

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Query
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from pmarket import api
 from pmarket.api import convert
@@ -45,11 +45,17 @@ from ..exactjson import ExactJSONRoute
 from ..gateway import rejection_error
 from ..readmodel import ReadModel, serving
 from ..runtime import Runtime
-from .common import ERRORS, PageParams, QueryId, ok, page, read, tick
+from . import lists
+from .common import ERRORS, PageParams, QueryId, ok, page, tick
 
 router = APIRouter(route_class=ExactJSONRoute, tags=["orders"], responses=ERRORS)
 
 OPEN = ("open", "partially_filled")
+ORDER_COLUMNS = (Order.id, Order.client_order_id, Order.market_id, Order.event_id,
+                 Order.outcome, Order.side, Order.order_type, Order.price, Order.quantity,
+                 Order.filled, Order.status, Order.tif, Order.post_only, Order.expires_at,
+                 Order.created_at, Order.updated_at)
+"""What an Order's API object is made of (``views.order_row``)."""
 
 
 def place_command(user_id: int, body: api.OrderCreate, max_open_orders: int) -> PlaceOrder:
@@ -146,6 +152,18 @@ def open_order_view(runtime: Runtime, model: ReadModel, order: OrderState) -> or
     return view
 
 
+def history(user_id: int, status: str, market_id: int | None) -> lists.Listing:
+    """A user's orders newest first (``status`` "open": only those still working, one
+    index-ordered arm per working status)."""
+    market = () if market_id is None else (Order.market_id == market_id,)
+    if status != "open":
+        arms = (select(Order.id).where(Order.user_id == user_id, *market),)
+    else:
+        arms = tuple(select(Order.id).where(Order.user_id == user_id, Order.status == s,
+                                            *market) for s in OPEN)
+    return lists.Listing(arms, lists.merged(arms))
+
+
 @router.get("/orders", response_model=api.Page[api.Order])
 async def list_orders(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
                       status: Annotated[Literal["open", "all"], Query()] = "all",
@@ -158,19 +176,16 @@ async def list_orders(user: CurrentUser, runtime: RuntimeDep, paging: PageParams
                                               paging.offset)
             return ok(page([open_order_view(runtime, model, o) for o in chosen], total))
 
-    def query(conn):
-        q = select(Order).where(Order.user_id == user.id)
-        if status == "open":
-            q = q.where(Order.status.in_(OPEN))
-        if market_id is not None:
-            q = q.where(Order.market_id == market_id)
-        total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
-        rows = conn.execute(q.order_by(Order.id.desc()).limit(paging.limit)
-                            .offset(paging.offset)).scalars().all()
-        return total, rows
+    listing = history(user.id, status, market_id)
 
-    total, rows = await read(runtime, query)
-    return ok(page([views.order_row(o, tick(runtime, o.market_id)) for o in rows], total))
+    def query(conn):
+        total, ids = listing.page(conn, paging)
+        rows = conn.execute(select(*ORDER_COLUMNS).where(Order.id.in_(ids))).all() \
+            if ids else []
+        return page([views.order_row(o, tick(runtime, o.market_id))
+                     for o in lists.paced(lists.in_order(rows, ids, lambda o: o.id))], total)
+
+    return ok(await lists.read_list(runtime, user.id, query))
 
 
 @router.get("/orders/{order_id}", response_model=api.Order)
