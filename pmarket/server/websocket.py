@@ -48,11 +48,14 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
+
+from pmarket.runtime.slicing import Slicer
 
 from .clientaddr import scope_address
 from .errors import ApiError, log_outage, outage_error
@@ -294,7 +297,7 @@ async def _connection(ws: WebSocket, address: str, hub: Hub, replica: Replica, s
                       before_snapshot) -> None:
     conn = Connection(ws)
     conn.address = address
-    sender = asyncio.create_task(_send_loop(conn))
+    sender = asyncio.create_task(_send_loop(conn, replica.unhurried if replica else None))
     try:
         while True:
             message = await ws.receive()
@@ -443,12 +446,33 @@ def _subscribe(channel: str, conn: Connection, hub: Hub, replica: Replica) -> No
         hub.add(channel, conn)
 
 
-async def _send_loop(conn: Connection) -> None:
+async def _send_loop(conn: Connection, unhurried: Callable[[], Awaitable[None]] | None = None,
+                     slicer: Slicer | None = None) -> None:
+    """Send what is queued for ``conn``, in order, in slices (``runtime.slicing``).
+
+    A send whose frame fits the socket's buffer completes without yielding, and so does
+    a ``get`` from a queue that holds something: a sweep of 10,000 price levels queues
+    10,000 ``trade`` messages for each ``trades:`` subscriber, and one connection's loop
+    sent them all in one step of the event loop. The loop yields once its slice has run
+    its budget; and while the replica folds a big delivery (``unhurried``:
+    ``Replica.unhurried``) it waits, because every read waits for that fold: ten
+    subscribers' frames taking turns with it made one sweep's fold, and so other users'
+    reads, take 1.2 s.
+    """
+    slicer = slicer or Slicer()
     while True:
-        message = await conn.queue.get()
+        if conn.queue.empty():
+            message = await conn.queue.get()  # waits: the loop ran other work meanwhile
+            slicer.restart()
+        else:
+            message = conn.queue.get_nowait()
         if message is None or conn.overflowed:
             code = 1013 if conn.overflowed else 1008
             with contextlib.suppress(Exception):
                 await conn.ws.close(code=code)
             return
+        if unhurried is not None:
+            await unhurried()  # returns at once unless a big delivery is being folded
         await conn.ws.send_text(message.decode())
+        if slicer.due():
+            await slicer.pause()
