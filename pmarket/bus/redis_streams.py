@@ -301,9 +301,14 @@ class RedisStreamsBus(Bus):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for info in infos:
                     pipe.xpending(stream, info["name"])
-                summaries = await pipe.execute()
+                summaries = await pipe.execute(raise_on_error=False)
         out = []
         for info, summary in zip(infos, summaries, strict=True):
+            if isinstance(summary, Exception):
+                if "NOGROUP" in str(summary):
+                    continue  # deleted between the two reads (a reaped group): gone
+                with _translated():
+                    raise summary
             oldest = summary["min"] if summary["pending"] else None
             out.append(
                 GroupInfo(

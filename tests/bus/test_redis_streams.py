@@ -124,3 +124,20 @@ async def test_every_transport_gets_the_bus_connection(url: str, transport: type
             HiredisPackingConnection.send_packed_command
     finally:
         await bus.close()
+
+
+async def test_groups_skips_a_group_deleted_between_its_two_reads(rbus, monkeypatch):
+    """``groups`` lists the groups (XINFO GROUPS), then reads each one's pending summary
+    (XPENDING): a group deleted in between (a reaped server's) is gone, not an error."""
+    stream = rbus.events_stream()
+    await rbus.ensure_group(stream, "alive")
+    await rbus.ensure_group(stream, "reaped")
+    listed = rbus.redis.xinfo_groups
+
+    async def then_reaped(name):
+        infos = await listed(name)
+        await rbus.delete_group(stream, "reaped")  # the supervisor, between the reads
+        return infos
+
+    monkeypatch.setattr(rbus.redis, "xinfo_groups", then_reaped)
+    assert [g.name for g in await rbus.groups(stream)] == ["alive"]
