@@ -281,11 +281,6 @@ class AdvisoryLock(DatabaseLock):
         self.conn: sa.Connection | None = None
         self.keys: list[int] = []
 
-    @property
-    def key(self) -> int | None:
-        """The first claim's key (the database's own lock)."""
-        return self.keys[0] if self.keys else None
-
     def acquire(self) -> AdvisoryLock:
         me = describe_self()
         name = f"{APPLICATION_PREFIX} pid={me.pid} host={me.host}"[:63]
