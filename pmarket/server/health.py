@@ -257,8 +257,11 @@ class HealthMonitor:
             return {"status": "down", "detail": f"not checked yet{pending}",
                     "age_ms": None, "check_ms": None}
         age = now - result.at
-        figures = {"age_ms": round(age * 1000), "check_ms": round(result.took_s * 1000, 1)}
-        if age <= self.max_age_s:
+        age_ms = round(age * 1000)
+        figures = {"age_ms": age_ms, "check_ms": round(result.took_s * 1000, 1)}
+        # Decided on the figure shown: stale exactly when ``age_ms`` exceeds the bound
+        # (2,500.4 ms would otherwise show as 2500 and be stale).
+        if age_ms <= self.max_age_s * 1000:
             return {**result.component, **figures}
         last = result.component
         return {**last, **figures, "status": "down",

@@ -9,7 +9,7 @@ import contextlib
 import pytest
 
 from pmarket.server import health
-from pmarket.server.health import GRACE_S, HealthMonitor, Probe
+from pmarket.server.health import GRACE_S, HealthMonitor, Probe, Result
 
 
 def ok(detail: str = "fine"):
@@ -211,3 +211,17 @@ async def test_an_on_demand_probe_runs_only_while_health_is_asked(monkeypatch):
         await asyncio.wait_for(monitor.ready(), 10)  # the first request after a quiet spell
         assert calls == parked_at + 1
         assert monitor.component("engine")["age_ms"] < 1000
+
+
+def test_staleness_is_decided_on_the_age_shown():
+    """A result is stale exactly when the ``age_ms`` shown exceeds the bound: 0.4 ms past
+    it shows the bound and is fresh, 0.6 ms past it shows bound + 1 and is stale (it was
+    stale while showing the bound: a CI failure, ``2500 > 2500.0``)."""
+    now = [100.0]
+    monitor = HealthMonitor({}, interval_s=0.5, timeout_s=1, clock=lambda: now[0])
+    bound_ms = round(monitor.max_age_s * 1000)
+    monitor.results["x"] = Result({"status": "ok", "detail": "fine"}, 100.0, 0.001)
+    for past_ms, shown, status in ((0.4, bound_ms, "ok"), (0.6, bound_ms + 1, "down")):
+        now[0] = 100.0 + monitor.max_age_s + past_ms / 1000
+        component = monitor.component("x")
+        assert (component["age_ms"], component["status"]) == (shown, status)
