@@ -241,13 +241,24 @@ def decode_events(data: bytes) -> list[EngineEvent]:
         CodecError: not a JSON array of events (arrays starting with a kind string and
             holding that kind's fields).
     """
+    rows = event_rows(data)
+    try:
+        return [from_wire(row) for row in rows]
+    except ValueError as exc:
+        raise CodecError(str(exc)) from None
+
+
+def event_rows(data: bytes) -> list:
+    """The rows of ``encode_events`` bytes, not yet made events (``decode_events``;
+    ``runtime.slicing`` makes them in slices).
+
+    Raises:
+        CodecError: not a JSON array.
+    """
     try:
         rows = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise CodecError(f"events are not JSON: {exc}") from None
     if type(rows) is not list:
         raise CodecError("events must be a JSON array")
-    try:
-        return [from_wire(row) for row in rows]
-    except ValueError as exc:
-        raise CodecError(str(exc)) from None
+    return rows

@@ -93,18 +93,8 @@ def decode_delivery(data: bytes, message_id: str | None = None) -> Delivery:
     Raises:
         DeliveryError: the payload is not JSON or not shaped like a delivery.
     """
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise DeliveryError(f"delivery is not JSON: {exc}") from None
-    if type(obj) is not dict:
-        raise DeliveryError("a delivery must be a JSON object")
-    seq, events, ts = obj.get("seq"), obj.get("events"), obj.get("ts", 0)
-    if type(seq) is not list or len(seq) != 2:
-        raise DeliveryError("a delivery needs seq: [first, last]")
-    if type(events) is not list or type(ts) is not int:
-        raise DeliveryError("a delivery needs events: [...] and an integer ts")
-    return Delivery(seq[0], seq[1], [_event_row(row) for row in events], ts, message_id)
+    seq, rows, ts = _envelope(data)
+    return Delivery(seq[0], seq[1], [_event_row(row) for row in rows], ts, message_id)
 
 
 async def decode_delivery_sliced(data: bytes, message_id: str | None, slicer: Slicer
@@ -115,6 +105,20 @@ async def decode_delivery_sliced(data: bytes, message_id: str | None, slicer: Sl
 
     Raises:
         DeliveryError: as ``decode_delivery``.
+    """
+    seq, rows, ts = _envelope(data)
+    try:
+        events = await wire_events(rows, slicer)
+    except ValueError as exc:
+        raise DeliveryError(str(exc)) from None
+    return Delivery(seq[0], seq[1], events, ts, message_id)
+
+
+def _envelope(data: bytes) -> tuple[list, list, int]:
+    """A delivery's ``seq`` ([first, last]), event rows and ``ts``, checked.
+
+    Raises:
+        DeliveryError: the payload is not JSON or not shaped like a delivery.
     """
     try:
         obj = orjson.loads(data)
@@ -127,11 +131,7 @@ async def decode_delivery_sliced(data: bytes, message_id: str | None, slicer: Sl
         raise DeliveryError("a delivery needs seq: [first, last]")
     if type(rows) is not list or type(ts) is not int:
         raise DeliveryError("a delivery needs events: [...] and an integer ts")
-    try:
-        events = await wire_events(rows, slicer)
-    except ValueError as exc:
-        raise DeliveryError(str(exc)) from None
-    return Delivery(seq[0], seq[1], events, ts, message_id)
+    return seq, rows, ts
 
 
 def _event_row(row: object) -> EngineEvent:

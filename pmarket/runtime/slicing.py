@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 import orjson
 
 from pmarket.bus import CodecError, decode_events, encode_events
+from pmarket.bus.codec import event_rows
 from pmarket.engine.events import EngineEvent, from_wire
 
 SLICE_S = 0.002
@@ -129,12 +130,7 @@ async def decode_events_sliced(data: bytes, slicer: Slicer) -> list[EngineEvent]
     """
     if len(data) < SLICED_BYTES:
         return decode_events(data)
-    try:
-        rows = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise CodecError(f"events are not JSON: {exc}") from None
-    if type(rows) is not list:
-        raise CodecError("events must be a JSON array")
+    rows = event_rows(data)
     try:
         return await wire_events(rows, slicer)
     except ValueError as exc:
