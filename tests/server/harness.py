@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import uvicorn
 
 from pmarket.bus import make_bus
 from pmarket.db import make_engine, upgrade
+from pmarket.runtime.runner import now_ms
 from pmarket.server import Settings, create_app
 from pmarket.server.clientaddr import UVICORN_OPTIONS
 from tests.services import postgres_url_or_skip, redis_url_or_skip
@@ -37,6 +39,30 @@ from tests.services import postgres_url_or_skip, redis_url_or_skip
 SECRET = "test-secret-" + "x9Qz3kLm" * 5
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "harness operator key"
+
+
+class Clock:
+    """The engine service's wall clock plus an offset a test pushes forward."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+
+    def __call__(self) -> int:
+        return now_ms() + self.offset
+
+
+def pushed_clock(service) -> Clock:
+    """Give an engine service a ``Clock`` tests move forward, ticking soon after a jump
+    (the default checks every 1 s)."""
+    clock = Clock()
+    service.clock = clock
+    service.expire_every_s = 0.02
+    return clock
+
+
+def iso(at_ms: int) -> str:
+    """Unix milliseconds as the API's ISO 8601 text."""
+    return datetime.fromtimestamp(at_ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
 def free_port() -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import orjson
@@ -20,10 +19,10 @@ import pytest
 import websockets
 
 from pmarket.runtime import slicing
-from pmarket.runtime.runner import now_ms
 from pmarket.runtime.slicing import Slicer
 from pmarket.server import marketdata, readmodel
 from pmarket.server.readmodel import serving
+from tests.server.harness import Clock, iso, pushed_clock
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -78,27 +77,11 @@ class Spy:
         self._task.cancel()
 
 
-class Clock:
-    """The engine service's wall clock plus an offset the tests push forward."""
-
-    def __init__(self) -> None:
-        self.offset = 0
-
-    def __call__(self) -> int:
-        return now_ms() + self.offset
-
 
 @pytest.fixture(scope="module")
 def clock(server) -> Clock:
-    service = server.engine_service
-    clock = Clock()
-    service.clock = clock
-    service.expire_every_s = 0.02  # tick soon after a jump
-    return clock
+    return pushed_clock(server.engine_service)
 
-
-def iso(at_ms: int) -> str:
-    return datetime.fromtimestamp(at_ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
 @pytest.fixture

@@ -9,44 +9,28 @@ back, so no other module's server may share it.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 
 import orjson
 import pytest
 import websockets
 
-from pmarket.runtime.runner import now_ms
+from tests.server.harness import Clock, iso, pushed_clock
 
 from .test_websocket import recv_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-class Clock:
-    """Wall time plus an offset the tests push forward."""
-
-    def __init__(self) -> None:
-        self.offset = 0
-
-    def __call__(self) -> int:
-        return now_ms() + self.offset
-
 
 @pytest.fixture(scope="module")
 def clock(server) -> Clock:
-    service = server.engine_service
-    clock = Clock()
-    service.clock = clock
-    service.expire_every_s = 0.02  # tick soon after a jump (the default checks every 1 s)
-    return clock
+    return pushed_clock(server.engine_service)
 
 
 def ms(iso: str) -> int:
     return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
-
-def iso(at_ms: int) -> str:
-    return datetime.fromtimestamp(at_ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
 async def open_orders(client, token) -> list[int]:
