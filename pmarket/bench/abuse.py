@@ -17,6 +17,12 @@ is not the prober's). The ``quiet`` phase has no flood: the baseline. The floods
   bids up to ``cancel_all_orders`` open orders, cancel them all with one ``DELETE
   /orders`` and fill it again, back to back (``CancelAllTrader``); the first cancel-alls
   spread over the measured seconds. Its figures add the cancel-alls' latency.
+- ``sweep``: a market maker fills a market of its own (tick 0.0001) with ``sweep_levels``
+  one-share bids of NO, one a price level (asks of YES from 0.9999 down), and a taker
+  takes them all with one ioc buy of YES at 0.9999: one order that trades
+  ``sweep_levels`` times, its delivery tens of thousands of events. The maker fills the
+  book again, the taker sweeps it again, back to back (``SweepTrader``). Its figures add
+  the sweeps' latency and the shares swept.
 - ``history``: ``clients`` keep-alive connections from one address page one account's
   long history (``history_account``: ``--history-orders`` orders, about half of them
   traded) at random deep offsets, 500 items a page, back to back: ``GET
@@ -55,7 +61,7 @@ import websockets
 from . import reads as read_mix
 from .rawhttp import RawHttp
 
-MIXES = ("signin", "signin-spread", "ws", "ws-spread", "cancel-all", "history")
+MIXES = ("signin", "signin-spread", "ws", "ws-spread", "cancel-all", "history", "sweep")
 HEALTH_INTERVAL_S = 0.05
 MAX_FLOOD_S = 600.0
 """A flood stops by itself after this long, whatever the benchmark does."""
@@ -70,6 +76,11 @@ CANCEL_ALL_ACCOUNTS = 3
 CANCEL_ALL_ORDERS = 10_000
 """Open orders each cancel-all account keeps placing and cancelling (the server's
 default open-order limit)."""
+SWEEP_ADDRESS = "127.0.4.2"
+SWEEP_LEVELS = 9_000
+"""Price levels the sweep flood's maker fills and its taker takes with one order (at
+tick 0.0001 a book has 9,999 levels a side; the server's default open-order limit is
+10,000)."""
 BATCH = 20
 """Orders per ``POST /orders/batch`` (the API's most)."""
 FILLERS = 4
@@ -144,6 +155,7 @@ class Abuse:
     phases: list[Phase] = field(default_factory=list)
     cancel_all_accounts: int = CANCEL_ALL_ACCOUNTS
     cancel_all_orders: int = CANCEL_ALL_ORDERS
+    sweep_levels: int = SWEEP_LEVELS
 
     def as_dict(self) -> dict:
         return {"generator": self.generator, "connections": self.connections,
@@ -151,6 +163,7 @@ class Abuse:
                 "book_levels": self.book_levels, "repeat": self.repeat,
                 "cancel_all_accounts": self.cancel_all_accounts,
                 "cancel_all_orders": self.cancel_all_orders,
+                "sweep_levels": self.sweep_levels,
                 "phases": {p.name: p.as_dict() for p in self.phases}}
 
 
@@ -182,12 +195,12 @@ async def deep_book(base: str, admin_token: str, levels: int) -> int:
     return market
 
 
-async def cancel_all_market(base: str, admin_token: str) -> int:
-    """A market of its own for the cancel-all flood's orders (bids only, so nothing
-    trades, and the read mix's books stay as they were)."""
+async def flood_market(base: str, admin_token: str, title: str, tick: str = "0.01") -> int:
+    """A market of its own for a flood's orders (the read mix's books stay as they
+    were)."""
     async with httpx.AsyncClient(base_url=base, timeout=60) as h:
         r = await h.post("/admin/events", headers={"Authorization": f"Bearer {admin_token}"},
-                         json={"title": "Bench cancel-all"})
+                         json={"title": title, "tick_size": tick})
         r.raise_for_status()
         return r.json()["outcomes"][0]["market_id"]
 
@@ -262,6 +275,7 @@ async def run_abuse(base: str, tokens: list[str], emails: list[str], market: int
                     admin_token: str | None = None,
                     cancel_all_accounts: int = CANCEL_ALL_ACCOUNTS,
                     cancel_all_orders: int = CANCEL_ALL_ORDERS,
+                    sweep_levels: int = SWEEP_LEVELS,
                     history: History | None = None) -> Abuse:
     """The quiet phase, then each of ``mixes`` (see the module docstring).
 
@@ -279,9 +293,10 @@ async def run_abuse(base: str, tokens: list[str], emails: list[str], market: int
         repeat: how many times a WebSocket flood frame names the deep book.
         book_levels: the deep book's levels per side (reported).
         warmup_s: flood before the measurement starts.
-        admin_token: an admin's token (the cancel-all flood's market).
+        admin_token: an admin's token (the cancel-all and sweep floods' markets).
         cancel_all_accounts: traders of the cancel-all flood.
         cancel_all_orders: open orders each of them places and cancels.
+        sweep_levels: levels the sweep flood's maker fills and its taker sweeps.
         history: the account the ``history`` flood pages (``history_account``).
     """
     if "history" in mixes and history is None:
@@ -289,16 +304,18 @@ async def run_abuse(base: str, tokens: list[str], emails: list[str], market: int
     wrk = read_mix.generator_for(generator)
     result = Abuse("wrk" if wrk else "python", connections, seconds, clients, book_levels,
                    repeat, cancel_all_accounts=cancel_all_accounts,
-                   cancel_all_orders=cancel_all_orders)
+                   cancel_all_orders=cancel_all_orders, sweep_levels=sweep_levels)
     paths = read_mix.mix_paths(market)
     targets = emails[:KNOWN_EMAILS] + [f"nobody-{k}@example.com"
                                        for k in range(UNKNOWN_EMAILS)]
     books = [deep_market] * repeat + [m for m in channels if m != deep_market]
-    flood_market = None
-    if "cancel-all" in mixes:
-        if admin_token is None:
-            raise ValueError("the cancel-all mix needs an admin token (its market)")
-        flood_market = await cancel_all_market(base, admin_token)
+    markets: dict[str, int] = {}
+    for mix, title, tick in (("cancel-all", "Bench cancel-all", "0.01"),
+                             ("sweep", "Bench sweep", "0.0001")):
+        if mix in mixes:
+            if admin_token is None:
+                raise ValueError(f"the {mix} mix needs an admin token (its market)")
+            markets[mix] = await flood_market(base, admin_token, title, tick)
     for name in ["quiet", *mixes]:
         config = None if name == "quiet" else {
             "mix": name, "base": base, "clients": clients,
@@ -307,9 +324,12 @@ async def run_abuse(base: str, tokens: list[str], emails: list[str], market: int
         if name == "cancel-all":
             # The accounts' first cancel-alls spread over the measured seconds.
             config |= {"clients": cancel_all_accounts, "addresses": [CANCEL_ALL_ADDRESS],
-                       "market": flood_market, "orders": cancel_all_orders,
+                       "market": markets[name], "orders": cancel_all_orders,
                        "first_s": [warmup_s + (i + 0.5) * seconds / cancel_all_accounts
                                    for i in range(cancel_all_accounts)]}
+        if name == "sweep":  # the first sweep once the phase is measured
+            config |= {"clients": 1, "addresses": [SWEEP_ADDRESS], "market": markets[name],
+                       "orders": sweep_levels, "first_s": [warmup_s]}
         if name == "history" and history is not None:
             config |= {"token": history.token, "market": history.market,
                        "orders": history.orders, "trades": history.trades}
@@ -450,8 +470,9 @@ async def _flood(config: dict) -> dict:
     counts: Counter[str] = Counter()
     extra: dict = {}
     latencies: list[float] = []
-    if config["mix"] == "cancel-all":
-        traders = [CancelAllTrader(i, config) for i in range(config["clients"])]
+    if config["mix"] in ("cancel-all", "sweep"):
+        kind = CancelAllTrader if config["mix"] == "cancel-all" else SweepTrader
+        traders = [kind(i, config) for i in range(config["clients"])]
         await asyncio.gather(*(t.start() for t in traders))  # books full, then flood
         tasks = [asyncio.create_task(t.run(counts, stop)) for t in traders]
     else:
@@ -466,7 +487,7 @@ async def _flood(config: dict) -> dict:
     sys.stdout.flush()
     await stop.wait()
     elapsed = time.perf_counter() - started
-    # A cancel-all trader finishes its request (a whole refill may take a while).
+    # A cancel-all or sweep trader finishes its request (a refill may take a while).
     _, pending = await asyncio.wait(tasks, timeout=30.0 if traders else 1.0)
     for task in pending:  # stuck on a stalled server: its count stays as it was
         task.cancel()
@@ -474,7 +495,8 @@ async def _flood(config: dict) -> dict:
         with contextlib.suppress(asyncio.CancelledError):
             await task  # a client that failed fails the flood
     if traders:
-        extra = {"cancel_all_ms": _latencies([ms for t in traders for ms in t.cancel_ms])}
+        extra = {f"{config['mix'].replace('-', '_')}_ms":
+                 _latencies([ms for t in traders for ms in t.clear_ms])}
         await asyncio.gather(*(t.finish() for t in traders))  # leave no order behind
     sent = counts.pop("sent", 0)
     figures = {"mix": config["mix"], "clients": config["clients"],
@@ -534,7 +556,7 @@ class CancelAllTrader:
     sending batches at once), cancels them all, again.
 
     Counts requests (``sent``), answers by status, orders placed (``placed``),
-    cancel-alls and the orders they cancelled; ``cancel_ms`` the cancel-alls' latencies.
+    cancel-alls and the orders they cancelled; ``clear_ms`` the cancel-alls' latencies.
     """
 
     def __init__(self, i: int, config: dict):
@@ -544,7 +566,7 @@ class CancelAllTrader:
         self.orders = config["orders"]
         self.open = 0
         self.batches = 0
-        self.cancel_ms: list[float] = []
+        self.clear_ms: list[float] = []
         self.conn: RawHttp | None = None
         self.fillers: list[RawHttp] = []  # batches in flight at once: a fast refill
         self.sending = 0  # orders in batches sent but not answered yet
@@ -552,28 +574,43 @@ class CancelAllTrader:
 
     async def start(self) -> None:
         """Sign up and fund the account, then fill its book (not counted)."""
+        self.conn, token = await self._account(self.role)
+        address = _address(self.i, self.config)
+        self.fillers = [RawHttp(self.conn.host, self.conn.port, token, address)
+                        for _ in range(FILLERS)]
+        await asyncio.gather(*(c.connect() for c in self.fillers))
+        await self.fill(Counter(), None)
+
+    role = "cancel-all"
+    """The account's name in its e-mail address and messages."""
+
+    async def _account(self, role: str) -> tuple[RawHttp, str]:
+        """A new funded account's connection (from this trader's address) and token."""
         host, port = self.config["base"].removeprefix("http://").split(":")
         address = _address(self.i, self.config)
         signup = RawHttp(host, int(port), None, address)
         await signup.connect()
         try:
-            email = f"bench-cancel-all-{self.i}-{time.time_ns()}@example.com"
+            email = f"bench-{self.config['mix']}-{role}-{self.i}-{time.time_ns()}@example.com"
             status, data = await signup.request("POST", "/auth/signup", orjson.dumps(
-                {"email": email, "name": f"cancel-all {self.i}",
-                 "password": "bench password"}))
+                {"email": email, "name": f"{role} {self.i}", "password": "bench password"}))
             if status != 201:
-                raise RuntimeError(f"cancel-all sign-up answered {status}: {data[:200]!r}")
+                raise RuntimeError(f"{role} sign-up answered {status}: {data[:200]!r}")
             token = orjson.loads(data)["token"]
         finally:
             await signup.close()
-        self.conn = RawHttp(host, int(port), token, address)
-        self.fillers = [RawHttp(host, int(port), token, address) for _ in range(FILLERS)]
-        await asyncio.gather(*(c.connect() for c in [self.conn, *self.fillers]))
-        status, data = await self.conn.request("POST", "/onramp",
-                                               orjson.dumps({"amount": "1000000"}))
+        conn = RawHttp(host, int(port), token, address)
+        await conn.connect()
+        status, data = await conn.request("POST", "/onramp",
+                                          orjson.dumps({"amount": "1000000"}))
         if status != 200:
-            raise RuntimeError(f"cancel-all deposit answered {status}: {data[:200]!r}")
-        await self.fill(Counter(), None)
+            raise RuntimeError(f"{role} deposit answered {status}: {data[:200]!r}")
+        return conn, token
+
+    def order(self, n: int) -> dict:
+        """The ``n``-th order of the fills: a one-share bid, on 40 levels."""
+        return {"market_id": self.market, "outcome": "yes", "side": "buy",
+                "price": f"0.{1 + n % 40:02d}", "quantity": 1}
 
     async def fill(self, counts: Counter, stop: asyncio.Event | None) -> None:
         """Place batches of bids, ``FILLERS`` at a time, until ``orders`` are open (or
@@ -587,10 +624,8 @@ class CancelAllTrader:
                and (stop is None or not stop.is_set())):
             n = min(BATCH, self.orders - self.open - self.sending)
             self.batches += 1
-            body = orjson.dumps({"orders": [
-                {"market_id": self.market, "outcome": "yes", "side": "buy",
-                 "price": f"0.{1 + (self.batches * BATCH + k) % 40:02d}", "quantity": 1}
-                for k in range(n)]})
+            body = orjson.dumps({"orders": [self.order(self.batches * BATCH + k)
+                                            for k in range(n)]})
             self.sending += n
             try:
                 status, data = await self._request(counts, "POST", "/orders/batch", body,
@@ -600,7 +635,7 @@ class CancelAllTrader:
             counts["sent"] += 1
             counts[str(status)] += 1
             if status != 200:
-                raise RuntimeError(f"a cancel-all flood batch answered {status}: "
+                raise RuntimeError(f"a {self.role} flood batch answered {status}: "
                                    f"{data[:200]!r}")
             results = orjson.loads(data)["results"]
             placed = sum(1 for r in results if "order" in r)
@@ -608,11 +643,12 @@ class CancelAllTrader:
             counts["placed"] += placed
             errors = {r["error"]["code"] for r in results if "error" in r}
             if errors - {"open_order_limit"}:
-                raise RuntimeError(f"cancel-all flood orders refused: {sorted(errors)}")
+                raise RuntimeError(f"{self.role} flood orders refused: {sorted(errors)}")
             if errors:
                 self.full = True  # the server's limit is below ``orders``
 
-    async def cancel_all(self, counts: Counter) -> None:
+    async def clear(self, counts: Counter) -> None:
+        """Empty the book: cancel every open order with one request."""
         started = time.perf_counter()
         status, data = await self._request(counts, "DELETE", "/orders")
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -624,7 +660,7 @@ class CancelAllTrader:
         self.open -= cancelled
         counts["cancel-all"] += 1
         counts["cancelled"] += cancelled
-        self.cancel_ms.append(elapsed_ms)
+        self.clear_ms.append(elapsed_ms)
 
     async def _request(self, counts: Counter, method: str, path: str,
                        body: bytes | None = None, conn: RawHttp | None = None
@@ -644,18 +680,72 @@ class CancelAllTrader:
         with contextlib.suppress(TimeoutError):  # staggered: cancel-alls all along
             await asyncio.wait_for(stop.wait(), self.config["first_s"][self.i])
         while not stop.is_set():
-            await self.cancel_all(counts)
+            await self.clear(counts)
             await self.fill(counts, stop)
 
     async def finish(self) -> None:
-        """Cancel what is left and close the connection."""
+        """Cancel what is left and close the connections."""
         if self.conn is None:
             return
         try:
             await self._request(Counter(), "DELETE", "/orders")
         finally:
-            for conn in [self.conn, *self.fillers]:
+            for conn in self.connections():
                 await conn.close()
+
+    def connections(self) -> list[RawHttp]:
+        return [c for c in [self.conn, *self.fillers] if c is not None]
+
+
+class SweepTrader(CancelAllTrader):
+    """The sweep flood (module docstring): a maker fills the book with one-share bids of
+    NO, one on each of ``orders`` price levels (batches, as the cancel-all flood fills
+    its book); a taker of its own takes every one of them with one ioc buy of YES at
+    0.9999, again and again.
+
+    Counts as ``CancelAllTrader`` does, with ``sweeps`` and the shares ``swept`` instead of
+    cancel-alls; ``clear_ms`` the sweeps' latencies.
+    """
+
+    role = "maker"
+
+    def __init__(self, i: int, config: dict):
+        super().__init__(i, config)
+        if not 1 <= self.orders <= 9_999:
+            raise ValueError("a sweep takes 1..9,999 levels (tick 0.0001)")
+        self.taker: RawHttp | None = None
+
+    async def start(self) -> None:
+        self.taker, _ = await self._account("taker")
+        await super().start()
+
+    def order(self, n: int) -> dict:
+        """A one-share bid of NO at 0.0001, 0.0002, ...: an ask of YES on each level."""
+        return {"market_id": self.market, "outcome": "no", "side": "buy",
+                "price": f"0.{1 + n % self.orders:04d}", "quantity": 1}
+
+    async def clear(self, counts: Counter) -> None:
+        """Take the whole book with one order."""
+        body = orjson.dumps({"market_id": self.market, "outcome": "yes", "side": "buy",
+                             "price": "0.9999", "quantity": self.open,
+                             "time_in_force": "ioc"})
+        started = time.perf_counter()
+        status, data = await self._request(counts, "POST", "/orders", body, self.taker)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        counts["sent"] += 1
+        counts[str(status)] += 1
+        if status not in (200, 201):
+            raise RuntimeError(f"a sweep answered {status}: {data[:200]!r}")
+        swept = orjson.loads(data)["order"]["filled_quantity"]
+        if swept != self.open:
+            raise RuntimeError(f"a sweep took {swept} of the {self.open} levels")
+        self.open = 0
+        counts["sweeps"] += 1
+        counts["swept"] += swept
+        self.clear_ms.append(elapsed_ms)
+
+    def connections(self) -> list[RawHttp]:
+        return [*super().connections(), *([self.taker] if self.taker else [])]
 
 
 async def _history_client(i: int, config: dict, counts: Counter, stop: asyncio.Event, *,
@@ -731,6 +821,6 @@ async def _ws_round(ws, counts: Counter) -> None:
         counts[code] += 1
 
 
-__all__ = ["MIXES", "Abuse", "CancelAllTrader", "History", "Phase", "cancel_all_market",
-           "deep_book", "flood_addresses", "flood_main", "history_account", "parse_mixes",
-           "run_abuse", "setup_address"]
+__all__ = ["MIXES", "Abuse", "CancelAllTrader", "History", "Phase", "SweepTrader",
+           "deep_book", "flood_addresses", "flood_main", "flood_market", "history_account",
+           "parse_mixes", "run_abuse", "setup_address"]

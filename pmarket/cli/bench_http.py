@@ -54,7 +54,7 @@ def bench_http(
     abuse: str = typer.Option("all", "--abuse",
                               help="Abuse mixes after the read mix, comma-separated: "
                                    "signin, signin-spread, ws, ws-spread, cancel-all, "
-                                   "history, or all."),
+                                   "history, sweep, or all."),
     no_abuse: bool = typer.Option(False, "--no-abuse", help="Run no abuse mix."),
     abuse_seconds: float = typer.Option(8.0, "--abuse-seconds",
                                         help="Measured duration of each abuse phase."),
@@ -69,6 +69,10 @@ def bench_http(
                                           help="Open orders each cancel-all trader places "
                                                "(in batches) and cancels, again and again "
                                                "(the server's limit: 10,000)."),
+    sweep_levels: int = typer.Option(9_000, "--sweep-levels",
+                                     help="Price levels the sweep mix's maker fills "
+                                          "and its taker takes with one order "
+                                          "(1..9,999)."),
     history_orders: int = typer.Option(200_000, "--history-orders",
                                        help="Orders in the history the history mix "
                                             "pages (about half of them traded)."),
@@ -91,6 +95,8 @@ def bench_http(
         raise typer.BadParameter("must be 40 or more", param_hint="--history-orders")
     if not 1 <= book_levels <= 4999:
         raise typer.BadParameter("must be 1..4999", param_hint="--book-levels")
+    if not 1 <= sweep_levels <= 9_999:
+        raise typer.BadParameter("must be 1..9999", param_hint="--sweep-levels")
     if cancel_all_accounts < 1 or cancel_all_orders < 1:
         raise typer.BadParameter("must be at least 1",
                                  param_hint="--cancel-all-accounts/--cancel-all-orders")
@@ -103,7 +109,8 @@ def bench_http(
             generator=generator, server_python=server_python, api_keys=api_keys,
             abuse=mixes, abuse_seconds=abuse_seconds, flood_clients=flood_clients,
             book_levels=book_levels, cancel_all_accounts=cancel_all_accounts,
-            cancel_all_orders=cancel_all_orders, history_orders=history_orders))
+            cancel_all_orders=cancel_all_orders, sweep_levels=sweep_levels,
+            history_orders=history_orders))
     figures = result.as_dict()
     if json:
         typer.echo(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
@@ -177,6 +184,7 @@ def abuse_table(abuse) -> Table:
 
 ANSWER_LABELS = {"rate_limited": "limited", "snapshot": "snap", "connections": "conn",
                  "refused 429": "refused", "cancel-all": "cancel-alls",
+                 "sweeps": "sweeps",
                  "reconnects": "reconn"}
 
 
@@ -198,6 +206,8 @@ def flood_table(abuse) -> Table:
                             if not (k == "connections" and v == f["clients"]))  # reconnects
         if "latency_ms" in f:  # the history mix: what one of its deep pages took
             answers += f", page p50 {_ms(f['latency_ms']['p50'])} ms"
+        if "sweep_ms" in f:  # the sweep mix: what one sweep took
+            answers += f", sweep p50 {_ms(f['sweep_ms']['p50_ms'])} ms"
         lost = f"{_short(phase.reads.errors)}/{_short(phase.health_failures)}"
         table.add_row(phase.name, str(f["addresses"]), _short(round(f["sent_per_s"])), lost,
                       answers)

@@ -238,3 +238,42 @@ def test_abuse_tables_fit_80_columns_and_judge_the_targets():
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "fail" in text and " 32/2 " in text
     assert "429 1.0k" in text
+
+
+def test_cli_sweep_mix_takes_the_whole_book_with_one_order_again_and_again(
+        monkeypatch: pytest.MonkeyPatch):
+    """The sweep flood at a tiny size on the embedded server: its maker fills 50 levels
+    in batches, its taker takes every level with one ioc order, again, during the phase;
+    other users' reads and /health are measured meanwhile; nothing is left behind."""
+    monkeypatch.delenv("PMARKET_REDIS_URL", raising=False)
+    traces, workdirs = spy_http(monkeypatch)
+
+    out = run_cli("bench", "http", "--users", str(USERS), "--seconds", "0.5", "--no-reads",
+                  "--abuse", "sweep", "--abuse-seconds", "1.5", "--sweep-levels", "50",
+                  "--json").stdout
+
+    mixes = orjson.loads(out)["abuse"]
+    assert mixes["sweep_levels"] == 50 and list(mixes["phases"]) == ["quiet", "sweep"]
+    phase = mixes["phases"]["sweep"]
+    r, h, flood = phase["reads"], phase["health"], phase["flood"]
+    assert r["requests"] > 0 and r["errors"] == 0 and h["failures"] == 0
+    assert (flood["clients"], flood["addresses"]) == (1, 1)
+    answers = flood["answers"]
+    # Each sweep took every level (a sweep that took fewer fails the flood).
+    assert answers["sweeps"] >= 2 and answers["swept"] == 50 * answers["sweeps"]
+    assert answers["placed"] >= answers["swept"] - 50  # refills (the first fill is setup)
+    assert set(answers) <= {"200", "201", "sweeps", "swept", "placed", "reconnects"}
+    assert answers.get("200", 0) + answers["201"] == flood["sent"]
+    assert flood["sweep_ms"]["count"] == answers["sweeps"]
+    assert_nothing_left(traces, None, None)
+    assert workdirs and not any(w.exists() for w in workdirs)
+
+
+def test_cli_refuses_a_sweep_of_more_levels_than_a_book_has():
+    from typer.testing import CliRunner
+
+    from pmarket.cli import load_commands
+
+    result = CliRunner().invoke(load_commands(), ["bench", "http", "--abuse", "sweep",
+                                                  "--sweep-levels", "10000"])
+    assert result.exit_code == 2 and "--sweep-levels" in result.output
