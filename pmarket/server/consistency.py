@@ -5,10 +5,14 @@ never wait for the database. Reads are served from two places that trail the eng
 the market-data replica (books) and the database (everything else). ``ReadBarrier``
 makes them catch up with this server's own writes, and only when there were some:
 
-1. every reply bumps a write counter (``note_write``);
-2. a read that finds the counter above what was last verified fetches the event
-   stream's newest id ``L`` (the engine appends a command's delivery and its reply in
-   one atomic write, so ``L`` covers every write answered so far);
+1. every reply that changed something bumps a write counter (``note_write``), and
+   notes that generation against the users and markets its events changed (its
+   ``scope.Scope``; an event-level change against everyone);
+2. a read that finds a generation it could show above what was last verified (the
+   newest noted against its user or one of its markets, or against everyone; a read
+   with no ``scope.Reader`` could show anything) fetches the event stream's newest id
+   ``L`` (the engine appends a command's delivery and its reply in one atomic write, so
+   ``L`` covers every write answered so far);
 3. it waits until the replica has applied the stream up to ``L`` — the replica then
    knows the command sequence number ``n`` of the newest delivery it applied;
 4. for database reads, it waits until the worker's stored position reaches ``n``
@@ -29,7 +33,13 @@ A read is never served stale. When it cannot be made consistent it answers 503 w
 
 A big delivery is folded in slices (``marketdata.Replica.apply_sliced``); the replica's
 position moves past it only once it is folded whole, and ``for_replica`` also waits
-while one is half-folded, so no read sees part of a delivery.
+while one that touches the read is half-folded, so no read sees part of a delivery.
+
+So a read waits only for the changes it could show: another user's sweep of a
+thousand-level book, its cancel-all of 10,000 orders, hold up that user's reads and those
+of the markets it traded in, not everyone's ``GET /balance``. Reads that see no change of
+their own go on while the replica works through them (a background catch-up, started
+by such reads, moves the verified generation on so the notes stay few).
 
 Invariant: a read started after a write's response was sent sees that write's effects,
 across users and connections of the same server process (other processes see them
@@ -51,6 +61,7 @@ from pmarket.worker import WORKER_GROUP
 
 from .errors import ApiError
 from .marketdata import Replica
+from .scope import EVERY_READER, EVERYTHING, Reader, Scope
 
 log = logging.getLogger("pmarket.server.consistency")
 
@@ -187,14 +198,47 @@ class ReadBarrier:
         self.written = 0
         self._replica_ok = 0
         self._db_ok = 0
+        # The newest generation noted against each user and market, and against everyone
+        # (entries at or below ``_replica_ok`` are spent; all are dropped once it catches
+        # up with ``written``).
+        self._by_user: dict[int, int] = {}
+        self._by_market: dict[int, int] = {}
+        self._everyone = 0
+        self._catching_up: asyncio.Task[None] | None = None
 
-    def note_write(self) -> None:
-        """Count a write whose reply arrived (called by the gateway)."""
+    def note_write(self, scope: Scope = EVERYTHING) -> None:
+        """Note a write whose reply arrived and what it changed (called by the gateway;
+        a write that changed nothing, a rejection, is not noted; without a scope, a write
+        every read must see)."""
+        if scope.empty:
+            return
         self.written += 1
+        generation = self.written
+        if scope.everything:
+            self._everyone = generation
+            return
+        by_user, by_market = self._by_user, self._by_market
+        for user in scope.users:
+            by_user[user] = generation
+        for market in scope.markets:
+            by_market[market] = generation
 
-    async def for_replica(self) -> None:
-        """Wait until the replica reflects every write answered so far, and no delivery
-        is half-folded (``Replica.settled``: a big one is folded in slices).
+    def _newest_for(self, reader: Reader) -> int:
+        """The newest noted generation a read of ``reader`` could show."""
+        if reader.everything:
+            return self.written
+        newest = self._everyone
+        if reader.user is not None:
+            newest = max(newest, self._by_user.get(reader.user, 0))
+        by_market = self._by_market
+        for market in reader.markets:
+            newest = max(newest, by_market.get(market, 0))
+        return newest
+
+    async def for_replica(self, reader: Reader = EVERY_READER) -> None:
+        """Wait until the replica reflects every write answered so far that a read of
+        ``reader`` could show, and no delivery that touches it is half-folded
+        (``Replica.settled``: a big one is folded in slices).
 
         Raises:
             ApiError: 503 when the replica is not following the stream or does not catch
@@ -204,18 +248,44 @@ class ReadBarrier:
         if not replica.running:
             raise _unavailable("marketdata_unavailable", "market data is not available "
                                f"right now ({replica.status}); retry in a moment", 1)
-        generation = self.written
-        if generation > self._replica_ok:
-            head = await self.bus.last_id(replica.stream)
-            if not await replica.wait_for_id(head, self.timeout_s):
-                log.warning("market data replica is behind the event stream (%s)", head)
+        if self._newest_for(reader) > self._replica_ok:
+            if not await self._reach_head(self.written):
                 raise _unavailable("marketdata_behind", "market data has not caught up "
                                    f"with this server's writes within {self.timeout_s:g} s;"
                                    " retry in a moment", 1)
-            self._replica_ok = max(self._replica_ok, generation)
-        # Last, with no await after it: the caller reads a state with no delivery in it
-        # by halves.
-        await replica.settled()
+        elif self.written > self._replica_ok:
+            self._catch_up()
+        # Last, with no await after it: the caller reads a state with no delivery it
+        # could show in it by halves.
+        await replica.settled(reader)
+
+    async def _reach_head(self, generation: int) -> bool:
+        """Wait until the replica has applied the stream up to its newest id, which
+        covers every write answered up to ``generation``; whether it did in time."""
+        replica = self.replica
+        head = await self.bus.last_id(replica.stream)
+        if not await replica.wait_for_id(head, self.timeout_s):
+            log.warning("market data replica is behind the event stream (%s)", head)
+            return False
+        if generation > self._replica_ok:
+            self._replica_ok = generation
+            if generation >= self.written:  # every note is spent
+                self._by_user, self._by_market = {}, {}
+        return True
+
+    def _catch_up(self) -> None:
+        """Move ``_replica_ok`` on in the background (one task at a time): reads that
+        need not wait for the writes answered so far leave them to it."""
+        task = self._catching_up
+        if task is not None and not task.done():
+            return
+        self._catching_up = asyncio.ensure_future(self._catch_up_once(self.written))
+
+    async def _catch_up_once(self, generation: int) -> None:
+        try:
+            await self._reach_head(generation)
+        except Exception as exc:  # the next read that needs it fails loudly instead
+            log.debug("read barrier: background catch-up failed: %r", exc)
 
     async def for_database(self) -> None:
         """Wait until the database reflects every write answered so far.

@@ -3,10 +3,11 @@
 ``Gateway.send(command)`` encodes the command, waits for the engine's reply, keeps the
 events of that command alone (``command_events``: what the command's time made due
 before it — other users' expired or cancelled orders, a closed event — reaches everyone
-through the event stream, never as this caller's answer), counts the write for
-read-your-writes (``consistency``) and turns a ``rejected`` event into the HTTP error the
-API promises (``REJECTION_STATUS``). A big reply (a cancel-all of thousands of orders) is
-decoded in slices (``runtime.slicing``), other requests running between them.
+through the event stream, never as this caller's answer), notes what the write
+changed for read-your-writes (``consistency``) and turns a ``rejected`` event into the
+HTTP error the API promises (``REJECTION_STATUS``). A big reply (a cancel-all of
+thousands of orders) is decoded in slices (``runtime.slicing``), other requests running
+between them.
 
 Invariant: the engine is the single writer, so every check that guards money (enough
 cash, enough shares, market active...) happens there, atomically with the change; the
@@ -28,6 +29,7 @@ from pmarket.engine.events import EngineEvent, Reason, Rejected, command_events
 from pmarket.runtime.slicing import Slicer, decode_events_sliced
 
 from .errors import BUS_RETRY_AFTER_S, ApiError
+from .scope import Scope, scope_of
 
 REJECTION_STATUS: dict[str, int] = {
     Reason.INSUFFICIENT_CASH: 409,
@@ -76,7 +78,8 @@ class Gateway:
     Args:
         bus: the bus to the engine.
         timeout_s: how long to wait for a reply.
-        on_write: called after every reply (read-your-writes bookkeeping).
+        on_write: called after every reply with what its events changed
+            (read-your-writes bookkeeping: ``ReadBarrier.note_write``).
         observe: called with (command name, seconds, rejected reason or None) for metrics.
         before_send: awaited before a command is sent (``marketdata.Replica.unhurried``:
             while the replica decodes and folds a big delivery in slices, new commands
@@ -84,7 +87,7 @@ class Gateway:
     """
 
     def __init__(self, bus: Bus, *, timeout_s: float = 10.0,
-                 on_write: Callable[[], None] = lambda: None,
+                 on_write: Callable[[Scope], None] = lambda scope: None,
                  observe: Callable[[str, float, str | None], None] | None = None,
                  before_send: Callable[[], Awaitable[None]] | None = None):
         self.bus = bus
@@ -112,7 +115,7 @@ class Gateway:
                            {"Retry-After": str(BUS_RETRY_AFTER_S)}) from None
         # A big reply (a cancel-all of 10,000 orders: 1.3 MB) is decoded in slices.
         events = command_events(await decode_events_sliced(reply, Slicer()))
-        self.on_write()
+        self.on_write(scope_of(events))
         if self.observe is not None:
             first = events[0] if events else None
             rejected = first.reason if isinstance(first, Rejected) else None

@@ -70,6 +70,7 @@ from pmarket.worker import WORKER_GROUP
 
 from . import views
 from .readmodel import snapshot
+from .scope import EVERY_READER, EVERYTHING, Reader, Scope, scope_of
 
 if TYPE_CHECKING:
     from .readmodel import ReadModel
@@ -243,6 +244,8 @@ class Replica:
         self._page_bytes = 0
         self.slicer = Slicer()  # big deliveries in slices (``apply_sliced``)
         self._folding = False  # a delivery is half-folded: readers wait (``settled``)
+        self._delivery: Delivery | None = None  # the delivery being folded in slices
+        self._fold_scope: Scope = EVERYTHING  # what it changes (set once it pauses)
         self._settled = asyncio.Event()
         self._settled.set()
         self._working = False  # a big delivery is being decoded or folded in slices
@@ -532,21 +535,24 @@ class Replica:
     async def apply_sliced(self, delivery: Delivery, slicer: Slicer) -> bool:
         """``apply``, in slices of ``slicer``'s budget: other tasks run between them.
 
-        While the delivery is half-folded every reader is held (``settled``, awaited by
-        ``ReadBarrier.for_replica``): nobody reads a book, balance or order list with
-        part of a delivery in it, and nobody subscribes to a book between its snapshot
-        and its delta. The gate closes only if the fold actually pauses, so a delivery
-        that fits in a slice is applied exactly as by ``apply``. The ``user`` channel's
-        messages (each order converted for the owner's WebSocket) are queued after the
-        fold, still in slices and before the next delivery: readers need not wait for
-        them.
+        While the delivery is half-folded every reader it touches is held (``settled``,
+        awaited by ``ReadBarrier.for_replica``): nobody reads a book, balance or order
+        list with part of a delivery in it, and nobody subscribes to a book between its
+        snapshot and its delta. The gate closes only if the fold actually pauses, so a
+        delivery that fits in a slice is applied exactly as by ``apply``; then the
+        delivery's scope is computed once, and readers it does not touch go on. The
+        ``user`` channel's messages (each order converted for the owner's WebSocket)
+        are queued after the fold, still in slices and before the next delivery: readers
+        need not wait for them.
         """
         admitted = self._admit(delivery)
         if admitted is not None:
             return admitted
+        self._delivery = delivery
         try:
             await slicer.run(self._fold(delivery), self._hold_readers)
         finally:
+            self._delivery = None
             self._release_readers()
         await slicer.run(self._publish_user(delivery))
         return True
@@ -556,10 +562,11 @@ class Replica:
         """A delivery is half-folded right now: readers must wait (``settled``)."""
         return self._folding
 
-    async def settled(self) -> None:
-        """Return at once, or when the delivery being folded is folded whole (then
-        nothing is half-applied until the caller next awaits)."""
-        while self._folding:
+    async def settled(self, reader: Reader = EVERY_READER) -> None:
+        """Return at once, or when the delivery being folded, if it touches ``reader``,
+        is folded whole (then nothing a read of ``reader`` shows is half-applied until
+        the caller next awaits)."""
+        while self._folding and self._fold_scope.touches(reader):
             await self._settled.wait()
 
     async def unhurried(self) -> None:
@@ -583,6 +590,8 @@ class Replica:
     def _hold_readers(self) -> None:
         self._busy()
         if not self._folding:
+            delivery = self._delivery
+            self._fold_scope = EVERYTHING if delivery is None else scope_of(delivery.events)
             self._folding = True
             self.held += 1
             self._settled.clear()

@@ -51,6 +51,8 @@ from pmarket.runtime.slicing import CHUNK, drive
 from pmarket.worker.batch import Batch, MarketInfo, needs
 from pmarket.worker.costbasis import YES, Holding, apply_fill
 
+from .scope import EVERY_READER, Reader
+
 log = logging.getLogger("pmarket.server.readmodel")
 
 OPEN_STATUSES = ("open", "partially_filled")
@@ -568,13 +570,23 @@ def _fast(events) -> bool:
     return True
 
 
-async def serving(runtime: Any) -> ReadModel | None:
-    """The runtime's read model once it reflects this server's answered writes, or None
-    when reads must go to the database: no read model, it stopped serving, or the replica
-    is not following the stream right now (an outage, a resynchronisation — the database
-    path then decides, as it always did, whether it can answer or must refuse)."""
+async def serving(runtime: Any, reader: Reader = EVERY_READER) -> ReadModel | None:
+    """The runtime's read model once it reflects this server's answered writes that a
+    read of ``reader`` could show, or None when reads must go to the database: no read
+    model, it stopped serving, or the replica is not following the stream right now (an
+    outage, a resynchronisation — the database path then decides, as it always did,
+    whether it can answer or must refuse)."""
     model = runtime.readmodel
     if model is None or not model.ready or not runtime.replica.running:
         return None
-    await runtime.barrier.for_replica()
+    await runtime.barrier.for_replica(reader)
     return model if model.ready else None
+
+
+def holder(runtime: Any, user_id: int) -> Reader:
+    """A read of ``user_id``'s own state and of the markets it holds positions in (whose
+    prices value them): a position it takes or leaves comes with its own user's events,
+    so the markets named here are those the read shows."""
+    model = runtime.readmodel
+    held = model.positions.get(user_id) if model is not None else None
+    return Reader(user_id, tuple(held) if held else ())

@@ -22,6 +22,8 @@ from pmarket.runtime import slicing
 from pmarket.runtime.slicing import Slicer
 from pmarket.server import marketdata, readmodel
 from pmarket.server.readmodel import serving
+from pmarket.server.scope import EVERY_READER
+from pmarket.server.scope import Reader as Reads
 from tests.server.harness import Clock, iso, pushed_clock
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -139,19 +141,21 @@ async def test_the_cancellers_next_reads_see_the_whole_cancel_all(server, client
 
 
 class Reader:
-    """Polls the read model (through ``serving``, as the routes do) on every turn of
-    the loop, noting what it sees of each user: (open orders, cash reserved)."""
+    """Polls the read model (through ``serving``, as the routes do, as a read of
+    ``reads``) on every turn of the loop, noting what it sees of each user: (open
+    orders, cash reserved)."""
 
-    def __init__(self, runtime, users: list[int]):
+    def __init__(self, runtime, users: list[int], reads: Reads = EVERY_READER):
         self.runtime = runtime
         self.users = users
+        self.reads = reads
         self.seen: set[tuple] = set()
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
 
     async def _read(self) -> None:
         while not self._stop.is_set():
-            model = await serving(self.runtime)
+            model = await serving(self.runtime, self.reads)
             if model is not None:
                 self.seen.add(tuple((model.open_orders(uid, None, 1, 0)[0],
                                      model.balance(uid)[1]) for uid in self.users))
@@ -166,13 +170,15 @@ class Reader:
         await self._task
 
 
+@pytest.mark.parametrize("own", [False, True], ids=["any-read", "the-owners-read"])
 async def test_readers_never_see_a_half_folded_mass_cancellation(server, client, clock,
                                                                   monkeypatch,
-                                                                  every_checkpoint):
+                                                                  every_checkpoint, own):
     """A dead-man switch fires on 1,000 orders (an engine tick, no write of this
     server's: read-your-writes does not hold readers back). A reader polling while the
     delivery is folded, paused at every checkpoint, sees all the orders and their
-    reservation, or none of either."""
+    reservation, or none of either: a read that may show anything, and one of the
+    owner's own state alike."""
     n = 1000
     token, uid = await client.user(cash="1000")
     market = await client.market()
@@ -184,7 +190,8 @@ async def test_readers_never_see_a_half_folded_mass_cancellation(server, client,
     full = ((n, model.balance(uid)[1]),)
     assert full[0][1] > 0
     with Spy(server.runtime.replica, monkeypatch, n) as spy:
-        async with Reader(server.runtime, [uid]) as reader:
+        async with Reader(server.runtime, [uid], Reads(uid) if own else EVERY_READER
+                          ) as reader:
             clock.offset += 6_000  # past the deadline: the next tick fires the switch
             while not spy.folds:
                 await asyncio.sleep(0.01)
@@ -302,3 +309,51 @@ async def test_commands_wait_while_a_big_delivery_is_folded(server, client, cloc
         while not folds.folds:
             await asyncio.sleep(0.01)
     assert sent_while_working and not any(sent_while_working)
+
+
+class LingeringSlicer(Slicer):
+    """Pauses at every checkpoint and stays away 2 ms: a fold that outlasts requests."""
+
+    def __init__(self) -> None:
+        super().__init__(budget_s=0.0)
+
+    async def pause(self) -> None:
+        await super().pause()
+        await asyncio.sleep(0.002)
+
+
+async def test_a_half_folded_delivery_holds_only_the_reads_it_touches(server, client,
+                                                                      monkeypatch):
+    """Another user's cancel-all of 1,000 orders is folded in slices: meanwhile a third
+    user's balance, open orders and portfolio, and the book of a market it did not touch,
+    are answered (the fold still going), while the canceller's own state and the book it
+    emptied wait for the whole fold and then show all of it."""
+    n = 1000
+    token, uid = await client.user(cash="1000")
+    market = await client.market()
+    untouched = await client.market()
+    other, _ = await client.user(cash="10")
+    await fill(client, token, market, n)
+    # The third user's own writes are read back: nothing of theirs is pending now.
+    assert (await client.http.get("/balance", headers=client.auth(other))).status_code == 200
+    runtime = server.runtime
+    replica = runtime.replica
+    monkeypatch.setattr(replica, "slicer", LingeringSlicer())
+    cancel = asyncio.create_task(client.http.delete("/orders", headers=client.auth(token)))
+    while not replica.folding:
+        await asyncio.sleep(0)
+    for path in ("/balance", "/orders?status=open", "/portfolio",
+                 f"/markets/{untouched}/orderbook"):
+        r = await client.http.get(path, headers=client.auth(other))
+        assert r.status_code == 200, (path, r.text)
+        assert replica.folding, f"{path} waited for a fold that does not touch it"
+    mine = asyncio.create_task(serving(runtime, Reads(uid)))
+    book = asyncio.create_task(runtime.barrier.for_replica(Reads(markets=(market,))))
+    await asyncio.sleep(0.02)
+    assert replica.folding and not mine.done() and not book.done()
+    model = await mine
+    await book
+    assert model.open_orders(uid, None, 1, 0)[0] == 0 and model.balance(uid)[1] == 0
+    assert replica.markets[market].bids == {}
+    r = await cancel
+    assert r.status_code == 200 and len(r.json()["cancelled"]) == n

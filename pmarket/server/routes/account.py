@@ -30,8 +30,9 @@ from pmarket.engine.units import to_units
 from .. import views
 from ..deps import CurrentUser, RuntimeDep
 from ..exactjson import ExactJSONRoute
-from ..readmodel import ReadModel, serving
+from ..readmodel import ReadModel, holder, serving
 from ..runtime import Runtime
+from ..scope import Reader
 from . import lists
 from .common import ERRORS, PageParams, QueryId, ok, page, read, tick
 
@@ -69,7 +70,7 @@ def balance_from_events(events: list[EngineEvent], user_id: int) -> dict[str, st
 
 async def read_balance(runtime: Runtime, user_id: int) -> dict[str, str]:
     """The user's balance as an API object."""
-    model = await serving(runtime)
+    model = await serving(runtime, Reader(user_id))
     if model is not None:
         return views.balance(*model.balance(user_id))
     row = await read(runtime, lambda conn: conn.execute(
@@ -81,7 +82,7 @@ async def read_positions(runtime: Runtime, user_id: int, *, market_id: int | Non
                          event_id: int | None = None, include_empty: bool = False
                          ) -> list[views.Valued]:
     """The user's positions as API objects, each with its value and P&L."""
-    model = await serving(runtime)
+    model = await serving(runtime, holder(runtime, user_id))
     if model is not None:
         return memory_positions(runtime, model, user_id, market_id=market_id,
                                 event_id=event_id, include_empty=include_empty)
@@ -150,7 +151,7 @@ async def positions(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
 @router.get("/portfolio", response_model=api.Portfolio)
 async def portfolio(user: CurrentUser, runtime: RuntimeDep):
     """Balance, positions and their value and P&L."""
-    model = await serving(runtime)
+    model = await serving(runtime, holder(runtime, user.id))
     if model is not None:  # both from the same state
         balance = views.balance(*model.balance(user.id))
         items = memory_positions(runtime, model, user.id)
@@ -187,7 +188,7 @@ def own_trades(user_id: int, market_id: int | None) -> lists.Listing:
 async def payouts(user: CurrentUser, runtime: RuntimeDep, paging: PageParams,
                   event_id: QueryId = None):
     """What resolutions paid the caller, position by position, newest first."""
-    model = await serving(runtime)
+    model = await serving(runtime, Reader(user.id))
     if model is not None:
         mine = model.user_payouts(user.id, event_id)
         chosen = mine[paging.offset:paging.offset + paging.limit]

@@ -31,6 +31,7 @@ from ..exactjson import ExactJSONRoute
 from ..params import Depth, PathId
 from ..readmodel import serving
 from ..runtime import Runtime
+from ..scope import Reader
 from . import lists
 from .account import TRADE_COLUMNS, balance_from_events, read_positions
 from .common import ERRORS, PageParams, ok, page, read, tick
@@ -41,8 +42,8 @@ MarketId = PathId
 
 
 async def replica_market(runtime: Runtime, market_id: int):
-    """The replica's market after this server's writes, or 404."""
-    await runtime.barrier.for_replica()
+    """The replica's market after this server's writes to it, or 404."""
+    await runtime.barrier.for_replica(Reader(markets=(market_id,)))
     m = runtime.replica.markets.get(market_id)
     if m is None:
         raise not_found(f"market {market_id}")

@@ -45,6 +45,7 @@ from ..exactjson import ExactJSONRoute
 from ..gateway import rejection_error
 from ..readmodel import ReadModel, serving
 from ..runtime import Runtime
+from ..scope import Reader
 from . import lists
 from .common import ERRORS, PageParams, QueryId, ok, page, tick
 
@@ -170,7 +171,7 @@ async def list_orders(user: CurrentUser, runtime: RuntimeDep, paging: PageParams
                       market_id: QueryId = None):
     """The caller's orders, newest first (``status=open``: only those still working)."""
     if status == "open":
-        model = await serving(runtime)
+        model = await serving(runtime, Reader(user.id))
         if model is not None:
             total, chosen = model.open_orders(user.id, market_id, paging.limit,
                                               paging.offset)
@@ -191,7 +192,7 @@ async def list_orders(user: CurrentUser, runtime: RuntimeDep, paging: PageParams
 @router.get("/orders/{order_id}", response_model=api.Order)
 async def get_order(order_id: OrderId, user: CurrentUser, runtime: RuntimeDep):
     """One of the caller's orders (404 if it is not theirs)."""
-    model = await serving(runtime)
+    model = await serving(runtime, Reader(user.id))
     if model is not None:
         open_order = model.open_order(order_id)
         if open_order is not None:
