@@ -47,6 +47,7 @@ from pmarket.bus.values import (
     Append,
     BusError,
     BusUnavailable,
+    Decoded,
     Fence,
     Message,
     Outgoing,
@@ -139,6 +140,11 @@ class Bus(ServerLiveness, Streams):
         self._replies = _ReplyState()
         self._groups_ready: set[tuple[str, str]] = set()
         self._closed = False
+
+    decoded: Decoded | None = None
+    """Decoded forms of what this process appended, for its own readers of the same
+    payload objects (``values.Decoded``): an in-process bus has them, a bus across
+    processes has none."""
 
     # --- roles: commands, replies, events ---------------------------------------------------
 

@@ -29,6 +29,7 @@ from pmarket.bus.values import (
     Append,
     BusUnavailable,
     ConsumerInfo,
+    Decoded,
     Delete,
     Fence,
     GroupInfo,
@@ -157,10 +158,11 @@ class _Stream:
 class _Store:
     """What the connections of one in-process "server" share."""
 
-    __slots__ = ("clock", "last", "leases", "streams", "waiters")
+    __slots__ = ("clock", "decoded", "last", "leases", "streams", "waiters")
 
     def __init__(self, clock: Callable[[], int]) -> None:
         self.clock = clock
+        self.decoded = Decoded()  # what its connections appended, decoded (``Decoded``)
         self.leases: dict[str, tuple[str, int]] = {}  # key -> (token, expires at ms)
         self.streams: dict[str, _Stream] = {}
         self.waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -189,6 +191,7 @@ class MemoryBus(Bus):
         self.faults = faults or Faults()
         store = _store or _Store(clock_ms)
         self._store = store
+        self.decoded = store.decoded
         self._clock = store.clock
         self._streams = store.streams
         self._waiters = store.waiters

@@ -309,3 +309,45 @@ def read_dead_letter(message: Message) -> DeadLetter:
         deliveries=int(headers[_DLQ_DELIVERIES]),
         failed_ms=parse_id(message.id)[0],
     )
+
+
+class Decoded:
+    """Decoded forms of payloads appended in this process, for readers in the same
+    process: an in-process bus hands readers the very bytes object that was appended,
+    so what the engine service just encoded (a delivery, a reply) need not be decoded
+    again by the replica or the gateway beside it (``MemoryBus.decoded``; a bus across
+    processes has none).
+
+    Entries are keyed by the payload's identity, which the entry's own reference to the
+    payload keeps unique; a reader takes an entry once, and only the newest ``size``
+    are kept (a payload nobody in this process reads, or read after that many more,
+    is decoded as usual).
+
+    Invariant: ``take(p)`` is what was kept for that very object ``p``, which is what
+    decoding ``p`` gives; otherwise None.
+    """
+
+    __slots__ = ("_kept", "size", "taken")
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self.taken = 0  # entries taken instead of decoded (tests, diagnostics)
+        self._kept: dict[int, tuple[bytes, object]] = {}
+
+    def keep(self, payload: bytes, decoded: object) -> None:
+        """Remember that ``payload`` decodes to ``decoded``."""
+        kept = self._kept
+        if len(kept) >= self.size:
+            del kept[next(iter(kept))]
+        kept[id(payload)] = (payload, decoded)
+
+    def take(self, payload: bytes) -> object | None:
+        """What was kept for this very ``payload`` object (once), or None."""
+        entry = self._kept.pop(id(payload), None)
+        if entry is None:
+            return None
+        if entry[0] is not payload:  # another object at a reused address: not ours
+            return None
+        self.taken += 1
+        return entry[1]
+

@@ -80,10 +80,15 @@ from pmarket.bus import (
 from pmarket.bus.values import CORRELATION_ID, REPLY_TO
 from pmarket.engine.commands import Expire
 from pmarket.engine.engine import Engine
-from pmarket.engine.events import Rejected
+from pmarket.engine.events import EngineEvent, Rejected
 
 from . import compiled
-from .eventlog import decode_logged_delivery, encode_logged_delivery, join_event_arrays
+from .eventlog import (
+    Delivery,
+    decode_logged_delivery,
+    encode_logged_delivery,
+    join_event_arrays,
+)
 from .recovery import (
     START_ID,
     read_snapshot,
@@ -293,6 +298,8 @@ class EngineService:
         parts: list[bytes] = []
         replies: list[Reply] = []
         dead: list[tuple[Message, str]] = []
+        decoded = self.bus.decoded  # readers in this process take these, undecoded
+        applied: list[EngineEvent] | None = [] if decoded is not None else None
         for message in messages:
             if covered and message.id in covered:
                 covered.discard(message.id)
@@ -319,6 +326,8 @@ class EngineService:
             else:
                 events_json = encode_events(events)
             parts.append(events_json)
+            if applied is not None:
+                applied += events
             logged.append((message.id, payload))
             done.append(message)
             headers = message.headers
@@ -327,10 +336,15 @@ class EngineService:
                 if reply_to:
                     replies.append(Reply(reply_to, headers.get(CORRELATION_ID, ""),
                                          events_json))
+                    if decoded is not None:
+                        decoded.keep(events_json, events)
         deliveries = []
         if logged:
             deliveries.append(encode_logged_delivery(
                 first_seq, engine.last_seq, ts, join_event_arrays(parts), logged))
+            if decoded is not None and applied is not None:
+                decoded.keep(deliveries[-1],
+                             Delivery(first_seq, engine.last_seq, applied, ts))
         self.stats.batches += 1
         self.stats.applied += len(logged)
         self._since_snapshot += len(logged)

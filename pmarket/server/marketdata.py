@@ -40,7 +40,7 @@ import asyncio
 import heapq
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -417,6 +417,7 @@ class Replica:
         as soon as it is applied whole, not at the end of the batch."""
         slicer = self.slicer
         slicer.restart()
+        decoded = self.bus.decoded
         for message in messages:
             if slicer.due():
                 self._signal_progress()  # what is applied so far is whole: readable
@@ -424,8 +425,14 @@ class Replica:
             paused = slicer.pauses
             try:
                 try:
-                    if len(message.payload) >= SLICED_BYTES:
+                    big = len(message.payload) >= SLICED_BYTES
+                    if big:
                         self._busy()
+                    # The engine beside this server kept it decoded (``Bus.decoded``).
+                    kept = decoded.take(message.payload) if decoded is not None else None
+                    if kept is not None:
+                        delivery = replace(kept, message_id=message.id)  # type: ignore[type-var]
+                    elif big:
                         delivery = await decode_delivery_sliced(message.payload,
                                                                 message.id, slicer)
                     else:
