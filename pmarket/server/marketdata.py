@@ -624,7 +624,8 @@ class Replica:
             self._pages, self._page_bytes = {}, 0
         if self.follower is not None:
             yield from self.follower.fold_steps(delivery)
-        changes: dict[int, list[dict[str, Any]]] = {}
+        # market -> its levels' changes, or None when nobody subscribes to its book
+        changes: dict[int, list[dict[str, Any]] | None] = {}
         events = delivery.events
         for start in range(0, len(events), CHUNK):
             yield
@@ -650,9 +651,9 @@ class Replica:
             m = self.markets.get(mid)
             if m is not None:
                 m.sequence += 1
-                channel = f"book:{mid}"
-                if hub.wants(channel):
-                    hub.send(channel, "delta", m.sequence, {"market_id": mid, "changes": levels})
+                if levels is not None:
+                    hub.send(f"book:{mid}", "delta", m.sequence,
+                             {"market_id": mid, "changes": levels})
 
     def _closed(self, order_id: int, user_id: int, status: str) -> None:
         closed = self.closed_orders
@@ -665,7 +666,8 @@ class Replica:
         """``(owner, status)`` of a recently closed order, if this replica saw it close."""
         return self.closed_orders.get(order_id)
 
-    def _book(self, ev: BookLevel, changes: dict[int, list[dict[str, Any]]]) -> None:
+    def _book(self, ev: BookLevel, changes: dict[int, list[dict[str, Any]] | None]
+              ) -> None:
         mid, side, price, qty = ev.market_id, ev.side, ev.price, ev.quantity
         m = self.markets.get(mid)
         if m is None:
@@ -675,8 +677,16 @@ class Replica:
             book[price] = qty
         else:
             book.pop(price, None)
-        changes.setdefault(mid, []).append(
-            {"side": side, "price": views.price_formatter(m.tick)(price), "quantity": qty})
+        if mid in changes:
+            levels = changes[mid]
+        else:  # the delta is built only for a book someone subscribes to (asked once:
+            # a subscription waits for a half-folded delivery to be folded)
+            hub = self.hub
+            levels = changes[mid] = [] if hub is not None and hub.wants(f"book:{mid}") \
+                else None
+        if levels is not None:
+            levels.append({"side": side, "price": views.price_formatter(m.tick)(price),
+                           "quantity": qty})
 
     def _fill(self, ev: Fill) -> None:
         mid, price = ev.market_id, ev.price
