@@ -141,9 +141,13 @@ class Order:
         """The ``order`` event for this order's current state."""
         action = self.action
         market = self.market
+        # Not ACTION_OUTCOME[action]: mypyc inlines a Final tuple, so indexing it would
+        # build the tuple anew on every call (two allocations per order event).
         return OrderState(
             self.id, self.user, market.id, market.event.id,
-            ACTION_OUTCOME[action], ACTION_SIDE[action], self.order_type, self.price,
+            "yes" if action == BUY_YES or action == SELL_YES else "no",
+            "buy" if action == BUY_YES or action == BUY_NO else "sell",
+            self.order_type, self.price,
             self.quantity, self.filled, self.status, self.tif, self.post_only,
             self.expires_at_ms, self.client_order_id, self.created_ms, self.updated_ms,
             self.reason,

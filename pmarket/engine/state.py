@@ -95,18 +95,18 @@ class State:
                 if acct.caches_views:  # keep its open-orders view exact (queries.py)
                     o.view = snap
                     acct.open_view = None
-            self._t_orders = []
+            self._t_orders.clear()
         if self._t_positions:
             for p in self._t_positions:
                 p.touched = False
                 out.append(PositionState(p.user, p.market_id, p.yes, p.no, p.yes_reserved,
                                          p.no_reserved))
-            self._t_positions = []
+            self._t_positions.clear()
         if self._t_accounts:
             for a in self._t_accounts:
                 a.touched = False
                 out.append(BalanceState(a.user, a.available, a.reserved))
-            self._t_accounts = []
+            self._t_accounts.clear()
         if self._t_markets:
             for m in self._t_markets:
                 m.touched = False
@@ -121,7 +121,7 @@ class State:
                     else:
                         out.append(BookLevel(mid, "ask", -key * tick, ask_qty[-key]))
                 book.clear_dirty()
-            self._t_markets = []
+            self._t_markets.clear()
 
     def _touch_order(self, o: Order) -> None:
         """Emit the order's final state at the end of this command."""
