@@ -145,8 +145,8 @@ class Order:
         # build the tuple anew on every call (two allocations per order event).
         return OrderState(
             self.id, self.user, market.id, market.event.id,
-            "yes" if action == BUY_YES or action == SELL_YES else "no",
-            "buy" if action == BUY_YES or action == BUY_NO else "sell",
+            "yes" if action in (BUY_YES, SELL_YES) else "no",
+            "buy" if action in (BUY_YES, BUY_NO) else "sell",
             self.order_type, self.price,
             self.quantity, self.filled, self.status, self.tif, self.post_only,
             self.expires_at_ms, self.client_order_id, self.created_ms, self.updated_ms,
