@@ -219,8 +219,10 @@ class Book:
         self.ask_qty = [0] * (n + 1)
         self.best_bid = 0
         self.best_ask = n
-        # Levels changed by the current command: +slot for bids, -slot for asks, in
-        # the order first changed; ``marked[n + key]`` says whether ``key`` is listed.
+        # Levels changed by the current command, in the order first changed, each as
+        # ``n + key`` with key +slot for a bid, -slot for an ask (never negative: a
+        # cached small int at the usual ticks); ``marked[n + key]`` says whether ``key``
+        # is listed.
         self.dirty = []
         self.marked = [False] * (2 * n + 1)
 
@@ -229,14 +231,13 @@ class Book:
         k = key + self.n
         if not self.marked[k]:
             self.marked[k] = True
-            self.dirty.append(key)
+            self.dirty.append(k)
 
     def clear_dirty(self) -> None:
         """Forget which levels changed (after their ``book`` events were emitted)."""
-        n = self.n
         marked = self.marked
-        for key in self.dirty:
-            marked[key + n] = False
+        for k in self.dirty:
+            marked[k] = False
         self.dirty.clear()
 
     # --- resting and removing ----------------------------------------------------
@@ -250,7 +251,8 @@ class Book:
             if level is None:
                 level = self.bids[i] = Level()
             level.orders.append(order)
-            self.bid_qty[i] += order.remaining
+            # not +=, which mypyc compiles to a generic number op on a list item
+            self.bid_qty[i] = self.bid_qty[i] + order.remaining
             if i > self.best_bid:
                 self.best_bid = i
             self.mark(i)
@@ -259,7 +261,7 @@ class Book:
             if level is None:
                 level = self.asks[i] = Level()
             level.orders.append(order)
-            self.ask_qty[i] += order.remaining
+            self.ask_qty[i] = self.ask_qty[i] + order.remaining
             if i < self.best_ask:
                 self.best_ask = i
             self.mark(-i)
@@ -297,10 +299,10 @@ class Book:
         """Lower a live order's remaining quantity in place (keeps time priority)."""
         order.remaining -= by
         if order.is_bid:
-            self.bid_qty[order.slot] -= by
+            self.bid_qty[order.slot] = self.bid_qty[order.slot] - by
             self.mark(order.slot)
         else:
-            self.ask_qty[order.slot] -= by
+            self.ask_qty[order.slot] = self.ask_qty[order.slot] - by
             self.mark(-order.slot)
 
     def next_bid(self, below: int) -> int:
@@ -533,8 +535,10 @@ class Treasury:
 
 # --- timers: pending close times and dead-man switches (``timers``) -------------
 
-NEVER: Final = 2**63 - 1
-"""``next_due`` when nothing is scheduled."""
+NEVER: Final = 2**62 - 1
+"""``next_due`` when nothing is scheduled: far past any valid time (``limits``), and the
+largest int mypyc keeps unboxed, so the check ``apply`` makes on every command is a
+machine compare (2**63 - 1 was a boxed comparison each time)."""
 
 CLOSE: Final = 0
 """Heap entry kind: an event's close time (key: event id)."""

@@ -115,7 +115,9 @@ class State:
                 mid = m.id
                 bid_qty = book.bid_qty
                 ask_qty = book.ask_qty
-                for key in book.dirty:
+                half = book.n
+                for k in book.dirty:
+                    key = k - half
                     if key > 0:
                         out.append(BookLevel(mid, "bid", key * tick, bid_qty[key]))
                     else:

@@ -189,6 +189,7 @@ def place(eng: State, cmd: c.PlaceOrder) -> Order | None:
     acct = eng.accounts.get(uid)
     cost = 0
     fee_hold = 0
+    held: Position | None = None
     if buy:
         cost = price * qty
         rate = market.event.fee_rate
@@ -218,7 +219,7 @@ def place(eng: State, cmd: c.PlaceOrder) -> Order | None:
     oid = eng.last_order_id = eng.last_order_id + eng.id_stride
     pos: Position | None = None
     if tif is not _FOK:
-        pos = acct.positions.get(market.id)
+        pos = held if held is not None else acct.positions.get(market.id)
         if pos is None:
             pos = eng._position(acct, market)
     order = Order(oid, uid, market, action, price, slot, qty, eng.now_ms, acct, pos)
@@ -454,7 +455,7 @@ def _match(eng: State, t: Order) -> int:
             mk.remaining -= q
             mk.filled += q
             mk.updated_ms = now
-            qty[i] -= q
+            qty[i] = qty[i] - q  # not -=, which mypyc compiles to a generic number op
             if mk.remaining:
                 mk.status = PARTIALLY_FILLED
             else:
