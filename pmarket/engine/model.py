@@ -95,6 +95,7 @@ class Order:
     stp: str
     reason: str | None
     touched: bool  # listed among what the current command changed
+    next_touched: Order | None  # the next one listed (state.State._touch_*)
     view: OrderState | None  # its last ``snapshot`` while the owner caches views
 
     def __init__(self, oid: int, user: int, market: Market, action: int, price: int,
@@ -125,6 +126,7 @@ class Order:
         self.stp = "cancel_resting"
         self.reason = None
         self.touched = False
+        self.next_touched = None
         self.view = None
 
     @property
@@ -373,6 +375,7 @@ class Position:
     yes_reserved: int
     no_reserved: int
     touched: bool  # listed among what the current command changed
+    next_touched: Position | None  # the next one listed (state.State._touch_*)
 
     def __init__(self, user: int, market_id: int) -> None:
         self.user = user
@@ -382,6 +385,7 @@ class Position:
         self.yes_reserved = 0
         self.no_reserved = 0
         self.touched = False
+        self.next_touched = None
 
     @property
     def is_empty(self) -> bool:
@@ -403,6 +407,7 @@ class Account:
     positions: dict[int, Position]
     orders: dict[int, Order]  # open orders by id, in placement order
     touched: bool  # listed among what the current command changed
+    next_touched: Account | None  # the next one listed (state.State._touch_*)
     open_view: list[OrderState] | None  # cached open orders (queries.open_orders)
     caches_views: bool  # whether flushes keep its orders' ``view`` current
 
@@ -413,6 +418,7 @@ class Account:
         self.positions = {}
         self.orders = {}
         self.touched = False
+        self.next_touched = None
         self.open_view = None
         self.caches_views = False
 
@@ -434,6 +440,7 @@ class Market:
     volume: int  # shares traded
     holders: dict[int, Position]  # by user, in the order they first held
     touched: bool  # listed among what the current command changed
+    next_touched: Market | None  # the next one listed (state.State._touch_*)
 
     def __init__(self, market_id: int, event: Event, name: str, tick: int,
                  scale: int) -> None:
@@ -447,6 +454,7 @@ class Market:
         self.volume = 0
         self.holders = {}
         self.touched = False
+        self.next_touched = None
 
     def best_bid(self) -> int | None:
         """Best YES bid in units, or None."""
