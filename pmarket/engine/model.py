@@ -161,17 +161,24 @@ class Level:
 
     Popping the front only moves ``head``; the consumed prefix is trimmed once it is
     most of the list, so both ends stay O(1) amortised. ``dead`` counts the cancelled
-    orders still inside ``orders[head:]``.
+    orders still inside ``orders[head:]``. ``key`` is +slot for a bid level, -slot for an
+    ask level.
     """
 
     orders: list[Order]
     head: int
     dead: int
+    key: int
+    changed: bool  # listed among the levels the current command changed (Book.mark)
+    next_changed: Level | None  # the next one listed
 
-    def __init__(self) -> None:
+    def __init__(self, key: int) -> None:
         self.orders = []
         self.head = 0
         self.dead = 0
+        self.key = key
+        self.changed = False
+        self.next_changed = None
 
     def pop_front(self) -> None:
         """Drop the front order (filled, or dead and skipped)."""
@@ -210,8 +217,8 @@ class Book:
     ask_qty: list[int]
     best_bid: int
     best_ask: int
-    dirty: list[int]
-    marked: list[bool]
+    changed: Level | None
+    changed_last: Level | None
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -221,26 +228,32 @@ class Book:
         self.ask_qty = [0] * (n + 1)
         self.best_bid = 0
         self.best_ask = n
-        # Levels changed by the current command, in the order first changed, each as
-        # ``n + key`` with key +slot for a bid, -slot for an ask (never negative: a
-        # cached small int at the usual ticks); ``marked[n + key]`` says whether ``key``
-        # is listed.
-        self.dirty = []
-        self.marked = [False] * (2 * n + 1)
+        # Levels changed by the current command, in the order first changed: a chain
+        # from ``changed`` (None: none) through ``Level.next_changed`` to
+        # ``changed_last`` (allocates nothing, like ``state.State``'s touched chains).
+        self.changed = None
+        self.changed_last = None
 
-    def mark(self, key: int) -> None:
-        """Note that level ``key`` (+slot: bid, -slot: ask) changed in this command."""
-        k = key + self.n
-        if not self.marked[k]:
-            self.marked[k] = True
-            self.dirty.append(k)
+    def mark(self, level: Level) -> None:
+        """Note that ``level`` changed in this command."""
+        if not level.changed:
+            level.changed = True
+            last = self.changed_last
+            if last is None:
+                self.changed = level
+            else:
+                last.next_changed = level
+            self.changed_last = level
 
     def clear_dirty(self) -> None:
         """Forget which levels changed (after their ``book`` events were emitted)."""
-        marked = self.marked
-        for k in self.dirty:
-            marked[k] = False
-        self.dirty.clear()
+        level = self.changed
+        self.changed = self.changed_last = None
+        while level is not None:
+            following = level.next_changed
+            level.changed = False
+            level.next_changed = None
+            level = following
 
     # --- resting and removing ----------------------------------------------------
 
@@ -251,22 +264,22 @@ class Book:
         if order.is_bid:
             level = self.bids[i]
             if level is None:
-                level = self.bids[i] = Level()
+                level = self.bids[i] = Level(i)
             level.orders.append(order)
             # not +=, which mypyc compiles to a generic number op on a list item
             self.bid_qty[i] = self.bid_qty[i] + order.remaining
             if i > self.best_bid:
                 self.best_bid = i
-            self.mark(i)
+            self.mark(level)
         else:
             level = self.asks[i]
             if level is None:
-                level = self.asks[i] = Level()
+                level = self.asks[i] = Level(-i)
             level.orders.append(order)
             self.ask_qty[i] = self.ask_qty[i] + order.remaining
             if i < self.best_ask:
                 self.best_ask = i
-            self.mark(-i)
+            self.mark(level)
 
     def remove(self, order: Order) -> None:
         """Take a live order out of the book (tombstone; O(1) amortised)."""
@@ -275,9 +288,9 @@ class Book:
         if order.is_bid:
             left = self.bid_qty[i] - order.remaining
             self.bid_qty[i] = left
-            self.mark(i)
             level = self.bids[i]
             assert level is not None
+            self.mark(level)
             if left == 0:
                 level.clear()
                 if i == self.best_bid:
@@ -287,9 +300,9 @@ class Book:
         else:
             left = self.ask_qty[i] - order.remaining
             self.ask_qty[i] = left
-            self.mark(-i)
             level = self.asks[i]
             assert level is not None
+            self.mark(level)
             if left == 0:
                 level.clear()
                 if i == self.best_ask:
@@ -300,12 +313,14 @@ class Book:
     def reduce(self, order: Order, by: int) -> None:
         """Lower a live order's remaining quantity in place (keeps time priority)."""
         order.remaining -= by
+        i = order.slot
+        level = self.bids[i] if order.is_bid else self.asks[i]
+        assert level is not None
         if order.is_bid:
-            self.bid_qty[order.slot] = self.bid_qty[order.slot] - by
-            self.mark(order.slot)
+            self.bid_qty[i] = self.bid_qty[i] - by
         else:
-            self.ask_qty[order.slot] = self.ask_qty[order.slot] - by
-            self.mark(-order.slot)
+            self.ask_qty[i] = self.ask_qty[i] - by
+        self.mark(level)
 
     def next_bid(self, below: int) -> int:
         """Highest slot under ``below`` with live quantity, or 0."""

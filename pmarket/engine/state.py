@@ -138,15 +138,14 @@ class State:
                 book = m.book
                 tick = m.tick
                 mid = m.id
-                bid_qty = book.bid_qty
-                ask_qty = book.ask_qty
-                half = book.n
-                for k in book.dirty:
-                    key = k - half
+                level = book.changed
+                while level is not None:
+                    key = level.key
                     if key > 0:
-                        out.append(BookLevel(mid, "bid", key * tick, bid_qty[key]))
+                        out.append(BookLevel(mid, "bid", key * tick, book.bid_qty[key]))
                     else:
-                        out.append(BookLevel(mid, "ask", -key * tick, ask_qty[-key]))
+                        out.append(BookLevel(mid, "ask", -key * tick, book.ask_qty[-key]))
+                    level = level.next_changed
                 book.clear_dirty()
                 next_market = m.next_touched
                 m.next_touched = None

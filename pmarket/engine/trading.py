@@ -384,9 +384,9 @@ def _match(eng: State, t: Order) -> int:
     uid = t.user
     t_bid = t.is_bid
     if t_bid:
-        levels, qty, sign = book.asks, book.ask_qty, -1
+        levels, qty = book.asks, book.ask_qty
     else:
-        levels, qty, sign = book.bids, book.bid_qty, 1
+        levels, qty = book.bids, book.bid_qty
     taker_side = "buy" if t_bid else "sell"
     collateral = 0
     stride = eng.id_stride
@@ -482,7 +482,7 @@ def _match(eng: State, t: Order) -> int:
             eng._touch_position(ap)
             market.last_price = price
             market.volume += q
-        book.mark(sign * i)
+        book.mark(level)
         if t.reason is not None:  # self-trade prevention stopped the taker
             break
         if not qty[i]:
