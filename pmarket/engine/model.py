@@ -69,6 +69,10 @@ class Order:
     """
 
     id: int
+    # The id boxed once: the key of the open-order dicts (``State.orders``,
+    # ``Account.orders``). Inserting and deleting with this one object spares a new int
+    # per dict operation and makes the deletion's lookup an identity match.
+    key: object
     user: int
     market: Market
     action: int
@@ -102,6 +106,7 @@ class Order:
                  slot: int, quantity: int, ts_ms: int, account: Account,
                  position: Position | None) -> None:
         self.id = oid
+        self.key = oid
         self.user = user
         self.market = market
         self.action = action
@@ -420,7 +425,7 @@ class Account:
     available: int
     reserved: int
     positions: dict[int, Position]
-    orders: dict[int, Order]  # open orders by id, in placement order
+    orders: dict[object, Order]  # open orders by id (Order.key), in placement order
     touched: bool  # listed among what the current command changed
     next_touched: Account | None  # the next one listed (state.State._touch_*)
     open_view: list[OrderState] | None  # cached open orders (queries.open_orders)

@@ -38,7 +38,7 @@ class State:
     events: dict[int, Event]
     markets: dict[int, Market]
     accounts: dict[int, Account]
-    orders: dict[int, Order]
+    orders: dict[object, Order]  # by id (Order.key)
     client_orders: dict[tuple[int, str], Order]
     treasury: Treasury
     last_order_id: int

@@ -262,8 +262,9 @@ def place(eng: State, cmd: c.PlaceOrder) -> Order | None:
     elif tif is _GTC:  # the common case, inlined: a new order that rests untouched
         book.rest(order)
         eng._touch_market(market)
-        eng.orders[oid] = order
-        acct.orders[oid] = order
+        key = order.key
+        eng.orders[key] = order
+        acct.orders[key] = order
     else:
         _settle_taker(eng, order, tif)
     return order
@@ -299,8 +300,9 @@ def _settle_taker(eng: State, order: Order, tif: TimeInForce) -> None:
     market = order.market
     market.book.rest(order)
     eng._touch_market(market)
-    eng.orders[order.id] = order
-    order.account.orders[order.id] = order
+    key = order.key
+    eng.orders[key] = order
+    order.account.orders[key] = order
     if tif is _GTD:
         expires = order.expires_at_ms
         assert expires is not None
@@ -462,8 +464,8 @@ def _match(eng: State, t: Order) -> int:
                 mk.status = FILLED
                 mk.live = False
                 level.pop_front()
-                del orders[mk.id]
-                del mk.account.orders[mk.id]
+                del orders[mk.key]
+                del mk.account.orders[mk.key]
             fee = 0
             if rate:
                 fee = taker_fee(rate, q, price, price if t_yes else SCALE - price)
@@ -548,8 +550,8 @@ def close(eng: State, order: Order, status: str, reason: str) -> None:
     market.book.remove(order)
     eng._touch_market(market)
     _release(eng, order)
-    del eng.orders[order.id]
-    del order.account.orders[order.id]
+    del eng.orders[order.key]
+    del order.account.orders[order.key]
     order.status = status
     order.reason = reason
     order.updated_ms = eng.now_ms
@@ -649,8 +651,8 @@ def _replace(eng: State, order: Order, price: int, qty: int) -> None:
         return
     _release(eng, order)
     book.remove(order)
-    del eng.orders[order.id]
-    del acct.orders[order.id]
+    del eng.orders[order.key]
+    del acct.orders[order.key]
     new = Order(order.id, order.user, market, order.action, price, slot, remaining,
                 order.created_ms, acct, pos)
     new.quantity = qty
