@@ -3,8 +3,9 @@
 A command travels as ``{"type": "<ClassName>", field: value, ...}`` with enums as their
 values and tuples as arrays; a nested command (``PlaceBatch.orders``) as its fields
 alone, its class being fixed by the field's type. The field list and the converters are
-derived once per class from ``dataclasses.fields`` and the type hints, so a new command
-class in ``pmarket.engine.commands`` is on the wire without touching this module.
+derived once per class from ``dataclasses.fields`` and the type hints (``field_types``),
+so a new command class in ``pmarket.engine.commands`` is on the wire without touching
+this module.
 
 Events are the engine's typed records; a list of them travels as an array of their wire
 forms (``events.to_wire``: ``[kind, field, ...]``) and comes back as equal records
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
+import operator
 import types
 import typing
 from collections.abc import Callable
@@ -110,6 +113,22 @@ def _decoder_for(hint: Any) -> _Decoder:
     raise TypeError(f"no wire format for field type {hint!r}")
 
 
+def field_types(cls: type[Command]) -> dict[str, Any]:
+    """The type of each field of ``cls`` on the wire: its type hint, a client-controlled
+    field's ``Unchecked[T]`` (``T | Any``, see ``commands``) read as ``T``."""
+    return {name: _without_any(hint)
+            for name, hint in typing.get_type_hints(cls, vars(engine_commands)).items()}
+
+
+def _without_any(hint: Any) -> Any:
+    if typing.get_origin(hint) is typing.Union:
+        args = typing.get_args(hint)
+        kept = tuple(a for a in args if a is not Any)
+        if len(kept) != len(args):
+            return functools.reduce(operator.or_, kept)
+    return hint
+
+
 def _fields_decoder(cls: type[Command]) -> _Decoder:
     """Decoder of an object of ``cls``'s fields (without ``type``) into a ``cls``.
 
@@ -117,7 +136,7 @@ def _fields_decoder(cls: type[Command]) -> _Decoder:
     as the per-field converters, which it falls back on for tuples and nested
     commands): the engine's hot path decodes each command in ~2 µs instead of ~15.
     """
-    hints = typing.get_type_hints(cls, vars(engine_commands))
+    hints = field_types(cls)
     name = cls.__name__
     env: dict[str, Any] = {"cls": cls, "CodecError": CodecError, "MISSING": _MISSING,
                            "bad": _bad, "extra": _extra}

@@ -7,12 +7,28 @@ a fresh engine always yields the same events and the same state.
 
 Prices and amounts are integer units (see ``units``); prices are in the owner's own
 terms (a buy of NO at 0.30 carries ``price=3000``, ``outcome=Outcome.NO``).
+
+The classes are native (compiled with the rest of the core, ``compiled.CORE``), so the
+engine reads a command's fields as struct fields. Other packages build commands with
+values of any type (the bus codec validates first; tests send poison on purpose), and
+the engine rejects a bad value as data, so every field a client controls is declared
+``Unchecked[T]``: ``T`` to readers and to the codec, which decodes the wire into ``T``,
+but stored unchecked, so a command is never refused at construction. Only the envelope
+the runner stamps (``seq``, ``ts_ms``) is exactly ``int``. The ``Unchecked`` annotations
+are quoted: mypyc keeps a quoted annotation for ``typing.get_type_hints`` (the codec
+reads the field types there) and would replace an unquoted union with ``type``.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, Union
+
+_T = TypeVar("_T")
+
+Unchecked = Union[_T, Any]  # noqa: UP007 (``X | Any`` cannot take a type variable)
+"""A command field a client controls: read as ``_T``, stored as any value (module doc)."""
 
 
 class Side(enum.Enum):
@@ -73,14 +89,14 @@ class Command:
 class CreateEvent(Command):
     """Create an event with one market per outcome (no outcomes: a single yes/no market)."""
 
-    title: str
-    outcomes: tuple[str, ...] = ()
-    tick: int = 100
-    description: str = ""
-    category: str = ""
-    slug: str = ""
-    close_time_ms: int | None = None
-    fee_rate: int = 0  # units (700 = 7%), 0..units.MAX_FEE_RATE: takers' fee rate
+    title: "Unchecked[str]"
+    outcomes: "Unchecked[tuple[str, ...]]" = ()
+    tick: "Unchecked[int]" = 100
+    description: "Unchecked[str]" = ""
+    category: "Unchecked[str]" = ""
+    slug: "Unchecked[str]" = ""
+    close_time_ms: "Unchecked[int | None]" = None
+    fee_rate: "Unchecked[int]" = 0  # units (700 = 7%), 0..units.MAX_FEE_RATE: takers' fee rate
 
 
 @dataclass(slots=True, kw_only=True)
@@ -90,29 +106,29 @@ class UpdateEvent(Command):
     A new ``fee_rate`` applies to the fills of the commands after this one.
     """
 
-    event_id: int
-    title: str | None = None
-    description: str | None = None
-    category: str | None = None
-    close_time_ms: int | None = None
-    status: EventStatus | None = None
-    fee_rate: int | None = None
+    event_id: "Unchecked[int]"
+    title: "Unchecked[str | None]" = None
+    description: "Unchecked[str | None]" = None
+    category: "Unchecked[str | None]" = None
+    close_time_ms: "Unchecked[int | None]" = None
+    status: "Unchecked[EventStatus | None]" = None
+    fee_rate: "Unchecked[int | None]" = None
 
 
 @dataclass(slots=True, kw_only=True)
 class DeleteEvent(Command):
     """Delete an event in which nothing ever traded and nothing is held."""
 
-    event_id: int
+    event_id: "Unchecked[int]"
 
 
 @dataclass(slots=True, kw_only=True)
 class ResolveEvent(Command):
     """Resolve with a winning outcome, with no winner (single-outcome only), or void."""
 
-    event_id: int
-    winning_outcome_id: int | None = None
-    void: bool = False
+    event_id: "Unchecked[int]"
+    winning_outcome_id: "Unchecked[int | None]" = None
+    void: "Unchecked[bool]" = False
 
 
 # --- money across the boundary -------------------------------------------------------
@@ -128,15 +144,15 @@ class Deposit(Command):
             limit here, so the limit in force is part of the command log.
     """
 
-    user_id: int
-    amount: int
-    max_balance: int = 0
+    user_id: "Unchecked[int]"
+    amount: "Unchecked[int]"
+    max_balance: "Unchecked[int]" = 0
 
 
 @dataclass(slots=True, kw_only=True)
 class Withdraw(Command):
-    user_id: int
-    amount: int
+    user_id: "Unchecked[int]"
+    amount: "Unchecked[int]"
 
 
 # --- trading -------------------------------------------------------------------------
@@ -154,27 +170,27 @@ class PlaceOrder(Command):
     limit here, so the limit in force is part of the command log.
     """
 
-    user_id: int
-    market_id: int
-    outcome: Outcome
-    side: Side
-    quantity: int
-    price: int | None = None
-    order_type: OrderType = OrderType.LIMIT
-    tif: TimeInForce = TimeInForce.GTC
-    expires_at_ms: int | None = None
-    post_only: bool = False
-    client_order_id: str | None = None
-    stp: SelfTrade = SelfTrade.CANCEL_RESTING
-    max_open_orders: int = 0
+    user_id: "Unchecked[int]"
+    market_id: "Unchecked[int]"
+    outcome: "Unchecked[Outcome]"
+    side: "Unchecked[Side]"
+    quantity: "Unchecked[int]"
+    price: "Unchecked[int | None]" = None
+    order_type: "Unchecked[OrderType]" = OrderType.LIMIT
+    tif: "Unchecked[TimeInForce]" = TimeInForce.GTC
+    expires_at_ms: "Unchecked[int | None]" = None
+    post_only: "Unchecked[bool]" = False
+    client_order_id: "Unchecked[str | None]" = None
+    stp: "Unchecked[SelfTrade]" = SelfTrade.CANCEL_RESTING
+    max_open_orders: "Unchecked[int]" = 0
 
 
 @dataclass(slots=True, kw_only=True)
 class PlaceBatch(Command):
     """Place several orders of one user; each succeeds or is rejected on its own."""
 
-    user_id: int
-    orders: tuple[PlaceOrder, ...] = field(default_factory=tuple)
+    user_id: "Unchecked[int]"
+    orders: "Unchecked[tuple[PlaceOrder, ...]]" = field(default_factory=tuple)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -185,24 +201,24 @@ class ModifyOrder(Command):
     quantity loses it (and may trade at once, as a new order would).
     """
 
-    user_id: int
-    order_id: int
-    price: int | None = None
-    quantity: int | None = None
+    user_id: "Unchecked[int]"
+    order_id: "Unchecked[int]"
+    price: "Unchecked[int | None]" = None
+    quantity: "Unchecked[int | None]" = None
 
 
 @dataclass(slots=True, kw_only=True)
 class CancelOrder(Command):
-    user_id: int
-    order_id: int
+    user_id: "Unchecked[int]"
+    order_id: "Unchecked[int]"
 
 
 @dataclass(slots=True, kw_only=True)
 class CancelAll(Command):
     """Cancel every open order of a user, optionally only in one market."""
 
-    user_id: int
-    market_id: int | None = None
+    user_id: "Unchecked[int]"
+    market_id: "Unchecked[int | None]" = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -228,15 +244,15 @@ class Heartbeat(Command):
     past the deadline is too late: the switch fires first, then this one arms it anew.
     """
 
-    user_id: int
-    timeout_ms: int
+    user_id: "Unchecked[int]"
+    timeout_ms: "Unchecked[int]"
 
 
 @dataclass(slots=True, kw_only=True)
 class DisarmHeartbeat(Command):
     """Turn the user's dead-man switch off (nothing happens if it is not armed)."""
 
-    user_id: int
+    user_id: "Unchecked[int]"
 
 
 # --- collateral operations -----------------------------------------------------------
@@ -246,36 +262,36 @@ class DisarmHeartbeat(Command):
 class Split(Command):
     """$1 per unit of ``quantity`` -> 1 YES + 1 NO of a market."""
 
-    user_id: int
-    market_id: int
-    quantity: int
+    user_id: "Unchecked[int]"
+    market_id: "Unchecked[int]"
+    quantity: "Unchecked[int]"
 
 
 @dataclass(slots=True, kw_only=True)
 class Merge(Command):
     """1 YES + 1 NO of a market -> $1, per unit of ``quantity``."""
 
-    user_id: int
-    market_id: int
-    quantity: int
+    user_id: "Unchecked[int]"
+    market_id: "Unchecked[int]"
+    quantity: "Unchecked[int]"
 
 
 @dataclass(slots=True, kw_only=True)
 class SplitEvent(Command):
     """$1 -> one YES of every outcome (events with two or more outcomes only)."""
 
-    user_id: int
-    event_id: int
-    quantity: int
+    user_id: "Unchecked[int]"
+    event_id: "Unchecked[int]"
+    quantity: "Unchecked[int]"
 
 
 @dataclass(slots=True, kw_only=True)
 class MergeEvent(Command):
     """One YES of every outcome -> $1 (events with two or more outcomes only)."""
 
-    user_id: int
-    event_id: int
-    quantity: int
+    user_id: "Unchecked[int]"
+    event_id: "Unchecked[int]"
+    quantity: "Unchecked[int]"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -286,10 +302,10 @@ class Convert(Command):
     the YES of the remaining outcomes.
     """
 
-    user_id: int
-    event_id: int
-    outcome_ids: tuple[int, ...]
-    quantity: int
+    user_id: "Unchecked[int]"
+    event_id: "Unchecked[int]"
+    outcome_ids: "Unchecked[tuple[int, ...]]"
+    quantity: "Unchecked[int]"
 
 
 ADMIN_COMMANDS = (CreateEvent, UpdateEvent, DeleteEvent, ResolveEvent)

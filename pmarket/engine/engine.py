@@ -120,7 +120,8 @@ class Engine(State):
             if handler is None:
                 raise TypeError(f"not an engine command: {cmd!r}")
             handler(self, cmd)
-        if self._t_orders or self._t_accounts or self._t_positions or self._t_markets:
+        if (self._t_orders is not None or self._t_accounts is not None
+                or self._t_positions is not None or self._t_markets is not None):
             self._flush()
         return out
 

@@ -69,6 +69,10 @@ class Order:
     """
 
     id: int
+    # The id boxed once: the key of the open-order dicts (``State.orders``,
+    # ``Account.orders``). Inserting and deleting with this one object spares a new int
+    # per dict operation and makes the deletion's lookup an identity match.
+    key: object
     user: int
     market: Market
     action: int
@@ -95,12 +99,14 @@ class Order:
     stp: str
     reason: str | None
     touched: bool  # listed among what the current command changed
+    next_touched: Order | None  # the next one listed (state.State._touch_*)
     view: OrderState | None  # its last ``snapshot`` while the owner caches views
 
     def __init__(self, oid: int, user: int, market: Market, action: int, price: int,
                  slot: int, quantity: int, ts_ms: int, account: Account,
                  position: Position | None) -> None:
         self.id = oid
+        self.key = oid
         self.user = user
         self.market = market
         self.action = action
@@ -125,6 +131,7 @@ class Order:
         self.stp = "cancel_resting"
         self.reason = None
         self.touched = False
+        self.next_touched = None
         self.view = None
 
     @property
@@ -141,9 +148,13 @@ class Order:
         """The ``order`` event for this order's current state."""
         action = self.action
         market = self.market
+        # Not ACTION_OUTCOME[action]: mypyc inlines a Final tuple, so indexing it would
+        # build the tuple anew on every call (two allocations per order event).
         return OrderState(
             self.id, self.user, market.id, market.event.id,
-            ACTION_OUTCOME[action], ACTION_SIDE[action], self.order_type, self.price,
+            "yes" if action in (BUY_YES, SELL_YES) else "no",
+            "buy" if action in (BUY_YES, BUY_NO) else "sell",
+            self.order_type, self.price,
             self.quantity, self.filled, self.status, self.tif, self.post_only,
             self.expires_at_ms, self.client_order_id, self.created_ms, self.updated_ms,
             self.reason,
@@ -155,17 +166,24 @@ class Level:
 
     Popping the front only moves ``head``; the consumed prefix is trimmed once it is
     most of the list, so both ends stay O(1) amortised. ``dead`` counts the cancelled
-    orders still inside ``orders[head:]``.
+    orders still inside ``orders[head:]``. ``key`` is +slot for a bid level, -slot for an
+    ask level.
     """
 
     orders: list[Order]
     head: int
     dead: int
+    key: int
+    changed: bool  # listed among the levels the current command changed (Book.mark)
+    next_changed: Level | None  # the next one listed
 
-    def __init__(self) -> None:
+    def __init__(self, key: int) -> None:
         self.orders = []
         self.head = 0
         self.dead = 0
+        self.key = key
+        self.changed = False
+        self.next_changed = None
 
     def pop_front(self) -> None:
         """Drop the front order (filled, or dead and skipped)."""
@@ -204,8 +222,8 @@ class Book:
     ask_qty: list[int]
     best_bid: int
     best_ask: int
-    dirty: list[int]
-    marked: list[bool]
+    changed: Level | None
+    changed_last: Level | None
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -215,25 +233,32 @@ class Book:
         self.ask_qty = [0] * (n + 1)
         self.best_bid = 0
         self.best_ask = n
-        # Levels changed by the current command: +slot for bids, -slot for asks, in
-        # the order first changed; ``marked[n + key]`` says whether ``key`` is listed.
-        self.dirty = []
-        self.marked = [False] * (2 * n + 1)
+        # Levels changed by the current command, in the order first changed: a chain
+        # from ``changed`` (None: none) through ``Level.next_changed`` to
+        # ``changed_last`` (allocates nothing, like ``state.State``'s touched chains).
+        self.changed = None
+        self.changed_last = None
 
-    def mark(self, key: int) -> None:
-        """Note that level ``key`` (+slot: bid, -slot: ask) changed in this command."""
-        k = key + self.n
-        if not self.marked[k]:
-            self.marked[k] = True
-            self.dirty.append(key)
+    def mark(self, level: Level) -> None:
+        """Note that ``level`` changed in this command."""
+        if not level.changed:
+            level.changed = True
+            last = self.changed_last
+            if last is None:
+                self.changed = level
+            else:
+                last.next_changed = level
+            self.changed_last = level
 
     def clear_dirty(self) -> None:
         """Forget which levels changed (after their ``book`` events were emitted)."""
-        n = self.n
-        marked = self.marked
-        for key in self.dirty:
-            marked[key + n] = False
-        self.dirty.clear()
+        level = self.changed
+        self.changed = self.changed_last = None
+        while level is not None:
+            following = level.next_changed
+            level.changed = False
+            level.next_changed = None
+            level = following
 
     # --- resting and removing ----------------------------------------------------
 
@@ -244,21 +269,22 @@ class Book:
         if order.is_bid:
             level = self.bids[i]
             if level is None:
-                level = self.bids[i] = Level()
+                level = self.bids[i] = Level(i)
             level.orders.append(order)
-            self.bid_qty[i] += order.remaining
+            # not +=, which mypyc compiles to a generic number op on a list item
+            self.bid_qty[i] = self.bid_qty[i] + order.remaining
             if i > self.best_bid:
                 self.best_bid = i
-            self.mark(i)
+            self.mark(level)
         else:
             level = self.asks[i]
             if level is None:
-                level = self.asks[i] = Level()
+                level = self.asks[i] = Level(-i)
             level.orders.append(order)
-            self.ask_qty[i] += order.remaining
+            self.ask_qty[i] = self.ask_qty[i] + order.remaining
             if i < self.best_ask:
                 self.best_ask = i
-            self.mark(-i)
+            self.mark(level)
 
     def remove(self, order: Order) -> None:
         """Take a live order out of the book (tombstone; O(1) amortised)."""
@@ -267,9 +293,9 @@ class Book:
         if order.is_bid:
             left = self.bid_qty[i] - order.remaining
             self.bid_qty[i] = left
-            self.mark(i)
             level = self.bids[i]
             assert level is not None
+            self.mark(level)
             if left == 0:
                 level.clear()
                 if i == self.best_bid:
@@ -279,9 +305,9 @@ class Book:
         else:
             left = self.ask_qty[i] - order.remaining
             self.ask_qty[i] = left
-            self.mark(-i)
             level = self.asks[i]
             assert level is not None
+            self.mark(level)
             if left == 0:
                 level.clear()
                 if i == self.best_ask:
@@ -292,12 +318,14 @@ class Book:
     def reduce(self, order: Order, by: int) -> None:
         """Lower a live order's remaining quantity in place (keeps time priority)."""
         order.remaining -= by
+        i = order.slot
+        level = self.bids[i] if order.is_bid else self.asks[i]
+        assert level is not None
         if order.is_bid:
-            self.bid_qty[order.slot] -= by
-            self.mark(order.slot)
+            self.bid_qty[i] = self.bid_qty[i] - by
         else:
-            self.ask_qty[order.slot] -= by
-            self.mark(-order.slot)
+            self.ask_qty[i] = self.ask_qty[i] - by
+        self.mark(level)
 
     def next_bid(self, below: int) -> int:
         """Highest slot under ``below`` with live quantity, or 0."""
@@ -367,6 +395,7 @@ class Position:
     yes_reserved: int
     no_reserved: int
     touched: bool  # listed among what the current command changed
+    next_touched: Position | None  # the next one listed (state.State._touch_*)
 
     def __init__(self, user: int, market_id: int) -> None:
         self.user = user
@@ -376,6 +405,7 @@ class Position:
         self.yes_reserved = 0
         self.no_reserved = 0
         self.touched = False
+        self.next_touched = None
 
     @property
     def is_empty(self) -> bool:
@@ -395,8 +425,9 @@ class Account:
     available: int
     reserved: int
     positions: dict[int, Position]
-    orders: dict[int, Order]  # open orders by id, in placement order
+    orders: dict[object, Order]  # open orders by id (Order.key), in placement order
     touched: bool  # listed among what the current command changed
+    next_touched: Account | None  # the next one listed (state.State._touch_*)
     open_view: list[OrderState] | None  # cached open orders (queries.open_orders)
     caches_views: bool  # whether flushes keep its orders' ``view`` current
 
@@ -407,6 +438,7 @@ class Account:
         self.positions = {}
         self.orders = {}
         self.touched = False
+        self.next_touched = None
         self.open_view = None
         self.caches_views = False
 
@@ -428,6 +460,7 @@ class Market:
     volume: int  # shares traded
     holders: dict[int, Position]  # by user, in the order they first held
     touched: bool  # listed among what the current command changed
+    next_touched: Market | None  # the next one listed (state.State._touch_*)
 
     def __init__(self, market_id: int, event: Event, name: str, tick: int,
                  scale: int) -> None:
@@ -441,6 +474,7 @@ class Market:
         self.volume = 0
         self.holders = {}
         self.touched = False
+        self.next_touched = None
 
     def best_bid(self) -> int | None:
         """Best YES bid in units, or None."""
@@ -529,8 +563,10 @@ class Treasury:
 
 # --- timers: pending close times and dead-man switches (``timers``) -------------
 
-NEVER: Final = 2**63 - 1
-"""``next_due`` when nothing is scheduled."""
+NEVER: Final = 2**62 - 1
+"""``next_due`` when nothing is scheduled: far past any valid time (``limits``), and the
+largest int mypyc keeps unboxed, so the check ``apply`` makes on every command is a
+machine compare (2**63 - 1 was a boxed comparison each time)."""
 
 CLOSE: Final = 0
 """Heap entry kind: an event's close time (key: event id)."""

@@ -120,8 +120,8 @@ def restore(eng: State, data: dict[str, Any]) -> None:
     for od in data["orders"]:
         o = order_from(eng, od)
         o.market.book.rest(o)
-        eng.orders[o.id] = o
-        o.account.orders[o.id] = o
+        eng.orders[o.key] = o
+        o.account.orders[o.key] = o
         if o.expires_at_ms is not None:
             heapq.heappush(eng._expiry, (o.expires_at_ms, o.id))
     for user, coid, ref, *rest in data["client_orders"]:

@@ -38,7 +38,7 @@ class State:
     events: dict[int, Event]
     markets: dict[int, Market]
     accounts: dict[int, Account]
-    orders: dict[int, Order]
+    orders: dict[object, Order]  # by id (Order.key)
     client_orders: dict[tuple[int, str], Order]
     treasury: Treasury
     last_order_id: int
@@ -50,10 +50,14 @@ class State:
     timers: Timers
     _expiry: list[tuple[int, int]]
     _out: list[EngineEvent]
-    _t_orders: list[Order]
-    _t_accounts: list[Account]
-    _t_positions: list[Position]
-    _t_markets: list[Market]
+    _t_orders: Order | None
+    _t_orders_last: Order | None
+    _t_accounts: Account | None
+    _t_accounts_last: Account | None
+    _t_positions: Position | None
+    _t_positions_last: Position | None
+    _t_markets: Market | None
+    _t_markets_last: Market | None
 
     def __init__(self, id_offset: int = 0, id_stride: int = 1) -> None:
         self.id_offset = id_offset
@@ -76,18 +80,27 @@ class State:
         self._out = []
         # What the current command touched, in the order first touched, flushed as
         # state events at its end; each object's ``touched`` flag says it is listed.
-        self._t_orders = []
-        self._t_accounts = []
-        self._t_positions = []
-        self._t_markets = []
+        # Each kind is a chain through the objects' ``next_touched``, from ``_t_<kind>``
+        # (None: nothing touched) to ``_t_<kind>_last``: listing an object allocates
+        # nothing, where a list per kind was emptied and grown again on every command.
+        self._t_orders = None
+        self._t_orders_last = None
+        self._t_accounts = None
+        self._t_accounts_last = None
+        self._t_positions = None
+        self._t_positions_last = None
+        self._t_markets = None
+        self._t_markets_last = None
 
     # --- what the current command touched -----------------------------------------
 
     def _flush(self) -> None:
         """Append the final state of everything the command touched, then forget it."""
         out = self._out
-        if self._t_orders:
-            for o in self._t_orders:
+        o = self._t_orders
+        if o is not None:
+            self._t_orders = self._t_orders_last = None
+            while o is not None:
                 o.touched = False
                 snap = o.snapshot()
                 out.append(snap)
@@ -95,57 +108,92 @@ class State:
                 if acct.caches_views:  # keep its open-orders view exact (queries.py)
                     o.view = snap
                     acct.open_view = None
-            self._t_orders = []
-        if self._t_positions:
-            for p in self._t_positions:
+                next_order = o.next_touched
+                o.next_touched = None
+                o = next_order
+        p = self._t_positions
+        if p is not None:
+            self._t_positions = self._t_positions_last = None
+            while p is not None:
                 p.touched = False
                 out.append(PositionState(p.user, p.market_id, p.yes, p.no, p.yes_reserved,
                                          p.no_reserved))
-            self._t_positions = []
-        if self._t_accounts:
-            for a in self._t_accounts:
+                next_position = p.next_touched
+                p.next_touched = None
+                p = next_position
+        a = self._t_accounts
+        if a is not None:
+            self._t_accounts = self._t_accounts_last = None
+            while a is not None:
                 a.touched = False
                 out.append(BalanceState(a.user, a.available, a.reserved))
-            self._t_accounts = []
-        if self._t_markets:
-            for m in self._t_markets:
+                next_account = a.next_touched
+                a.next_touched = None
+                a = next_account
+        m = self._t_markets
+        if m is not None:
+            self._t_markets = self._t_markets_last = None
+            while m is not None:
                 m.touched = False
                 book = m.book
                 tick = m.tick
                 mid = m.id
-                bid_qty = book.bid_qty
-                ask_qty = book.ask_qty
-                for key in book.dirty:
+                level = book.changed
+                while level is not None:
+                    key = level.key
                     if key > 0:
-                        out.append(BookLevel(mid, "bid", key * tick, bid_qty[key]))
+                        out.append(BookLevel(mid, "bid", key * tick, book.bid_qty[key]))
                     else:
-                        out.append(BookLevel(mid, "ask", -key * tick, ask_qty[-key]))
+                        out.append(BookLevel(mid, "ask", -key * tick, book.ask_qty[-key]))
+                    level = level.next_changed
                 book.clear_dirty()
-            self._t_markets = []
+                next_market = m.next_touched
+                m.next_touched = None
+                m = next_market
 
     def _touch_order(self, o: Order) -> None:
         """Emit the order's final state at the end of this command."""
         if not o.touched:
             o.touched = True
-            self._t_orders.append(o)
+            last = self._t_orders_last
+            if last is None:
+                self._t_orders = o
+            else:
+                last.next_touched = o
+            self._t_orders_last = o
 
     def _touch_account(self, a: Account) -> None:
         """Emit the account's final balance at the end of this command."""
         if not a.touched:
             a.touched = True
-            self._t_accounts.append(a)
+            last = self._t_accounts_last
+            if last is None:
+                self._t_accounts = a
+            else:
+                last.next_touched = a
+            self._t_accounts_last = a
 
     def _touch_position(self, p: Position) -> None:
         """Emit the position's final state at the end of this command."""
         if not p.touched:
             p.touched = True
-            self._t_positions.append(p)
+            last = self._t_positions_last
+            if last is None:
+                self._t_positions = p
+            else:
+                last.next_touched = p
+            self._t_positions_last = p
 
     def _touch_market(self, m: Market) -> None:
         """Emit the changed levels of the market's book at the end of this command."""
         if not m.touched:
             m.touched = True
-            self._t_markets.append(m)
+            last = self._t_markets_last
+            if last is None:
+                self._t_markets = m
+            else:
+                last.next_touched = m
+            self._t_markets_last = m
 
     # --- helpers shared by the handlers ----------------------------------------------
 

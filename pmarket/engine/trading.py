@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import heapq
 from enum import Enum
-from typing import Any, Final
+from typing import Final
 
 from . import commands as c
 from .commands import OrderType, Outcome, SelfTrade, Side, TimeInForce
@@ -75,10 +75,9 @@ def placement(cmd: c.PlaceOrder) -> tuple[object, ...]:
     with the same ones is a retry (the first order answers), with others a mistake.
     Plain values (the snapshot stores them); fields are read unchecked, like ``place``'s.
     """
-    raw: Any = cmd
-    return (raw.market_id, _value(raw.outcome), _value(raw.side), raw.price, raw.quantity,
-            _value(raw.order_type), _value(raw.tif), raw.expires_at_ms, raw.post_only,
-            _value(raw.stp))
+    return (cmd.market_id, _value(cmd.outcome), _value(cmd.side), cmd.price, cmd.quantity,
+            _value(cmd.order_type), _value(cmd.tif), cmd.expires_at_ms, cmd.post_only,
+            _value(cmd.stp))
 
 
 def _value(field: object) -> object:
@@ -93,10 +92,9 @@ def place(eng: State, cmd: c.PlaceOrder) -> Order | None:
         The order (new, or the existing one a repeated client_order_id names), or None
         if the placement was rejected.
     """
-    raw: Any = cmd  # fields a client controls: read unchecked, validated below
     uid: int = cmd.user_id
     coid: str | None = None
-    coid_in: object = raw.client_order_id
+    coid_in: object = cmd.client_order_id
     if coid_in is not None:
         # Before the lookup and before any rejection could echo it: an id the database
         # or the bus cannot hold must not reach either (limits).
@@ -125,7 +123,7 @@ def place(eng: State, cmd: c.PlaceOrder) -> Order | None:
         eng._reject(uid, "PlaceOrder", Reason.MARKET_NOT_ACTIVE,
                     f"market {market.id} is {market.status}", coid=coid)
         return None
-    limit_in: object = raw.max_open_orders
+    limit_in: object = cmd.max_open_orders
     if type(limit_in) is not int or limit_in < 0:
         eng._reject(uid, "PlaceOrder", Reason.INVALID_FIELD,
                     f"max_open_orders must be a non-negative integer, got {limit_in!r}",
@@ -138,18 +136,18 @@ def place(eng: State, cmd: c.PlaceOrder) -> Order | None:
                         f"{len(acct.orders)} open orders already, at most {limit_in} per "
                         "account: cancel some first", coid=coid)
             return None
-    qty_in: object = raw.quantity
+    qty_in: object = cmd.quantity
     if type(qty_in) is not int or not 0 < qty_in <= MAX_QUANTITY:
         eng._reject(uid, "PlaceOrder", Reason.INVALID_QUANTITY,
                     f"quantity must be a whole number from 1 to {MAX_QUANTITY}", coid=coid)
         return None
     qty: int = qty_in
-    buy = raw.side is _BUY
-    yes = raw.outcome is _YES
+    buy = cmd.side is _BUY
+    yes = cmd.outcome is _YES
     action = (BUY_YES if yes else BUY_NO) if buy else (SELL_YES if yes else SELL_NO)
     tick = market.tick
-    price_in: object = raw.price
-    is_market = raw.order_type is _MARKET
+    price_in: object = cmd.price
+    is_market = cmd.order_type is _MARKET
     if price_in is None and is_market:
         price_in = SCALE - tick if buy else tick  # no protection: the worst price on the grid
     if type(price_in) is not int or not 0 < price_in < SCALE or price_in % tick:
@@ -165,7 +163,7 @@ def place(eng: State, cmd: c.PlaceOrder) -> Order | None:
             eng._reject(uid, "PlaceOrder", Reason.INVALID_ORDER,
                         "a market order never rests: gtd is not allowed", coid=coid)
             return None
-    expires: object = raw.expires_at_ms
+    expires: object = cmd.expires_at_ms
     if tif is _GTD:
         if type(expires) is not int or expires <= eng.now_ms:
             eng._reject(uid, "PlaceOrder", Reason.INVALID_EXPIRY,
@@ -179,7 +177,7 @@ def place(eng: State, cmd: c.PlaceOrder) -> Order | None:
         eng._reject(uid, "PlaceOrder", Reason.INVALID_EXPIRY,
                     "expires_at is only for gtd orders", coid=coid)
         return None
-    post_only = bool(raw.post_only)
+    post_only = bool(cmd.post_only)
     if post_only and (is_market or tif is _IOC or tif is _FOK):
         eng._reject(uid, "PlaceOrder", Reason.INVALID_ORDER,
                     "post_only is only for limit gtc/gtd orders", coid=coid)
@@ -191,6 +189,7 @@ def place(eng: State, cmd: c.PlaceOrder) -> Order | None:
     acct = eng.accounts.get(uid)
     cost = 0
     fee_hold = 0
+    held: Position | None = None
     if buy:
         cost = price * qty
         rate = market.event.fee_rate
@@ -220,7 +219,7 @@ def place(eng: State, cmd: c.PlaceOrder) -> Order | None:
     oid = eng.last_order_id = eng.last_order_id + eng.id_stride
     pos: Position | None = None
     if tif is not _FOK:
-        pos = acct.positions.get(market.id)
+        pos = held if held is not None else acct.positions.get(market.id)
         if pos is None:
             pos = eng._position(acct, market)
     order = Order(oid, uid, market, action, price, slot, qty, eng.now_ms, acct, pos)
@@ -263,8 +262,9 @@ def place(eng: State, cmd: c.PlaceOrder) -> Order | None:
     elif tif is _GTC:  # the common case, inlined: a new order that rests untouched
         book.rest(order)
         eng._touch_market(market)
-        eng.orders[oid] = order
-        acct.orders[oid] = order
+        key = order.key
+        eng.orders[key] = order
+        acct.orders[key] = order
     else:
         _settle_taker(eng, order, tif)
     return order
@@ -300,8 +300,9 @@ def _settle_taker(eng: State, order: Order, tif: TimeInForce) -> None:
     market = order.market
     market.book.rest(order)
     eng._touch_market(market)
-    eng.orders[order.id] = order
-    order.account.orders[order.id] = order
+    key = order.key
+    eng.orders[key] = order
+    order.account.orders[key] = order
     if tif is _GTD:
         expires = order.expires_at_ms
         assert expires is not None
@@ -385,9 +386,9 @@ def _match(eng: State, t: Order) -> int:
     uid = t.user
     t_bid = t.is_bid
     if t_bid:
-        levels, qty, sign = book.asks, book.ask_qty, -1
+        levels, qty = book.asks, book.ask_qty
     else:
-        levels, qty, sign = book.bids, book.bid_qty, 1
+        levels, qty = book.bids, book.bid_qty
     taker_side = "buy" if t_bid else "sell"
     collateral = 0
     stride = eng.id_stride
@@ -456,15 +457,15 @@ def _match(eng: State, t: Order) -> int:
             mk.remaining -= q
             mk.filled += q
             mk.updated_ms = now
-            qty[i] -= q
+            qty[i] = qty[i] - q  # not -=, which mypyc compiles to a generic number op
             if mk.remaining:
                 mk.status = PARTIALLY_FILLED
             else:
                 mk.status = FILLED
                 mk.live = False
                 level.pop_front()
-                del orders[mk.id]
-                del mk.account.orders[mk.id]
+                del orders[mk.key]
+                del mk.account.orders[mk.key]
             fee = 0
             if rate:
                 fee = taker_fee(rate, q, price, price if t_yes else SCALE - price)
@@ -483,7 +484,7 @@ def _match(eng: State, t: Order) -> int:
             eng._touch_position(ap)
             market.last_price = price
             market.volume += q
-        book.mark(sign * i)
+        book.mark(level)
         if t.reason is not None:  # self-trade prevention stopped the taker
             break
         if not qty[i]:
@@ -549,8 +550,8 @@ def close(eng: State, order: Order, status: str, reason: str) -> None:
     market.book.remove(order)
     eng._touch_market(market)
     _release(eng, order)
-    del eng.orders[order.id]
-    del order.account.orders[order.id]
+    del eng.orders[order.key]
+    del order.account.orders[order.key]
     order.status = status
     order.reason = reason
     order.updated_ms = eng.now_ms
@@ -582,11 +583,10 @@ def modify(eng: State, cmd: c.ModifyOrder) -> None:
     order = _owned_open_order(eng, cmd.user_id, cmd.order_id, "ModifyOrder")
     if order is None:
         return
-    raw: Any = cmd  # fields a client controls: read unchecked, validated below
     market = order.market
     tick = market.tick
-    price_in: object = order.price if raw.price is None else raw.price
-    qty_in: object = order.quantity if raw.quantity is None else raw.quantity
+    price_in: object = order.price if cmd.price is None else cmd.price
+    qty_in: object = order.quantity if cmd.quantity is None else cmd.quantity
     user = cmd.user_id
     if market.status != "active":
         eng._reject(user, "ModifyOrder", Reason.MARKET_NOT_ACTIVE,
@@ -651,8 +651,8 @@ def _replace(eng: State, order: Order, price: int, qty: int) -> None:
         return
     _release(eng, order)
     book.remove(order)
-    del eng.orders[order.id]
-    del acct.orders[order.id]
+    del eng.orders[order.key]
+    del acct.orders[order.key]
     new = Order(order.id, order.user, market, order.action, price, slot, remaining,
                 order.created_ms, acct, pos)
     new.quantity = qty

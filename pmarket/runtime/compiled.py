@@ -31,12 +31,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-CORE = ("limits", "units", "events", "model", "state", "engine", "trading", "collateral",
-        "admin", "timers", "queries", "snapshot")
+CORE = ("limits", "units", "commands", "events", "model", "state", "engine", "trading",
+        "collateral", "admin", "timers", "queries", "snapshot")
 """Core modules compiled by mypyc: the one list (``setup.py`` compiles these, the Makefile
 rebuilds when one of them changes, ``pmarket --version`` names the build). ``commands``
-stays interpreted: other packages build commands with values of any type, and the engine
-rejects the bad ones as data."""
+is compiled too, so the engine reads a command's fields as struct fields; other packages
+build commands with values of any type and the engine rejects the bad ones as data, so
+the fields a client controls are stored unchecked (``commands.Unchecked``)."""
 
 MANIFEST = "compiled.json"
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "engine"

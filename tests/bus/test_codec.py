@@ -18,6 +18,7 @@ from pmarket.bus.codec import (
     decode_events,
     encode_command,
     encode_events,
+    field_types,
 )
 from pmarket.engine import commands as c
 from pmarket.engine.engine import Engine
@@ -59,7 +60,7 @@ def _sample(hint: Any, salt: int) -> Any:
 
 def _full(cls: type[c.Command], salt: int = 0) -> c.Command:
     """An instance of ``cls`` with every field set to a non-default value."""
-    hints = typing.get_type_hints(cls, vars(c))
+    hints = field_types(cls)
     values = {
         f.name: _sample(hints[f.name], salt + i) for i, f in enumerate(dataclasses.fields(cls))
     }
@@ -68,7 +69,7 @@ def _full(cls: type[c.Command], salt: int = 0) -> c.Command:
 
 def _minimal(cls: type[c.Command]) -> c.Command:
     """An instance of ``cls`` with only its required fields set."""
-    hints = typing.get_type_hints(cls, vars(c))
+    hints = field_types(cls)
     required = {
         f.name: _sample(hints[f.name], 7)
         for f in dataclasses.fields(cls)
