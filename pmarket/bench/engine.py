@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import orjson
 
@@ -332,6 +333,16 @@ class NullEngine:
     def apply(self, cmd: object) -> list[tuple[object, ...]]:
         """No events (a fresh list per command, as the engine returns)."""
         return []
+
+    def apply_run(self, cmds: list[Any], ts_ms: int, out: list[list[Any]]) -> None:
+        """``Engine.apply_run`` with no work: stamps each command, appends no events."""
+        seq = self.last_seq
+        for cmd in cmds:
+            seq += 1
+            cmd.seq = seq
+            cmd.ts_ms = ts_ms
+            out.append([])
+        self.last_seq = seq
 
 
 def _concurrent(users: int, per_user: int, seed: int) -> list[Result]:

@@ -132,6 +132,23 @@ class Engine(State):
             out.extend(self.apply(cmd))
         return out
 
+    def apply_run(self, cmds: list[c.Command], ts_ms: int,
+                  out: list[list[EngineEvent]]) -> None:
+        """Stamp ``cmds`` with the next sequence numbers and the clock ``ts_ms`` and apply
+        them in order, appending each one's events to ``out`` (the in-process runner's
+        batch: one call, not one per command).
+
+        Raises:
+            Exception: whatever a command raised (a broken invariant); ``out`` then holds
+                the events of the commands before it, which stay applied.
+        """
+        seq = self.last_seq
+        for cmd in cmds:
+            seq += 1
+            cmd.seq = seq
+            cmd.ts_ms = ts_ms
+            out.append(self.apply(cmd))
+
     def _expire_due(self) -> int:
         """Expire every gtd order due by now; how many there were."""
         heap = self._expiry

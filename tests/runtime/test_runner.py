@@ -43,14 +43,17 @@ async def test_fifty_simultaneous_withdrawals_of_the_whole_balance_exactly_one_s
     assert engine.balance(1) == (0, 0)
 
 
-async def test_a_broken_invariant_stops_the_writer_loudly():
+@pytest.mark.parametrize("recorded", [False, True], ids=["one-call", "recorded"])
+async def test_a_broken_invariant_stops_the_writer_loudly(recorded: bool):
+    """Alike whether the batch goes to the engine in one call (``apply_run``) or command
+    by command with each recorded (``on_applied``)."""
     engine = Engine()
 
     def boom(eng, cmd):
         raise AssertionError("invariant broken")
 
     engine._handlers[Withdraw] = boom
-    runner = LocalRunner(engine)
+    runner = LocalRunner(engine, on_applied=(lambda cmd, ev: None) if recorded else None)
     runner.start()
     results = await asyncio.gather(
         runner.submit(Deposit(user_id=1, amount=5)),
