@@ -26,9 +26,14 @@ from dataclasses import dataclass
 
 from pmarket.engine import events as ev
 
-_NO_CHANGE = frozenset({ev.REJECTED, ev.DUPLICATE, ev.BATCH_ITEM, ev.CLOCK})
+_NO_CHANGE = frozenset({ev.BATCH_ITEM, ev.CLOCK})
 """Kinds that change nothing by themselves (a clock tick's expiries come as ``order``
 events of their own)."""
+
+_ANSWER_KINDS = frozenset({ev.REJECTED, ev.DUPLICATE})
+"""Kinds that change nothing but answer from the user's current state: a resent order
+(``duplicate``) or a refusal may show the effect of an earlier command of the user whose
+own answer never arrived (a timeout), so the user's next reads wait for it too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,10 @@ def scope_of(events: Iterable[object]) -> Scope:
             markets.add(e.market_id)  # type: ignore[attr-defined]
         elif kind == ev.BALANCE or kind == ev.DEAD_MAN:
             users.add(e.user_id)  # type: ignore[attr-defined]
+        elif kind in _ANSWER_KINDS:
+            user = e.user_id  # type: ignore[attr-defined]
+            if type(user) is int:  # a refused command's may be anything it came with
+                users.add(user)
         elif kind == ev.LEDGER or kind == ev.PAYOUT:
             users.add(e.user_id)  # type: ignore[attr-defined]
             if e.market_id is not None:  # type: ignore[attr-defined]

@@ -83,8 +83,11 @@ def test_every_user_and_market_an_event_names_is_in_its_scope():
             ev.RESOLVED, ev.EVENT_DELETED, ev.CLOCK} <= kinds, kinds
     for e in events:
         scope = scope_of([e])
-        if e.kind in (ev.REJECTED, ev.DUPLICATE, ev.BATCH_ITEM, ev.CLOCK):
+        if e.kind in (ev.BATCH_ITEM, ev.CLOCK):
             assert scope.empty, e  # changes nothing
+            continue
+        if e.kind in (ev.REJECTED, ev.DUPLICATE):  # answers from the user's state
+            assert scope == Scope(frozenset({e.user_id})), e
             continue
         assert not scope.empty, e
         for user in _ids(e, "user_id"):
@@ -99,6 +102,8 @@ def test_event_level_changes_and_unknown_kinds_touch_every_read():
         if e.kind in (ev.EVENT, ev.RESOLVED, ev.EVENT_DELETED):
             assert scope_of([e]) is EVERYTHING, e
     assert scope_of([ev.Unknown("from_a_newer_version", (1, 2))]) is EVERYTHING
+    # a refusal of a command whose user id is not one names no user
+    assert scope_of([ev.Rejected("7", "PlaceOrder", "invalid_field", "m", None, None)]).empty
 
 
 def test_a_scope_touches_only_its_users_and_markets():
@@ -131,7 +136,7 @@ def _barrier() -> tuple[ReadBarrier, CountingBus]:
 async def test_a_read_waits_only_for_the_writes_it_could_show():
     barrier, bus = _barrier()
     barrier.note_write(Scope(frozenset({1}), frozenset({7})))
-    barrier.note_write(Scope())  # a rejection: nothing to wait for
+    barrier.note_write(Scope())  # nothing to wait for
     await barrier.for_replica(Reader(2))  # another user
     await barrier.for_replica(Reader(markets=(8,)))  # another market's book
     await asyncio.sleep(0)  # the background catch-up those reads started
