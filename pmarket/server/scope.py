@@ -2,9 +2,11 @@
 for the changes it could show.
 
 A ``Scope`` names the users whose own state (cash, positions, orders, payouts, dead-man
-switch) and the markets whose book or prices some events changed, or ``everything`` for
-a change any read may show (an event created, updated, closed, resolved or deleted, or an
-event of a kind this server does not know). ``scope_of(events)`` computes it.
+switch) and the markets whose book or prices some events changed (and the user a
+refusal or a resent order answered: that answer may show an earlier command's effect),
+or ``everything`` for a change any read may show (an event created, updated, closed,
+resolved or deleted, or an event of a kind this server does not know).
+``scope_of(events)`` computes it.
 
 A ``Reader`` names what one read shows: a user's own state, some markets' books and
 prices. ``EVERY_READER`` is a read that may show anything (an event list, a WebSocket
