@@ -118,6 +118,7 @@ class ServiceStats:
     acked_already_applied: int = 0
     dead_letters: int = 0
     snapshots: int = 0
+    snapshot_failures: int = 0
     expiry_ticks: int = 0
 
 
@@ -236,7 +237,7 @@ class EngineService:
         await self._maybe_send_expire()
         if self._snapshot_due():
             await self._drain()
-            await self.snapshot()
+            await self._periodic_snapshot()
         messages = self._next
         self._next = None
         if messages is None:
@@ -487,6 +488,28 @@ class EngineService:
             return False
         return (self._since_snapshot >= self.snapshot_every
                 or time.monotonic() - self._snapshot_at >= self.snapshot_interval_s)
+
+    snapshot_problem: str | None = None
+    """Why the last periodic snapshot failed, until one succeeds (``/health`` shows it)."""
+
+    async def _periodic_snapshot(self) -> None:
+        """``snapshot``, where a file system that refuses it (no file descriptor left, a
+        full disk, a permission) is loud but not fatal: nothing is trimmed without a
+        snapshot, so the log still holds every command, and the next try comes after
+        ``snapshot_interval_s``. (One unauthenticated client holding every file
+        descriptor with half-sent requests stopped the embedded engine for good.)"""
+        try:
+            await self.snapshot()
+        except OSError as exc:
+            self.snapshot_problem = f"{type(exc).__name__}: {exc}"[:200]
+            self.stats.snapshot_failures += 1
+            log.error("engine %s: the snapshot failed (%s); the log keeps every command "
+                      "and nothing is trimmed; trying again in %.0f s", self.shard,
+                      self.snapshot_problem, self.snapshot_interval_s)
+            return
+        if self.snapshot_problem is not None:
+            log.warning("engine %s: a snapshot was written again", self.shard)
+            self.snapshot_problem = None
 
     async def snapshot(self) -> None:
         """Write a snapshot now, then let the streams be trimmed up to it."""

@@ -321,6 +321,12 @@ async def _engine(runtime: Runtime) -> dict[str, Any]:
     if isinstance(rtt, BaseException):
         return _component(False, f"no answer ({type(rtt).__name__}: {rtt})"[:200],
                           build=build if isinstance(build, str) else "unknown")
+    service = getattr(runtime, "service", None)  # the embedded engine's
+    problem = service.snapshot_problem if service is not None else None
+    if problem is not None:  # it runs, but its log grows untrimmed: degraded
+        return {"status": "degraded", "detail": f"answered a command; its last snapshot "
+                f"failed ({problem})", "round_trip_ms": rtt,
+                "build": build if isinstance(build, str) else "unknown"}
     return _component(True, "answered a command", round_trip_ms=rtt,
                       build=build if isinstance(build, str) else "unknown")
 

@@ -354,3 +354,38 @@ async def test_a_snapshot_after_the_event_stream_vanished_creates_its_group_agai
     snap = read_snapshot(snapshot_path(tmp_path, "main"))
     assert groups[SNAPSHOT_GROUP].last_delivered_id == snap.last_event_id
     await h.stop()
+
+
+async def test_a_snapshot_the_file_system_refuses_is_loud_not_fatal(tmp_path, monkeypatch,
+                                                                     caplog):
+    """Every file descriptor taken (a flood of half-sent requests), a full disk: the
+    periodic snapshot fails, the engine goes on answering, nothing is trimmed (the log
+    keeps every command), and the next snapshot that succeeds clears the problem; a
+    restart rebuilds the same engine."""
+    h = Harness(tmp_path, snapshot_every=20)
+    refused = True
+    original = service_module.write_snapshot
+
+    def write(*args, **kwargs):
+        if refused:
+            raise OSError(24, "Too many open files")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(service_module, "write_snapshot", write)
+    service = await h.start()
+    await h.request(CreateEvent(title="x"))
+    with caplog.at_level("ERROR", logger="pmarket"):
+        await asyncio.gather(*(h.request(c) for c in flow(40)))
+        await asyncio.sleep(0.05)  # the service's next round tries to snapshot
+        assert (await h.request(Deposit(user_id=1, amount=1)))[-1].kind == "balance"
+    assert service.stats.snapshot_failures >= 1 and service.stats.snapshots == 0
+    assert "Too many open files" in service.snapshot_problem
+    assert any("snapshot failed" in r.getMessage() for r in caplog.records)
+    assert len(await h.log()) > 1 and not snapshot_path(tmp_path, "main").exists()
+    refused = False
+    await service._periodic_snapshot()
+    assert service.snapshot_problem is None and service.stats.snapshots == 1
+    before = service.engine.digest()
+    await h.crash()
+    assert (await h.start()).engine.digest() == before
+    await h.stop()

@@ -26,3 +26,4 @@ async def test_the_embedded_servers_readers_take_the_engines_events_undecoded(se
         assert memo is not None and memo.taken >= before + 2  # the reply and the delivery
     else:
         assert memo is None
+
