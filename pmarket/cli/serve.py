@@ -48,7 +48,7 @@ def serve(
     import uvicorn
 
     from pmarket.server import Settings, WeakSecret, create_app
-    from pmarket.server.clientaddr import UVICORN_OPTIONS
+    from pmarket.server.connections import server_options
     from pmarket.server.dblock import (
         DatabaseLock,
         DatabaseLocked,
@@ -94,11 +94,11 @@ def serve(
     if not cli.debug:
         logging.getLogger("uvicorn.error").addFilter(quiet)
     config = uvicorn.Config(application, host=host, port=port, loop="uvloop",
-                            http="httptools", ws="websockets-sansio",
                             ws_per_message_deflate=False,  # CPU per message
                             log_level=log_level.lower(), access_log=False,
                             timeout_graceful_shutdown=10,
-                            **UVICORN_OPTIONS)  # X-Forwarded-For: PMARKET_TRUSTED_PROXIES
+                            # connection limits, read deadline, X-Forwarded-For policy
+                            **server_options(application))
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])

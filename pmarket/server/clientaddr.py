@@ -16,7 +16,8 @@ address into the scope's ``client``, for HTTP and WebSocket alike, so ``request.
 ``websocket.client`` and the fast paths all read the same one; the peer stays in
 ``scope["pmarket.peer"]``. uvicorn must not rewrite ``client`` before: every entry point
 that runs the app (``pmarket serve``, ``pmarket tui --embedded``, the tests) passes
-``UVICORN_OPTIONS`` (``proxy_headers=False``), since uvicorn otherwise believes
+``UVICORN_OPTIONS`` (``proxy_headers=False``, within ``connections.server_options``),
+since uvicorn otherwise believes
 ``X-Forwarded-For`` from 127.0.0.1 by default.
 
 Invariant: with no trusted proxy configured, no request header changes the address a

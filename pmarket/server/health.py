@@ -386,6 +386,7 @@ def report(runtime: Runtime) -> tuple[dict[str, Any], int]:
                                    "detail": model.status()}
     components["worker"] = _worker(runtime, monitor.component("worker"))
     components["auth"] = runtime.sessions.health()  # revoked credentials: synced?
+    components["connections"] = runtime.connections.health()  # refusals, deadlines
     healthy = all(c["status"] == "ok" for c in components.values())
     down = any(c["status"] == "down" for c in components.values())
     body = {"status": "ok" if healthy else "degraded", "components": components,

@@ -40,6 +40,13 @@ class Metrics:
                                   "Commands the engine rejected", ["reason"], registry=r)
         self.websockets = Gauge("pmarket_websocket_connections", "Open WebSocket connections",
                                 registry=r)
+        self.connections_refused = Counter(
+            "pmarket_http_connections_refused_total",
+            "Connections answered 503 before their request: the server full, or the "
+            "address over its limit", ["reason"], registry=r)
+        self.connections_timed_out = Counter(
+            "pmarket_http_requests_timed_out_total",
+            "Connections answered 408: the request was not sent in time", registry=r)
         self.rate_limited = Counter("pmarket_rate_limited_total", "Requests refused with 429",
                                     registry=r)
         self.replica_seq = Gauge("pmarket_marketdata_seq",

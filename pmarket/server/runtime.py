@@ -40,6 +40,8 @@ from pmarket.db import Admin, make_engine, upgrade
 from pmarket.runtime.journal import open_journaled_bus
 from pmarket.worker.process import WorkerProcess
 
+from .clientaddr import parse_trusted_proxies
+from .connections import ConnectionGuard
 from .consistency import ProjectionProgress, ProjectionWatch, ReadBarrier
 from .dblock import (
     DatabaseLock,
@@ -107,6 +109,13 @@ class Runtime:
     lock_guard: LockGuard | None = None
     tasks: dict[str, asyncio.Task] = field(default_factory=dict)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    connections: ConnectionGuard = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        s = self.settings  # connections arrive once uvicorn starts: guarded from the start
+        self.connections = ConnectionGuard(
+            s.max_connections, s.max_connections_per_address, s.request_read_timeout_s,
+            exempt=parse_trusted_proxies(s.trusted_proxies), metrics=self.metrics)
 
     @property
     def group(self) -> str:

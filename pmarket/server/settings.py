@@ -124,6 +124,12 @@ class Settings:
             that its connections are read no further until a frame is due again.
         ws_messages_burst: frames an address may send at once.
         max_body_bytes: largest request body accepted (413 above it).
+        max_connections: open client connections in all (0: the file-descriptor limit
+            less a reserve, ``connections``); more are answered 503 and closed.
+        max_connections_per_address: open HTTP connections per peer address (trusted
+            proxies exempt); more are answered 503 and closed.
+        request_read_timeout_s: the time a client has to send a whole request, from the
+            connection's opening or the request's first byte (408 and closed past it).
         max_user_balance: the most cash (units) one account may hold after a deposit; a
             deposit past it is refused (409 ``balance_limit``); 0: no per-account limit.
             The exchange-wide ``units.MAX_TOTAL_MONEY`` stays as an overflow guard far
@@ -200,6 +206,9 @@ class Settings:
     ws_messages_per_s: float = 50.0
     ws_messages_burst: int = 200
     max_body_bytes: int = 64 * 1024
+    max_connections: int = 0
+    max_connections_per_address: int = 256
+    request_read_timeout_s: float = 10.0
     max_user_balance: int = 10_000_000 * units.SCALE
     max_open_orders: int = 10_000
     request_timeout_s: float = 10.0
@@ -263,6 +272,9 @@ class Settings:
             ws_messages_per_s=_env_float("PMARKET_WS_MESSAGES_PER_S", 50.0),
             ws_messages_burst=_env_int("PMARKET_WS_MESSAGES_BURST", 200),
             max_body_bytes=_env_int("PMARKET_MAX_BODY_BYTES", 64 * 1024),
+            max_connections=_env_count("PMARKET_MAX_CONNECTIONS", 0),
+            max_connections_per_address=_env_count("PMARKET_MAX_CONNECTIONS_PER_IP", 256),
+            request_read_timeout_s=_env_seconds("PMARKET_REQUEST_READ_TIMEOUT_S", 10.0),
             max_user_balance=_env_money("PMARKET_MAX_USER_BALANCE", 10_000_000 * units.SCALE),
             max_open_orders=_env_count("PMARKET_MAX_OPEN_ORDERS", 10_000),
             bcrypt_rounds=_env_int("PMARKET_BCRYPT_ROUNDS", 12),

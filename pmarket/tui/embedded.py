@@ -94,7 +94,7 @@ class EmbeddedServer:
         import uvicorn
 
         from pmarket.server import Settings, create_app
-        from pmarket.server.clientaddr import UVICORN_OPTIONS
+        from pmarket.server.connections import server_options
 
         settings = Settings.load(
             database_url=url, redis_url=None,
@@ -104,8 +104,8 @@ class EmbeddedServer:
         app = create_app(settings)
         app.state.runtime.lock = self._lock  # released by the runtime's stop (and ours)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                log_level="warning", access_log=False, ws="websockets-sansio",
-                                lifespan="on", **UVICORN_OPTIONS)
+                                log_level="warning", access_log=False,
+                                lifespan="on", **server_options(app))
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._server = server

@@ -33,7 +33,7 @@ from pmarket.bus import make_bus
 from pmarket.db import make_engine, upgrade
 from pmarket.runtime.runner import now_ms
 from pmarket.server import Settings, create_app
-from pmarket.server.clientaddr import UVICORN_OPTIONS
+from pmarket.server.connections import server_options
 from tests.services import postgres_url_or_skip, redis_url_or_skip
 
 SECRET = "test-secret-" + "x9Qz3kLm" * 5
@@ -185,8 +185,7 @@ async def start_server(kind: str, directory: Path, **overrides: Any) -> Server:
     app = create_app(settings)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            loop="none", http="httptools", ws="websockets-sansio",
-                            lifespan="on", **UVICORN_OPTIONS)
+                            loop="none", lifespan="on", **server_options(app))
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(600):

@@ -28,6 +28,7 @@ import uvicorn
 
 from pmarket.bus import make_bus
 from pmarket.server import create_app
+from pmarket.server.connections import server_options
 
 from .harness import Client, free_port, start_server
 
@@ -310,7 +311,7 @@ async def second_server(settings):
     """Another server process's runtime on the same bus and database (no services)."""
     app = create_app(settings)
     config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
-                            loop="none", http="httptools", lifespan="on")
+                            loop="none", lifespan="on", **server_options(app))
     srv = uvicorn.Server(config)
     task = asyncio.create_task(srv.serve())
     while not srv.started:
