@@ -20,8 +20,8 @@ request that never completes never reaches it):
   by default the process's file-descriptor limit less ``FD_RESERVE`` for the database,
   the bus, the journal and the snapshots.
 
-A connection over a limit is answered 503 with ``connection: close`` before its request
-is read. Every refusal and deadline is counted (``/metrics``), logged (a line per kind
+A connection over a limit is answered 503 ``too_many_connections`` (``Retry-After: 1``,
+``connection: close``) before its request is read. Every refusal and deadline is counted (``/metrics``), logged (a line per kind
 at most every ``LOG_EVERY_S``) and shown in ``/health`` (``connections``: ``degraded``
 while refusals are recent).
 
@@ -188,13 +188,15 @@ class ConnectionGuard:
 
 
 _REFUSED = (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s")
+            b"content-length: %d\r\n%sconnection: close\r\n\r\n%s")
 
 
-def _answer(transport: Any, status: int, reason: bytes, code: str, message: str) -> None:
+def _answer(transport: Any, status: int, reason: bytes, code: str, message: str,
+            retry_after_s: int | None = None) -> None:
     """Write an error in the API's shape (``{"error": {...}}``) and close."""
     body = orjson.dumps(error_body(code, message))
-    transport.write(_REFUSED % (status, reason, len(body), body))
+    retry = b"" if retry_after_s is None else b"retry-after: %d\r\n" % retry_after_s
+    transport.write(_REFUSED % (status, reason, len(body), retry, body))
     transport.close()
 
 
@@ -214,7 +216,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         address = self.client[0] if self.client else "unix"
         refusal = self.guard.admit(address)
         if refusal is not None:
-            _answer(transport, 503, b"Service Unavailable", "too_many_connections", refusal)
+            _answer(transport, 503, b"Service Unavailable", "too_many_connections", refusal,
+                    retry_after_s=1)
             return
         self._address = address
         self._arm()  # the first request is due from now

@@ -40,11 +40,13 @@ async def connect(server, source: str = "127.0.0.1"
 
 
 async def answer(reader: asyncio.StreamReader, timeout: float = 5.0) -> tuple[int, dict]:
-    """The status and JSON body of the one response a connection gets before it closes."""
+    """The status and JSON body of the one response a connection gets before it closes
+    (a 503 says when to retry)."""
     raw = await asyncio.wait_for(reader.read(), timeout)  # to EOF: the server closed
     head, _, body = raw.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     assert b"connection: close" in head.lower()
+    assert (b"retry-after: 1\r\n" in head.lower()) == (status == 503)
     return status, orjson.loads(body)
 
 
