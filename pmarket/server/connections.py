@@ -21,9 +21,9 @@ request that never completes never reaches it):
   the bus, the journal and the snapshots.
 
 A connection over a limit is answered 503 ``too_many_connections`` (``Retry-After: 1``,
-``connection: close``) before its request is read. Every refusal and deadline is counted (``/metrics``), logged (a line per kind
-at most every ``LOG_EVERY_S``) and shown in ``/health`` (``connections``: ``degraded``
-while refusals are recent).
+``connection: close``) before its request is read. Every refusal and deadline is
+counted (``/metrics``), logged (a line per kind at most every ``LOG_EVERY_S``) and shown
+in ``/health`` (``connections``: ``degraded`` while refusals are recent).
 
 ``server_options(app)`` is what every entry point that runs the app passes to
 ``uvicorn.Config``: the guarded protocol and the client-address options.
