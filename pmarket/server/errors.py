@@ -197,8 +197,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSON:
         errors = exc.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response(400, "malformed_json", "request body is not valid JSON")
+        invalid = [e for e in errors if e.get("type") == "json_invalid"]
+        if invalid:
+            reason = (invalid[0].get("ctx") or {}).get("error")  # what and where
+            detail = f": {reason} (at character {invalid[0]['loc'][-1]})" if reason else ""
+            return error_response(400, "malformed_json",
+                                  f"request body is not valid JSON{detail}")
         content_type = _request.headers.get("content-type")
         if not json_content_type(content_type) and any(
                 (e.get("loc") or ("",))[0] == "body" for e in errors):

@@ -31,7 +31,7 @@ from pmarket.api import OrderCreate
 
 from .deps import _charge, asgi_user
 from .errors import ApiError, error_response, log_outage, outage_error
-from .exactjson import has_float
+from .exactjson import has_float, may_repeat_names
 from .routes import orders
 
 _ORDER_PATH = re.compile(r"/orders/([1-9][0-9]{0,18})")
@@ -82,7 +82,9 @@ class FastPath:
         if user is not None and _json_content(scope):
             try:
                 data = orjson.loads(body)
-                if isinstance(data, dict) and not has_float(data):  # floats: exactly, below
+                # floats (exactly) and names that may repeat (refused) are the route's
+                if isinstance(data, dict) and not has_float(data) \
+                        and not may_repeat_names(body, data):
                     order = OrderCreate.model_validate(data)
             except (orjson.JSONDecodeError, ValidationError, ValueError, TypeError):
                 order = None

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import time
@@ -59,6 +60,7 @@ from pmarket.runtime.slicing import Slicer
 
 from .clientaddr import scope_address
 from .errors import ApiError, log_outage, outage_error
+from .exactjson import loads_strict, may_repeat_names
 from .marketdata import MarketState, Replica, book_view
 from .ratelimit import RateLimiter
 from .security import Principal
@@ -310,8 +312,10 @@ async def _connection(ws: WebSocket, address: str, hub: Hub, replica: Replica, s
                 continue
             try:
                 msg = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                conn.put(_error("malformed_json", "message is not valid JSON"))
+                if may_repeat_names(raw if isinstance(raw, bytes) else raw.encode(), msg):
+                    msg = loads_strict(raw)
+            except json.JSONDecodeError as exc:  # orjson's error is one too
+                conn.put(_error("malformed_json", f"message is not valid JSON: {exc.msg}"))
                 continue
             if not await _handle(msg, conn, hub, replica, sessions, before_snapshot):
                 # Refused: let the sender deliver the error and close the socket.

@@ -160,9 +160,10 @@ async def test_a_websocket_counts_in_all_but_not_under_its_address(tmp_path):
         guard = server.runtime.connections
         sockets = [await websockets.connect(server.ws_url()) for _ in range(3)]
         await asyncio.sleep(0.6)  # past the read deadline: an open WebSocket is not a request
-        for ws in sockets:
-            await ws.send('{"op": "ping"}')
-            await asyncio.wait_for(ws.recv(), 5)
+        for ws in sockets:  # each still answers its frames
+            await ws.send('{"op": "dance"}')
+            answered = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert answered["data"]["code"] == "invalid_op"
         assert guard.open == 3 and not guard.by_address and guard.timed_out == 0
         async with httpx.AsyncClient(base_url=server.url) as client:  # HTTP still admitted
             assert (await client.get("/health")).status_code == 200

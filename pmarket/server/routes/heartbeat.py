@@ -21,9 +21,10 @@ from pmarket.engine import DisarmHeartbeat, Heartbeat
 from pmarket.engine.events import DeadManState
 
 from ..deps import CurrentUser, RuntimeDep
+from ..exactjson import ExactJSONRoute
 from .common import ERRORS, ok
 
-router = APIRouter(tags=["dead-man switch"], responses=ERRORS)
+router = APIRouter(route_class=ExactJSONRoute, tags=["dead-man switch"], responses=ERRORS)
 
 
 @router.post("/heartbeat", response_model=api.Heartbeat)
