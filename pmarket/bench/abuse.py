@@ -29,6 +29,12 @@ is not the prober's). The ``quiet`` phase has no flood: the baseline. The floods
   /orders?status=all``, ``GET /trades`` and its market's ``GET /markets/{id}/trades`` in
   turn. Its figures add the history's size (``history``: orders, trades) and the flood's
   own latency (``latency_ms``: what one deep page took, waiting included).
+- ``slow``: ``slow_connections`` connections from one address each send the start of a
+  request head and then one more header line a second, never finishing it (a
+  slowloris); a connection the server closes is opened again. ``slow-spread``: the same
+  connections spread over ``clients`` addresses, so that each address stays within its
+  connection limit and the server holds them all until its read deadline. Its answers
+  count the server's 408s and 503s, and connections reset or closed without one.
 
 Addresses: every 127.x.y.z address is this machine (Linux), so one host plays clients
 at many addresses. The setup's sign-ups come from 127.0.1.* (``SETUP_ADDRESSES``), the
@@ -61,7 +67,8 @@ import websockets
 from . import reads as read_mix
 from .rawhttp import RawHttp
 
-MIXES = ("signin", "signin-spread", "ws", "ws-spread", "cancel-all", "history", "sweep")
+MIXES = ("signin", "signin-spread", "ws", "ws-spread", "cancel-all", "history", "sweep",
+         "slow", "slow-spread")
 HEALTH_INTERVAL_S = 0.05
 MAX_FLOOD_S = 600.0
 """A flood stops by itself after this long, whatever the benchmark does."""
@@ -81,6 +88,9 @@ SWEEP_LEVELS = 9_000
 """Price levels the sweep flood's maker fills and its taker takes with one order (at
 tick 0.0001 a book has 9,999 levels a side; the server's default open-order limit is
 10,000)."""
+SLOW_CONNECTIONS = 2_000
+"""Half-sent requests the ``slow`` floods keep open (the probe that found the hole used
+20,000 from one address; the server refuses all but 256 of those at once)."""
 BATCH = 20
 """Orders per ``POST /orders/batch`` (the API's most)."""
 FILLERS = 4
@@ -156,6 +166,7 @@ class Abuse:
     cancel_all_accounts: int = CANCEL_ALL_ACCOUNTS
     cancel_all_orders: int = CANCEL_ALL_ORDERS
     sweep_levels: int = SWEEP_LEVELS
+    slow_connections: int = SLOW_CONNECTIONS
 
     def as_dict(self) -> dict:
         return {"generator": self.generator, "connections": self.connections,
@@ -164,6 +175,7 @@ class Abuse:
                 "cancel_all_accounts": self.cancel_all_accounts,
                 "cancel_all_orders": self.cancel_all_orders,
                 "sweep_levels": self.sweep_levels,
+                "slow_connections": self.slow_connections,
                 "phases": {p.name: p.as_dict() for p in self.phases}}
 
 
@@ -276,6 +288,7 @@ async def run_abuse(base: str, tokens: list[str], emails: list[str], market: int
                     cancel_all_accounts: int = CANCEL_ALL_ACCOUNTS,
                     cancel_all_orders: int = CANCEL_ALL_ORDERS,
                     sweep_levels: int = SWEEP_LEVELS,
+                    slow_connections: int = SLOW_CONNECTIONS,
                     history: History | None = None) -> Abuse:
     """The quiet phase, then each of ``mixes`` (see the module docstring).
 
@@ -297,6 +310,7 @@ async def run_abuse(base: str, tokens: list[str], emails: list[str], market: int
         cancel_all_accounts: traders of the cancel-all flood.
         cancel_all_orders: open orders each of them places and cancels.
         sweep_levels: levels the sweep flood's maker fills and its taker sweeps.
+        slow_connections: half-sent requests the slow floods keep open.
         history: the account the ``history`` flood pages (``history_account``).
     """
     if "history" in mixes and history is None:
@@ -304,7 +318,8 @@ async def run_abuse(base: str, tokens: list[str], emails: list[str], market: int
     wrk = read_mix.generator_for(generator)
     result = Abuse("wrk" if wrk else "python", connections, seconds, clients, book_levels,
                    repeat, cancel_all_accounts=cancel_all_accounts,
-                   cancel_all_orders=cancel_all_orders, sweep_levels=sweep_levels)
+                   cancel_all_orders=cancel_all_orders, sweep_levels=sweep_levels,
+                   slow_connections=slow_connections)
     paths = read_mix.mix_paths(market)
     targets = emails[:KNOWN_EMAILS] + [f"nobody-{k}@example.com"
                                        for k in range(UNKNOWN_EMAILS)]
@@ -330,6 +345,8 @@ async def run_abuse(base: str, tokens: list[str], emails: list[str], market: int
         if name == "sweep":  # the first sweep once the phase is measured
             config |= {"clients": 1, "addresses": [SWEEP_ADDRESS], "market": markets[name],
                        "orders": sweep_levels, "first_s": [warmup_s]}
+        if name.startswith("slow"):  # many connections over the flood's addresses
+            config |= {"clients": slow_connections}
         if name == "history" and history is not None:
             config |= {"token": history.token, "market": history.market,
                        "orders": history.orders, "trades": history.trades}
@@ -479,7 +496,8 @@ async def _flood(config: dict) -> dict:
         traders = []
         client = _signin_client if config["mix"].startswith("signin") else (
             functools.partial(_history_client, latencies=latencies)
-            if config["mix"] == "history" else _ws_client)
+            if config["mix"] == "history" else
+            _slow_client if config["mix"].startswith("slow") else _ws_client)
         tasks = [asyncio.create_task(client(i, config, counts, stop))
                  for i in range(config["clients"])]
     started = time.perf_counter()
@@ -512,6 +530,40 @@ async def _flood(config: dict) -> dict:
             "p99": read_mix.round_ms(read_mix.percentile(latencies, 0.99)),
             "max": read_mix.round_ms(latencies[-1])}
     return figures
+
+
+async def _slow_client(i: int, config: dict, counts: Counter[str],
+                       stop: asyncio.Event) -> None:
+    """One of the ``slow`` flood's connections: the start of a request head, then a
+    header line a second, never the end; opened again once the server closes it. Counts
+    ``sent`` (connections opened) and the server's answers by status, ``reset`` and
+    ``closed`` (ended without an answer), ``refused`` (could not connect)."""
+    host, port = config["base"].removeprefix("http://").split(":")
+    address = config["addresses"][i % len(config["addresses"])]
+    while not stop.is_set():
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port),
+                                                           local_addr=(address, 0))
+        except OSError:
+            counts["refused"] += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+            continue
+        counts["sent"] += 1
+        try:
+            writer.write(b"POST /orders HTTP/1.1\r\nHost: bench\r\n")
+            while not stop.is_set():
+                try:
+                    head = await asyncio.wait_for(reader.read(64), 1.0)
+                except TimeoutError:
+                    writer.write(b"X-Slow: 1\r\n")  # one more line of a head that never ends
+                    continue
+                counts[head.split(b" ", 2)[1].decode() if head else "closed"] += 1
+                break
+        except OSError:  # reset: answered while our bytes were unread, or dropped
+            counts["reset"] += 1
+        finally:
+            writer.close()
 
 
 def _latencies(ms: list[float]) -> dict:

@@ -75,6 +75,8 @@ class Options:
     cancel_all_orders: int = abuse_mix.CANCEL_ALL_ORDERS
     sweep_levels: int = abuse_mix.SWEEP_LEVELS
     """Levels the ``sweep`` abuse mix's maker fills and its taker takes with one order."""
+    slow_connections: int = abuse_mix.SLOW_CONNECTIONS
+    """Half-sent requests the ``slow`` abuse mixes keep open."""
     history_orders: int = 200_000
     """Closed orders of the account the ``history`` abuse mix pages."""
     bcrypt_rounds: int | None = None
@@ -345,7 +347,8 @@ async def run_load(base: str, options: Options, mode: str) -> Result:
             book_levels=options.book_levels, warmup_s=min(1.0, options.abuse_seconds),
             admin_token=admin_token, cancel_all_accounts=options.cancel_all_accounts,
             cancel_all_orders=options.cancel_all_orders,
-            sweep_levels=options.sweep_levels, history=history)
+            sweep_levels=options.sweep_levels, slow_connections=options.slow_connections,
+            history=history)
     return result
 
 

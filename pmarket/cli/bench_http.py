@@ -73,6 +73,9 @@ def bench_http(
                                      help="Price levels the sweep mix's maker fills "
                                           "and its taker takes with one order "
                                           "(1..9,999)."),
+    slow_connections: int = typer.Option(2_000, "--slow-connections",
+                                         help="Half-sent requests the slow mixes keep "
+                                              "open."),
     history_orders: int = typer.Option(200_000, "--history-orders",
                                        help="Orders in the history the history mix "
                                             "pages (about half of them traded)."),
@@ -97,6 +100,8 @@ def bench_http(
         raise typer.BadParameter("must be 1..4999", param_hint="--book-levels")
     if not 1 <= sweep_levels <= 9_999:
         raise typer.BadParameter("must be 1..9999", param_hint="--sweep-levels")
+    if slow_connections < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--slow-connections")
     if cancel_all_accounts < 1 or cancel_all_orders < 1:
         raise typer.BadParameter("must be at least 1",
                                  param_hint="--cancel-all-accounts/--cancel-all-orders")
@@ -110,7 +115,7 @@ def bench_http(
             abuse=mixes, abuse_seconds=abuse_seconds, flood_clients=flood_clients,
             book_levels=book_levels, cancel_all_accounts=cancel_all_accounts,
             cancel_all_orders=cancel_all_orders, sweep_levels=sweep_levels,
-            history_orders=history_orders))
+            slow_connections=slow_connections, history_orders=history_orders))
     figures = result.as_dict()
     if json:
         typer.echo(orjson.dumps(figures, option=orjson.OPT_INDENT_2))

@@ -277,3 +277,29 @@ def test_cli_refuses_a_sweep_of_more_levels_than_a_book_has():
     result = CliRunner().invoke(load_commands(), ["bench", "http", "--abuse", "sweep",
                                                   "--sweep-levels", "10000"])
     assert result.exit_code == 2 and "--sweep-levels" in result.output
+
+
+def test_cli_slow_mixes_hold_half_sent_requests_and_others_still_read(
+        monkeypatch: pytest.MonkeyPatch):
+    """The slowloris floods at a small size on the embedded server (its real limits: 256
+    connections an address): from one address, the connections past 256 are answered
+    503 at once and opened again; spread over 3 addresses, every one is held (none
+    answered within the phase, the read deadline being 10 s). Other users' reads and
+    /health lose nothing meanwhile."""
+    monkeypatch.delenv("PMARKET_REDIS_URL", raising=False)
+    out = run_cli("bench", "http", "--users", str(USERS), "--seconds", "0.5", "--no-reads",
+                  "--abuse", "slow,slow-spread", "--abuse-seconds", "1",
+                  "--flood-clients", "3", "--slow-connections", "300", "--json").stdout
+    mixes = orjson.loads(out)["abuse"]
+    assert mixes["slow_connections"] == 300
+    assert list(mixes["phases"]) == ["quiet", "slow", "slow-spread"]
+    for name, phase in mixes["phases"].items():
+        assert phase["reads"]["requests"] > 0 and phase["reads"]["errors"] == 0, name
+        assert phase["health"]["failures"] == 0, name
+    slow = mixes["phases"]["slow"]["flood"]
+    assert (slow["clients"], slow["addresses"]) == (300, 1)
+    refused = slow["answers"].get("503", 0) + slow["answers"].get("reset", 0)
+    assert refused >= 44 and "408" not in slow["answers"], slow  # 300 - 256 at least
+    spread = mixes["phases"]["slow-spread"]["flood"]
+    assert (spread["clients"], spread["addresses"]) == (300, 3)
+    assert spread["sent"] == 300 and not spread["answers"], spread  # all held
