@@ -556,6 +556,9 @@ async def _slow_client(i: int, config: dict, counts: Counter[str],
                 try:
                     head = await asyncio.wait_for(reader.read(64), 1.0)
                 except TimeoutError:
+                    if writer.is_closing():  # reset meanwhile (uvloop: no read error)
+                        counts["reset"] += 1
+                        break
                     writer.write(b"X-Slow: 1\r\n")  # one more line of a head that never ends
                     continue
                 counts[head.split(b" ", 2)[1].decode() if head else "closed"] += 1
