@@ -266,8 +266,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._deadline = None
 
     def _overdue(self) -> None:
-        """The request is not in: 408 if it had begun or nothing was answered on this
-        connection yet, then close."""
+        """The request is not in: answer 408 and close, or only close when a response
+        is already under way on the connection (a 408 would corrupt it)."""
         self._deadline = None
         if self.transport.is_closing():
             return

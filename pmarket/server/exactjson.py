@@ -51,14 +51,16 @@ def loads_strict(raw: bytes | str, exact: bool = False) -> Any:
     that names a member twice.
 
     Raises:
-        json.JSONDecodeError: not JSON, or a repeated name (the message says which).
+        json.JSONDecodeError: not JSON, a repeated name (the message says which), or
+            nesting deeper than Python's recursion limit.
     """
     try:
         return json.loads(raw, parse_float=Decimal if exact else None,
                           object_pairs_hook=_unique_pairs)
-    except RepeatedName as exc:
+    except (RepeatedName, RecursionError) as exc:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        raise json.JSONDecodeError(str(exc), text, 0) from None
+        message = str(exc) if isinstance(exc, RepeatedName) else "arrays or objects nest too deeply"
+        raise json.JSONDecodeError(message, text, 0) from None
 
 
 def may_repeat_names(raw: bytes, data: Any) -> bool:
@@ -69,11 +71,18 @@ def may_repeat_names(raw: bytes, data: Any) -> bool:
 
 
 def _names(data: Any) -> int:
-    if isinstance(data, dict):
-        return len(data) + sum(_names(v) for v in data.values() if isinstance(v, dict | list))
-    if isinstance(data, list):
-        return sum(_names(v) for v in data if isinstance(v, dict | list))
-    return 0
+    """The names of every object in ``data``, however deep (no recursion: orjson takes
+    1,024 levels, past Python's recursion limit)."""
+    count = 0
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            count += len(item)
+            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, dict | list))
+    return count
 
 
 class _ExactRequest(Request):

@@ -70,6 +70,13 @@ def test_a_repeated_name_anywhere_is_caught_by_both_parses(document, data, space
     assert repr(name) in caught.value.msg and "more than once" in caught.value.msg
 
 
+def test_the_count_takes_any_depth_orjson_takes():
+    deep = b'{"a": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    assert not may_repeat_names(deep, orjson.loads(deep))
+    deep = b'{"a": ' + b'{"b": ' * 1000 + b"1" + b"}" * 1000 + b"}"
+    assert not may_repeat_names(deep, orjson.loads(deep))
+
+
 # --- every route, the fast path, the WebSocket ------------------------------------------
 
 
@@ -122,6 +129,19 @@ def test_an_order_with_a_repeated_name_is_refused_and_nothing_is_placed(world, r
     after = (world.http.get("/orders", params={"status": "open"}, headers=auth).json(),
              world.http.get("/balance", headers=auth).json())
     assert after == before
+
+
+def test_a_deeply_nested_order_body_is_a_clear_error(world):
+    """orjson takes 1,024 levels; the name count walks them without recursing, and the
+    route refuses the body (not a 500)."""
+    raw = b'{"market_id": %d, "outcome": "yes", "side": "buy", "price": "0.01", "quantity": 1,'
+    raw += b' "x": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    r = world.send_raw("POST", "/orders", raw % world.market)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == {
+        "code": "malformed_json",
+        "message": "request body is not valid JSON: arrays or objects nest too deeply "
+                   "(at character 0)"}
 
 
 def test_a_single_name_order_still_takes_the_fast_path(world):
