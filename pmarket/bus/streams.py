@@ -241,6 +241,12 @@ class Streams(abc.ABC):
         with self._unknown_read_outcome(stream, group, consumer):
             return await self._read_group(stream, group, consumer, count, block_ms, None)
 
+    def redo_pending(self, stream: str, group: str, consumer: str) -> None:
+        """The next read of ``consumer`` returns its own pending entries first again: a
+        consumer restarted within this process (the embedded engine recovered after a
+        crash) redoes the work its dead predecessor of the same name had not acked."""
+        self._backlog[(stream, group, consumer)] = "0-0"
+
     @contextlib.contextmanager
     def _unknown_read_outcome(self, stream: str, group: str, consumer: str) -> Iterator[None]:
         """Around a group read of new entries: when it fails, read the backlog again.
@@ -255,7 +261,7 @@ class Streams(abc.ABC):
         try:
             yield
         except BusUnavailable:
-            self._backlog[(stream, group, consumer)] = "0-0"
+            self.redo_pending(stream, group, consumer)
             raise
 
     async def reclaim(

@@ -220,6 +220,16 @@ class EngineService:
         with contextlib.suppress(BusError):  # a standby may take over at once
             await self.bus.release_lease(self.fence.key, self.fence.token)
 
+    async def abandon(self) -> None:
+        """After ``run`` died of an exception, before another engine takes the shard:
+        let the publication under way finish (its batch was applied and must reach the
+        log whole; if it cannot, its commands stay pending and are redelivered), then
+        release the lease so that the next engine need not wait for it to expire."""
+        with contextlib.suppress(Exception):
+            await self._drain()
+        with contextlib.suppress(BusError):
+            await self.bus.release_lease(self.fence.key, self.fence.token)
+
     async def step(self) -> int:
         """One round: expiry tick and snapshot if due, then one batch; its size.
 
@@ -417,6 +427,9 @@ class EngineService:
         # Commands a differently named, dead engine of this shard held are ours now.
         await self.bus.reclaim(self.commands, ENGINE_GROUP, self.consumer, min_idle_ms=0,
                                count=1_000_000)
+        # And ours, read by an engine of this name that died in this process (restarted
+        # by ``supervised.RestartingEngine``): read again before new commands.
+        self.bus.redo_pending(self.commands, ENGINE_GROUP, self.consumer)
         tune_gc()
         log.info("engine %s: recovered at seq %d (snapshot %s, %d commands replayed)",
                  self.shard, self.engine.last_seq, "loaded" if loaded else "none",

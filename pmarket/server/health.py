@@ -59,9 +59,11 @@ from sqlalchemy import Engine
 
 from pmarket.bus import Bus, encode_command
 from pmarket.engine import Expire
+from pmarket.runtime.supervised import RestartingEngine
 from pmarket.worker import WORKER_GROUP
 from pmarket.worker.parked import projection_health
 
+from .connections import ConnectionGuard
 from .consistency import ProjectionWatch
 from .marketdata import Replica
 from .readmodel import ReadModel
@@ -92,6 +94,9 @@ class Runtime(Protocol):
     sessions: Sessions
     watch: ProjectionWatch
     health: HealthMonitor
+    connections: ConnectionGuard
+    engine: RestartingEngine | None  # embedded: what restarts its engine service
+    service: Any  # embedded: the engine service running now
 
     async def check_database(self) -> tuple[bool, str]:
         """Whether the database answers, and its detail."""
@@ -310,6 +315,9 @@ async def _engine(runtime: Runtime) -> dict[str, Any]:
     build in its lease."""
     if runtime.component_alive("engine") is False:
         return _component(False, "the embedded engine task stopped")
+    restarts = runtime.engine.health() if runtime.engine is not None else None
+    if restarts is not None and restarts["status"] == "down":  # recovering: no round trip
+        return restarts
 
     async def round_trip() -> float:
         start = time.perf_counter()
@@ -321,12 +329,15 @@ async def _engine(runtime: Runtime) -> dict[str, Any]:
     if isinstance(rtt, BaseException):
         return _component(False, f"no answer ({type(rtt).__name__}: {rtt})"[:200],
                           build=build if isinstance(build, str) else "unknown")
-    service = getattr(runtime, "service", None)  # the embedded engine's
+    service = runtime.service  # the embedded engine's
     problem = service.snapshot_problem if service is not None else None
     if problem is not None:  # it runs, but its log grows untrimmed: degraded
         return {"status": "degraded", "detail": f"answered a command; its last snapshot "
                 f"failed ({problem})", "round_trip_ms": rtt,
                 "build": build if isinstance(build, str) else "unknown"}
+    if restarts is not None:  # it answers again, after a restart
+        return {**restarts, "detail": f"answered a command; {restarts['detail']}",
+                "round_trip_ms": rtt, "build": build if isinstance(build, str) else "unknown"}
     return _component(True, "answered a command", round_trip_ms=rtt,
                       build=build if isinstance(build, str) else "unknown")
 

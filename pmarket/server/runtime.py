@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from pmarket.bus import SERVER_GROUP_PREFIX, Bus, make_bus
 from pmarket.db import Admin, make_engine, upgrade
 from pmarket.runtime.journal import open_journaled_bus
+from pmarket.runtime.supervised import RestartingEngine
 from pmarket.worker.process import WorkerProcess
 
 from .clientaddr import parse_trusted_proxies
@@ -100,7 +101,8 @@ class Runtime:
     signin_guard: SigninGuard = None  # type: ignore[assignment]
     hasher: PasswordHasher = None  # type: ignore[assignment]
     sessions: Sessions = None  # type: ignore[assignment]
-    service: object | None = None
+    service: object | None = None  # embedded: the engine service running now
+    engine: RestartingEngine | None = None  # embedded: what restarts the engine service
     worker: object | None = None
     watch: ProjectionWatch = None  # type: ignore[assignment]
     supervisor: Supervisor = None  # type: ignore[assignment]
@@ -194,9 +196,15 @@ class Runtime:
         from pmarket.runtime.service import EngineService
         from pmarket.worker import Worker
 
-        service = EngineService(self.bus, snapshot_dir=snapshot_dir, shard=self.settings.shard)
-        self.service = service
-        self._spawn("engine", service.run(self.stopping))
+        def engine_service() -> EngineService:
+            return EngineService(self.bus, snapshot_dir=snapshot_dir, shard=self.settings.shard)
+
+        def current(service: EngineService) -> None:
+            self.service = service
+
+        self.engine = RestartingEngine(engine_service, current)  # restarted if it dies
+        service = self.engine.service
+        self._spawn("engine", self.engine.run(self.stopping))
         await service.ready.wait()
         try:
             await asyncio.to_thread(check_projection, self.db,
