@@ -184,6 +184,8 @@ class EngineService:
         self._expire_sent = -math.inf  # the first check runs right after recovery
         self._publishing: asyncio.Task[None] | None = None  # the last batch's complete
         self._next: list[Message] | None = None  # read along with the last publication
+        # Reading what an engine that died had read (recovery's backlog): one at a time.
+        self._redoing = True
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -252,10 +254,21 @@ class EngineService:
         self._next = None
         if messages is None:
             messages = await self.bus.read_commands(
-                self.consumer, count=self.batch_size, block_ms=self.block_ms,
-                shard=self.shard)
+                self.consumer, count=1 if self._redoing else self.batch_size,
+                block_ms=self.block_ms, shard=self.shard)
+        self._redoing = bool(messages) and messages[0].deliveries > 1
         if not messages:
             await self._drain()
+        elif self._redoing:
+            # Delivered before and never completed (the engine that read it died): read
+            # and applied one a batch, so that a command that crashes every engine takes
+            # no other down with it: the others are neither in its failed batches nor
+            # read again with it (each read counts a delivery, and a command delivered
+            # more than max_deliveries times is dead-lettered as a likely crasher).
+            if len(messages) > 1:  # read along with a publication: the rest waits
+                messages, self._next = messages[:1], messages[1:]
+            await self.process(messages)
+            return 1
         elif len(messages) < self.batch_size:
             # The backlog is drained: publish and read the next batch in one round trip
             # (a blocking read; this is the path of every request at moderate rates).

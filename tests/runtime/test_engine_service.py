@@ -389,3 +389,40 @@ async def test_a_snapshot_the_file_system_refuses_is_loud_not_fatal(tmp_path, mo
     await h.crash()
     assert (await h.start()).engine.digest() == before
     await h.stop()
+
+
+async def test_a_command_that_crashes_the_engine_takes_no_other_down_with_it(monkeypatch):
+    """Four commands are read in one batch, one of which crashes every engine. The
+    engines restarted on the same bus (the embedded exchange's ``RestartingEngine``)
+    apply what was delivered before one command a batch: the crashing one is
+    dead-lettered once delivered more than ``max_deliveries`` times, and the three
+    others are applied once each — not dead-lettered with it."""
+    from pmarket.runtime.supervised import RestartingEngine
+
+    h = Harness(batch_size=100, max_deliveries=4)
+    for cmd in (Deposit(user_id=1, amount=10), Deposit(user_id=2, amount=666),
+                Deposit(user_id=3, amount=30), Deposit(user_id=4, amount=40)):
+        await h.client.send_command(encode_command(cmd))
+    original = EngineService._apply
+
+    async def _apply(self, messages, read_next=False):
+        if any(b"666" in m.payload and m.deliveries <= self.max_deliveries
+               for m in messages):
+            raise RuntimeError("a broken invariant")
+        return await original(self, messages, read_next)
+
+    monkeypatch.setattr(EngineService, "_apply", _apply)
+    bus = h.root.connect()  # one bus for every engine, as in the embedded exchange
+    engine = RestartingEngine(lambda: EngineService(bus, **h.options), backoff_s=0.01,
+                              max_backoff_s=0.01)
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    for _ in range(500):
+        if engine.service.stats.dead_letters and engine.service.engine.last_seq == 3:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    final = engine.service.engine
+    assert [final.balance(u) for u in (1, 2, 3, 4)] == [(10, 0), (0, 0), (30, 0), (40, 0)]
+    assert engine.restarts >= 2 and engine.service.stats.dead_letters == 1

@@ -102,10 +102,20 @@ async def test_a_command_that_crashes_every_engine_is_dead_lettered_and_answered
                        for m in messages)
 
         seen = crash_when(monkeypatch, poison)
-        r = await client.http.post("/orders", headers=client.auth(token), json={
-            "market_id": market, "outcome": "yes", "side": "buy", "price": "0.25",
-            "quantity": 10, "client_order_id": "poison"})
+        engine.service.batch_size = 1_000  # so that the poison and the others share one
+
+        async def innocent(k: int) -> dict:
+            await asyncio.sleep(0)  # behind the poison
+            return await client.order(token, market, "no", "buy", f"0.{30 + k}", 1)
+
+        r, *others = await asyncio.gather(
+            client.http.post("/orders", headers=client.auth(token), json={
+                "market_id": market, "outcome": "yes", "side": "buy", "price": "0.25",
+                "quantity": 10, "client_order_id": "poison"}),
+            *(innocent(k) for k in range(3)))
         assert r.status_code not in (201, 500, 504), r.text
+        # Redelivered commands are applied one a batch: the others were not taken down.
+        assert all(o["order"]["status"] == "open" for o in others)
         # Each recovery takes it over and reads it again (two deliveries a restart): it
         # is dead-lettered once delivered more than max_deliveries (10) times.
         assert seen["crashes"] == engine.restarts == 5
@@ -113,7 +123,8 @@ async def test_a_command_that_crashes_every_engine_is_dead_lettered_and_answered
         await asyncio.sleep(0)
         after = await client.order(token, market, "yes", "buy", "0.21", 10)
         ids = {o["id"] for o in await open_orders(client, token)}
-        assert ids == {before["order"]["id"], after["order"]["id"]}
+        assert ids == {before["order"]["id"], after["order"]["id"],
+                       *(o["order"]["id"] for o in others)}
     finally:
         await client.aclose()
         await server.stop()
