@@ -399,7 +399,8 @@ class ForeignDatabase(RuntimeError):
     an embedded exchange must not write it (module docstring of ``check_projection``)."""
 
 
-def check_projection(db: sa.Engine, stream: str, last_seq: int, log_path: str) -> None:
+def check_projection(db: sa.Engine, stream: str, last_seq: int, log_path: str,
+                     log_first_seq: int | None) -> None:
     """Refuse a database an embedded exchange's engine did not write alone.
 
     The lock excludes a running deployment worker, not one that is stopped: an embedded
@@ -409,9 +410,16 @@ def check_projection(db: sa.Engine, stream: str, last_seq: int, log_path: str) -
     (``consumer_positions``) name the streams projected into it and how far. An embedded
     exchange's worker projects only its own stream, and only what its engine logged.
 
+    The other way round, a database behind the engine must find what it lacks in the
+    log: the worker projects commands ``projected + 1 ..`` from there, and the log keeps
+    every delivery the worker has not stored. When the log (it starts at
+    ``log_first_seq``; None: it is empty) no longer holds them, the database is older
+    than the engine's snapshots (restored from an older backup) or the journal was
+    deleted: serving would answer from a database that never gets those commands.
+
     Raises:
-        ForeignDatabase: another stream was projected here, or this stream past
-            ``last_seq`` (the engine's recovered log).
+        ForeignDatabase: another stream was projected here, this stream past
+            ``last_seq`` (the engine's recovered log), or not up to where the log starts.
     """
     with db.connect() as conn:
         rows = conn.execute(sa.text(
@@ -430,6 +438,16 @@ def check_projection(db: sa.Engine, stream: str, last_seq: int, log_path: str) -
                 f"exchange's engine log ends at {last_seq} ({log_path}: missing, or not "
                 "this database's — check PMARKET_SNAPSHOT_DIR); starting would reuse "
                 "the ids of what the database holds")
+    projected = max((seq for other, seq in rows if other == stream), default=0)
+    if projected < last_seq and (log_first_seq is None or log_first_seq > projected + 1):
+        missing_to = last_seq if log_first_seq is None else log_first_seq - 1
+        raise ForeignDatabase(
+            f"database holds commands up to {projected} of {stream!r}, but this "
+            f"exchange's engine is at {last_seq} and its log ({log_path} and its journal) "
+            f"no longer holds commands {projected + 1}..{missing_to}: the database is "
+            "older than the engine's snapshots (restored from an older backup?) or the "
+            "journal was deleted; serving would leave those commands out of the database "
+            "for good — restore the matching database or journal")
 
 
 class LockGuard:

@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pmarket.bus import SERVER_GROUP_PREFIX, Bus, make_bus
 from pmarket.db import Admin, make_engine, upgrade
+from pmarket.runtime.eventlog import decode_logged_delivery
 from pmarket.runtime.journal import open_journaled_bus
 from pmarket.runtime.supervised import RestartingEngine
 from pmarket.worker.process import WorkerProcess
@@ -206,10 +207,13 @@ class Runtime:
         service = self.engine.service
         self._spawn("engine", self.engine.run(self.stopping))
         await service.ready.wait()
+        events = self.bus.events_stream(self.settings.shard)
+        first = await self.bus.read(events, "0-0", count=1)  # where the engine's log starts
+        log_first_seq = decode_logged_delivery(first[0].id, first[0].payload).first_seq \
+            if first else None
         try:
-            await asyncio.to_thread(check_projection, self.db,
-                                    self.bus.events_stream(self.settings.shard),
-                                    service.engine.last_seq, str(snapshot_dir))
+            await asyncio.to_thread(check_projection, self.db, events,
+                                    service.engine.last_seq, str(snapshot_dir), log_first_seq)
         except ForeignDatabase:
             self.stopping.set()  # the engine writes nothing more; nothing was projected
             raise

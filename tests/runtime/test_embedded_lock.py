@@ -94,6 +94,44 @@ def test_a_second_embedded_exchange_on_a_database_is_refused_with_one_line(tmp_p
         with_group_killed(first)
 
 
+def test_a_database_older_than_the_engines_snapshots_is_refused(tmp_path):
+    """An exchange runs and stops cleanly (its snapshot covers everything, its journal
+    is trimmed); then its database is replaced by an empty one (an older backup
+    restored). The engine recovers at its snapshot, and nothing holds the commands the
+    database lacks: ``pmarket serve`` exits 3 with one line, instead of serving a
+    database that never gets them (the market-data feed resynchronised from it every few
+    seconds, and balances read from it were wrong for good)."""
+    env = _env(tmp_path)
+    db = tmp_path / "exchange.db"
+    port = free_port()
+    args = ["serve", "--port", str(port), "--database-url", f"sqlite:///{db}",
+            "--log-level", "warning"]
+    first = subprocess.Popen([PMARKET, *args], env=env, cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    try:
+        wait_healthy(port, first)
+        import httpx
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as h:
+            r = h.post("/auth/signup", json={"email": "a@example.com", "name": "a",
+                                              "password": "tangerine orbit lantern"})
+            assert r.status_code == 201, r.text
+            r = h.post("/onramp", json={"amount": "5"},
+                       headers={"Authorization": f"Bearer {r.json()['token']}"})
+            assert r.status_code == 200, r.text
+        first.send_signal(signal.SIGINT)  # a clean stop: snapshot, journal trimmed
+        assert first.wait(30) == 0
+    finally:
+        with_group_killed(first)
+    db.unlink()  # the database restored from before any of it
+    done = _refused(args, env, tmp_path)
+    assert done.returncode == 3, done.stderr
+    (line,) = [x for x in done.stderr.strip().splitlines() if x.startswith("error:")]
+    assert "database holds commands up to 0" in line and "no longer holds commands 1.." \
+        in line and "restore the matching database or journal" in line, line
+    assert "Traceback" not in done.stderr
+
+
 def with_group_killed(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -379,16 +417,21 @@ def test_check_projection_refuses_another_stream_or_a_database_ahead_of_the_log(
     _positions(url, (OWN, 7), ("other:{main}:events", 0))
     db = sa.create_engine(url)
     try:
-        check_projection(db, OWN, 7, "snaps")  # the log holds what was projected
-        check_projection(db, OWN, 9, "snaps")
+        check_projection(db, OWN, 7, "snaps", None)  # all projected, the log trimmed
+        check_projection(db, OWN, 9, "snaps", 8)  # the log holds what is to project
+        check_projection(db, OWN, 9, "snaps", 3)
         with pytest.raises(ForeignDatabase, match=r"commands up to 7 of .* ends at 6 \(snaps"):
-            check_projection(db, OWN, 6, "snaps")
+            check_projection(db, OWN, 6, "snaps", None)
+        for start, missing in ((9, "8..8"), (None, "8..9")):  # 8 is in no log
+            with pytest.raises(ForeignDatabase, match=rf"up to 7 of .* engine is at 9 and "
+                               rf"its log .* no longer holds commands {missing}: .*backup"):
+                check_projection(db, OWN, 9, "snaps", start)
         with db.begin() as conn:
             conn.execute(sa.text("UPDATE consumer_positions SET last_seq = 3 "
                                  "WHERE stream = :s"), {"s": "other:{main}:events"})
         with pytest.raises(ForeignDatabase, match=re.escape(
                 "another exchange's event stream 'other:{main}:events' (up to command 3")):
-            check_projection(db, OWN, 7, "snaps")
+            check_projection(db, OWN, 7, "snaps", None)
     finally:
         db.dispose()
 
